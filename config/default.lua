@@ -1,0 +1,62 @@
+-- cpsd default configuration, embedded in the binary.
+--
+-- A configuration file is a Lua file that returns one table.  The table of
+-- a file given with --config is merged over this one key by key (tables are
+-- merged, lists and values replaced), so a file only names what it changes.
+-- `cpsd --check-config FILE` checks a file and names every error.
+
+return {
+    -- Where clients connect (websocket and HTTP).  port 0 picks a free port;
+    -- the actual address is logged as "listening on HOST:PORT".
+    listen = { host = "127.0.0.1", port = 3000 },
+
+    -- The websocket upgrade is accepted on this path only.
+    websocket_path = "/cryptpad_websocket",
+
+    -- Root of everything the server stores.
+    data_dir = "./data",
+
+    -- Extra directories searched for .so plugins and Lua scripts, before the
+    -- built-in ones (next to the binary, and the install prefix).
+    plugin_dirs = {},
+    lua_dirs = {},
+
+    -- The nodes this process runs (one per role), and how many nodes of
+    -- each role the topology has (placement hashes over these counts).
+    -- A role node loads the plugin of the same name.
+    nodes = { "front:0", "core:0", "storage:0" },
+    topology = { front = 1, core = 1, storage = 1 },
+
+    -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
+    -- after the role plugins.  A name prefixed with "?" is optional: if it
+    -- fails to load the server logs it and carries on.
+    plugins = { "example_rpc" },
+    lua_scripts = { "examples/example_rpc.lua" },
+
+    limits = {
+        max_frame = 104857600,      -- bytes in one websocket message (100 MiB)
+        max_send_queue = 8388608,   -- bytes queued for one client before it is dropped
+        router_queue = 100000,      -- messages waiting for delivery between nodes
+        pending_queries = 100000,   -- inter-node queries awaiting a reply
+        query_timeout_ms = 30000,   -- default inter-node query timeout
+        rpc_timeout_ms = 30000,     -- an RPC handler must answer within this
+        work_queue = 10000,         -- jobs waiting for the thread pool
+        max_sessions = 100000,      -- client connections
+    },
+
+    log = { level = "info" },       -- error | warn | info | debug
+
+    lua = {
+        max_instructions = 10000000, -- per handler call; beyond, it fails with ETIMEDOUT
+        max_memory = 268435456,      -- bytes for the whole Lua state
+    },
+
+    -- Role sections: read by the plugin of that name.
+    front = {
+        ping_after_ms = 15000,      -- ping a client silent for this long
+        drop_after_ms = 60000,      -- drop a client silent for this long
+        check_every_ms = 5000,
+    },
+    core = {},
+    storage = {},
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what cpsd needs to build, run and test on Debian 12 (as root).
+# Idempotent: packages already present are skipped quickly by apt.
+set -euo pipefail
+PKGS="build-essential cmake pkg-config libuv1-dev libwebsockets-dev libwebsockets-evlib-uv \
+liblua5.4-dev libjansson-dev libcmocka-dev libsodium-dev"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends $missing
+fi
+# Node.js runs the integration tests (the real CryptPad client libraries).
+# Use the machine's node if it has one (a newer nodejs package may ship npm
+# itself and conflict with Debian's npm package).
+if ! command -v node >/dev/null 2>&1; then
+    apt-get install -y -q --no-install-recommends nodejs npm
+fi

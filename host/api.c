@@ -1,0 +1,130 @@
+/*
+** api.c - the cps_api table handed to every plugin: thin wrappers that bind
+** each ABI function to the host subsystem that implements it.  Append only.
+*/
+#include <stdio.h>
+#include <string.h>
+#include "host.h"
+
+static const char *api_self_node(cps_plugin *p) { return p ? p->node : NULL; }
+
+static json_t *api_config(cps_plugin *p)
+{
+    static json_t *empty;
+    json_t *v = NULL;
+    if (p && cps_cfg) {
+        char role[64];
+        const char *name = p->name;
+        if (p->node) {           /* a role plugin reads the role's section */
+            snprintf(role, sizeof role, "%.*s", (int)strcspn(p->node, ":"), p->node);
+            name = role;
+        }
+        v = json_object_get(cps_cfg->root, name);
+    }
+    if (json_is_object(v)) return v;
+    if (!empty) empty = json_object();   /* never freed: one per process */
+    return empty;
+}
+
+static json_t *api_config_get(cps_plugin *p, const char *path)
+{
+    (void)p;
+    return cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
+}
+
+static const char *api_data_dir(cps_plugin *p)
+{
+    (void)p;
+    return cps_config_str("data_dir", "./data");
+}
+
+static void api_log(cps_plugin *p, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cps_logv(p ? p->name : "?", level, fmt, ap);
+    va_end(ap);
+}
+
+static cps_counter *api_counter(cps_plugin *p, const char *name) { (void)p; return cps_metrics_counter(name); }
+
+static int api_register_command(cps_plugin *p, const char *name, cps_command_fn fn, void *ud)
+{
+    return cps_router_register(p, name, fn, ud);
+}
+
+static const char *api_owner(cps_plugin *p, const char *role, const char *key, char *buf, size_t n)
+{
+    (void)p;
+    return cps_router_owner(role, key, buf, n);
+}
+
+static int api_role_count(cps_plugin *p, const char *role) { (void)p; return cps_router_role_count(role); }
+
+static int api_session_handler(cps_plugin *p, const cps_session_handler *h, void *ud)
+{
+    return cps_server_set_handler(p, h, ud);
+}
+
+const cps_api cps_host_api = {
+    .size = sizeof(cps_api),
+    .major = CPS_ABI_MAJOR,
+    .minor = CPS_ABI_MINOR,
+    .self_node = api_self_node,
+    .config = api_config,
+    .config_get = api_config_get,
+    .data_dir = api_data_dir,
+    .log = api_log,
+    .counter = api_counter,
+    .counter_add = cps_metrics_add,
+    .register_command = api_register_command,
+    .send = cps_router_send,
+    .query = cps_router_query,
+    .reply = cps_router_reply,
+    .call_from = cps_router_call_from,
+    .owner = api_owner,
+    .role_count = api_role_count,
+    .register_rpc = cps_rpc_register,
+    .rpc_call = cps_rpc_call,
+    .rpc_reply = cps_rpc_reply,
+    .rpc_error = cps_rpc_error,
+    .rpc_key = cps_rpc_key,
+    .rpc_name = cps_rpc_name,
+    .session_handler = api_session_handler,
+    .session_send = cps_session_send,
+    .session_close = cps_session_close,
+    .session_id = cps_session_id,
+    .session_set_data = cps_session_set_data,
+    .session_data = cps_session_data,
+    .session_peer = cps_session_peer,
+    .session_queued = cps_session_queued,
+    .frame_new = cps_frame_new,
+    .frame_json = cps_frame_json,
+    .frame_ref = cps_frame_ref,
+    .frame_unref = cps_frame_unref,
+    .timer_start = cps_timer_start,
+    .timer_stop = cps_timer_stop,
+    .work = cps_work,
+    .now_ms = cps_now_ms,
+    .strerror = cps_strerror,
+};
+
+const char *cps_strerror(int code)
+{
+    switch (code) {
+    case CPS_OK: return "OK";
+    case CPS_ASYNC: return "ASYNC";
+    case CPS_EINVAL: return "EINVAL";
+    case CPS_ENOENT: return "ENOENT";
+    case CPS_EEXIST: return "EEXIST";
+    case CPS_ENOMEM: return "ENOMEM";
+    case CPS_EBUSY: return "EBUSY";
+    case CPS_ETIMEDOUT: return "ETIMEDOUT";
+    case CPS_ECANCELED: return "ECANCELED";
+    case CPS_EVERSION: return "EVERSION";
+    case CPS_EINTERNAL: return "EINTERNAL";
+    case CPS_EIO: return "EIO";
+    case CPS_ECLOSED: return "ECLOSED";
+    default: return "EINTERNAL";
+    }
+}

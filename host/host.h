@@ -1,0 +1,150 @@
+/*
+** host.h - internal declarations shared by the files of host/.
+** Plugins never include this; they see only api/cps.h.  Each subsystem
+** keeps its state in one named singleton (see the `cps_host` struct).
+*/
+#ifndef CPS_HOST_H
+#define CPS_HOST_H
+
+#include <uv.h>
+#include <stdbool.h>
+#include "../api/cps.h"
+
+#define CPS_VERSION "0.1.0"
+
+/* ---- plugins (plugin.c) ---- */
+struct cps_plugin {
+    char *name;
+    char *path;            /* .so path, or script path for Lua, or "<host>" */
+    void *dl;              /* dlopen handle, NULL for Lua/host */
+    char *node;            /* node id served, or NULL */
+    cps_plugin_info info;
+    bool is_lua;
+    bool unloading;
+    struct cps_plugin *next;
+};
+
+extern const cps_api cps_host_api;        /* api.c */
+cps_plugin *cps_plugin_new(const char *name, const char *path, const char *node);
+void cps_plugin_free(cps_plugin *p);
+/* Load a .so found in the plugin dirs; `node` is the role node it serves
+** or NULL.  Returns 0 or a negative code, with a log line saying why. */
+int cps_plugin_load(const char *name, const char *node, bool required);
+/* Call fini of every plugin and drop their registrations (reverse order). */
+int  cps_plugin_load_path(const char *name, const char *path, const char *node);
+void cps_plugins_fini(void);
+void cps_plugins_close(void);   /* dlclose everything; after the loop ended */
+cps_plugin *cps_plugins_host(void); /* the pseudo-plugin of the host itself */
+/* Undo every registration a plugin made (commands, rpc, timers, handler). */
+void cps_plugin_forget(cps_plugin *p);
+
+/* ---- configuration (config.c) ---- */
+typedef struct cps_config {
+    json_t *root;          /* merged defaults + file */
+    char *file;            /* NULL for the embedded default */
+} cps_config;
+/* Load the embedded default, then merge `file` over it (NULL = none).
+** On error returns NULL and writes every error, one per line, to *errors
+** (malloc'd).  Top-level keys named like a role or plugin in use are
+** accepted as that plugin's section. */
+extern cps_config *cps_cfg;   /* the singleton, set by main */
+cps_config *cps_config_load(const char *file, char **errors);
+void cps_config_free(cps_config *c);
+json_t *cps_config_path(json_t *root, const char *path);  /* dotted lookup */
+const char *cps_config_str(const char *path, const char *def);
+int64_t cps_config_int(const char *path, int64_t def);
+
+/* ---- logging (log.c) ---- */
+void cps_log_set_level(int level);
+int  cps_log_level_from_name(const char *name);
+void cps_logv(const char *who, int level, const char *fmt, va_list ap);
+void cps_log(const char *who, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- metrics (metrics.c) ---- */
+cps_counter *cps_metrics_counter(const char *name);
+void cps_metrics_add(cps_counter *c, int64_t delta);
+char *cps_metrics_text(void);             /* malloc'd Prometheus text */
+void cps_metrics_free(void);
+
+/* ---- placement (hash.c) ---- */
+uint64_t cps_hash_key(const char *id);
+int32_t  cps_jump_hash(uint64_t key, int32_t buckets);
+
+/* ---- router (router.c) ---- */
+int  cps_router_init(uv_loop_t *loop);
+void cps_router_shutdown(void);   /* cancel queued and pending, close handles */
+/* Declare a local node (one per role in a process). */
+int  cps_router_add_node(const char *node_id, cps_plugin *owner);
+int  cps_router_set_role_count(const char *role, int n);
+int  cps_router_role_count(const char *role);
+int  cps_router_register(cps_plugin *p, const char *name, cps_command_fn fn, void *ud);
+void cps_router_forget(cps_plugin *p);
+int  cps_router_send(cps_plugin *p, const char *node, const char *cmd, json_t *args);
+int  cps_router_query(cps_plugin *p, const char *node, const char *cmd, json_t *args,
+                      unsigned timeout_ms, cps_reply_fn cb, void *ud);
+void cps_router_reply(cps_call *call, const char *error, json_t *data);
+const char *cps_router_call_from(cps_call *call);
+const char *cps_router_owner(const char *role, const char *key, char *buf, size_t n);
+size_t cps_router_queued(void);
+void cps_router_drain(void);       /* run the queue to empty (tests) */
+
+/* ---- RPC registry (rpc.c) ---- */
+int  cps_rpc_register(cps_plugin *p, const char *name, int kind, cps_rpc_fn fn, void *ud);
+int  cps_rpc_call(cps_plugin *p, const char *name, int kind, const char *key,
+                  json_t *args, cps_rpc_done_fn done, void *ud);
+void cps_rpc_reply(cps_rpc *r, json_t *value);
+void cps_rpc_error(cps_rpc *r, const char *code);
+const char *cps_rpc_key(cps_rpc *r);
+const char *cps_rpc_name(cps_rpc *r);
+void cps_rpc_forget(cps_plugin *p);
+void cps_rpc_shutdown(void);
+
+/* ---- frames (frame.c) ---- */
+struct cps_frame {
+    int refs;
+    size_t len;
+    unsigned char buf[];   /* LWS_PRE headroom, then len bytes, then NUL */
+};
+cps_frame *cps_frame_new(const char *text, size_t len);
+cps_frame *cps_frame_json(json_t *v);
+cps_frame *cps_frame_ref(cps_frame *f);
+void cps_frame_unref(cps_frame *f);
+unsigned char *cps_frame_payload(cps_frame *f);
+size_t cps_frame_pre(void);
+
+/* ---- websocket server and sessions (server.c) ---- */
+int  cps_server_start(uv_loop_t *loop);  /* 0 or error (bind failure logged) */
+void cps_server_close_sessions(int code, const char *reason);
+size_t cps_server_session_count(void);
+void cps_server_stop(void);              /* first lws_context_destroy, in loop */
+void cps_server_free(void);              /* second destroy, after the loop */
+int  cps_server_set_handler(cps_plugin *p, const cps_session_handler *h, void *ud);
+void cps_server_forget(cps_plugin *p);
+int  cps_session_send(cps_session *s, cps_frame *f);
+void cps_session_close(cps_session *s, int code, const char *reason);
+uint64_t cps_session_id(cps_session *s);
+void cps_session_set_data(cps_session *s, void *d);
+void *cps_session_data(cps_session *s);
+const char *cps_session_peer(cps_session *s);
+size_t cps_session_queued(cps_session *s);
+
+/* ---- timers and work (timer.c) ---- */
+int  cps_timers_init(uv_loop_t *loop);
+cps_timer *cps_timer_start(cps_plugin *p, uint64_t after, uint64_t repeat,
+                           cps_timer_fn fn, void *ud);
+void cps_timer_stop(cps_timer *t);
+void cps_timers_forget(cps_plugin *p);
+int  cps_work(cps_plugin *p, cps_work_fn w, cps_after_work_fn a, void *ud);
+uint64_t cps_now_ms(void);
+uv_loop_t *cps_loop(void);
+
+/* ---- Lua (lua_host.c) ---- */
+int  cps_lua_init(void);
+/* Load a script by name (searched in lua_dirs) or path. */
+int  cps_lua_load(const char *name);
+void cps_lua_close(void);
+
+const char *cps_strerror(int code);
+
+#endif

@@ -1,0 +1,614 @@
+/*
+** lua_host.c - the one Lua 5.4 state of the process and the `cps` module
+** that gives scripts the services of the C API: RPC commands, inter-node
+** commands, send/query, timers, configuration, logging.  Every call into
+** Lua is protected: an error or an exhausted instruction budget becomes an
+** error reply and a log line, never a crash.  Memory is capped.
+*/
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "host.h"
+
+#ifndef CPS_LUA_DIR
+#define CPS_LUA_DIR "/usr/local/share/cpsd/lua"
+#endif
+
+static struct {
+    lua_State *L;
+    size_t mem, max_mem;
+    long budget;              /* instructions left in the current call */
+    long max_instructions;
+    int array_mt;             /* registry ref: metatable marking JSON arrays */
+    cps_plugin *current;      /* script being loaded */
+} LH;   /* the Lua host singleton */
+
+static const char NULL_KEY = 0;   /* address used as cps.null */
+#define HOOK_STEP 1000
+
+/* ---- allocator with a cap ---- */
+
+static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    if (!ptr) osize = 0;
+    if (nsize == 0) { LH.mem -= osize; free(ptr); return NULL; }
+    if (nsize > osize && LH.mem + (nsize - osize) > LH.max_mem) return NULL;
+    void *n = realloc(ptr, nsize);
+    if (n) LH.mem = LH.mem - osize + nsize;
+    return n;
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    LH.budget -= HOOK_STEP;
+    if (LH.budget < 0) luaL_error(L, "ETIMEDOUT");
+}
+
+/* ---- JSON <-> Lua ---- */
+
+static void push_json(lua_State *L, json_t *v)
+{
+    size_t i;
+    const char *k;
+    json_t *x;
+    luaL_checkstack(L, 4, "json too deep");
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        lua_createtable(L, 0, (int)json_object_size(v));
+        json_object_foreach(v, k, x) { push_json(L, x); lua_setfield(L, -2, k); }
+        break;
+    case JSON_ARRAY:
+        lua_createtable(L, (int)json_array_size(v), 0);
+        json_array_foreach(v, i, x) { push_json(L, x); lua_rawseti(L, -2, (lua_Integer)i + 1); }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LH.array_mt);
+        lua_setmetatable(L, -2);
+        break;
+    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); break;
+    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
+    case JSON_TRUE: lua_pushboolean(L, 1); break;
+    case JSON_FALSE: lua_pushboolean(L, 0); break;
+    default: lua_pushlightuserdata(L, (void *)&NULL_KEY); break;
+    }
+}
+
+static json_t *to_json(lua_State *L, int idx, int depth)
+{
+    idx = lua_absindex(L, idx);
+    if (depth > 64) luaL_error(L, "EINVAL: value nested too deeply");
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return json_null();
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == &NULL_KEY) return json_null();
+        break;
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
+        return json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        json_t *j = json_stringn(s, n);
+        if (!j) luaL_error(L, "EINVAL: string is not valid UTF-8");
+        return j;
+    }
+    case LUA_TTABLE: {
+        bool marked = false;
+        if (lua_getmetatable(L, idx)) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, LH.array_mt);
+            marked = lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+        }
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        if (marked || n > 0) {
+            json_t *a = json_array();
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, idx, i);
+                json_array_append_new(a, to_json(L, -1, depth + 1));
+                lua_pop(L, 1);
+            }
+            return a;
+        }
+        json_t *o = json_object();
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                json_object_set_new(o, lua_tostring(L, -2), to_json(L, -1, depth + 1));
+            } else {
+                json_decref(o);
+                luaL_error(L, "EINVAL: table keys must be strings");
+            }
+            lua_pop(L, 1);
+        }
+        return o;
+    }
+    default: break;
+    }
+    luaL_error(L, "EINVAL: a %s cannot be sent as JSON", luaL_typename(L, idx));
+    return NULL;
+}
+
+/* Protected conversion (to_json may raise). */
+static int p_to_json(lua_State *L)
+{
+    json_t **out = lua_touserdata(L, 2);
+    *out = to_json(L, 1, 0);
+    return 0;
+}
+
+static json_t *safe_json(lua_State *L, int idx, char *err, size_t errlen)
+{
+    json_t *out = NULL;
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, p_to_json);
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, &out);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* "file.lua:3: ENOPE" -> "ENOPE" if it looks like a code; else EINTERNAL. */
+static const char *error_code(const char *msg, char *buf, size_t n)
+{
+    if (!msg) return "EINTERNAL";
+    const char *p = strstr(msg, ": ");
+    const char *c = p && strncmp(msg, "[string", 7) != 0 ? p + 2 : msg;
+    if (!p) c = msg;
+    size_t len = 0;
+    while ((c[len] >= 'A' && c[len] <= 'Z') || (c[len] >= '0' && c[len] <= '9') || c[len] == '_') len++;
+    if (len == 0 || len >= n || (c[len] != 0 && c[len] != ':')) return "EINTERNAL";
+    memcpy(buf, c, len);
+    buf[len] = 0;
+    return buf;
+}
+
+/* Call the function at the top of the stack (below its nargs arguments)
+** with the instruction budget. */
+static int budget_call(lua_State *L, int nargs, int nres)
+{
+    LH.budget = LH.max_instructions;
+    lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_STEP);
+    int rc = lua_pcall(L, nargs, nres, 0);
+    lua_sethook(L, NULL, 0, 0);
+    return rc;
+}
+
+/* ---- RPC commands written in Lua ---- */
+
+typedef struct lua_ctx { cps_rpc *rpc; } lua_ctx;
+
+static int ctx_reply(lua_State *L)
+{
+    lua_ctx *c = luaL_checkudata(L, 1, "cps.ctx");
+    if (!c->rpc) return luaL_error(L, "EINVAL: already answered");
+    char err[256];
+    json_t *v = safe_json(L, 2, err, sizeof err);
+    cps_rpc *r = c->rpc;
+    c->rpc = NULL;
+    if (!v) { cps_log("lua", CPS_LOG_ERROR, "reply to %s: %s", cps_rpc_name(r), err); cps_rpc_error(r, "EINTERNAL"); }
+    else cps_rpc_reply(r, v);
+    return 0;
+}
+
+static int ctx_error(lua_State *L)
+{
+    lua_ctx *c = luaL_checkudata(L, 1, "cps.ctx");
+    const char *code = luaL_checkstring(L, 2);
+    if (!c->rpc) return luaL_error(L, "EINVAL: already answered");
+    cps_rpc *r = c->rpc;
+    c->rpc = NULL;
+    cps_rpc_error(r, code);
+    return 0;
+}
+
+static int ctx_index(lua_State *L)
+{
+    lua_ctx *c = luaL_checkudata(L, 1, "cps.ctx");
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "key") == 0) {
+        const char *key = c->rpc ? cps_rpc_key(c->rpc) : NULL;
+        if (key) lua_pushstring(L, key); else lua_pushnil(L);
+    } else if (strcmp(k, "name") == 0) {
+        if (c->rpc) lua_pushstring(L, cps_rpc_name(c->rpc)); else lua_pushnil(L);
+    } else if (strcmp(k, "reply") == 0) {
+        lua_pushcfunction(L, ctx_reply);
+    } else if (strcmp(k, "error") == 0) {
+        lua_pushcfunction(L, ctx_error);
+    } else {
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+static int lua_rpc_handler(cps_rpc *rpc, json_t *args, void *ud)
+{
+    lua_State *L = LH.L;
+    int ref = (int)(intptr_t)ud;
+    int top = lua_gettop(L);
+    /* The ctx sits below the call so it stays alive while we inspect it. */
+    lua_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->rpc = rpc;
+    luaL_setmetatable(L, "cps.ctx");
+    int ctx_idx = top + 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    push_json(L, args);
+    lua_pushvalue(L, ctx_idx);
+    int rc = budget_call(L, 2, 1);
+    lua_ctx *cc = lua_touserdata(L, ctx_idx);
+    if (rc != LUA_OK) {
+        char buf[64];
+        const char *msg = lua_tostring(L, -1);
+        cps_log("lua", CPS_LOG_ERROR, "RPC %s failed: %s", cps_rpc_name(rpc), msg ? msg : "(error object)");
+        const char *code = error_code(msg, buf, sizeof buf);
+        if (cc->rpc) { cc->rpc = NULL; cps_rpc_error(rpc, code); }
+        lua_settop(L, top);
+        return CPS_OK;
+    }
+    if (!cc->rpc) { lua_settop(L, top); return CPS_OK; }     /* answered via ctx */
+    if (lua_isnil(L, -1)) { lua_settop(L, top); return CPS_ASYNC; }  /* will answer later */
+    char err[256];
+    json_t *v = safe_json(L, -1, err, sizeof err);
+    cc->rpc = NULL;
+    lua_settop(L, top);
+    if (!v) {
+        cps_log("lua", CPS_LOG_ERROR, "RPC %s returned a value that is not JSON: %s", cps_rpc_name(rpc), err);
+        cps_rpc_error(rpc, "EINTERNAL");
+    } else {
+        cps_rpc_reply(rpc, v);
+    }
+    return CPS_OK;
+}
+
+static cps_plugin *script_of(lua_State *L)
+{
+    cps_plugin *p = lua_touserdata(L, lua_upvalueindex(1));
+    return p ? p : cps_plugins_host();
+}
+
+static int l_register_rpc(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    const char *kind_s = luaL_optstring(L, 3, "anon");
+    int kind = strcmp(kind_s, "auth") == 0 ? CPS_RPC_AUTH : strcmp(kind_s, "admin") == 0 ? CPS_RPC_ADMIN :
+               strcmp(kind_s, "anon") == 0 ? CPS_RPC_ANON : -1;
+    if (kind < 0) return luaL_error(L, "register_rpc: kind must be \"anon\", \"auth\" or \"admin\"");
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = cps_rpc_register(script_of(L), name, kind, lua_rpc_handler, (void *)(intptr_t)ref);
+    if (rc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return luaL_error(L, "register_rpc %s: %s", name, cps_strerror(rc));
+    }
+    return 0;
+}
+
+/* ---- inter-node commands, send, query ---- */
+
+static int lua_command_handler(cps_call *call, json_t *args, void *ud)
+{
+    lua_State *L = LH.L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(intptr_t)ud);
+    push_json(L, args);
+    lua_pushstring(L, cps_router_call_from(call));
+    int rc = budget_call(L, 2, 1);
+    if (rc != LUA_OK) {
+        char buf[64];
+        const char *msg = lua_tostring(L, -1);
+        cps_log("lua", CPS_LOG_ERROR, "command handler failed: %s", msg ? msg : "?");
+        cps_router_reply(call, error_code(msg, buf, sizeof buf), NULL);
+        lua_settop(L, top);
+        return CPS_OK;
+    }
+    char err[256];
+    json_t *v = safe_json(L, -1, err, sizeof err);
+    lua_settop(L, top);
+    if (!v) cps_router_reply(call, "EINTERNAL", NULL);
+    else cps_router_reply(call, NULL, v);
+    return CPS_OK;
+}
+
+static int l_register_command(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = cps_router_register(script_of(L), name, lua_command_handler, (void *)(intptr_t)ref);
+    if (rc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return luaL_error(L, "register_command %s: %s (scripts attach to a node with `node = \"core\"` in lua_scripts)", name, cps_strerror(rc));
+    }
+    return 0;
+}
+
+static int l_send(lua_State *L)
+{
+    const char *node = luaL_checkstring(L, 1);
+    const char *cmd = luaL_checkstring(L, 2);
+    char err[256];
+    json_t *args = safe_json(L, 3, err, sizeof err);
+    if (!args) return luaL_error(L, "%s", err);
+    int rc = cps_router_send(script_of(L), node, cmd, args);
+    if (rc) { lua_pushnil(L); lua_pushstring(L, cps_strerror(rc)); return 2; }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void lua_query_done(void *ud, const char *error, json_t *data)
+{
+    lua_State *L = LH.L;
+    int ref = (int)(intptr_t)ud;
+    if (!L) return;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (error) lua_pushstring(L, error); else lua_pushnil(L);
+    if (data) push_json(L, data); else lua_pushnil(L);
+    if (budget_call(L, 2, 0) != LUA_OK)
+        cps_log("lua", CPS_LOG_ERROR, "query callback failed: %s", lua_tostring(L, -1));
+    lua_settop(L, top);
+}
+
+static int l_query(lua_State *L)
+{
+    const char *node = luaL_checkstring(L, 1);
+    const char *cmd = luaL_checkstring(L, 2);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_Integer timeout = luaL_optinteger(L, 5, 0);
+    char err[256];
+    json_t *args = safe_json(L, 3, err, sizeof err);
+    if (!args) return luaL_error(L, "%s", err);
+    lua_pushvalue(L, 4);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = cps_router_query(script_of(L), node, cmd, args, (unsigned)timeout, lua_query_done,
+                              (void *)(intptr_t)ref);
+    if (rc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        lua_pushnil(L);
+        lua_pushstring(L, cps_strerror(rc));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- timers ---- */
+
+typedef struct lua_timer { cps_timer *t; int ref; bool repeat; } lua_timer;
+
+static void lua_timer_fire(cps_timer *t, void *ud)
+{
+    (void)t;
+    lua_timer *lt = ud;
+    lua_State *L = LH.L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->ref);
+    if (!lt->repeat) {
+        /* A one-shot timer is freed by the host after this: drop the
+        ** handle and the anchors so the userdata can be collected. */
+        lt->t = NULL;
+        luaL_unref(L, LUA_REGISTRYINDEX, lt->ref);
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, lt);
+    }
+    if (budget_call(L, 0, 0) != LUA_OK)
+        cps_log("lua", CPS_LOG_ERROR, "timer callback failed: %s", lua_tostring(L, -1));
+    lua_settop(L, top);
+}
+
+static int l_timer(lua_State *L)
+{
+    lua_Integer after = luaL_checkinteger(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_Integer repeat = luaL_optinteger(L, 3, 0);
+    if (after < 0 || repeat < 0) return luaL_error(L, "EINVAL: negative delay");
+    lua_timer *lt = lua_newuserdatauv(L, sizeof *lt, 1);
+    luaL_setmetatable(L, "cps.timer");
+    lua_pushvalue(L, 2);
+    lt->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* The timer userdata is anchored in the registry while it runs. */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, lt);
+    lt->repeat = repeat > 0;
+    lt->t = cps_timer_start(script_of(L), (uint64_t)after, (uint64_t)repeat, lua_timer_fire, lt);
+    return 1;
+}
+
+static int l_timer_stop(lua_State *L)
+{
+    lua_timer *lt = luaL_checkudata(L, 1, "cps.timer");
+    if (lt->t) {
+        cps_timer_stop(lt->t);
+        lt->t = NULL;
+        luaL_unref(L, LUA_REGISTRYINDEX, lt->ref);
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, lt);
+    }
+    return 0;
+}
+
+/* ---- misc ---- */
+
+static int l_log(lua_State *L)
+{
+    int level = CPS_LOG_INFO;
+    const char *msg;
+    if (lua_gettop(L) >= 2) {
+        level = cps_log_level_from_name(luaL_checkstring(L, 1));
+        if (level < 0) level = CPS_LOG_INFO;
+        msg = luaL_checkstring(L, 2);
+    } else {
+        msg = luaL_checkstring(L, 1);
+    }
+    cps_log(script_of(L)->name, level, "%s", msg);
+    return 0;
+}
+
+static int l_config(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    json_t *v = cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
+    if (!v) lua_pushnil(L); else push_json(L, v);
+    return 1;
+}
+
+static int l_owner(lua_State *L)
+{
+    char buf[64];
+    const char *n = cps_router_owner(luaL_checkstring(L, 1), luaL_checkstring(L, 2), buf, sizeof buf);
+    if (n) lua_pushstring(L, n); else lua_pushnil(L);
+    return 1;
+}
+
+static int l_role_count(lua_State *L)
+{
+    lua_pushinteger(L, cps_router_role_count(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+static int l_now(lua_State *L) { lua_pushinteger(L, (lua_Integer)cps_now_ms()); return 1; }
+
+static int l_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) lua_newtable(L); else luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_isnil(L, 1)) { lua_pop(L, 1); lua_newtable(L); }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LH.array_mt);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static const luaL_Reg cps_funcs[] = {
+    { "register_rpc", l_register_rpc },
+    { "register_command", l_register_command },
+    { "send", l_send },
+    { "query", l_query },
+    { "timer", l_timer },
+    { "log", l_log },
+    { "config", l_config },
+    { "owner", l_owner },
+    { "role_count", l_role_count },
+    { "now", l_now },
+    { "array", l_array },
+    { NULL, NULL }
+};
+
+/* Build the module with the script's plugin as upvalue of every function. */
+static void push_module(lua_State *L, cps_plugin *p)
+{
+    luaL_newlibtable(L, cps_funcs);
+    lua_pushlightuserdata(L, p);
+    luaL_setfuncs(L, cps_funcs, 1);
+    lua_pushlightuserdata(L, (void *)&NULL_KEY);
+    lua_setfield(L, -2, "null");
+    lua_pushstring(L, CPS_VERSION);
+    lua_setfield(L, -2, "version");
+}
+
+int cps_lua_init(void)
+{
+    LH.max_mem = (size_t)cps_config_int("lua.max_memory", 268435456);
+    LH.max_instructions = (long)cps_config_int("lua.max_instructions", 10000000);
+    LH.L = lua_newstate(lalloc, NULL);
+    if (!LH.L) return CPS_ENOMEM;
+    lua_State *L = LH.L;
+    luaL_openlibs(L);
+    lua_newtable(L);
+    lua_pushstring(L, "array");
+    lua_setfield(L, -2, "__jsontype");
+    LH.array_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_newmetatable(L, "cps.ctx");
+    lua_pushcfunction(L, ctx_index);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, "cps.timer");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_timer_stop);
+    lua_setfield(L, -2, "stop");
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    return 0;
+}
+
+static bool find_script(const char *name, char *out, size_t n)
+{
+    if (name[0] == '/') { snprintf(out, n, "%s", name); return access(out, R_OK) == 0; }
+    if (strstr(name, "..")) return false;
+    size_t i;
+    json_t *d;
+    json_array_foreach(cps_config_path(cps_cfg ? cps_cfg->root : NULL, "lua_dirs"), i, d) {
+        snprintf(out, n, "%s/%s", json_string_value(d), name);
+        if (access(out, R_OK) == 0) return true;
+    }
+    snprintf(out, n, "%s/%s", CPS_LUA_DIR, name);
+    return access(out, R_OK) == 0;
+}
+
+/* Load one script as a plugin of its own.  `name` may be "role:file.lua"
+** to attach the script to a local node (for register_command). */
+int cps_lua_load(const char *spec)
+{
+    char path[PATH_MAX], node[32] = "";
+    const char *name = spec;
+    const char *colon = strchr(spec, ':');
+    if (colon && (size_t)(colon - spec) < 16 && !strchr(spec, '/')) {
+        snprintf(node, sizeof node, "%.*s:0", (int)(colon - spec), spec);
+        name = colon + 1;
+    }
+    if (!find_script(name, path, sizeof path)) {
+        cps_log("lua", CPS_LOG_ERROR, "Lua script '%s' not found in lua_dirs or %s", name, CPS_LUA_DIR);
+        return CPS_ENOENT;
+    }
+    cps_plugin *p = cps_plugin_new(name, path, node[0] ? node : NULL);
+    if (!p) return CPS_ENOMEM;
+    p->is_lua = true;
+    p->info.abi_major = CPS_ABI_MAJOR;
+    p->info.abi_minor = CPS_ABI_MINOR;
+    lua_State *L = LH.L;
+    int top = lua_gettop(L);
+    int rc = luaL_loadfile(L, path);
+    if (rc == LUA_OK) {
+        /* Each script gets its own environment whose `cps` is bound to it;
+        ** everything else falls through to the shared globals. */
+        lua_newtable(L);
+        push_module(L, p);
+        lua_setfield(L, -2, "cps");
+        lua_newtable(L);
+        lua_pushglobaltable(L);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_setupvalue(L, -2, 1);
+        rc = budget_call(L, 0, 0);
+    }
+    if (rc != LUA_OK) {
+        cps_log("lua", CPS_LOG_ERROR, "Lua script %s failed to load: %s", path, lua_tostring(L, -1));
+        lua_settop(L, top);
+        p->unloading = true;
+        cps_plugin_forget(p);
+        cps_plugin_free(p);
+        return CPS_EINVAL;
+    }
+    lua_settop(L, top);
+    cps_log("lua", CPS_LOG_INFO, "loaded Lua script %s", path);
+    return 0;
+}
+
+void cps_lua_close(void)
+{
+    if (LH.L) lua_close(LH.L);
+    LH.L = NULL;
+}

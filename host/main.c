@@ -1,0 +1,171 @@
+/*
+** main.c - the cpsd command line, startup and graceful shutdown.
+** Startup: configuration, loop, router, Lua, role plugins, feature plugins,
+** scripts, listener.  Shutdown (SIGTERM/SIGINT): close sessions, let them
+** drain briefly, unload plugins, then tear down lws and the loop (STACK.md G6).
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "host.h"
+
+static const char usage[] =
+    "usage: cpsd [--config FILE]        run the server (no file: embedded default,\n"
+    "                                   127.0.0.1:3000, data under ./data)\n"
+    "       cpsd --check-config FILE    check a configuration file and explain every error\n"
+    "       cpsd --print-config [FILE]  print the effective configuration as JSON\n"
+    "       cpsd --help | --version\n";
+
+static struct {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain;
+    bool stopping;
+} M;   /* the process singleton */
+
+static void closed_noop(uv_handle_t *h) { (void)h; }
+
+/* Step 3 of the shutdown: everything that keeps the loop alive goes away. */
+static void finish(uv_timer_t *t)
+{
+    (void)t;
+    uv_close((uv_handle_t *)&M.drain, closed_noop);
+    cps_plugins_fini();      /* plugins stop their timers, drop registrations */
+    cps_server_forget(NULL); /* CLOSED during destroy must not reach plugins */
+    cps_timers_forget(NULL);
+    cps_rpc_shutdown();
+    cps_router_shutdown();
+    cps_server_stop();       /* first lws_context_destroy, in the loop */
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    if (M.stopping) return;
+    M.stopping = true;
+    cps_log(NULL, CPS_LOG_INFO, "%s: shutting down (%zu sessions)",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT", cps_server_session_count());
+    uv_close((uv_handle_t *)&M.sigterm, closed_noop);
+    uv_close((uv_handle_t *)&M.sigint, closed_noop);
+    cps_server_close_sessions(1001, "server shutting down");
+    uv_timer_init(&M.loop, &M.drain);
+    uv_timer_start(&M.drain, finish, cps_server_session_count() ? 300 : 0, 0);
+}
+
+static int load_all(void)
+{
+    json_t *root = cps_cfg->root, *v;
+    size_t i;
+    const char *k;
+    json_object_foreach(json_object_get(root, "topology"), k, v)
+        cps_router_set_role_count(k, (int)json_integer_value(v));
+    json_array_foreach(json_object_get(root, "nodes"), i, v) {
+        const char *id = json_string_value(v);
+        char role[32];
+        snprintf(role, sizeof role, "%.*s", (int)strcspn(id, ":"), id);
+        int idx = atoi(strchr(id, ':') + 1);
+        if (idx >= cps_router_role_count(role)) {
+            cps_log(NULL, CPS_LOG_ERROR, "node %s: topology.%s has %d node(s)", id, role,
+                    cps_router_role_count(role));
+            return -1;
+        }
+        if (cps_router_add_node(id, NULL)) {
+            cps_log(NULL, CPS_LOG_ERROR, "node %s: declared twice, or too many nodes", id);
+            return -1;
+        }
+        /* A role node is served by the plugin named after the role. */
+        if (cps_plugin_load(role, id, true)) return -1;
+    }
+    json_array_foreach(json_object_get(root, "plugins"), i, v) {
+        const char *name = json_string_value(v);
+        bool optional = name[0] == '?';
+        if (cps_plugin_load(name + optional, NULL, !optional)) return -1;
+    }
+    json_array_foreach(json_object_get(root, "lua_scripts"), i, v) {
+        const char *name = json_string_value(v);
+        bool optional = name[0] == '?';
+        if (cps_lua_load(name + optional) && !optional) return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL;
+    int mode = 0;   /* 0 run, 1 check, 2 print */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
+        if (!strcmp(argv[i], "--version")) { printf("cpsd %s (plugin ABI %d.%d)\n", CPS_VERSION, CPS_ABI_MAJOR, CPS_ABI_MINOR); return 0; }
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "--check-config")) && i + 1 < argc) {
+            if (!strcmp(argv[i], "--check-config")) mode = 1;
+            config = argv[++i];
+            continue;
+        }
+        if (!strcmp(argv[i], "--print-config")) {
+            mode = 2;
+            if (i + 1 < argc && argv[i + 1][0] != '-') config = argv[++i];
+            continue;
+        }
+        fprintf(stderr, "cpsd: unknown or incomplete argument '%s'\n%s", argv[i], usage);
+        return 2;
+    }
+
+    char *errors = NULL;
+    cps_cfg = cps_config_load(config, &errors);
+    if (!cps_cfg) {
+        fprintf(stderr, "cpsd: configuration errors:\n%s", errors ? errors : "(unknown)\n");
+        free(errors);
+        return 1;
+    }
+    if (mode == 1) {
+        printf("%s: OK\n", config);
+        cps_config_free(cps_cfg);
+        return 0;
+    }
+    if (mode == 2) {
+        json_dumpf(cps_cfg->root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+        putchar('\n');
+        cps_config_free(cps_cfg);
+        return 0;
+    }
+    cps_log_set_level(cps_log_level_from_name(cps_config_str("log.level", "info")));
+
+    int rc = 1;
+    uv_loop_init(&M.loop);
+    cps_timers_init(&M.loop);
+    cps_router_init(&M.loop);
+    if (cps_lua_init()) goto out;
+    /* The listener first: with the context up, plugins may register the
+    ** session handler; upgrades are refused until one has. */
+    if (cps_server_start(&M.loop)) goto out;
+    if (load_all()) goto out;
+    uv_signal_init(&M.loop, &M.sigterm);
+    uv_signal_init(&M.loop, &M.sigint);
+    uv_signal_start(&M.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&M.sigint, on_signal, SIGINT);
+    cps_log(NULL, CPS_LOG_INFO, "cpsd %s ready (%s)", CPS_VERSION,
+            cps_cfg->file ? cps_cfg->file : "embedded default configuration");
+    uv_run(&M.loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    if (!M.stopping) {       /* startup failed: unwind what was set up */
+        cps_plugins_fini();
+        cps_server_forget(NULL);
+        cps_timers_forget(NULL);
+        cps_rpc_shutdown();
+        cps_router_shutdown();
+        cps_server_stop();
+        uv_run(&M.loop, UV_RUN_DEFAULT);
+    }
+    cps_server_free();       /* second lws_context_destroy (G6) */
+    cps_lua_close();
+    cps_plugins_close();
+    if (uv_loop_close(&M.loop) != 0) {
+        cps_log(NULL, CPS_LOG_WARN, "loop closed with handles still open");
+    }
+    cps_metrics_free();
+    cps_config_free(cps_cfg);
+    cps_cfg = NULL;
+    return rc;
+}

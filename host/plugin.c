@@ -1,0 +1,176 @@
+/*
+** plugin.c - loading and unloading .so plugins: find the file in the plugin
+** directories, call its entry point with the API table, check the ABI
+** version it was built for, and undo everything it registered if it is
+** refused or unloaded.
+*/
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "host.h"
+
+#ifndef CPS_PLUGIN_INSTALL_DIR
+#define CPS_PLUGIN_INSTALL_DIR "/usr/local/lib/cpsd/plugins"
+#endif
+
+static cps_plugin *plugins;       /* loaded plugins, newest first */
+static cps_plugin host_self = { .name = "cpsd", .path = "<host>" };
+
+cps_plugin *cps_plugins_host(void) { return &host_self; }
+
+cps_plugin *cps_plugin_new(const char *name, const char *path, const char *node)
+{
+    cps_plugin *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->name = strdup(name);
+    p->path = strdup(path ? path : "");
+    p->node = node ? strdup(node) : NULL;
+    if (!p->name || !p->path || (node && !p->node)) { cps_plugin_free(p); return NULL; }
+    p->next = plugins;
+    plugins = p;
+    return p;
+}
+
+void cps_plugin_free(cps_plugin *p)
+{
+    if (!p) return;
+    cps_plugin **pp = &plugins;
+    while (*pp && *pp != p) pp = &(*pp)->next;
+    if (*pp) *pp = p->next;
+    free(p->name);
+    free(p->path);
+    free(p->node);
+    free(p);
+}
+
+void cps_plugin_forget(cps_plugin *p)
+{
+    cps_router_forget(p);
+    cps_rpc_forget(p);
+    cps_timers_forget(p);
+    cps_server_forget(p);
+}
+
+static bool valid_name(const char *s)
+{
+    if (!*s || strlen(s) > 64) return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+/* The directory of the running binary, for plugins built beside it. */
+static const char *exe_dir(void)
+{
+    static char dir[PATH_MAX];
+    if (!dir[0]) {
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+        if (n <= 0) { strcpy(dir, "."); return dir; }
+        dir[n] = 0;
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+    }
+    return dir;
+}
+
+static bool find_file(const char *name, char *out, size_t n)
+{
+    json_t *dirs = cps_config_path(cps_cfg ? cps_cfg->root : NULL, "plugin_dirs");
+    size_t i;
+    json_t *d;
+    json_array_foreach(dirs, i, d) {
+        snprintf(out, n, "%s/%s.so", json_string_value(d), name);
+        if (access(out, R_OK) == 0) return true;
+    }
+    snprintf(out, n, "%s/plugins/%s.so", exe_dir(), name);
+    if (access(out, R_OK) == 0) return true;
+    snprintf(out, n, "%s/%s.so", CPS_PLUGIN_INSTALL_DIR, name);
+    return access(out, R_OK) == 0;
+}
+
+int cps_plugin_load_path(const char *name, const char *path, const char *node)
+{
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        cps_log("plugin", CPS_LOG_ERROR, "plugin '%s': cannot load %s: %s", name, path, dlerror());
+        return CPS_ENOENT;
+    }
+    void *sym = dlsym(dl, CPS_PLUGIN_ENTRY);
+    if (!sym) {
+        cps_log("plugin", CPS_LOG_ERROR, "plugin '%s': %s exports no %s", name, path, CPS_PLUGIN_ENTRY);
+        dlclose(dl);
+        return CPS_EINVAL;
+    }
+    cps_plugin_init_fn init;
+    memcpy(&init, &sym, sizeof init);   /* ISO C: no direct object->function cast */
+    cps_plugin *p = cps_plugin_new(name, path, node);
+    if (!p) { dlclose(dl); return CPS_ENOMEM; }
+    p->dl = dl;
+    int rc = init(&cps_host_api, p, &p->info);
+    const char *why = NULL;
+    char buf[256];
+    if (p->info.abi_major != CPS_ABI_MAJOR || p->info.abi_minor > CPS_ABI_MINOR || rc == CPS_EVERSION) {
+        snprintf(buf, sizeof buf, "built for ABI %u.%u, this host provides %u.%u (same major, minor up to %u)",
+                 p->info.abi_major, p->info.abi_minor, CPS_ABI_MAJOR, CPS_ABI_MINOR, CPS_ABI_MINOR);
+        why = buf;
+    } else if (rc < 0) {
+        snprintf(buf, sizeof buf, "its initialisation failed: %s", cps_strerror(rc));
+        why = buf;
+    }
+    if (why) {
+        cps_log("plugin", CPS_LOG_ERROR, "plugin '%s' (%s) refused: %s", name, path, why);
+        p->unloading = true;
+        cps_plugin_forget(p);
+        cps_plugin_free(p);
+        dlclose(dl);
+        return rc < 0 && rc != CPS_EVERSION ? rc : CPS_EVERSION;
+    }
+    cps_log("plugin", CPS_LOG_INFO, "loaded plugin '%s' %s (ABI %u.%u)%s%s", name,
+            p->info.version ? p->info.version : "", p->info.abi_major, p->info.abi_minor,
+            node ? " for " : "", node ? node : "");
+    return 0;
+}
+
+int cps_plugin_load(const char *name, const char *node, bool required)
+{
+    char path[PATH_MAX];
+    int rc;
+    if (!valid_name(name)) {
+        cps_log("plugin", CPS_LOG_ERROR, "plugin name '%s' is not valid (a-z 0-9 _ -)", name);
+        rc = CPS_EINVAL;
+    } else if (!find_file(name, path, sizeof path)) {
+        cps_log("plugin", CPS_LOG_ERROR, "plugin '%s': no %s.so in plugin_dirs, %s/plugins or %s",
+                name, name, exe_dir(), CPS_PLUGIN_INSTALL_DIR);
+        rc = CPS_ENOENT;
+    } else {
+        rc = cps_plugin_load_path(name, path, node);
+    }
+    if (rc && !required)
+        cps_log("plugin", CPS_LOG_WARN, "optional plugin '%s' not loaded; carrying on without it", name);
+    return required ? rc : 0;
+}
+
+void cps_plugins_fini(void)
+{
+    /* Newest first: a plugin may depend on one loaded before it. */
+    for (cps_plugin *p = plugins; p; p = p->next) {
+        if (p->unloading) continue;
+        p->unloading = true;
+        if (p->info.fini) p->info.fini(p, p->info.state);
+        cps_plugin_forget(p);
+    }
+}
+
+void cps_plugins_close(void)
+{
+    while (plugins) {
+        cps_plugin *p = plugins;
+        void *dl = p->dl;
+        cps_plugin_free(p);
+        if (dl) dlclose(dl);
+    }
+}

@@ -1,0 +1,461 @@
+/*
+** router.c - delivers inter-node messages (events, queries, responses) to
+** the node that should handle them.  In one process a message is queued and
+** handed to the local node on the next loop turn without serialisation, so
+** local and remote delivery behave alike.  Queue and pending table are
+** bounded (limits.router_queue, limits.pending_queries).
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include "host.h"
+
+#define MAX_NODES 8
+#define MAX_ROLES 8
+
+typedef struct command {
+    char *name;
+    cps_command_fn fn;
+    void *ud;
+    cps_plugin *owner;
+    struct command *next;
+} command;
+
+typedef struct node {
+    char id[32];
+    char role[24];
+    cps_plugin *owner;
+    command *commands;
+} node;
+
+enum { ENV_EVENT, ENV_QUERY, ENV_RESPONSE };
+
+typedef struct envelope {
+    int type;
+    node *dest;             /* EVENT/QUERY */
+    char *cmd;
+    json_t *args;           /* owned */
+    char from[32];
+    uint64_t qid;           /* QUERY/RESPONSE */
+    char *error;            /* RESPONSE */
+    struct envelope *next;
+} envelope;
+
+struct cps_call {
+    node *dest;
+    char from[32];
+    uint64_t qid;           /* 0 for an event */
+    bool in_handler;
+    bool replied;
+};
+
+typedef struct pending {
+    uint32_t gen;
+    bool used;
+    cps_plugin *owner;
+    cps_reply_fn cb;
+    void *ud;
+    uint64_t deadline;
+    uint32_t next_free;
+} pending;
+
+static struct {
+    uv_loop_t *loop;
+    uv_idle_t idle;
+    uv_timer_t sweep;
+    bool started, closing;
+    node nodes[MAX_NODES];
+    int nnodes;
+    struct { char role[24]; int count; } roles[MAX_ROLES];
+    int nroles;
+    envelope *head, *tail;
+    size_t queued, max_queue;
+    pending *slots;
+    uint32_t nslots, free_head, npending, max_pending;
+    unsigned default_timeout;
+    cps_counter *c_msgs, *c_timeouts, *c_busy;
+} R;   /* the router singleton */
+
+#define NO_SLOT UINT32_MAX
+
+static void pump(uv_idle_t *h);
+static void sweep(uv_timer_t *t);
+
+int cps_router_init(uv_loop_t *loop)
+{
+    memset(&R, 0, sizeof R);
+    R.loop = loop;
+    R.max_queue = (size_t)cps_config_int("limits.router_queue", 100000);
+    R.max_pending = (uint32_t)cps_config_int("limits.pending_queries", 100000);
+    R.default_timeout = (unsigned)cps_config_int("limits.query_timeout_ms", 30000);
+    R.free_head = NO_SLOT;
+    R.c_msgs = cps_metrics_counter("router_messages_total");
+    R.c_timeouts = cps_metrics_counter("router_query_timeouts_total");
+    R.c_busy = cps_metrics_counter("router_queue_full_total");
+    if (loop) {
+        uv_idle_init(loop, &R.idle);
+        uv_timer_init(loop, &R.sweep);
+        uv_timer_start(&R.sweep, sweep, 250, 250);
+        uv_unref((uv_handle_t *)&R.sweep);
+        R.started = true;
+    }
+    return 0;
+}
+
+/* ---- nodes and roles ---- */
+
+static node *find_node(const char *id)
+{
+    for (int i = 0; i < R.nnodes; i++)
+        if (strcmp(R.nodes[i].id, id) == 0) return &R.nodes[i];
+    return NULL;
+}
+
+static node *node_of_plugin(cps_plugin *p)
+{
+    if (p && p->node) return find_node(p->node);
+    return NULL;
+}
+
+int cps_router_add_node(const char *id, cps_plugin *owner)
+{
+    const char *colon = strchr(id, ':');
+    if (!colon || colon == id || strlen(id) >= sizeof R.nodes[0].id ||
+        (size_t)(colon - id) >= sizeof R.nodes[0].role || !colon[1])
+        return CPS_EINVAL;
+    if (find_node(id)) return CPS_EEXIST;
+    if (R.nnodes == MAX_NODES) return CPS_EBUSY;
+    node *n = &R.nodes[R.nnodes++];
+    memset(n, 0, sizeof *n);
+    snprintf(n->id, sizeof n->id, "%s", id);
+    memcpy(n->role, id, (size_t)(colon - id));
+    n->owner = owner;
+    return 0;
+}
+
+int cps_router_set_role_count(const char *role, int count)
+{
+    for (int i = 0; i < R.nroles; i++)
+        if (strcmp(R.roles[i].role, role) == 0) { R.roles[i].count = count; return 0; }
+    if (R.nroles == MAX_ROLES || strlen(role) >= sizeof R.roles[0].role) return CPS_EBUSY;
+    snprintf(R.roles[R.nroles].role, sizeof R.roles[0].role, "%s", role);
+    R.roles[R.nroles++].count = count;
+    return 0;
+}
+
+int cps_router_role_count(const char *role)
+{
+    for (int i = 0; i < R.nroles; i++)
+        if (strcmp(R.roles[i].role, role) == 0) return R.roles[i].count;
+    return 0;
+}
+
+const char *cps_router_owner(const char *role, const char *key, char *buf, size_t n)
+{
+    int count = cps_router_role_count(role);
+    if (count <= 0 || !buf) return NULL;
+    int32_t b = cps_jump_hash(cps_hash_key(key), count);
+    int w = snprintf(buf, n, "%s:%d", role, b);
+    return (w < 0 || (size_t)w >= n) ? NULL : buf;
+}
+
+/* ---- commands ---- */
+
+int cps_router_register(cps_plugin *p, const char *name, cps_command_fn fn, void *ud)
+{
+    node *n = node_of_plugin(p);
+    if (!n || !name || !*name || !fn) return CPS_EINVAL;
+    for (command *c = n->commands; c; c = c->next) {
+        if (strcmp(c->name, name) == 0) {
+            cps_log("router", CPS_LOG_ERROR,
+                    "command %s on %s: registered by plugin '%s', refused for plugin '%s'",
+                    name, n->id, c->owner->name, p->name);
+            return CPS_EEXIST;
+        }
+    }
+    command *c = calloc(1, sizeof *c);
+    if (!c || !(c->name = strdup(name))) { free(c); return CPS_ENOMEM; }
+    c->fn = fn;
+    c->ud = ud;
+    c->owner = p;
+    c->next = n->commands;
+    n->commands = c;
+    return 0;
+}
+
+static command *find_command(node *n, const char *name)
+{
+    for (command *c = n->commands; c; c = c->next)
+        if (strcmp(c->name, name) == 0) return c;
+    return NULL;
+}
+
+/* ---- pending queries ---- */
+
+static uint64_t pending_add(cps_plugin *p, cps_reply_fn cb, void *ud, unsigned timeout)
+{
+    if (R.npending >= R.max_pending) return 0;
+    uint32_t i;
+    if (R.free_head != NO_SLOT) {
+        i = R.free_head;
+        R.free_head = R.slots[i].next_free;
+    } else {
+        if (R.nslots == UINT32_MAX - 1) return 0;
+        uint32_t cap = R.nslots ? R.nslots * 2 : 64;
+        pending *s = realloc(R.slots, cap * sizeof *s);
+        if (!s) return 0;
+        memset(s + R.nslots, 0, (cap - R.nslots) * sizeof *s);
+        R.slots = s;
+        for (uint32_t k = cap - 1; k > R.nslots; k--) {
+            R.slots[k].next_free = R.free_head;
+            R.free_head = k;
+        }
+        i = R.nslots;
+        R.nslots = cap;
+    }
+    pending *q = &R.slots[i];
+    q->gen++;
+    q->used = true;
+    q->owner = p;
+    q->cb = cb;
+    q->ud = ud;
+    q->deadline = uv_now(R.loop) + (timeout ? timeout : R.default_timeout);
+    R.npending++;
+    return ((uint64_t)q->gen << 32) | (i + 1);
+}
+
+static pending *pending_get(uint64_t qid)
+{
+    uint32_t i = (uint32_t)(qid & 0xffffffffu);
+    if (i == 0 || i > R.nslots) return NULL;
+    pending *q = &R.slots[i - 1];
+    if (!q->used || q->gen != (uint32_t)(qid >> 32)) return NULL;
+    return q;
+}
+
+/* Completes a pending query: frees the slot first so the callback may
+** issue new queries freely. */
+static void pending_finish(pending *q, const char *error, json_t *data)
+{
+    cps_reply_fn cb = q->cb;
+    void *ud = q->ud;
+    q->used = false;
+    q->next_free = R.free_head;
+    R.free_head = (uint32_t)(q - R.slots);
+    R.npending--;
+    if (cb) cb(ud, error, data);
+}
+
+static void sweep(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = uv_now(R.loop);
+    for (uint32_t i = 0; i < R.nslots; i++) {
+        pending *q = &R.slots[i];
+        if (q->used && q->deadline <= now) {
+            cps_metrics_add(R.c_timeouts, 1);
+            pending_finish(q, "ETIMEDOUT", NULL);
+        }
+    }
+}
+
+/* ---- the queue ---- */
+
+static void push(envelope *e)
+{
+    e->next = NULL;
+    if (R.tail) R.tail->next = e; else R.head = e;
+    R.tail = e;
+    R.queued++;
+    if (R.started && !uv_is_active((uv_handle_t *)&R.idle))
+        uv_idle_start(&R.idle, pump);
+}
+
+static void env_free(envelope *e)
+{
+    json_decref(e->args);
+    free(e->cmd);
+    free(e->error);
+    free(e);
+}
+
+static const char *sender_id(cps_plugin *p)
+{
+    if (p && p->node) return p->node;
+    return R.nnodes ? R.nodes[0].id : "host";
+}
+
+static int enqueue(cps_plugin *p, const char *dest, const char *cmd, json_t *args,
+                   int type, uint64_t qid)
+{
+    if (R.closing) { json_decref(args); return CPS_ECANCELED; }
+    node *n = dest ? find_node(dest) : NULL;
+    if (!n || !cmd) { json_decref(args); return n ? CPS_EINVAL : CPS_ENOENT; }
+    if (R.queued >= R.max_queue) {
+        cps_metrics_add(R.c_busy, 1);
+        json_decref(args);
+        return CPS_EBUSY;
+    }
+    envelope *e = calloc(1, sizeof *e);
+    if (!e || !(e->cmd = strdup(cmd))) { free(e); json_decref(args); return CPS_ENOMEM; }
+    e->type = type;
+    e->dest = n;
+    e->args = args ? args : json_null();
+    e->qid = qid;
+    snprintf(e->from, sizeof e->from, "%s", sender_id(p));
+    push(e);
+    return 0;
+}
+
+int cps_router_send(cps_plugin *p, const char *node_id, const char *cmd, json_t *args)
+{
+    return enqueue(p, node_id, cmd, args, ENV_EVENT, 0);
+}
+
+int cps_router_query(cps_plugin *p, const char *node_id, const char *cmd, json_t *args,
+                     unsigned timeout_ms, cps_reply_fn cb, void *ud)
+{
+    if (R.closing) { json_decref(args); return CPS_ECANCELED; }
+    uint64_t qid = pending_add(p, cb, ud, timeout_ms);
+    if (!qid) { json_decref(args); cps_metrics_add(R.c_busy, 1); return CPS_EBUSY; }
+    int rc = enqueue(p, node_id, cmd, args, ENV_QUERY, qid);
+    if (rc) {
+        /* Keep the promise "cb exactly once, later": answer on the next turn. */
+        pending *q = pending_get(qid);
+        envelope *e = calloc(1, sizeof *e);
+        if (!e) { q->cb = NULL; pending_finish(q, NULL, NULL); return CPS_ENOMEM; }
+        e->type = ENV_RESPONSE;
+        e->qid = qid;
+        e->error = strdup(cps_strerror(rc));
+        push(e);
+    }
+    return 0;
+}
+
+void cps_router_reply(cps_call *call, const char *error, json_t *data)
+{
+    if (!call) { json_decref(data); return; }
+    if (call->replied) {
+        cps_log("router", CPS_LOG_WARN, "second reply to one call ignored");
+        json_decref(data);
+        return;
+    }
+    call->replied = true;
+    if (call->qid && !R.closing) {
+        envelope *e = calloc(1, sizeof *e);
+        if (e) {
+            e->type = ENV_RESPONSE;
+            e->qid = call->qid;
+            e->args = data;
+            e->error = error ? strdup(error) : NULL;
+            push(e);      /* responses are never refused: pending is bounded */
+            data = NULL;
+        }
+    }
+    json_decref(data);
+    if (!call->in_handler) free(call);
+}
+
+const char *cps_router_call_from(cps_call *call) { return call ? call->from : NULL; }
+
+static void deliver(envelope *e)
+{
+    cps_metrics_add(R.c_msgs, 1);
+    if (e->type == ENV_RESPONSE) {
+        pending *q = pending_get(e->qid);
+        if (q) pending_finish(q, e->error, e->args);
+        return;
+    }
+    command *c = find_command(e->dest, e->cmd);
+    if (!c) {
+        if (e->type == ENV_QUERY) {
+            pending *q = pending_get(e->qid);
+            if (q) pending_finish(q, "ENOENT", NULL);
+        } else {
+            cps_log("router", CPS_LOG_DEBUG, "event %s for %s: no such command", e->cmd, e->dest->id);
+        }
+        return;
+    }
+    cps_call *call = calloc(1, sizeof *call);
+    if (!call) return;
+    call->dest = e->dest;
+    memcpy(call->from, e->from, sizeof call->from);
+    call->qid = e->type == ENV_QUERY ? e->qid : 0;
+    call->in_handler = true;
+    int rc = c->fn(call, e->args, c->ud);
+    call->in_handler = false;
+    if (call->replied) { free(call); return; }
+    if (rc == CPS_ASYNC) return;
+    cps_router_reply(call, rc < 0 ? cps_strerror(rc) : NULL, NULL);
+}
+
+/* Drain what was queued before this turn; later messages wait for the next
+** turn so I/O is never starved by a chain of local messages. */
+static void pump(uv_idle_t *h)
+{
+    size_t n = R.queued;
+    while (n-- > 0 && R.head) {
+        envelope *e = R.head;
+        R.head = e->next;
+        if (!R.head) R.tail = NULL;
+        R.queued--;
+        deliver(e);
+        env_free(e);
+    }
+    if (!R.head) uv_idle_stop(h);
+}
+
+size_t cps_router_queued(void) { return R.queued; }
+
+/* Run the queue to empty (tests, and shutdown). */
+void cps_router_drain(void)
+{
+    while (R.head) pump(&R.idle);
+}
+
+void cps_router_forget(cps_plugin *p)
+{
+    for (int i = 0; i < R.nnodes; i++) {
+        command **pp = &R.nodes[i].commands;
+        while (*pp) {
+            command *c = *pp;
+            if (!p || c->owner == p) {
+                *pp = c->next;
+                free(c->name);
+                free(c);
+            } else {
+                pp = &c->next;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < R.nslots; i++)
+        if (R.slots[i].used && (!p || R.slots[i].owner == p))
+            pending_finish(&R.slots[i], "ECANCELED", NULL);
+}
+
+static void noop_close(uv_handle_t *h) { (void)h; }
+
+void cps_router_shutdown(void)
+{
+    R.closing = true;
+    while (R.head) {
+        envelope *e = R.head;
+        R.head = e->next;
+        env_free(e);
+    }
+    R.tail = NULL;
+    R.queued = 0;
+    cps_router_forget(NULL);
+    free(R.slots);
+    R.slots = NULL;
+    R.nslots = 0;
+    if (R.started) {
+        uv_idle_stop(&R.idle);
+        uv_close((uv_handle_t *)&R.idle, noop_close);
+        uv_timer_stop(&R.sweep);
+        uv_close((uv_handle_t *)&R.sweep, noop_close);
+        R.started = false;
+    }
+    R.nnodes = 0;
+    R.nroles = 0;
+}

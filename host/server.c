@@ -1,0 +1,407 @@
+/*
+** server.c - the client-facing listener: libwebsockets on the host's libuv
+** loop.  It turns websocket connections into sessions with bounded send
+** queues and hands complete text messages to the one plugin that owns
+** sessions.  HTTP requests other than the upgrade get GET /metrics or 404.
+** The lws traps worked around here are numbered as in STACK.md (G5..G15).
+*/
+#include <uv.h>               /* before libwebsockets.h: G3 */
+#include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "host.h"
+
+#define WRITE_BATCH 64        /* frames per WRITEABLE (G12) */
+
+struct cps_session {
+    struct lws *wsi;
+    uint64_t id;
+    void *data;
+    char peer[64];
+    cps_frame **q;            /* ring of queued frames */
+    size_t qhead, qlen, qcap, qbytes;
+    char *rx;                 /* fragment reassembly */
+    size_t rxlen, rxcap;
+    bool closing;             /* no more sends; close after the queue drains */
+    bool want_write;
+    bool close_sent;
+    int close_code;
+    char close_reason[64];
+    struct cps_session *prev, *next;
+};
+
+/* Per-connection storage lws allocates for us. */
+typedef struct pss {
+    cps_session *s;           /* websocket connections */
+    char *body;               /* HTTP response body not yet written */
+    size_t body_len;
+} pss;
+
+static struct {
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    const cps_session_handler *h;
+    void *h_ud;
+    cps_plugin *h_owner;
+    cps_session *sessions;
+    size_t count, max_frame, max_queue, max_sessions;
+    uint64_t next_id;
+    const char *ws_path;
+    cps_counter *c_in, *c_out, *c_dropped, *c_sessions;
+} S;   /* the server singleton */
+
+/* ---- sessions ---- */
+
+static void kill_now(cps_session *s)
+{
+    /* G15: a stalled peer never becomes writable: kill asynchronously. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void queue_clear(cps_session *s)
+{
+    while (s->qlen) {
+        cps_frame_unref(s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    s->qbytes = 0;
+}
+
+static void want_write(cps_session *s)
+{
+    if (!s->want_write) {     /* G12a: one request per writable cycle */
+        s->want_write = true;
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+int cps_session_send(cps_session *s, cps_frame *f)
+{
+    if (!s || !f) return CPS_EINVAL;
+    if (s->closing) return CPS_ECLOSED;
+    if (s->qbytes + f->len > S.max_queue) {
+        cps_log("server", CPS_LOG_WARN, "session %llu (%s): send queue over %zu bytes, dropping it",
+                (unsigned long long)s->id, s->peer, S.max_queue);
+        cps_metrics_add(S.c_dropped, 1);
+        s->closing = true;
+        queue_clear(s);
+        kill_now(s);
+        return CPS_EBUSY;
+    }
+    if (s->qlen == s->qcap) {
+        size_t cap = s->qcap ? s->qcap * 2 : 16;
+        cps_frame **q = malloc(cap * sizeof *q);
+        if (!q) return CPS_ENOMEM;
+        for (size_t i = 0; i < s->qlen; i++) q[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = q;
+        s->qhead = 0;
+        s->qcap = cap;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = cps_frame_ref(f);
+    s->qlen++;
+    s->qbytes += f->len;
+    want_write(s);
+    return 0;
+}
+
+void cps_session_close(cps_session *s, int code, const char *reason)
+{
+    if (!s || s->close_sent) return;
+    if (code <= 0) {          /* abort: no close frame */
+        s->closing = true;
+        queue_clear(s);
+        kill_now(s);
+        return;
+    }
+    s->closing = true;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason ? reason : "");
+    want_write(s);
+}
+
+uint64_t cps_session_id(cps_session *s) { return s ? s->id : 0; }
+void cps_session_set_data(cps_session *s, void *d) { if (s) s->data = d; }
+void *cps_session_data(cps_session *s) { return s ? s->data : NULL; }
+const char *cps_session_peer(cps_session *s) { return s ? s->peer : ""; }
+size_t cps_session_queued(cps_session *s) { return s ? s->qbytes : 0; }
+size_t cps_server_session_count(void) { return S.count; }
+
+int cps_server_set_handler(cps_plugin *p, const cps_session_handler *h, void *ud)
+{
+    if (S.h) {
+        cps_log("server", CPS_LOG_ERROR, "sessions already owned by plugin '%s', refused for '%s'",
+                S.h_owner ? S.h_owner->name : "?", p ? p->name : "?");
+        return CPS_EEXIST;
+    }
+    S.h = h;
+    S.h_ud = ud;
+    S.h_owner = p;
+    return 0;
+}
+
+void cps_server_forget(cps_plugin *p)
+{
+    if (S.h && (!p || S.h_owner == p)) { S.h = NULL; S.h_ud = NULL; S.h_owner = NULL; }
+}
+
+void cps_server_close_sessions(int code, const char *reason)
+{
+    for (cps_session *s = S.sessions; s; s = s->next) cps_session_close(s, code, reason);
+}
+
+/* ---- writing ---- */
+
+static void cork(struct lws *wsi, int on)
+{
+    lws_sockfd_type fd = lws_get_socket_fd(wsi);
+    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+static int on_writable(cps_session *s)
+{
+    s->want_write = false;
+    int n = 0;
+    if (s->qlen) cork(s->wsi, 1);     /* G12c */
+    while (s->qlen && n < WRITE_BATCH) {
+        cps_frame *f = s->q[s->qhead];
+        int w = lws_write(s->wsi, cps_frame_payload(f), f->len, LWS_WRITE_TEXT);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+        s->qbytes -= f->len;
+        cps_frame_unref(f);
+        cps_metrics_add(S.c_out, 1);
+        if (w < (int)f->len) { cork(s->wsi, 0); return -1; }
+        n++;
+        if (lws_send_pipe_choked(s->wsi)) break;
+    }
+    if (n) cork(s->wsi, 0);
+    if (s->qlen) { want_write(s); return 0; }
+    if (s->closing && !s->close_sent && s->close_code > 0) {
+        /* G7: a close from WRITEABLE must be written by hand (4 = LWS_WRITE_CLOSE). */
+        unsigned char buf[LWS_PRE + 2 + 64];
+        size_t rl = strlen(s->close_reason);
+        buf[LWS_PRE] = (unsigned char)(s->close_code >> 8);
+        buf[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
+        memcpy(buf + LWS_PRE + 2, s->close_reason, rl);
+        s->close_sent = true;
+        lws_write(s->wsi, buf + LWS_PRE, 2 + rl, (enum lws_write_protocol)4);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+    }
+    return 0;
+}
+
+/* ---- reading ---- */
+
+static int on_receive(struct lws *wsi, cps_session *s, const char *in, size_t len)
+{
+    if (lws_is_first_fragment(wsi)) s->rxlen = 0;
+    size_t remain = lws_remaining_packet_payload(wsi);
+    if (s->rxlen + len + remain > S.max_frame) {          /* G13 */
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"too big", 7);
+        return -1;
+    }
+    if (lws_frame_is_binary(wsi)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text only", 9);
+        return -1;
+    }
+    if (s->rxlen + len + 1 > s->rxcap) {
+        size_t cap = s->rxcap ? s->rxcap : 4096;
+        while (cap < s->rxlen + len + remain + 1) cap *= 2;
+        char *r = realloc(s->rx, cap);
+        if (!r) return -1;
+        s->rx = r;
+        s->rxcap = cap;
+    }
+    memcpy(s->rx + s->rxlen, in, len);
+    s->rxlen += len;
+    if (!lws_is_final_fragment(wsi) || remain) return 0;
+    s->rx[s->rxlen] = 0;
+    size_t n = s->rxlen;
+    s->rxlen = 0;
+    cps_metrics_add(S.c_in, 1);
+    if (!s->closing && S.h && S.h->on_frame) S.h->on_frame(s, s->rx, n, S.h_ud);
+    if (s->rxcap > 65536) {   /* do not keep a large message's buffer */
+        free(s->rx);
+        s->rx = NULL;
+        s->rxcap = 0;
+    }
+    return 0;
+}
+
+/* ---- HTTP (everything that is not the upgrade) ---- */
+
+static int http_request(struct lws *wsi, pss *ps, const char *uri)
+{
+    unsigned char buf[LWS_PRE + 512], *p = buf + LWS_PRE, *end = buf + sizeof buf - 1;
+    if (strcmp(uri, "/metrics") != 0)
+        return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 :
+               (lws_http_transaction_completed(wsi) ? -1 : 0);
+    ps->body = cps_metrics_text();
+    ps->body_len = ps->body ? strlen(ps->body) : 0;
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4",
+                                    ps->body_len, &p, end) ||
+        lws_finalize_write_http_header(wsi, buf + LWS_PRE, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int http_writable(struct lws *wsi, pss *ps)
+{
+    if (!ps->body) return 0;
+    unsigned char *b = malloc(LWS_PRE + ps->body_len + 1);
+    if (!b) return -1;
+    memcpy(b + LWS_PRE, ps->body, ps->body_len);
+    int w = lws_write(wsi, b + LWS_PRE, ps->body_len, LWS_WRITE_HTTP_FINAL);
+    free(b);
+    free(ps->body);
+    ps->body = NULL;
+    if (w < (int)ps->body_len) return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* ---- the lws callback ---- */
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                    void *in, size_t len)
+{
+    pss *ps = user;
+    cps_session *s = ps ? ps->s : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[256];
+        /* G10: lws does not route upgrades by path. */
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0) return 1;
+        char *q = strchr(uri, '?');
+        if (q) *q = 0;
+        if (strcmp(uri, S.ws_path) != 0 || !S.h) return 1;
+        if (S.count >= S.max_sessions) {
+            cps_log("server", CPS_LOG_WARN, "refusing a connection: limits.max_sessions reached");
+            return 1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED: {
+        s = calloc(1, sizeof *s);
+        if (!s) return -1;
+        s->wsi = wsi;
+        s->id = ++S.next_id;
+        lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
+        ps->s = s;
+        s->next = S.sessions;
+        if (S.sessions) S.sessions->prev = s;
+        S.sessions = s;
+        S.count++;
+        cps_metrics_add(S.c_sessions, 1);
+        if (S.h && S.h->on_open) S.h->on_open(s, S.h_ud);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        if (!s) return -1;
+        return on_receive(wsi, s, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!s) return 0;
+        return on_writable(s);
+    case LWS_CALLBACK_CLOSED:
+        if (!s) return 0;     /* G11: CLOSED without ESTABLISHED */
+        ps->s = NULL;
+        if (S.h && S.h->on_close) S.h->on_close(s, S.h_ud);
+        if (s->prev) s->prev->next = s->next; else S.sessions = s->next;
+        if (s->next) s->next->prev = s->prev;
+        S.count--;
+        cps_metrics_add(S.c_sessions, -1);
+        queue_clear(s);
+        free(s->q);
+        free(s->rx);
+        free(s);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return http_request(wsi, ps, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_writable(wsi, ps);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (ps && ps->body) { free(ps->body); ps->body = NULL; }
+        return 0;
+    default:
+        break;
+    }
+    /* G9: unanswered HTTP gets lws's default handling (404), never a hang. */
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+    { "cpsd", callback, sizeof(pss), 65536, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }   /* G8: no LWS_PROTOCOL_LIST_TERM in 4.1 */
+};
+
+static void lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+    cps_log("lws", level == LLL_ERR ? CPS_LOG_ERROR : CPS_LOG_WARN, "%.*s", (int)n, line);
+}
+
+int cps_server_start(uv_loop_t *loop)
+{
+    S.max_frame = (size_t)cps_config_int("limits.max_frame", 104857600);
+    S.max_queue = (size_t)cps_config_int("limits.max_send_queue", 8388608);
+    S.max_sessions = (size_t)cps_config_int("limits.max_sessions", 100000);
+    S.ws_path = cps_config_str("websocket_path", "/cryptpad_websocket");
+    S.c_in = cps_metrics_counter("frames_in_total");
+    S.c_out = cps_metrics_counter("frames_out_total");
+    S.c_dropped = cps_metrics_counter("sessions_dropped_slow_total");
+    S.c_sessions = cps_metrics_counter("sessions");
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *loops[] = { loop };
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.foreign_loops = loops;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.pt_serv_buf_size = 65536;     /* read chunk size (STACK.md §5) */
+    info.pcontext = &S.ctx;            /* lws clears it when really freed */
+    S.ctx = lws_create_context(&info);
+    if (!S.ctx) {
+        cps_log("server", CPS_LOG_ERROR, "cannot create the libwebsockets context "
+                "(is the libwebsockets-evlib-uv package installed?)");
+        return CPS_EINVAL;
+    }
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.port = (int)cps_config_int("listen.port", 3000);
+    info.iface = cps_config_str("listen.host", "127.0.0.1");
+    info.protocols = protocols;
+    info.vhost_name = "cpsd";
+    info.keepalive_timeout = 5;
+    S.vhost = lws_create_vhost(S.ctx, &info);    /* G5: check the bind */
+    if (!S.vhost) {
+        cps_log("server", CPS_LOG_ERROR, "cannot listen on %s:%d (address in use, or not available)",
+                info.iface, info.port);
+        return CPS_EIO;
+    }
+    cps_log("server", CPS_LOG_INFO, "listening on %s:%d", info.iface,
+            lws_get_vhost_listen_port(S.vhost));
+    return 0;
+}
+
+/* G6: the first destroy, inside the loop, closes lws's handles. */
+void cps_server_stop(void)
+{
+    if (S.ctx) lws_context_destroy(S.ctx);
+}
+
+/* G6: the second destroy, after uv_run returned, frees the context. */
+void cps_server_free(void)
+{
+    if (S.ctx) lws_context_destroy(S.ctx);
+    S.ctx = NULL;
+}

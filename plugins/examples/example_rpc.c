@@ -1,0 +1,39 @@
+/*
+** example_rpc.c - a complete RPC command written in C, to copy from.
+**
+** It registers EXAMPLE_ECHO, an anonymous command that answers its argument
+** unchanged.  A client calls it through the history keeper:
+**   [seq, "MSG", HK, "[\"tx1\", [\"EXAMPLE_ECHO\", {\"a\": 1}]]"]
+** and gets [0, HK, "MSG", me, "[\"tx1\", null, {\"a\": 1}, null]"].
+** With a null argument it answers the error EINVAL: ["tx1", "ERROR", "EINVAL"].
+**
+** Build it as a MODULE library with hidden visibility (see CMakeLists.txt,
+** cps_plugin()) and name it in `plugins` in the configuration.
+*/
+#include "cps.h"
+
+static const cps_api *api;   /* kept for the plugin's whole life */
+static cps_counter *calls;
+
+/* `args` is borrowed: take a reference to hand it back. */
+static int echo(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    api->counter_add(calls, 1);
+    if (json_is_null(args)) return CPS_EINVAL;   /* the host answers "EINVAL" */
+    api->rpc_reply(rpc, json_incref(args));      /* rpc_reply steals the value */
+    return CPS_OK;
+}
+
+CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+{
+    /* Say who we are and what ABI we were built for, before anything else. */
+    info->name = "example_rpc";
+    info->version = "1.0.0";
+    info->abi_major = CPS_ABI_MAJOR;
+    info->abi_minor = CPS_ABI_MINOR;
+    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    api = a;
+    calls = api->counter(self, "example_echo_calls_total");
+    return api->register_rpc(self, "EXAMPLE_ECHO", CPS_RPC_ANON, echo, NULL);
+}

@@ -1,0 +1,454 @@
+/*
+** front.c - the front role: owns client websocket sessions and speaks
+** netflux to them (spec netflux.md).  It assigns user ids, answers PING,
+** keeps clients alive or drops them, and forwards everything else through
+** the router: channels to the core that owns the channel, RPC to the core
+** that owns the user.  It keeps each user's set of joined channels.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cps.h"
+#include "ids.h"
+#include "netflux.h"
+#include "strmap.h"
+
+typedef struct user {
+    char id[33];
+    cps_session *s;        /* NULL once the connection is gone */
+    strmap *channels;      /* joined channels (value unused) */
+    uint64_t last_rx;
+    bool ping_out;
+    int refs;              /* the session + each query in flight */
+} user;
+
+static struct {
+    const cps_api *api;
+    cps_plugin *self;
+    const char *node;      /* "front:N" */
+    strmap *users;         /* id -> user, connected users only */
+    cps_timer *keepalive;
+    uint64_t ping_after, drop_after;
+    cps_counter *c_users, *c_msgs;
+} F;
+
+#define API F.api
+
+/* ---- users ---- */
+
+static void user_unref(user *u)
+{
+    if (--u->refs > 0) return;
+    strmap_free(u->channels, NULL);
+    free(u);
+}
+
+static void send_json(user *u, json_t *v)
+{
+    if (!u->s) { json_decref(v); return; }
+    cps_frame *f = API->frame_json(v);
+    json_decref(v);
+    if (f) { API->session_send(u->s, f); API->frame_unref(f); }
+}
+
+static void reply_error(user *u, json_t *seq, const char *code, json_t *detail)
+{
+    send_json(u, json_pack("[O s s o]", seq, "ERROR", code, detail ? detail : json_null()));
+}
+
+static const char *core_of(const char *key, char *buf, size_t n)
+{
+    return API->owner(F.self, "core", key, buf, n);
+}
+
+static void collect_channel(const char *ch, void *v, void *ud) { (void)v; json_array_append_new(ud, json_string(ch)); }
+
+/* The connection is gone (closed, dropped, killed): tell the cores so the
+** other members get LEAVE, then forget the user. */
+static void user_gone(user *u, const char *why)
+{
+    if (!u->s) return;
+    API->session_set_data(u->s, NULL);
+    u->s = NULL;
+    strmap_del(F.users, u->id);
+    API->counter_add(F.c_users, -1);
+    API->log(F.self, CPS_LOG_DEBUG, "user %s gone (%s)", u->id, why);
+    json_t *all = json_array();
+    strmap_each(u->channels, collect_channel, all);
+    /* one DROP_USER per core, with the channels it owns */
+    while (json_array_size(all)) {
+        char core[64], other[64];
+        const char *first = json_string_value(json_array_get(all, 0));
+        if (!core_of(first, core, sizeof core)) break;
+        json_t *mine = json_array(), *rest = json_array();
+        size_t i;
+        json_t *ch;
+        json_array_foreach(all, i, ch) {
+            const char *c = json_string_value(ch);
+            core_of(c, other, sizeof other);
+            json_array_append(strcmp(other, core) == 0 ? mine : rest, ch);
+        }
+        API->send(F.self, core, "DROP_USER", json_pack("{s s s o}", "user", u->id, "channels", mine));
+        json_decref(all);
+        all = rest;
+    }
+    json_decref(all);
+    user_unref(u);
+}
+
+/* ---- replies from the cores ---- */
+
+typedef struct pending_req {
+    user *u;
+    json_t *seq;
+    char target[40];
+} pending_req;
+
+static pending_req *req_new(user *u, json_t *seq, const char *target)
+{
+    pending_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->u = u;
+    u->refs++;
+    r->seq = json_incref(seq);
+    snprintf(r->target, sizeof r->target, "%s", target ? target : "");
+    return r;
+}
+
+static void req_free(pending_req *r)
+{
+    json_decref(r->seq);
+    user_unref(r->u);
+    free(r);
+}
+
+static void join_done(void *ud, const char *error, json_t *data)
+{
+    pending_req *r = ud;
+    user *u = r->u;
+    if (!u->s) {
+        /* Left while joining: undo the membership the core just recorded. */
+        char core[64];
+        if (!error && core_of(r->target, core, sizeof core))
+            API->send(F.self, core, "DROP_USER", json_pack("{s s s [s]}", "user", u->id, "channels", r->target));
+    } else if (error) {
+        json_t *detail = json_object_get(data, "detail");
+        reply_error(u, r->seq, error, detail ? json_incref(detail) : json_null());
+    } else {
+        strmap_put(u->channels, r->target, u);
+        send_json(u, json_pack("[O s s]", r->seq, "JACK", r->target));
+        send_json(u, json_pack("[i s s s]", 0, CPS_HK_ID, "JOIN", r->target));
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(data, "members"), i, m)
+            if (json_is_string(m) && strcmp(json_string_value(m), u->id) != 0)
+                send_json(u, json_pack("[i O s s]", 0, m, "JOIN", r->target));
+        send_json(u, json_pack("[i s s s]", 0, u->id, "JOIN", r->target));
+    }
+    req_free(r);
+}
+
+static void leave_done(void *ud, const char *error, json_t *data)
+{
+    (void)data;
+    pending_req *r = ud;
+    if (error) reply_error(r->u, r->seq, error, json_string(r->target));
+    else send_json(r->u, json_pack("[O s]", r->seq, "ACK"));
+    req_free(r);
+}
+
+/* MSG to a channel or a remote user: ACK, or ERROR with the core's code. */
+static void msg_done(void *ud, const char *error, json_t *data)
+{
+    pending_req *r = ud;
+    if (!error) send_json(r->u, json_pack("[O s]", r->seq, "ACK"));
+    else if (strcmp(error, "enoent") == 0) reply_error(r->u, r->seq, "enoent", json_string(r->target));
+    else send_json(r->u, json_pack("[O s]", r->seq, "ERROR"));   /* spec §7.1: no code */
+    req_free(r);
+}
+
+/* History and RPC answers: zero or more texts sent as HK direct messages,
+** after an optional ACK (history) that the core decides. */
+static void hk_done(void *ud, const char *error, json_t *data)
+{
+    pending_req *r = ud;
+    user *u = r->u;
+    if (error && !json_is_object(data)) {
+        reply_error(u, r->seq, error, json_null());
+    } else {
+        json_t *ack = json_object_get(data, "ack");
+        if (json_is_true(ack)) send_json(u, json_pack("[O s]", r->seq, "ACK"));
+        else if (json_is_string(ack)) reply_error(u, r->seq, json_string_value(ack), json_null());
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(data, "messages"), i, m) {
+            if (json_is_string(m)) send_json(u, json_pack("[i s s s O]", 0, CPS_HK_ID, "MSG", u->id, m));
+        }
+    }
+    req_free(r);
+}
+
+static void query(user *u, json_t *seq, const char *node, const char *cmd, json_t *args,
+                  const char *target, cps_reply_fn cb)
+{
+    pending_req *r = req_new(u, seq, target);
+    if (!r) { json_decref(args); reply_error(u, seq, "ENOMEM", json_null()); return; }
+    API->query(F.self, node, cmd, args, 0, cb, r);   /* cb always called */
+}
+
+/* ---- client commands ---- */
+
+static void on_join(user *u, nf_req *q)
+{
+    char core[64];
+    if (!ids_valid_channel(q->target) || !core_of(q->target, core, sizeof core)) {
+        reply_error(u, q->seq, "EINVAL", json_null());
+        return;
+    }
+    query(u, q->seq, core, "JOIN_CHANNEL",
+          json_pack("{s s s s s s}", "channel", q->target, "user", u->id, "front", F.node),
+          q->target, join_done);
+}
+
+static void on_leave(user *u, nf_req *q)
+{
+    char core[64];
+    if (!ids_valid_channel(q->target) || !core_of(q->target, core, sizeof core)) {
+        reply_error(u, q->seq, "EINVAL", json_string(q->target));
+        return;
+    }
+    strmap_del(u->channels, q->target);
+    query(u, q->seq, core, "LEAVE_CHANNEL",
+          json_pack("{s s s s}", "channel", q->target, "user", u->id), q->target, leave_done);
+}
+
+static void on_hk_message(user *u, nf_req *q)
+{
+    char core[64];
+    json_t *parsed = json_loadb(q->content, q->content_len, JSON_DECODE_ANY, NULL);
+    const char *first = json_string_value(json_array_get(parsed, 0));
+    if (!json_is_array(parsed) || !first) {
+        /* Not a history command nor [txid, payload] with a string txid. */
+        reply_error(u, q->seq, "EINVAL", json_null());
+        json_decref(parsed);
+        return;
+    }
+    if (!strcmp(first, "GET_HISTORY") || !strcmp(first, "GET_HISTORY_RANGE") ||
+        !strcmp(first, "GET_FULL_HISTORY")) {
+        const char *ch = json_string_value(json_array_get(parsed, 1));
+        if (!ids_valid_channel(ch) || !core_of(ch, core, sizeof core)) {
+            reply_error(u, q->seq, "EINVAL", json_null());
+            json_decref(parsed);
+            return;
+        }
+        query(u, q->seq, core, "HISTORY",
+              json_pack("{s s s s s o}", "user", u->id, "front", F.node, "request", parsed), ch, hk_done);
+        return;
+    }
+    /* RPC: ACK at once (rpc.md §1), the answer follows as an HK message. */
+    send_json(u, json_pack("[O s]", q->seq, "ACK"));
+    if (!core_of(u->id, core, sizeof core)) { json_decref(parsed); return; }
+    query(u, q->seq, core, "RPC",
+          json_pack("{s s s s s o}", "user", u->id, "front", F.node, "request", parsed), NULL, hk_done);
+}
+
+static void deliver_local(user *to, const char *from, nf_req *q)
+{
+    /* [0, from, "MSG", to, content, ...anything the client appended] */
+    json_t *m = json_pack("[i s s s]", 0, from, "MSG", to->id);
+    for (size_t i = 3; i < json_array_size(q->root); i++) json_array_append(m, json_array_get(q->root, i));
+    send_json(to, m);
+}
+
+static void on_msg(user *u, nf_req *q)
+{
+    char core[64];
+    API->counter_add(F.c_msgs, 1);
+    if (strcmp(q->target, CPS_HK_ID) == 0) { on_hk_message(u, q); return; }
+    if (strmap_get(u->channels, q->target)) {
+        if (!core_of(q->target, core, sizeof core)) { send_json(u, json_pack("[O s]", q->seq, "ERROR")); return; }
+        query(u, q->seq, core, "CHANNEL_MESSAGE",
+              json_pack("{s s s s s s%}", "channel", q->target, "user", u->id, "content",
+                        q->content, q->content_len),
+              q->target, msg_done);
+        return;
+    }
+    user *to = strmap_get(F.users, q->target);
+    if (to) {
+        deliver_local(to, u->id, q);
+        send_json(u, json_pack("[O s]", q->seq, "ACK"));
+        return;
+    }
+    /* Maybe on another front: the core owning the target asks them all. */
+    if (API->role_count(F.self, "front") > 1 && ids_is_hex(q->target, 32) &&
+        core_of(q->target, core, sizeof core)) {
+        json_t *m = json_pack("[i s s s]", 0, u->id, "MSG", q->target);
+        for (size_t i = 3; i < json_array_size(q->root); i++) json_array_append(m, json_array_get(q->root, i));
+        query(u, q->seq, core, "USER_MESSAGE",
+              json_pack("{s s s o}", "target", q->target, "msg", m), q->target, msg_done);
+        return;
+    }
+    reply_error(u, q->seq, "enoent", json_string(q->target));
+}
+
+/* ---- sessions ---- */
+
+static void on_open(cps_session *s, void *ud)
+{
+    (void)ud;
+    user *u = calloc(1, sizeof *u);
+    if (!u || !(u->channels = strmap_new())) { free(u); API->session_close(s, 1011, "out of memory"); return; }
+    do ids_random_user(u->id); while (strmap_get(F.users, u->id));
+    u->s = s;
+    u->refs = 1;
+    u->last_rx = API->now_ms();
+    strmap_put(F.users, u->id, u);
+    API->session_set_data(s, u);
+    API->counter_add(F.c_users, 1);
+    send_json(u, json_pack("[i s s s]", 0, "", "IDENT", u->id));
+}
+
+static void on_frame(cps_session *s, const char *data, size_t len, void *ud)
+{
+    (void)ud;
+    user *u = API->session_data(s);
+    if (!u) return;
+    u->last_rx = API->now_ms();
+    u->ping_out = false;
+    nf_req q;
+    switch (nf_parse(data, len, &q)) {
+    case NF_CLOSE:
+        API->log(F.self, CPS_LOG_DEBUG, "user %s: frame is not a JSON array, closing", u->id);
+        user_gone(u, "BAD_MESSAGE");
+        API->session_close(s, 1003, "BAD_MESSAGE");
+        break;
+    case NF_PING: send_json(u, json_pack("[O s]", q.seq, "ACK")); break;
+    case NF_JOIN: on_join(u, &q); break;
+    case NF_LEAVE: on_leave(u, &q); break;
+    case NF_MSG: on_msg(u, &q); break;
+    case NF_EINVAL: reply_error(u, q.seq, "EINVAL", json_null()); break;
+    default: break;   /* PONG counts as activity; unknown verbs are ignored */
+    }
+    json_decref(q.root);
+}
+
+static void on_close(cps_session *s, void *ud)
+{
+    (void)ud;
+    user *u = API->session_data(s);
+    if (u) user_gone(u, "SOCKET_CLOSED");
+}
+
+/* ---- keep-alive (netflux.md §10) ---- */
+
+typedef struct sweep { uint64_t now; user **drop; size_t n, cap; json_t *ping; } sweep;
+
+static void check_user(const char *id, void *v, void *ud)
+{
+    (void)id;
+    user *u = v;
+    sweep *w = ud;
+    if (w->now - u->last_rx > F.drop_after) {
+        if (w->n < w->cap) w->drop[w->n++] = u;
+    } else if (w->now - u->last_rx > F.ping_after && !u->ping_out) {
+        u->ping_out = true;
+        send_json(u, json_incref(w->ping));
+    }
+}
+
+static void keepalive(cps_timer *t, void *ud)
+{
+    (void)t; (void)ud;
+    sweep w = { .now = API->now_ms(), .cap = 256 };
+    user *drop[256];
+    w.drop = drop;
+    w.ping = json_pack("[i s s I]", 0, "", "PING", (json_int_t)w.now);
+    strmap_each(F.users, check_user, &w);
+    json_decref(w.ping);
+    for (size_t i = 0; i < w.n; i++) {
+        cps_session *s = drop[i]->s;
+        user_gone(drop[i], "INACTIVITY");
+        API->session_close(s, 1001, "INACTIVITY");
+    }
+}
+
+/* ---- events from the cores ---- */
+
+/* {users: [ids], msg: frame} : one serialisation shared by every recipient */
+static int cmd_deliver(cps_call *call, json_t *args, void *ud)
+{
+    (void)call; (void)ud;
+    cps_frame *f = API->frame_json(json_object_get(args, "msg"));
+    if (!f) return CPS_EINVAL;
+    size_t i;
+    json_t *id;
+    json_array_foreach(json_object_get(args, "users"), i, id) {
+        user *u = json_is_string(id) ? strmap_get(F.users, json_string_value(id)) : NULL;
+        if (u && u->s) API->session_send(u->s, f);
+    }
+    API->frame_unref(f);
+    return CPS_OK;
+}
+
+/* {target, msg}: deliver if the user is here; reply {delivered: bool} */
+static int cmd_deliver_user(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "target"));
+    user *u = id ? strmap_get(F.users, id) : NULL;
+    if (u && u->s) send_json(u, json_incref(json_object_get(args, "msg")));
+    API->reply(call, NULL, json_pack("{s b}", "delivered", u != NULL));
+    return CPS_OK;
+}
+
+/* ---- life cycle ---- */
+
+static const cps_session_handler handler = { on_open, on_frame, on_close };
+
+static void drop_user_entry(void *v)
+{
+    user *u = v;
+    u->s = NULL;
+    user_unref(u);
+}
+
+static void fini(cps_plugin *self, void *state)
+{
+    (void)self; (void)state;
+    if (F.keepalive) API->timer_stop(F.keepalive);
+    strmap_free(F.users, drop_user_entry);
+    F.users = NULL;
+}
+
+CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
+{
+    info->name = "front";
+    info->version = "0.1.0";
+    info->abi_major = CPS_ABI_MAJOR;
+    info->abi_minor = CPS_ABI_MINOR;
+    if (CPS_API_CHECK(api)) return CPS_EVERSION;
+    info->fini = fini;
+    F.api = api;
+    F.self = self;
+    F.node = api->self_node(self);
+    if (!F.node) {
+        api->log(self, CPS_LOG_ERROR, "the front plugin serves a node: list it in `nodes`");
+        return CPS_EINVAL;
+    }
+    json_t *conf = api->config(self);
+    json_int_t ping = json_integer_value(json_object_get(conf, "ping_after_ms"));
+    json_int_t drop = json_integer_value(json_object_get(conf, "drop_after_ms"));
+    json_int_t every = json_integer_value(json_object_get(conf, "check_every_ms"));
+    F.ping_after = ping > 0 ? (uint64_t)ping : 15000;
+    F.drop_after = drop > 0 ? (uint64_t)drop : 60000;
+    F.users = strmap_new();
+    F.c_users = api->counter(self, "front_users");
+    F.c_msgs = api->counter(self, "front_msg_total");
+    int rc = api->session_handler(self, &handler, NULL);
+    if (!rc) rc = api->register_command(self, "DELIVER", cmd_deliver, NULL);
+    if (!rc) rc = api->register_command(self, "DELIVER_USER", cmd_deliver_user, NULL);
+    if (rc) return rc;
+    F.keepalive = api->timer_start(self, every > 0 ? (uint64_t)every : 5000,
+                                   every > 0 ? (uint64_t)every : 5000, keepalive, NULL);
+    return CPS_OK;
+}

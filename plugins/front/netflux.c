@@ -1,0 +1,62 @@
+/*
+** netflux.c - classify a client frame [seq, COMMAND, args...].
+** Anything that is not a JSON array closes the connection; an array with a
+** known verb but invalid arguments is answered EINVAL; everything else that
+** is well formed but unknown is ignored (the client's PONG relies on it).
+*/
+#include <math.h>
+#include <string.h>
+#include "netflux.h"
+
+/* seq must be echoed as sent: 1e6 arrives as a real, JS sent 1000000. */
+static json_t *norm_seq(json_t *root)
+{
+    json_t *seq = json_array_get(root, 0);
+    if (json_is_real(seq)) {
+        double d = json_real_value(seq);
+        if (d == floor(d) && fabs(d) < 9007199254740992.0) {
+            json_array_set_new(root, 0, json_integer((json_int_t)d));
+            seq = json_array_get(root, 0);
+        }
+    }
+    return json_is_number(seq) ? seq : NULL;
+}
+
+int nf_parse(const char *text, size_t len, nf_req *out)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t err;
+    out->root = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    if (!out->root || !json_is_array(out->root)) return out->kind = NF_CLOSE;
+    json_t *root = out->root;
+    size_t n = json_array_size(root);
+    if (n < 2) return out->kind = NF_IGNORE;
+    out->seq = norm_seq(root);
+    const char *cmd = json_string_value(json_array_get(root, 1));
+    if (!cmd || !out->seq) {
+        /* [0, "", "PONG", ts]: the answer to our PING. */
+        if (n >= 3 && json_is_string(json_array_get(root, 2)) &&
+            strcmp(json_string_value(json_array_get(root, 2)), "PONG") == 0)
+            return out->kind = NF_PONG;
+        return out->kind = NF_IGNORE;
+    }
+    /* A reply needs a usable seq: a non-negative number. */
+    if (json_number_value(out->seq) < 0) return out->kind = NF_IGNORE;
+    json_t *a1 = json_array_get(root, 2);
+    if (strcmp(cmd, "PING") == 0) return out->kind = NF_PING;
+    if (strcmp(cmd, "JOIN") == 0 || strcmp(cmd, "LEAVE") == 0) {
+        out->target = json_string_value(a1);
+        if (!out->target) return out->kind = NF_EINVAL;
+        return out->kind = cmd[0] == 'J' ? NF_JOIN : NF_LEAVE;
+    }
+    if (strcmp(cmd, "MSG") == 0) {
+        json_t *c = json_array_get(root, 3);
+        out->target = json_string_value(a1);
+        out->content = json_string_value(c);
+        out->content_len = json_string_length(c);
+        if (!out->target || !*out->target || strlen(out->target) > 64 || !out->content)
+            return out->kind = NF_EINVAL;
+        return out->kind = NF_MSG;
+    }
+    return out->kind = NF_IGNORE;
+}

@@ -1,0 +1,29 @@
+/*
+** netflux.h - parsing of client frames of the netflux protocol
+** (spec netflux.md §2, §4): what the client asked, or why it is invalid.
+** Pure functions, unit-tested on their own.
+*/
+#ifndef CPS_NETFLUX_H
+#define CPS_NETFLUX_H
+#include <jansson.h>
+
+enum nf_kind {
+    NF_CLOSE = -1,   /* not JSON, not an array: close the connection */
+    NF_IGNORE = 0,   /* well-formed but nothing to do (unknown verb, no seq) */
+    NF_JOIN, NF_LEAVE, NF_MSG, NF_PING, NF_PONG,
+    NF_EINVAL        /* known verb, invalid arguments: answer ERROR EINVAL */
+};
+
+typedef struct nf_req {
+    int kind;
+    json_t *root;        /* the parsed frame; caller json_decref()s it */
+    json_t *seq;         /* borrowed from root; normalised to an integer */
+    const char *target;  /* JOIN/LEAVE channel, MSG target */
+    const char *content; /* MSG content */
+    size_t content_len;
+} nf_req;
+
+/* Parse one text frame.  Always sets out->root (maybe NULL). */
+int nf_parse(const char *text, size_t len, nf_req *out);
+
+#endif
