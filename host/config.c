@@ -46,6 +46,7 @@ static json_t *to_json(lua_State *L, int idx, const char *path, errbuf *e, int d
 
 static bool is_sequence(lua_State *L, int idx, lua_Integer *len)
 {
+    idx = lua_absindex(L, idx);
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {

@@ -169,13 +169,14 @@ static int on_writable(cps_session *s)
     if (s->qlen) cork(s->wsi, 1);     /* G12c */
     while (s->qlen && n < WRITE_BATCH) {
         cps_frame *f = s->q[s->qhead];
-        int w = lws_write(s->wsi, cps_frame_payload(f), f->len, LWS_WRITE_TEXT);
+        size_t len = f->len;
+        int w = lws_write(s->wsi, cps_frame_payload(f), len, LWS_WRITE_TEXT);
         s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
-        s->qbytes -= f->len;
+        s->qbytes -= len;
         cps_frame_unref(f);
         cps_metrics_add(S.c_out, 1);
-        if (w < (int)f->len) { cork(s->wsi, 0); return -1; }
+        if (w < (int)len) { cork(s->wsi, 0); return -1; }
         n++;
         if (lws_send_pipe_choked(s->wsi)) break;
     }

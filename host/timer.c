@@ -27,6 +27,7 @@ typedef struct work_req {
 
 static uv_loop_t *loop;        /* the host's one loop */
 static cps_timer *timers;      /* live timers, all plugins */
+static size_t work_inflight;   /* queued + running jobs, bounded by limits.work_queue */
 
 int cps_timers_init(uv_loop_t *l) { loop = l; return 0; }
 uv_loop_t *cps_loop(void) { return loop; }
@@ -104,6 +105,7 @@ static void work_after(uv_work_t *req, int status)
 {
     work_req *w = req->data;
     bool cancel = status != 0 || (w->owner && w->owner->unloading);
+    work_inflight--;
     if (w->after) w->after(w->ud, cancel ? CPS_ECANCELED : CPS_OK);
     free(w);
 }
@@ -111,6 +113,7 @@ static void work_after(uv_work_t *req, int status)
 int cps_work(cps_plugin *p, cps_work_fn work, cps_after_work_fn after, void *ud)
 {
     if (!work) return CPS_EINVAL;
+    if (work_inflight >= (size_t)cps_config_int("limits.work_queue", 10000)) return CPS_EBUSY;
     work_req *w = calloc(1, sizeof *w);
     if (!w) return CPS_ENOMEM;
     w->req.data = w;
@@ -122,5 +125,6 @@ int cps_work(cps_plugin *p, cps_work_fn work, cps_after_work_fn after, void *ud)
         free(w);
         return CPS_EBUSY;
     }
+    work_inflight++;
     return CPS_OK;
 }

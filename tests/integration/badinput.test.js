@@ -3,21 +3,26 @@
 // §1, §3, §7.3, §12).  After every case a well-behaved client, connected the
 // whole time, must still get PING -> ACK and have its channel MSG relayed.
 
-const { test, before, after } = require('node:test');
+const { test, before, beforeEach, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startServer } = require('./lib/server');
 const C = require('./lib/client');
 
 let srv;
-const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => srv.guard(fn)(t));
+const servers = [];
+const T = (name, fn, opts = {}) => test(name, { timeout: 120000, ...opts }, (t) => srv.guard(fn)(t));
 
 const MAX_FRAME = 1048576;
 const isArr = Array.isArray;
 
 let good; let peer; let G; let HK;
 
-before(async () => {
+// A server with a well-behaved pair (good, peer) in channel G.  If a case
+// kills the server, the failure is recorded and a fresh one is started so
+// that the remaining cases still run.
+const setup = async () => {
     srv = await startServer({ limits: { max_frame: MAX_FRAME } });
+    servers.push(srv);
     G = C.padId();
     good = await C.rawReady(srv.url);
     peer = await C.rawReady(srv.url);
@@ -25,16 +30,25 @@ before(async () => {
     HK = j.members.find(id => id.length === 16);
     await peer.join(G);
     await good.next(f => isArr(f) && f[2] === 'JOIN' && f[1] === peer.id, 5000, 'JOIN of peer');
-});
+};
+const ensureServer = async () => {
+    if (srv && srv.alive() && good.isOpen() && peer.isOpen()) { return; }
+    if (srv) { C.closeAll(); await srv.stop(); }
+    await setup();
+};
+
+before(setup);
+beforeEach(ensureServer);
 after(async () => {
     C.closeAll();
-    if (srv) { await srv.stop(); }
+    for (const s of servers) { await s.stop(); }
 });
 
 let healthN = 0;
 // The well-behaved pair still works and the server is alive.
 const healthy = async (what) => {
-    assert.ok(srv.alive(), `server still running after ${what} (${C.short(srv.exitInfo())})`);
+    if (!good.isOpen() || !peer.isOpen()) { await C.sleep(200); }   // let a process exit be noticed
+    assert.ok(srv.alive(), `server still running after ${what} (exit: ${C.short(srv.exitInfo())})`);
     assert.ok(good.isOpen(), `good client still connected after ${what}`);
     assert.ok(peer.isOpen(), `peer still connected after ${what}`);
     const p = await good.ping(3000);
@@ -44,6 +58,29 @@ const healthy = async (what) => {
     assert.deepEqual(ack.slice(1), ['ACK'], `MSG ACK after ${what}`);
     const f = await peer.next(x => isArr(x) && x[2] === 'MSG' && x[4] === content, 3000, `relay after ${what}`);
     assert.equal(f[1], good.id);
+};
+
+// Run one case, then check health.  Failures are collected (with the
+// server's last words if it died) instead of stopping the loop; a dead
+// server is replaced.  Call `report(failures)` at the end of the test.
+const runCase = async (failures, what, fn) => {
+    try {
+        await fn();
+        await healthy(what);
+    } catch (e) {
+        let msg = `${what}: ${e.message.split('\n--- cpsd')[0]}`;
+        if (!srv.alive()) {
+            const tail = srv.stderr().split('\n').slice(-6).join('\n');
+            msg += `\n    server died: ${C.short(srv.exitInfo())}; last output:\n${tail}`;
+        }
+        failures.push(msg);
+        C.closeAll();
+        await srv.stop();
+        await setup();
+    }
+};
+const report = (failures) => {
+    assert.equal(failures.length, 0, `${failures.length} failing case(s):\n- ${failures.join('\n- ')}`);
 };
 
 // Wait until `r` is closed or `ms` passed; returns the close info or null.
@@ -59,21 +96,27 @@ const sendBad = async (text, { waitMs = 150 } = {}) => {
 };
 
 T('non-JSON text frames', async () => {
+    const failures = [];
     for (const text of ['hello', '[1,"PING"', '', ' ', '[1,"PING"]]', '\u0000', '{"a":']) {
-        const bad = await sendBad(text);
-        // whatever it did, nothing was joined or relayed; the frame had no reply
-        assert.ok(!bad.frames.some(f => isArr(f) && f[0] !== 0), `no reply to ${JSON.stringify(text)}: ${C.short(bad.frames)}`);
-        bad.terminate();
-        await healthy(`non-JSON ${JSON.stringify(text)}`);
+        await runCase(failures, `non-JSON ${JSON.stringify(text)}`, async () => {
+            const bad = await sendBad(text);
+            // whatever it did (close or ignore), the frame got no reply
+            assert.ok(!bad.frames.some(f => isArr(f) && f[0] !== 0), `reply: ${C.short(bad.frames)}`);
+            bad.terminate();
+        });
     }
+    report(failures);
 });
 
 T('JSON that is not an array, and the empty array', async () => {
+    const failures = [];
     for (const text of ['{}', '42', '"x"', 'null', 'true', '[]', '[[]]', '{"0":1,"1":"PING"}']) {
-        const bad = await sendBad(text);
-        bad.terminate();
-        await healthy(`frame ${text}`);
+        await runCase(failures, `frame ${text}`, async () => {
+            const bad = await sendBad(text);
+            bad.terminate();
+        });
     }
+    report(failures);
 });
 
 T('wrong types in every position', async () => {
@@ -83,45 +126,52 @@ T('wrong types in every position', async () => {
         ['1', 'JOIN', chan], [-3, 'JOIN', chan], [{}, 'MSG', chan, 'x'],
         [1, 5], [1, null], [1, {}], [1, []], [1], [1, ''], [1, 'ping'],
         [1, 'MSG'], [1, 'MSG', chan], [1, 'MSG', null, 'x'], [1, 'MSG', 42, 'x'], [1, 'MSG', {}, 'x'],
-        [1, 'MSG', '', 'x'], [1, 'MSG', 'x'.repeat(100000), 'x'], [1, 'MSG', HK],
-        [1, 'LEAVE'], [1, 'LEAVE', null], [1, 'LEAVE', 42], [1, 'LEAVE', {}], [1, 'LEAVE', 'x'.repeat(100000)],
+        [1, 'MSG', '', 'x'], [1, 'MSG', 'x'.repeat(100000), 'x'], [1, 'MSG', 'HK'],
+        [1, 'LEAVE'], [1, 'LEAVE', null], [1, 'LEAVE', 42], [1, 'LEAVE', {}], [1, 'LEAVE', ''],
+        [1, 'LEAVE', 'x'.repeat(100000)], [1, 'LEAVE', C.hex(8)],
         [1, 'PING', 'extra', 'elements'],
         [0, '', 'PONG'], [0, '', 'PONG', 'x', 'y'], [0, 5, 'PONG', 1],
     ];
-    for (const c of cases) {
-        const bad = await sendBad(JSON.stringify(c));
-        if (bad.isOpen()) {
-            // whatever the answer, the connection is still usable or closed
-            const p = await bad.ping(3000).catch(e => e);
-            if (!(p instanceof Error)) { assert.deepEqual(p.slice(1), ['ACK'], `PING after ${C.short(c, 80)}`); }
-            else { assert.ok(!bad.isOpen(), `no PING reply on an open connection after ${C.short(c, 80)}: ${p.message}`); }
-        }
-        bad.terminate();
-        await healthy(`frame ${C.short(c, 80)}`);
+    const failures = [];
+    for (const c0 of cases) {
+        const c = c0.map(x => x === 'HK' ? HK : x);
+        await runCase(failures, `frame ${C.short(c, 80)}`, async () => {
+            const bad = await sendBad(JSON.stringify(c));
+            if (bad.isOpen()) {
+                // the connection is either closed or still usable
+                const p = await bad.ping(3000).catch(e => e);
+                if (!(p instanceof Error)) { assert.deepEqual(p.slice(1), ['ACK'], 'PING afterwards'); }
+                else { assert.ok(!bad.isOpen(), `no PING reply on an open connection: ${p.message}`); }
+            }
+            bad.terminate();
+        });
     }
+    report(failures);
 });
 
 T('JOIN with a missing or non-string channel is answered [seq,"ERROR","EINVAL",null]', async () => {
-    const bad = await C.rawReady(srv.url);
     const cases = [[], [42], [null], [['a']], [{}], [{ id: C.padId() }], [true]];
+    const failures = [];
     for (const args of cases) {
-        const reply = await bad.request(['JOIN', ...args], 3000);
-        assert.deepEqual(reply.slice(1), ['ERROR', 'EINVAL', null], `JOIN ${C.short(args)}: ${C.short(reply)}`);
-        const p = await bad.ping(3000);
-        assert.deepEqual(p.slice(1), ['ACK'], 'connection usable after the refused JOIN');
-        await healthy(`JOIN ${C.short(args)}`);
+        await runCase(failures, `JOIN ${C.short(args)}`, async () => {
+            const bad = await C.rawReady(srv.url);
+            const reply = await bad.request(['JOIN', ...args], 3000);
+            assert.deepEqual(reply.slice(1), ['ERROR', 'EINVAL', null], `reply ${C.short(reply)}`);
+            const p = await bad.ping(3000);
+            assert.deepEqual(p.slice(1), ['ACK'], 'connection usable after the refused JOIN');
+            await bad.none(f => isArr(f) && f[0] === 0 && f[2] === 'JOIN', 100, 'JOIN event after a refused JOIN');
+            bad.close();
+        });
     }
-    await bad.none(f => isArr(f) && f[0] === 0 && f[2] === 'JOIN', 200, 'JOIN event after a refused JOIN');
-    bad.close();
+    report(failures);
 });
 
 T('JOIN with a channel id of the wrong length or alphabet is answered EINVAL', async () => {
-    const bad = await C.rawReady(srv.url);
     const ids = [
         C.padId().toUpperCase(),
         C.padId().replace(/^./, 'A'),
         C.hex(8),                      // 16 chars, like the history keeper
-        HK,
+        'HK',
         C.hex(16).slice(0, 31),
         C.hex(18).slice(0, 35),
         C.hex(24),                     // 48: blob id, not a channel
@@ -132,48 +182,60 @@ T('JOIN with a channel id of the wrong length or alphabet is answered EINVAL', a
         '',
         'a'.repeat(100 * 1024),
     ];
-    for (const id of ids) {
-        const reply = await bad.request(['JOIN', id], 3000);
-        assert.deepEqual(reply.slice(1), ['ERROR', 'EINVAL', null], `JOIN "${C.short(id, 60)}": ${C.short(reply)}`);
-        const p = await bad.ping(3000);
-        assert.deepEqual(p.slice(1), ['ACK'], 'connection usable after the refused JOIN');
+    const failures = [];
+    for (const id0 of ids) {
+        const id = id0 === 'HK' ? HK : id0;
+        await runCase(failures, `JOIN "${C.short(id, 60)}"`, async () => {
+            const bad = await C.rawReady(srv.url);
+            const reply = await bad.request(['JOIN', id], 3000);
+            assert.deepEqual(reply.slice(1), ['ERROR', 'EINVAL', null], `reply ${C.short(reply)}`);
+            const p = await bad.ping(3000);
+            assert.deepEqual(p.slice(1), ['ACK'], 'connection usable after the refused JOIN');
+            await bad.none(f => isArr(f) && f[0] === 0 && f[2] === 'JOIN', 100, 'JOIN event after a refused JOIN');
+            bad.close();
+        });
     }
-    await bad.none(f => isArr(f) && f[0] === 0 && f[2] === 'JOIN', 200, 'JOIN event after a refused JOIN');
-    bad.close();
-    await healthy('JOINs with bad channel ids');
+    report(failures);
 });
 
 T('unknown commands and server-only verbs get no reply and the connection stays usable', async () => {
-    const bad = await C.rawReady(srv.url);
     const cmds = [
-        ['FOO'], ['IDENT'], ['IDENT', C.padId()], ['ACK'], ['JACK', G], ['ERROR', 'x'],
-        ['GET_HISTORY', G], ['PONG', 1], ['join', G], ['Ping'], ['MSGX', G, 'x'],
+        ['FOO'], ['IDENT'], ['IDENT', C.padId()], ['ACK'], ['JACK', 'G'], ['ERROR', 'x'],
+        ['GET_HISTORY', 'G'], ['PONG', 1], ['join', 'G'], ['Ping'], ['MSGX', 'G', 'x'],
     ];
-    for (const c of cmds) {
-        const seq = bad.nextSeq();
-        bad.send([seq, ...c]);
-        await bad.none(f => isArr(f) && f[0] === seq, 300, `reply to ${C.short(c)}`);
-        assert.ok(bad.isOpen(), `connection open after ${C.short(c)}`);
-        const p = await bad.ping(3000);
-        assert.deepEqual(p.slice(1), ['ACK'], `PING after ${C.short(c)}`);
+    const failures = [];
+    for (const c0 of cmds) {
+        const c = c0.map(x => x === 'G' ? G : x);
+        await runCase(failures, `command ${C.short(c)}`, async () => {
+            const bad = await C.rawReady(srv.url);
+            const seq = bad.nextSeq();
+            bad.send([seq, ...c]);
+            await bad.none(f => isArr(f) && f[0] === seq, 300, 'reply');
+            assert.ok(bad.isOpen(), `connection closed (${C.short(bad.closeInfo)})`);
+            const p = await bad.ping(3000);
+            assert.deepEqual(p.slice(1), ['ACK'], 'PING afterwards');
+            bad.close();
+        });
     }
-    bad.close();
-    await healthy('unknown commands');
+    report(failures);
 });
 
 T('MSG with non-string content is not relayed', async () => {
-    const bad = await C.rawReady(srv.url);
-    await bad.join(G);
-    await peer.next(f => isArr(f) && f[2] === 'JOIN' && f[1] === bad.id, 5000, 'JOIN of bad at peer');
+    const failures = [];
     for (const content of [42, null, {}, [], ['x'], true]) {
-        bad.send([bad.nextSeq(), 'MSG', G, content]);
+        await runCase(failures, `MSG content ${C.short(content)}`, async () => {
+            const bad = await C.rawReady(srv.url);
+            await bad.join(G);
+            await peer.next(f => isArr(f) && f[2] === 'JOIN' && f[1] === bad.id, 5000, 'JOIN of bad at peer');
+            bad.send([bad.nextSeq(), 'MSG', G, content]);
+            // and as a direct message
+            bad.send([bad.nextSeq(), 'MSG', peer.id, content]);
+            await closedWithin(bad, 200);
+            await peer.none(f => isArr(f) && f[2] === 'MSG' && f[1] === bad.id, 200, 'relay of non-string content');
+            bad.terminate();
+        });
     }
-    // a direct message with non-string content too
-    bad.send([bad.nextSeq(), 'MSG', peer.id, { x: 1 }]);
-    await closedWithin(bad, 300);
-    await peer.none(f => isArr(f) && f[2] === 'MSG' && f[1] === bad.id, 300, 'relay of non-string content');
-    bad.terminate();
-    await healthy('MSG with non-string content');
+    report(failures);
 });
 
 T('invalid UTF-8 in a text frame closes that connection with 1007', async () => {
@@ -221,29 +283,31 @@ T('malformed content for the history keeper does no harm', async () => {
         '["GET_HISTORY"]', '["GET_HISTORY", 5]', '["GET_HISTORY", "zz"]', '["GET_HISTORY_RANGE", null, 5]',
         '["GET_FULL_HISTORY", {}]', '["tx", [null, null]]', '["tx", [5, 5]]',
     ];
-    const bad = await C.rawReady(srv.url);
+    const failures = [];
     for (const content of contents) {
-        if (!bad.isOpen()) { break; }
-        const seq = bad.nextSeq();
-        bad.send([seq, 'MSG', HK, content]);
-        // acceptable: no reply, an ERROR, or an ACK (possibly followed by an error)
-        const reply = await bad.next(f => isArr(f) && f[0] === seq, 500, 'reply').catch(() => null);
-        if (reply) {
-            assert.ok(reply[1] === 'ACK' || reply[1] === 'ERROR', `reply to HK content ${content}: ${C.short(reply)}`);
-        }
-        assert.ok(srv.alive(), `server alive after HK content ${content}`);
-        await healthy(`HK content ${content}`);
+        await runCase(failures, `HK content ${content}`, async () => {
+            const bad = await C.rawReady(srv.url);
+            const seq = bad.nextSeq();
+            bad.send([seq, 'MSG', HK, content]);
+            // acceptable: no reply, an ERROR, or an ACK (possibly followed by an error)
+            const reply = await bad.next(f => isArr(f) && f[0] === seq, 500, 'reply').catch(() => null);
+            if (reply) {
+                assert.ok(reply[1] === 'ACK' || reply[1] === 'ERROR', `reply ${C.short(reply)}`);
+            }
+            await C.sleep(100);
+            // a direct message from the HK is an error (RPC error or history error object)
+            for (const f of bad.log) {
+                if (!(isArr(f) && f[0] === 0 && f[2] === 'MSG')) { continue; }
+                assert.equal(f[1], HK, `unexpected direct message ${C.short(f)}`);
+                const p = JSON.parse(f[4]);
+                const isErr = (isArr(p) && p[1] === 'ERROR') ||
+                    (p && typeof p === 'object' && !isArr(p) && (p.error || p.state === 1 || p.channel));
+                assert.ok(isErr, `HK answer is not an error: ${C.short(f)}`);
+            }
+            bad.close();
+        });
     }
-    await C.sleep(200);
-    // any direct message from the HK is an error object or an RPC error, never a success
-    for (const f of bad.log) {
-        if (!(isArr(f) && f[0] === 0 && f[2] === 'MSG')) { continue; }
-        assert.equal(f[1], HK, `unexpected direct message ${C.short(f)}`);
-        const p = JSON.parse(f[4]);
-        const isErr = (isArr(p) && p[1] === 'ERROR') || (p && typeof p === 'object' && !isArr(p) && (p.error || p.state === 1 || p.channel));
-        assert.ok(isErr, `HK answer to malformed content is an error: ${C.short(f)}`);
-    }
-    bad.close();
+    report(failures);
 });
 
 T('after all of that the server still accepts new clients', async () => {
