@@ -41,13 +41,14 @@
 #include <stdint.h>
 #include <stdarg.h>
 #include <jansson.h>
+#include "cps_storage.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define CPS_ABI_MAJOR 1
-#define CPS_ABI_MINOR 0
+#define CPS_ABI_MINOR 1
 
 /* Error codes.  cps_api.strerror maps each to a short protocol-style string. */
 enum {
@@ -238,6 +239,25 @@ typedef struct cps_api {
     uint64_t (*now_ms)(void);                       /* wall clock, ms since epoch */
 
     const char *(*strerror)(int code);              /* "EINVAL", ... */
+
+    /* -- storage backends (1.1), see cps_storage.h -- */
+
+    /* Make a backend available under b->name.  `b` must stay valid until the
+    ** plugin is unloaded.  CPS_EEXIST for a name already registered,
+    ** CPS_EVERSION if b->version is not one this host knows. */
+    int (*register_storage)(cps_plugin *p, const cps_storage_backend *b);
+    /* The backend called `name`, or with NULL the one the configuration
+    ** selects (`storage_backend`); NULL if there is none. */
+    const cps_storage_backend *(*storage)(cps_plugin *p, const char *name);
+
+    /* -- flow control (1.1) -- */
+
+    /* Call `fn` once, on the loop, as soon as the session has at most
+    ** `below` bytes queued (at once if it already has).  One watch per
+    ** session: a new one replaces the previous.  Never called if the
+    ** session closes first (on_close is). */
+    int (*session_on_drain)(cps_session *s, size_t below,
+                            void (*fn)(cps_session *s, void *ud), void *ud);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

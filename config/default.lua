@@ -16,6 +16,10 @@ return {
     -- Root of everything the server stores.
     data_dir = "./data",
 
+    -- The storage backend the storing plugins use, by the name its plugin
+    -- registers ("fs": CryptPad's own on-disk layout under data_dir).
+    storage_backend = "fs",
+
     -- Extra directories searched for .so plugins and Lua scripts, before the
     -- built-in ones (next to the binary, and the install prefix).
     plugin_dirs = {},
@@ -30,7 +34,7 @@ return {
     -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
     -- after the role plugins.  A name prefixed with "?" is optional: if it
     -- fails to load the server logs it and carries on.
-    plugins = { "example_rpc" },
+    plugins = { "storage-fs", "example_rpc" },
     lua_scripts = { "examples/example_rpc.lua" },
 
     limits = {

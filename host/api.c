@@ -66,6 +66,12 @@ static int api_session_handler(cps_plugin *p, const cps_session_handler *h, void
     return cps_server_set_handler(p, h, ud);
 }
 
+static const cps_storage_backend *api_storage(cps_plugin *p, const char *name)
+{
+    (void)p;
+    return cps_storage_get(name);
+}
+
 const cps_api cps_host_api = {
     .size = sizeof(cps_api),
     .major = CPS_ABI_MAJOR,
@@ -107,6 +113,9 @@ const cps_api cps_host_api = {
     .work = cps_work,
     .now_ms = cps_now_ms,
     .strerror = cps_strerror,
+    .register_storage = cps_storage_register,
+    .storage = api_storage,
+    .session_on_drain = cps_session_on_drain,
 };
 
 const char *cps_strerror(int code)

@@ -199,6 +199,7 @@ static const rule schema[] = {
     { "listen.port", T_INT, 0, 65535 },
     { "websocket_path", T_STR, 0, 0 },
     { "data_dir", T_STR, 0, 0 },
+    { "storage_backend", T_STR, 0, 0 },
     { "plugin_dirs", T_STRLIST, 0, 0 },
     { "lua_dirs", T_STRLIST, 0, 0 },
     { "nodes", T_NODES, 0, 0 },

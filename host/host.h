@@ -128,6 +128,7 @@ void cps_session_set_data(cps_session *s, void *d);
 void *cps_session_data(cps_session *s);
 const char *cps_session_peer(cps_session *s);
 size_t cps_session_queued(cps_session *s);
+int  cps_session_on_drain(cps_session *s, size_t below, void (*fn)(cps_session *, void *), void *ud);
 
 /* ---- timers and work (timer.c) ---- */
 int  cps_timers_init(uv_loop_t *loop);
@@ -138,6 +139,11 @@ void cps_timers_forget(cps_plugin *p);
 int  cps_work(cps_plugin *p, cps_work_fn w, cps_after_work_fn a, void *ud);
 uint64_t cps_now_ms(void);
 uv_loop_t *cps_loop(void);
+
+/* ---- storage backend registry (storage.c) ---- */
+int  cps_storage_register(cps_plugin *p, const cps_storage_backend *b);
+const cps_storage_backend *cps_storage_get(const char *name);
+void cps_storage_forget(cps_plugin *p);
 
 /* ---- Lua (lua_host.c) ---- */
 int  cps_lua_init(void);

@@ -52,6 +52,7 @@ void cps_plugin_forget(cps_plugin *p)
     cps_rpc_forget(p);
     cps_timers_forget(p);
     cps_server_forget(p);
+    cps_storage_forget(p);
 }
 
 static bool valid_name(const char *s)

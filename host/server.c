@@ -30,6 +30,9 @@ struct cps_session {
     bool close_sent;
     int close_code;
     char close_reason[64];
+    size_t drain_below;       /* api->session_on_drain watch */
+    void (*drain_fn)(cps_session *, void *);
+    void *drain_ud;
     struct cps_session *prev, *next;
 };
 
@@ -154,6 +157,28 @@ void cps_server_close_sessions(int code, const char *reason)
     for (cps_session *s = S.sessions; s; s = s->next) cps_session_close(s, code, reason);
 }
 
+/* ---- flow control ---- */
+
+static void fire_drain(cps_session *s)
+{
+    void (*fn)(cps_session *, void *) = s->drain_fn;
+    s->drain_fn = NULL;
+    fn(s, s->drain_ud);
+}
+
+/* Fired from the next WRITEABLE (also when nothing is queued), so the
+** callback never runs inside the caller. */
+int cps_session_on_drain(cps_session *s, size_t below, void (*fn)(cps_session *, void *), void *ud)
+{
+    if (!s || !fn) return CPS_EINVAL;
+    if (s->closing) return CPS_ECLOSED;
+    s->drain_below = below;
+    s->drain_fn = fn;
+    s->drain_ud = ud;
+    want_write(s);
+    return 0;
+}
+
 /* ---- writing ---- */
 
 static void cork(struct lws *wsi, int on)
@@ -181,6 +206,7 @@ static int on_writable(cps_session *s)
         if (lws_send_pipe_choked(s->wsi)) break;
     }
     if (n) cork(s->wsi, 0);
+    if (s->drain_fn && s->qbytes <= s->drain_below) fire_drain(s);
     if (s->qlen) { want_write(s); return 0; }
     if (s->closing && !s->close_sent && s->close_code > 0) {
         /* G7: a close from WRITEABLE must be written by hand (4 = LWS_WRITE_CLOSE). */

@@ -185,7 +185,9 @@ typedef struct msg_relay { relay r; json_t *msg; } msg_relay;
 static void message_done(void *ud, const char *error, json_t *data)
 {
     msg_relay *m = ud;
-    if (!error) fan_out(json_object_get(data, "members"), m->r.user, m->msg);
+    /* a stored message comes back with its time: relay that one */
+    json_t *stored = json_object_get(data, "msg");
+    if (!error) fan_out(json_object_get(data, "members"), m->r.user, stored ? stored : m->msg);
     /* The ACK travels after the DELIVERs on the same ordered path. */
     API->reply(m->r.call, error, NULL);
     json_decref(m->msg);
@@ -257,6 +259,15 @@ static int cmd_history(cps_call *call, json_t *args, void *ud)
     return to_storage(call, args, ch, "HISTORY", history_done);
 }
 
+/* ---- authenticated keys of a user (signed RPC, issue 4 fills them) ---- */
+
+static int cmd_get_auth_keys(cps_call *call, json_t *args, void *ud)
+{
+    (void)args; (void)ud;
+    API->reply(call, NULL, json_pack("{s []}", "keys"));
+    return CPS_OK;
+}
+
 /* ---- RPC (rpc.md §1-2) ---- */
 
 typedef struct rpc_req { cps_call *call; json_t *txid; } rpc_req;
@@ -324,6 +335,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
         { "JOIN_CHANNEL", cmd_join }, { "LEAVE_CHANNEL", cmd_leave },
         { "DROP_USER", cmd_drop_user }, { "CHANNEL_MESSAGE", cmd_channel_message },
         { "USER_MESSAGE", cmd_user_message }, { "HISTORY", cmd_history }, { "RPC", cmd_rpc },
+        { "GET_AUTH_KEYS", cmd_get_auth_keys },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);

@@ -16,6 +16,7 @@
 typedef struct user {
     char id[33];
     cps_session *s;        /* NULL once the connection is gone */
+    json_t *waiting;       /* SEND_TEXTS calls to answer when the queue drains */
     strmap *channels;      /* joined channels (value unused) */
     uint64_t last_rx;
     bool ping_out;
@@ -41,6 +42,17 @@ static void user_unref(user *u)
     if (--u->refs > 0) return;
     strmap_free(u->channels, NULL);
     free(u);
+}
+
+/* Answer the SEND_TEXTS calls waiting for room (error: the user is gone). */
+static void answer_waiting(user *u, const char *error)
+{
+    json_t *w = u->waiting;
+    u->waiting = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(w, i, c) API->reply((cps_call *)(uintptr_t)json_integer_value(c), error, NULL);
+    json_decref(w);
 }
 
 static void send_json(user *u, json_t *v)
@@ -70,6 +82,7 @@ static void user_gone(user *u, const char *why)
     if (!u->s) return;
     API->session_set_data(u->s, NULL);
     u->s = NULL;
+    answer_waiting(u, "ECLOSED");
     strmap_del(F.users, u->id);
     API->counter_add(F.c_users, -1);
     API->log(F.self, CPS_LOG_DEBUG, "user %s gone (%s)", u->id, why);
@@ -177,8 +190,10 @@ static void hk_done(void *ud, const char *error, json_t *data)
         reply_error(u, r->seq, error, json_null());
     } else {
         json_t *ack = json_object_get(data, "ack");
+        json_t *detail = json_object_get(data, "detail");
         if (json_is_true(ack)) send_json(u, json_pack("[O s]", r->seq, "ACK"));
-        else if (json_is_string(ack)) reply_error(u, r->seq, json_string_value(ack), json_null());
+        else if (json_is_string(ack))
+            reply_error(u, r->seq, json_string_value(ack), detail ? json_incref(detail) : json_null());
         size_t i;
         json_t *m;
         json_array_foreach(json_object_get(data, "messages"), i, m) {
@@ -242,7 +257,8 @@ static void on_hk_message(user *u, nf_req *q)
             return;
         }
         query(u, q->seq, core, "HISTORY",
-              json_pack("{s s s s s o}", "user", u->id, "front", F.node, "request", parsed), ch, hk_done);
+              json_pack("{s s s s s O s o}", "user", u->id, "front", F.node, "seq", q->seq,
+                        "request", parsed), ch, hk_done);
         return;
     }
     /* RPC: ACK at once (rpc.md §1), the answer follows as an HK message. */
@@ -401,6 +417,41 @@ static int cmd_deliver_user(cps_call *call, json_t *args, void *ud)
     return CPS_OK;
 }
 
+/* {user, texts}: frames built elsewhere (history streams); the reply
+** comes once the session's queue is below the low-water mark, which paces
+** the sender: one batch in flight per stream. */
+#define LOW_WATER (512u * 1024)
+
+static void drained(cps_session *s, void *ud)
+{
+    (void)s;
+    answer_waiting(ud, NULL);
+}
+
+static int cmd_send_texts(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "user"));
+    user *u = id ? strmap_get(F.users, id) : NULL;
+    if (!u || !u->s) return CPS_ECLOSED;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(args, "texts"), i, t) {
+        if (!json_is_string(t)) continue;
+        cps_frame *f = API->frame_new(json_string_value(t), json_string_length(t));
+        if (!f) continue;
+        int rc = API->session_send(u->s, f);
+        API->frame_unref(f);
+        if (rc) return CPS_ECLOSED;     /* dropped (slow consumer) */
+    }
+    if (!u->s) return CPS_ECLOSED;
+    if (API->session_queued(u->s) <= LOW_WATER) return CPS_OK;
+    if (!u->waiting) u->waiting = json_array();
+    json_array_append_new(u->waiting, json_integer((json_int_t)(uintptr_t)call));
+    API->session_on_drain(u->s, LOW_WATER, drained, u);
+    return CPS_ASYNC;
+}
+
 /* ---- life cycle ---- */
 
 static const cps_session_handler handler = { on_open, on_frame, on_close };
@@ -409,6 +460,7 @@ static void drop_user_entry(void *v)
 {
     user *u = v;
     u->s = NULL;
+    answer_waiting(u, "ECANCELED");
     user_unref(u);
 }
 
@@ -447,6 +499,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     int rc = api->session_handler(self, &handler, NULL);
     if (!rc) rc = api->register_command(self, "DELIVER", cmd_deliver, NULL);
     if (!rc) rc = api->register_command(self, "DELIVER_USER", cmd_deliver_user, NULL);
+    if (!rc) rc = api->register_command(self, "SEND_TEXTS", cmd_send_texts, NULL);
     if (rc) return rc;
     F.keepalive = api->timer_start(self, every > 0 ? (uint64_t)every : 5000,
                                    every > 0 ? (uint64_t)every : 5000, keepalive, NULL);

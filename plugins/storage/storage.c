@@ -1,36 +1,22 @@
 /*
-** storage.c - the storage role: the authoritative member list of every
-** channel it owns (placement by channel id), and the history keeper's end
-** of GET_HISTORY.  Until the history keeper lands, nothing is written to
-** disk: every channel is relayed like an ephemeral one and histories are
-** empty (answered with the protocol's end markers).
+** storage.c - the storage role: owns the channels placed on this node
+** (membership and the history keeper) and registers its commands.  Channel
+** operations that need the channel's metadata (join checks, stores, history)
+** go through the channel's serial queue (channel.c).
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cps.h"
+#include "storage.h"
 #include "ids.h"
-#include "strmap.h"
 
-/* The member list is copy-on-write: a change builds a new array, so a list
-** handed to another node by reference is a stable snapshot. */
-typedef struct channel {
-    json_t *members;     /* [[user id, front node], ...] in join order */
-} channel;
+struct storage_role ST;
 
-static struct {
-    const cps_api *api;
-    cps_plugin *self;
-    strmap *channels;
-} ST;
-
-#define API ST.api
-
-static void channel_free(void *v)
+static bool args_ok(json_t *args, const char **ch, const char **user)
 {
-    channel *c = v;
-    json_decref(c->members);
-    free(c);
+    *ch = json_string_value(json_object_get(args, "channel"));
+    *user = json_string_value(json_object_get(args, "user"));
+    return ids_valid_channel(*ch) && *user;
 }
 
 static long find_member(channel *c, const char *user)
@@ -42,28 +28,9 @@ static long find_member(channel *c, const char *user)
     return -1;
 }
 
-static bool args_ok(json_t *args, const char **ch, const char **user)
+/* Adds a member (copy-on-write) and replies the previous members. */
+static void add_member(cps_call *call, channel *c, const char *user, const char *front)
 {
-    *ch = json_string_value(json_object_get(args, "channel"));
-    *user = json_string_value(json_object_get(args, "user"));
-    return ids_valid_channel(*ch) && *user;
-}
-
-/* JOIN {channel, user, front} -> {members: previous members} */
-static int cmd_join(cps_call *call, json_t *args, void *ud)
-{
-    (void)ud;
-    const char *ch, *user, *front = json_string_value(json_object_get(args, "front"));
-    if (!args_ok(args, &ch, &user) || !front) return CPS_EINVAL;
-    channel *c = strmap_get(ST.channels, ch);
-    if (!c) {
-        c = calloc(1, sizeof *c);
-        if (!c || !(c->members = json_array()) || strmap_put(ST.channels, ch, c)) {
-            if (c) json_decref(c->members);
-            free(c);
-            return CPS_ENOMEM;
-        }
-    }
     long at = find_member(c, user);
     json_t *before;
     if (at >= 0) {                 /* re-join: no duplicate */
@@ -77,31 +44,104 @@ static int cmd_join(cps_call *call, json_t *args, void *ud)
         c->members = next;
     }
     API->reply(call, NULL, json_pack("{s o}", "members", before));
-    return CPS_OK;
 }
 
 /* Removes a member; returns the remaining members (a new reference). */
-static json_t *remove_member(const char *ch, channel *c, long at)
+static json_t *remove_member(channel *c, long at)
 {
     json_t *rest = json_copy(c->members);
     json_array_remove(rest, (size_t)at);
     json_decref(c->members);
     c->members = json_incref(rest);
-    if (json_array_size(rest) == 0) channel_free(strmap_del(ST.channels, ch));
     return rest;
 }
+
+/* ---- JOIN ---- */
+
+static void ignore_done(void *ud, int status) { (void)ud; (void)status; }
+
+typedef struct join_wait { char id[40]; op *o; } join_wait;
+
+static void join_checked(channel *ch, op *o, json_t *keys)
+{
+    const char *user = json_string_value(json_object_get(o->args, "user"));
+    const char *front = json_string_value(json_object_get(o->args, "front"));
+    if (ch->meta && !meta_allows(ch->meta, keys)) {
+        json_t *detail = meta_allow_list(ch->meta);
+        json_array_insert_new(detail, 0, json_string(CPS_HK_ID));
+        API->reply(o->call, "ERESTRICTED", json_pack("{s o}", "detail", detail));
+    } else {
+        add_member(o->call, ch, user, front);
+    }
+    ch_done(ch, o);
+}
+
+static void join_keys(void *ud, const char *error, json_t *data)
+{
+    join_wait *w = ud;
+    channel *ch = ch_get(w->id, false);     /* held: its op is busy */
+    json_t *keys = error ? NULL : json_object_get(data, "keys");
+    if (ch) join_checked(ch, w->o, json_is_array(keys) ? keys : NULL);
+    free(w);
+}
+
+static void op_join(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { API->reply(o->call, "EIO", NULL); ch_done(ch, o); return; }
+    json_t *sd = json_object_get(ch->meta, "selfdestruct");
+    if (json_is_string(sd) && strcmp(json_string_value(sd), ST.instance) != 0) {
+        /* A self-destructing channel outlived its server instance. */
+        const cps_storage_backend *b = backend();
+        if (b) b->channel_archive(b->state, ch->id, NULL, ignore_done, NULL);
+        ch_forget_state(ch);
+        API->reply(o->call, "ESELFDESTRUCT", NULL);
+        ch_done(ch, o);
+        return;
+    }
+    if (!json_is_true(json_object_get(ch->meta, "restricted"))) { join_checked(ch, o, NULL); return; }
+    char core[64];
+    const char *user = json_string_value(json_object_get(o->args, "user"));
+    join_wait *w = calloc(1, sizeof *w);
+    if (!w || !API->owner(ST.self, "core", user, core, sizeof core)) {
+        free(w);
+        join_checked(ch, o, NULL);
+        return;
+    }
+    snprintf(w->id, sizeof w->id, "%s", ch->id);
+    w->o = o;
+    API->query(ST.self, core, "GET_AUTH_KEYS", json_pack("{s s}", "user", user), 0, join_keys, w);
+}
+
+/* JOIN {channel, user, front} -> {members: previous members} */
+static int cmd_join(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id, *user;
+    if (!args_ok(args, &id, &user) || !json_is_string(json_object_get(args, "front"))) return CPS_EINVAL;
+    channel *ch = ch_get(id, true);
+    if (!ch) return CPS_ENOMEM;
+    if (strlen(id) == 34) {   /* ephemeral: no metadata, no checks */
+        add_member(call, ch, user, json_string_value(json_object_get(args, "front")));
+        return CPS_OK;
+    }
+    int rc = ch_enqueue(ch, op_join, call, json_incref(args));
+    return rc ? rc : CPS_ASYNC;
+}
+
+/* ---- LEAVE, DROP_USER ---- */
 
 /* LEAVE {channel, user} -> {members: remaining} | ENOENT | NOT_IN_CHAN */
 static int cmd_leave(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
-    const char *ch, *user;
-    if (!args_ok(args, &ch, &user)) return CPS_EINVAL;
-    channel *c = strmap_get(ST.channels, ch);
-    if (!c) { API->reply(call, "ENOENT", NULL); return CPS_OK; }
-    long at = find_member(c, user);
+    const char *id, *user;
+    if (!args_ok(args, &id, &user)) return CPS_EINVAL;
+    channel *ch = ch_get(id, false);
+    if (!ch) { API->reply(call, "ENOENT", NULL); return CPS_OK; }
+    long at = find_member(ch, user);
     if (at < 0) { API->reply(call, "NOT_IN_CHAN", NULL); return CPS_OK; }
-    API->reply(call, NULL, json_pack("{s o}", "members", remove_member(ch, c, at)));
+    API->reply(call, NULL, json_pack("{s o}", "members", remove_member(ch, at)));
+    ch_release(ch);
     return CPS_OK;
 }
 
@@ -115,78 +155,45 @@ static int cmd_drop_user(cps_call *call, json_t *args, void *ud)
     size_t i;
     json_t *chv;
     json_array_foreach(json_object_get(args, "channels"), i, chv) {
-        const char *ch = json_string_value(chv);
-        channel *c = ch ? strmap_get(ST.channels, ch) : NULL;
-        long at = c ? find_member(c, user) : -1;
+        const char *id = json_string_value(chv);
+        channel *ch = id ? ch_get(id, false) : NULL;
+        long at = ch ? find_member(ch, user) : -1;
         if (at < 0) continue;
-        json_object_set_new(out, ch, remove_member(ch, c, at));
+        json_object_set_new(out, id, remove_member(ch, at));
+        ch_release(ch);
     }
     API->reply(call, NULL, json_pack("{s o}", "channels", out));
     return CPS_OK;
 }
 
-/* CHANNEL_MESSAGE {channel, user, content} -> {members} to relay to. */
-static int cmd_channel_message(cps_call *call, json_t *args, void *ud)
-{
-    (void)ud;
-    const char *ch, *user;
-    if (!args_ok(args, &ch, &user)) return CPS_EINVAL;
-    channel *c = strmap_get(ST.channels, ch);
-    API->reply(call, NULL, json_pack("{s o}", "members", c ? json_incref(c->members) : json_array()));
-    return CPS_OK;
-}
-
-/* HISTORY {user, request: [CMD, channel, opts...]} -> {ack, messages}.
-** Histories are empty until the history keeper lands: only end markers. */
-static int cmd_history(cps_call *call, json_t *args, void *ud)
-{
-    (void)ud;
-    json_t *req = json_object_get(args, "request");
-    const char *cmd = json_string_value(json_array_get(req, 0));
-    const char *ch = json_string_value(json_array_get(req, 1));
-    if (!cmd || !ids_valid_channel(ch)) return CPS_EINVAL;
-    json_t *marker;
-    if (strcmp(cmd, "GET_HISTORY") == 0) {
-        json_t *opts = json_array_get(req, 2);
-        json_t *txid = json_object_get(opts, "txid");
-        marker = json_pack("{s i s s}", "state", 1, "channel", ch);
-        if (txid) json_object_set(marker, "txid", txid);
-    } else if (strcmp(cmd, "GET_HISTORY_RANGE") == 0) {
-        json_t *txid = json_object_get(json_array_get(req, 2), "txid");
-        if (!txid) { API->reply(call, NULL, json_pack("{s s}", "ack", "INVALID_ARGS")); return CPS_OK; }
-        marker = json_pack("[s O s]", "HISTORY_RANGE_END", txid, ch);
-    } else {
-        marker = json_pack("[s s]", "FULL_HISTORY_END", ch);
-    }
-    char *text = json_dumps(marker, JSON_COMPACT);
-    json_decref(marker);
-    API->reply(call, NULL, json_pack("{s b s [s]}", "ack", 1, "messages", text ? text : "null"));
-    free(text);
-    return CPS_OK;
-}
+/* ---- life cycle ---- */
 
 static void fini(cps_plugin *self, void *state)
 {
     (void)self; (void)state;
-    strmap_free(ST.channels, channel_free);
-    ST.channels = NULL;
+    ch_free_all();
 }
 
 CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
 {
     info->name = "storage";
-    info->version = "0.1.0";
+    info->version = "0.2.0";
     info->abi_major = CPS_ABI_MAJOR;
     info->abi_minor = CPS_ABI_MINOR;
     if (CPS_API_CHECK(api)) return CPS_EVERSION;
     info->fini = fini;
     ST.api = api;
     ST.self = self;
-    if (!api->self_node(self)) {
+    ST.node = api->self_node(self);
+    if (!ST.node) {
         api->log(self, CPS_LOG_ERROR, "the storage plugin serves a node: list it in `nodes`");
         return CPS_EINVAL;
     }
+    ids_random_user(ST.instance);
+    json_int_t max_ops = json_integer_value(json_object_get(api->config(self), "max_queue_per_channel"));
+    ST.max_ops = max_ops > 0 ? (size_t)max_ops : 10000;
     ST.channels = strmap_new();
+    ST.c_stored = api->counter(self, "storage_messages_stored_total");
     static const struct { const char *name; cps_command_fn fn; } cmds[] = {
         { "JOIN", cmd_join }, { "LEAVE", cmd_leave }, { "DROP_USER", cmd_drop_user },
         { "CHANNEL_MESSAGE", cmd_channel_message }, { "HISTORY", cmd_history },

@@ -5,7 +5,7 @@
 
 const { test, before, beforeEach, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer } = require('./lib/server');
+const { startServer, withLog } = require('./lib/server');
 const C = require('./lib/client');
 
 let srv;
@@ -37,8 +37,8 @@ const ensureServer = async () => {
     await setup();
 };
 
-before(setup);
-beforeEach(ensureServer);
+before(withLog(() => srv, setup));
+beforeEach(withLog(() => srv, ensureServer));
 after(async () => {
     C.closeAll();
     for (const s of servers) { await s.stop(); }

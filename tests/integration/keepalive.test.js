@@ -4,7 +4,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer } = require('./lib/server');
+const { startServer, withLog } = require('./lib/server');
 const C = require('./lib/client');
 
 let srv;
@@ -13,9 +13,9 @@ const T = (name, fn, opts = {}) => test(name, { timeout: 30000, ...opts }, (t) =
 const PING_AFTER = 600;
 const DROP_AFTER = 2500;
 
-before(async () => {
+before(withLog(() => srv, async () => {
     srv = await startServer({ front: { ping_after_ms: PING_AFTER, drop_after_ms: DROP_AFTER, check_every_ms: 200 } });
-});
+}));
 after(async () => {
     C.closeAll();
     if (srv) { await srv.stop(); }

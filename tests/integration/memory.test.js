@@ -5,7 +5,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer } = require('./lib/server');
+const { startServer, withLog } = require('./lib/server');
 const C = require('./lib/client');
 
 let srv;
@@ -20,15 +20,15 @@ const RSS_SLACK = 40 * 1024 * 1024;
 
 const isArr = Array.isArray;
 
-before(async () => {
+before(withLog(() => srv, async () => {
     srv = await startServer({ limits: { max_frame: 1048576, max_send_queue: MAX_SEND_QUEUE } });
-});
+}));
 after(async () => {
     C.closeAll();
     if (srv) { await srv.stop(); }
 });
 
-T('a member that stops reading is dropped; the others get every message; RSS stays bounded', async () => {
+T('a member that stops reading is dropped; the others get every message; RSS stays bounded', async (t) => {
     const chan = C.padId();
     let slowGot = 0;
     const slow = await C.rawReady(srv.url, {
@@ -102,6 +102,8 @@ T('a member that stops reading is dropped; the others get every message; RSS sta
     await C.sleep(500);
     const rss1 = srv.rss();
     const grow = rss1 - rss0;
+    t.diagnostic(`run ${runMs} ms; paused client got ${slowGot} of ${SENDERS * PER_SENDER} messages; ` +
+        `server RSS ${(rss0 / 1048576).toFixed(1)} -> ${(rss1 / 1048576).toFixed(1)} MiB`);
     assert.ok(grow <= RSS_SLACK,
         `server RSS grew by ${(grow / 1048576).toFixed(1)} MiB (from ${(rss0 / 1048576).toFixed(1)} to ${(rss1 / 1048576).toFixed(1)} MiB; run ${runMs} ms)`);
 

@@ -3,13 +3,13 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer } = require('./lib/server');
+const { startServer, withLog } = require('./lib/server');
 const C = require('./lib/client');
 
 let srv;
 const T = (name, fn, opts = {}) => test(name, { timeout: 30000, ...opts }, (t) => srv.guard(fn)(t));
 
-before(async () => { srv = await startServer(); });
+before(withLog(() => srv, async () => { srv = await startServer(); }));
 after(async () => {
     C.closeAll();
     if (srv) { await srv.stop(); }

@@ -5,13 +5,13 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer } = require('./lib/server');
+const { startServer, withLog } = require('./lib/server');
 const C = require('./lib/client');
 
 let srv;
 const T = (name, fn, opts = {}) => test(name, { timeout: 30000, ...opts }, (t) => srv.guard(fn)(t));
 
-before(async () => { srv = await startServer(); });
+before(withLog(() => srv, async () => { srv = await startServer(); }));
 after(async () => {
     C.closeAll();
     if (srv) { await srv.stop(); }
@@ -122,11 +122,11 @@ T('leave: the others get a LEAVE for the user who left', async () => {
         assert.ok(!u.wc.members.includes(leaver.id), 'the leaver is no longer listed');
     }
     // messages sent after the leave do not reach the leaver's client
-    const before = leaver.msgs.length;
+    const nBefore = leaver.msgs.length;
     await C.withTimeout(users[0].wc.bcast('after-leave'), 5000, 'ACK');
     await C.waitFor(() => users[1].msgs.some(m => m.msg === 'after-leave'), 5000, 'member receives after-leave');
     await C.sleep(200);
-    assert.equal(leaver.msgs.length, before, 'leaver receives nothing more');
+    assert.equal(leaver.msgs.length, nBefore, 'leaver receives nothing more');
 });
 
 T('direct message to a user id arrives with the sender id', async () => {
@@ -185,6 +185,34 @@ T('admin channel (33 zeros) can be joined', async () => {
     assert.ok(wb.members.includes(b.id));
     assert.ok(!wb.members.includes(a.id), 'no member list is kept for the admin channel');
     wa.leave(); wb.leave();
+});
+
+T('connect/join/send/drop churn leaves no dead member listed', async () => {
+    const chan = C.padId();
+    const observer = await C.connect(srv.url);
+    const ow = await C.join(observer, chan);
+    const got = [];
+    ow.on('message', (msg) => got.push(msg));
+    const CYCLES = 30;
+    const t0 = Date.now();
+    await Promise.all([0, 1, 2].map(async (w) => {
+        for (let k = 0; k < CYCLES / 3 && Date.now() - t0 < 20000; k++) {
+            const net = await C.connect(srv.url);
+            const wc = await C.join(net, chan);
+            await C.withTimeout(wc.bcast(`churn|${w}|${k}`), 5000, 'ACK during churn');
+            if (k % 2) { net.kill(); } else { net.close(); }   // with and without a close frame
+        }
+    }));
+    await C.waitFor(() => ow.members.length === 2, 5000,
+        `observer lists only itself and the history keeper (members: ${JSON.stringify(ow.members)})`);
+    await C.waitFor(() => got.length >= CYCLES, 5000, `observer receives every churn message (${got.length})`);
+    await C.sleep(200);
+    assert.equal(got.length, CYCLES, 'observer received every churn message once');
+    const late = await C.connect(srv.url);
+    const lw = await C.join(late, chan);
+    assert.deepEqual(lw.members.slice().sort(), [hkOf(lw)[0], ow.myID, lw.myID].sort(),
+        'a newcomer sees only live members');
+    late.close(); observer.close();
 });
 
 T('server exits 0 on SIGTERM', async () => {

@@ -5,7 +5,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, FIXTURES_DIR } = require('./lib/server');
+const { startServer, withLog, FIXTURES_DIR } = require('./lib/server');
 const C = require('./lib/client');
 
 let srv;
@@ -14,7 +14,7 @@ const T = (name, fn, opts = {}) => test(name, { timeout: 30000, ...opts }, (t) =
 const isArr = Array.isArray;
 let HK; let me; let other;
 
-before(async () => {
+before(withLog(() => srv, async () => {
     // lists in a config file replace the default ones: keep the example
     // script (EXAMPLE_UPPER) next to the test fixture
     srv = await startServer({ lua_dirs: [FIXTURES_DIR], lua_scripts: ['examples/example_rpc.lua', 'failing.lua'] });
@@ -24,7 +24,7 @@ before(async () => {
     HK = j.members.find(id => id.length === 16);
     await me.leave('0'.repeat(34));
     other = await C.rawReady(srv.url);
-});
+}));
 after(async () => {
     C.closeAll();
     if (srv) { await srv.stop(); }

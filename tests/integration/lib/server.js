@@ -265,7 +265,23 @@ const startServer = async (overrides = {}, opts = {}) => {
     return server;
 };
 
+// For before/after hooks: run fn and, if it fails, append the output of
+// the server returned by getServer() (it may not exist yet).
+const withLog = (getServer, fn) => async (...a) => {
+    try {
+        return await fn(...a);
+    } catch (e) {
+        const s = getServer();
+        if (s && e && typeof e === 'object') {
+            try {
+                e.message = `${e.message}\n--- cpsd output (pid ${s.pid}${s.exitInfo() ? `, exited ${JSON.stringify(s.exitInfo())}` : ''}) ---\n${s.stderr().slice(-6000)}`;
+            } catch (x) { /* read-only message */ }
+        }
+        throw e;
+    }
+};
+
 module.exports = {
-    startServer, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir,
+    startServer, withLog, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir,
     TESTS_DIR, FIXTURES_DIR,
 };

@@ -1,0 +1,109 @@
+/*
+** cps_storage.h - the storage backend interface (included by cps.h, ABI 1.1).
+**
+** A storage backend is a table of asynchronous functions with a name, in
+** the manner of sqlite3_vfs: a plugin registers it with
+** api->register_storage(), and the plugins that store data get the active
+** one (configuration key `storage_backend`) with api->storage().
+**
+** CONTRACT (every backend; tests/unit/test_storage_contract.c checks it)
+**   - Every function returns CPS_OK once the request is queued, or a
+**     negative code (then `done` is never called).  `done` is called exactly
+**     once, on the loop thread, on a later loop turn.  A backend never
+**     blocks the loop: file or network I/O runs on the thread pool
+**     (api->work) or is non-blocking.
+**   - Requests naming the same object (same kind and id) complete in the
+**     order they were made.  So an append acknowledged to a client is after
+**     every earlier append of that channel, and a read made after an append
+**     sees it.
+**   - An append's `done` with CPS_OK means the bytes were handed to the
+**     operating system (a process killed afterwards does not lose them).
+**   - Ids are validated by the backend before any use as a name: channel
+**     ids are 32 to 48 characters of [A-Za-z0-9+=-] (lowercase hex for
+**     pads); keys ("safe" base64: '/' replaced by '-') are 44 characters.
+**     Anything else (empty, "../", "/", NUL, other lengths or characters)
+**     is refused with CPS_EINVAL.
+**   - A channel log is a sequence of complete lines ending in '\n'.  A torn
+**     last line (a crash mid-write) is never returned by a read: the backend
+**     detects it and repairs the log (cuts the partial line) before the
+**     first read or append of that channel in this process.
+**   - Data passed to a callback is valid only during the callback.
+*/
+#ifndef CPS_STORAGE_H
+#define CPS_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CPS_STORAGE_VERSION 1
+
+/* status: CPS_OK or a negative CPS_E* code (CPS_ENOENT: no such object). */
+typedef void (*cps_store_done_fn)(void *ud, int status);
+/* status plus a size in bytes (the log's size after an append). */
+typedef void (*cps_store_size_fn)(void *ud, int status, uint64_t size);
+/* A chunk of complete lines read from an offset: `data` (NUL-terminated,
+** `len` bytes, possibly 0), the offset just after it, and whether the end
+** of the log was reached.  ENOENT if the log does not exist. */
+typedef void (*cps_store_read_fn)(void *ud, int status, const char *data, size_t len,
+                                  uint64_t next, bool eof);
+/* A whole small object (metadata log, pin log, placeholder, record). */
+typedef void (*cps_store_data_fn)(void *ud, int status, const char *data, size_t len);
+
+typedef struct cps_storage_backend {
+    size_t size;            /* sizeof(cps_storage_backend) as built */
+    int version;            /* CPS_STORAGE_VERSION */
+    const char *name;       /* "fs", ... */
+    void *state;            /* the backend's own, passed back to every call */
+
+    /* -- channel logs -- */
+    /* Append one or more complete lines. */
+    int (*channel_append)(void *state, const char *id, const char *data, size_t len,
+                          cps_store_size_fn done, void *ud);
+    /* Read complete lines from `offset`, at most about `max` bytes (at least
+    ** one whole line even if longer). */
+    int (*channel_read)(void *state, const char *id, uint64_t offset, size_t max,
+                        cps_store_read_fn done, void *ud);
+    int (*channel_size)(void *state, const char *id, cps_store_size_fn done, void *ud);
+    /* Keep only the bytes from `from` on (an atomic rewrite: the old log is
+    ** copied to the archive first). */
+    int (*channel_trim)(void *state, const char *id, uint64_t from, cps_store_done_fn done, void *ud);
+    /* Keep only the first `len` bytes (clearing a channel). */
+    int (*channel_truncate)(void *state, const char *id, uint64_t len, cps_store_done_fn done, void *ud);
+    /* Move the log and metadata log to the archive; with a non-NULL reason a
+    ** placeholder holding it is left in the live store. */
+    int (*channel_archive)(void *state, const char *id, const char *reason,
+                           cps_store_done_fn done, void *ud);
+    /* Bring an archived channel back (CPS_EEXIST if a live one exists). */
+    int (*channel_restore)(void *state, const char *id, cps_store_done_fn done, void *ud);
+    /* Remove the log, metadata log and placeholder for good. */
+    int (*channel_delete)(void *state, const char *id, cps_store_done_fn done, void *ud);
+    /* The placeholder text of an archived channel (ENOENT if none). */
+    int (*placeholder_read)(void *state, const char *id, cps_store_data_fn done, void *ud);
+
+    /* -- the channel's dedicated metadata log (small) -- */
+    int (*meta_append)(void *state, const char *id, const char *data, size_t len,
+                       cps_store_size_fn done, void *ud);
+    int (*meta_read)(void *state, const char *id, cps_store_data_fn done, void *ud);
+    /* Replace the whole metadata log. */
+    int (*meta_write)(void *state, const char *id, const char *data, size_t len,
+                      cps_store_done_fn done, void *ud);
+
+    /* -- pin logs, by safe key -- */
+    int (*pin_append)(void *state, const char *key, const char *data, size_t len,
+                      cps_store_done_fn done, void *ud);
+    int (*pin_read)(void *state, const char *key, cps_store_data_fn done, void *ud);
+
+    /* -- small records: `ns` is a namespace ("tasks", "decrees", ...),
+    **    [a-z0-9_-]{1,32}; `key` is [A-Za-z0-9_=+-]{1,128} -- */
+    int (*record_put)(void *state, const char *ns, const char *key, const char *data,
+                      size_t len, cps_store_done_fn done, void *ud);
+    int (*record_get)(void *state, const char *ns, const char *key, cps_store_data_fn done,
+                      void *ud);
+    int (*record_del)(void *state, const char *ns, const char *key, cps_store_done_fn done,
+                      void *ud);
+
+    /* Blobs and blocks are appended here in a later minor version. */
+} cps_storage_backend;
+
+#endif /* CPS_STORAGE_H */

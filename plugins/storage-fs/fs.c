@@ -1,0 +1,550 @@
+/*
+** fs.c - the "fs" storage backend (cps_storage.h): CryptPad's own on-disk
+** layout under data_dir, so an existing CryptPad root is served as is.  This
+** file is the loop-thread half: id checks, one FIFO queue per object, and
+** batches of requests handed to the thread pool (fs_io.c does the I/O).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cps.h"
+#include "strmap.h"
+#include "fs.h"
+
+/* Requests of one queue handed to the pool at once: amortises the thread
+** hop under load while keeping a batch's memory (read buffers) small. */
+#define BATCH_MAX 32
+
+/* One queue per object with requests pending: requests on the same object
+** run one batch at a time, in submission order; different objects run in
+** parallel on the pool.  Freed as soon as it is idle. */
+typedef struct fs_queue {
+    fs_obj obj;
+    char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>" */
+    fs_req *head, *tail;       /* waiting, in order */
+    fs_req *batch;             /* on the pool (or its callbacks running) */
+} fs_queue;
+
+static struct {
+    const cps_api *api;
+    cps_plugin *self;
+    char *root;                /* data_dir; read by pool threads, immutable */
+    bool fsync;                /* storage-fs.fsync: fdatasync every write */
+    size_t limit;              /* requests accepted and not yet completed */
+    size_t pending;
+    size_t inflight;           /* batches on the pool */
+    bool closing;              /* fini ran: refuse, drain, then free */
+    strmap *queues;            /* key -> fs_queue */
+    cps_storage_backend backend;
+} FS;                          /* the plugin singleton */
+
+/* ---- id checks (before any path is built) ----------------------------- */
+
+static bool chars_ok(const char *s, size_t n, const char *extra, bool upper)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (upper && c >= 'A' && c <= 'Z')) continue;
+        if (!c || !strchr(extra, c)) return false;
+    }
+    return true;
+}
+
+/* storage.md 2 says 32 <= len < 50; 48 (a blob id) is the longest in use. */
+static bool valid_channel(const char *s)
+{
+    if (!s) return false;
+    size_t n = strnlen(s, 49);
+    return n >= 32 && n <= 48 && chars_ok(s, n, "+=-", true);
+}
+
+static bool valid_key(const char *s)
+{
+    return s && strnlen(s, 45) == 44 && chars_ok(s, 44, "+=-", true);
+}
+
+static bool valid_ns(const char *s)
+{
+    if (!s) return false;
+    size_t n = strnlen(s, 33);
+    return n >= 1 && n <= 32 && chars_ok(s, n, "_-", false);
+}
+
+static bool valid_rkey(const char *s)
+{
+    if (!s) return false;
+    size_t n = strnlen(s, 129);
+    return n >= 1 && n <= 128 && chars_ok(s, n, "_=+-", true);
+}
+
+/* ---- queues ----------------------------------------------------------- */
+
+static void req_free(fs_req *r)
+{
+    free(r->in);
+    free(r->out);
+    free(r);
+}
+
+static const char *kind_name(int kind) { return kind == FS_CHANNEL ? "channel" : kind == FS_PIN ? "pin log" : "record"; }
+
+/* Calls the request's callback once with its outcome, then frees it. */
+static void complete(fs_queue *q, fs_req *r, int status)
+{
+    if (status == CPS_OK && r->cut)
+        FS.api->log(FS.self, CPS_LOG_WARN, "channel %s: cut a torn last line of %llu bytes",
+                    q->obj.id, (unsigned long long)r->cut);
+    if (status == CPS_EIO)
+        FS.api->log(FS.self, CPS_LOG_ERROR, "%s %s: operation %d failed: %s", kind_name(q->obj.kind),
+                    q->obj.id, r->op, strerror(r->err));
+    bool ok = status == CPS_OK;
+    switch (r->op) {
+    case OP_APPEND: case OP_SIZE: case OP_META_APPEND:
+        if (r->cb.size) r->cb.size(r->ud, status, ok || status == CPS_ENOENT ? r->size : 0);
+        break;
+    case OP_READ:
+        if (r->cb.read) r->cb.read(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0,
+                                   ok ? r->next_off : r->arg, ok && r->eof);
+        break;
+    case OP_PLACEHOLDER: case OP_META_READ: case OP_PIN_READ: case OP_REC_GET:
+        if (r->cb.data) r->cb.data(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0);
+        break;
+    default:
+        if (r->cb.done) r->cb.done(r->ud, status);
+    }
+    FS.pending--;
+    req_free(r);
+}
+
+/* Cancels a detached list of requests that never ran. */
+static void cancel_list(fs_queue *q, fs_req *r, int status)
+{
+    while (r) {
+        fs_req *n = r->next;
+        complete(q, r, status);
+        r = n;
+    }
+}
+
+static void queue_drop(fs_queue *q)
+{
+    strmap_del(FS.queues, q->key);
+    free(q);
+}
+
+static void teardown(void)
+{
+    strmap_free(FS.queues, free);   /* empty by now; free() covers a bug */
+    FS.queues = NULL;
+    free(FS.root);
+    FS.root = NULL;
+}
+
+static void batch_work(void *ud)
+{
+    fs_queue *q = ud;
+    for (fs_req *r = q->batch; r; r = r->next) fs_io_run(FS.root, FS.fsync, &q->obj, r);
+}
+
+static void batch_after(void *ud, int status);
+
+/* Hands the first requests of q to the pool. */
+static int start_batch(fs_queue *q)
+{
+    fs_req *last = q->head;
+    for (int n = 1; n < BATCH_MAX && last->next; n++) last = last->next;
+    q->batch = q->head;
+    q->head = last->next;
+    last->next = NULL;
+    if (!q->head) q->tail = NULL;
+    FS.inflight++;
+    int rc = FS.api->work(FS.self, batch_work, batch_after, q);
+    if (rc) {                  /* put them back in front */
+        FS.inflight--;
+        last->next = q->head;
+        if (!q->head) q->tail = last;
+        q->head = q->batch;
+        q->batch = NULL;
+    }
+    return rc;
+}
+
+static void batch_after(void *ud, int status)
+{
+    fs_queue *q = ud;
+    FS.inflight--;
+    /* q->batch stays set during the callbacks: a request made from one
+    ** queues behind the others instead of starting a second batch. */
+    for (fs_req *r = q->batch, *n; r; r = n) {
+        n = r->next;
+        /* A request that ran reports what it did even at unload (its bytes
+        ** are written); one the host cancelled before it ran says so. */
+        complete(q, r, r->ran ? r->status : (status ? status : CPS_ECANCELED));
+    }
+    q->batch = NULL;
+    if (FS.closing) {
+        fs_req *rest = q->head;
+        q->head = q->tail = NULL;
+        cancel_list(q, rest, CPS_ECANCELED);
+        queue_drop(q);
+        if (FS.inflight == 0) teardown();
+        return;
+    }
+    if (!q->head) { queue_drop(q); return; }
+    int rc = start_batch(q);
+    if (rc) {
+        /* The host's pool queue is full: fail what waits rather than stall.
+        ** Detach first, so callbacks that submit again get a fresh queue. */
+        fs_req *rest = q->head;
+        fs_queue copy = *q;
+        queue_drop(q);
+        cancel_list(&copy, rest, rc);
+    }
+}
+
+/* Takes ownership of r (freed on error). */
+static int enqueue(int kind, const char *id, const char *ns, fs_req *r)
+{
+    char key[sizeof ((fs_queue *)0)->key];
+    if (kind == FS_RECORD) snprintf(key, sizeof key, "r:%s/%s", ns, id);
+    else snprintf(key, sizeof key, "%c:%s", kind == FS_CHANNEL ? 'c' : 'p', id);
+    fs_queue *q = strmap_get(FS.queues, key);
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        if (!q || strmap_put(FS.queues, key, q) != 0) { free(q); req_free(r); return CPS_ENOMEM; }
+        q->obj.kind = kind;
+        snprintf(q->obj.id, sizeof q->obj.id, "%s", id);
+        snprintf(q->obj.ns, sizeof q->obj.ns, "%s", ns ? ns : "");
+        memcpy(q->key, key, sizeof key);
+    }
+    if (q->tail) q->tail->next = r; else q->head = r;
+    q->tail = r;
+    FS.pending++;
+    if (!q->batch) {           /* idle queue: q was just made, r is alone */
+        int rc = start_batch(q);
+        if (rc) {
+            FS.pending--;
+            queue_drop(q);
+            req_free(r);
+            return rc;
+        }
+    }
+    return CPS_OK;
+}
+
+/* Checks shared by every entry point; returns a new request or sets *rc. */
+static fs_req *req_new(int op, void *ud, int *rc)
+{
+    if (FS.closing || !FS.queues) { *rc = CPS_ECANCELED; return NULL; }
+    if (FS.pending >= FS.limit) { *rc = CPS_EBUSY; return NULL; }
+    fs_req *r = calloc(1, sizeof *r);
+    if (!r) { *rc = CPS_ENOMEM; return NULL; }
+    r->op = op;
+    r->ud = ud;
+    return r;
+}
+
+/* A private copy of the caller's bytes (valid only during its call). */
+static int req_copy_in(fs_req *r, const char *data, size_t len)
+{
+    r->in = malloc(len ? len : 1);
+    if (!r->in) { req_free(r); return CPS_ENOMEM; }
+    if (len) memcpy(r->in, data, len);
+    r->inlen = len;
+    return CPS_OK;
+}
+
+/* Appends to line logs take whole lines: a log never gains a partial line,
+** so a missing final '\n' can only mean a torn write. */
+static bool lines_ok(const char *data, size_t len) { return data && len && data[len - 1] == '\n'; }
+
+/* ---- channel logs ----------------------------------------------------- */
+
+static int fs_channel_append(void *st, const char *id, const char *data, size_t len,
+                             cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_APPEND, ud, &rc);
+    if (!r) return rc;
+    if ((rc = req_copy_in(r, data, len))) return rc;
+    r->cb.size = done;
+    return enqueue(FS_CHANNEL, id, NULL, r);
+}
+
+static int fs_channel_read(void *st, const char *id, uint64_t offset, size_t max,
+                           cps_store_read_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_READ, ud, &rc);
+    if (!r) return rc;
+    r->arg = offset;
+    r->max = max;
+    r->cb.read = done;
+    return enqueue(FS_CHANNEL, id, NULL, r);
+}
+
+/* The size of the channel log only (not the metadata log, unlike the Node
+** store's getChannelSize): callers add meta_read's length when they need
+** storage.md's sum.  CPS_ENOENT (size 0) when there is no log. */
+static int fs_channel_size(void *st, const char *id, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_SIZE, ud, &rc);
+    if (!r) return rc;
+    r->cb.size = done;
+    return enqueue(FS_CHANNEL, id, NULL, r);
+}
+
+/* Channel operations that carry a number and answer a status. */
+static int channel_simple(int op, const char *id, uint64_t arg, cps_store_done_fn done, void *ud)
+{
+    int rc;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    fs_req *r = req_new(op, ud, &rc);
+    if (!r) return rc;
+    r->arg = arg;
+    r->cb.done = done;
+    return enqueue(FS_CHANNEL, id, NULL, r);
+}
+
+/* `from` and `len` must be line boundaries (CPS_EINVAL otherwise, also
+** beyond the end): a cut mid-line would corrupt the log. */
+static int fs_channel_trim(void *st, const char *id, uint64_t from, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return channel_simple(OP_TRIM, id, from, done, ud);
+}
+
+static int fs_channel_truncate(void *st, const char *id, uint64_t len, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return channel_simple(OP_TRUNCATE, id, len, done, ud);
+}
+
+static int fs_channel_archive(void *st, const char *id, const char *reason,
+                              cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_ARCHIVE, ud, &rc);
+    if (!r) return rc;
+    if (reason) {
+        if ((rc = req_copy_in(r, reason, strlen(reason)))) return rc;
+        r->has_in = true;
+    }
+    r->cb.done = done;
+    return enqueue(FS_CHANNEL, id, NULL, r);
+}
+
+static int fs_channel_restore(void *st, const char *id, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return channel_simple(OP_RESTORE, id, 0, done, ud);
+}
+
+static int fs_channel_delete(void *st, const char *id, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return channel_simple(OP_DELETE, id, 0, done, ud);
+}
+
+/* Reads of a whole small file of an object. */
+static int read_whole(int kind, int op, const char *id, const char *ns, cps_store_data_fn done, void *ud)
+{
+    int rc;
+    fs_req *r = req_new(op, ud, &rc);
+    if (!r) return rc;
+    r->cb.data = done;
+    return enqueue(kind, id, ns, r);
+}
+
+static int fs_placeholder_read(void *st, const char *id, cps_store_data_fn done, void *ud)
+{
+    (void)st;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    return read_whole(FS_CHANNEL, OP_PLACEHOLDER, id, NULL, done, ud);
+}
+
+/* ---- metadata logs (same queue as the channel: ordered with trims) ----- */
+
+static int fs_meta_append(void *st, const char *id, const char *data, size_t len,
+                          cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_META_APPEND, ud, &rc);
+    if (!r) return rc;
+    if ((rc = req_copy_in(r, data, len))) return rc;
+    r->cb.size = done;
+    return enqueue(FS_CHANNEL, id, NULL, r);
+}
+
+static int fs_meta_read(void *st, const char *id, cps_store_data_fn done, void *ud)
+{
+    (void)st;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    return read_whole(FS_CHANNEL, OP_META_READ, id, NULL, done, ud);
+}
+
+/* Writes that answer a status and carry bytes. */
+static int write_simple(int kind, int op, const char *id, const char *ns, const char *data, size_t len,
+                        cps_store_done_fn done, void *ud)
+{
+    int rc;
+    if (!data && len) return CPS_EINVAL;
+    fs_req *r = req_new(op, ud, &rc);
+    if (!r) return rc;
+    if ((rc = req_copy_in(r, data, len))) return rc;
+    r->cb.done = done;
+    return enqueue(kind, id, ns, r);
+}
+
+static int fs_meta_write(void *st, const char *id, const char *data, size_t len,
+                         cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    return write_simple(FS_CHANNEL, OP_META_WRITE, id, NULL, data, len, done, ud);
+}
+
+/* ---- pin logs --------------------------------------------------------- */
+
+static int fs_pin_append(void *st, const char *key, const char *data, size_t len,
+                         cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    if (!valid_key(key) || !lines_ok(data, len)) return CPS_EINVAL;
+    return write_simple(FS_PIN, OP_PIN_APPEND, key, NULL, data, len, done, ud);
+}
+
+static int fs_pin_read(void *st, const char *key, cps_store_data_fn done, void *ud)
+{
+    (void)st;
+    if (!valid_key(key)) return CPS_EINVAL;
+    return read_whole(FS_PIN, OP_PIN_READ, key, NULL, done, ud);
+}
+
+/* ---- records ---------------------------------------------------------- */
+
+static int fs_record_put(void *st, const char *ns, const char *key, const char *data,
+                         size_t len, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    return write_simple(FS_RECORD, OP_REC_PUT, key, ns, data, len, done, ud);
+}
+
+static int fs_record_get(void *st, const char *ns, const char *key, cps_store_data_fn done, void *ud)
+{
+    (void)st;
+    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    return read_whole(FS_RECORD, OP_REC_GET, key, ns, done, ud);
+}
+
+static int fs_record_del(void *st, const char *ns, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_REC_DEL, ud, &rc);
+    if (!r) return rc;
+    r->cb.done = done;
+    return enqueue(FS_RECORD, key, ns, r);
+}
+
+/* ---- load and unload -------------------------------------------------- */
+
+static void collect(const char *key, void *val, void *ud)
+{
+    (void)key;
+    fs_queue ***at = ud;
+    *(*at)++ = val;
+}
+
+/* Requests not yet on the pool are cancelled now; a batch on the pool
+** finishes and its `after` (CPS_ECANCELED from the host) completes it, the
+** last one freeing the rest.  Every `done` is called exactly once. */
+static void fs_fini(cps_plugin *self, void *state)
+{
+    (void)self;
+    (void)state;
+    if (FS.closing || !FS.queues) return;
+    FS.closing = true;
+    size_t n = strmap_count(FS.queues);
+    fs_queue **all = n ? malloc(n * sizeof *all) : NULL, **at = all;
+    if (n && !all) {
+        /* No memory for the list: leak nothing reachable, just wait for the
+        ** batches; waiting requests stay and are cancelled by their after. */
+        return;
+    }
+    strmap_each(FS.queues, collect, &at);
+    for (size_t i = 0; i < n; i++) {
+        fs_queue *q = all[i];
+        fs_req *rest = q->head;
+        q->head = q->tail = NULL;
+        if (!q->batch) {       /* cannot happen (idle queues are freed) */
+            fs_queue copy = *q;
+            queue_drop(q);
+            cancel_list(&copy, rest, CPS_ECANCELED);
+        } else {
+            cancel_list(q, rest, CPS_ECANCELED);
+        }
+    }
+    free(all);
+    if (FS.inflight == 0) teardown();
+}
+
+CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+{
+    info->name = "storage-fs";
+    info->version = "1.0.0";
+    info->abi_major = CPS_ABI_MAJOR;
+    info->abi_minor = CPS_ABI_MINOR;
+    info->fini = fs_fini;
+    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    if (FS.queues) return CPS_EBUSY;     /* an earlier instance is still draining */
+    memset(&FS, 0, sizeof FS);
+    FS.api = a;
+    FS.self = self;
+    FS.root = strdup(a->data_dir(self));
+    FS.fsync = json_is_true(json_object_get(a->config(self), "fsync"));
+    json_t *lim = a->config_get(self, "limits.work_queue");
+    FS.limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? (size_t)json_integer_value(lim) : 10000;
+    FS.queues = strmap_new();
+    if (!FS.root || !FS.queues) { teardown(); return CPS_ENOMEM; }
+    FS.backend = (cps_storage_backend){
+        .size = sizeof(cps_storage_backend),
+        .version = CPS_STORAGE_VERSION,
+        .name = "fs",
+        .state = NULL,          /* everything is in the FS singleton */
+        .channel_append = fs_channel_append,
+        .channel_read = fs_channel_read,
+        .channel_size = fs_channel_size,
+        .channel_trim = fs_channel_trim,
+        .channel_truncate = fs_channel_truncate,
+        .channel_archive = fs_channel_archive,
+        .channel_restore = fs_channel_restore,
+        .channel_delete = fs_channel_delete,
+        .placeholder_read = fs_placeholder_read,
+        .meta_append = fs_meta_append,
+        .meta_read = fs_meta_read,
+        .meta_write = fs_meta_write,
+        .pin_append = fs_pin_append,
+        .pin_read = fs_pin_read,
+        .record_put = fs_record_put,
+        .record_get = fs_record_get,
+        .record_del = fs_record_del,
+    };
+    int rc = a->register_storage(self, &FS.backend);
+    if (rc) { teardown(); return rc; }
+    a->log(self, CPS_LOG_INFO, "storage backend 'fs' at %s%s", FS.root, FS.fsync ? " (fdatasync on)" : "");
+    return CPS_OK;
+}

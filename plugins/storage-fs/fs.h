@@ -1,0 +1,61 @@
+/*
+** fs.h - internals shared by the two files of the storage-fs plugin: fs.c
+** (the backend table, id checks, per-object queues on the loop thread) and
+** fs_io.c (the blocking file operations, run on thread-pool threads).
+*/
+#ifndef CPS_STORAGE_FS_H
+#define CPS_STORAGE_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cps.h"
+
+/* What a queue is keyed by: every request naming one object shares it. */
+enum fs_kind { FS_CHANNEL, FS_PIN, FS_RECORD };
+
+enum fs_op {
+    OP_APPEND, OP_READ, OP_SIZE, OP_TRIM, OP_TRUNCATE, OP_ARCHIVE, OP_RESTORE,
+    OP_DELETE, OP_PLACEHOLDER, OP_META_APPEND, OP_META_READ, OP_META_WRITE,
+    OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL
+};
+
+/* The object a queue serialises.  `checked` is touched only by the batch
+** running on the pool (one at a time per queue), never by the loop. */
+typedef struct fs_obj {
+    int kind;
+    char id[129];      /* channel id, safe key, or record key */
+    char ns[33];       /* record namespace */
+    bool checked;      /* torn-line check done in this queue run */
+} fs_obj;
+
+typedef struct fs_req {
+    struct fs_req *next;
+    int op;
+    uint64_t arg;      /* read offset, trim `from`, truncate length */
+    size_t max;        /* read size hint */
+    char *in;          /* owned copy of the bytes to write, or the reason */
+    size_t inlen;
+    bool has_in;       /* archive: a reason was given (possibly "") */
+    /* Results, written on the pool thread and read in `after`. */
+    bool ran;
+    int status;
+    int err;           /* errno behind a CPS_EIO, for the log */
+    uint64_t size, next_off, cut;
+    bool eof;
+    char *out;         /* NUL-terminated, outlen bytes */
+    size_t outlen;
+    union {
+        cps_store_done_fn done;
+        cps_store_size_fn size;
+        cps_store_read_fn read;
+        cps_store_data_fn data;
+    } cb;
+    void *ud;
+} fs_req;
+
+/* Runs one request to completion on a pool thread: fills r->status and the
+** results.  Never calls the api table. */
+void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r);
+
+#endif

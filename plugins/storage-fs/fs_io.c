@@ -1,0 +1,539 @@
+/*
+** fs_io.c - the blocking half of storage-fs: every file operation of the
+** backend in CryptPad's on-disk layout (spec/storage.md 1-3, 7, 10, 11).
+** Runs on thread-pool threads only; results go back in the request.
+*/
+#define _GNU_SOURCE   /* memrchr */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include "fs.h"
+
+#define COPY_BUF (64 * 1024)
+#define READ_MIN 4096   /* first read when the caller gives max = 0 */
+
+/* The files of one object.  Names follow the main CryptPad server. */
+enum which {
+    F_LOG, F_META, F_OFFSET, F_PLACEHOLDER, F_TEMP, F_META_TEMP,
+    F_ARCH_LOG, F_ARCH_META, F_PIN, F_REC, F_REC_TEMP
+};
+
+static int path_of(char *buf, size_t n, const char *root, const fs_obj *o, int which)
+{
+    const char *id = o->id;
+    int w;
+    switch (which) {
+    case F_LOG:         w = snprintf(buf, n, "%s/datastore/%.2s/%s.ndjson", root, id, id); break;
+    case F_META:        w = snprintf(buf, n, "%s/datastore/%.2s/%s.metadata.ndjson", root, id, id); break;
+    case F_OFFSET:      w = snprintf(buf, n, "%s/datastore/%.2s/%s.ndjson.offset", root, id, id); break;
+    case F_PLACEHOLDER: w = snprintf(buf, n, "%s/datastore/%.2s/%s.ndjson.placeholder", root, id, id); break;
+    case F_TEMP:        w = snprintf(buf, n, "%s/datastore/%.2s/%s.ndjson.temp", root, id, id); break;
+    case F_META_TEMP:   w = snprintf(buf, n, "%s/datastore/%.2s/%s.metadata.ndjson.temp", root, id, id); break;
+    case F_ARCH_LOG:    w = snprintf(buf, n, "%s/data/archive/datastore/%.2s/%s.ndjson", root, id, id); break;
+    case F_ARCH_META:   w = snprintf(buf, n, "%s/data/archive/datastore/%.2s/%s.metadata.ndjson", root, id, id); break;
+    case F_PIN:         w = snprintf(buf, n, "%s/data/pins/%.2s/%s.ndjson", root, id, id); break;
+    case F_REC:         w = snprintf(buf, n, "%s/data/%s/%.2s/%s", root, o->ns, id, id); break;
+    /* Record keys have no '.', so no key can name another key's temp file. */
+    case F_REC_TEMP:    w = snprintf(buf, n, "%s/data/%s/%.2s/%s.temp", root, o->ns, id, id); break;
+    default:            w = -1;
+    }
+    if (w < 0 || (size_t)w >= n) { errno = ENAMETOOLONG; return -1; }
+    return 0;
+}
+
+/* mkdir -p of the directory holding `file`. */
+static int mkdir_parents(const char *file)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(file);
+    if (n >= sizeof p) { errno = ENAMETOOLONG; return -1; }
+    memcpy(p, file, n + 1);
+    char *slash = strrchr(p, '/');
+    if (!slash || slash == p) return 0;
+    *slash = 0;
+    for (char *s = p + 1; ; s++) {
+        if (*s == '/' || *s == 0) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+            *s = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+
+/* open(2) with O_CREAT that creates missing directories on demand: the
+** common case (the prefix directory exists) costs one syscall. */
+static int open_create(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdir_parents(path) != 0) return -1;
+        fd = open(path, flags | O_CREAT | O_CLOEXEC, 0644);
+    }
+    return fd;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads exactly len bytes at off unless the file ends first; returns the
+** count read or -1. */
+static ssize_t pread_full(int fd, char *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static int sync_fd(int fd, bool use_fsync) { return use_fsync ? fdatasync(fd) : 0; }
+
+/* A whole small file, NUL-terminated. */
+static int read_file(const char *path, char **out, size_t *outlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) { close(fd); return -1; }
+    size_t cap = (size_t)st.st_size;
+    char *buf = malloc(cap + 1);
+    if (!buf) { close(fd); errno = ENOMEM; return -1; }
+    ssize_t n = pread_full(fd, buf, cap, 0);
+    int e = errno;
+    close(fd);
+    if (n < 0) { free(buf); errno = e; return -1; }
+    buf[n] = 0;
+    *out = buf;
+    *outlen = (size_t)n;
+    return 0;
+}
+
+/* Replace `path` atomically: readers see the old or the new content. */
+static int write_atomic(const char *path, const char *tmp, const char *data, size_t len, bool use_fsync)
+{
+    int fd = open_create(tmp, O_WRONLY | O_TRUNC);
+    if (fd < 0) return -1;
+    if (write_all(fd, data, len) != 0 || sync_fd(fd, use_fsync) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Copies [from, end of file) of `in` into the new file `tmp`. */
+static int copy_range(int in, uint64_t from, const char *tmp, bool use_fsync)
+{
+    int out = open_create(tmp, O_WRONLY | O_TRUNC);
+    if (out < 0) return -1;
+    char *buf = malloc(COPY_BUF);   /* not on the stack: pool threads have small ones */
+    if (!buf) { close(out); unlink(tmp); errno = ENOMEM; return -1; }
+    int rc = 0;
+    for (uint64_t off = from; ; ) {
+        ssize_t n = pread_full(in, buf, COPY_BUF, off);
+        if (n < 0 || (n > 0 && write_all(out, buf, (size_t)n) != 0)) { rc = -1; break; }
+        if (n == 0) break;
+        off += (uint64_t)n;
+    }
+    if (rc == 0 && sync_fd(out, use_fsync) != 0) rc = -1;
+    int e = errno;
+    free(buf);
+    if (close(out) != 0 && rc == 0) { rc = -1; e = errno; }
+    if (rc != 0) { unlink(tmp); errno = e; }
+    return rc;
+}
+
+/* Copies the file `src` over `dst` (through a temporary file beside it, so
+** `dst` is never half-written).  Fails with ENOENT if src does not exist. */
+static int copy_file(const char *src, const char *dst, bool use_fsync)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.temp", dst) >= (int)sizeof tmp) { errno = ENAMETOOLONG; return -1; }
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return -1;
+    int rc = copy_range(in, 0, tmp, use_fsync);
+    int e = errno;
+    close(in);
+    if (rc == 0 && rename(tmp, dst) != 0) { e = errno; unlink(tmp); rc = -1; }
+    errno = e;
+    return rc;
+}
+
+/* rename(2), creating the target directory, and copying across file
+** systems (the archive may be mounted elsewhere). */
+static int move_file(const char *src, const char *dst, bool use_fsync)
+{
+    if (rename(src, dst) == 0) return 0;
+    if (errno == ENOENT) {
+        struct stat st;
+        if (stat(src, &st) != 0) return -1;          /* no source: ENOENT */
+        if (mkdir_parents(dst) != 0) return -1;
+        if (rename(src, dst) == 0) return 0;
+    }
+    if (errno != EXDEV) return -1;
+    if (copy_file(src, dst, use_fsync) != 0) return -1;
+    return unlink(src);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int unlink_quiet(const char *path) { return unlink(path) != 0 && errno != ENOENT ? -1 : 0; }
+
+/* Cuts a torn last line (a crash mid-write): the log must end in '\n'.
+** Returns 0 (bytes cut in *cut) or -1; a missing log is fine. */
+static int repair(const char *path, uint64_t *cut)
+{
+    *cut = 0;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : -1;
+    struct stat st;
+    char last;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) rc = -1;
+    else if (st.st_size > 0) {
+        uint64_t size = (uint64_t)st.st_size;
+        if (pread_full(fd, &last, 1, size - 1) != 1) rc = -1;
+        else if (last != '\n') {
+            /* Walk back block by block to the last newline. */
+            char *buf = malloc(COPY_BUF);
+            uint64_t keep = 0, end = size;
+            if (!buf) { errno = ENOMEM; rc = -1; }
+            while (buf && end > 0) {
+                uint64_t start = end > COPY_BUF ? end - COPY_BUF : 0;
+                ssize_t n = pread_full(fd, buf, (size_t)(end - start), start);
+                if (n < 0) { rc = -1; break; }
+                char *nl = memrchr(buf, '\n', (size_t)n);
+                if (nl) { keep = start + (uint64_t)(nl - buf) + 1; break; }
+                end = start;
+            }
+            free(buf);
+            if (rc == 0 && ftruncate(fd, (off_t)keep) != 0) rc = -1;
+            if (rc == 0) *cut = size - keep;
+        }
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* Reads complete lines from r->arg, about r->max bytes, at least one line. */
+static int read_lines(const char *path, fs_req *r)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    uint64_t size = (uint64_t)st.st_size, off = r->arg;
+    r->next_off = off;
+    if (off >= size) {             /* nothing (more) to read */
+        close(fd);
+        r->out = calloc(1, 1);
+        r->eof = true;
+        if (!r->out) { errno = ENOMEM; return -1; }
+        return 0;
+    }
+    /* The file size caps every buffer, so a huge max costs nothing. */
+    uint64_t avail = size - off;
+    size_t max = r->max;
+    size_t want = max ? max : READ_MIN;
+    if (want > avail) want = (size_t)avail;
+    size_t cap = want, n = 0, len = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) { close(fd); errno = ENOMEM; return -1; }
+    ssize_t got = pread_full(fd, buf, cap, off);
+    if (got < 0) goto fail;
+    n = (size_t)got;
+    size_t scanned = n < max ? n : max;
+    char *nl = scanned ? memrchr(buf, '\n', scanned) : NULL;
+    if (nl) len = (size_t)(nl - buf) + 1;
+    /* No complete line within max: one line longer than max, read on to
+    ** its end.  Growth by half keeps copies linear and the slack small. */
+    while (!len) {
+        nl = n > scanned ? memchr(buf + scanned, '\n', n - scanned) : NULL;
+        if (nl) { len = (size_t)(nl - buf) + 1; break; }
+        scanned = n;
+        if (n < cap || n == avail) break;           /* end of file, no newline */
+        size_t grow = cap / 2 > COPY_BUF ? cap / 2 : COPY_BUF;
+        size_t ncap = (uint64_t)cap + grow > avail ? (size_t)avail : cap + grow;
+        char *nb = realloc(buf, ncap + 1);
+        if (!nb) { errno = ENOMEM; goto fail; }
+        buf = nb;
+        cap = ncap;
+        got = pread_full(fd, buf + n, cap - n, off + n);
+        if (got < 0) goto fail;
+        n += (size_t)got;
+    }
+    close(fd);
+    r->next_off = off + len;
+    /* eof: nothing but (at most) an incomplete line follows what we return
+    ** (only another writer could leave one: ours was cut at the start). */
+    r->eof = r->next_off >= size || (off + n >= size && !memchr(buf + len, '\n', n - len));
+    buf[len] = 0;
+    r->out = buf;
+    r->outlen = len;
+    return 0;
+fail:;
+    int e = errno;
+    free(buf);
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/* Appends r->in to `path`; r->size = the file's size after. */
+static int append(const char *path, fs_req *r, bool use_fsync)
+{
+    int fd = open_create(path, O_WRONLY | O_APPEND);
+    if (fd < 0) return -1;
+    int rc = write_all(fd, r->in, r->inlen);
+    if (rc == 0) rc = sync_fd(fd, use_fsync);
+    if (rc == 0) {
+        /* With O_APPEND the offset after our write is the end we wrote. */
+        off_t end = lseek(fd, 0, SEEK_CUR);
+        if (end < 0) rc = -1; else r->size = (uint64_t)end;
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* A cut is allowed only at a line boundary. */
+static int at_line_start(int fd, uint64_t pos, bool *ok)
+{
+    char c;
+    *ok = true;
+    if (pos == 0) return 0;
+    if (pread_full(fd, &c, 1, pos - 1) != 1) return -1;
+    *ok = c == '\n';
+    return 0;
+}
+
+/* storage.md 3.4 trim: the kept bytes go to .temp, the old log and
+** metadata log are copied to the archive, then .temp replaces the log. */
+static int trim(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+{
+    char log[PATH_MAX], tmp[PATH_MAX], meta[PATH_MAX], alog[PATH_MAX], ameta[PATH_MAX], offp[PATH_MAX];
+    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(tmp, sizeof tmp, root, o, F_TEMP) ||
+        path_of(meta, sizeof meta, root, o, F_META) || path_of(alog, sizeof alog, root, o, F_ARCH_LOG) ||
+        path_of(ameta, sizeof ameta, root, o, F_ARCH_META) || path_of(offp, sizeof offp, root, o, F_OFFSET))
+        return -1;
+    int fd = open(log, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    bool ok = false;
+    int rc = fstat(fd, &st);
+    if (rc == 0 && r->arg > (uint64_t)st.st_size) { close(fd); r->status = CPS_EINVAL; return 0; }
+    if (rc == 0) rc = at_line_start(fd, r->arg, &ok);
+    if (rc == 0 && !ok) { close(fd); r->status = CPS_EINVAL; return 0; }
+    if (rc == 0) rc = copy_range(fd, r->arg, tmp, use_fsync);
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (rc != 0) return -1;
+    if (mkdir_parents(alog) != 0 || copy_file(log, alog, use_fsync) != 0 ||
+        (copy_file(meta, ameta, use_fsync) != 0 && errno != ENOENT) || rename(tmp, log) != 0) {
+        e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return unlink_quiet(offp);
+}
+
+static int truncate_log(const char *root, fs_obj *o, fs_req *r)
+{
+    char log[PATH_MAX], offp[PATH_MAX];
+    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(offp, sizeof offp, root, o, F_OFFSET)) return -1;
+    int fd = open(log, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    bool ok = false;
+    int rc = fstat(fd, &st);
+    if (rc == 0 && r->arg > (uint64_t)st.st_size) { close(fd); r->status = CPS_EINVAL; return 0; }
+    if (rc == 0) rc = at_line_start(fd, r->arg, &ok);
+    if (rc == 0 && !ok) { close(fd); r->status = CPS_EINVAL; return 0; }
+    if (rc == 0) rc = ftruncate(fd, (off_t)r->arg);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc == 0 ? unlink_quiet(offp) : -1;
+}
+
+/* Moves `live` to `arch` if it exists; else drops a stale `arch` so the
+** archived pair always belongs together.  *had = whether live existed. */
+static int archive_one(const char *live, const char *arch, bool *had, bool use_fsync)
+{
+    *had = exists(live);
+    if (*had) return move_file(live, arch, use_fsync);
+    return unlink_quiet(arch);
+}
+
+static int archive(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+{
+    char log[PATH_MAX], meta[PATH_MAX], alog[PATH_MAX], ameta[PATH_MAX], offp[PATH_MAX], ph[PATH_MAX], tmp[PATH_MAX];
+    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(meta, sizeof meta, root, o, F_META) ||
+        path_of(alog, sizeof alog, root, o, F_ARCH_LOG) || path_of(ameta, sizeof ameta, root, o, F_ARCH_META) ||
+        path_of(offp, sizeof offp, root, o, F_OFFSET) || path_of(ph, sizeof ph, root, o, F_PLACEHOLDER))
+        return -1;
+    if (!exists(log) && !exists(meta)) { r->status = CPS_ENOENT; return 0; }
+    bool had_log, had_meta;
+    if (archive_one(log, alog, &had_log, use_fsync) != 0 || archive_one(meta, ameta, &had_meta, use_fsync) != 0 ||
+        unlink_quiet(offp) != 0)
+        return -1;
+    if (!r->has_in) return 0;
+    if (snprintf(tmp, sizeof tmp, "%s.temp", ph) >= (int)sizeof tmp) { errno = ENAMETOOLONG; return -1; }
+    return write_atomic(ph, tmp, r->in, r->inlen, use_fsync);
+}
+
+static int restore(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+{
+    char log[PATH_MAX], meta[PATH_MAX], alog[PATH_MAX], ameta[PATH_MAX], ph[PATH_MAX];
+    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(meta, sizeof meta, root, o, F_META) ||
+        path_of(alog, sizeof alog, root, o, F_ARCH_LOG) || path_of(ameta, sizeof ameta, root, o, F_ARCH_META) ||
+        path_of(ph, sizeof ph, root, o, F_PLACEHOLDER))
+        return -1;
+    if (exists(log) || exists(meta)) { r->status = CPS_EEXIST; return 0; }
+    bool a_log = exists(alog), a_meta = exists(ameta);
+    if (!a_log && !a_meta) { r->status = CPS_ENOENT; return 0; }
+    if ((a_log && move_file(alog, log, use_fsync) != 0) || (a_meta && move_file(ameta, meta, use_fsync) != 0))
+        return -1;
+    return unlink_quiet(ph);
+}
+
+static int delete_channel(const char *root, fs_obj *o, fs_req *r)
+{
+    char log[PATH_MAX], meta[PATH_MAX], offp[PATH_MAX], ph[PATH_MAX], tmp[PATH_MAX];
+    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(meta, sizeof meta, root, o, F_META) ||
+        path_of(offp, sizeof offp, root, o, F_OFFSET) || path_of(ph, sizeof ph, root, o, F_PLACEHOLDER) ||
+        path_of(tmp, sizeof tmp, root, o, F_TEMP))
+        return -1;
+    bool had_log = unlink(log) == 0;
+    if (!had_log && errno != ENOENT) return -1;
+    bool had_meta = unlink(meta) == 0;
+    if (!had_meta && errno != ENOENT) return -1;
+    if (unlink_quiet(offp) || unlink_quiet(ph) || unlink_quiet(tmp)) return -1;
+    if (!had_log && !had_meta) r->status = CPS_ENOENT;
+    return 0;
+}
+
+static int stat_size(const char *path, fs_req *r)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    r->size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
+{
+    char p[PATH_MAX], t[PATH_MAX];
+    switch (r->op) {
+    case OP_APPEND:
+        return path_of(p, sizeof p, root, o, F_LOG) ? -1 : append(p, r, use_fsync);
+    case OP_READ:
+        return path_of(p, sizeof p, root, o, F_LOG) ? -1 : read_lines(p, r);
+    case OP_SIZE:
+        return path_of(p, sizeof p, root, o, F_LOG) ? -1 : stat_size(p, r);
+    case OP_TRIM:
+        return trim(root, o, r, use_fsync);
+    case OP_TRUNCATE:
+        return truncate_log(root, o, r);
+    case OP_ARCHIVE:
+        return archive(root, o, r, use_fsync);
+    case OP_RESTORE:
+        return restore(root, o, r, use_fsync);
+    case OP_DELETE:
+        return delete_channel(root, o, r);
+    case OP_PLACEHOLDER:
+        return path_of(p, sizeof p, root, o, F_PLACEHOLDER) ? -1 : read_file(p, &r->out, &r->outlen);
+    case OP_META_APPEND:
+        return path_of(p, sizeof p, root, o, F_META) ? -1 : append(p, r, use_fsync);
+    case OP_META_READ:
+        return path_of(p, sizeof p, root, o, F_META) ? -1 : read_file(p, &r->out, &r->outlen);
+    case OP_META_WRITE:
+        if (path_of(p, sizeof p, root, o, F_META) || path_of(t, sizeof t, root, o, F_META_TEMP)) return -1;
+        return write_atomic(p, t, r->in, r->inlen, use_fsync);
+    case OP_PIN_APPEND:
+        return path_of(p, sizeof p, root, o, F_PIN) ? -1 : append(p, r, use_fsync);
+    case OP_PIN_READ:
+        return path_of(p, sizeof p, root, o, F_PIN) ? -1 : read_file(p, &r->out, &r->outlen);
+    case OP_REC_PUT:
+        if (path_of(p, sizeof p, root, o, F_REC) || path_of(t, sizeof t, root, o, F_REC_TEMP)) return -1;
+        return write_atomic(p, t, r->in, r->inlen, use_fsync);
+    case OP_REC_GET:
+        return path_of(p, sizeof p, root, o, F_REC) ? -1 : read_file(p, &r->out, &r->outlen);
+    case OP_REC_DEL:
+        return path_of(p, sizeof p, root, o, F_REC) ? -1 : unlink(p);
+    }
+    errno = EINVAL;
+    return -1;
+}
+
+static bool touches_log(int op)
+{
+    return op == OP_APPEND || op == OP_READ || op == OP_SIZE || op == OP_TRIM || op == OP_TRUNCATE;
+}
+
+void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
+{
+    r->ran = true;
+    r->status = CPS_OK;
+    /* Before the first use of a log in this queue run (the queue is freed
+    ** when idle, so this is one pread per burst of activity). */
+    if (o->kind == FS_CHANNEL && touches_log(r->op) && !o->checked) {
+        char p[PATH_MAX];
+        if (path_of(p, sizeof p, root, o, F_LOG) || repair(p, &r->cut) != 0) {
+            r->err = errno;
+            r->status = CPS_EIO;
+            return;
+        }
+        o->checked = true;
+    }
+    if (run(root, use_fsync, o, r) != 0) {
+        r->err = errno;
+        r->status = errno == ENOENT ? CPS_ENOENT : errno == ENOMEM ? CPS_ENOMEM : CPS_EIO;
+        free(r->out);
+        r->out = NULL;
+        r->outlen = 0;
+    }
+}

@@ -1,0 +1,80 @@
+/*
+** storage.h - internal declarations of the storage role: channel state
+** (members, metadata, history index) with a serial queue of operations per
+** channel, so that every step for one channel (join checks, validation,
+** append) happens in arrival order even when a step waits for I/O.
+*/
+#ifndef CPS_STORAGE_ROLE_H
+#define CPS_STORAGE_ROLE_H
+#include "cps.h"
+#include "hkindex.h"
+#include "strmap.h"
+
+typedef struct channel channel;
+typedef struct op op;
+typedef void (*op_fn)(channel *ch, op *o);
+
+struct op {
+    op_fn run;            /* runs when the op reaches the head; ends with ch_done */
+    cps_call *call;       /* the query being answered, or NULL */
+    json_t *args;         /* owned */
+    op *next;
+};
+
+enum { CH_NEW, CH_OPENING, CH_OPEN };
+
+struct channel {
+    char id[40];
+    json_t *members;      /* [[user, front], ...], copy-on-write */
+    int state;
+    json_t *meta;         /* current metadata object, or NULL */
+    hk_index idx;         /* of the channel log */
+    op *head, *tail;
+    size_t nops;
+    bool busy;            /* the head op is running */
+    bool in_kick;         /* kick() is on the stack */
+    int readers;          /* history streams holding the channel */
+    int open_status;      /* result of the last open */
+};
+
+extern struct storage_role {
+    const cps_api *api;
+    cps_plugin *self;
+    const char *node;
+    strmap *channels;
+    char instance[33];    /* this process's id, for self-destructing channels */
+    size_t max_ops;       /* per-channel queue bound */
+    cps_counter *c_stored, *c_bytes_out;
+} ST;
+
+#define API ST.api
+
+/* channel.c */
+const cps_storage_backend *backend(void);
+channel *ch_get(const char *id, bool create);
+int  ch_enqueue(channel *ch, op_fn run, cps_call *call, json_t *args);
+void ch_done(channel *ch, op *o);
+void ch_release(channel *ch);
+void ch_forget_state(channel *ch);   /* drop metadata and index (reopen later) */
+bool ch_is_member(channel *ch, const char *user);
+void ch_free_all(void);
+
+/* history.c */
+int  cmd_history(cps_call *call, json_t *args, void *ud);
+/* A text frame for a user, as the front should send it. */
+char *hk_frame(const char *user, const char *content, size_t len, json_t *prio);
+void hk_notify_members(channel *ch, const char *content);
+
+/* store.c */
+int  cmd_channel_message(cps_call *call, json_t *args, void *ud);
+
+/* metadata.c */
+/* Apply one metadata log command line to `meta`; 0 or an error code. */
+int  meta_apply(json_t *meta, const char *cmd, json_t *value);
+/* Replay a dedicated metadata log (and the legacy first line, or NULL). */
+json_t *meta_replay(const char *log, size_t len, const char *legacy, size_t legacy_len);
+bool meta_valid(json_t *meta, const char *channel);
+bool meta_allows(json_t *meta, json_t *keys);
+json_t *meta_allow_list(json_t *meta);
+
+#endif

@@ -1,0 +1,5 @@
+-- An empty table merges to nothing: the defaults stay.
+return {
+    limits = {},
+    front = {},
+}

@@ -1,0 +1,4 @@
+return {
+    plugins = { "myplug" },
+    myplug = 5,
+}

@@ -1,0 +1,3 @@
+return {
+    limits = { max_frame = -5 },
+}

@@ -1,0 +1,4 @@
+-- test_router: a small router queue.
+return {
+    limits = { router_queue = 16 },
+}

@@ -1,0 +1,2 @@
+local t = nil
+return { listen = { port = t.x } }

@@ -1,0 +1,3 @@
+return {
+    listen = { port = 3000
+}

@@ -1,0 +1,4 @@
+return {
+    data_dir = "/tmp/x",
+    bogus_key = 1,
+}

@@ -1,0 +1,241 @@
+/*
+** test_plugin.c - the .so loader: ABI checks, refusal with rollback of what
+** the plugin registered, duplicate RPC names, failing init, missing file,
+** fini at unload.  Uses tests/unit/plugins/tp.c built six times.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "host.h"
+#include "test_util.h"
+
+#define TP(name) TEST_PLUGIN_DIR "/tp_" name ".so"
+
+typedef struct result { int calls; char *error; char *value; } result;
+
+static void done(void *ud, const char *error, json_t *value)
+{
+    result *r = ud;
+    r->calls++;
+    free(r->error);
+    free(r->value);
+    r->error = error ? strdup(error) : NULL;
+    r->value = value ? json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+}
+
+static void result_clear(result *r) { free(r->error); free(r->value); memset(r, 0, sizeof *r); }
+
+/* Calls an anonymous RPC with {"x":[1,"two"]}; returns cps_rpc_call's code. */
+static int call(const char *name, result *r)
+{
+    result_clear(r);
+    json_t *args = json_pack("{s:[i,s]}", "x", 1, "two");
+    int rc = cps_rpc_call(NULL, name, CPS_RPC_ANON, NULL, args, done, r);
+    json_decref(args);
+    return rc;
+}
+
+static void test_good_loads_and_answers(void **state)
+{
+    (void)state;
+    result r = { 0 };
+    assert_int_equal(call("TP_CMD", &r), CPS_ENOENT);   /* not yet */
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(cps_plugin_load_path("tp_good", TP("good"), NULL), 0);
+    assert_int_equal(call("TP_CMD", &r), 0);
+    assert_int_equal(r.calls, 1);
+    assert_null(r.error);
+    assert_string_equal(r.value, "{\"x\":[1,\"two\"]}");
+    /* Registered as anonymous: another kind does not find it. */
+    result_clear(&r);
+    json_t *a = json_null();
+    assert_int_equal(cps_rpc_call(NULL, "TP_CMD", CPS_RPC_AUTH, "key", a, done, &r), CPS_ENOENT);
+    assert_int_equal(r.calls, 0);
+    result_clear(&r);
+}
+
+static void test_old_minor_loads(void **state)
+{
+    (void)state;
+    result r = { 0 };
+    assert_int_equal(cps_plugin_load_path("tp_old_minor", TP("old_minor"), NULL), 0);
+    assert_int_equal(call("TP_OLD_CMD", &r), 0);
+    assert_int_equal(r.calls, 1);
+    assert_null(r.error);
+    assert_string_equal(r.value, "{\"x\":[1,\"two\"]}");
+    result_clear(&r);
+}
+
+static void test_bad_major_refused(void **state)
+{
+    (void)state;
+    result r = { 0 };
+    capture c;
+    capture_start(&c);
+    int rc = cps_plugin_load_path("tp_bad_major", TP("bad_major"), NULL);
+    char *log = capture_end(&c);
+    assert_int_equal(rc, CPS_EVERSION);
+    assert_non_null(strstr(log, "tp_bad_major"));
+    assert_non_null(strstr(log, "refused"));
+    free(log);
+    /* What it registered before giving up is gone. */
+    assert_int_equal(call("TP_BAD_CMD", &r), CPS_ENOENT);
+    assert_int_equal(r.calls, 0);
+    /* And the good plugin is untouched. */
+    assert_int_equal(call("TP_CMD", &r), 0);
+    assert_null(r.error);
+    result_clear(&r);
+}
+
+static void test_new_minor_refused(void **state)
+{
+    (void)state;
+    result r = { 0 };
+    capture c;
+    capture_start(&c);
+    int rc = cps_plugin_load_path("tp_new_minor", TP("new_minor"), NULL);
+    char *log = capture_end(&c);
+    assert_int_equal(rc, CPS_EVERSION);
+    /* The message says which ABI it wanted and which one the host has. */
+    char want[64];
+    snprintf(want, sizeof want, "ABI %d.%d", CPS_ABI_MAJOR, CPS_ABI_MINOR + 1);
+    assert_non_null(strstr(log, want));
+    assert_non_null(strstr(log, "tp_new_minor"));
+    free(log);
+    assert_int_equal(call("TP_NEW_CMD", &r), CPS_ENOENT);
+    result_clear(&r);
+}
+
+static void test_dup_refused(void **state)
+{
+    (void)state;
+    result r = { 0 };
+    capture c;
+    capture_start(&c);
+    int rc = cps_plugin_load_path("tp_dup", TP("dup"), NULL);
+    char *log = capture_end(&c);
+    assert_int_equal(rc, CPS_EEXIST);
+    /* One log line names the command and both plugins. */
+    char *line = strstr(log, "TP_CMD");
+    assert_non_null(line);
+    char *eol = strchr(line, '\n');
+    if (eol) *eol = 0;
+    assert_non_null(strstr(line, "tp_good"));
+    assert_non_null(strstr(line, "tp_dup"));
+    free(log);
+    /* Its other registration is rolled back... */
+    assert_int_equal(call("TP_DUP_OTHER", &r), CPS_ENOENT);
+    /* ...and TP_CMD still belongs to, and works for, the good plugin. */
+    assert_int_equal(call("TP_CMD", &r), 0);
+    assert_int_equal(r.calls, 1);
+    assert_null(r.error);
+    assert_string_equal(r.value, "{\"x\":[1,\"two\"]}");
+    result_clear(&r);
+}
+
+static int host_cmd(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)args; (void)ud;
+    cps_rpc_reply(rpc, json_string("host"));
+    return CPS_OK;
+}
+
+static void test_fail_refused(void **state)
+{
+    (void)state;
+    result r = { 0 };
+    capture c;
+    capture_start(&c);
+    int rc = cps_plugin_load_path("tp_fail", TP("fail"), NULL);
+    char *log = capture_end(&c);
+    assert_int_equal(rc, CPS_EINVAL);
+    assert_non_null(strstr(log, "tp_fail"));
+    assert_non_null(strstr(log, "EINVAL"));
+    free(log);
+    assert_int_equal(call("TP_FAIL_CMD", &r), CPS_ENOENT);
+    assert_int_equal(r.calls, 0);
+    /* The name is free again: another plugin can register it. */
+    assert_int_equal(cps_rpc_register(cps_plugins_host(), "TP_FAIL_CMD", CPS_RPC_ANON, host_cmd, NULL), 0);
+    assert_int_equal(call("TP_FAIL_CMD", &r), 0);
+    assert_string_equal(r.value, "\"host\"");
+    cps_rpc_forget(cps_plugins_host());
+    assert_int_equal(call("TP_FAIL_CMD", &r), CPS_ENOENT);
+    result_clear(&r);
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    capture c;
+    capture_start(&c);
+    int rc = cps_plugin_load_path("tp_missing", TEST_PLUGIN_DIR "/no_such_plugin.so", NULL);
+    char *log = capture_end(&c);
+    assert_true(rc < 0);
+    assert_int_equal(rc, CPS_ENOENT);
+    assert_non_null(strstr(log, "no_such_plugin.so"));
+    free(log);
+    /* A file that is not a shared object at all. */
+    capture_start(&c);
+    rc = cps_plugin_load_path("tp_text", TEST_DATA_DIR "/test_plugin.c", NULL);
+    log = capture_end(&c);
+    assert_true(rc < 0);
+    free(log);
+    /* cps_plugin_load by name: invalid name, and a name found nowhere. */
+    capture_start(&c);
+    int r1 = cps_plugin_load("Bad/Name", NULL, true);
+    int r2 = cps_plugin_load("no_such_plugin_xyz", NULL, true);
+    int r3 = cps_plugin_load("no_such_plugin_xyz", NULL, false);  /* optional: logged only */
+    log = capture_end(&c);
+    assert_int_equal(r1, CPS_EINVAL);
+    assert_int_equal(r2, CPS_ENOENT);
+    assert_int_equal(r3, 0);
+    assert_non_null(strstr(log, "no_such_plugin_xyz"));
+    free(log);
+}
+
+static void test_fini_unregisters(void **state)
+{
+    (void)state;
+    result r = { 0 };
+    capture c;
+    capture_start(&c);
+    cps_plugins_fini();
+    char *log = capture_end(&c);
+    /* GOOD's fini ran, with its state. */
+    assert_non_null(strstr(log, "tp fini called, state=tp-state"));
+    free(log);
+    assert_int_equal(call("TP_CMD", &r), CPS_ENOENT);
+    assert_int_equal(call("TP_OLD_CMD", &r), CPS_ENOENT);
+    /* A second fini does not call fini twice. */
+    capture_start(&c);
+    cps_plugins_fini();
+    log = capture_end(&c);
+    assert_null(strstr(log, "tp fini called"));
+    free(log);
+    cps_plugins_close();
+    result_clear(&r);
+}
+
+int main(void)
+{
+    /* The tests run in order and share the loaded plugins. */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_loads_and_answers),
+        cmocka_unit_test(test_old_minor_loads),
+        cmocka_unit_test(test_bad_major_refused),
+        cmocka_unit_test(test_new_minor_refused),
+        cmocka_unit_test(test_dup_refused),
+        cmocka_unit_test(test_fail_refused),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_fini_unregisters),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    cps_plugins_fini();
+    cps_plugins_close();
+    cps_rpc_shutdown();
+    cps_metrics_free();
+    return rc;
+}
