@@ -143,7 +143,9 @@ static void merge(json_t *dst, json_t *src)
     json_t *v;
     json_object_foreach(src, k, v) {
         json_t *d = json_object_get(dst, k);
-        if (json_is_object(d) && json_is_object(v) && json_object_size(v) > 0) merge(d, v);
+        if (json_is_object(d) && json_is_object(v)) merge(d, v);
+        else if (json_is_array(d) && json_is_object(v) && json_object_size(v) == 0)
+            json_object_set_new(dst, k, json_array());   /* `{}` empties a list */
         else json_object_set(dst, k, v);
     }
 }

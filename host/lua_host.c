@@ -159,19 +159,25 @@ static json_t *safe_json(lua_State *L, int idx, char *err, size_t errlen)
     return out;
 }
 
-/* "file.lua:3: ENOPE" -> "ENOPE" if it looks like a code; else EINTERNAL. */
+/* The code in an error message: "EINVAL", "EINVAL: detail", "file.lua:3:
+** EINVAL ..." -> "EINVAL"; anything else is EINTERNAL. */
 static const char *error_code(const char *msg, char *buf, size_t n)
 {
-    if (!msg) return "EINTERNAL";
-    const char *p = strstr(msg, ": ");
-    const char *c = p && strncmp(msg, "[string", 7) != 0 ? p + 2 : msg;
-    if (!p) c = msg;
-    size_t len = 0;
-    while ((c[len] >= 'A' && c[len] <= 'Z') || (c[len] >= '0' && c[len] <= '9') || c[len] == '_') len++;
-    if (len == 0 || len >= n || (c[len] != 0 && c[len] != ':')) return "EINTERNAL";
-    memcpy(buf, c, len);
-    buf[len] = 0;
-    return buf;
+    const char *c = msg;
+    for (int tries = 0; c && tries < 3; tries++) {
+        size_t len = 0;
+        if (c[0] >= 'A' && c[0] <= 'Z') {
+            while ((c[len] >= 'A' && c[len] <= 'Z') || (c[len] >= '0' && c[len] <= '9') || c[len] == '_') len++;
+            if (len < n && (c[len] == 0 || c[len] == ':' || c[len] == ' ')) {
+                memcpy(buf, c, len);
+                buf[len] = 0;
+                return buf;
+            }
+        }
+        c = strstr(c, ": ");    /* skip a "chunk:line: " prefix */
+        if (c) c += 2;
+    }
+    return "EINTERNAL";
 }
 
 /* Call the function at the top of the stack (below its nargs arguments)

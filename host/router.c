@@ -219,7 +219,7 @@ static uint64_t pending_add(cps_plugin *p, cps_reply_fn cb, void *ud, unsigned t
     q->owner = p;
     q->cb = cb;
     q->ud = ud;
-    q->deadline = uv_now(R.loop) + (timeout ? timeout : R.default_timeout);
+    q->deadline = (R.loop ? uv_now(R.loop) : 0) + (timeout ? timeout : R.default_timeout);
     R.npending++;
     return ((uint64_t)q->gen << 32) | (i + 1);
 }

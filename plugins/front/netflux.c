@@ -32,14 +32,12 @@ int nf_parse(const char *text, size_t len, nf_req *out)
     size_t n = json_array_size(root);
     if (n < 2) return out->kind = NF_IGNORE;
     out->seq = norm_seq(root);
+    /* [0, "", "PONG", ts]: the answer to our PING, no reply. */
+    const char *third = json_string_value(json_array_get(root, 2));
+    if (out->seq && json_number_value(out->seq) == 0 && third && strcmp(third, "PONG") == 0)
+        return out->kind = NF_PONG;
     const char *cmd = json_string_value(json_array_get(root, 1));
-    if (!cmd || !out->seq) {
-        /* [0, "", "PONG", ts]: the answer to our PING. */
-        if (n >= 3 && json_is_string(json_array_get(root, 2)) &&
-            strcmp(json_string_value(json_array_get(root, 2)), "PONG") == 0)
-            return out->kind = NF_PONG;
-        return out->kind = NF_IGNORE;
-    }
+    if (!cmd || !out->seq) return out->kind = NF_IGNORE;
     /* A reply needs a usable seq: a non-negative number. */
     if (json_number_value(out->seq) < 0) return out->kind = NF_IGNORE;
     json_t *a1 = json_array_get(root, 2);

@@ -1,8 +1,7 @@
 /*
-** fs.c - the "fs" storage backend (cps_storage.h): CryptPad's own on-disk
-** layout under data_dir, so an existing CryptPad root is served as is.  This
-** file is the loop-thread half: id checks, one FIFO queue per object, and
-** batches of requests handed to the thread pool (fs_io.c does the I/O).
+** fs.c - the "fs" storage backend (cps_storage.h) in CryptPad's own layout
+** under data_dir.  The loop-thread half: id checks, one FIFO queue per
+** object, batches handed to the thread pool (fs_io.c does the I/O).
 */
 #include <stdio.h>
 #include <stdlib.h>

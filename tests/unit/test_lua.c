@@ -17,6 +17,9 @@
 static uv_loop_t loop;
 static char cfg_path[64];
 
+/* Tests keep their `result` structs static: after a failed assertion an
+** async call may still be answered (ECANCELED at teardown), and its done
+** callback must not write into a dead stack frame. */
 typedef struct result { int calls; char error[32]; char *value; } result;
 
 static void done(void *ud, const char *error, json_t *value)
@@ -81,6 +84,7 @@ static int group_setup(void **state)
     write_temp(cfg_path, sizeof cfg_path, ".lua", text);
     char *err = NULL;
     cps_cfg = cps_config_load(cfg_path, &err);
+    unlink(cfg_path);          /* read once; nothing reads it later */
     if (!cps_cfg) { fprintf(stderr, "config: %s\n", err); free(err); return -1; }
     if (uv_loop_init(&loop)) return -1;
     cps_timers_init(&loop);
@@ -105,7 +109,6 @@ static int group_teardown(void **state)
     cps_config_free(cps_cfg);
     cps_cfg = NULL;
     cps_timers_init(NULL);
-    unlink(cfg_path);
     cps_metrics_free();
     return rc ? -1 : 0;
 }
@@ -114,7 +117,8 @@ static int group_teardown(void **state)
 
 static void round_trip(const char *json)
 {
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(call("LUA_ECHO", json, &r), 0);
     assert_int_equal(r.calls, 1);
     assert_string_equal(r.error, "");
@@ -143,7 +147,8 @@ static void test_sync_round_trip(void **state)
     round_trip("9007199254740993");
     round_trip("{\"utf8\":\"h\\u00e9llo \\u2603\"}");
     /* Values built in Lua: cps.null, cps.array(), {} as an object. */
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(call("LUA_SHAPES", NULL, &r), 0);
     assert_int_equal(r.calls, 1);
     assert_string_equal(r.error, "");
@@ -156,7 +161,8 @@ static void test_sync_round_trip(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(call("LUA_EINVAL", "{}", &r), 0);
     assert_int_equal(r.calls, 1);
     assert_string_equal(r.error, "EINVAL");
@@ -181,7 +187,8 @@ static void test_errors(void **state)
 static void test_budget(void **state)
 {
     (void)state;
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(cps_config_int("lua.max_instructions", 0), 100000);
     assert_int_equal(call("LUA_LOOP", NULL, &r), 0);
     assert_int_equal(r.calls, 1);
@@ -199,7 +206,8 @@ static void test_budget(void **state)
 static void test_load_failures(void **state)
 {
     (void)state;
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     /* Syntax error: refused with an error code, nothing registered. */
     int rc = cps_lua_load("syntax.lua");
     assert_true(rc < 0);
@@ -224,7 +232,8 @@ static void test_load_failures(void **state)
 static void test_duplicate_name(void **state)
 {
     (void)state;
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     capture c;
     capture_start(&c);
     int rc = cps_lua_load("dup.lua");
@@ -256,7 +265,8 @@ static void test_duplicate_name(void **state)
 static void test_async_reply(void **state)
 {
     (void)state;
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(call("LUA_ASYNC", "{\"x\":[1,2]}", &r), 0);
     assert_int_equal(r.calls, 0);            /* answered by the timer, later */
     assert_true(run_until(&r.calls, 3000));
@@ -264,7 +274,10 @@ static void test_async_reply(void **state)
     assert_string_equal(r.error, "");
     assert_string_equal(r.value, "{\"later\":{\"x\":[1,2]}}");
     /* Two in flight at once. */
-    result a = { 0 }, b = { 0 };
+    static result a;
+    memset(&a, 0, sizeof a);
+    static result b;
+    memset(&b, 0, sizeof b);
     assert_int_equal(call("LUA_ASYNC", "1", &a), 0);
     assert_int_equal(call("LUA_ASYNC", "2", &b), 0);
     assert_true(run_until(&b.calls, 3000));
@@ -281,7 +294,8 @@ static void test_async_reply(void **state)
 static void test_config_and_ctx(void **state)
 {
     (void)state;
-    result r = { 0 };
+    static result r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(call("LUA_PORT", NULL, &r), 0);
     assert_string_equal(r.error, "");
     assert_string_equal(r.value, "4321");

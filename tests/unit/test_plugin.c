@@ -84,6 +84,19 @@ static void test_bad_major_refused(void **state)
     /* What it registered before giving up is gone. */
     assert_int_equal(call("TP_BAD_CMD", &r), CPS_ENOENT);
     assert_int_equal(r.calls, 0);
+    /* Refused by the host's own check even if init claims success. */
+    setenv("TP_BAD_MAJOR_SAYS_OK", "1", 1);
+    capture_start(&c);
+    rc = cps_plugin_load_path("tp_bad_major2", TP("bad_major"), NULL);
+    log = capture_end(&c);
+    unsetenv("TP_BAD_MAJOR_SAYS_OK");
+    assert_int_equal(rc, CPS_EVERSION);
+    char want[64];
+    snprintf(want, sizeof want, "ABI %d.0", CPS_ABI_MAJOR + 1);
+    assert_non_null(strstr(log, want));
+    assert_non_null(strstr(log, "tp_bad_major2"));
+    free(log);
+    assert_int_equal(call("TP_BAD_CMD", &r), CPS_ENOENT);
     /* And the good plugin is untouched. */
     assert_int_equal(call("TP_CMD", &r), 0);
     assert_null(r.error);

@@ -140,7 +140,10 @@ static int h_silent(cps_call *call, json_t *args, void *ud)
     return CPS_OK;       /* no reply: the host answers null */
 }
 
-/* ---- reply collector ---- */
+/* ---- reply collector ----
+** Tests keep their `reply` structs static: if an assertion fails, a query
+** still pending is cancelled at teardown and its callback must not write
+** into a dead stack frame. */
 
 typedef struct reply {
     int calls;
@@ -207,7 +210,8 @@ static void test_send_errors(void **state)
 static void test_query_round_trip(void **state)
 {
     (void)state;
-    reply r = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(cps_router_register(pcore, "ADD", h_add, NULL), 0);
     int rc = cps_router_query(pfront, "core:0", "ADD", json_pack("{s:i,s:i}", "a", 2, "b", 40),
                               1000, on_reply, &r);
@@ -222,7 +226,8 @@ static void test_query_round_trip(void **state)
     reply_free(&r);
 
     /* A handler that returns OK without replying: success, no data. */
-    reply s = { 0 };
+    static reply s;
+    memset(&s, 0, sizeof s);
     assert_int_equal(cps_router_register(pcore, "SILENT", h_silent, NULL), 0);
     assert_int_equal(cps_router_query(pfront, "core:0", "SILENT", NULL, 1000, on_reply, &s), 0);
     assert_true(run_until(&s.calls, 2000));
@@ -231,7 +236,8 @@ static void test_query_round_trip(void **state)
     reply_free(&s);
 
     /* A second reply in the handler is ignored. */
-    reply t = { 0 };
+    static reply t;
+    memset(&t, 0, sizeof t);
     assert_int_equal(cps_router_register(pcore, "TWICE", h_twice, NULL), 0);
     assert_int_equal(cps_router_query(pfront, "core:0", "TWICE", NULL, 1000, on_reply, &t), 0);
     assert_true(run_until(&t.calls, 2000));
@@ -245,7 +251,8 @@ static void test_async_reply(void **state)
 {
     (void)state;
     reset();
-    reply r = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(cps_router_register(pcore, "KEEP", h_keep, NULL), 0);
     assert_int_equal(cps_router_query(pfront, "core:0", "KEEP", json_integer(1), 5000, on_reply, &r), 0);
     assert_true(run_until(&H.count, 2000));
@@ -264,7 +271,8 @@ static void test_async_reply(void **state)
 static void test_error_replies(void **state)
 {
     (void)state;
-    reply r = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(cps_router_register(pcore, "FAIL", h_fail, NULL), 0);
     assert_int_equal(cps_router_query(pfront, "core:0", "FAIL", NULL, 1000, on_reply, &r), 0);
     assert_true(run_until(&r.calls, 2000));
@@ -272,7 +280,8 @@ static void test_error_replies(void **state)
     assert_null(r.data);
     reply_free(&r);
 
-    reply s = { 0 };
+    static reply s;
+    memset(&s, 0, sizeof s);
     assert_int_equal(cps_router_register(pcore, "CUSTOM", h_custom_error, NULL), 0);
     assert_int_equal(cps_router_query(pfront, "core:0", "CUSTOM", NULL, 1000, on_reply, &s), 0);
     assert_true(run_until(&s.calls, 2000));
@@ -284,7 +293,10 @@ static void test_error_replies(void **state)
 static void test_unknown_node_and_command(void **state)
 {
     (void)state;
-    reply r = { 0 }, s = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
+    static reply s;
+    memset(&s, 0, sizeof s);
     /* Unknown node: query returns 0 and the callback gets ENOENT later. */
     int rc = cps_router_query(pfront, "storage:7", "ANY", json_integer(1), 1000, on_reply, &r);
     assert_int_equal(rc, 0);
@@ -308,7 +320,8 @@ static void test_timeout(void **state)
 {
     (void)state;
     reset();
-    reply r = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(cps_router_register(pcore, "SINK", h_keep, NULL), 0);
     uv_update_time(&loop);
     uint64_t t0 = uv_now(&loop);
@@ -366,7 +379,8 @@ static void test_queue_bound(void **state)
     assert_int_equal(cps_router_queued(), 16);
     assert_int_equal(cps_router_send(pfront, "core:0", "EV", json_integer(99)), CPS_EBUSY);
     /* A query on a full queue: the callback gets EBUSY, later. */
-    reply r = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(cps_router_query(pfront, "core:0", "EV", NULL, 1000, on_reply, &r), 0);
     assert_int_equal(r.calls, 0);
     assert_true(run_until(&r.calls, 2000));
@@ -406,7 +420,10 @@ static void test_forget_cancels(void **state)
 {
     (void)state;
     reset();
-    reply r = { 0 }, other = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
+    static reply other;
+    memset(&other, 0, sizeof other);
     assert_int_equal(cps_router_register(pcore, "SINK", h_keep, NULL), 0);
     assert_int_equal(cps_router_register(pcore, "ADD", h_add, NULL), 0);
     /* pfront's query waits in SINK. */
@@ -435,7 +452,8 @@ static void test_forget_cancels(void **state)
     assert_int_equal(other.calls, 1);
     assert_int_equal(r.calls, 1);
     /* Forgetting pcore drops its commands: ADD is gone. */
-    reply s = { 0 };
+    static reply s;
+    memset(&s, 0, sizeof s);
     cps_router_forget(pcore);
     assert_int_equal(cps_router_query(pfront, "core:0", "ADD", NULL, 1000, on_reply, &s), 0);
     assert_true(run_until(&s.calls, 2000));
@@ -449,7 +467,8 @@ static void test_shutdown_cancels(void **state)
 {
     (void)state;
     reset();
-    reply r = { 0 };
+    static reply r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(cps_router_register(pcore, "EV", h_record, NULL), 0);
     assert_int_equal(cps_router_query(pfront, "core:0", "EV", NULL, 1000, on_reply, &r), 0);
     /* Queued, not yet delivered: shutdown cancels the query and frees the
@@ -462,7 +481,8 @@ static void test_shutdown_cancels(void **state)
     assert_int_equal(cps_router_queued(), 0);
     /* After shutdown nothing is accepted. */
     assert_int_equal(cps_router_send(pfront, "core:0", "EV", json_integer(1)), CPS_ECANCELED);
-    reply s = { 0 };
+    static reply s;
+    memset(&s, 0, sizeof s);
     assert_int_equal(cps_router_query(pfront, "core:0", "EV", NULL, 1000, on_reply, &s), CPS_ECANCELED);
     assert_int_equal(s.calls, 0);
     reply_free(&r);

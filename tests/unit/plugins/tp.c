@@ -5,13 +5,15 @@
 **   TP_OLD_MINOR  ABI major.0, uses only the 1.0 part of the table (it
 **                 checks api->size covers what it calls), registers TP_OLD_CMD.
 **   TP_BAD_MAJOR  ABI (major+1).0: registers TP_BAD_CMD anyway, then returns
-**                 CPS_EVERSION; the host must refuse it and undo TP_BAD_CMD.
+**                 CPS_EVERSION (CPS_OK if TP_BAD_MAJOR_SAYS_OK is set); the
+**                 host must refuse it and undo TP_BAD_CMD.
 **   TP_NEW_MINOR  ABI major.(minor+1), registers TP_NEW_CMD and returns OK
 **                 (no check of its own): the host must refuse it by itself.
 **   TP_DUP        registers TP_DUP_OTHER then TP_CMD (GOOD's), returns the
 **                 CPS_EEXIST it gets.
 **   TP_FAIL       registers TP_FAIL_CMD, then returns CPS_EINVAL.
 */
+#include <stdlib.h>
 #include "cps.h"
 
 static const cps_api *api;
@@ -54,6 +56,9 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     info->abi_minor = 0;
     /* Misbehaves on purpose: registers before giving up. */
     api->register_rpc(self, "TP_BAD_CMD", CPS_RPC_ANON, echo, NULL);
+    /* With TP_BAD_MAJOR_SAYS_OK in the environment it does not even refuse
+    ** itself: the host's own check of abi_major must. */
+    if (getenv("TP_BAD_MAJOR_SAYS_OK")) return CPS_OK;
     return CPS_EVERSION;
 #elif defined(TP_NEW_MINOR)
     info->abi_minor = CPS_ABI_MINOR + 1;
