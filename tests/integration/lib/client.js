@@ -280,6 +280,73 @@ const rawRpc = async (r, hk, payload, { ms = DEFAULT_TIMEOUT, id = txid() } = {}
     return { ack, frame, reply: JSON.parse(frame[4]), txid: id };
 };
 
+// ------------------------------------------------------------ history keeper
+
+const parseOrUndef = (s) => { try { return JSON.parse(s); } catch (e) { return undefined; } };
+
+// A direct message from the history keeper: [0, hk, "MSG", me, text(, priority)].
+const isHkFrame = (hk) => (f) => Array.isArray(f) && f[0] === 0 && f[1] === hk && f[2] === 'MSG' &&
+    typeof f[4] === 'string';
+
+// Send [seq, "MSG", hk, text] (cmd: an array, JSON-encoded here, or a raw
+// string); returns seq.
+const hkSend = (r, hk, cmd) => {
+    const seq = r.nextSeq();
+    r.send([seq, 'MSG', hk, typeof cmd === 'string' ? cmd : JSON.stringify(cmd)]);
+    return seq;
+};
+
+// Send a history command and collect its answer, in arrival order, until
+// `done(parsedContent)` is true or the reply to seq is an ERROR.  Resolves
+// with { seq, reply, frames, items, end, order }: reply = the frame answering
+// seq (ACK/ERROR) or null, frames = the HK frames, items = their parsed
+// contents, end = the terminating item (null if ended by an ERROR reply),
+// order = 'reply'/'hk' in arrival order.
+const hkCollect = async (r, hk, cmd, done, ms = DEFAULT_TIMEOUT) => {
+    const seq = hkSend(r, hk, cmd);
+    const out = { seq, reply: null, frames: [], items: [], end: null, order: [] };
+    const deadline = Date.now() + ms;
+    const isHk = isHkFrame(hk);
+    for (;;) {
+        const left = deadline - Date.now();
+        let f;
+        try {
+            f = await r.next(x => (Array.isArray(x) && x[0] === seq) || isHk(x), Math.max(left, 1),
+                `answer to ${short(cmd, 150)}`);
+        } catch (e) {
+            e.message += `\n  collected so far: reply ${short(out.reply)} items ${short(out.items, 1500)}`;
+            throw e;
+        }
+        if (f[0] === seq) {
+            out.reply = f;
+            out.order.push('reply');
+            if (f[1] === 'ERROR') { return out; }
+            continue;
+        }
+        const p = parseOrUndef(f[4]);
+        out.frames.push(f);
+        out.items.push(p);
+        out.order.push('hk');
+        let stop = false;
+        try { stop = done(p); } catch (e) { stop = false; }
+        if (stop) { out.end = p; return out; }
+    }
+};
+
+const isPlainObj = (p) => p !== null && typeof p === 'object' && !Array.isArray(p);
+
+// GET_HISTORY: ends at the end marker or an error object for the channel.
+const getHistory = (r, hk, chan, cfg, ms) => hkCollect(r, hk, ['GET_HISTORY', chan, cfg],
+    p => isPlainObj(p) && p.channel === chan && (p.state === 1 || typeof p.error === 'string'), ms);
+
+// GET_FULL_HISTORY: ends at ["FULL_HISTORY_END", chan] or ["ERROR", chan, ...].
+const getFullHistory = (r, hk, chan, ms, extra = []) => hkCollect(r, hk, ['GET_FULL_HISTORY', chan, ...extra],
+    p => Array.isArray(p) && (p[0] === 'FULL_HISTORY_END' || p[0] === 'ERROR') && p[1] === chan, ms);
+
+// GET_HISTORY_RANGE: ends at HISTORY_RANGE_END / HISTORY_RANGE_ERROR.
+const getHistoryRange = (r, hk, chan, cfg, ms) => hkCollect(r, hk, ['GET_HISTORY_RANGE', chan, cfg],
+    p => Array.isArray(p) && (p[0] === 'HISTORY_RANGE_END' || p[0] === 'HISTORY_RANGE_ERROR'), ms);
+
 const closeAll = () => {
     for (const c of Array.from(allClients)) {
         try {
@@ -295,4 +362,5 @@ module.exports = {
     connect, join, raw, rawReady, rawRpc, closeAll,
     sleep, hex, padId, ephemeralId, txid, ADMIN_CHANNEL, withTimeout, waitFor, short, isUserId,
     DEFAULT_TIMEOUT,
+    isHkFrame, hkSend, hkCollect, getHistory, getFullHistory, getHistoryRange,
 };

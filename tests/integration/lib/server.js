@@ -281,7 +281,31 @@ const withLog = (getServer, fn) => async (...a) => {
     }
 };
 
+// Path of a channel's file in the storage-fs layout under data_dir:
+// <data_dir>/datastore/<first 2 chars>/<id><suffix> (suffix ".ndjson",
+// ".metadata.ndjson", ...).
+const channelFile = (dataDir, id, suffix = '.ndjson') =>
+    Path.join(dataDir, 'datastore', id.slice(0, 2), id + suffix);
+
+// Every file under dir (relative path -> size), for "nothing was written"
+// checks.
+const listFiles = (dir) => {
+    const out = {};
+    const walk = (d, rel) => {
+        let ents;
+        try { ents = Fs.readdirSync(d, { withFileTypes: true }); } catch (e) { return; }
+        for (const e of ents) {
+            const p = Path.join(d, e.name);
+            const r = rel ? `${rel}/${e.name}` : e.name;
+            if (e.isDirectory()) { out[r + '/'] = 'dir'; walk(p, r); }
+            else { try { out[r] = Fs.statSync(p).size; } catch (x) { /* gone */ } }
+        }
+    };
+    walk(dir, '');
+    return out;
+};
+
 module.exports = {
     startServer, withLog, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir,
-    TESTS_DIR, FIXTURES_DIR,
+    TESTS_DIR, FIXTURES_DIR, channelFile, listFiles,
 };
