@@ -68,13 +68,14 @@ void ch_release(channel *ch)
 
 static void kick(channel *ch);
 
-typedef struct opener { char id[40]; char *meta_log; size_t meta_len; char *legacy; } opener;
+typedef struct opener { char id[40]; char *meta_log; size_t meta_len; char *legacy; bool exists; } opener;
 
 static void open_finish(opener *o, int status)
 {
     channel *ch = ch_get(o->id, false);
     if (ch) {
         ch->open_status = status;
+        ch->log_exists = o->exists;
         if (status == CPS_OK) {
             json_decref(ch->meta);
             ch->meta = meta_replay(o->meta_log, o->meta_len, o->legacy, o->legacy ? strlen(o->legacy) : 0);
@@ -96,6 +97,7 @@ static void open_read(void *ud, int status, const char *data, size_t len, uint64
     if (!ch) { open_finish(o, CPS_ECANCELED); return; }
     if (status == CPS_ENOENT) { open_finish(o, CPS_OK); return; }
     if (status != CPS_OK) { open_finish(o, status); return; }
+    o->exists = true;
     uint64_t at = next - len;
     if (at == 0 && len && data[0] == '{') {
         const char *nl = memchr(data, '\n', len);

@@ -292,6 +292,99 @@ static void created(void *ud, int status, uint64_t size)
     free(c);
 }
 
+static void history_from(channel *ch, op *o, uint64_t start);
+
+/* An error object instead of the history (§5.2), after the ACK. */
+static void fail_with(channel *ch, op *o, const char *code)
+{
+    json_t *cfg = json_array_get(json_object_get(o->args, "request"), 2);
+    json_t *txid = json_is_object(cfg) ? json_object_get(cfg, "txid") : NULL;
+    answer(o->call, NULL, json_pack("[o]", error_obj(code, ch->id, txid, NULL)), NULL);
+    ch_done(ch, o);
+}
+
+/* The log is missing: EDELETED with the archive reason if a placeholder
+** says it was archived (unless the client forces re-creation), else with a
+** lastKnownHash EDELETED, else an ordinary (empty or new) history. */
+typedef struct del_wait { char id[40]; op *o; bool had_hash; } del_wait;
+
+static void placeholder_done(void *ud, int status, const char *data, size_t len)
+{
+    del_wait *w = ud;
+    channel *ch = ch_get(w->id, false);   /* held: the op is busy */
+    if (ch) {
+        json_t *cfg = json_array_get(json_object_get(w->o->args, "request"), 2);
+        json_t *meta = json_is_object(cfg) ? json_object_get(cfg, "metadata") : NULL;
+        bool force = json_is_true(json_object_get(meta, "forcePlaceholder"));
+        if (status == CPS_OK && !force) {
+            json_t *txid = json_object_get(cfg, "txid");
+            char *reason = strndup(data, len);
+            answer(w->o->call, NULL, json_pack("[o]", error_obj("EDELETED", ch->id, txid, reason)), NULL);
+            free(reason);
+            ch_done(ch, w->o);
+        } else if (w->had_hash) {
+            fail_with(ch, w->o, "EDELETED");
+        } else {
+            history_from(ch, w->o, 0);
+        }
+    }
+    free(w);
+}
+
+static void deleted(channel *ch, op *o, bool had_hash)
+{
+    const cps_storage_backend *b = backend();
+    del_wait *w = calloc(1, sizeof *w);
+    if (!w || !b) { free(w); if (had_hash) fail_with(ch, o, "EDELETED"); else history_from(ch, o, 0); return; }
+    snprintf(w->id, sizeof w->id, "%s", ch->id);
+    w->o = o;
+    w->had_hash = had_hash;
+    int rc = b->placeholder_read(b->state, ch->id, placeholder_done, w);
+    if (rc) placeholder_done(w, rc, NULL, 0);
+}
+
+/* A log without checkpoints keeps only recent hashes in its index: look
+** further back by scanning it (chat, mailboxes). */
+typedef struct hash_scan { char id[40]; op *o; char hash[HK_HASH_LEN + 1]; bool found; uint64_t off; } hash_scan;
+
+static void hash_scan_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    hash_scan *h = ud;
+    channel *ch = ch_get(h->id, false);
+    if (status == CPS_OK) {
+        uint64_t at = next - len;
+        const char *p = data, *end = data + len;
+        while (p < end && !h->found) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            if (!nl) break;
+            hk_line l;
+            hk_scan_line(p, (size_t)(nl - p), &l);
+            if (l.kind == HK_LINE_MSG && strcmp(l.hash, h->hash) == 0) { h->found = true; h->off = at + (uint64_t)(p - data); }
+            p = nl + 1;
+        }
+    }
+    const cps_storage_backend *b = backend();
+    if (status == CPS_OK && !h->found && !eof && len && b &&
+        b->channel_read(b->state, h->id, next, READ_CHUNK, hash_scan_read, h) == CPS_OK)
+        return;
+    if (ch) {
+        if (h->found) history_from(ch, h->o, h->off);
+        else fail_with(ch, h->o, "EUNKNOWN");
+    }
+    free(h);
+}
+
+static void scan_for_hash(channel *ch, op *o, const char *hash)
+{
+    const cps_storage_backend *b = backend();
+    hash_scan *h = calloc(1, sizeof *h);
+    if (!h || !b) { free(h); fail_with(ch, o, "EUNKNOWN"); return; }
+    snprintf(h->id, sizeof h->id, "%s", ch->id);
+    h->o = o;
+    snprintf(h->hash, sizeof h->hash, "%s", hash);
+    if (b->channel_read(b->state, ch->id, 0, READ_CHUNK, hash_scan_read, h)) hash_scan_read(h, CPS_EIO, NULL, 0, 0, true);
+}
+
 static void op_get_history(channel *ch, op *o)
 {
     json_t *req = json_object_get(o->args, "request");
@@ -322,29 +415,32 @@ static void op_get_history(channel *ch, op *o)
         return;
     }
     /* Where to start (§5.3). */
-    uint64_t start;
     if (json_is_integer(lkh) && json_integer_value(lkh) == -1) {
-        start = 0;
+        history_from(ch, o, 0);
     } else if (json_is_string(lkh) && json_string_length(lkh) > 0) {
-        if (ch->idx.size == 0) {
-            answer(o->call, user, json_pack("[o]", error_obj("EDELETED", ch->id, txid, NULL)), prio);
-            ch_done(ch, o);
-            return;
-        }
+        if (!ch->log_exists) { deleted(ch, o, true); return; }
         uint64_t off;
         int found = hk_index_find(&ch->idx, json_string_value(lkh), &off);
-        if (found <= 0) {
-            /* Logs without checkpoints are scanned by the index window only;
-            ** an unknown hash is EUNKNOWN (the client refetches). */
-            answer(o->call, user, json_pack("[o]", error_obj("EUNKNOWN", ch->id, txid, NULL)), prio);
-            ch_done(ch, o);
-            return;
-        }
-        start = off;
+        if (found > 0) history_from(ch, o, off);
+        else if (found == 0 && !hk_index_has_checkpoints(&ch->idx)) scan_for_hash(ch, o, json_string_value(lkh));
+        else fail_with(ch, o, "EUNKNOWN");
+    } else if (!ch->log_exists && !ch->meta && !admin) {
+        deleted(ch, o, false);
     } else {
-        start = hk_index_start(&ch->idx);
+        history_from(ch, o, hk_index_start(&ch->idx));
     }
+}
 
+/* Stream the history of `ch` from `start` (the checks are done). */
+static void history_from(channel *ch, op *o, uint64_t start)
+{
+    json_t *req = json_object_get(o->args, "request");
+    json_t *cfg = json_array_get(req, 2);
+    if (!json_is_object(cfg)) cfg = NULL;
+    json_t *txid = json_object_get(cfg, "txid");
+    json_t *prio = json_object_get(cfg, "priority");
+    const char *user = json_string_value(json_object_get(o->args, "user"));
+    bool admin = strlen(ch->id) == 33;
     reader *r = reader_new(ch, R_HISTORY, o->args);
     if (!r) { API->reply(o->call, "ENOMEM", NULL); ch_done(ch, o); return; }
     if (txid) r->txid = json_dumps(txid, JSON_COMPACT | JSON_ENCODE_ANY);

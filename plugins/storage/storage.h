@@ -35,6 +35,7 @@ struct channel {
     bool in_kick;         /* kick() is on the stack */
     int readers;          /* history streams holding the channel */
     int open_status;      /* result of the last open */
+    bool log_exists;      /* the channel log was found at open */
 };
 
 extern struct storage_role {
