@@ -6,17 +6,11 @@
 #include <string.h>
 #include "text.h"
 
+static bool reserve(tbuf *b, size_t more);
+
 void tbuf_add(tbuf *b, const char *s, size_t n)
 {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) { b->oom = true; return; }
-        b->s = p;
-        b->cap = cap;
-    }
+    if (!reserve(b, n)) return;
     memcpy(b->s + b->len, s, n);
     b->len += n;
     b->s[b->len] = 0;
@@ -24,29 +18,66 @@ void tbuf_add(tbuf *b, const char *s, size_t n)
 
 void tbuf_adds(tbuf *b, const char *s) { tbuf_add(b, s, strlen(s)); }
 
+/* Bytes that JSON.stringify escapes: '"', '\\' and the controls. */
+static const unsigned char needs_escape[256] = {
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,
+};
+
+static bool reserve(tbuf *b, size_t more)
+{
+    if (b->oom) return false;
+    if (b->len + more + 1 <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1) cap *= 2;
+    char *p = realloc(b->s, cap);
+    if (!p) { b->oom = true; return false; }
+    b->s = p;
+    b->cap = cap;
+    return true;
+}
+
 void tbuf_json_str(tbuf *b, const char *s, size_t n)
 {
     tbuf_add(b, "\"", 1);
-    size_t run = 0;
+    tbuf_json_esc(b, s, n);
+    tbuf_add(b, "\"", 1);
+}
+
+void tbuf_json_esc(tbuf *b, const char *s, size_t n)
+{
+    /* room for the common case; grown below if escapes pile up */
+    if (!reserve(b, n + n / 4 + 16)) return;
+    char *o = b->s + b->len;
+    char *lim = b->s + b->cap - 8;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[8];
-        if (c == '"') esc = "\\\"";
-        else if (c == '\\') esc = "\\\\";
-        else if (c == '\n') esc = "\\n";
-        else if (c == '\r') esc = "\\r";
-        else if (c == '\t') esc = "\\t";
-        else if (c == '\b') esc = "\\b";
-        else if (c == '\f') esc = "\\f";
-        else if (c < 0x20) { snprintf(u, sizeof u, "\\u%04x", c); esc = u; }
-        if (!esc) { run++; continue; }
-        tbuf_add(b, s + i - run, run);
-        run = 0;
-        tbuf_adds(b, esc);
+        if (o >= lim) {             /* many escapes: grow and go on */
+            b->len = (size_t)(o - b->s);
+            if (!reserve(b, (n - i) * 6 + 16)) return;
+            o = b->s + b->len;
+            lim = b->s + b->cap - 8;
+        }
+        if (!needs_escape[c]) { *o++ = (char)c; continue; }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        default: {
+            static const char hex[] = "0123456789abcdef";
+            *o++ = 'u'; *o++ = '0'; *o++ = '0';
+            *o++ = hex[c >> 4]; *o++ = hex[c & 15];
+        }
+        }
     }
-    tbuf_add(b, s + n - run, run);
-    tbuf_add(b, "\"", 1);
+    *o = 0;
+    b->len = (size_t)(o - b->s);
 }
 
 void tbuf_free(tbuf *b)

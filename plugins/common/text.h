@@ -14,6 +14,8 @@ void tbuf_add(tbuf *b, const char *s, size_t n);
 void tbuf_adds(tbuf *b, const char *s);
 /* Append s as a JSON string literal, quotes included. */
 void tbuf_json_str(tbuf *b, const char *s, size_t n);
+/* The same without the quotes (to escape a string built from parts). */
+void tbuf_json_esc(tbuf *b, const char *s, size_t n);
 void tbuf_free(tbuf *b);
 
 /* Decode base64 in either alphabet (+/ or -_), padding optional, other

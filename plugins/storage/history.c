@@ -32,28 +32,29 @@ typedef struct reader {
 
 /* ---- frames ---- */
 
-char *hk_frame(const char *user, const char *content, size_t len, json_t *prio)
+/* [0,HK,"MSG",user,"<parts, concatenated and escaped>"(,prio)] */
+static void add_parts(json_t *list, const char *user, const char *const *parts, const size_t *lens,
+                      int n, json_t *prio)
 {
     tbuf b = { 0 };
     tbuf_adds(&b, "[0,\"" CPS_HK_ID "\",\"MSG\",");
     tbuf_json_str(&b, user, strlen(user));
-    tbuf_add(&b, ",", 1);
-    tbuf_json_str(&b, content, len);
+    tbuf_add(&b, ",\"", 2);
+    for (int i = 0; i < n; i++) tbuf_json_esc(&b, parts[i], lens[i]);
+    tbuf_add(&b, "\"", 1);
     if (json_is_integer(prio)) {
-        char n[32];
-        snprintf(n, sizeof n, ",%lld", (long long)json_integer_value(prio));
-        tbuf_adds(&b, n);
+        char num[32];
+        snprintf(num, sizeof num, ",%lld", (long long)json_integer_value(prio));
+        tbuf_adds(&b, num);
     }
     tbuf_add(&b, "]", 1);
-    if (b.oom) { tbuf_free(&b); return NULL; }
-    return b.s;
+    if (!b.oom) json_array_append_new(list, json_stringn_nocheck(b.s, b.len));
+    tbuf_free(&b);
 }
 
 static void add_text(json_t *list, const char *user, const char *content, size_t len, json_t *prio)
 {
-    char *f = hk_frame(user, content, len, prio);
-    if (f) json_array_append_new(list, json_string_nocheck(f));
-    free(f);
+    add_parts(list, user, &content, &len, 1, prio);
 }
 
 static void add_json(json_t *list, const char *user, json_t *v, json_t *prio)
@@ -122,47 +123,30 @@ static void format_line(reader *r, const char *line, size_t len, uint64_t offset
     hk_line l;
     hk_scan_line(line, len, &l);
     if (l.kind == HK_LINE_BAD) return;
+    const char *parts[6];
+    size_t lens[6];
+    int n = 0;
+    json_t *prio = NULL;
+#define PART(p, l) (parts[n] = (p), lens[n] = (l), n++)
     if (r->kind == R_FULL) {
-        tbuf b = { 0 };
-        tbuf_adds(&b, "[\"FULL_HISTORY\",");
-        tbuf_add(&b, line, len);
-        tbuf_add(&b, "]", 1);
-        if (!b.oom) add_text(r->texts, r->user, b.s, b.len, NULL);
-        r->bytes += b.len;
-        tbuf_free(&b);
-        return;
-    }
-    if (r->kind == R_RANGE) {
+        PART("[\"FULL_HISTORY\",", 16); PART(line, len); PART("]", 1);
+    } else if (r->kind == R_RANGE) {
         if (l.kind != HK_LINE_MSG) return;
-        tbuf b = { 0 };
-        tbuf_adds(&b, "[\"HISTORY_RANGE\",");
-        tbuf_adds(&b, r->txid ? r->txid : "null");
-        tbuf_add(&b, ",", 1);
-        tbuf_add(&b, line, len);
-        tbuf_add(&b, "]", 1);
-        if (!b.oom) add_text(r->texts, r->user, b.s, b.len, NULL);
-        r->bytes += b.len;
-        tbuf_free(&b);
-        return;
+        PART("[\"HISTORY_RANGE\",", 17); PART(r->txid ? r->txid : "null", strlen(r->txid ? r->txid : "null"));
+        PART(",", 1); PART(line, len);
+        PART("]", 1);
+    } else {
+        prio = r->prio;
+        if (l.kind == HK_LINE_META && offset == 0 && r->skip_legacy) return;
+        if (l.kind != HK_LINE_META && r->txid && len > 3 && memcmp(line, "[0,", 3) == 0) {
+            /* element 0 becomes the txid: no parse, no re-serialisation */
+            PART("[", 1); PART(r->txid, strlen(r->txid)); PART(line + 2, len - 2);
+        } else {
+            PART(line, len);
+        }
     }
-    if (l.kind == HK_LINE_META) {
-        if (offset == 0 && r->skip_legacy) return;
-        add_text(r->texts, r->user, line, len, r->prio);
-        r->bytes += len;
-        return;
-    }
-    if (r->txid && len > 3 && memcmp(line, "[0,", 3) == 0) {
-        /* element 0 becomes the txid: no parse, no re-serialisation */
-        tbuf b = { 0 };
-        tbuf_add(&b, "[", 1);
-        tbuf_adds(&b, r->txid);
-        tbuf_add(&b, line + 2, len - 2);
-        if (!b.oom) add_text(r->texts, r->user, b.s, b.len, r->prio);
-        r->bytes += b.len;
-        tbuf_free(&b);
-        return;
-    }
-    add_text(r->texts, r->user, line, len, r->prio);
+#undef PART
+    add_parts(r->texts, r->user, parts, lens, n, prio);
     r->bytes += len;
 }
 

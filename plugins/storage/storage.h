@@ -62,8 +62,6 @@ void ch_free_all(void);
 
 /* history.c */
 int  cmd_history(cps_call *call, json_t *args, void *ud);
-/* A text frame for a user, as the front should send it. */
-char *hk_frame(const char *user, const char *content, size_t len, json_t *prio);
 void hk_notify_members(channel *ch, const char *content);
 
 /* store.c */
