@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define CPS_ABI_MAJOR 1
-#define CPS_ABI_MINOR 1
+#define CPS_ABI_MINOR 2
 
 /* Error codes.  cps_api.strerror maps each to a short protocol-style string. */
 enum {
@@ -258,6 +258,22 @@ typedef struct cps_api {
     ** session closes first (on_close is). */
     int (*session_on_drain)(cps_session *s, size_t below,
                             void (*fn)(cps_session *s, void *ud), void *ud);
+
+    /* -- feature plugins spanning roles (1.2) -- */
+
+    /* Register an inter-node command on this process's node of `role`
+    ** (a feature plugin's storage half, say).  CPS_ENOENT if this process
+    ** runs no node of that role: the plugin then simply skips that half. */
+    int (*register_role_command)(cps_plugin *p, const char *role, const char *name,
+                                 cps_command_fn fn, void *ud);
+    /* rpc_call with the caller's identity: `caller` is an opaque string the
+    ** dispatcher chooses (the netflux user id), readable by the handler
+    ** with rpc_caller(). */
+    int (*rpc_call_as)(cps_plugin *p, const char *name, int kind, const char *key,
+                       const char *caller, json_t *args, cps_rpc_done_fn done, void *ud);
+    const char *(*rpc_caller)(cps_rpc *rpc);
+    /* The kind (CPS_RPC_*) of a registered RPC command, or CPS_ENOENT. */
+    int (*rpc_kind)(cps_plugin *p, const char *name);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

@@ -103,7 +103,17 @@ typedef struct cps_storage_backend {
     int (*record_del)(void *state, const char *ns, const char *key, cps_store_done_fn done,
                       void *ud);
 
+    /* -- appended later: check `size` before calling (offsetof the member
+    **    must be below b->size) -- */
+
+    /* Move the pin log to the archive (a user removing their account's
+    ** pins); ENOENT if there is none. */
+    int (*pin_archive)(void *state, const char *key, cps_store_done_fn done, void *ud);
+
     /* Blobs and blocks are appended here in a later minor version. */
 } cps_storage_backend;
+
+/* Whether backend `b` has member `m` (built against a header that had it). */
+#define CPS_STORAGE_HAS(b, m) ((b)->size > offsetof(cps_storage_backend, m))
 
 #endif /* CPS_STORAGE_H */

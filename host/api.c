@@ -116,6 +116,10 @@ const cps_api cps_host_api = {
     .register_storage = cps_storage_register,
     .storage = api_storage,
     .session_on_drain = cps_session_on_drain,
+    .register_role_command = cps_router_register_role,
+    .rpc_call_as = cps_rpc_call_as,
+    .rpc_caller = cps_rpc_caller,
+    .rpc_kind = cps_rpc_kind,
 };
 
 const char *cps_strerror(int code)

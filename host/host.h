@@ -79,6 +79,9 @@ int  cps_router_add_node(const char *node_id, cps_plugin *owner);
 int  cps_router_set_role_count(const char *role, int n);
 int  cps_router_role_count(const char *role);
 int  cps_router_register(cps_plugin *p, const char *name, cps_command_fn fn, void *ud);
+/* Register on the local node of `role` (CPS_ENOENT if none). */
+int  cps_router_register_role(cps_plugin *p, const char *role, const char *name,
+                              cps_command_fn fn, void *ud);
 void cps_router_forget(cps_plugin *p);
 int  cps_router_send(cps_plugin *p, const char *node, const char *cmd, json_t *args);
 int  cps_router_query(cps_plugin *p, const char *node, const char *cmd, json_t *args,
@@ -97,6 +100,10 @@ void cps_rpc_reply(cps_rpc *r, json_t *value);
 void cps_rpc_error(cps_rpc *r, const char *code);
 const char *cps_rpc_key(cps_rpc *r);
 const char *cps_rpc_name(cps_rpc *r);
+int  cps_rpc_call_as(cps_plugin *p, const char *name, int kind, const char *key,
+                     const char *caller, json_t *args, cps_rpc_done_fn done, void *ud);
+const char *cps_rpc_caller(cps_rpc *r);
+int  cps_rpc_kind(cps_plugin *p, const char *name);
 void cps_rpc_forget(cps_plugin *p);
 void cps_rpc_shutdown(void);
 

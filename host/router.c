@@ -161,9 +161,23 @@ const char *cps_router_owner(const char *role, const char *key, char *buf, size_
 
 /* ---- commands ---- */
 
+static int register_on(node *n, cps_plugin *p, const char *name, cps_command_fn fn, void *ud);
+
 int cps_router_register(cps_plugin *p, const char *name, cps_command_fn fn, void *ud)
 {
-    node *n = node_of_plugin(p);
+    return register_on(node_of_plugin(p), p, name, fn, ud);
+}
+
+int cps_router_register_role(cps_plugin *p, const char *role, const char *name,
+                             cps_command_fn fn, void *ud)
+{
+    for (int i = 0; role && i < R.nnodes; i++)
+        if (strcmp(R.nodes[i].role, role) == 0) return register_on(&R.nodes[i], p, name, fn, ud);
+    return CPS_ENOENT;
+}
+
+static int register_on(node *n, cps_plugin *p, const char *name, cps_command_fn fn, void *ud)
+{
     if (!n || !name || !*name || !fn) return CPS_EINVAL;
     for (command *c = n->commands; c; c = c->next) {
         if (strcmp(c->name, name) == 0) {

@@ -23,6 +23,7 @@ typedef struct rpc_cmd {
 struct cps_rpc {
     rpc_cmd *cmd;
     char *key;
+    char *caller;
     cps_rpc_done_fn done;
     void *ud;
     uint64_t deadline;
@@ -91,6 +92,7 @@ static void unlink_rpc(cps_rpc *r)
 static void rpc_free(cps_rpc *r)
 {
     free(r->key);
+    free(r->caller);
     free(r);
 }
 
@@ -123,9 +125,23 @@ void cps_rpc_error(cps_rpc *r, const char *code)
 
 const char *cps_rpc_key(cps_rpc *r) { return r ? r->key : NULL; }
 const char *cps_rpc_name(cps_rpc *r) { return r ? r->cmd->name : NULL; }
+const char *cps_rpc_caller(cps_rpc *r) { return r ? r->caller : NULL; }
+
+int cps_rpc_kind(cps_plugin *p, const char *name)
+{
+    (void)p;
+    rpc_cmd *c = name ? find(name) : NULL;
+    return c ? c->kind : CPS_ENOENT;
+}
 
 int cps_rpc_call(cps_plugin *p, const char *name, int kind, const char *key,
                  json_t *args, cps_rpc_done_fn done, void *ud)
+{
+    return cps_rpc_call_as(p, name, kind, key, NULL, args, done, ud);
+}
+
+int cps_rpc_call_as(cps_plugin *p, const char *name, int kind, const char *key,
+                    const char *caller, json_t *args, cps_rpc_done_fn done, void *ud)
 {
     (void)p;
     rpc_cmd *c = name ? find(name) : NULL;
@@ -134,6 +150,7 @@ int cps_rpc_call(cps_plugin *p, const char *name, int kind, const char *key,
     if (!r) return CPS_ENOMEM;
     r->cmd = c;
     r->key = key ? strdup(key) : NULL;
+    r->caller = caller ? strdup(caller) : NULL;
     r->done = done;
     r->ud = ud;
     cps_metrics_add(RPC.c_calls, 1);

@@ -8,17 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cps.h"
+#include "core.h"
 #include "ids.h"
-#include "strmap.h"
 
-static struct {
-    const cps_api *api;
-    cps_plugin *self;
-    cps_counter *c_fanout;
-} C;
-
-#define API C.api
+struct core_role C;
 
 static const char *storage_of(const char *key, char *buf, size_t n)
 {
@@ -156,6 +149,7 @@ static int cmd_drop_user(cps_call *call, json_t *args, void *ud)
     const char *user = json_string_value(json_object_get(args, "user"));
     json_t *channels = json_object_get(args, "channels");
     if (!user || !json_is_array(channels)) return CPS_EINVAL;
+    core_forget_user(user);
     json_t *by_storage = json_object();
     size_t i;
     json_t *ch;
@@ -259,64 +253,6 @@ static int cmd_history(cps_call *call, json_t *args, void *ud)
     return to_storage(call, args, ch, "HISTORY", history_done);
 }
 
-/* ---- authenticated keys of a user (signed RPC, issue 4 fills them) ---- */
-
-static int cmd_get_auth_keys(cps_call *call, json_t *args, void *ud)
-{
-    (void)args; (void)ud;
-    API->reply(call, NULL, json_pack("{s []}", "keys"));
-    return CPS_OK;
-}
-
-/* ---- RPC (rpc.md §1-2) ---- */
-
-typedef struct rpc_req { cps_call *call; json_t *txid; } rpc_req;
-
-static void rpc_answer(cps_call *call, json_t *reply)
-{
-    char *text = json_dumps(reply, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(reply);
-    API->reply(call, NULL, json_pack("{s [s]}", "messages", text ? text : "null"));
-    free(text);
-}
-
-static void rpc_done(void *ud, const char *error, json_t *value)
-{
-    rpc_req *r = ud;
-    if (error) rpc_answer(r->call, json_pack("[O s s]", r->txid, "ERROR", error));
-    else rpc_answer(r->call, json_pack("[O n O n]", r->txid, value ? value : json_null()));
-    json_decref(r->txid);
-    free(r);
-}
-
-static int cmd_rpc(cps_call *call, json_t *args, void *ud)
-{
-    (void)ud;
-    json_t *req = json_object_get(args, "request");
-    json_t *txid = json_array_get(req, 0), *payload = json_array_get(req, 1);
-    if (!json_is_string(txid)) return CPS_EINVAL;
-    const char *code = NULL;
-    if (!json_is_array(payload)) code = "INVALID_ARG_FORMAT";
-    else if (json_array_size(payload) == 0) code = "INSUFFICIENT_ARGS";
-    else if (json_array_size(payload) == 5) code = "INVALID_RPC_CALL";  /* signed RPC: not yet */
-    else if (json_array_size(payload) != 2 || !json_is_string(json_array_get(payload, 0)))
-        code = "INVALID_ARG_FORMAT";
-    if (code) { rpc_answer(call, json_pack("[O s s]", txid, "ERROR", code)); return CPS_OK; }
-    rpc_req *r = calloc(1, sizeof *r);
-    if (!r) return CPS_ENOMEM;
-    r->call = call;
-    r->txid = json_incref(txid);
-    int rc = API->rpc_call(C.self, json_string_value(json_array_get(payload, 0)), CPS_RPC_ANON, NULL,
-                           json_array_get(payload, 1), rpc_done, r);
-    if (rc) {
-        rpc_answer(call, json_pack("[O s s]", txid, "ERROR", "INVALID_ANON_RPC_COMMAND"));
-        json_decref(r->txid);
-        free(r);
-        return CPS_OK;
-    }
-    return CPS_ASYNC;
-}
-
 CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
 {
     info->name = "core";
@@ -324,6 +260,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     info->abi_major = CPS_ABI_MAJOR;
     info->abi_minor = CPS_ABI_MINOR;
     if (CPS_API_CHECK(api)) return CPS_EVERSION;
+    info->fini = core_rpc_fini;
     C.api = api;
     C.self = self;
     if (!api->self_node(self)) {
@@ -334,12 +271,11 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     static const struct { const char *name; cps_command_fn fn; } cmds[] = {
         { "JOIN_CHANNEL", cmd_join }, { "LEAVE_CHANNEL", cmd_leave },
         { "DROP_USER", cmd_drop_user }, { "CHANNEL_MESSAGE", cmd_channel_message },
-        { "USER_MESSAGE", cmd_user_message }, { "HISTORY", cmd_history }, { "RPC", cmd_rpc },
-        { "GET_AUTH_KEYS", cmd_get_auth_keys },
+        { "USER_MESSAGE", cmd_user_message }, { "HISTORY", cmd_history },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);
         if (rc) return rc;
     }
-    return CPS_OK;
+    return core_rpc_init();
 }

@@ -12,6 +12,7 @@
 #include "ids.h"
 #include "netflux.h"
 #include "strmap.h"
+#include "jscan.h"
 
 typedef struct user {
     char id[33];
@@ -88,6 +89,18 @@ static void user_gone(user *u, const char *why)
     API->log(F.self, CPS_LOG_DEBUG, "user %s gone (%s)", u->id, why);
     json_t *all = json_array();
     strmap_each(u->channels, collect_channel, all);
+    /* The core owning the user holds its RPC state (authenticated keys):
+    ** it always hears of the drop, with the channels it owns if any. */
+    char own[64];
+    if (core_of(u->id, own, sizeof own)) {
+        bool has = false;
+        size_t k;
+        json_t *chv;
+        char c2[64];
+        json_array_foreach(all, k, chv)
+            if (core_of(json_string_value(chv), c2, sizeof c2) && !strcmp(c2, own)) has = true;
+        if (!has) API->send(F.self, own, "DROP_USER", json_pack("{s s s []}", "user", u->id, "channels"));
+    }
     /* one DROP_USER per core, with the channels it owns */
     while (json_array_size(all)) {
         char core[64], other[64];
@@ -264,8 +277,15 @@ static void on_hk_message(user *u, nf_req *q)
     /* RPC: ACK at once (rpc.md §1), the answer follows as an HK message. */
     send_json(u, json_pack("[O s]", q->seq, "ACK"));
     if (!core_of(u->id, core, sizeof core)) { json_decref(parsed); return; }
-    query(u, q->seq, core, "RPC",
-          json_pack("{s s s s s o}", "user", u->id, "front", F.node, "request", parsed), NULL, hk_done);
+    json_t *args = json_pack("{s s s s s o}", "user", u->id, "front", F.node, "request", parsed);
+    if (json_array_size(json_array_get(parsed, 1)) == 5) {
+        /* the exact text the client signed, for the signature check */
+        size_t n;
+        char *signed_text = jscan_signed_text(q->content, q->content_len, &n);
+        if (signed_text) json_object_set_new(args, "signed", json_stringn(signed_text, n));
+        free(signed_text);
+    }
+    query(u, q->seq, core, "RPC", args, NULL, hk_done);
 }
 
 static void deliver_local(user *to, const char *from, nf_req *q)

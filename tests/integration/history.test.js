@@ -149,6 +149,9 @@ after(async () => {
 T('a channel message is stored, ACKed after the write, relayed with its time', async () => {
     const P = C.padId();
     const { a, b } = await pair(P);
+    const c = await C.rawReady(srv.url);
+    await c.join(P);
+    await a.next(x => isArr(x) && x[2] === 'JOIN' && x[1] === c.id, 5000, 'JOIN of c');
     const content = msgContent('first');
     const before = Date.now();
     const ack = await a.msg(P, content);
@@ -164,8 +167,11 @@ T('a channel message is stored, ACKed after the write, relayed with its time', a
 
     const f = await b.next(x => isArr(x) && x[2] === 'MSG' && x[3] === P, 5000, 'relay');
     assert.deepEqual(f, stored, 'members receive the stored array');
+    const f2 = await c.next(x => isArr(x) && x[2] === 'MSG' && x[3] === P, 5000, 'relay to the third member');
+    assert.deepEqual(f2, stored, 'every member receives the same array');
     await a.none(x => isArr(x) && x[2] === 'MSG' && x[3] === P, 300, 'echo to the sender');
-    a.close(); b.close();
+    await b.none(x => isArr(x) && x[2] === 'MSG' && x[3] === P, 1, 'second relay');
+    a.close(); b.close(); c.close();
 });
 
 // ------------------------------------------------------------ GET_HISTORY
@@ -279,6 +285,11 @@ T('lastKnownHash on a log without checkpoints', async () => {
     assert.deepEqual(res.end, { error: 'EUNKNOWN', channel: P, txid: 5 }, `unknown hash: ${C.short(res.items)}`);
     assert.equal(contentsOf(res.items).length, 0);
     await c.none(C.isHkFrame(HK), 300, 'end marker after EUNKNOWN');
+    // a missing log with a lastKnownHash: EDELETED (history.md §5.2)
+    const Q = C.padId();
+    res = await C.getHistory(c, HK, Q, { txid: 6, lastKnownHash: hashOf(m[3]) });
+    assert.deepEqual(res.end, { error: 'EDELETED', channel: Q, txid: 6 }, `missing log + lastKnownHash: ${C.short(res.items)}`);
+    assert.deepEqual(filesMentioning(Q), []);
     a.close(); c.close();
 });
 

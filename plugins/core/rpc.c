@@ -1,0 +1,357 @@
+/*
+** rpc.c - the RPC dispatcher of the core (spec rpc.md §1-§3): anonymous
+** [txid, [CMD, args]] and signed [txid, [sig, key, cookie, CMD, args]]
+** calls to the commands registered through the ABI.  It owns the cookie
+** sessions (per public key) and the keys each connection authenticated
+** with (restricted channels ask for them with GET_AUTH_KEYS).  Signatures
+** are checked on the thread pool, over the exact text the client signed.
+*/
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "core.h"
+#include "text.h"
+
+#define SESSION_IDLE_MS (5 * 60 * 1000)
+#define COOKIE_MAX_AGE_MS (5 * 60 * 1000)
+#define MAX_SESSIONS 100000
+
+typedef struct session { uint64_t atime; char token[20]; } session;
+
+static struct {
+    strmap *sessions;     /* safe key -> session */
+    strmap *auth;         /* user id -> json array of keys */
+    cps_timer *sweep;
+    long pid;
+    cps_counter *c_signed, *c_badsig;
+} R;
+
+/* ---- replies ---- */
+
+static void answer(cps_call *call, json_t *reply)
+{
+    char *text = json_dumps(reply, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(reply);
+    API->reply(call, NULL, json_pack("{s [s]}", "messages", text ? text : "null"));
+    free(text);
+}
+
+static void answer_error(cps_call *call, json_t *txid, const char *code)
+{
+    answer(call, json_pack("[O s s]", txid, "ERROR", code));
+}
+
+/* ---- cookie sessions (§3.4) ---- */
+
+static void safe_key(const char *key, char *out, size_t n)
+{
+    snprintf(out, n, "%s", key);
+    for (char *p = out; *p; p++) if (*p == '/') *p = '-';
+}
+
+static session *session_touch(const char *key)
+{
+    char sk[64];
+    safe_key(key, sk, sizeof sk);
+    session *s = strmap_get(R.sessions, sk);
+    if (!s) {
+        if (strmap_count(R.sessions) >= MAX_SESSIONS) return NULL;
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        uint64_t t;
+        randombytes_buf(&t, sizeof t);
+        snprintf(s->token, sizeof s->token, "%llx", (unsigned long long)(t & ((1ULL << 53) - 1)));
+        if (strmap_put(R.sessions, sk, s)) { free(s); return NULL; }
+    }
+    s->atime = API->now_ms();
+    return s;
+}
+
+static void cookie_of(session *s, char *out, size_t n)
+{
+    uint64_t now = API->now_ms();
+    snprintf(out, n, "%llu|%ld|%s", (unsigned long long)(now - now % 5000), R.pid, s->token);
+}
+
+static bool cookie_valid(session *s, const char *cookie)
+{
+    if (!s || !cookie) return false;
+    char buf[128];
+    if (strlen(cookie) >= sizeof buf) return false;
+    strcpy(buf, cookie);
+    char *t = buf, *pid = strchr(t, '|');
+    if (!pid) return false;
+    *pid++ = 0;
+    char *tok = strchr(pid, '|');
+    if (!tok) return false;
+    *tok++ = 0;
+    if (strchr(tok, '|')) return false;
+    char *e;
+    unsigned long long when = strtoull(t, &e, 10);
+    if (!*t || *e) return false;
+    uint64_t now = API->now_ms();
+    if (when + COOKIE_MAX_AGE_MS < now || when > now + 60000) return false;
+    long p = strtol(pid, &e, 10);
+    if (!*pid || *e || p != R.pid) return false;
+    return strcmp(tok, s->token) == 0;
+}
+
+static void sweep(cps_timer *t, void *ud);
+
+typedef struct idle_scan { uint64_t now; json_t *dead; } idle_scan;
+
+static void find_idle(const char *key, void *v, void *ud)
+{
+    idle_scan *w = ud;
+    session *s = v;
+    if (w->now - s->atime > SESSION_IDLE_MS) json_array_append_new(w->dead, json_string(key));
+}
+
+static void sweep(cps_timer *t, void *ud)
+{
+    (void)t; (void)ud;
+    idle_scan w = { API->now_ms(), json_array() };
+    strmap_each(R.sessions, find_idle, &w);
+    size_t i;
+    json_t *k;
+    json_array_foreach(w.dead, i, k) free(strmap_del(R.sessions, json_string_value(k)));
+    json_decref(w.dead);
+}
+
+/* ---- authenticated keys per connection (§3.6) ---- */
+
+static void auth_add(const char *user, const char *key)
+{
+    json_t *keys = strmap_get(R.auth, user);
+    if (!keys) { keys = json_array(); if (strmap_put(R.auth, user, keys)) { json_decref(keys); return; } }
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) if (strcmp(json_string_value(k), key) == 0) return;
+    if (json_array_size(keys) < 64) json_array_append_new(keys, json_string(key));
+}
+
+static void auth_remove(const char *user, const char *key)
+{
+    json_t *keys = strmap_get(R.auth, user);
+    for (size_t i = json_array_size(keys); i > 0; i--)
+        if (strcmp(json_string_value(json_array_get(keys, i - 1)), key) == 0) json_array_remove(keys, i - 1);
+}
+
+void core_forget_user(const char *user)
+{
+    json_decref(strmap_del(R.auth, user));
+}
+
+static int cmd_get_auth_keys(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *user = json_string_value(json_object_get(args, "user"));
+    json_t *keys = user ? strmap_get(R.auth, user) : NULL;
+    API->reply(call, NULL, json_pack("{s o}", "keys", keys ? json_incref(keys) : json_array()));
+    return CPS_OK;
+}
+
+/* END_SESSION {key}: end a key's cookie session (REMOVE_PINS). */
+static int cmd_end_session(cps_call *call, json_t *args, void *ud)
+{
+    (void)call; (void)ud;
+    const char *key = json_string_value(json_object_get(args, "key"));
+    if (!key) return CPS_EINVAL;
+    char sk[64];
+    safe_key(key, sk, sizeof sk);
+    free(strmap_del(R.sessions, sk));
+    return CPS_OK;
+}
+
+/* ---- dispatch ---- */
+
+typedef struct call_state {
+    cps_call *call;
+    json_t *txid;
+    char user[40];
+    char key[64];
+    char cmd[64];
+    json_t *args;
+    /* signature check */
+    unsigned char sig[64], pub[32];
+    char *text;
+    size_t text_len;
+    bool ok;
+} call_state;
+
+static void state_free(call_state *c)
+{
+    json_decref(c->txid);
+    json_decref(c->args);
+    free(c->text);
+    free(c);
+}
+
+static void anon_done(void *ud, const char *error, json_t *value)
+{
+    call_state *c = ud;
+    if (error) answer_error(c->call, c->txid, error);
+    else answer(c->call, json_pack("[O n O n]", c->txid, value ? value : json_null()));
+    state_free(c);
+}
+
+/* [txid, cookie, ...value]: an array value is flattened one level (§3.5). */
+static void auth_done(void *ud, const char *error, json_t *value)
+{
+    call_state *c = ud;
+    if (error) {
+        answer_error(c->call, c->txid, error);
+    } else {
+        char cookie[96];
+        session *s = session_touch(c->key);
+        if (s) cookie_of(s, cookie, sizeof cookie); else cookie[0] = 0;
+        json_t *reply = json_pack("[O s]", c->txid, cookie);
+        if (json_is_array(value)) json_array_extend(reply, value);
+        else if (value && !json_is_null(value)) json_array_append(reply, value);
+        answer(c->call, reply);
+    }
+    state_free(c);
+}
+
+static void verify_work(void *ud)
+{
+    call_state *c = ud;
+    c->ok = crypto_sign_verify_detached(c->sig, (const unsigned char *)c->text, c->text_len, c->pub) == 0;
+}
+
+static void verified(void *ud, int status)
+{
+    call_state *c = ud;
+    if (status != CPS_OK) { answer_error(c->call, c->txid, "ECANCELED"); state_free(c); return; }
+    if (!c->ok) {
+        API->counter_add(R.c_badsig, 1);
+        answer_error(c->call, c->txid, "INVALID_SIGNATURE_OR_PUBLIC_KEY");
+        state_free(c);
+        return;
+    }
+    API->counter_add(R.c_signed, 1);
+    if (!strcmp(c->cmd, "DESTROY")) {            /* no reply at all (§3.3 step 7) */
+        auth_remove(c->user, c->key);
+        API->reply(c->call, NULL, json_object());
+        state_free(c);
+        return;
+    }
+    auth_add(c->user, c->key);
+    if (!strcmp(c->cmd, "COOKIE")) { auth_done(c, NULL, NULL); return; }
+    if (!strcmp(c->cmd, "EXPIRE_SESSION")) {
+        char sk[64];
+        safe_key(c->key, sk, sizeof sk);
+        free(strmap_del(R.sessions, sk));
+        json_t *ok = json_string("OK");
+        auth_done(c, NULL, ok);
+        json_decref(ok);
+        return;
+    }
+    int rc = API->rpc_call_as(C.self, c->cmd, CPS_RPC_AUTH, c->key, c->user, c->args, auth_done, c);
+    if (rc) { answer_error(c->call, c->txid, "INVALID_RPC_CALL"); state_free(c); }
+}
+
+static bool builtin(const char *cmd)
+{
+    return !strcmp(cmd, "COOKIE") || !strcmp(cmd, "DESTROY") || !strcmp(cmd, "EXPIRE_SESSION");
+}
+
+static void signed_call(cps_call *call, json_t *txid, json_t *payload, json_t *args_obj)
+{
+    json_t *jkey = json_array_get(payload, 1), *jcookie = json_array_get(payload, 2);
+    const char *cmd = json_string_value(json_array_get(payload, 3));
+    const char *key = json_string_value(jkey);
+    const char *user = json_string_value(json_object_get(args_obj, "user"));
+    if (!key || json_string_length(jkey) > 60) { answer_error(call, txid, "INVALID_MESSAGE_OR_PUBLIC_KEY"); return; }
+    if (!cmd || strlen(cmd) >= 64) { answer_error(call, txid, "INVALID_RPC_CALL"); return; }
+    session *s = session_touch(key);
+    if (strcmp(cmd, "COOKIE") != 0 && !cookie_valid(s, json_string_value(jcookie))) {
+        answer_error(call, txid, "NO_COOKIE");
+        return;
+    }
+    if (!builtin(cmd) && API->rpc_kind(C.self, cmd) != CPS_RPC_AUTH) {
+        answer_error(call, txid, "INVALID_RPC_CALL");
+        return;
+    }
+    call_state *c = calloc(1, sizeof *c);
+    if (!c) { answer_error(call, txid, "ENOMEM"); return; }
+    c->call = call;
+    c->txid = json_incref(txid);
+    snprintf(c->user, sizeof c->user, "%s", user ? user : "");
+    snprintf(c->key, sizeof c->key, "%s", key);
+    snprintf(c->cmd, sizeof c->cmd, "%s", cmd);
+    c->args = json_incref(json_array_get(payload, 4));
+    if (!strcmp(cmd, "UPLOAD")) {               /* unsigned, cookie only (§3.7) */
+        int rc = API->rpc_call_as(C.self, cmd, CPS_RPC_AUTH, c->key, c->user, c->args, auth_done, c);
+        if (rc) { answer_error(call, txid, "INVALID_RPC_CALL"); state_free(c); }
+        return;
+    }
+    const char *sig = json_string_value(json_array_get(payload, 0));
+    const char *text = json_string_value(json_object_get(args_obj, "signed"));
+    unsigned char buf[96];
+    size_t sl = sig ? b64_decode_lenient(sig, strlen(sig), buf, sizeof buf) : 0;
+    size_t kl = b64_decode_lenient(key, strlen(key), c->pub, sizeof c->pub);
+    if (sl != 64 || kl != 32 || !text) {
+        answer_error(call, txid, "INVALID_SIGNATURE_OR_PUBLIC_KEY");
+        state_free(c);
+        return;
+    }
+    memcpy(c->sig, buf, 64);
+    c->text_len = json_string_length(json_object_get(args_obj, "signed"));
+    c->text = malloc(c->text_len + 1);
+    if (!c->text) { answer_error(call, txid, "ENOMEM"); state_free(c); return; }
+    memcpy(c->text, text, c->text_len + 1);
+    if (API->work(C.self, verify_work, verified, c)) { answer_error(call, txid, "EBUSY"); state_free(c); }
+}
+
+/* RPC {user, front, request: [txid, payload], signed?} */
+static int cmd_rpc(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    json_t *req = json_object_get(args, "request");
+    json_t *txid = json_array_get(req, 0), *payload = json_array_get(req, 1);
+    if (!json_is_string(txid)) return CPS_EINVAL;
+    if (!json_is_array(payload)) { answer_error(call, txid, "INVALID_ARG_FORMAT"); return CPS_OK; }
+    size_t n = json_array_size(payload);
+    if (n == 0) { answer_error(call, txid, "INSUFFICIENT_ARGS"); return CPS_OK; }
+    if (n == 5) { signed_call(call, txid, payload, args); return CPS_ASYNC; }
+    const char *cmd = json_string_value(json_array_get(payload, 0));
+    if (n != 2 || !cmd) { answer_error(call, txid, "INVALID_ARG_FORMAT"); return CPS_OK; }
+    call_state *c = calloc(1, sizeof *c);
+    if (!c) return CPS_ENOMEM;
+    c->call = call;
+    c->txid = json_incref(txid);
+    const char *user = json_string_value(json_object_get(args, "user"));
+    int rc = API->rpc_call_as(C.self, cmd, CPS_RPC_ANON, NULL, user, json_array_get(payload, 1), anon_done, c);
+    if (rc) { answer_error(call, txid, "INVALID_ANON_RPC_COMMAND"); state_free(c); return CPS_OK; }
+    return CPS_ASYNC;
+}
+
+static void free_json(void *v) { json_decref(v); }
+
+void core_rpc_fini(cps_plugin *self, void *state)
+{
+    (void)self; (void)state;
+    if (R.sweep) API->timer_stop(R.sweep);
+    R.sweep = NULL;
+    strmap_free(R.sessions, free);
+    strmap_free(R.auth, free_json);
+    R.sessions = R.auth = NULL;
+}
+
+int core_rpc_init(void)
+{
+    if (sodium_init() < 0) return CPS_EINTERNAL;
+    R.pid = (long)getpid();
+    R.sessions = strmap_new();
+    R.auth = strmap_new();
+    R.c_signed = API->counter(C.self, "rpc_signed_calls_total");
+    R.c_badsig = API->counter(C.self, "rpc_bad_signatures_total");
+    R.sweep = API->timer_start(C.self, 60000, 60000, sweep, NULL);
+    int rc = API->register_command(C.self, "RPC", cmd_rpc, NULL);
+    if (!rc) rc = API->register_command(C.self, "GET_AUTH_KEYS", cmd_get_auth_keys, NULL);
+    if (!rc) rc = API->register_command(C.self, "END_SESSION", cmd_end_session, NULL);
+    return rc;
+}
