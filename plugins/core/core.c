@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
+#include "fanout.h"
 #include "ids.h"
 
 struct core_role C;
@@ -18,28 +19,9 @@ static const char *storage_of(const char *key, char *buf, size_t n)
     return API->owner(C.self, "storage", key, buf, n);
 }
 
-/* members: [[id, front], ...] -> one DELIVER {users, msg} per front,
-** skipping `except`.  Steals nothing; msg is shared by reference. */
 static void fan_out(json_t *members, const char *except, json_t *msg)
 {
-    json_t *by_front = json_object();
-    size_t i;
-    json_t *m;
-    json_array_foreach(members, i, m) {
-        const char *id = json_string_value(json_array_get(m, 0));
-        const char *front = json_string_value(json_array_get(m, 1));
-        if (!id || !front || (except && strcmp(id, except) == 0)) continue;
-        json_t *list = json_object_get(by_front, front);
-        if (!list) { list = json_array(); json_object_set_new(by_front, front, list); }
-        json_array_append_new(list, json_string(id));
-    }
-    const char *front;
-    json_t *users;
-    json_object_foreach(by_front, front, users) {
-        API->counter_add(C.c_fanout, (int64_t)json_array_size(users));
-        API->send(C.self, front, "DELIVER", json_pack("{s O s O}", "users", users, "msg", msg));
-    }
-    json_decref(by_front);
+    API->counter_add(C.c_fanout, (int64_t)cps_fanout(API, C.self, members, except, msg));
 }
 
 /* A query relayed to storage; `call` is answered when storage answers. */

@@ -431,6 +431,18 @@ static int fs_pin_read(void *st, const char *key, cps_store_data_fn done, void *
     return read_whole(FS_PIN, OP_PIN_READ, key, NULL, done, ud);
 }
 
+/* Same queue as the appends: an archive lands after every earlier append. */
+static int fs_pin_archive(void *st, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_key(key)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_PIN_ARCHIVE, ud, &rc);
+    if (!r) return rc;
+    r->cb.done = done;
+    return enqueue(FS_PIN, key, NULL, r);
+}
+
 /* ---- records ---------------------------------------------------------- */
 
 static int fs_record_put(void *st, const char *ns, const char *key, const char *data,
@@ -541,6 +553,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
         .record_put = fs_record_put,
         .record_get = fs_record_get,
         .record_del = fs_record_del,
+        .pin_archive = fs_pin_archive,
     };
     int rc = a->register_storage(self, &FS.backend);
     if (rc) { teardown(); return rc; }

@@ -21,7 +21,7 @@
 /* The files of one object.  Names follow the main CryptPad server. */
 enum which {
     F_LOG, F_META, F_OFFSET, F_PLACEHOLDER, F_TEMP, F_META_TEMP,
-    F_ARCH_LOG, F_ARCH_META, F_PIN, F_REC, F_REC_TEMP
+    F_ARCH_LOG, F_ARCH_META, F_PIN, F_REC, F_REC_TEMP, F_ARCH_PIN
 };
 
 static int path_of(char *buf, size_t n, const char *root, const fs_obj *o, int which)
@@ -38,6 +38,7 @@ static int path_of(char *buf, size_t n, const char *root, const fs_obj *o, int w
     case F_ARCH_LOG:    w = snprintf(buf, n, "%s/data/archive/datastore/%.2s/%s.ndjson", root, id, id); break;
     case F_ARCH_META:   w = snprintf(buf, n, "%s/data/archive/datastore/%.2s/%s.metadata.ndjson", root, id, id); break;
     case F_PIN:         w = snprintf(buf, n, "%s/data/pins/%.2s/%s.ndjson", root, id, id); break;
+    case F_ARCH_PIN:    w = snprintf(buf, n, "%s/data/archive/pins/%.2s/%s.ndjson", root, id, id); break;
     case F_REC:         w = snprintf(buf, n, "%s/data/%s/%.2s/%s", root, o->ns, id, id); break;
     /* Record keys have no '.', so no key can name another key's temp file. */
     case F_REC_TEMP:    w = snprintf(buf, n, "%s/data/%s/%.2s/%s.temp", root, o->ns, id, id); break;
@@ -456,6 +457,16 @@ static int delete_channel(const char *root, fs_obj *o, fs_req *r)
     return 0;
 }
 
+/* storage.md 7: the pin log moves to the archive (replacing an older
+** archived one: the newest removal is the one worth keeping). */
+static int archive_pins(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+{
+    char live[PATH_MAX], arch[PATH_MAX];
+    if (path_of(live, sizeof live, root, o, F_PIN) || path_of(arch, sizeof arch, root, o, F_ARCH_PIN)) return -1;
+    if (!exists(live)) { r->status = CPS_ENOENT; return 0; }
+    return move_file(live, arch, use_fsync);
+}
+
 static int stat_size(const char *path, fs_req *r)
 {
     struct stat st;
@@ -497,6 +508,8 @@ static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
         return path_of(p, sizeof p, root, o, F_PIN) ? -1 : append(p, r, use_fsync);
     case OP_PIN_READ:
         return path_of(p, sizeof p, root, o, F_PIN) ? -1 : read_file(p, &r->out, &r->outlen);
+    case OP_PIN_ARCHIVE:
+        return archive_pins(root, o, r, use_fsync);
     case OP_REC_PUT:
         if (path_of(p, sizeof p, root, o, F_REC) || path_of(t, sizeof t, root, o, F_REC_TEMP)) return -1;
         return write_atomic(p, t, r->in, r->inlen, use_fsync);

@@ -327,14 +327,20 @@ static void deleted(channel *ch, op *o, bool had_hash)
     if (rc) placeholder_done(w, rc, NULL, 0);
 }
 
-/* A log without checkpoints keeps only recent hashes in its index: look
-** further back by scanning it (chat, mailboxes). */
-typedef struct hash_scan { char id[40]; op *o; char hash[HK_HASH_LEN + 1]; bool found; uint64_t off; } hash_scan;
+/* Find the first line whose hash is `hash` by scanning the whole log (logs
+** without checkpoints keep only recent hashes in their index; trims). */
+typedef struct hash_scan {
+    char id[40];
+    char hash[HK_HASH_LEN + 1];
+    bool found;
+    uint64_t off;
+    void (*cb)(channel *ch, void *ud, bool found, uint64_t off);
+    void *ud;
+} hash_scan;
 
 static void hash_scan_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
 {
     hash_scan *h = ud;
-    channel *ch = ch_get(h->id, false);
     if (status == CPS_OK) {
         uint64_t at = next - len;
         const char *p = data, *end = data + len;
@@ -351,22 +357,28 @@ static void hash_scan_read(void *ud, int status, const char *data, size_t len, u
     if (status == CPS_OK && !h->found && !eof && len && b &&
         b->channel_read(b->state, h->id, next, READ_CHUNK, hash_scan_read, h) == CPS_OK)
         return;
-    if (ch) {
-        if (h->found) history_from(ch, h->o, h->off);
-        else fail_with(ch, h->o, "EUNKNOWN");
-    }
+    channel *ch = ch_get(h->id, false);   /* held by the caller's busy op */
+    if (ch) h->cb(ch, h->ud, h->found, h->off);
     free(h);
 }
 
-static void scan_for_hash(channel *ch, op *o, const char *hash)
+void ch_find_hash(channel *ch, const char *hash, void (*cb)(channel *, void *, bool, uint64_t), void *ud)
 {
     const cps_storage_backend *b = backend();
     hash_scan *h = calloc(1, sizeof *h);
-    if (!h || !b) { free(h); fail_with(ch, o, "EUNKNOWN"); return; }
+    if (!h || !b) { free(h); cb(ch, ud, false, 0); return; }
     snprintf(h->id, sizeof h->id, "%s", ch->id);
-    h->o = o;
     snprintf(h->hash, sizeof h->hash, "%s", hash);
+    h->cb = cb;
+    h->ud = ud;
     if (b->channel_read(b->state, ch->id, 0, READ_CHUNK, hash_scan_read, h)) hash_scan_read(h, CPS_EIO, NULL, 0, 0, true);
+}
+
+static void resume_found(channel *ch, void *ud, bool found, uint64_t off)
+{
+    op *o = ud;
+    if (found) history_from(ch, o, off);
+    else fail_with(ch, o, "EUNKNOWN");
 }
 
 static void op_get_history(channel *ch, op *o)
@@ -406,7 +418,7 @@ static void op_get_history(channel *ch, op *o)
         uint64_t off;
         int found = hk_index_find(&ch->idx, json_string_value(lkh), &off);
         if (found > 0) history_from(ch, o, off);
-        else if (found == 0 && !hk_index_has_checkpoints(&ch->idx)) scan_for_hash(ch, o, json_string_value(lkh));
+        else if (found == 0 && !hk_index_has_checkpoints(&ch->idx)) ch_find_hash(ch, json_string_value(lkh), resume_found, o);
         else fail_with(ch, o, "EUNKNOWN");
     } else if (!ch->log_exists && !ch->meta && !admin) {
         deleted(ch, o, false);

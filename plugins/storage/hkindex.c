@@ -152,6 +152,8 @@ void hk_index_add(hk_index *x, const char *line, size_t len, uint64_t offset)
     hk_scan_line(line, len, &l);
     x->lines++;
     x->size = offset + len + 1;
+    if (l.kind == HK_LINE_MSG || l.kind == HK_LINE_OTHER) x->arrays++;
+    if (l.kind == HK_LINE_META && offset == 0) x->legacy_len = len + 1;
     if (l.kind != HK_LINE_MSG) return;
     if (l.checkpoint) {
         if (x->ncps == x->cpcap) {

@@ -35,6 +35,8 @@ typedef struct hk_hash { char hash[HK_HASH_LEN + 1]; uint64_t offset; } hk_hash;
 typedef struct hk_index {
     uint64_t size;        /* bytes of log indexed = offset of the next line */
     uint64_t lines;       /* lines seen */
+    uint64_t arrays;      /* lines that are JSON arrays (messages) */
+    uint64_t legacy_len;  /* bytes of a legacy metadata first line, '\n' included */
     hk_cp *cps;           /* relevant checkpoints, oldest first */
     size_t ncps, cpcap;
     uint64_t total_cps;   /* checkpoints seen in the whole log */

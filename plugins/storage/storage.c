@@ -202,5 +202,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
         int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);
         if (rc) return rc;
     }
-    return CPS_OK;
+    return chanrpc_register();
 }

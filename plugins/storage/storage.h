@@ -64,8 +64,14 @@ void ch_free_all(void);
 int  cmd_history(cps_call *call, json_t *args, void *ud);
 void hk_notify_members(channel *ch, const char *content);
 
+void ch_find_hash(channel *ch, const char *hash, void (*cb)(channel *, void *, bool, uint64_t), void *ud);
+
+/* chanrpc.c: channel commands behind RPC (sizes, metadata, owners' acts) */
+int  chanrpc_register(void);
+
 /* store.c */
 int  cmd_channel_message(cps_call *call, json_t *args, void *ud);
+void op_message(channel *ch, op *o);   /* store args.content (args.user may be null) */
 
 /* metadata.c */
 /* Apply one metadata log command line to `meta`; 0 or an error code. */

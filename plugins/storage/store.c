@@ -11,6 +11,7 @@
 #include "storage.h"
 #include "ids.h"
 #include "text.h"
+#include "fanout.h"
 
 typedef struct verify {
     channel *ch;
@@ -74,7 +75,13 @@ static void append_done(void *ud, int status, uint64_t size)
             hk_index_add(&ch->idx, a->line, a->len, a->offset);
             ch->idx.size = size;
             API->counter_add(ST.c_stored, 1);
-            API->reply(a->o->call, NULL, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
+            if (json_is_true(json_object_get(a->o->args, "private"))) {
+                /* WRITE_PRIVATE_MESSAGE: every member gets it, the caller the time */
+                cps_fanout(API, ST.self, ch->members, NULL, a->msg);
+                API->reply(a->o->call, NULL, json_pack("{s O}", "time", json_array_get(a->msg, 5)));
+            } else {
+                API->reply(a->o->call, NULL, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
+            }
             ch_done(ch, a->o);
         }
     }
@@ -118,7 +125,7 @@ static void append_line(channel *ch, op *o)
     }
 }
 
-static void op_message(channel *ch, op *o)
+void op_message(channel *ch, op *o)
 {
     if (ch->open_status != CPS_OK) { fail(ch, o, "EIO"); return; }
     const char *content = json_string_value(json_object_get(o->args, "content"));

@@ -660,6 +660,7 @@ static int check_entry(const char *p, const struct stat *st, int flag, struct FT
     int depth_dir;   /* components before the prefix directory */
     if (!strcmp(c[0], "datastore")) depth_dir = 1;
     else if (!strcmp(c[0], "data") && n >= 2 && !strcmp(c[1], "archive") && n >= 3 && !strcmp(c[2], "datastore")) depth_dir = 3;
+    else if (!strcmp(c[0], "data") && n >= 2 && !strcmp(c[1], "archive") && n >= 3 && !strcmp(c[2], "pins")) depth_dir = 3;
     else if (!strcmp(c[0], "data") && n >= 2 && !strcmp(c[1], "archive")) { if (n == 2 && dir) return 0; goto bad; }
     else if (!strcmp(c[0], "data") && n >= 2 && !strcmp(c[1], "pins")) depth_dir = 2;
     else if (!strcmp(c[0], "data") && n >= 2) {
@@ -766,6 +767,31 @@ static void test_pins_and_records(void **state)
     char p[512];
     path(p, sizeof p, "data/pins/Vz/" KEY1 ".ndjson");
     assert_file(p, want);
+
+    /* Archiving a pin log (REMOVE_PINS): gone from the live store, kept
+    ** under data/archive/pins; a second archive replaces the first. */
+    if (CPS_STORAGE_HAS(B, pin_archive)) {
+        char ap[512];
+        path(ap, sizeof ap, "data/archive/pins/Vz/" KEY1 ".ndjson");
+        RUN(&r, B->pin_archive(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_OK);
+        if (T.fs) assert_false(file_exists(p));
+        assert_file(ap, want);
+        assert_null(get_data(B->pin_read, KEY1, &st));
+        assert_int_equal(st, CPS_ENOENT);
+        RUN(&r, B->pin_archive(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_ENOENT);
+        /* Queued behind an append of the same key: the archive sees it. */
+        res a = { 0 };
+        assert_int_equal(B->pin_append(S, KEY1, p2, strlen(p2), on_done, &a), CPS_OK);
+        RUN(&r, B->pin_archive(S, KEY1, on_done, &r));
+        assert_int_equal(a.calls, 1);
+        assert_int_equal(a.status, CPS_OK);
+        assert_int_equal(r.status, CPS_OK);
+        assert_file(ap, p2);
+        assert_int_equal(B->pin_archive(S, "../../etc/passwd", on_done, &r), CPS_EINVAL);
+        assert_int_equal(B->pin_archive(S, NULL, on_done, &r), CPS_EINVAL);
+    }
 
     RUN(&r, B->record_put(S, "tasks", "Task_1=+-", "v1", 2, on_done, &r));
     assert_int_equal(r.status, CPS_OK);

@@ -1,0 +1,276 @@
+/*
+** channel_rpc.c - the RPC commands about channels (spec rpc.md §5-§6):
+** sizes, metadata, "is it new", mailbox writes, and the owners' commands.
+** Each validates its arguments and asks the storage node that owns the
+** channel (CHANNEL_* commands of the storage role); this plugin holds no
+** state, so it runs wherever RPC is dispatched.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cps.h"
+#include "ids.h"
+
+#define MAX_IDS 10000
+
+static struct {
+    const cps_api *api;
+    cps_plugin *self;
+} P;
+
+#define API P.api
+
+/* An id RPC may name: a channel (32/33) or a blob (48), [A-Za-z0-9+=-]. */
+static bool valid_id(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n != 32 && n != 33 && n != 48) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '=' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* ---- forwarding one call to the channel's storage node ---- */
+
+typedef struct fwd {
+    cps_rpc *rpc;
+    const char *field;      /* the member of the answer to reply; NULL: all of it;
+                            ** "": no value */
+} fwd;
+
+static void forwarded(void *ud, const char *error, json_t *data)
+{
+    fwd *f = ud;
+    if (error) API->rpc_error(f->rpc, error);
+    else if (!f->field) API->rpc_reply(f->rpc, data ? json_incref(data) : NULL);
+    else if (!*f->field) API->rpc_reply(f->rpc, NULL);
+    else {
+        json_t *v = json_object_get(data, f->field);
+        API->rpc_reply(f->rpc, v ? json_incref(v) : json_null());
+    }
+    free(f);
+}
+
+/* Steals args. */
+static int forward(cps_rpc *rpc, const char *id, const char *cmd, json_t *args, const char *field)
+{
+    char node[64];
+    if (!API->owner(P.self, "storage", id, node, sizeof node)) { json_decref(args); return CPS_EINVAL; }
+    fwd *f = calloc(1, sizeof *f);
+    if (!f) { json_decref(args); return CPS_ENOMEM; }
+    f->rpc = rpc;
+    f->field = field;
+    API->query(P.self, node, cmd, args, 0, forwarded, f);
+    return CPS_ASYNC;
+}
+
+static json_t *caller_args(cps_rpc *rpc, const char *channel)
+{
+    json_t *a = json_pack("{s s}", "channel", channel);
+    if (API->rpc_caller(rpc)) json_object_set_new(a, "user", json_string(API->rpc_caller(rpc)));
+    if (API->rpc_key(rpc)) json_object_set_new(a, "key", json_string(API->rpc_key(rpc)));
+    return a;
+}
+
+/* ---- anonymous ---- */
+
+static int get_file_size(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(args);
+    if (!valid_id(id)) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    return forward(rpc, id, "CHANNEL_SIZE", json_pack("{s s}", "id", id), "size");
+}
+
+/* Several sizes: one query per id, answered when all are in. */
+typedef struct multi {
+    cps_rpc *rpc;
+    json_t *out;            /* {id: size} */
+    int waiting;
+    bool deleted_only;      /* GET_DELETED_PADS: the ids whose size is 0 */
+    json_t *order;
+} multi;
+
+typedef struct multi_one { multi *m; char id[64]; } multi_one;
+
+static void multi_finish(multi *m)
+{
+    if (m->deleted_only) {
+        json_t *list = json_array();
+        size_t i;
+        json_t *id;
+        json_array_foreach(m->order, i, id) {
+            json_t *sz = json_object_get(m->out, json_string_value(id));
+            if (json_is_integer(sz) && json_integer_value(sz) == 0) json_array_append(list, id);
+        }
+        API->rpc_reply(m->rpc, list);
+    } else {
+        API->rpc_reply(m->rpc, json_incref(m->out));
+    }
+    json_decref(m->out);
+    json_decref(m->order);
+    free(m);
+}
+
+static void multi_got(void *ud, const char *error, json_t *data)
+{
+    multi_one *o = ud;
+    multi *m = o->m;
+    json_t *sz = error ? NULL : json_object_get(data, "size");
+    /* per-id errors count as 0 (rpc.md §5); GET_DELETED_PADS omits them */
+    if (!error || !m->deleted_only)
+        json_object_set_new(m->out, o->id, json_is_integer(sz) ? json_incref(sz) : json_integer(0));
+    free(o);
+    if (--m->waiting == 0) multi_finish(m);
+}
+
+static int sizes(cps_rpc *rpc, json_t *args, bool deleted_only)
+{
+    if (!json_is_array(args) || json_array_size(args) > MAX_IDS) {
+        API->rpc_error(rpc, "INVALID_LIST");
+        return CPS_OK;
+    }
+    multi *m = calloc(1, sizeof *m);
+    if (!m) return CPS_ENOMEM;
+    m->rpc = rpc;
+    m->out = json_object();
+    m->order = json_array();
+    m->deleted_only = deleted_only;
+    m->waiting = 1;         /* held until every query is sent */
+    size_t i;
+    json_t *v;
+    json_array_foreach(args, i, v) {
+        const char *id = json_string_value(v);
+        char node[64];
+        if (!valid_id(id) || !API->owner(P.self, "storage", id, node, sizeof node)) {
+            if (id && !deleted_only && strlen(id) < 256) json_object_set_new(m->out, id, json_integer(0));
+            continue;
+        }
+        multi_one *o = calloc(1, sizeof *o);
+        if (!o) continue;
+        o->m = m;
+        snprintf(o->id, sizeof o->id, "%s", id);
+        json_array_append(m->order, v);
+        m->waiting++;
+        API->query(P.self, node, "CHANNEL_SIZE", json_pack("{s s}", "id", id), 0, multi_got, o);
+    }
+    if (--m->waiting == 0) multi_finish(m);
+    return CPS_ASYNC;
+}
+
+static int get_multiple_file_size(cps_rpc *rpc, json_t *args, void *ud) { (void)ud; return sizes(rpc, args, false); }
+static int get_deleted_pads(cps_rpc *rpc, json_t *args, void *ud) { (void)ud; return sizes(rpc, args, true); }
+
+static int is_new_channel(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(args);
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    return forward(rpc, id, "CHANNEL_IS_NEW", json_pack("{s s}", "channel", id), NULL);
+}
+
+static int get_metadata(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(args);
+    if (!id) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_CHAN_LENGTH"); return CPS_OK; }
+    return forward(rpc, id, "CHANNEL_METADATA", caller_args(rpc, id), "metadata");
+}
+
+static int write_private_message(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    if (!json_is_array(args)) { API->rpc_error(rpc, "EINVAL"); return CPS_OK; }
+    const char *id = json_string_value(json_array_get(args, 0));
+    json_t *content = json_array_get(args, 1);
+    if (!json_is_string(content) || json_string_length(content) == 0) {
+        API->rpc_error(rpc, "INVALID_MESSAGE");
+        return CPS_OK;
+    }
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    json_t *a = caller_args(rpc, id);
+    json_object_set(a, "content", content);
+    return forward(rpc, id, "CHANNEL_WRITE_PRIVATE", a, "time");
+}
+
+/* ---- authenticated: the owners' commands ---- */
+
+static int set_metadata(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    const char *cmd = json_string_value(json_object_get(args, "command"));
+    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    if (!cmd) { API->rpc_error(rpc, "INVALID_COMMAND"); return CPS_OK; }
+    json_t *a = caller_args(rpc, id);
+    json_object_set_new(a, "command", json_string(cmd));
+    json_object_set(a, "value", json_object_get(args, "value") ? json_object_get(args, "value") : json_null());
+    return forward(rpc, id, "CHANNEL_SET_METADATA", a, "metadata");
+}
+
+static int clear_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(args);
+    if (!id || strlen(id) != 32 || !ids_valid_channel(id)) { API->rpc_error(rpc, "INVALID_ARGUMENTS"); return CPS_OK; }
+    return forward(rpc, id, "CHANNEL_CLEAR", caller_args(rpc, id), "");
+}
+
+static int remove_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    /* {channel, reason}; older clients send the bare channel id */
+    const char *id = json_is_string(args) ? json_string_value(args) : json_string_value(json_object_get(args, "channel"));
+    if (!id) { API->rpc_error(rpc, "RPC_EARGS"); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_ARGUMENTS"); return CPS_OK; }
+    json_t *a = caller_args(rpc, id);
+    json_t *reason = json_object_get(args, "reason");
+    if (json_is_string(reason)) json_object_set(a, "reason", reason);
+    return forward(rpc, id, "CHANNEL_REMOVE", a, "result");
+}
+
+static int trim_history(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    json_t *hash = json_object_get(args, "hash");
+    if (!id) { API->rpc_error(rpc, "RPC_EARGS"); return CPS_OK; }
+    if (!json_is_string(hash) || json_string_length(hash) != 64) { API->rpc_error(rpc, "INVALID_ARGS"); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, "INVALID_ARGS"); return CPS_OK; }
+    json_t *a = caller_args(rpc, id);
+    json_object_set(a, "hash", hash);
+    return forward(rpc, id, "CHANNEL_TRIM", a, "result");
+}
+
+CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
+{
+    info->name = "rpc-channel";
+    info->version = "1.0.0";
+    info->abi_major = CPS_ABI_MAJOR;
+    info->abi_minor = CPS_ABI_MINOR;
+    if (CPS_API_CHECK(api)) return CPS_EVERSION;
+    P.api = api;
+    P.self = self;
+    static const struct { const char *name; int kind; cps_rpc_fn fn; } cmds[] = {
+        { "GET_FILE_SIZE", CPS_RPC_ANON, get_file_size },
+        { "GET_MULTIPLE_FILE_SIZE", CPS_RPC_ANON, get_multiple_file_size },
+        { "GET_DELETED_PADS", CPS_RPC_ANON, get_deleted_pads },
+        { "IS_NEW_CHANNEL", CPS_RPC_ANON, is_new_channel },
+        { "GET_METADATA", CPS_RPC_ANON, get_metadata },
+        { "WRITE_PRIVATE_MESSAGE", CPS_RPC_ANON, write_private_message },
+        { "SET_METADATA", CPS_RPC_AUTH, set_metadata },
+        { "CLEAR_OWNED_CHANNEL", CPS_RPC_AUTH, clear_owned_channel },
+        { "REMOVE_OWNED_CHANNEL", CPS_RPC_AUTH, remove_owned_channel },
+        { "TRIM_HISTORY", CPS_RPC_AUTH, trim_history },
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int rc = api->register_rpc(self, cmds[i].name, cmds[i].kind, cmds[i].fn, NULL);
+        if (rc) return rc;
+    }
+    return CPS_OK;
+}

@@ -1,0 +1,476 @@
+/*
+** chanrpc.c - the channel commands that RPC plugins call on the storage
+** node owning the channel (spec rpc.md §5-§6, history.md §9-§12): stored
+** size, metadata, "is it new", writes to mailboxes, and the owners' acts
+** (SET_METADATA, clear, remove, trim).  Each runs as an op of the channel's
+** queue, so it is ordered with the channel's messages.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "storage.h"
+#include "ids.h"
+#include "fanout.h"
+
+/* ---- helpers ---- */
+
+static void finish(channel *ch, op *o, const char *error, json_t *data)
+{
+    API->reply(o->call, error, data);
+    o->call = NULL;
+    ch_done(ch, o);
+}
+
+/* Owners' commands: the signer must be in `owners` (history.md §10.5). */
+static const char *owner_check(channel *ch, const char *key)
+{
+    json_t *owners = json_object_get(ch->meta, "owners");
+    if (!json_is_array(owners)) return "E_NO_OWNERS";
+    size_t i;
+    json_t *k;
+    json_array_foreach(owners, i, k)
+        if (key && json_is_string(k) && strcmp(json_string_value(k), key) == 0) return NULL;
+    return "INSUFFICIENT_PERMISSIONS";
+}
+
+/* Queue `run` on the channel named in args.channel (valid 32/33 only). */
+static int enqueue_on(cps_call *call, json_t *args, op_fn run, bool allow_admin)
+{
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    size_t n = id ? strlen(id) : 0;
+    if (!ids_valid_channel(id) || n == 34 || (n == 33 && !allow_admin)) {
+        API->reply(call, "INVALID_CHAN", NULL);
+        return CPS_OK;
+    }
+    channel *ch = ch_get(id, true);
+    if (!ch) return CPS_ENOMEM;
+    int rc = ch_enqueue(ch, run, call, json_incref(args));
+    return rc ? rc : CPS_ASYNC;
+}
+
+/* The caller's authenticated keys, then `then(ch, o, keys)`. */
+typedef void (*keys_fn)(channel *ch, op *o, json_t *keys);
+typedef struct keys_wait { char id[40]; op *o; keys_fn then; } keys_wait;
+
+static void keys_got(void *ud, const char *error, json_t *data)
+{
+    keys_wait *w = ud;
+    channel *ch = ch_get(w->id, false);
+    json_t *keys = error ? NULL : json_object_get(data, "keys");
+    if (ch) w->then(ch, w->o, json_is_array(keys) ? keys : NULL);
+    free(w);
+}
+
+static void with_keys(channel *ch, op *o, keys_fn then)
+{
+    const char *user = json_string_value(json_object_get(o->args, "user"));
+    char core[64];
+    keys_wait *w = calloc(1, sizeof *w);
+    if (!w || !user || !API->owner(ST.self, "core", user, core, sizeof core)) {
+        free(w);
+        then(ch, o, NULL);
+        return;
+    }
+    snprintf(w->id, sizeof w->id, "%s", ch->id);
+    w->o = o;
+    w->then = then;
+    API->query(ST.self, core, "GET_AUTH_KEYS", json_pack("{s s}", "user", user), 0, keys_got, w);
+}
+
+/* ---- CHANNEL_SIZE {id} -> {size}: log + metadata log (rpc.md §5) ---- */
+
+typedef struct sizing { cps_call *call; char id[64]; uint64_t log; } sizing;
+
+static void size_meta(void *ud, int status, const char *data, size_t len)
+{
+    (void)data;
+    sizing *z = ud;
+    API->reply(z->call, NULL, json_pack("{s I}", "size", (json_int_t)(z->log + (status == CPS_OK ? len : 0))));
+    free(z);
+}
+
+static void size_log(void *ud, int status, uint64_t size)
+{
+    sizing *z = ud;
+    const cps_storage_backend *b = backend();
+    z->log = status == CPS_OK ? size : 0;
+    if (!b || b->meta_read(b->state, z->id, size_meta, z)) size_meta(z, CPS_EIO, NULL, 0);
+}
+
+static int cmd_channel_size(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "id"));
+    size_t n = id ? strlen(id) : 0;
+    if (!id || (n != 32 && n != 33 && n != 48)) return CPS_EINVAL;
+    const cps_storage_backend *b = backend();
+    if (n == 48 || !ids_valid_channel(id) || !b) {   /* blobs: with the blob store */
+        API->reply(call, NULL, json_pack("{s i}", "size", 0));
+        return CPS_OK;
+    }
+    sizing *z = calloc(1, sizeof *z);
+    if (!z) return CPS_ENOMEM;
+    z->call = call;
+    snprintf(z->id, sizeof z->id, "%s", id);
+    if (b->channel_size(b->state, id, size_log, z)) { free(z); return CPS_EIO; }
+    return CPS_ASYNC;
+}
+
+/* ---- GET_METADATA {channel, user} -> {metadata} ---- */
+
+static void meta_answer(channel *ch, op *o, json_t *keys)
+{
+    json_t *m = ch->meta;
+    if (m && json_is_true(json_object_get(m, "restricted")) && !meta_allows(m, keys)) {
+        /* main's privacy form: who can grant access, nothing more */
+        finish(ch, o, NULL, json_pack("{s {s b s o s b}}", "metadata", "restricted", 1,
+                                      "allowed", meta_allow_list(m), "rejected", 1));
+        return;
+    }
+    finish(ch, o, NULL, json_pack("{s O}", "metadata", m ? m : json_null()));
+}
+
+static void op_get_metadata(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    if (json_is_true(json_object_get(ch->meta, "restricted"))) with_keys(ch, o, meta_answer);
+    else meta_answer(ch, o, NULL);
+}
+
+static int cmd_get_metadata(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    return enqueue_on(call, args, op_get_metadata, false);
+}
+
+/* ---- IS_NEW {channel} -> {isNew, reason?} ---- */
+
+typedef struct isnew { char id[40]; op *o; } isnew;
+
+static void isnew_placeholder(void *ud, int status, const char *data, size_t len)
+{
+    isnew *w = ud;
+    channel *ch = ch_get(w->id, false);
+    json_t *r = json_pack("{s b}", "isNew", 1);
+    if (status == CPS_OK) json_object_set_new(r, "reason", json_stringn(data, len));
+    if (ch) finish(ch, w->o, NULL, r); else json_decref(r);
+    free(w);
+}
+
+static void op_is_new(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    if (ch->idx.arrays > 0) { finish(ch, o, NULL, json_pack("{s b}", "isNew", 0)); return; }
+    const cps_storage_backend *b = backend();
+    isnew *w = calloc(1, sizeof *w);
+    if (ch->log_exists || !w || !b) { free(w); finish(ch, o, NULL, json_pack("{s b}", "isNew", 1)); return; }
+    snprintf(w->id, sizeof w->id, "%s", ch->id);
+    w->o = o;
+    if (b->placeholder_read(b->state, ch->id, isnew_placeholder, w)) isnew_placeholder(w, CPS_EIO, NULL, 0);
+}
+
+static int cmd_is_new(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    return enqueue_on(call, args, op_is_new, true);
+}
+
+/* ---- WRITE_PRIVATE {channel, content, user} -> {time} (history.md §12) ---- */
+
+static void private_checked(channel *ch, op *o, json_t *keys)
+{
+    if (json_is_true(json_object_get(ch->meta, "restricted")) && !meta_allows(ch->meta, keys)) {
+        finish(ch, o, "INSUFFICIENT_PERMISSIONS", NULL);
+        return;
+    }
+    json_object_set_new(o->args, "private", json_true());
+    json_object_set_new(o->args, "user", json_null());    /* the sender is not stored */
+    op_message(ch, o);
+}
+
+static void op_write_private(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "METADATA_ERR", NULL); return; }
+    /* the admin channel counts as restricted to admins: none are known here */
+    if (strlen(ch->id) == 33) { finish(ch, o, "INSUFFICIENT_PERMISSIONS", NULL); return; }
+    if (json_is_true(json_object_get(ch->meta, "restricted"))) with_keys(ch, o, private_checked);
+    else private_checked(ch, o, NULL);
+}
+
+static int cmd_write_private(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    json_t *content = json_object_get(args, "content");
+    if (!json_is_string(content) || json_string_length(content) == 0) {
+        API->reply(call, "INVALID_MESSAGE", NULL);
+        return CPS_OK;
+    }
+    return enqueue_on(call, args, op_write_private, true);
+}
+
+/* ---- SET_METADATA {channel, command, value, key} (history.md §10.5) ---- */
+
+typedef struct meta_write { char id[40]; op *o; json_t *next; } meta_write;
+
+static void notify_metadata(channel *ch)
+{
+    char *text = json_dumps(ch->meta, JSON_COMPACT);
+    if (text) hk_notify_members(ch, text);
+    free(text);
+}
+
+static void meta_written(void *ud, int status, uint64_t size)
+{
+    (void)size;
+    meta_write *w = ud;
+    channel *ch = ch_get(w->id, false);
+    if (ch) {
+        if (status != CPS_OK) {
+            finish(ch, w->o, "EIO", NULL);
+        } else {
+            json_decref(ch->meta);
+            ch->meta = json_incref(w->next);
+            notify_metadata(ch);
+            finish(ch, w->o, NULL, json_pack("{s O}", "metadata", ch->meta));
+        }
+    }
+    json_decref(w->next);
+    free(w);
+}
+
+static bool is_in(json_t *list, const char *key)
+{
+    size_t i;
+    json_t *k;
+    json_array_foreach(list, i, k) if (json_is_string(k) && strcmp(json_string_value(k), key) == 0) return true;
+    return false;
+}
+
+static void op_set_metadata(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    const char *key = json_string_value(json_object_get(o->args, "key"));
+    const char *cmd = json_string_value(json_object_get(o->args, "command"));
+    json_t *value = json_object_get(o->args, "value");
+    if (!cmd) { finish(ch, o, "INVALID_COMMAND", NULL); return; }
+    if (!json_is_array(json_object_get(ch->meta, "owners"))) { finish(ch, o, "E_NO_OWNERS", NULL); return; }
+    bool owner = is_in(json_object_get(ch->meta, "owners"), key);
+    bool pending = is_in(json_object_get(ch->meta, "pending_owners"), key);
+    if (!owner) {
+        /* a pending owner may only accept or decline, for itself */
+        bool self_only = json_is_array(value) && json_array_size(value) == 1 &&
+                         json_is_string(json_array_get(value, 0)) &&
+                         strcmp(json_string_value(json_array_get(value, 0)), key) == 0;
+        if (!pending || !self_only || (strcmp(cmd, "ADD_OWNERS") && strcmp(cmd, "RM_PENDING_OWNERS"))) {
+            finish(ch, o, "INSUFFICIENT_PERMISSIONS", NULL);
+            return;
+        }
+    }
+    json_t *next = json_deep_copy(ch->meta);
+    int rc = meta_apply(next, cmd, value);
+    if (rc < 0) {
+        json_decref(next);
+        finish(ch, o, rc == CPS_ENOENT ? "UNSUPPORTED_COMMAND" : "INVALID_ARGS", NULL);
+        return;
+    }
+    if (rc == 0) {   /* nothing changed: not written, still answered */
+        json_decref(next);
+        finish(ch, o, NULL, json_pack("{s O}", "metadata", ch->meta));
+        return;
+    }
+    json_t *line = json_pack("[s O I]", cmd, value, (json_int_t)API->now_ms());
+    char *text = json_dumps(line, JSON_COMPACT);
+    json_decref(line);
+    meta_write *w = calloc(1, sizeof *w);
+    const cps_storage_backend *b = backend();
+    size_t n = text ? strlen(text) : 0;
+    char *buf = text ? realloc(text, n + 2) : NULL;
+    if (!w || !buf || !b) { free(w); free(buf ? buf : text); json_decref(next); finish(ch, o, "ENOMEM", NULL); return; }
+    buf[n] = '\n';
+    buf[n + 1] = 0;
+    snprintf(w->id, sizeof w->id, "%s", ch->id);
+    w->o = o;
+    w->next = next;
+    int wrc = b->meta_append(b->state, ch->id, buf, n + 1, meta_written, w);
+    free(buf);
+    if (wrc) meta_written(w, wrc, 0);
+}
+
+static int cmd_set_metadata(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    return enqueue_on(call, args, op_set_metadata, false);
+}
+
+/* ---- CLEAR_OWNED {channel, key} (history.md §9.4) ---- */
+
+typedef struct act { char id[40]; op *o; char *text; } act;
+
+static act *act_new(channel *ch, op *o)
+{
+    act *a = calloc(1, sizeof *a);
+    if (a) { snprintf(a->id, sizeof a->id, "%s", ch->id); a->o = o; }
+    return a;
+}
+
+static void cleared(void *ud, int status)
+{
+    act *a = ud;
+    channel *ch = ch_get(a->id, false);
+    if (ch) {
+        ch_forget_state(ch);
+        if (status == CPS_OK) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "{\"error\":\"ECLEARED\",\"channel\":\"%s\"}", ch->id);
+            hk_notify_members(ch, buf);
+        }
+        finish(ch, a->o, status == CPS_OK ? NULL : "EIO", NULL);
+    }
+    free(a);
+}
+
+static void op_clear(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    const char *why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
+    if (why) { finish(ch, o, why, NULL); return; }
+    /* keep a legacy metadata first line, drop everything else */
+    uint64_t keep = ch->idx.legacy_len;
+    const cps_storage_backend *b = backend();
+    act *a = act_new(ch, o);
+    if (!a || !b) { free(a); finish(ch, o, "ENOMEM", NULL); return; }
+    int rc = ch->log_exists ? b->channel_truncate(b->state, ch->id, keep, cleared, a) : CPS_OK;
+    if (!ch->log_exists) cleared(a, CPS_OK);
+    else if (rc) cleared(a, rc);
+}
+
+static int cmd_clear(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    if (!id || strlen(id) != 32) { API->reply(call, "INVALID_ARGUMENTS", NULL); return CPS_OK; }
+    return enqueue_on(call, args, op_clear, false);
+}
+
+/* ---- REMOVE_OWNED {channel, key, reason} (history.md §9.2) ---- */
+
+static void removed(void *ud, int status)
+{
+    act *a = ud;
+    channel *ch = ch_get(a->id, false);
+    if (ch) {
+        if (status == CPS_OK) {
+            json_t *notice = json_pack("{s s s s s s}", "error", "EDELETED", "message", a->text,
+                                       "channel", ch->id);
+            char *text = json_dumps(notice, JSON_COMPACT);
+            json_decref(notice);
+            if (text) hk_notify_members(ch, text);
+            free(text);
+        }
+        ch_forget_state(ch);
+        finish(ch, a->o, status == CPS_OK ? NULL : "EIO", status == CPS_OK ? json_pack("{s s}", "result", "OK") : NULL);
+    }
+    free(a->text);
+    free(a);
+}
+
+static void op_remove(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    if (!ch->log_exists && !ch->meta) { finish(ch, o, "ENOENT", NULL); return; }
+    const char *why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
+    if (why) { finish(ch, o, why, NULL); return; }
+    const char *reason = json_string_value(json_object_get(o->args, "reason"));
+    const cps_storage_backend *b = backend();
+    act *a = act_new(ch, o);
+    if (!a || !b || !(a->text = strdup(reason && *reason ? reason : "ARCHIVE_OWNED"))) {
+        if (a) free(a->text);
+        free(a);
+        finish(ch, o, "ENOMEM", NULL);
+        return;
+    }
+    int rc = b->channel_archive(b->state, ch->id, a->text, removed, a);
+    if (rc) removed(a, rc);
+}
+
+static int cmd_remove(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    return enqueue_on(call, args, op_remove, true);
+}
+
+/* ---- TRIM_OWNED {channel, key, hash} (history.md §9.5) ---- */
+
+static void trim_meta_written(void *ud, int status)
+{
+    act *a = ud;
+    channel *ch = ch_get(a->id, false);
+    if (ch) {
+        ch_forget_state(ch);
+        finish(ch, a->o, status == CPS_OK ? NULL : "EIO", status == CPS_OK ? json_pack("{s s}", "result", "OK") : NULL);
+    }
+    free(a->text);
+    free(a);
+}
+
+static void trimmed(void *ud, int status)
+{
+    act *a = ud;
+    const cps_storage_backend *b = backend();
+    if (status != CPS_OK || !b || !a->text) { trim_meta_written(a, status ? status : CPS_EIO); return; }
+    /* the metadata log becomes one line: the current state */
+    int rc = b->meta_write(b->state, a->id, a->text, strlen(a->text), trim_meta_written, a);
+    if (rc) trim_meta_written(a, rc);
+}
+
+static void trim_found(channel *ch, void *ud, bool found, uint64_t off)
+{
+    op *o = ud;
+    if (!found) { finish(ch, o, "HASH_NOT_FOUND", NULL); return; }
+    const cps_storage_backend *b = backend();
+    act *a = act_new(ch, o);
+    char *meta = ch->meta ? json_dumps(ch->meta, JSON_COMPACT) : NULL;
+    if (!a || !b) { free(meta); free(a); finish(ch, o, "ENOMEM", NULL); return; }
+    if (meta) {
+        size_t n = strlen(meta);
+        a->text = malloc(n + 2);
+        if (a->text) { memcpy(a->text, meta, n); a->text[n] = '\n'; a->text[n + 1] = 0; }
+        free(meta);
+    }
+    int rc = b->channel_trim(b->state, ch->id, off, trimmed, a);
+    if (rc) trimmed(a, rc);
+}
+
+static void op_trim(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    const char *why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
+    if (why) { finish(ch, o, why, NULL); return; }
+    ch_find_hash(ch, json_string_value(json_object_get(o->args, "hash")), trim_found, o);
+}
+
+static int cmd_trim(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    json_t *hash = json_object_get(args, "hash");
+    if (!json_is_string(hash) || json_string_length(hash) != 64) {
+        API->reply(call, "INVALID_ARGS", NULL);
+        return CPS_OK;
+    }
+    return enqueue_on(call, args, op_trim, false);
+}
+
+int chanrpc_register(void)
+{
+    static const struct { const char *name; cps_command_fn fn; } cmds[] = {
+        { "CHANNEL_SIZE", cmd_channel_size }, { "CHANNEL_METADATA", cmd_get_metadata },
+        { "CHANNEL_IS_NEW", cmd_is_new }, { "CHANNEL_WRITE_PRIVATE", cmd_write_private },
+        { "CHANNEL_SET_METADATA", cmd_set_metadata }, { "CHANNEL_CLEAR", cmd_clear },
+        { "CHANNEL_REMOVE", cmd_remove }, { "CHANNEL_TRIM", cmd_trim },
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int rc = API->register_command(ST.self, cmds[i].name, cmds[i].fn, NULL);
+        if (rc) return rc;
+    }
+    return CPS_OK;
+}
