@@ -34,8 +34,8 @@ return {
     -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
     -- after the role plugins.  A name prefixed with "?" is optional: if it
     -- fails to load the server logs it and carries on.
-    plugins = { "storage-fs", "rpc-channel", "?rpc-pin", "example_rpc" },
-    lua_scripts = { "examples/example_rpc.lua" },
+    plugins = { "storage-fs", "rpc-channel", "?rpc-pin", "example_rpc", "example_note" },
+    lua_scripts = { "examples/example_rpc.lua", "examples/example_note.lua" },
 
     limits = {
         max_frame = 104857600,      -- bytes in one websocket message (100 MiB)

@@ -228,6 +228,9 @@ static int ctx_index(lua_State *L)
         if (key) lua_pushstring(L, key); else lua_pushnil(L);
     } else if (strcmp(k, "name") == 0) {
         if (c->rpc) lua_pushstring(L, cps_rpc_name(c->rpc)); else lua_pushnil(L);
+    } else if (strcmp(k, "caller") == 0) {
+        const char *who = c->rpc ? cps_rpc_caller(c->rpc) : NULL;
+        if (who) lua_pushstring(L, who); else lua_pushnil(L);
     } else if (strcmp(k, "reply") == 0) {
         lua_pushcfunction(L, ctx_reply);
     } else if (strcmp(k, "error") == 0) {
@@ -303,24 +306,70 @@ static int l_register_rpc(lua_State *L)
 
 /* ---- inter-node commands, send, query ---- */
 
+/* An inter-node call seen from Lua: call.from, call:reply(v), call:error(c). */
+typedef struct lua_call { cps_call *call; char from[32]; } lua_call;
+
+static int call_reply(lua_State *L)
+{
+    lua_call *c = luaL_checkudata(L, 1, "cps.call");
+    if (!c->call) return luaL_error(L, "EINVAL: already answered");
+    char err[256];
+    json_t *v = safe_json(L, 2, err, sizeof err);
+    cps_call *call = c->call;
+    c->call = NULL;
+    if (!v) cps_router_reply(call, "EINTERNAL", NULL); else cps_router_reply(call, NULL, v);
+    return 0;
+}
+
+static int call_error(lua_State *L)
+{
+    lua_call *c = luaL_checkudata(L, 1, "cps.call");
+    const char *code = luaL_checkstring(L, 2);
+    if (!c->call) return luaL_error(L, "EINVAL: already answered");
+    cps_call *call = c->call;
+    c->call = NULL;
+    cps_router_reply(call, code, NULL);
+    return 0;
+}
+
+static int call_index(lua_State *L)
+{
+    lua_call *c = luaL_checkudata(L, 1, "cps.call");
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "from")) lua_pushstring(L, c->from);
+    else if (!strcmp(k, "reply")) lua_pushcfunction(L, call_reply);
+    else if (!strcmp(k, "error")) lua_pushcfunction(L, call_error);
+    else lua_pushnil(L);
+    return 1;
+}
+
+/* fn(args, call): return the answer, raise a code, or return nothing and
+** answer later with call:reply(v) / call:error(code). */
 static int lua_command_handler(cps_call *call, json_t *args, void *ud)
 {
     lua_State *L = LH.L;
     int top = lua_gettop(L);
+    lua_call *c = lua_newuserdatauv(L, sizeof *c, 0);   /* anchored below the call */
+    c->call = call;
+    snprintf(c->from, sizeof c->from, "%s", cps_router_call_from(call));
+    luaL_setmetatable(L, "cps.call");
     lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(intptr_t)ud);
     push_json(L, args);
-    lua_pushstring(L, cps_router_call_from(call));
+    lua_pushvalue(L, top + 1);
     int rc = budget_call(L, 2, 1);
     if (rc != LUA_OK) {
         char buf[64];
         const char *msg = lua_tostring(L, -1);
         cps_log("lua", CPS_LOG_ERROR, "command handler failed: %s", msg ? msg : "?");
-        cps_router_reply(call, error_code(msg, buf, sizeof buf), NULL);
+        if (c->call) { c->call = NULL; cps_router_reply(call, error_code(msg, buf, sizeof buf), NULL); }
         lua_settop(L, top);
         return CPS_OK;
     }
+    if (!c->call) { lua_settop(L, top); return CPS_OK; }              /* answered */
+    if (lua_isnil(L, -1)) { lua_settop(L, top); return CPS_ASYNC; }   /* later */
     char err[256];
     json_t *v = safe_json(L, -1, err, sizeof err);
+    c->call = NULL;
     lua_settop(L, top);
     if (!v) cps_router_reply(call, "EINTERNAL", NULL);
     else cps_router_reply(call, NULL, v);
@@ -340,6 +389,72 @@ static int l_register_command(lua_State *L)
     }
     return 0;
 }
+
+static int l_register_role_command(lua_State *L)
+{
+    const char *role = luaL_checkstring(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_pushvalue(L, 3);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = cps_router_register_role(script_of(L), role, name, lua_command_handler, (void *)(intptr_t)ref);
+    if (rc) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (rc == CPS_ENOENT) { lua_pushboolean(L, 0); return 1; }   /* no such node here */
+    if (rc) return luaL_error(L, "register_role_command %s: %s", name, cps_strerror(rc));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- small records of the storage backend (this process's) ---- */
+
+static void lua_record_done(void *ud, int status, const char *data, size_t len)
+{
+    lua_State *L = LH.L;
+    int ref = (int)(intptr_t)ud;
+    if (!L) return;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (status != CPS_OK) lua_pushstring(L, cps_strerror(status)); else lua_pushnil(L);
+    if (status == CPS_OK && data) lua_pushlstring(L, data, len); else lua_pushnil(L);
+    if (budget_call(L, 2, 0) != LUA_OK)
+        cps_log("lua", CPS_LOG_ERROR, "record callback failed: %s", lua_tostring(L, -1));
+    lua_settop(L, top);
+}
+
+static void lua_record_status(void *ud, int status) { lua_record_done(ud, status, NULL, 0); }
+
+/* cps.record_get(ns, key, fn(err, data)), cps.record_put(ns, key, data, fn(err)),
+** cps.record_del(ns, key, fn(err)): on this process's storage backend. */
+static int l_record(lua_State *L, int op)
+{
+    const char *ns = luaL_checkstring(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    size_t len = 0;
+    const char *data = op == 1 ? luaL_checklstring(L, 3, &len) : NULL;
+    int fn = op == 1 ? 4 : 3;
+    luaL_checktype(L, fn, LUA_TFUNCTION);
+    const cps_storage_backend *b = cps_storage_get(NULL);
+    if (!b) { lua_pushnil(L); lua_pushstring(L, "ENOENT"); return 2; }
+    lua_pushvalue(L, fn);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    void *ud = (void *)(intptr_t)ref;
+    int rc = op == 0 ? b->record_get(b->state, ns, key, lua_record_done, ud) :
+             op == 1 ? b->record_put(b->state, ns, key, data, len, lua_record_status, ud) :
+                       b->record_del(b->state, ns, key, lua_record_status, ud);
+    if (rc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        lua_pushnil(L);
+        lua_pushstring(L, cps_strerror(rc));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_record_get(lua_State *L) { return l_record(L, 0); }
+static int l_record_put(lua_State *L) { return l_record(L, 1); }
+static int l_record_del(lua_State *L) { return l_record(L, 2); }
 
 static int l_send(lua_State *L)
 {
@@ -501,6 +616,10 @@ static int l_array(lua_State *L)
 static const luaL_Reg cps_funcs[] = {
     { "register_rpc", l_register_rpc },
     { "register_command", l_register_command },
+    { "register_role_command", l_register_role_command },
+    { "record_get", l_record_get },
+    { "record_put", l_record_put },
+    { "record_del", l_record_del },
     { "send", l_send },
     { "query", l_query },
     { "timer", l_timer },
@@ -539,6 +658,10 @@ int cps_lua_init(void)
     LH.array_mt = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_newmetatable(L, "cps.ctx");
     lua_pushcfunction(L, ctx_index);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, "cps.call");
+    lua_pushcfunction(L, call_index);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newmetatable(L, "cps.timer");

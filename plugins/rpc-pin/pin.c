@@ -1,0 +1,900 @@
+/*
+** pin.c - pinning and quota (spec/rpc.md 6-7): the authenticated RPC
+** commands PIN, UNPIN, RESET, GET_HASH, GET_TOTAL_SIZE, GET_LIMIT,
+** UPDATE_LIMITS, REMOVE_PINS, TRIM_PINS and the anonymous IS_CHANNEL_PINNED.
+**
+** Two halves.  The RPC half checks the arguments and forwards each call to
+** the storage node owning the signer's safe key.  The storage half (only
+** where this process runs a storage node) keeps the replayed pin set of each
+** key in a bounded LRU cache, runs the operations of one key one at a time
+** (a queue per key, so two PINs of one user never race), appends to the pin
+** log and asks the storage role for channel sizes (CHANNEL_SIZE).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include "cps.h"
+#include "strmap.h"
+#include "text.h"
+
+#define KEY_LEN 44
+#define MAX_IDS 10000              /* longer pin lists are refused */
+#define SIZE_INFLIGHT 64           /* CHANNEL_SIZE queries in flight per operation */
+#define DEFAULT_LIMIT 52428800     /* rpc.md 7.3: 50 MiB */
+#define DEFAULT_CACHED 10000
+#define DEFAULT_QUEUE 1000         /* operations waiting per key */
+
+/* What the storage half does; the RPC commands map onto these. */
+enum op_kind { OP_PIN, OP_UNPIN, OP_RESET, OP_HASH, OP_TOTAL, OP_LIMIT, OP_REMOVE };
+
+typedef struct cmd_def {
+    const char *rpc;           /* client command */
+    const char *node_cmd;      /* storage half command */
+    int kind;
+    bool takes_ids;
+} cmd_def;
+
+static const cmd_def CMDS[] = {
+    { "PIN",            "PIN_PIN",            OP_PIN,    true },
+    { "UNPIN",          "PIN_UNPIN",          OP_UNPIN,  true },
+    { "RESET",          "PIN_RESET",          OP_RESET,  true },
+    { "GET_HASH",       "PIN_GET_HASH",       OP_HASH,   false },
+    { "GET_TOTAL_SIZE", "PIN_GET_TOTAL_SIZE", OP_TOTAL,  false },
+    { "GET_LIMIT",      "PIN_GET_LIMIT",      OP_LIMIT,  false },
+    /* No accounts server: refreshing the limits is reading them. */
+    { "UPDATE_LIMITS",  "PIN_GET_LIMIT",      OP_LIMIT,  false },
+    { "REMOVE_PINS",    "PIN_REMOVE_PINS",    OP_REMOVE, false },
+};
+#define NCMDS (sizeof CMDS / sizeof CMDS[0])
+
+typedef struct pset pset;
+
+/* One queued operation of a key (the head one runs). */
+typedef struct pop {
+    const cmd_def *def;
+    cps_call *call;            /* the query to answer */
+    json_t *ids;               /* the raw id list (PIN/UNPIN/RESET), owned */
+    json_t *write;             /* raw ids that go to the log line, owned */
+    char key[KEY_LEN + 1];     /* the unsafe key, for the limit table */
+    struct pop *next;
+} pop;
+
+/* Sizes of a list of ids, at most SIZE_INFLIGHT queries at a time: the
+** first `nfirst` ids add to `first`, the others to `rest`. */
+typedef struct sizejob sizejob;
+typedef struct sizeslot { sizejob *job; size_t idx; } sizeslot;
+struct sizejob {
+    pset *s;
+    char **ids;
+    size_t n, nfirst, next, inflight, done;
+    uint64_t first, rest;
+    sizeslot *slots;
+};
+
+/* The state of one key: its replayed pins and its operation queue. */
+struct pset {
+    char safe[KEY_LEN + 1];
+    strmap *pins;              /* normalised id -> &PINNED; NULL: not loaded */
+    char *block;               /* the last `id#block` seen (login block) */
+    pop *head, *tail;
+    size_t nops;
+    bool running;              /* the head op waits for I/O or sizes */
+    bool in_kick;
+    sizejob *job;
+    pset *prev, *next;         /* LRU list, most recent first */
+};
+
+static struct {
+    const cps_api *api;
+    cps_plugin *self;
+    bool closing;              /* fini ran: callbacks only release */
+    size_t orphans;            /* keys detached at fini, awaiting a callback */
+    strmap *sets;              /* safe key -> pset (storage half only) */
+    pset *lru_head, *lru_tail;
+    size_t max_cached, max_queue;
+    cps_counter *c_writes, *c_over;
+} P;                           /* the plugin singleton */
+
+static char PINNED;            /* the value of every pin set entry */
+
+#define API P.api
+
+/* ---- ids and keys ------------------------------------------------------ */
+
+static bool is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
+}
+
+static bool is_b64(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || c == '-' || c == '='))
+            return false;
+    }
+    return true;
+}
+
+/* A public key in either base64 form; its safe form ('/' -> '-') in `safe`. */
+static bool key_ok(const char *key, char safe[KEY_LEN + 1])
+{
+    if (!key || strnlen(key, KEY_LEN + 1) != KEY_LEN || !is_b64(key, KEY_LEN)) return false;
+    for (int i = 0; i <= KEY_LEN; i++) safe[i] = key[i] == '/' ? '-' : key[i];
+    return true;
+}
+
+/* A pinned id: a channel (32, 33 or 34 hex) or a blob (48 hex), with an
+** optional `#suffix` as the client marks its drive (`#drive`).  A login block
+** (`#block`) is the block's key, 44 characters of base64, not hex. */
+static bool id_ok(const char *s)
+{
+    if (!s) return false;
+    const char *hash = strchr(s, '#');
+    size_t n = hash ? (size_t)(hash - s) : strlen(s);
+    if (hash) {
+        const char *suf = hash + 1;
+        size_t sl = strlen(suf);
+        if (sl < 1 || sl > 32) return false;
+        for (size_t i = 0; i < sl; i++)
+            if (!((suf[i] >= 'a' && suf[i] <= 'z') || (suf[i] >= 'A' && suf[i] <= 'Z') ||
+                  (suf[i] >= '0' && suf[i] <= '9') || suf[i] == '_' || suf[i] == '-'))
+                return false;
+        if (!strcmp(suf, "block") && n == KEY_LEN && is_b64(s, n)) return true;
+    }
+    return (n == 32 || n == 33 || n == 34 || n == 48) && is_hex(s, n);
+}
+
+static bool list_ok(json_t *ids)
+{
+    if (!json_is_array(ids) || json_array_size(ids) > MAX_IDS) return false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+        if (!id_ok(json_string_value(v))) return false;
+    return true;
+}
+
+/* The replay rules of rpc.md 7.1 (lib/pins.js): an id loses its `#suffix`;
+** `#block` names the login block, which is remembered but never pinned.
+** Writes the bare id into `out` (>= 128 bytes); false if it is too long. */
+static bool normalise(const char *raw, char *out, size_t cap, bool *is_block)
+{
+    const char *hash = strchr(raw, '#');
+    size_t n = hash ? (size_t)(hash - raw) : strlen(raw);
+    *is_block = hash && !strcmp(hash + 1, "block");
+    if (n >= cap) return false;
+    memcpy(out, raw, n);
+    out[n] = 0;
+    return n > 0;
+}
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* [limit, plan, note] of a key from the `limits` table of the section (by
+** unsafe key, or its safe form), else [default_limit, "", ""]. */
+static json_t *limit_of(const char *key)
+{
+    json_t *cfg = API->config(P.self);
+    json_t *def = json_object_get(cfg, "default_limit");
+    json_int_t limit = json_is_number(def) ? (json_int_t)json_number_value(def) : DEFAULT_LIMIT;
+    const char *plan = "", *note = "";
+    json_t *table = json_object_get(cfg, "limits");
+    char safe[KEY_LEN + 1];
+    json_t *e = json_object_get(table, key);
+    if (!e && key_ok(key, safe)) e = json_object_get(table, safe);
+    if (json_is_object(e)) {
+        json_t *l = json_object_get(e, "limit");
+        if (json_is_number(l)) limit = (json_int_t)json_number_value(l);
+        if (json_is_string(json_object_get(e, "plan"))) plan = json_string_value(json_object_get(e, "plan"));
+        if (json_is_string(json_object_get(e, "note"))) note = json_string_value(json_object_get(e, "note"));
+    }
+    return json_pack("[I s s]", limit, plan, note);
+}
+
+/* ---- the RPC half ------------------------------------------------------- */
+
+typedef struct fwd { cps_rpc *rpc; const cmd_def *def; } fwd;
+
+static void forwarded(void *ud, const char *error, json_t *data)
+{
+    fwd *f = ud;
+    cps_rpc *rpc = f->rpc;
+    const cmd_def *def = f->def;
+    free(f);
+    if (error) { API->rpc_error(rpc, error); return; }
+    if (def->kind == OP_REMOVE && !P.closing) {
+        /* rpc.md 6: removing the pins also ends the signer's cookie session,
+        ** which the core that dispatched the call keeps. */
+        char core[64];
+        const char *caller = API->rpc_caller(rpc);
+        if (caller && API->owner(P.self, "core", caller, core, sizeof core))
+            API->send(P.self, core, "END_SESSION", json_pack("{s s}", "key", API->rpc_key(rpc)));
+    }
+    API->rpc_reply(rpc, json_incref(data));
+}
+
+static int rpc_forward(cps_rpc *rpc, json_t *args, void *ud)
+{
+    const cmd_def *def = ud;
+    const char *key = API->rpc_key(rpc);
+    char safe[KEY_LEN + 1], node[64];
+    if (!key_ok(key, safe)) { API->rpc_error(rpc, "INVALID_MESSAGE_OR_PUBLIC_KEY"); return CPS_OK; }
+    if (def->takes_ids && !list_ok(args)) { API->rpc_error(rpc, "INVALID_PIN_LIST"); return CPS_OK; }
+    if (!API->owner(P.self, "storage", safe, node, sizeof node)) return CPS_EIO;
+    json_t *q = json_pack("{s s}", "key", key);
+    fwd *f = malloc(sizeof *f);
+    if (!q || !f) { json_decref(q); free(f); return CPS_ENOMEM; }
+    if (def->takes_ids) json_object_set(q, "ids", args);
+    f->rpc = rpc;
+    f->def = def;
+    int rc = API->query(P.self, node, def->node_cmd, q, 0, forwarded, f);
+    if (rc) { free(f); return rc; }
+    return CPS_ASYNC;
+}
+
+static int rpc_trim_pins(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)args; (void)ud;
+    API->rpc_error(rpc, "NOT_IMPLEMENTED");
+    return CPS_OK;
+}
+
+/* Main's answer: pinning is not tracked per channel. */
+static int rpc_is_pinned(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)args; (void)ud;
+    API->rpc_reply(rpc, json_true());
+    return CPS_OK;
+}
+
+/* ---- the storage half: key states and the LRU cache --------------------- */
+
+static void pop_free(pop *o)
+{
+    json_decref(o->ids);
+    json_decref(o->write);
+    free(o);
+}
+
+static void set_unload(pset *s)
+{
+    strmap_free(s->pins, NULL);
+    s->pins = NULL;
+    free(s->block);
+    s->block = NULL;
+}
+
+static void pset_free(pset *s)
+{
+    set_unload(s);
+    free(s);
+}
+
+static void lru_unlink(pset *s)
+{
+    if (s->prev) s->prev->next = s->next; else if (P.lru_head == s) P.lru_head = s->next;
+    if (s->next) s->next->prev = s->prev; else if (P.lru_tail == s) P.lru_tail = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void lru_touch(pset *s)
+{
+    lru_unlink(s);
+    s->next = P.lru_head;
+    if (P.lru_head) P.lru_head->prev = s;
+    P.lru_head = s;
+    if (!P.lru_tail) P.lru_tail = s;
+}
+
+/* Drops the least recently used idle keys beyond max_cached, except
+** `keep` (a key with operations queued stays too: its state is in use, so
+** the cache exceeds the bound by at most the keys being worked on). */
+static void evict(pset *keep)
+{
+    pset *s = P.lru_tail;
+    while (s && strmap_count(P.sets) > P.max_cached) {
+        pset *prev = s->prev;
+        if (s != keep && !s->head && !s->running) {
+            lru_unlink(s);
+            strmap_del(P.sets, s->safe);
+            pset_free(s);
+        }
+        s = prev;
+    }
+}
+
+static pset *set_get(const char *safe)
+{
+    pset *s = strmap_get(P.sets, safe);
+    if (s) { lru_touch(s); return s; }
+    s = calloc(1, sizeof *s);
+    if (!s || strmap_put(P.sets, safe, s) != 0) { free(s); return NULL; }
+    memcpy(s->safe, safe, sizeof s->safe);
+    lru_touch(s);
+    evict(s);
+    return s;
+}
+
+/* ---- the storage half: replay ------------------------------------------ */
+
+static void pins_add(pset *s, const char *raw)
+{
+    char id[128];
+    bool block;
+    if (!normalise(raw, id, sizeof id, &block)) return;
+    if (block) {
+        free(s->block);
+        s->block = strdup(id);
+    } else {
+        strmap_put(s->pins, id, &PINNED);
+    }
+}
+
+static void pins_remove(pset *s, const char *raw)
+{
+    char id[128];
+    bool block;
+    if (normalise(raw, id, sizeof id, &block)) strmap_del(s->pins, id);
+}
+
+/* Applies one log line (parsed); unknown commands and bad shapes are
+** skipped as lib/pins.js does. */
+static void apply(pset *s, json_t *line)
+{
+    const char *cmd = json_string_value(json_array_get(line, 0));
+    json_t *ids = json_array_get(line, 1);
+    if (!cmd) return;
+    bool reset = !strcmp(cmd, "RESET");
+    if (reset) {
+        strmap_free(s->pins, NULL);
+        s->pins = strmap_new();
+    }
+    if (!json_is_array(ids)) return;
+    size_t i;
+    json_t *v;
+    if (reset || !strcmp(cmd, "PIN")) {
+        json_array_foreach(ids, i, v)
+            if (json_is_string(v)) pins_add(s, json_string_value(v));
+    } else if (!strcmp(cmd, "UNPIN")) {
+        json_array_foreach(ids, i, v)
+            if (json_is_string(v)) pins_remove(s, json_string_value(v));
+    }
+}
+
+static void replay(pset *s, const char *data, size_t len)
+{
+    s->pins = strmap_new();
+    const char *end = data + len;
+    while (data < end) {
+        const char *nl = memchr(data, '\n', (size_t)(end - data));
+        size_t n = nl ? (size_t)(nl - data) : (size_t)(end - data);
+        if (n) {
+            json_t *line = json_loadb(data, n, 0, NULL);
+            if (json_is_array(line)) apply(s, line);
+            json_decref(line);
+        }
+        data += n + 1;
+    }
+}
+
+/* ---- the storage half: running the operations of a key ----------------- */
+
+static void run_head(pset *s);
+static void kick(pset *s);
+
+/* Answers the head operation and starts the next. */
+static void op_finish(pset *s, const char *error, json_t *data)
+{
+    pop *o = s->head;
+    s->head = o->next;
+    if (!s->head) s->tail = NULL;
+    s->nops--;
+    s->running = false;
+    API->reply(o->call, error, data);
+    pop_free(o);
+    if (!s->in_kick) kick(s);
+}
+
+static void kick(pset *s)
+{
+    s->in_kick = true;
+    while (s->head && !s->running) {
+        s->running = true;
+        run_head(s);
+    }
+    s->in_kick = false;
+}
+
+/* A callback arriving after fini: answer and free what the key held. */
+static void abandon(pset *s)
+{
+    if (s->head) op_finish(s, "ECANCELED", NULL);   /* the rest were answered at fini */
+    pset_free(s);
+    P.orphans--;
+}
+
+static const cps_storage_backend *backend(void) { return API->storage(P.self, NULL); }
+
+static void loaded(void *ud, int status, const char *data, size_t len)
+{
+    pset *s = ud;
+    if (P.closing) { abandon(s); return; }
+    if (status == CPS_OK) replay(s, data, len);
+    else if (status == CPS_ENOENT) s->pins = strmap_new();    /* no log yet: nothing pinned */
+    if (!s->pins) {
+        API->log(P.self, CPS_LOG_ERROR, "pin log %s: read failed: %s", s->safe, API->strerror(status));
+        op_finish(s, API->strerror(status), NULL);
+        return;
+    }
+    run_head(s);
+}
+
+/* The pin set's ids, sorted by bytes (JavaScript's default sort for these
+** ASCII ids).  `*n` gets the count; NULL on no memory (or no ids). */
+static void collect_id(const char *key, void *val, void *ud)
+{
+    (void)val;
+    const char ***at = ud;
+    *(*at)++ = key;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static const char **sorted_ids(pset *s, size_t *n)
+{
+    *n = strmap_count(s->pins);
+    const char **all = malloc((*n ? *n : 1) * sizeof *all), **at = all;
+    if (!all) return NULL;
+    strmap_each(s->pins, collect_id, &at);
+    qsort(all, *n, sizeof *all, cmp_str);
+    return all;
+}
+
+/* rpc.md 7.2: base64(SHA-512(JSON.stringify(sorted list))). */
+static void do_hash(pset *s)
+{
+    size_t n;
+    const char **ids = sorted_ids(s, &n);
+    tbuf b = { 0 };
+    tbuf_add(&b, "[", 1);
+    for (size_t i = 0; ids && i < n; i++) {
+        if (i) tbuf_add(&b, ",", 1);
+        tbuf_json_str(&b, ids[i], strlen(ids[i]));
+    }
+    tbuf_add(&b, "]", 1);
+    bool oom = !ids || b.oom;
+    free(ids);
+    if (oom) { tbuf_free(&b); op_finish(s, "ENOMEM", NULL); return; }
+    unsigned char digest[crypto_hash_sha512_BYTES];
+    char b64[sodium_base64_ENCODED_LEN(crypto_hash_sha512_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    crypto_hash_sha512(digest, (const unsigned char *)b.s, b.len);
+    sodium_bin2base64(b64, sizeof b64, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
+    tbuf_free(&b);
+    op_finish(s, NULL, json_string(b64));
+}
+
+/* -- sizes -- */
+
+static void sizes_done(pset *s);
+static void size_issue(sizejob *j);
+
+static void job_free(sizejob *j)
+{
+    for (size_t i = 0; i < j->n; i++) free(j->ids[i]);
+    free(j->ids);
+    free(j->slots);
+    free(j);
+}
+
+/* One id's size.  Any error (no CHANNEL_SIZE on that node yet, a timeout)
+** counts as 0, as GET_FILE_SIZE's errors do (rpc.md 7.3). */
+static void size_add(sizejob *j, size_t idx, json_t *data)
+{
+    json_t *v = json_object_get(data, "size");
+    double d = json_is_number(v) ? json_number_value(v) : 0;
+    uint64_t size = d > 0 ? (uint64_t)d : 0;
+    if (idx < j->nfirst) j->first += size; else j->rest += size;
+}
+
+static void size_reply(void *ud, const char *error, json_t *data)
+{
+    sizeslot *slot = ud;
+    sizejob *j = slot->job;
+    j->inflight--;
+    j->done++;
+    if (P.closing) {
+        if (j->inflight == 0) {         /* the last one: nothing more is issued */
+            pset *s = j->s;
+            s->job = NULL;
+            job_free(j);
+            abandon(s);
+        }
+        return;
+    }
+    if (!error) size_add(j, slot->idx, data);
+    size_issue(j);
+}
+
+static void size_issue(sizejob *j)
+{
+    while (j->next < j->n && j->inflight < SIZE_INFLIGHT) {
+        size_t i = j->next++;
+        char node[64];
+        j->slots[i].job = j;
+        j->slots[i].idx = i;
+        json_t *q = json_pack("{s s}", "id", j->ids[i]);
+        if (q && API->owner(P.self, "storage", j->ids[i], node, sizeof node)) {
+            j->inflight++;
+            if (API->query(P.self, node, "CHANNEL_SIZE", q, 0, size_reply, &j->slots[i]) == CPS_OK) continue;
+            j->inflight--;
+        } else {
+            json_decref(q);
+        }
+        j->done++;                      /* not asked: counts as 0 */
+    }
+    if (j->done == j->n && j->inflight == 0) sizes_done(j->s);
+}
+
+/* Starts sizing ids (owned: freed with the job); the first `nfirst` add to
+** job->first.  sizes_done runs when all are in. */
+static void sizes_start(pset *s, char **ids, size_t n, size_t nfirst)
+{
+    sizejob *j = calloc(1, sizeof *j);
+    sizeslot *slots = calloc(n ? n : 1, sizeof *slots);
+    if (!j || !slots) {
+        for (size_t i = 0; i < n; i++) free(ids[i]);
+        free(ids);
+        free(j);
+        free(slots);
+        op_finish(s, "ENOMEM", NULL);
+        return;
+    }
+    j->s = s;
+    j->ids = ids;
+    j->n = n;
+    j->nfirst = nfirst;
+    j->slots = slots;
+    s->job = j;
+    size_issue(j);
+}
+
+/* The ids of the pin set (copies) followed by room for `extra` more. */
+static char **pinned_copy(pset *s, size_t extra, size_t *n)
+{
+    const char **sorted = sorted_ids(s, n);
+    char **ids = malloc((*n + extra + 1) * sizeof *ids);
+    if (!sorted || !ids) { free(sorted); free(ids); return NULL; }
+    for (size_t i = 0; i < *n; i++)
+        if (!(ids[i] = strdup(sorted[i]))) {
+            while (i--) free(ids[i]);
+            free(ids);
+            free(sorted);
+            return NULL;
+        }
+    free(sorted);
+    return ids;
+}
+
+/* -- writes -- */
+
+/* `["PIN",["id",...],timeMs]\n`, written as JSON.stringify writes it. */
+static char *log_line(const char *cmd, json_t *ids, size_t *len)
+{
+    tbuf b = { 0 };
+    char tail[32];
+    tbuf_adds(&b, "[\"");
+    tbuf_adds(&b, cmd);
+    tbuf_adds(&b, "\",[");
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v) {
+        if (i) tbuf_add(&b, ",", 1);
+        tbuf_json_str(&b, json_string_value(v), json_string_length(v));
+    }
+    snprintf(tail, sizeof tail, "],%llu]\n", (unsigned long long)API->now_ms());
+    tbuf_adds(&b, tail);
+    if (b.oom) { tbuf_free(&b); return NULL; }
+    *len = b.len;
+    return b.s;
+}
+
+static void written(void *ud, int status)
+{
+    pset *s = ud;
+    if (P.closing) { abandon(s); return; }
+    pop *o = s->head;
+    if (status != CPS_OK) {
+        API->log(P.self, CPS_LOG_ERROR, "pin log %s: append failed: %s", s->safe, API->strerror(status));
+        op_finish(s, API->strerror(status), NULL);
+        return;
+    }
+    API->counter_add(P.c_writes, 1);
+    /* The cache follows its own appends, only once they are on disk. */
+    json_t *line = json_pack("[s O]", o->def->kind == OP_PIN ? "PIN" : o->def->kind == OP_UNPIN ? "UNPIN" : "RESET",
+                             o->write);
+    if (line) apply(s, line);
+    else set_unload(s);                 /* cannot follow: re-read next time */
+    json_decref(line);
+    op_finish(s, NULL, NULL);
+}
+
+static void write_line(pset *s, const char *cmd, json_t *ids)
+{
+    const cps_storage_backend *b = backend();
+    size_t len = 0;
+    char *text = log_line(cmd, ids, &len);
+    int rc = !b ? CPS_EIO : !text ? CPS_ENOMEM : b->pin_append(b->state, s->safe, text, len, written, s);
+    free(text);
+    if (rc) op_finish(s, API->strerror(rc), NULL);
+}
+
+/* -- the operations -- */
+
+/* PIN: only what changes the set is written (ids not pinned yet, a new
+** login block); the quota is checked on the sizes of the new ids. */
+static void do_pin(pset *s, pop *o)
+{
+    strmap *seen = strmap_new();
+    char **ids = NULL;
+    size_t npinned = 0, nnew = 0, i;
+    json_t *v;
+    char id[128];
+    bool block;
+    o->write = json_array();
+    if (!o->write || !seen) goto oom;
+    json_array_foreach(o->ids, i, v) {
+        if (!normalise(json_string_value(v), id, sizeof id, &block) || strmap_get(seen, id)) continue;
+        if (block ? (s->block && !strcmp(s->block, id)) : strmap_get(s->pins, id) != NULL) continue;
+        if (strmap_put(seen, id, &PINNED) || json_array_append(o->write, v)) goto oom;
+    }
+    strmap_free(seen, NULL);
+    seen = NULL;
+    if (json_array_size(o->write) == 0) { op_finish(s, NULL, NULL); return; }
+    /* rpc.md 7.1: sizes of the new ids must fit in limit - total. */
+    ids = pinned_copy(s, json_array_size(o->write), &npinned);
+    if (!ids) goto oom;
+    json_array_foreach(o->write, i, v) {
+        normalise(json_string_value(v), id, sizeof id, &block);
+        if (block) continue;            /* a login block is no channel */
+        if (!(ids[npinned + nnew] = strdup(id))) goto oom;
+        nnew++;
+    }
+    sizes_start(s, ids, npinned + nnew, npinned);
+    return;
+oom:
+    if (ids)
+        for (size_t k = 0; k < npinned + nnew; k++) free(ids[k]);
+    free(ids);
+    strmap_free(seen, NULL);
+    op_finish(s, "ENOMEM", NULL);
+}
+
+static void pin_sized(pset *s, uint64_t total, uint64_t extra)
+{
+    pop *o = s->head;
+    json_t *lim = limit_of(o->key);
+    int64_t limit = (int64_t)json_integer_value(json_array_get(lim, 0));
+    json_decref(lim);
+    if ((int64_t)extra > limit - (int64_t)total) {
+        API->counter_add(P.c_over, 1);
+        op_finish(s, "E_OVER_LIMIT", NULL);
+        return;
+    }
+    write_line(s, "PIN", o->write);
+}
+
+/* UNPIN: only ids currently pinned are written. */
+static void do_unpin(pset *s, pop *o)
+{
+    o->write = json_array();
+    strmap *seen = strmap_new();
+    size_t i;
+    json_t *v;
+    if (!o->write || !seen) { strmap_free(seen, NULL); op_finish(s, "ENOMEM", NULL); return; }
+    json_array_foreach(o->ids, i, v) {
+        char id[128];
+        bool block;
+        if (!normalise(json_string_value(v), id, sizeof id, &block) || !strmap_get(s->pins, id) ||
+            strmap_get(seen, id))
+            continue;
+        strmap_put(seen, id, &PINNED);
+        json_array_append(o->write, v);
+    }
+    strmap_free(seen, NULL);
+    if (json_array_size(o->write) == 0) { op_finish(s, NULL, NULL); return; }
+    write_line(s, "UNPIN", o->write);
+}
+
+static void archived(void *ud, int status)
+{
+    pset *s = ud;
+    if (P.closing) { abandon(s); return; }
+    if (status != CPS_OK && status != CPS_ENOENT) {
+        op_finish(s, API->strerror(status), NULL);
+        return;
+    }
+    set_unload(s);                      /* read again (ENOENT: empty) on next use */
+    op_finish(s, NULL, json_string("OK"));
+}
+
+/* REMOVE_PINS: the log goes to the archive.  A backend without pin_archive
+** gets a `RESET []` line instead, which empties the set on replay. */
+static void do_remove(pset *s)
+{
+    const cps_storage_backend *b = backend();
+    int rc;
+    if (b && CPS_STORAGE_HAS(b, pin_archive) && b->pin_archive) {
+        rc = b->pin_archive(b->state, s->safe, archived, s);
+    } else if (b) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "[\"RESET\",[],%llu]\n", (unsigned long long)API->now_ms());
+        rc = b->pin_append(b->state, s->safe, line, (size_t)n, archived, s);
+    } else {
+        rc = CPS_EIO;
+    }
+    if (rc) op_finish(s, API->strerror(rc), NULL);
+}
+
+static void sizes_done(pset *s)
+{
+    sizejob *j = s->job;
+    uint64_t first = j->first, rest = j->rest;
+    s->job = NULL;
+    job_free(j);
+    if (s->head->def->kind == OP_PIN) pin_sized(s, first, rest);
+    else op_finish(s, NULL, json_integer((json_int_t)first));
+}
+
+static void run_head(pset *s)
+{
+    pop *o = s->head;
+    int kind = o->def->kind;
+    if (kind == OP_REMOVE) { do_remove(s); return; }
+    if (kind == OP_RESET && json_array_size(o->ids) == 0) {
+        op_finish(s, NULL, NULL);       /* rpc.md 7.1: nothing written, set kept */
+        return;
+    }
+    if (!s->pins) {
+        const cps_storage_backend *b = backend();
+        int rc = b ? b->pin_read(b->state, s->safe, loaded, s) : CPS_EIO;
+        if (rc) op_finish(s, API->strerror(rc), NULL);
+        return;
+    }
+    switch (kind) {
+    case OP_PIN: do_pin(s, o); break;
+    case OP_UNPIN: do_unpin(s, o); break;
+    case OP_RESET:
+        o->write = json_incref(o->ids);
+        write_line(s, "RESET", o->write);
+        break;
+    case OP_HASH: do_hash(s); break;
+    case OP_TOTAL: {
+        size_t n;
+        char **ids = pinned_copy(s, 0, &n);
+        if (!ids) { op_finish(s, "ENOMEM", NULL); break; }
+        sizes_start(s, ids, n, n);
+        break;
+    }
+    default: op_finish(s, "EINVAL", NULL);
+    }
+}
+
+/* A storage half command: {key, ids?} -> the value of the RPC command. */
+static int node_cmd(cps_call *call, json_t *args, void *ud)
+{
+    const cmd_def *def = ud;
+    const char *key = json_string_value(json_object_get(args, "key"));
+    json_t *ids = json_object_get(args, "ids");
+    char safe[KEY_LEN + 1];
+    if (!key_ok(key, safe)) return CPS_EINVAL;
+    if (def->takes_ids && !list_ok(ids)) { API->reply(call, "INVALID_PIN_LIST", NULL); return CPS_OK; }
+    if (def->kind == OP_LIMIT) { API->reply(call, NULL, limit_of(key)); return CPS_OK; }
+    pset *s = set_get(safe);
+    if (!s) return CPS_ENOMEM;
+    if (s->nops >= P.max_queue) return CPS_EBUSY;
+    pop *o = calloc(1, sizeof *o);
+    if (!o) return CPS_ENOMEM;
+    o->def = def;
+    o->call = call;
+    o->ids = def->takes_ids ? json_incref(ids) : NULL;
+    memcpy(o->key, key, sizeof o->key);
+    if (s->tail) s->tail->next = o; else s->head = o;
+    s->tail = o;
+    s->nops++;
+    if (!s->running && !s->in_kick) kick(s);
+    return CPS_ASYNC;
+}
+
+/* ---- load and unload ---------------------------------------------------- */
+
+static void collect_set(const char *key, void *val, void *ud)
+{
+    (void)key;
+    pset ***at = ud;
+    *(*at)++ = val;
+}
+
+/* Waiting operations are answered ECANCELED now.  A key whose head operation
+** waits for the backend or for sizes stays allocated, detached, until that
+** callback (which the backend and router always make, with ECANCELED at
+** unload) frees it. */
+static void pin_fini(cps_plugin *self, void *state)
+{
+    (void)self; (void)state;
+    P.closing = true;
+    if (!P.sets) return;
+    size_t n = strmap_count(P.sets);
+    pset **all = malloc((n ? n : 1) * sizeof *all), **at = all;
+    if (all) strmap_each(P.sets, collect_set, &at);
+    for (size_t i = 0; all && i < n; i++) {
+        pset *s = all[i];
+        pop *rest = s->running ? s->head->next : s->head;
+        if (s->running) { s->head->next = NULL; s->tail = s->head; s->nops = 1; }
+        else { s->head = s->tail = NULL; s->nops = 0; }
+        while (rest) {
+            pop *next = rest->next;
+            API->reply(rest->call, "ECANCELED", NULL);
+            pop_free(rest);
+            rest = next;
+        }
+        if (s->running) P.orphans++;
+        else pset_free(s);
+    }
+    free(all);
+    strmap_free(P.sets, NULL);
+    P.sets = NULL;
+    P.lru_head = P.lru_tail = NULL;
+}
+
+static size_t conf_size(json_t *cfg, const char *name, size_t def)
+{
+    json_t *v = json_object_get(cfg, name);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (size_t)json_integer_value(v) : def;
+}
+
+CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+{
+    info->name = "rpc-pin";
+    info->version = "1.0.0";
+    info->abi_major = CPS_ABI_MAJOR;
+    info->abi_minor = CPS_ABI_MINOR;
+    info->fini = pin_fini;
+    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    if (P.sets || P.orphans) return CPS_EBUSY;   /* an earlier instance still drains */
+    if (sodium_init() < 0) return CPS_EINTERNAL;
+    memset(&P, 0, sizeof P);
+    P.api = a;
+    P.self = self;
+    json_t *cfg = a->config(self);
+    P.max_cached = conf_size(cfg, "max_cached_keys", DEFAULT_CACHED);
+    P.max_queue = conf_size(cfg, "max_queue_per_key", DEFAULT_QUEUE);
+    P.c_writes = a->counter(self, "pin_log_writes_total");
+    P.c_over = a->counter(self, "pin_over_limit_total");
+
+    /* The storage half, where this process runs a storage node. */
+    P.sets = strmap_new();
+    if (!P.sets) return CPS_ENOMEM;
+    bool storage = true;
+    for (size_t i = 0; i < NCMDS && storage; i++) {
+        if (i && !strcmp(CMDS[i].node_cmd, CMDS[i - 1].node_cmd)) continue;   /* UPDATE_LIMITS */
+        int rc = a->register_role_command(self, "storage", CMDS[i].node_cmd, node_cmd, (void *)&CMDS[i]);
+        if (rc == CPS_ENOENT) storage = false;
+        else if (rc) { strmap_free(P.sets, NULL); P.sets = NULL; return rc; }
+    }
+    if (!storage) { strmap_free(P.sets, NULL); P.sets = NULL; }
+
+    /* The RPC half.  A refusal unloads us without fini: free the cache. */
+    int rc = 0;
+    for (size_t i = 0; i < NCMDS && !rc; i++)
+        rc = a->register_rpc(self, CMDS[i].rpc, CPS_RPC_AUTH, rpc_forward, (void *)&CMDS[i]);
+    if (!rc) rc = a->register_rpc(self, "TRIM_PINS", CPS_RPC_AUTH, rpc_trim_pins, NULL);
+    if (!rc) rc = a->register_rpc(self, "IS_CHANNEL_PINNED", CPS_RPC_ANON, rpc_is_pinned, NULL);
+    if (rc) { strmap_free(P.sets, NULL); P.sets = NULL; return rc; }
+    a->log(self, CPS_LOG_INFO, "pinning and quota%s", storage ? " (with the storage half)" : "");
+    return CPS_OK;
+}
