@@ -205,8 +205,10 @@ static void hk_done(void *ud, const char *error, json_t *data)
         json_t *ack = json_object_get(data, "ack");
         json_t *detail = json_object_get(data, "detail");
         if (json_is_true(ack)) send_json(u, json_pack("[O s]", r->seq, "ACK"));
-        else if (json_is_string(ack))
-            reply_error(u, r->seq, json_string_value(ack), detail ? json_incref(detail) : json_null());
+        else if (json_is_string(ack) && detail)
+            reply_error(u, r->seq, json_string_value(ack), json_incref(detail));
+        else if (json_is_string(ack))   /* [seq,"ERROR",code]: history.md §5.1 */
+            send_json(u, json_pack("[O s O]", r->seq, "ERROR", ack));
         size_t i;
         json_t *m;
         json_array_foreach(json_object_get(data, "messages"), i, m) {

@@ -74,6 +74,7 @@ static void append_done(void *ud, int status, uint64_t size)
         } else {
             hk_index_add(&ch->idx, a->line, a->len, a->offset);
             ch->idx.size = size;
+            ch->log_exists = true;
             API->counter_add(ST.c_stored, 1);
             if (json_is_true(json_object_get(a->o->args, "private"))) {
                 /* WRITE_PRIVATE_MESSAGE: every member gets it, the caller the time */
