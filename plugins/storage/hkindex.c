@@ -76,6 +76,7 @@ void hk_scan_line(const char *line, size_t len, hk_line *out)
     while (c < end) {
         char ch = *c;
         if (ch == '"') { ok = true; break; }
+        if (n == HK_HASH_LEN) { ok = true; break; }      /* the rest does not matter */
         if (ch == '\\') {
             if (c + 1 >= end) break;
             char e = c[1];
@@ -84,8 +85,7 @@ void hk_scan_line(const char *line, size_t len, hk_line *out)
             if (e == 'u') { ok = false; break; }   /* rare: keep no hash */
             c++;
         }
-        if (n < HK_HASH_LEN) out->hash[n++] = ch;
-        else if (n == HK_HASH_LEN) { ok = true; break; }  /* the rest does not matter */
+        out->hash[n++] = ch;
         c++;
     }
     if (!ok) { out->hash[0] = 0; return; }
@@ -154,7 +154,11 @@ void hk_index_add(hk_index *x, const char *line, size_t len, uint64_t offset)
     x->size = offset + len + 1;
     if (l.kind == HK_LINE_MSG || l.kind == HK_LINE_OTHER) x->arrays++;
     if (l.kind == HK_LINE_META && offset == 0) x->legacy_len = len + 1;
-    if (l.kind != HK_LINE_MSG) return;
+    if (l.kind != HK_LINE_MSG) {   /* still a line: the 100-line window moves */
+        prune_cps(x);
+        prune_hashes(x);
+        return;
+    }
     if (l.checkpoint) {
         if (x->ncps == x->cpcap) {
             size_t cap = x->cpcap ? x->cpcap * 2 : 8;

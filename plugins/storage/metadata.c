@@ -29,8 +29,8 @@ static json_t *ensure_list(json_t *meta, const char *name)
     return l;
 }
 
-/* Returns 1 changed, 0 unchanged, negative CPS error (invalid). */
-int meta_apply(json_t *meta, const char *cmd, json_t *value)
+/* Applies in place; may leave `meta` half-changed on error (see meta_apply). */
+static int apply_raw(json_t *meta, const char *cmd, json_t *value)
 {
     size_t i;
     json_t *k;
@@ -72,18 +72,27 @@ int meta_apply(json_t *meta, const char *cmd, json_t *value)
             if (json_is_string(k) && !json_object_del(mb, json_string_value(k))) changed = 1;
         return changed;
     }
-    json_t *owners = ensure_list(meta, "owners");
+    json_t *owners = json_object_get(meta, "owners");
+    if (!strcmp(cmd, "ADD_PENDING_OWNERS") && !json_is_array(json_object_get(meta, "pending_owners"))) {
+        /* a new list takes the keys as given, deduplicated */
+        json_t *list = json_array();
+        json_array_foreach(value, i, k) if (!has(list, k)) json_array_append(list, k);
+        json_object_set_new(meta, "pending_owners", list);
+        return 1;
+    }
     if (!strcmp(cmd, "ADD_OWNERS") || !strcmp(cmd, "ADD_ALLOWED") || !strcmp(cmd, "ADD_PENDING_OWNERS")) {
         const char *field = cmd[4] == 'O' ? "owners" : cmd[4] == 'A' ? "allowed" : "pending_owners";
         json_t *list = ensure_list(meta, field);
+        owners = json_object_get(meta, "owners");
         int changed = 0;
         json_array_foreach(value, i, k) {
             if (!valid_key(k) || has(list, k)) continue;
-            if (list != owners && has(owners, k)) continue;
+            if (field[0] == 'a' && has(owners, k)) continue;   /* owners are allowed anyway */
             json_array_append(list, k);
             changed = 1;
         }
-        if (list == owners) remove_all(ensure_list(meta, "allowed"), value);
+        json_t *allowed = json_object_get(meta, "allowed");
+        if (list == owners && json_is_array(allowed)) remove_all(allowed, value);
         return changed;
     }
     if (!strcmp(cmd, "RM_OWNERS") || !strcmp(cmd, "RM_ALLOWED") || !strcmp(cmd, "RM_PENDING_OWNERS")) {
@@ -92,7 +101,7 @@ int meta_apply(json_t *meta, const char *cmd, json_t *value)
         if (!json_is_array(list)) return field[0] == 'p' ? CPS_EINVAL : 0;
         size_t before = json_array_size(list);
         remove_all(list, value);
-        if (list == owners) {
+        if (list == owners && json_array_size(list) != before) {
             json_t *mb = json_object_get(meta, "mailbox");
             if (json_is_object(mb)) json_array_foreach(value, i, k) if (json_is_string(k)) json_object_del(mb, json_string_value(k));
             if (json_is_string(mb)) json_object_del(meta, "mailbox");
@@ -105,14 +114,37 @@ int meta_apply(json_t *meta, const char *cmd, json_t *value)
         json_t *fresh = json_array();
         json_array_foreach(value, i, k)
             if (valid_key(k) && !has(fresh, k) && (own || !has(owners, k))) json_array_append(fresh, k);
+        bool same = json_equal(fresh, json_object_get(meta, own ? "owners" : "allowed"));
         json_object_set_new(meta, own ? "owners" : "allowed", fresh);
         if (own) {
-            remove_all(ensure_list(meta, "allowed"), fresh);
+            json_t *allowed = json_object_get(meta, "allowed");
+            if (json_is_array(allowed)) remove_all(allowed, fresh);
             if (!json_array_size(fresh)) json_object_set_new(meta, "restricted", json_false());
         }
-        return 1;
+        return own || !same;   /* RESET_OWNERS always counts as a change */
     }
     return CPS_ENOENT;   /* METADATA_UNSUPPORTED_COMMAND */
+}
+
+/* Returns 1 changed, 0 unchanged, negative CPS error (invalid).  Works on a
+** copy so that a refused or no-op command leaves `meta` exactly as it was
+** (no-ops are not logged, so they must not change the cached state). */
+int meta_apply(json_t *meta, const char *cmd, json_t *value)
+{
+    json_t *copy = json_deep_copy(meta);
+    if (!copy) return CPS_ENOMEM;
+    int rc = apply_raw(copy, cmd, value);
+    if (rc < 0 || (rc == 0 && !json_equal(copy, meta))) {
+        json_decref(copy);
+        return rc < 0 ? rc : 0;
+    }
+    if (rc > 0 || !json_equal(copy, meta)) {
+        json_object_clear(meta);
+        json_object_update(meta, copy);
+        rc = 1;
+    }
+    json_decref(copy);
+    return rc;
 }
 
 json_t *meta_replay(const char *log, size_t len, const char *legacy, size_t legacy_len)
