@@ -435,7 +435,8 @@ static void loaded(void *ud, int status, const char *data, size_t len)
 }
 
 /* The pin set's ids, sorted by bytes (JavaScript's default sort for these
-** ASCII ids).  `*n` gets the count; NULL on no memory (or no ids). */
+** ASCII ids), borrowed from the set.  `*n` gets the count; NULL only when
+** out of memory. */
 static void collect_id(const char *key, void *val, void *ud)
 {
     (void)val;

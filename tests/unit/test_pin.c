@@ -177,7 +177,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 static char *hash_of(const char **ids, size_t n)
 {
     const char **s = malloc((n ? n : 1) * sizeof *s);
-    memcpy(s, ids, n * sizeof *s);
+    if (n) memcpy(s, ids, n * sizeof *s);
     qsort(s, n, sizeof *s, cmp_str);
     size_t cap = 3;
     for (size_t i = 0; i < n; i++) cap += strlen(s[i]) + 3;
@@ -491,7 +491,7 @@ static void test_concurrent_pins(void **state)
     T.sizes_on = true;
     for (int i = 0; i < N; i++) {
         all[i] = mkid(ids[i], '9', 1000u - (unsigned)i);
-        snprintf(args, sizeof args, "[\"%s\"]", ids[i]);
+        snprintf(args, sizeof args, "[\"%.32s\"]", ids[i]);
         start("PIN", CPS_RPC_AUTH, KX, args, &r[i]);
     }
     int answered = 0;
