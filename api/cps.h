@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define CPS_ABI_MAJOR 1
-#define CPS_ABI_MINOR 2
+#define CPS_ABI_MINOR 3
 
 /* Error codes.  cps_api.strerror maps each to a short protocol-style string. */
 enum {
@@ -82,6 +82,7 @@ typedef struct cps_call    cps_call;     /* an incoming inter-node message */
 typedef struct cps_rpc     cps_rpc;      /* one invocation of an RPC command */
 typedef struct cps_timer   cps_timer;
 typedef struct cps_counter cps_counter;
+typedef struct cps_http    cps_http;     /* one HTTP request (1.3) */
 
 /* ---- callbacks ------------------------------------------------------- */
 
@@ -122,6 +123,14 @@ typedef void (*cps_work_fn)(void *ud);
 ** (the host is shutting down: release `ud`, do nothing else). Always called
 ** exactly once. */
 typedef void (*cps_after_work_fn)(void *ud, int status);
+
+/* HTTP route handler (1.3).  The request's body (up to the route's
+** max_body) has been read.  Answer with exactly one http_respond or
+** http_respond_file, now (return CPS_OK) or later (return CPS_ASYNC); a
+** negative return answers with a status for it (EINVAL 400, ENOENT 404,
+** EBUSY 503, others 500).  If the client went away meanwhile, the answer
+** is discarded. */
+typedef int (*cps_http_fn)(cps_http *req, void *ud);
 
 /* ---- the function table ---------------------------------------------- */
 
@@ -274,6 +283,33 @@ typedef struct cps_api {
     const char *(*rpc_caller)(cps_rpc *rpc);
     /* The kind (CPS_RPC_*) of a registered RPC command, or CPS_ENOENT. */
     int (*rpc_kind)(cps_plugin *p, const char *name);
+
+    /* -- HTTP (1.3): routes beside the websocket, on every listening port -- */
+
+    /* Route requests whose path starts with `prefix` ("/api/", or "/" for a
+    ** fallback) and whose method is `method` ("GET" also takes HEAD; "*"
+    ** any).  The longest matching prefix wins; a second registration of the
+    ** same method and prefix is refused (CPS_EEXIST).  Bodies longer than
+    ** max_body are refused with 413 before the handler runs. */
+    int (*register_http)(cps_plugin *p, const char *method, const char *prefix,
+                         size_t max_body, cps_http_fn fn, void *ud);
+    const char *(*http_method)(cps_http *r);     /* "GET", "HEAD", "POST", ... */
+    const char *(*http_path)(cps_http *r);       /* without the query, not decoded */
+    const char *(*http_query)(cps_http *r);      /* after '?', or "" */
+    /* A request header by lowercase name ("range"), or NULL. */
+    const char *(*http_header)(cps_http *r, const char *name);
+    const char *(*http_body)(cps_http *r, size_t *len);
+    int (*http_port)(cps_http *r);               /* the local port it came to */
+    /* Answer with a body (copied).  `headers` (borrowed, may be NULL) is an
+    ** object name -> string value; Content-Length is set by the host, and a
+    ** HEAD request gets the headers only. */
+    int (*http_respond)(cps_http *r, int status, json_t *headers, const char *body, size_t len);
+    /* Answer with `len` bytes of the file at `path` from `offset` (len
+    ** UINT64_MAX: to the end), read on the thread pool a chunk at a time, so
+    ** any size goes out in bounded memory.  CPS_ENOENT if it cannot be
+    ** opened (then the request still needs an answer). */
+    int (*http_respond_file)(cps_http *r, int status, json_t *headers, const char *path,
+                             uint64_t offset, uint64_t len);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

@@ -8,7 +8,9 @@
 return {
     -- Where clients connect (websocket and HTTP).  port 0 picks a free port;
     -- the actual address is logged as "listening on HOST:PORT".
-    listen = { host = "127.0.0.1", port = 3000 },
+    -- extra_ports: more HTTP listeners on the same host (CryptPad's sandbox
+    -- origin is the second port of the same server).
+    listen = { host = "127.0.0.1", port = 3000, extra_ports = {} },
 
     -- The websocket upgrade is accepted on this path only.
     websocket_path = "/cryptpad_websocket",
@@ -34,7 +36,7 @@ return {
     -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
     -- after the role plugins.  A name prefixed with "?" is optional: if it
     -- fails to load the server logs it and carries on.
-    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "example_rpc", "example_note" },
+    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "example_rpc", "example_note", "example_http" },
     lua_scripts = { "examples/example_rpc.lua", "examples/example_note.lua" },
 
     limits = {

@@ -120,6 +120,15 @@ const cps_api cps_host_api = {
     .rpc_call_as = cps_rpc_call_as,
     .rpc_caller = cps_rpc_caller,
     .rpc_kind = cps_rpc_kind,
+    .register_http = cps_http_register,
+    .http_method = cps_http_method,
+    .http_path = cps_http_path,
+    .http_query = cps_http_query,
+    .http_header = cps_http_header,
+    .http_body = cps_http_body,
+    .http_port = cps_http_port,
+    .http_respond = cps_http_respond,
+    .http_respond_file = cps_http_respond_file,
 };
 
 const char *cps_strerror(int code)

@@ -191,7 +191,7 @@ static int line_of(const char *text, const char *path)
 
 /* ---- schema ---- */
 
-enum { T_STR, T_INT, T_BOOL, T_STRLIST, T_TABLE, T_LEVEL, T_NODES, T_COUNTS };
+enum { T_STR, T_INT, T_BOOL, T_STRLIST, T_TABLE, T_LEVEL, T_NODES, T_COUNTS, T_PORTS };
 
 typedef struct rule { const char *path; int type; int64_t min, max; } rule;
 
@@ -199,6 +199,7 @@ static const rule schema[] = {
     { "listen", T_TABLE, 0, 0 },
     { "listen.host", T_STR, 0, 0 },
     { "listen.port", T_INT, 0, 65535 },
+    { "listen.extra_ports", T_PORTS, 0, 0 },
     { "websocket_path", T_STR, 0, 0 },
     { "data_dir", T_STR, 0, 0 },
     { "storage_backend", T_STR, 0, 0 },
@@ -285,6 +286,15 @@ static void check_rule(const rule *r, json_t *v, const char *file, const char *t
             else if (r->type == T_NODES && !valid_node_id(json_string_value(x)))
                 err_add(e, "%s:%d: %s[%zu]: expected a node id like \"core:0\", got \"%s\"", WHERE(p), p, i + 1, json_string_value(x));
         }
+        break;
+    }
+    case T_PORTS: {
+        if (!is_list(v)) { err_add(e, "%s:%d: %s: expected a list of ports, got %s", WHERE(p), p, type_name(v)); break; }
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 65535)
+                err_add(e, "%s:%d: %s[%zu]: expected a port from 0 to 65535", WHERE(p), p, i + 1);
         break;
     }
     case T_COUNTS: {

@@ -137,6 +137,27 @@ const char *cps_session_peer(cps_session *s);
 size_t cps_session_queued(cps_session *s);
 int  cps_session_on_drain(cps_session *s, size_t below, void (*fn)(cps_session *, void *), void *ud);
 
+/* ---- HTTP routes and answers (http.c) ---- */
+struct lws;
+int  cps_http_register(cps_plugin *p, const char *method, const char *prefix, size_t max_body,
+                       cps_http_fn fn, void *ud);
+void cps_http_forget(cps_plugin *p);
+const char *cps_http_method(cps_http *r);
+const char *cps_http_path(cps_http *r);
+const char *cps_http_query(cps_http *r);
+const char *cps_http_header(cps_http *r, const char *name);
+const char *cps_http_body(cps_http *r, size_t *len);
+int  cps_http_port(cps_http *r);
+int  cps_http_respond(cps_http *r, int status, json_t *headers, const char *body, size_t len);
+int  cps_http_respond_file(cps_http *r, int status, json_t *headers, const char *path,
+                           uint64_t offset, uint64_t len);
+/* from server.c's lws callback */
+int  cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri);
+int  cps_http_body_chunk(cps_http *r, const void *in, size_t len);
+void cps_http_body_done(cps_http *r);
+int  cps_http_writable(struct lws *wsi, cps_http **slot);
+void cps_http_closed(cps_http **slot);
+
 /* ---- timers and work (timer.c) ---- */
 int  cps_timers_init(uv_loop_t *loop);
 cps_timer *cps_timer_start(cps_plugin *p, uint64_t after, uint64_t repeat,

@@ -53,6 +53,7 @@ void cps_plugin_forget(cps_plugin *p)
     cps_timers_forget(p);
     cps_server_forget(p);
     cps_storage_forget(p);
+    cps_http_forget(p);
 }
 
 static bool valid_name(const char *s)

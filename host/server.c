@@ -39,7 +39,8 @@ struct cps_session {
 /* Per-connection storage lws allocates for us. */
 typedef struct pss {
     cps_session *s;           /* websocket connections */
-    char *body;               /* HTTP response body not yet written */
+    cps_http *http;           /* an HTTP request being handled (http.c) */
+    char *body;               /* the /metrics answer not yet written */
     size_t body_len;
 } pss;
 
@@ -265,9 +266,8 @@ static int on_receive(struct lws *wsi, cps_session *s, const char *in, size_t le
 static int http_request(struct lws *wsi, pss *ps, const char *uri)
 {
     unsigned char buf[LWS_PRE + 512], *p = buf + LWS_PRE, *end = buf + sizeof buf - 1;
-    if (strcmp(uri, "/metrics") != 0)
-        return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 :
-               (lws_http_transaction_completed(wsi) ? -1 : 0);
+    if (strcmp(uri, "/metrics") != 0 || lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+        return cps_http_begin(wsi, &ps->http, uri);
     ps->body = cps_metrics_text();
     ps->body_len = ps->body ? strlen(ps->body) : 0;
     if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4",
@@ -349,10 +349,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_HTTP:
         return http_request(wsi, ps, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_BODY:
+        return ps ? cps_http_body_chunk(ps->http, in, len) : 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (ps) cps_http_body_done(ps->http);
+        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return http_writable(wsi, ps);
+        if (ps && ps->http) return cps_http_writable(wsi, &ps->http);
+        return ps ? http_writable(wsi, ps) : 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
+        if (ps) cps_http_closed(&ps->http);
         if (ps && ps->body) { free(ps->body); ps->body = NULL; }
         return 0;
     default:
@@ -401,22 +408,28 @@ int cps_server_start(uv_loop_t *loop)
                 "(is the libwebsockets-evlib-uv package installed?)");
         return CPS_EINVAL;
     }
-    memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                   LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.port = (int)cps_config_int("listen.port", 3000);
-    info.iface = cps_config_str("listen.host", "127.0.0.1");
-    info.protocols = protocols;
-    info.vhost_name = "cpsd";
-    info.keepalive_timeout = 5;
-    S.vhost = lws_create_vhost(S.ctx, &info);    /* G5: check the bind */
-    if (!S.vhost) {
-        cps_log("server", CPS_LOG_ERROR, "cannot listen on %s:%d (address in use, or not available)",
-                info.iface, info.port);
-        return CPS_EIO;
+    /* listen.port, then each of listen.extra_ports: one vhost each, same
+    ** protocols (the plugins tell requests apart by api->http_port). */
+    json_t *extra = cps_config_path(cps_cfg ? cps_cfg->root : NULL, "listen.extra_ports");
+    for (size_t i = 0; i <= json_array_size(extra); i++) {
+        memset(&info, 0, sizeof info);
+        info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                       LWS_SERVER_OPTION_DISABLE_IPV6;
+        info.port = i == 0 ? (int)cps_config_int("listen.port", 3000)
+                           : (int)json_integer_value(json_array_get(extra, i - 1));
+        info.iface = cps_config_str("listen.host", "127.0.0.1");
+        info.protocols = protocols;
+        info.vhost_name = i == 0 ? "cpsd" : "cpsd-extra";
+        info.keepalive_timeout = 5;
+        struct lws_vhost *vh = lws_create_vhost(S.ctx, &info);    /* G5: check the bind */
+        if (!vh) {
+            cps_log("server", CPS_LOG_ERROR, "cannot listen on %s:%d (address in use, or not available)",
+                    info.iface, info.port);
+            return CPS_EIO;
+        }
+        if (i == 0) S.vhost = vh;
+        cps_log("server", CPS_LOG_INFO, "listening on %s:%d", info.iface, lws_get_vhost_listen_port(vh));
     }
-    cps_log("server", CPS_LOG_INFO, "listening on %s:%d", info.iface,
-            lws_get_vhost_listen_port(S.vhost));
     return 0;
 }
 

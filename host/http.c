@@ -1,0 +1,432 @@
+/*
+** http.c - HTTP requests other than the websocket upgrade: routes that
+** plugins register by method and path prefix, bounded request bodies, and
+** answers written from WRITEABLE (so a handler may answer later, from any
+** loop callback).  File answers are read on the thread pool one chunk at a
+** time, so a large file goes out in bounded memory.
+*/
+#include <uv.h>
+#include <libwebsockets.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "host.h"
+
+#define CHUNK (64 * 1024)
+#define MAX_ROUTES 64
+
+typedef struct route {
+    char method[8];
+    char prefix[128];
+    size_t max_body;
+    cps_http_fn fn;
+    void *ud;
+    cps_plugin *owner;
+} route;
+
+struct cps_http {
+    struct lws *wsi;          /* NULL once the connection is gone */
+    char method[8];
+    char *path, *query;
+    json_t *headers_in;       /* cache of looked-up headers: name -> value */
+    char *body;
+    size_t body_len, body_max;
+    route *rt;
+    int port;
+    bool answered, in_handler, head;
+    /* the answer */
+    int status;
+    char *hdrs;               /* "name: value\r\n" lines */
+    char *out;                /* body to send */
+    size_t out_len, out_off;
+    int fd;                   /* file answer, or -1 */
+    uint64_t file_left;
+    uint64_t file_off;
+    unsigned char *chunk;     /* read from the file, waiting to go out */
+    size_t chunk_len;
+    bool reading, headers_sent;
+};
+
+static struct {
+    route routes[MAX_ROUTES];
+    int nroutes;
+    cps_counter *c_requests;
+} H;   /* the HTTP singleton */
+
+/* ---- routes ---- */
+
+int cps_http_register(cps_plugin *p, const char *method, const char *prefix, size_t max_body,
+                      cps_http_fn fn, void *ud)
+{
+    if (!method || !prefix || prefix[0] != '/' || !fn || strlen(method) >= 8 || strlen(prefix) >= 128)
+        return CPS_EINVAL;
+    for (int i = 0; i < H.nroutes; i++)
+        if (!strcmp(H.routes[i].method, method) && !strcmp(H.routes[i].prefix, prefix)) {
+            cps_log("http", CPS_LOG_ERROR, "HTTP route %s %s: registered by plugin '%s', refused for '%s'",
+                    method, prefix, H.routes[i].owner ? H.routes[i].owner->name : "?", p ? p->name : "?");
+            return CPS_EEXIST;
+        }
+    if (H.nroutes == MAX_ROUTES) return CPS_EBUSY;
+    route *r = &H.routes[H.nroutes++];
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+    r->max_body = max_body;
+    r->fn = fn;
+    r->ud = ud;
+    r->owner = p;
+    if (!H.c_requests) H.c_requests = cps_metrics_counter("http_requests_total");
+    return 0;
+}
+
+void cps_http_forget(cps_plugin *p)
+{
+    int j = 0;
+    for (int i = 0; i < H.nroutes; i++)
+        if (p && H.routes[i].owner != p) H.routes[j++] = H.routes[i];
+    H.nroutes = j;
+}
+
+static route *match(const char *method, const char *path)
+{
+    route *best = NULL;
+    size_t best_len = 0;
+    for (int i = 0; i < H.nroutes; i++) {
+        route *r = &H.routes[i];
+        bool m = !strcmp(r->method, "*") || !strcmp(r->method, method) ||
+                 (!strcmp(method, "HEAD") && !strcmp(r->method, "GET"));
+        size_t n = strlen(r->prefix);
+        if (m && strncmp(path, r->prefix, n) == 0 && n >= best_len) { best = r; best_len = n; }
+    }
+    return best;
+}
+
+/* ---- request accessors ---- */
+
+const char *cps_http_method(cps_http *r) { return r ? r->method : ""; }
+const char *cps_http_path(cps_http *r) { return r ? r->path : ""; }
+const char *cps_http_query(cps_http *r) { return r && r->query ? r->query : ""; }
+int cps_http_port(cps_http *r) { return r ? r->port : 0; }
+
+const char *cps_http_body(cps_http *r, size_t *len)
+{
+    if (len) *len = r && r->body ? r->body_len : 0;
+    return r && r->body ? r->body : "";
+}
+
+const char *cps_http_header(cps_http *r, const char *name)
+{
+    if (!r || !name) return NULL;
+    json_t *v = json_object_get(r->headers_in, name);
+    if (v) return json_string_value(v);
+    if (!r->wsi) return NULL;
+    char want[64], buf[4096];
+    int n = snprintf(want, sizeof want, "%s:", name);
+    if (n <= 0 || n >= (int)sizeof want) return NULL;
+    for (char *c = want; *c; c++) *c = (char)tolower((unsigned char)*c);
+    int got = -1;
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        const unsigned char *ts = lws_token_to_string((enum lws_token_indexes)t);
+        if (ts && !strcmp((const char *)ts, want)) {
+            got = lws_hdr_copy(r->wsi, buf, sizeof buf, (enum lws_token_indexes)t);
+            break;
+        }
+    }
+    if (got < 0) got = lws_hdr_custom_copy(r->wsi, buf, sizeof buf, want, n);
+    if (got < 0) return NULL;
+    json_object_set_new(r->headers_in, name, json_stringn(buf, (size_t)got));
+    return json_string_value(json_object_get(r->headers_in, name));
+}
+
+/* ---- answering ---- */
+
+static void req_free(cps_http *r)
+{
+    if (r->fd >= 0) close(r->fd);
+    json_decref(r->headers_in);
+    free(r->path);
+    free(r->query);
+    free(r->body);
+    free(r->hdrs);
+    free(r->out);
+    free(r->chunk);
+    free(r);
+}
+
+static const char *status_text(int s)
+{
+    switch (s) {
+    case 200: return "OK"; case 204: return "No Content"; case 206: return "Partial Content";
+    case 301: return "Moved Permanently"; case 302: return "Found"; case 304: return "Not Modified";
+    case 400: return "Bad Request"; case 401: return "Unauthorized"; case 403: return "Forbidden";
+    case 404: return "Not Found"; case 405: return "Method Not Allowed"; case 413: return "Payload Too Large";
+    case 416: return "Range Not Satisfiable"; case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable"; default: return "";
+    }
+}
+
+static int set_headers(cps_http *r, int status, json_t *headers)
+{
+    size_t cap = 256, len = 0;
+    char *h = malloc(cap);
+    if (!h) return CPS_ENOMEM;
+    h[0] = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(headers, k, v) {
+        const char *val = json_string_value(v);
+        if (!val || strpbrk(k, "\r\n:") || strpbrk(val, "\r\n")) continue;   /* no header injection */
+        size_t need = strlen(k) + strlen(val) + 5;
+        if (len + need >= cap) {
+            while (len + need >= cap) cap *= 2;
+            char *n = realloc(h, cap);
+            if (!n) { free(h); return CPS_ENOMEM; }
+            h = n;
+        }
+        len += (size_t)sprintf(h + len, "%s: %s\r\n", k, val);
+    }
+    r->status = status;
+    r->hdrs = h;
+    return 0;
+}
+
+static void finish_answer(cps_http *r)
+{
+    r->answered = true;
+    if (!r->wsi) { if (!r->in_handler) req_free(r); return; }
+    lws_callback_on_writable(r->wsi);
+}
+
+int cps_http_respond(cps_http *r, int status, json_t *headers, const char *body, size_t len)
+{
+    if (!r || r->answered) return CPS_EINVAL;
+    int rc = set_headers(r, status, headers);
+    if (!rc && len && !r->head) {
+        r->out = malloc(len);
+        if (!r->out) rc = CPS_ENOMEM; else memcpy(r->out, body, len);
+    }
+    r->out_len = len;   /* Content-Length also for HEAD */
+    finish_answer(r);
+    return rc;
+}
+
+int cps_http_respond_file(cps_http *r, int status, json_t *headers, const char *path,
+                          uint64_t offset, uint64_t len)
+{
+    if (!r || r->answered || !path) return CPS_EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        return CPS_ENOENT;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (offset > size) offset = size;
+    if (len > size - offset) len = size - offset;
+    int rc = set_headers(r, status, headers);
+    if (rc) { close(fd); return rc; }
+    r->fd = fd;
+    r->file_off = offset;
+    r->file_left = len;
+    r->out_len = (size_t)len;
+    if (r->head) { close(fd); r->fd = -1; r->file_left = 0; }
+    finish_answer(r);
+    return 0;
+}
+
+/* ---- file chunks on the pool ---- */
+
+static void read_chunk(void *ud)
+{
+    cps_http *r = ud;
+    size_t want = r->file_left < CHUNK ? (size_t)r->file_left : CHUNK;
+    ssize_t n = pread(r->fd, r->chunk + LWS_PRE, want, (off_t)r->file_off);
+    r->chunk_len = n > 0 ? (size_t)n : 0;
+}
+
+static void chunk_ready(void *ud, int status)
+{
+    cps_http *r = ud;
+    r->reading = false;
+    if (!r->wsi || status != CPS_OK) { if (!r->wsi) req_free(r); return; }
+    if (r->chunk_len == 0) { r->file_left = 0; lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); return; }
+    lws_callback_on_writable(r->wsi);
+}
+
+/* ---- the lws side (called from server.c) ---- */
+
+static int method_of(struct lws *wsi, char *m, size_t n)
+{
+    static const struct { int tok; const char *name; } ms[] = {
+        { WSI_TOKEN_GET_URI, "GET" }, { WSI_TOKEN_POST_URI, "POST" }, { WSI_TOKEN_HEAD_URI, "HEAD" },
+        { WSI_TOKEN_OPTIONS_URI, "OPTIONS" }, { WSI_TOKEN_PUT_URI, "PUT" }, { WSI_TOKEN_DELETE_URI, "DELETE" },
+        { WSI_TOKEN_PATCH_URI, "PATCH" },
+    };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        if (lws_hdr_total_length(wsi, (enum lws_token_indexes)ms[i].tok) > 0) {
+            snprintf(m, n, "%s", ms[i].name);
+            return ms[i].tok;
+        }
+    return -1;
+}
+
+static int plain(struct lws *wsi, int status)
+{
+    return lws_return_http_status(wsi, (unsigned)status, NULL) || lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void dispatch(cps_http *r)
+{
+    cps_metrics_add(H.c_requests, 1);
+    r->in_handler = true;     /* the request is not freed under the handler */
+    int rc = r->rt->fn(r, r->rt->ud);
+    if (!r->answered && rc < 0) {
+        int st = rc == CPS_EINVAL ? 400 : rc == CPS_ENOENT ? 404 : rc == CPS_EBUSY ? 503 : 500;
+        const char *text = status_text(st);
+        cps_http_respond(r, st, NULL, text, strlen(text));
+    } else if (!r->answered && rc != CPS_ASYNC) {
+        cps_log("http", CPS_LOG_WARN, "%s %s: the handler returned without an answer", r->method, r->path);
+        cps_http_respond(r, 500, NULL, "", 0);
+    }
+    r->in_handler = false;
+    if (r->answered && !r->wsi) req_free(r);
+}
+
+/* Headers are in: route the request.  Returns nonzero to close. */
+int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
+{
+    char method[8];
+    int tok = method_of(wsi, method, sizeof method);
+    if (tok < 0) return plain(wsi, 405);
+    route *rt = match(method, uri);
+    if (!rt) return plain(wsi, 404);
+    cps_http *r = calloc(1, sizeof *r);
+    if (!r) return -1;
+    r->wsi = wsi;
+    r->fd = -1;
+    r->rt = rt;
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->head = !strcmp(method, "HEAD");
+    r->path = strdup(uri);
+    r->headers_in = json_object();
+    r->port = lws_get_vhost_listen_port(lws_get_vhost(wsi));
+    int qn = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    if (qn > 0) {
+        r->query = malloc((size_t)qn + 1);
+        if (r->query) lws_hdr_copy(wsi, r->query, qn + 1, WSI_TOKEN_HTTP_URI_ARGS);
+    }
+    *slot = r;
+    bool has_body = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+    if (has_body) {
+        const char *cl = cps_http_header(r, "content-length");
+        unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+        if (n > rt->max_body) { *slot = NULL; req_free(r); return plain(wsi, 413); }
+        r->body_max = rt->max_body;
+        r->body = malloc(n + 1);
+        if (!r->body) { *slot = NULL; req_free(r); return -1; }
+        r->body[0] = 0;
+        return 0;   /* wait for the body */
+    }
+    dispatch(r);
+    return 0;
+}
+
+int cps_http_body_chunk(cps_http *r, const void *in, size_t len)
+{
+    if (!r || !r->body) return 0;
+    if (r->body_len + len > r->body_max) return -1;   /* more than announced */
+    char *b = realloc(r->body, r->body_len + len + 1);
+    if (!b) return -1;
+    r->body = b;
+    memcpy(r->body + r->body_len, in, len);
+    r->body_len += len;
+    r->body[r->body_len] = 0;
+    return 0;
+}
+
+void cps_http_body_done(cps_http *r)
+{
+    if (r && !r->answered && !r->in_handler) dispatch(r);
+}
+
+/* WRITEABLE: headers, then the body or file chunks. */
+int cps_http_writable(struct lws *wsi, cps_http **slot)
+{
+    cps_http *r = *slot;
+    if (!r || !r->answered) return 0;
+    if (!r->headers_sent) {
+        size_t hl = r->hdrs ? strlen(r->hdrs) : 0;
+        unsigned char *buf = malloc(LWS_PRE + 1024 + hl);
+        if (!buf) return -1;
+        unsigned char *p = buf + LWS_PRE, *end = p + 1024 + hl;
+        if (lws_add_http_header_status(wsi, (unsigned)r->status, &p, end) ||
+            lws_add_http_header_content_length(wsi, r->out_len, &p, end)) { free(buf); return -1; }
+        const char *h = r->hdrs;
+        while (h && *h) {
+            const char *colon = strchr(h, ':'), *eol = strstr(h, "\r\n");
+            if (!colon || !eol) break;
+            char name[128];
+            snprintf(name, sizeof name, "%.*s:", (int)(colon - h), h);
+            if (lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)colon + 2,
+                                            (int)(eol - colon - 2), &p, end)) { free(buf); return -1; }
+            h = eol + 2;
+        }
+        if (lws_finalize_http_header(wsi, &p, end)) { free(buf); return -1; }
+        int w = lws_write(wsi, buf + LWS_PRE, (size_t)(p - (buf + LWS_PRE)), LWS_WRITE_HTTP_HEADERS);
+        free(buf);
+        if (w < 0) return -1;
+        r->headers_sent = true;
+        if (r->head || (r->fd < 0 && r->out_len == 0) || (r->fd >= 0 && r->file_left == 0)) goto done;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (r->fd >= 0) {
+        if (r->reading) return 0;
+        if (r->chunk_len) {
+            size_t n = r->chunk_len;
+            bool last = n >= r->file_left;
+            int w = lws_write(wsi, r->chunk + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+            if (w < (int)n) return -1;
+            r->file_off += n;
+            r->file_left -= n;
+            r->chunk_len = 0;
+            if (last) goto done;
+        }
+        if (!r->chunk && !(r->chunk = malloc(LWS_PRE + CHUNK))) return -1;
+        r->reading = true;
+        if (cps_work(NULL, read_chunk, chunk_ready, r)) { r->reading = false; return -1; }
+        return 0;
+    }
+    {
+        size_t left = r->out_len - r->out_off, n = left < CHUNK ? left : CHUNK;
+        unsigned char *b = malloc(LWS_PRE + n);
+        if (!b) return -1;
+        memcpy(b + LWS_PRE, r->out + r->out_off, n);
+        int w = lws_write(wsi, b + LWS_PRE, n, n == left ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+        free(b);
+        if (w < (int)n) return -1;
+        r->out_off += n;
+        if (r->out_off < r->out_len) { lws_callback_on_writable(wsi); return 0; }
+    }
+done:
+    *slot = NULL;
+    req_free(r);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* The connection is gone: the request lives on until it is answered (and
+** until a pool read in flight comes back). */
+void cps_http_closed(cps_http **slot)
+{
+    cps_http *r = *slot;
+    if (!r) return;
+    *slot = NULL;
+    r->wsi = NULL;
+    if (r->reading || r->in_handler) return;
+    if (r->answered || r->rt == NULL) { req_free(r); return; }
+    /* not answered yet: freed by the answer */
+}
