@@ -110,7 +110,32 @@ typedef struct cps_storage_backend {
     ** pins); ENOENT if there is none. */
     int (*pin_archive)(void *state, const char *key, cps_store_done_fn done, void *ud);
 
-    /* Blobs and blocks are appended here in a later minor version. */
+    /* -- named objects (blobs, staged uploads, login blocks...), appended
+    **    for ABI 1.3 (check with CPS_STORAGE_HAS(b, obj_append)) --
+    ** An object is bytes under (store, key).  `store` is [a-z]{1,16}
+    ** ("blob", "blobstage", "block"); `key` is [A-Za-z0-9+=_.-]{1,128}
+    ** without "..", the file store puts it at <store dir>/<key[0..2]>/<key>.
+    ** Requests on one (store, key) complete in order. */
+    int (*obj_append)(void *state, const char *store, const char *key, const char *data,
+                      size_t len, cps_store_size_fn done, void *ud);
+    /* Replace the whole object (atomically: temp file and rename). */
+    int (*obj_write)(void *state, const char *store, const char *key, const char *data,
+                     size_t len, cps_store_done_fn done, void *ud);
+    /* Raw bytes from `offset`, at most `max` (not line-aligned). */
+    int (*obj_read)(void *state, const char *store, const char *key, uint64_t offset,
+                    size_t max, cps_store_read_fn done, void *ud);
+    int (*obj_size)(void *state, const char *store, const char *key, cps_store_size_fn done, void *ud);
+    /* Move an object to another (store, key); CPS_EEXIST if the target
+    ** exists (then nothing moves), CPS_ENOENT if the source does not. */
+    int (*obj_move)(void *state, const char *from_store, const char *from_key,
+                    const char *to_store, const char *to_key, cps_store_done_fn done, void *ud);
+    int (*obj_delete)(void *state, const char *store, const char *key, cps_store_done_fn done, void *ud);
+    /* Move to the archive (kept for restore); CPS_ENOENT if none. */
+    int (*obj_archive)(void *state, const char *store, const char *key, cps_store_done_fn done, void *ud);
+    /* A local file path holding the object, for serving it with
+    ** api->http_respond_file, or NULL if this backend has no files (then
+    ** stream it with obj_read).  Synchronous; does not check existence. */
+    const char *(*obj_path)(void *state, const char *store, const char *key, char *buf, size_t n);
 } cps_storage_backend;
 
 /* Whether backend `b` has member `m` (built against a header that had it). */

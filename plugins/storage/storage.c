@@ -46,6 +46,50 @@ static void add_member(cps_call *call, channel *c, const char *user, const char 
     API->reply(call, NULL, json_pack("{s o}", "members", before));
 }
 
+/* ---- self-destructing channels: archived 30 s after the last member
+** left, unless someone joins meanwhile (history.md §9.3) ---- */
+
+#define SELFDESTRUCT_MS 30000
+
+static void ignore_done(void *ud, int status) { (void)ud; (void)status; }
+
+typedef struct doom { char id[40]; cps_timer *t; } doom;
+
+static void doom_fire(cps_timer *t, void *ud)
+{
+    (void)t;
+    doom *d = ud;
+    strmap_del(ST.doomed, d->id);
+    channel *ch = ch_get(d->id, false);
+    if (!ch || !json_array_size(ch->members)) {
+        const cps_storage_backend *b = backend();
+        if (b) b->channel_archive(b->state, d->id, NULL, ignore_done, NULL);
+        if (ch) ch_forget_state(ch);
+        API->log(ST.self, CPS_LOG_INFO, "self-destructing channel %s archived", d->id);
+    }
+    free(d);
+}
+
+static void doom_cancel(const char *id)
+{
+    doom *d = strmap_del(ST.doomed, id);
+    if (d) { API->timer_stop(d->t); free(d); }
+}
+
+static void doom_schedule(channel *c)
+{
+    if (json_array_size(c->members) || !json_object_get(c->meta, "selfdestruct") ||
+        strmap_get(ST.doomed, c->id))
+        return;
+    doom *d = calloc(1, sizeof *d);
+    if (!d) return;
+    snprintf(d->id, sizeof d->id, "%s", c->id);
+    d->t = API->timer_start(ST.self, SELFDESTRUCT_MS, 0, doom_fire, d);
+    if (!d->t || strmap_put(ST.doomed, d->id, d)) { if (d->t) API->timer_stop(d->t); free(d); }
+}
+
+static void doom_free(void *v) { free(v); }   /* timers are stopped by the host */
+
 /* Removes a member; returns the remaining members (a new reference). */
 static json_t *remove_member(channel *c, long at)
 {
@@ -53,12 +97,11 @@ static json_t *remove_member(channel *c, long at)
     json_array_remove(rest, (size_t)at);
     json_decref(c->members);
     c->members = json_incref(rest);
+    doom_schedule(c);
     return rest;
 }
 
 /* ---- JOIN ---- */
-
-static void ignore_done(void *ud, int status) { (void)ud; (void)status; }
 
 typedef struct join_wait { char id[40]; op *o; } join_wait;
 
@@ -71,6 +114,7 @@ static void join_checked(channel *ch, op *o, json_t *keys)
         json_array_insert_new(detail, 0, json_string(CPS_HK_ID));
         API->reply(o->call, "ERESTRICTED", json_pack("{s o}", "detail", detail));
     } else {
+        doom_cancel(ch->id);
         add_member(o->call, ch, user, front);
     }
     ch_done(ch, o);
@@ -172,6 +216,8 @@ static void fini(cps_plugin *self, void *state)
 {
     (void)self; (void)state;
     ch_free_all();
+    strmap_free(ST.doomed, doom_free);
+    ST.doomed = NULL;
 }
 
 CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
@@ -193,6 +239,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     json_int_t max_ops = json_integer_value(json_object_get(api->config(self), "max_queue_per_channel"));
     ST.max_ops = max_ops > 0 ? (size_t)max_ops : 10000;
     ST.channels = strmap_new();
+    ST.doomed = strmap_new();
     ST.c_stored = api->counter(self, "storage_messages_stored_total");
     static const struct { const char *name; cps_command_fn fn; } cmds[] = {
         { "JOIN", cmd_join }, { "LEAVE", cmd_leave }, { "DROP_USER", cmd_drop_user },

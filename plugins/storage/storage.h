@@ -43,6 +43,7 @@ extern struct storage_role {
     cps_plugin *self;
     const char *node;
     strmap *channels;
+    strmap *doomed;       /* channel id -> self-destruct timer (history.md §9.3) */
     char instance[33];    /* this process's id, for self-destructing channels */
     size_t max_ops;       /* per-channel queue bound */
     cps_counter *c_stored, *c_bytes_out;

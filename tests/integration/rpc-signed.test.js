@@ -362,7 +362,7 @@ T('a txid that is not a string: no reply, the connection keeps working', async (
     r.close();
 });
 
-T('oversized args: an error or a refused frame, never a crash', async () => {
+T('oversized args: an error or a refused frame, never a crash', async (t) => {
     const { r, rpc } = await session(A);
     // 1 MiB of args: beyond limits.max_frame with the envelope
     const big = 'x'.repeat(1 << 20);
@@ -375,6 +375,7 @@ T('oversized args: an error or a refused frame, never a crash', async () => {
             if (r.closeInfo) { return { closed: r.closeInfo }; }
             throw e;
         });
+    t.diagnostic(`1 MiB signed call: ${C.short(outcome)}`);
     if (outcome.reply) {
         assert.equal(outcome.reply[1], 'ERROR', `big call answered with an error: ${C.short(outcome.reply)}`);
     } else {
