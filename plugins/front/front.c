@@ -428,6 +428,18 @@ static int cmd_deliver(cps_call *call, json_t *args, void *ud)
     return CPS_OK;
 }
 
+/* {user, channel}: the user was removed from the channel (kicked by an
+** allow-list change): its messages must not reach the channel any more. */
+static int cmd_forget_channel(cps_call *call, json_t *args, void *ud)
+{
+    (void)call; (void)ud;
+    const char *id = json_string_value(json_object_get(args, "user"));
+    const char *ch = json_string_value(json_object_get(args, "channel"));
+    user *u = id ? strmap_get(F.users, id) : NULL;
+    if (u && ch) strmap_del(u->channels, ch);
+    return CPS_OK;
+}
+
 /* {target, msg}: deliver if the user is here; reply {delivered: bool} */
 static int cmd_deliver_user(cps_call *call, json_t *args, void *ud)
 {
@@ -522,6 +534,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     if (!rc) rc = api->register_command(self, "DELIVER", cmd_deliver, NULL);
     if (!rc) rc = api->register_command(self, "DELIVER_USER", cmd_deliver_user, NULL);
     if (!rc) rc = api->register_command(self, "SEND_TEXTS", cmd_send_texts, NULL);
+    if (!rc) rc = api->register_command(self, "FORGET_CHANNEL", cmd_forget_channel, NULL);
     if (rc) return rc;
     F.keepalive = api->timer_start(self, every > 0 ? (uint64_t)every : 5000,
                                    every > 0 ? (uint64_t)every : 5000, keepalive, NULL);

@@ -212,11 +212,91 @@ static int cmd_write_private(cps_call *call, json_t *args, void *ud)
 
 typedef struct meta_write { char id[40]; op *o; json_t *next; } meta_write;
 
+/* Restricted after the change: each member's authenticated keys decide
+** whether it gets the new metadata or is kicked: {"error":"ERESTRICTED"},
+** removed from the channel (and its front forgets the channel), and the
+** others see it LEAVE (history.md §8, main's behaviour). */
+typedef struct kick { char id[40]; json_t *members; json_t *allowed_of; int waiting; } kick;
+typedef struct kick_one { kick *k; char user[40]; } kick_one;
+
+static void kick_finish(kick *k)
+{
+    channel *ch = ch_get(k->id, false);
+    if (ch) ch->readers--;
+    if (ch && ch->meta) {
+        char *meta = json_dumps(ch->meta, JSON_COMPACT);
+        char notice[128];
+        snprintf(notice, sizeof notice, "{\"error\":\"ERESTRICTED\",\"channel\":\"%s\"}", ch->id);
+        size_t i;
+        json_t *m;
+        json_array_foreach(k->members, i, m) {
+            const char *user = json_string_value(json_array_get(m, 0));
+            json_t *front = json_array_get(m, 1);
+            bool ok = json_is_true(json_object_get(k->allowed_of, user));
+            hk_notify_one(user, json_string_value(front), ok ? meta : notice);
+            if (ok) continue;
+            /* drop it from the members (copy-on-write) and tell the rest */
+            json_t *rest = json_array();
+            size_t j;
+            json_t *x;
+            json_array_foreach(ch->members, j, x)
+                if (strcmp(json_string_value(json_array_get(x, 0)), user)) json_array_append(rest, x);
+            json_decref(ch->members);
+            ch->members = rest;
+            API->send(ST.self, json_string_value(front), "FORGET_CHANNEL",
+                      json_pack("{s s s s}", "user", user, "channel", ch->id));
+            json_t *leave = json_pack("[i s s s]", 0, user, "LEAVE", ch->id);
+            cps_fanout(API, ST.self, ch->members, NULL, leave);
+            json_decref(leave);
+        }
+        free(meta);
+    }
+    json_decref(k->members);
+    json_decref(k->allowed_of);
+    free(k);
+    if (ch) ch_release(ch);
+}
+
+static void kick_keys(void *ud, const char *error, json_t *data)
+{
+    kick_one *o = ud;
+    kick *k = o->k;
+    channel *ch = ch_get(k->id, false);
+    json_t *keys = error ? NULL : json_object_get(data, "keys");
+    bool ok = ch && ch->meta && meta_allows(ch->meta, keys);
+    json_object_set_new(k->allowed_of, o->user, json_boolean(ok));
+    free(o);
+    if (--k->waiting == 0) kick_finish(k);
+}
+
 static void notify_metadata(channel *ch)
 {
-    char *text = json_dumps(ch->meta, JSON_COMPACT);
-    if (text) hk_notify_members(ch, text);
-    free(text);
+    if (!json_is_true(json_object_get(ch->meta, "restricted"))) {
+        char *text = json_dumps(ch->meta, JSON_COMPACT);
+        if (text) hk_notify_members(ch, text);
+        free(text);
+        return;
+    }
+    kick *k = calloc(1, sizeof *k);
+    if (!k) return;
+    snprintf(k->id, sizeof k->id, "%s", ch->id);
+    k->members = json_incref(ch->members);
+    k->allowed_of = json_object();
+    k->waiting = 1;
+    ch->readers++;            /* keep the channel while keys are asked */
+    size_t i;
+    json_t *m;
+    json_array_foreach(k->members, i, m) {
+        const char *user = json_string_value(json_array_get(m, 0));
+        char core[64];
+        kick_one *o = calloc(1, sizeof *o);
+        if (!o || !user || !API->owner(ST.self, "core", user, core, sizeof core)) { free(o); continue; }
+        o->k = k;
+        snprintf(o->user, sizeof o->user, "%s", user);
+        k->waiting++;
+        API->query(ST.self, core, "GET_AUTH_KEYS", json_pack("{s s}", "user", user), 0, kick_keys, o);
+    }
+    if (--k->waiting == 0) kick_finish(k);
 }
 
 static void meta_written(void *ud, int status, uint64_t size)

@@ -64,6 +64,15 @@ static void add_json(json_t *list, const char *user, json_t *v, json_t *prio)
     free(s);
 }
 
+/* One user gets an HK message through its front. */
+void hk_notify_one(const char *user, const char *front, const char *content)
+{
+    if (!user || !front) return;
+    json_t *texts = json_array();
+    add_text(texts, user, content, strlen(content), NULL);
+    API->send(ST.self, front, "SEND_TEXTS", json_pack("{s s s o}", "user", user, "texts", texts));
+}
+
 /* Every member gets a notice as an HK message (EEXPIRED, EDELETED, ...). */
 void hk_notify_members(channel *ch, const char *content)
 {
@@ -74,12 +83,8 @@ void hk_notify_members(channel *ch, const char *content)
     }
     size_t i;
     json_t *m;
-    json_array_foreach(ch->members, i, m) {
-        json_t *texts = json_array();
-        add_text(texts, json_string_value(json_array_get(m, 0)), content, strlen(content), NULL);
-        API->send(ST.self, json_string_value(json_array_get(m, 1)), "SEND_TEXTS",
-                  json_pack("{s O s o}", "user", json_array_get(m, 0), "texts", texts));
-    }
+    json_array_foreach(ch->members, i, m)
+        hk_notify_one(json_string_value(json_array_get(m, 0)), json_string_value(json_array_get(m, 1)), content);
 }
 
 /* ---- streaming ---- */
