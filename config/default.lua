@@ -48,7 +48,13 @@ return {
         rpc_timeout_ms = 30000,     -- an RPC handler must answer within this
         work_queue = 10000,         -- jobs waiting for the thread pool
         max_sessions = 100000,      -- client connections
+        link_queue = 67108864,      -- bytes waiting for one link to another node
     },
+
+    -- Set by `cpsd --topology FILE --role R --index N` for a node of a
+    -- cluster: { key = <shared node key, base64>, self = "core:1",
+    -- peers = { ["front:0"] = "host:port", ... } }.  Empty: one process.
+    cluster = {},
 
     log = { level = "info" },       -- error | warn | info | debug
 

@@ -220,6 +220,8 @@ static const rule schema[] = {
     { "limits.max_sessions", T_INT, 1, INT64_C(1) << 30 },
     { "log", T_TABLE, 0, 0 },
     { "log.level", T_LEVEL, 0, 0 },
+    { "limits.link_queue", T_INT, 65536, INT64_C(1) << 40 },
+    { "cluster", T_TABLE, 0, 0 },
     { "lua", T_TABLE, 0, 0 },
     { "lua.max_instructions", T_INT, 1000, INT64_C(1) << 50 },
     { "lua.max_memory", T_INT, 1 << 20, INT64_C(1) << 40 },
@@ -384,12 +386,28 @@ static char *slurp(const char *file)
     return s;
 }
 
+/* A Lua file returning a table, as JSON (the topology file). */
+json_t *cps_config_eval_file(const char *file, char **errors)
+{
+    errbuf e = { 0 };
+    json_t *v = eval_chunk(NULL, 0, file, true, &e);
+    *errors = e.s;
+    return v;
+}
+
 cps_config *cps_config_load(const char *file, char **errors)
+{
+    return cps_config_load_with(file, NULL, errors);
+}
+
+/* The default, then `file`, then `overlay` (a node's part of a topology). */
+cps_config *cps_config_load_with(const char *file, json_t *overlay, char **errors)
 {
     errbuf e = { 0 };
     *errors = NULL;
     json_t *root = eval_chunk(cps_default_config, strlen(cps_default_config), "=default", false, &e);
     char *text = NULL;
+    if (root && overlay) merge(root, overlay);
     if (root && file) {
         text = slurp(file);
         if (!text) {

@@ -49,6 +49,8 @@ typedef struct cps_config {
 ** accepted as that plugin's section. */
 extern cps_config *cps_cfg;   /* the singleton, set by main */
 cps_config *cps_config_load(const char *file, char **errors);
+cps_config *cps_config_load_with(const char *file, json_t *overlay, char **errors);
+json_t *cps_config_eval_file(const char *file, char **errors);
 void cps_config_free(cps_config *c);
 json_t *cps_config_path(json_t *root, const char *path);  /* dotted lookup */
 const char *cps_config_str(const char *path, const char *def);
@@ -90,6 +92,26 @@ void cps_router_reply(cps_call *call, const char *error, json_t *data);
 const char *cps_router_call_from(cps_call *call);
 const char *cps_router_owner(const char *role, const char *key, char *buf, size_t n);
 size_t cps_router_queued(void);
+int  cps_router_add_remote(const char *id);
+bool cps_router_is_local(const char *id);
+void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const char *dest,
+                         const char *cmd, const char *error, json_t *args);
+void cps_router_peer_down(const char *peer);
+
+/* ---- links between nodes of a cluster (link.c) ---- */
+/* Start dialling / accepting the peers named in the configuration. */
+int  cps_link_start(void);
+struct lws_context;
+struct lws_vhost;
+int  cps_link_setup(struct lws_context *ctx, struct lws_vhost *vh);
+void cps_link_stop(void);
+/* Send one router message to a remote node; does not steal args.
+** type "E" event, "Q" query, "R" response. */
+int  cps_link_send(const char *peer, const char *type, uint64_t qid, const char *from_or_dest,
+                   const char *cmd, const char *error, json_t *args);
+/* libwebsockets callback of the link protocol (server.c lists it). */
+struct lws;
+int  cps_link_callback(struct lws *wsi, int reason, void *user, void *in, size_t len);
 void cps_router_drain(void);       /* run the queue to empty (tests) */
 
 /* ---- RPC registry (rpc.c) ---- */
@@ -172,6 +194,12 @@ uv_loop_t *cps_loop(void);
 int  cps_storage_register(cps_plugin *p, const cps_storage_backend *b);
 const cps_storage_backend *cps_storage_get(const char *name);
 void cps_storage_forget(cps_plugin *p);
+
+/* ---- topologies: one node's configuration, the supervisor (topology.c) ---- */
+/* Load FILE; with --list print the nodes; with role/index build that node's
+** overlay; with neither run every local node under a supervisor. */
+int  cps_topology_main(const char *file, const char *role, int index, bool list,
+                       const char *config_file);
 
 /* ---- Lua (lua_host.c) ---- */
 int  cps_lua_init(void);

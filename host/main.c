@@ -15,6 +15,8 @@ static const char usage[] =
     "                                   127.0.0.1:3000, data under ./data)\n"
     "       cpsd --check-config FILE    check a configuration file and explain every error\n"
     "       cpsd --print-config [FILE]  print the effective configuration as JSON\n"
+    "       cpsd --topology FILE [--list]               run (or list) the nodes of this machine\n"
+    "       cpsd --topology FILE --role ROLE --index N  run one node of a cluster\n"
     "       cpsd --help | --version\n";
 
 static struct {
@@ -31,6 +33,7 @@ static void finish(uv_timer_t *t)
 {
     (void)t;
     uv_close((uv_handle_t *)&M.drain, closed_noop);
+    cps_link_stop();
     cps_plugins_fini();      /* plugins stop their timers, drop registrations */
     cps_server_forget(NULL); /* CLOSED during destroy must not reach plugins */
     cps_timers_forget(NULL);
@@ -92,8 +95,10 @@ static int load_all(void)
 
 int main(int argc, char **argv)
 {
-    const char *config = NULL;
+    const char *config = NULL, *topology = NULL, *role = NULL;
     int mode = 0;   /* 0 run, 1 check, 2 print */
+    int index = 0;
+    bool list = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
         if (!strcmp(argv[i], "--version")) { printf("cpsd %s (plugin ABI %d.%d)\n", CPS_VERSION, CPS_ABI_MAJOR, CPS_ABI_MINOR); return 0; }
@@ -102,6 +107,10 @@ int main(int argc, char **argv)
             config = argv[++i];
             continue;
         }
+        if (!strcmp(argv[i], "--topology") && i + 1 < argc) { topology = argv[++i]; continue; }
+        if (!strcmp(argv[i], "--role") && i + 1 < argc) { role = argv[++i]; continue; }
+        if (!strcmp(argv[i], "--index") && i + 1 < argc) { index = atoi(argv[++i]); continue; }
+        if (!strcmp(argv[i], "--list")) { list = true; continue; }
         if (!strcmp(argv[i], "--print-config")) {
             mode = 2;
             if (i + 1 < argc && argv[i + 1][0] != '-') config = argv[++i];
@@ -112,7 +121,16 @@ int main(int argc, char **argv)
     }
 
     char *errors = NULL;
-    cps_cfg = cps_config_load(config, &errors);
+    if (topology) {
+        /* --list, the supervisor, or this process becomes one node */
+        int trc = cps_topology_main(topology, role, index, list, config);
+        if (trc >= 0) return trc;
+    } else if (role) {
+        fprintf(stderr, "cpsd: --role needs --topology FILE\n");
+        return 2;
+    } else {
+        cps_cfg = cps_config_load(config, &errors);
+    }
     if (!cps_cfg) {
         fprintf(stderr, "cpsd: configuration errors:\n%s", errors ? errors : "(unknown)\n");
         free(errors);
@@ -140,6 +158,7 @@ int main(int argc, char **argv)
     ** session handler; upgrades are refused until one has. */
     if (cps_server_start(&M.loop)) goto out;
     if (load_all()) goto out;
+    if (cps_link_start()) goto out;
     uv_signal_init(&M.loop, &M.sigterm);
     uv_signal_init(&M.loop, &M.sigint);
     uv_signal_start(&M.sigterm, on_signal, SIGTERM);

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include "host.h"
 
-#define MAX_NODES 8
+#define MAX_NODES 64
 #define MAX_ROLES 8
 
 typedef struct command {
@@ -26,6 +26,7 @@ typedef struct node {
     char role[24];
     cps_plugin *owner;
     command *commands;
+    bool remote;            /* reached through a link (link.c) */
 } node;
 
 enum { ENV_EVENT, ENV_QUERY, ENV_RESPONSE };
@@ -52,6 +53,7 @@ struct cps_call {
 typedef struct pending {
     uint32_t gen;
     bool used;
+    char asked[32];         /* only this node may answer */
     cps_plugin *owner;
     cps_reply_fn cb;
     void *ud;
@@ -133,6 +135,20 @@ int cps_router_add_node(const char *id, cps_plugin *owner)
     return 0;
 }
 
+/* A node of another process, reached through its link. */
+int cps_router_add_remote(const char *id)
+{
+    int rc = cps_router_add_node(id, NULL);
+    if (rc == 0) R.nodes[R.nnodes - 1].remote = true;
+    return rc;
+}
+
+bool cps_router_is_local(const char *id)
+{
+    node *n = find_node(id);
+    return n && !n->remote;
+}
+
 int cps_router_set_role_count(const char *role, int count)
 {
     for (int i = 0; i < R.nroles; i++)
@@ -206,7 +222,7 @@ static command *find_command(node *n, const char *name)
 
 /* ---- pending queries ---- */
 
-static uint64_t pending_add(cps_plugin *p, cps_reply_fn cb, void *ud, unsigned timeout)
+static uint64_t pending_add(cps_plugin *p, const char *asked, cps_reply_fn cb, void *ud, unsigned timeout)
 {
     if (R.npending >= R.max_pending) return 0;
     uint32_t i;
@@ -233,6 +249,7 @@ static uint64_t pending_add(cps_plugin *p, cps_reply_fn cb, void *ud, unsigned t
     q->owner = p;
     q->cb = cb;
     q->ud = ud;
+    snprintf(q->asked, sizeof q->asked, "%s", asked ? asked : "");
     q->deadline = (R.loop ? uv_now(R.loop) : 0) + (timeout ? timeout : R.default_timeout);
     R.npending++;
     return ((uint64_t)q->gen << 32) | (i + 1);
@@ -305,6 +322,12 @@ static int enqueue(cps_plugin *p, const char *dest, const char *cmd, json_t *arg
     if (R.closing) { json_decref(args); return CPS_ECANCELED; }
     node *n = dest ? find_node(dest) : NULL;
     if (!n || !cmd) { json_decref(args); return n ? CPS_EINVAL : CPS_ENOENT; }
+    if (n->remote) {
+        /* serialised once, for the link to that node */
+        int rc = cps_link_send(n->id, type == ENV_QUERY ? "Q" : "E", qid, n->id, cmd, NULL, args);
+        json_decref(args);
+        return rc;
+    }
     if (R.queued >= R.max_queue) {
         cps_metrics_add(R.c_busy, 1);
         json_decref(args);
@@ -330,7 +353,7 @@ int cps_router_query(cps_plugin *p, const char *node_id, const char *cmd, json_t
                      unsigned timeout_ms, cps_reply_fn cb, void *ud)
 {
     if (R.closing) { json_decref(args); return CPS_ECANCELED; }
-    uint64_t qid = pending_add(p, cb, ud, timeout_ms);
+    uint64_t qid = pending_add(p, node_id, cb, ud, timeout_ms);
     if (!qid) { json_decref(args); cps_metrics_add(R.c_busy, 1); return CPS_EBUSY; }
     int rc = enqueue(p, node_id, cmd, args, ENV_QUERY, qid);
     if (rc) {
@@ -355,7 +378,12 @@ void cps_router_reply(cps_call *call, const char *error, json_t *data)
         return;
     }
     call->replied = true;
-    if (call->qid && !R.closing) {
+    node *from = find_node(call->from);
+    if (call->qid && !R.closing && from && from->remote) {
+        cps_link_send(from->id, "R", call->qid, call->dest->id, "", error, data ? data : json_null());
+        json_decref(data);
+        data = NULL;
+    } else if (call->qid && !R.closing) {
         envelope *e = calloc(1, sizeof *e);
         if (e) {
             e->type = ENV_RESPONSE;
@@ -417,6 +445,46 @@ static void pump(uv_idle_t *h)
         env_free(e);
     }
     if (!R.head) uv_idle_stop(h);
+}
+
+/* A message that came in on the link from `peer` (authenticated by the
+** link, so `from` is the peer, whatever the frame says).  Steals args. */
+void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const char *dest,
+                         const char *cmd, const char *error, json_t *args)
+{
+    if (R.closing) { json_decref(args); return; }
+    envelope *e = calloc(1, sizeof *e);
+    if (!e) { json_decref(args); return; }
+    snprintf(e->from, sizeof e->from, "%s", peer);
+    e->qid = qid;
+    e->args = args ? args : json_null();
+    if (type[0] == 'R') {
+        pending *q = pending_get(qid);
+        /* replies are accepted only from the node that was asked */
+        if (!q || strcmp(q->asked, peer) != 0) { env_free(e); return; }
+        e->type = ENV_RESPONSE;
+        e->error = error ? strdup(error) : NULL;
+        push(e);
+        return;
+    }
+    node *n = dest ? find_node(dest) : NULL;
+    if (!n || n->remote || !cmd) {
+        if (type[0] == 'Q') cps_link_send(peer, "R", qid, dest ? dest : "", "", "ENOENT", json_null());
+        env_free(e);
+        return;
+    }
+    e->type = type[0] == 'Q' ? ENV_QUERY : ENV_EVENT;
+    e->dest = n;
+    e->cmd = strdup(cmd);
+    push(e);
+}
+
+/* The link to `peer` is down: its pending queries fail now. */
+void cps_router_peer_down(const char *peer)
+{
+    for (uint32_t i = 0; i < R.nslots; i++)
+        if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0)
+            pending_finish(&R.slots[i], "EUNAVAILABLE", NULL);
 }
 
 size_t cps_router_queued(void) { return R.queued; }

@@ -369,8 +369,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+static int link_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                         void *in, size_t len)
+{
+    return cps_link_callback(wsi, (int)reason, user, in, len);
+}
+
 static const struct lws_protocols protocols[] = {
     { "cpsd", callback, sizeof(pss), 65536, 0, NULL, 0 },
+    { "cpsd-link", link_callback, sizeof(void *), 65536, 0, NULL, 0 },   /* link.c */
     { NULL, NULL, 0, 0, 0, NULL, 0 }   /* G8: no LWS_PROTOCOL_LIST_TERM in 4.1 */
 };
 
@@ -427,7 +434,7 @@ int cps_server_start(uv_loop_t *loop)
                     info.iface, info.port);
             return CPS_EIO;
         }
-        if (i == 0) S.vhost = vh;
+        if (i == 0) { S.vhost = vh; cps_link_setup(S.ctx, vh); }
         cps_log("server", CPS_LOG_INFO, "listening on %s:%d", info.iface, lws_get_vhost_listen_port(vh));
     }
     return 0;

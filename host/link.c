@@ -1,0 +1,528 @@
+/*
+** link.c - authenticated, encrypted websocket links between the nodes of a
+** cluster.  Each pair of nodes shares one link, dialled by the node whose id
+** sorts after the other's.  The handshake proves knowledge of the shared
+** node key in both directions (secretbox over the ids, a timestamp and an
+** ephemeral key), refuses replays (a nonce cache and a 30 s window), and
+** derives per-direction session keys (crypto_kx); every later frame is a
+** secretbox with a counter nonce, so frames cannot be forged, replayed or
+** reordered.  Queues are bounded; a lost link is redialled with back-off
+** and its pending queries fail at once.
+*/
+#include <uv.h>
+#include <libwebsockets.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "host.h"
+
+#define MAX_LINKS 64
+#define REPLAY_SLOTS 1024
+#define WINDOW_MS 30000
+#define LINK_PATH "/cpsd-link"
+
+enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP };
+
+typedef struct qbuf { struct qbuf *next; size_t len; unsigned char data[]; } qbuf;
+
+typedef struct peer_link {
+    char peer[32];
+    char host[64];
+    int port;
+    bool dialer;
+    int state;
+    struct lws *wsi;
+    unsigned char eph_pk[32], eph_sk[32], n1[24];
+    unsigned char rx[32], tx[32];
+    uint64_t txn, rxn;
+    qbuf *head, *tail;        /* plaintext messages waiting for the peer_link */
+    size_t qbytes;
+    unsigned char *rxbuf;     /* fragment reassembly */
+    size_t rxlen, rxcap;
+    unsigned backoff_ms;
+    cps_timer *redial;
+    bool hello_pending;       /* dialer: HELLO not yet written */
+    char *welcome;            /* listener: WELCOME text to write */
+} peer_link;
+
+static struct {
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    char me[32];
+    unsigned char key[32];
+    peer_link links[MAX_LINKS];
+    int nlinks;
+    struct { unsigned char n[24]; uint64_t at; } seen[REPLAY_SLOTS];
+    int seen_next;
+    size_t max_queue;
+    bool on, stopping;
+    cps_counter *c_up, *c_down, *c_refused, *c_dropped;
+} K;   /* the links singleton */
+
+/* ---- small helpers ---- */
+
+static peer_link *find(const char *peer)
+{
+    for (int i = 0; i < K.nlinks; i++) if (!strcmp(K.links[i].peer, peer)) return &K.links[i];
+    return NULL;
+}
+
+static void b64(const unsigned char *in, size_t n, char *out, size_t cap)
+{
+    sodium_bin2base64(out, cap, in, n, sodium_base64_VARIANT_ORIGINAL);
+}
+
+static bool unb64(const char *in, unsigned char *out, size_t want)
+{
+    size_t got = 0;
+    return in && sodium_base642bin(out, want, in, strlen(in), NULL, &got, NULL,
+                                   sodium_base64_VARIANT_ORIGINAL) == 0 && got == want;
+}
+
+static bool replayed(const unsigned char n[24], uint64_t now)
+{
+    for (int i = 0; i < REPLAY_SLOTS; i++)
+        if (K.seen[i].at && now - K.seen[i].at < 2 * WINDOW_MS && !memcmp(K.seen[i].n, n, 24)) return true;
+    memcpy(K.seen[K.seen_next].n, n, 24);
+    K.seen[K.seen_next].at = now;
+    K.seen_next = (K.seen_next + 1) % REPLAY_SLOTS;
+    return false;
+}
+
+static void queue_free(peer_link *l)
+{
+    while (l->head) { qbuf *b = l->head; l->head = b->next; free(b); }
+    l->tail = NULL;
+    l->qbytes = 0;
+}
+
+/* ---- state changes ---- */
+
+static void dial(peer_link *l);
+
+static void redial_fire(cps_timer *t, void *ud)
+{
+    (void)t;
+    peer_link *l = ud;
+    l->redial = NULL;
+    if (!K.stopping && l->state == L_DOWN) dial(l);
+}
+
+static void went_down(peer_link *l, const char *why)
+{
+    bool was_up = l->state == L_UP;
+    l->state = L_DOWN;
+    l->wsi = NULL;
+    l->rxlen = 0;
+    free(l->welcome);
+    l->welcome = NULL;
+    sodium_memzero(l->tx, sizeof l->tx);
+    sodium_memzero(l->rx, sizeof l->rx);
+    if (was_up) {
+        cps_metrics_add(K.c_down, 1);
+        cps_log("link", CPS_LOG_WARN, "link to %s lost (%s)", l->peer, why);
+    }
+    /* what waited for this link fails now, instead of at its timeout */
+    cps_metrics_add(K.c_dropped, (int64_t)(l->head ? 1 : 0));
+    queue_free(l);
+    cps_router_peer_down(l->peer);
+    if (l->dialer && !K.stopping && !l->redial) {
+        l->backoff_ms = l->backoff_ms ? (l->backoff_ms * 2 > 10000 ? 10000 : l->backoff_ms * 2) : 200;
+        l->redial = cps_timer_start(NULL, l->backoff_ms, 0, redial_fire, l);
+    }
+}
+
+static void went_up(peer_link *l)
+{
+    l->state = L_UP;
+    l->backoff_ms = 0;
+    l->txn = l->rxn = 0;
+    cps_metrics_add(K.c_up, 1);
+    cps_log("link", CPS_LOG_INFO, "link to %s up", l->peer);
+    if (l->wsi) lws_callback_on_writable(l->wsi);
+}
+
+static void dial(peer_link *l)
+{
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.context = K.ctx;
+    ci.vhost = K.vhost;
+    ci.address = l->host;
+    ci.port = l->port;
+    ci.path = LINK_PATH;
+    ci.host = l->host;
+    ci.origin = l->host;
+    ci.protocol = "cpsd-link";
+    ci.pwsi = &l->wsi;
+    ci.opaque_user_data = l;
+    l->state = L_CONNECTING;
+    crypto_kx_keypair(l->eph_pk, l->eph_sk);
+    randombytes_buf(l->n1, sizeof l->n1);
+    if (!lws_client_connect_via_info(&ci)) went_down(l, "connect failed");
+}
+
+/* ---- the handshake ---- */
+
+/* "cpsd-link|KIND|a|b|time|eph|extra" sealed with the node key. */
+static char *seal(const char *kind, const char *a, const char *b, uint64_t t, const unsigned char eph[32],
+                  const char *extra, unsigned char nonce[24])
+{
+    char ephs[64], text[512], ns[64];
+    b64(eph, 32, ephs, sizeof ephs);
+    snprintf(text, sizeof text, "cpsd-link|%s|%s|%s|%llu|%s|%s", kind, a, b, (unsigned long long)t, ephs, extra);
+    randombytes_buf(nonce, 24);
+    size_t tl = strlen(text);
+    unsigned char *box = malloc(tl + crypto_secretbox_MACBYTES);
+    char *boxs = malloc(2 * (tl + crypto_secretbox_MACBYTES) + 8);
+    if (!box || !boxs) { free(box); free(boxs); return NULL; }
+    crypto_secretbox_easy(box, (const unsigned char *)text, tl, nonce, K.key);
+    b64(box, tl + crypto_secretbox_MACBYTES, boxs, 2 * (tl + crypto_secretbox_MACBYTES) + 8);
+    b64(nonce, 24, ns, sizeof ns);
+    json_t *msg = json_pack("[s s s I s s s]", kind, a, b, (json_int_t)t, ns, ephs, boxs);
+    char *out = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    free(box);
+    free(boxs);
+    return out;
+}
+
+/* Opens and checks a HELLO or WELCOME; fills the sender's ephemeral key and
+** nonce.  `extra` must match what the sealer bound in. */
+static bool unseal(json_t *m, const char *kind, const char *from, const char *to, const char *extra,
+                   unsigned char eph[32], unsigned char nonce[24])
+{
+    const char *k = json_string_value(json_array_get(m, 0));
+    const char *a = json_string_value(json_array_get(m, 1));
+    const char *b = json_string_value(json_array_get(m, 2));
+    json_int_t t = json_integer_value(json_array_get(m, 3));
+    const char *ns = json_string_value(json_array_get(m, 4));
+    const char *ephs = json_string_value(json_array_get(m, 5));
+    const char *boxs = json_string_value(json_array_get(m, 6));
+    if (!k || !a || !b || !ns || !ephs || !boxs || strcmp(k, kind) || (from && strcmp(a, from)) ||
+        strcmp(b, to) || !unb64(ns, nonce, 24) || !unb64(ephs, eph, 32))
+        return false;
+    uint64_t now = cps_now_ms();
+    if ((uint64_t)t + WINDOW_MS < now || (uint64_t)t > now + 5000) return false;
+    size_t bl = strlen(boxs), got = 0;
+    unsigned char *box = malloc(bl), *plain = malloc(bl + 1);
+    bool ok = box && plain &&
+              sodium_base642bin(box, bl, boxs, bl, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+              got > crypto_secretbox_MACBYTES &&
+              crypto_secretbox_open_easy(plain, box, got, nonce, K.key) == 0;
+    if (ok) {
+        char expect[512];
+        snprintf(expect, sizeof expect, "cpsd-link|%s|%s|%s|%llu|%s|%s", kind, a, b, (unsigned long long)t, ephs, extra);
+        size_t pl = got - crypto_secretbox_MACBYTES;
+        ok = pl == strlen(expect) && memcmp(plain, expect, pl) == 0;
+    }
+    free(box);
+    free(plain);
+    return ok;
+}
+
+/* Listener: a HELLO from a dialer.  Returns the link, or NULL to refuse. */
+static peer_link *accept_hello(const char *text, size_t len)
+{
+    json_t *m = json_loadb(text, len, 0, NULL);
+    const char *from = json_string_value(json_array_get(m, 1));
+    peer_link *l = from ? find(from) : NULL;
+    unsigned char eph[32], n1[24];
+    bool ok = l && !l->dialer && unseal(m, "HELLO", from, K.me, "", eph, n1) && !replayed(n1, cps_now_ms());
+    json_decref(m);
+    if (!ok) {
+        cps_metrics_add(K.c_refused, 1);
+        cps_log("link", CPS_LOG_WARN, "refused a link handshake%s%s (wrong key, unknown node or replay)",
+                from ? " claiming to be " : "", from ? from : "");
+        return NULL;
+    }
+    unsigned char pk[32], sk[32], n2[24];
+    crypto_kx_keypair(pk, sk);
+    char n1s[64];
+    b64(n1, 24, n1s, sizeof n1s);
+    free(l->welcome);
+    l->welcome = seal("WELCOME", K.me, l->peer, cps_now_ms(), pk, n1s, n2);
+    if (crypto_kx_server_session_keys(l->rx, l->tx, pk, sk, eph) != 0) { sodium_memzero(sk, 32); return NULL; }
+    sodium_memzero(sk, 32);
+    return l;
+}
+
+/* ---- sending ---- */
+
+int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *dest,
+                  const char *cmd, const char *error, json_t *args)
+{
+    peer_link *l = find(peer);
+    if (!l || K.stopping) return CPS_ENOENT;
+    if (l->state == L_DOWN && !l->dialer) return CPS_EIO;   /* the peer must dial us */
+    json_t *m = json_pack("[s I s s s? O]", type, (json_int_t)qid, dest ? dest : "", cmd ? cmd : "",
+                          error, args ? args : json_null());
+    char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
+    json_decref(m);
+    if (!text) return CPS_ENOMEM;
+    size_t n = strlen(text);
+    if (l->qbytes + n > K.max_queue) {     /* back-pressure: bounded per peer_link */
+        free(text);
+        cps_metrics_add(K.c_dropped, 1);
+        return CPS_EBUSY;
+    }
+    qbuf *b = malloc(sizeof *b + LWS_PRE + n + crypto_secretbox_MACBYTES);
+    if (!b) { free(text); return CPS_ENOMEM; }
+    b->next = NULL;
+    b->len = n;
+    memcpy(b->data + LWS_PRE + crypto_secretbox_MACBYTES, text, n);
+    free(text);
+    if (l->tail) l->tail->next = b; else l->head = b;
+    l->tail = b;
+    l->qbytes += n;
+    if (l->state == L_UP && l->wsi) lws_callback_on_writable(l->wsi);
+    else if (l->state == L_DOWN && l->dialer && !l->redial) dial(l);
+    return 0;
+}
+
+static void nonce_of(uint64_t n, unsigned char out[24])
+{
+    memset(out, 0, 24);
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(n >> (8 * i));
+}
+
+static int writable(peer_link *l)
+{
+    if (l->hello_pending) {
+        char *hello = seal("HELLO", K.me, l->peer, cps_now_ms(), l->eph_pk, "", l->n1);
+        l->hello_pending = false;
+        if (!hello) return -1;
+        size_t n = strlen(hello);
+        unsigned char *buf = malloc(LWS_PRE + n);
+        if (!buf) { free(hello); return -1; }
+        memcpy(buf + LWS_PRE, hello, n);
+        int w = lws_write(l->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
+        free(buf);
+        free(hello);
+        return w < (int)n ? -1 : 0;
+    }
+    if (l->welcome) {
+        size_t n = strlen(l->welcome);
+        unsigned char *buf = malloc(LWS_PRE + n);
+        if (!buf) return -1;
+        memcpy(buf + LWS_PRE, l->welcome, n);
+        int w = lws_write(l->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
+        free(buf);
+        free(l->welcome);
+        l->welcome = NULL;
+        if (w < (int)n) return -1;
+        went_up(l);
+        return 0;
+    }
+    if (l->state != L_UP) return 0;
+    for (int i = 0; i < 32 && l->head; i++) {
+        qbuf *b = l->head;
+        unsigned char nonce[24];
+        nonce_of(l->txn++, nonce);
+        unsigned char *plain = b->data + LWS_PRE + crypto_secretbox_MACBYTES;
+        /* in place: crypto_secretbox_easy allows overlapping with the MAC in front */
+        crypto_secretbox_easy(b->data + LWS_PRE, plain, b->len, nonce, l->tx);
+        size_t n = b->len + crypto_secretbox_MACBYTES;
+        int w = lws_write(l->wsi, b->data + LWS_PRE, n, LWS_WRITE_BINARY);
+        l->head = b->next;
+        if (!l->head) l->tail = NULL;
+        l->qbytes -= b->len;
+        free(b);
+        if (w < (int)n) return -1;
+        if (lws_send_pipe_choked(l->wsi)) break;
+    }
+    if (l->head) lws_callback_on_writable(l->wsi);
+    return 0;
+}
+
+/* ---- receiving ---- */
+
+static int frame(peer_link *l, unsigned char *data, size_t len, bool binary)
+{
+    if (l->state == L_HANDSHAKE && l->dialer) {
+        /* WELCOME, bound to our HELLO's nonce */
+        json_t *m = json_loadb((const char *)data, len, 0, NULL);
+        unsigned char eph[32], n2[24];
+        char n1s[64];
+        b64(l->n1, 24, n1s, sizeof n1s);
+        bool ok = !binary && unseal(m, "WELCOME", l->peer, K.me, n1s, eph, n2) &&
+                  crypto_kx_client_session_keys(l->rx, l->tx, l->eph_pk, l->eph_sk, eph) == 0;
+        json_decref(m);
+        sodium_memzero(l->eph_sk, 32);
+        if (!ok) {
+            cps_metrics_add(K.c_refused, 1);
+            cps_log("link", CPS_LOG_WARN, "link to %s: the peer's answer does not prove the node key", l->peer);
+            return -1;
+        }
+        went_up(l);
+        return 0;
+    }
+    if (l->state != L_UP || !binary || len < crypto_secretbox_MACBYTES) return -1;
+    unsigned char nonce[24];
+    nonce_of(l->rxn++, nonce);
+    size_t n = len - crypto_secretbox_MACBYTES;
+    unsigned char *plain = malloc(n + 1);
+    if (!plain) return -1;
+    if (crypto_secretbox_open_easy(plain, data, len, nonce, l->rx) != 0) {
+        free(plain);
+        cps_log("link", CPS_LOG_WARN, "link to %s: a frame failed authentication, closing", l->peer);
+        return -1;
+    }
+    json_t *m = json_loadb((const char *)plain, n, 0, NULL);
+    free(plain);
+    const char *type = json_string_value(json_array_get(m, 0));
+    if (!json_is_array(m) || !type) { json_decref(m); return -1; }
+    cps_router_incoming(l->peer, type, (uint64_t)json_integer_value(json_array_get(m, 1)),
+                        json_string_value(json_array_get(m, 2)), json_string_value(json_array_get(m, 3)),
+                        json_string_value(json_array_get(m, 4)), json_incref(json_array_get(m, 5)));
+    json_decref(m);
+    return 0;
+}
+
+static int receive(peer_link *l, struct lws *wsi, const void *in, size_t len)
+{
+    if (lws_is_first_fragment(wsi)) l->rxlen = 0;
+    if (l->rxlen + len > (size_t)cps_config_int("limits.max_frame", 104857600)) return -1;
+    if (l->rxlen + len > l->rxcap) {
+        size_t cap = l->rxcap ? l->rxcap : 65536;
+        while (cap < l->rxlen + len) cap *= 2;
+        unsigned char *b = realloc(l->rxbuf, cap);
+        if (!b) return -1;
+        l->rxbuf = b;
+        l->rxcap = cap;
+    }
+    memcpy(l->rxbuf + l->rxlen, in, len);
+    l->rxlen += len;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi)) return 0;
+    size_t n = l->rxlen;
+    l->rxlen = 0;
+    return frame(l, l->rxbuf, n, lws_frame_is_binary(wsi));
+}
+
+/* ---- the lws callback for protocol "cpsd-link" ---- */
+
+int cps_link_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
+{
+    peer_link **slot = user;
+    peer_link *l = slot ? *slot : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[64];
+        if (!K.on || lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, LINK_PATH))
+            return 1;
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:             /* we listen: wait for HELLO */
+        if (slot) *slot = NULL;
+        return 0;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        l = lws_get_opaque_user_data(wsi);
+        if (!l || !slot) return -1;
+        *slot = l;
+        l->wsi = wsi;
+        l->state = L_HANDSHAKE;
+        l->hello_pending = true;
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!l) {
+            /* the first frame of an accepted connection must be a HELLO */
+            if (!lws_is_first_fragment(wsi) || !lws_is_final_fragment(wsi) || lws_frame_is_binary(wsi)) return -1;
+            peer_link *acc = accept_hello(in, len);
+            if (!acc) return -1;
+            if (acc->wsi && acc->wsi != wsi) {
+                /* a newer connection from that peer replaces the old one */
+                lws_set_timeout(acc->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                struct lws *old = acc->wsi;
+                acc->wsi = NULL;
+                (void)old;
+            }
+            *slot = acc;
+            acc->wsi = wsi;
+            acc->state = L_HANDSHAKE;
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        return receive(l, wsi, in, len);
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        return l ? receive(l, wsi, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        return l && l->wsi == wsi ? writable(l) : 0;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        l = lws_get_opaque_user_data(wsi);
+        if (l && (l->wsi == wsi || !l->wsi)) went_down(l, in ? (const char *)in : "connection error");
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (l && l->wsi == wsi) went_down(l, "closed");
+        if (slot) *slot = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- setup ---- */
+
+int cps_link_setup(struct lws_context *ctx, struct lws_vhost *vh)
+{
+    K.ctx = ctx;
+    K.vhost = vh;
+    return 0;
+}
+
+/* cluster = { key = base64, self = "core:1", peers = { ["front:0"] = "host:port", ... } } */
+int cps_link_start(void)
+{
+    json_t *cl = cps_config_path(cps_cfg ? cps_cfg->root : NULL, "cluster");
+    json_t *peers = json_object_get(cl, "peers");
+    if (!json_is_object(peers) || !json_object_size(peers)) return 0;   /* one process */
+    if (sodium_init() < 0) return CPS_EINTERNAL;
+    const char *key = json_string_value(json_object_get(cl, "key"));
+    const char *self = json_string_value(json_object_get(cl, "self"));
+    if (!unb64(key, K.key, 32) || !self) {
+        cps_log("link", CPS_LOG_ERROR, "cluster.key must be 32 bytes of base64 and cluster.self a node id");
+        return CPS_EINVAL;
+    }
+    snprintf(K.me, sizeof K.me, "%s", self);
+    K.max_queue = (size_t)cps_config_int("limits.link_queue", 64 << 20);
+    K.c_up = cps_metrics_counter("links_up_total");
+    K.c_down = cps_metrics_counter("links_lost_total");
+    K.c_refused = cps_metrics_counter("links_refused_total");
+    K.c_dropped = cps_metrics_counter("link_messages_dropped_total");
+    const char *id;
+    json_t *addr;
+    json_object_foreach(peers, id, addr) {
+        if (!strcmp(id, self) || K.nlinks == MAX_LINKS) continue;
+        const char *a = json_string_value(addr);
+        const char *colon = a ? strrchr(a, ':') : NULL;
+        if (!colon) { cps_log("link", CPS_LOG_ERROR, "cluster.peers[%s]: expected \"host:port\"", id); return CPS_EINVAL; }
+        peer_link *l = &K.links[K.nlinks++];
+        memset(l, 0, sizeof *l);
+        snprintf(l->peer, sizeof l->peer, "%s", id);
+        snprintf(l->host, sizeof l->host, "%.*s", (int)(colon - a), a);
+        l->port = atoi(colon + 1);
+        l->dialer = strcmp(self, id) > 0;     /* one link per pair */
+        if (!cps_router_is_local(id)) cps_router_add_remote(id);
+    }
+    K.on = true;
+    for (int i = 0; i < K.nlinks; i++) if (K.links[i].dialer) dial(&K.links[i]);
+    return 0;
+}
+
+void cps_link_stop(void)
+{
+    K.stopping = true;
+    for (int i = 0; i < K.nlinks; i++) {
+        peer_link *l = &K.links[i];
+        if (l->redial) { cps_timer_stop(l->redial); l->redial = NULL; }
+        queue_free(l);
+        free(l->rxbuf);
+        free(l->welcome);
+        l->rxbuf = NULL;
+        l->welcome = NULL;
+        if (l->wsi) lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
