@@ -310,6 +310,11 @@ typedef struct cps_api {
     ** opened (then the request still needs an answer). */
     int (*http_respond_file)(cps_http *r, int status, json_t *headers, const char *path,
                              uint64_t offset, uint64_t len);
+
+    /* Be told when the link to another node of the cluster is lost (its
+    ** pending queries have failed with "EUNAVAILABLE" already): e.g. forget
+    ** the users of a front that died.  Several watchers may register. */
+    int (*on_peer_down)(cps_plugin *p, void (*fn)(const char *node, void *ud), void *ud);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

@@ -129,6 +129,7 @@ const cps_api cps_host_api = {
     .http_port = cps_http_port,
     .http_respond = cps_http_respond,
     .http_respond_file = cps_http_respond_file,
+    .on_peer_down = cps_router_on_peer_down,
 };
 
 const char *cps_strerror(int code)

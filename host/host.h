@@ -97,6 +97,7 @@ bool cps_router_is_local(const char *id);
 void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const char *dest,
                          const char *cmd, const char *error, json_t *args);
 void cps_router_peer_down(const char *peer);
+int  cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), void *ud);
 
 /* ---- links between nodes of a cluster (link.c) ---- */
 /* Start dialling / accepting the peers named in the configuration. */

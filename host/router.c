@@ -479,12 +479,26 @@ void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const
     push(e);
 }
 
-/* The link to `peer` is down: its pending queries fail now. */
+/* Plugins watching for lost peers. */
+typedef struct watcher { cps_plugin *p; void (*fn)(const char *, void *); void *ud; } watcher;
+static watcher watchers[16];
+static int nwatchers;
+
+int cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), void *ud)
+{
+    if (!fn) return CPS_EINVAL;
+    if (nwatchers == 16) return CPS_EBUSY;
+    watchers[nwatchers++] = (watcher){ p, fn, ud };
+    return 0;
+}
+
+/* The link to `peer` is down: its pending queries fail now, watchers hear it. */
 void cps_router_peer_down(const char *peer)
 {
     for (uint32_t i = 0; i < R.nslots; i++)
         if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0)
             pending_finish(&R.slots[i], "EUNAVAILABLE", NULL);
+    for (int i = 0; i < nwatchers; i++) watchers[i].fn(peer, watchers[i].ud);
 }
 
 size_t cps_router_queued(void) { return R.queued; }
@@ -497,6 +511,9 @@ void cps_router_drain(void)
 
 void cps_router_forget(cps_plugin *p)
 {
+    int j = 0;
+    for (int i = 0; i < nwatchers; i++) if (p && watchers[i].p != p) watchers[j++] = watchers[i];
+    nwatchers = j;
     for (int i = 0; i < R.nnodes; i++) {
         command **pp = &R.nodes[i].commands;
         while (*pp) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "storage.h"
 #include "ids.h"
+#include "fanout.h"
 
 struct storage_role ST;
 
@@ -210,6 +211,51 @@ static int cmd_drop_user(cps_call *call, json_t *args, void *ud)
     return CPS_OK;
 }
 
+/* ---- a front node died: its users are gone from every channel ---- */
+
+typedef struct front_loss { const char *front; json_t *hit; } front_loss;
+
+static void find_front_members(const char *id, void *v, void *ud)
+{
+    channel *ch = v;
+    front_loss *f = ud;
+    size_t i;
+    json_t *m;
+    json_array_foreach(ch->members, i, m)
+        if (!strcmp(json_string_value(json_array_get(m, 1)), f->front)) { json_array_append_new(f->hit, json_string(id)); return; }
+}
+
+static void peer_down(const char *node, void *ud)
+{
+    (void)ud;
+    if (strncmp(node, "front:", 6) != 0) return;
+    front_loss f = { node, json_array() };
+    strmap_each(ST.channels, find_front_members, &f);
+    size_t i;
+    json_t *idv;
+    json_array_foreach(f.hit, i, idv) {
+        channel *ch = ch_get(json_string_value(idv), false);
+        if (!ch) continue;
+        json_t *gone = json_array(), *rest = json_array();
+        size_t j;
+        json_t *m;
+        json_array_foreach(ch->members, j, m)
+            json_array_append(strcmp(json_string_value(json_array_get(m, 1)), node) ? rest : gone, m);
+        json_decref(ch->members);
+        ch->members = rest;
+        json_array_foreach(gone, j, m) {
+            json_t *leave = json_pack("[i O s s]", 0, json_array_get(m, 0), "LEAVE", ch->id);
+            cps_fanout(API, ST.self, ch->members, NULL, leave);
+            json_decref(leave);
+        }
+        json_decref(gone);
+        doom_schedule(ch);
+        ch_release(ch);
+    }
+    if (json_array_size(f.hit)) API->log(ST.self, CPS_LOG_WARN, "%s lost: its users left %zu channel(s)", node, json_array_size(f.hit));
+    json_decref(f.hit);
+}
+
 /* ---- life cycle ---- */
 
 static void fini(cps_plugin *self, void *state)
@@ -249,5 +295,6 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
         int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);
         if (rc) return rc;
     }
+    api->on_peer_down(self, peer_down, NULL);
     return chanrpc_register();
 }
