@@ -10,7 +10,7 @@ return {
     -- the actual address is logged as "listening on HOST:PORT".
     -- extra_ports: more HTTP listeners on the same host (CryptPad's sandbox
     -- origin is the second port of the same server).
-    listen = { host = "127.0.0.1", port = 3000, extra_ports = {} },
+    listen = { host = "127.0.0.1", port = 3000, extra_ports = { 3001 } },
 
     -- The websocket upgrade is accepted on this path only.
     websocket_path = "/cryptpad_websocket",
@@ -36,7 +36,7 @@ return {
     -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
     -- after the role plugins.  A name prefixed with "?" is optional: if it
     -- fails to load the server logs it and carries on.
-    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "example_rpc", "example_note", "example_http" },
+    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "example_rpc", "example_note", "example_http", "web" },
     lua_scripts = { "examples/example_rpc.lua", "examples/example_note.lua" },
 
     limits = {
@@ -71,4 +71,59 @@ return {
     },
     core = {},
     storage = {},
+
+    -- The web side (plugin `web`, spec/http.md): the CryptPad web app's two
+    -- origins, its static files, and /api/config, /api/broadcast,
+    -- /api/instance, /extensions.js, /api/logo.  Every key is optional.
+    web = {
+        -- main_origin: the origin users open (default http://<listen.host>:
+        -- <listen.port>).  sandbox_origin: the origin of the app iframes
+        -- (default: the same host on listen.extra_ports[1]; both ports serve
+        -- the same files and headers).  Behind a proxy, give the public ones.
+        -- main_origin = "http://127.0.0.1:3000",
+        -- sandbox_origin = "http://127.0.0.1:3001",
+
+        -- A CryptPad checkout (with www/components installed) whose
+        -- customize/www, www, src/common, customize and customize.dist trees
+        -- are served.  nil: `/` shows how to set it, the API still answers.
+        -- cryptpad_root = "/srv/cryptpad",
+
+        -- Asset URLs carry ?ver=<version>-<fresh_key>: version defaults to
+        -- the checkout's package.json, fresh_key to the start time (a restart
+        -- flushes browser caches).  dev_mode adds the time of each request.
+        -- version = "2026.2.2", fresh_key = "1", dev_mode = false,
+
+        -- /api/config (spec/http.md §5.1)
+        admin_keys = {},            -- admins' edPublic keys
+        moderator_keys = {},
+        restrict_registration = false,
+        restrict_sso_registration = false,
+        default_storage_limit = nil,  -- bytes; default rpc-pin.default_limit, else 50 MiB
+        max_upload_size = 20971520,   -- bytes (20 MiB)
+        premium_upload_size = nil,    -- bytes, at least max_upload_size; nil: false
+        inactive_time = 90,           -- days before inactive data is archived
+        apps_to_disable = {},
+        enable_embedding = false,     -- true: Access-Control-Allow-Origin *
+        permitted_embedders = nil,    -- Access-Control-Allow-Origin; default the sandbox origin
+        list_my_instance = false,
+        remove_donate_button = false,
+        -- admin_email, support_mailbox, support_mailbox_key, accounts_api,
+        -- file_host, websocket_url (public websocket URL), enforce_mfa: strings
+        -- (a boolean for enforce_mfa), left out of /api/config when unset.
+        -- onlyoffice_versions: the installed OnlyOffice builds ({ "v8" }, or
+        -- false); default: the v* directories of www/common/onlyoffice/dist.
+
+        -- /api/instance (§5.3): a string, or { default = "...", fr = "..." }
+        -- instance_name = "My CryptPad", instance_description = "...",
+        -- instance_jurisdiction = "...", instance_notice = "...",
+        -- accent_color = "#0087FF",
+
+        -- /api/broadcast (§5.2); curvePublic is a key pair made at start-up
+        last_broadcast_hash = "",
+        -- survey_url = "https://...", maintenance = { start = ms, ["end"] = ms },
+
+        -- /extensions.js (§5.4): client plugin names
+        extensions = {},
+        styles = {},
+    },
 }
