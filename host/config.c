@@ -311,8 +311,11 @@ static void check_rule(const rule *r, json_t *v, const char *file, const char *t
     }
 }
 
+static json_t *default_keys;   /* top-level keys of the embedded default */
+
 static bool known_top(const char *k, json_t *root)
 {
+    if (json_object_get(default_keys, k)) return true;   /* a documented section */
     for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++)
         if (!strchr(schema[i].path, '.') && strcmp(schema[i].path, k) == 0) return true;
     /* Sections of plugins: any role in nodes/topology, any plugin named. */
@@ -407,6 +410,8 @@ cps_config *cps_config_load_with(const char *file, json_t *overlay, char **error
     *errors = NULL;
     json_t *root = eval_chunk(cps_default_config, strlen(cps_default_config), "=default", false, &e);
     char *text = NULL;
+    json_t *defaults = root ? json_copy(root) : NULL;
+    default_keys = defaults;
     if (root && overlay) merge(root, overlay);
     if (root && file) {
         text = slurp(file);
@@ -418,6 +423,8 @@ cps_config *cps_config_load_with(const char *file, json_t *overlay, char **error
         }
     }
     if (root && e.count == 0) validate(root, file, text, &e);
+    default_keys = NULL;
+    json_decref(defaults);
     free(text);
     if (e.count) {
         json_decref(root);

@@ -193,91 +193,110 @@ static int budget_call(lua_State *L, int nargs, int nres)
 
 /* ---- RPC commands written in Lua ---- */
 
-typedef struct lua_ctx { cps_rpc *rpc; } lua_ctx;
+/* What a Lua handler answers through: an RPC call (ctx) or an inter-node
+** call (call).  One userdata type serves both; `h` is cleared once answered. */
+typedef struct lua_answer {
+    bool is_rpc;
+    void *h;              /* cps_rpc * or cps_call * */
+    char from[32];        /* inter-node calls: the sender */
+} lua_answer;
 
-static int ctx_reply(lua_State *L)
+static void answer_ok(lua_answer *a, json_t *v)
 {
-    lua_ctx *c = luaL_checkudata(L, 1, "cps.ctx");
-    if (!c->rpc) return luaL_error(L, "EINVAL: already answered");
+    if (a->is_rpc) cps_rpc_reply(a->h, v); else cps_router_reply(a->h, NULL, v);
+}
+
+static void answer_err(lua_answer *a, const char *code)
+{
+    if (a->is_rpc) cps_rpc_error(a->h, code); else cps_router_reply(a->h, code, NULL);
+}
+
+static int answer_reply(lua_State *L)
+{
+    lua_answer *a = luaL_checkudata(L, 1, "cps.answer");
+    if (!a->h) return luaL_error(L, "EINVAL: already answered");
     char err[256];
     json_t *v = safe_json(L, 2, err, sizeof err);
-    cps_rpc *r = c->rpc;
-    c->rpc = NULL;
-    if (!v) { cps_log("lua", CPS_LOG_ERROR, "reply to %s: %s", cps_rpc_name(r), err); cps_rpc_error(r, "EINTERNAL"); }
-    else cps_rpc_reply(r, v);
+    lua_answer done = *a;
+    a->h = NULL;
+    if (!v) { cps_log("lua", CPS_LOG_ERROR, "reply: %s", err); answer_err(&done, "EINTERNAL"); }
+    else answer_ok(&done, v);
     return 0;
 }
 
-static int ctx_error(lua_State *L)
+static int answer_error(lua_State *L)
 {
-    lua_ctx *c = luaL_checkudata(L, 1, "cps.ctx");
+    lua_answer *a = luaL_checkudata(L, 1, "cps.answer");
     const char *code = luaL_checkstring(L, 2);
-    if (!c->rpc) return luaL_error(L, "EINVAL: already answered");
-    cps_rpc *r = c->rpc;
-    c->rpc = NULL;
-    cps_rpc_error(r, code);
+    if (!a->h) return luaL_error(L, "EINVAL: already answered");
+    lua_answer done = *a;
+    a->h = NULL;
+    answer_err(&done, code);
     return 0;
 }
 
-static int ctx_index(lua_State *L)
+static int answer_index(lua_State *L)
 {
-    lua_ctx *c = luaL_checkudata(L, 1, "cps.ctx");
+    lua_answer *a = luaL_checkudata(L, 1, "cps.answer");
     const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "key") == 0) {
-        const char *key = c->rpc ? cps_rpc_key(c->rpc) : NULL;
-        if (key) lua_pushstring(L, key); else lua_pushnil(L);
-    } else if (strcmp(k, "name") == 0) {
-        if (c->rpc) lua_pushstring(L, cps_rpc_name(c->rpc)); else lua_pushnil(L);
-    } else if (strcmp(k, "caller") == 0) {
-        const char *who = c->rpc ? cps_rpc_caller(c->rpc) : NULL;
-        if (who) lua_pushstring(L, who); else lua_pushnil(L);
-    } else if (strcmp(k, "reply") == 0) {
-        lua_pushcfunction(L, ctx_reply);
-    } else if (strcmp(k, "error") == 0) {
-        lua_pushcfunction(L, ctx_error);
-    } else {
-        lua_pushnil(L);
+    const char *v = NULL;
+    if (!strcmp(k, "reply")) { lua_pushcfunction(L, answer_reply); return 1; }
+    if (!strcmp(k, "error")) { lua_pushcfunction(L, answer_error); return 1; }
+    if (a->is_rpc && a->h) {
+        if (!strcmp(k, "key")) v = cps_rpc_key(a->h);
+        else if (!strcmp(k, "name")) v = cps_rpc_name(a->h);
+        else if (!strcmp(k, "caller")) v = cps_rpc_caller(a->h);
+    } else if (!a->is_rpc && !strcmp(k, "from")) {
+        v = a->from;
     }
+    if (v) lua_pushstring(L, v); else lua_pushnil(L);
     return 1;
+}
+
+/* Call the handler at `ref` with (args, answer handle): the handler returns
+** the answer, raises a code, or returns nothing and answers later. */
+static int run_handler(int ref, json_t *args, bool is_rpc, void *h, const char *from, const char *what)
+{
+    lua_State *L = LH.L;
+    int top = lua_gettop(L);
+    lua_answer *a = lua_newuserdatauv(L, sizeof *a, 0);   /* anchored below the call */
+    a->is_rpc = is_rpc;
+    a->h = h;
+    snprintf(a->from, sizeof a->from, "%s", from ? from : "");
+    luaL_setmetatable(L, "cps.answer");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    push_json(L, args);
+    lua_pushvalue(L, top + 1);
+    int rc = budget_call(L, 2, 1);
+    if (rc != LUA_OK) {
+        char buf[64];
+        const char *msg = lua_tostring(L, -1);
+        cps_log("lua", CPS_LOG_ERROR, "%s failed: %s", what, msg ? msg : "(error object)");
+        if (a->h) { lua_answer done = *a; a->h = NULL; answer_err(&done, error_code(msg, buf, sizeof buf)); }
+        lua_settop(L, top);
+        return CPS_OK;
+    }
+    if (!a->h) { lua_settop(L, top); return CPS_OK; }                  /* answered */
+    if (lua_isnil(L, -1)) { lua_settop(L, top); return CPS_ASYNC; }   /* later */
+    char err[256];
+    json_t *v = safe_json(L, -1, err, sizeof err);
+    lua_answer done = *a;
+    a->h = NULL;
+    lua_settop(L, top);
+    if (!v) {
+        cps_log("lua", CPS_LOG_ERROR, "%s returned a value that is not JSON: %s", what, err);
+        answer_err(&done, "EINTERNAL");
+    } else {
+        answer_ok(&done, v);
+    }
+    return CPS_OK;
 }
 
 static int lua_rpc_handler(cps_rpc *rpc, json_t *args, void *ud)
 {
-    lua_State *L = LH.L;
-    int ref = (int)(intptr_t)ud;
-    int top = lua_gettop(L);
-    /* The ctx sits below the call so it stays alive while we inspect it. */
-    lua_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
-    c->rpc = rpc;
-    luaL_setmetatable(L, "cps.ctx");
-    int ctx_idx = top + 1;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    push_json(L, args);
-    lua_pushvalue(L, ctx_idx);
-    int rc = budget_call(L, 2, 1);
-    lua_ctx *cc = lua_touserdata(L, ctx_idx);
-    if (rc != LUA_OK) {
-        char buf[64];
-        const char *msg = lua_tostring(L, -1);
-        cps_log("lua", CPS_LOG_ERROR, "RPC %s failed: %s", cps_rpc_name(rpc), msg ? msg : "(error object)");
-        const char *code = error_code(msg, buf, sizeof buf);
-        if (cc->rpc) { cc->rpc = NULL; cps_rpc_error(rpc, code); }
-        lua_settop(L, top);
-        return CPS_OK;
-    }
-    if (!cc->rpc) { lua_settop(L, top); return CPS_OK; }     /* answered via ctx */
-    if (lua_isnil(L, -1)) { lua_settop(L, top); return CPS_ASYNC; }  /* will answer later */
-    char err[256];
-    json_t *v = safe_json(L, -1, err, sizeof err);
-    cc->rpc = NULL;
-    lua_settop(L, top);
-    if (!v) {
-        cps_log("lua", CPS_LOG_ERROR, "RPC %s returned a value that is not JSON: %s", cps_rpc_name(rpc), err);
-        cps_rpc_error(rpc, "EINTERNAL");
-    } else {
-        cps_rpc_reply(rpc, v);
-    }
-    return CPS_OK;
+    char what[96];
+    snprintf(what, sizeof what, "RPC %s", cps_rpc_name(rpc));
+    return run_handler((int)(intptr_t)ud, args, true, rpc, NULL, what);
 }
 
 static cps_plugin *script_of(lua_State *L)
@@ -306,74 +325,10 @@ static int l_register_rpc(lua_State *L)
 
 /* ---- inter-node commands, send, query ---- */
 
-/* An inter-node call seen from Lua: call.from, call:reply(v), call:error(c). */
-typedef struct lua_call { cps_call *call; char from[32]; } lua_call;
-
-static int call_reply(lua_State *L)
-{
-    lua_call *c = luaL_checkudata(L, 1, "cps.call");
-    if (!c->call) return luaL_error(L, "EINVAL: already answered");
-    char err[256];
-    json_t *v = safe_json(L, 2, err, sizeof err);
-    cps_call *call = c->call;
-    c->call = NULL;
-    if (!v) cps_router_reply(call, "EINTERNAL", NULL); else cps_router_reply(call, NULL, v);
-    return 0;
-}
-
-static int call_error(lua_State *L)
-{
-    lua_call *c = luaL_checkudata(L, 1, "cps.call");
-    const char *code = luaL_checkstring(L, 2);
-    if (!c->call) return luaL_error(L, "EINVAL: already answered");
-    cps_call *call = c->call;
-    c->call = NULL;
-    cps_router_reply(call, code, NULL);
-    return 0;
-}
-
-static int call_index(lua_State *L)
-{
-    lua_call *c = luaL_checkudata(L, 1, "cps.call");
-    const char *k = luaL_checkstring(L, 2);
-    if (!strcmp(k, "from")) lua_pushstring(L, c->from);
-    else if (!strcmp(k, "reply")) lua_pushcfunction(L, call_reply);
-    else if (!strcmp(k, "error")) lua_pushcfunction(L, call_error);
-    else lua_pushnil(L);
-    return 1;
-}
-
-/* fn(args, call): return the answer, raise a code, or return nothing and
-** answer later with call:reply(v) / call:error(code). */
+/* fn(args, call): call.from, call:reply(v), call:error(code). */
 static int lua_command_handler(cps_call *call, json_t *args, void *ud)
 {
-    lua_State *L = LH.L;
-    int top = lua_gettop(L);
-    lua_call *c = lua_newuserdatauv(L, sizeof *c, 0);   /* anchored below the call */
-    c->call = call;
-    snprintf(c->from, sizeof c->from, "%s", cps_router_call_from(call));
-    luaL_setmetatable(L, "cps.call");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(intptr_t)ud);
-    push_json(L, args);
-    lua_pushvalue(L, top + 1);
-    int rc = budget_call(L, 2, 1);
-    if (rc != LUA_OK) {
-        char buf[64];
-        const char *msg = lua_tostring(L, -1);
-        cps_log("lua", CPS_LOG_ERROR, "command handler failed: %s", msg ? msg : "?");
-        if (c->call) { c->call = NULL; cps_router_reply(call, error_code(msg, buf, sizeof buf), NULL); }
-        lua_settop(L, top);
-        return CPS_OK;
-    }
-    if (!c->call) { lua_settop(L, top); return CPS_OK; }              /* answered */
-    if (lua_isnil(L, -1)) { lua_settop(L, top); return CPS_ASYNC; }   /* later */
-    char err[256];
-    json_t *v = safe_json(L, -1, err, sizeof err);
-    c->call = NULL;
-    lua_settop(L, top);
-    if (!v) cps_router_reply(call, "EINTERNAL", NULL);
-    else cps_router_reply(call, NULL, v);
-    return CPS_OK;
+    return run_handler((int)(intptr_t)ud, args, false, call, cps_router_call_from(call), "command handler");
 }
 
 static int l_register_command(lua_State *L)
@@ -656,12 +611,8 @@ int cps_lua_init(void)
     lua_pushstring(L, "array");
     lua_setfield(L, -2, "__jsontype");
     LH.array_mt = luaL_ref(L, LUA_REGISTRYINDEX);
-    luaL_newmetatable(L, "cps.ctx");
-    lua_pushcfunction(L, ctx_index);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, "cps.call");
-    lua_pushcfunction(L, call_index);
+    luaL_newmetatable(L, "cps.answer");
+    lua_pushcfunction(L, answer_index);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newmetatable(L, "cps.timer");
