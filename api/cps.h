@@ -294,8 +294,10 @@ typedef struct cps_api {
     int (*register_http)(cps_plugin *p, const char *method, const char *prefix,
                          size_t max_body, cps_http_fn fn, void *ud);
     const char *(*http_method)(cps_http *r);     /* "GET", "HEAD", "POST", ... */
-    const char *(*http_path)(cps_http *r);       /* without the query, not decoded */
-    const char *(*http_query)(cps_http *r);      /* after '?', or "" */
+    /* The path without the query, already %-decoded, "//" collapsed and
+    ** ".." resolved by the HTTP layer (a decoded NUL is refused with 400). */
+    const char *(*http_path)(cps_http *r);
+    const char *(*http_query)(cps_http *r);      /* after '?' (still encoded), or "" */
     /* A request header by lowercase name ("range"), or NULL. */
     const char *(*http_header)(cps_http *r, const char *name);
     const char *(*http_body)(cps_http *r, size_t *len);

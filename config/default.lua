@@ -36,7 +36,7 @@ return {
     -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
     -- after the role plugins.  A name prefixed with "?" is optional: if it
     -- fails to load the server logs it and carries on.
-    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "example_rpc", "example_note", "example_http", "web" },
+    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "blob", "example_rpc", "example_note", "example_http", "web", "auth" },
     lua_scripts = { "examples/example_rpc.lua", "examples/example_note.lua" },
 
     limits = {
@@ -96,11 +96,15 @@ return {
         -- /api/config (spec/http.md §5.1)
         admin_keys = {},            -- admins' edPublic keys
         moderator_keys = {},
-        restrict_registration = false,
+        -- The next four default to the setting of the plugin that enforces
+        -- it (auth.restrict_registration, rpc-pin.default_limit,
+        -- blob.max_upload_size, blob.premium_upload_size), else to
+        -- false, 50 MiB, 20 MiB and false: set them there, not here.
+        -- restrict_registration = false,
+        -- default_storage_limit = 52428800,
+        -- max_upload_size = 20971520,
+        -- premium_upload_size = nil,    -- at least max_upload_size
         restrict_sso_registration = false,
-        default_storage_limit = nil,  -- bytes; default rpc-pin.default_limit, else 50 MiB
-        max_upload_size = 20971520,   -- bytes (20 MiB)
-        premium_upload_size = nil,    -- bytes, at least max_upload_size; nil: false
         inactive_time = 90,           -- days before inactive data is archived
         apps_to_disable = {},
         enable_embedding = false,     -- true: Access-Control-Allow-Origin *

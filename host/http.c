@@ -132,6 +132,7 @@ const char *cps_http_header(cps_http *r, const char *name)
     for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
         const unsigned char *ts = lws_token_to_string((enum lws_token_indexes)t);
         if (ts && !strcmp((const char *)ts, want)) {
+            if (lws_hdr_total_length(r->wsi, (enum lws_token_indexes)t) <= 0) return NULL;   /* absent */
             got = lws_hdr_copy(r->wsi, buf, sizeof buf, (enum lws_token_indexes)t);
             break;
         }
@@ -302,6 +303,8 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     char method[8];
     int tok = method_of(wsi, method, sizeof method);
     if (tok < 0) return plain(wsi, 405);
+    /* lws has decoded %xx already: a %00 would cut the path short */
+    if (lws_hdr_total_length(wsi, (enum lws_token_indexes)tok) > (int)strlen(uri)) return plain(wsi, 400);
     route *rt = match(method, uri);
     if (!rt) return plain(wsi, 404);
     cps_http *r = calloc(1, sizeof *r);
@@ -314,10 +317,19 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     r->path = strdup(uri);
     r->headers_in = json_object();
     r->port = lws_get_vhost_listen_port(lws_get_vhost(wsi));
+    /* lws keeps each argument as a fragment: join them back with '&' */
     int qn = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-    if (qn > 0) {
-        r->query = malloc((size_t)qn + 1);
-        if (r->query) lws_hdr_copy(wsi, r->query, qn + 1, WSI_TOKEN_HTTP_URI_ARGS);
+    if (qn > 0 && (r->query = malloc((size_t)qn * 2 + 2))) {
+        size_t at = 0;
+        r->query[0] = 0;
+        for (int frag = 0; frag < 64; frag++) {
+            int n = lws_hdr_copy_fragment(wsi, r->query + at, qn + 1, WSI_TOKEN_HTTP_URI_ARGS, frag);
+            if (n <= 0) break;
+            at += (size_t)n;
+            r->query[at++] = '&';
+            r->query[at] = 0;
+        }
+        if (at) r->query[at - 1] = 0;
     }
     *slot = r;
     bool has_body = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");

@@ -95,7 +95,7 @@ const deepMerge = (base, over) => {
 };
 
 const defaultConfig = (dir) => ({
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: { host: '127.0.0.1', port: 0, extra_ports: [] },
     data_dir: Path.join(dir, 'data'),
     limits: { max_frame: 1048576, max_send_queue: 1048576 },
     front: { ping_after_ms: 15000, drop_after_ms: 60000, check_every_ms: 5000 },
