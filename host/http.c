@@ -349,7 +349,7 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
 
 int cps_http_body_chunk(cps_http *r, const void *in, size_t len)
 {
-    if (!r || !r->body) return 0;
+    if (!r || !r->body || !len) return 0;
     if (r->body_len + len > r->body_max) return -1;   /* more than announced */
     char *b = realloc(r->body, r->body_len + len + 1);
     if (!b) return -1;
