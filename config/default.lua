@@ -36,7 +36,7 @@ return {
     -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
     -- after the role plugins.  A name prefixed with "?" is optional: if it
     -- fails to load the server logs it and carries on.
-    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "example_rpc", "example_note", "example_http", "web" },
+    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "blob", "example_rpc", "example_note", "example_http", "web", "auth" },
     lua_scripts = { "examples/example_rpc.lua", "examples/example_note.lua" },
 
     limits = {

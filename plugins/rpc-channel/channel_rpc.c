@@ -227,9 +227,15 @@ static int remove_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
     /* {channel, reason}; older clients send the bare channel id */
     const char *id = json_is_string(args) ? json_string_value(args) : json_string_value(json_object_get(args, "channel"));
     if (!id) { API->rpc_error(rpc, "RPC_EARGS"); return CPS_OK; }
+    json_t *reason = json_object_get(args, "reason");
+    if (strlen(id) == 48) {     /* a blob (rpc.md 8.4): the blob plugin's storage half */
+        if (!ids_is_hex(id, 48)) { API->rpc_error(rpc, "INVALID_ARGUMENTS"); return CPS_OK; }
+        json_t *b = json_pack("{s s s s?}", "id", id, "key", API->rpc_key(rpc));
+        if (b && json_is_string(reason)) json_object_set(b, "reason", reason);
+        return forward(rpc, id, "BLOB_REMOVE", b, NULL);
+    }
     if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_ARGUMENTS"); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
-    json_t *reason = json_object_get(args, "reason");
     if (json_is_string(reason)) json_object_set(a, "reason", reason);
     return forward(rpc, id, "CHANNEL_REMOVE", a, "result");
 }

@@ -19,7 +19,7 @@
 ** parallel on the pool.  Freed as soon as it is idle. */
 typedef struct fs_queue {
     fs_obj obj;
-    char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>" */
+    char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>" */
     fs_req *head, *tail;       /* waiting, in order */
     fs_req *batch;             /* on the pool (or its callbacks running) */
 } fs_queue;
@@ -76,6 +76,27 @@ static bool valid_rkey(const char *s)
     return n >= 1 && n <= 128 && chars_ok(s, n, "_=+-", true);
 }
 
+/* Object stores: [a-z]{1,16}.  "archive" is refused: data/archive/ is the
+** archive tree itself, a store of that name would mix with it. */
+static bool valid_store(const char *s)
+{
+    if (!s) return false;
+    size_t n = strnlen(s, 17);
+    if (n < 1 || n > 16 || !strcmp(s, "archive")) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 'a' || s[i] > 'z') return false;
+    return true;
+}
+
+/* Object keys: [A-Za-z0-9+=_.-]{1,128} without "..".  A leading '.' is
+** refused too: "." would name the prefix directory itself. */
+static bool valid_okey(const char *s)
+{
+    if (!s) return false;
+    size_t n = strnlen(s, 129);
+    return n >= 1 && n <= 128 && s[0] != '.' && !strstr(s, "..") && chars_ok(s, n, "+=_.-", true);
+}
+
 /* ---- queues ----------------------------------------------------------- */
 
 static void req_free(fs_req *r)
@@ -85,7 +106,10 @@ static void req_free(fs_req *r)
     free(r);
 }
 
-static const char *kind_name(int kind) { return kind == FS_CHANNEL ? "channel" : kind == FS_PIN ? "pin log" : "record"; }
+static const char *kind_name(int kind)
+{
+    return kind == FS_CHANNEL ? "channel" : kind == FS_PIN ? "pin log" : kind == FS_RECORD ? "record" : "object";
+}
 
 /* Calls the request's callback once with its outcome, then frees it. */
 static void complete(fs_queue *q, fs_req *r, int status)
@@ -98,10 +122,10 @@ static void complete(fs_queue *q, fs_req *r, int status)
                     q->obj.id, r->op, strerror(r->err));
     bool ok = status == CPS_OK;
     switch (r->op) {
-    case OP_APPEND: case OP_SIZE: case OP_META_APPEND:
+    case OP_APPEND: case OP_SIZE: case OP_META_APPEND: case OP_OBJ_APPEND: case OP_OBJ_SIZE:
         if (r->cb.size) r->cb.size(r->ud, status, ok || status == CPS_ENOENT ? r->size : 0);
         break;
-    case OP_READ:
+    case OP_READ: case OP_OBJ_READ:
         if (r->cb.read) r->cb.read(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0,
                                    ok ? r->next_off : r->arg, ok && r->eof);
         break;
@@ -205,7 +229,7 @@ static void batch_after(void *ud, int status)
 static int enqueue(int kind, const char *id, const char *ns, fs_req *r)
 {
     char key[sizeof ((fs_queue *)0)->key];
-    if (kind == FS_RECORD) snprintf(key, sizeof key, "r:%s/%s", ns, id);
+    if (kind == FS_RECORD || kind == FS_OBJ) snprintf(key, sizeof key, "%c:%s/%s", kind == FS_OBJ ? 'o' : 'r', ns, id);
     else snprintf(key, sizeof key, "%c:%s", kind == FS_CHANNEL ? 'c' : 'p', id);
     fs_queue *q = strmap_get(FS.queues, key);
     if (!q) {
@@ -471,6 +495,109 @@ static int fs_record_del(void *st, const char *ns, const char *key, cps_store_do
     return enqueue(FS_RECORD, key, ns, r);
 }
 
+/* ---- named objects (blobs, staged uploads, blocks) ---------------------- */
+
+/* One queue per (store, key), like the other kinds.  A move is queued on
+** its source: it is ordered after every earlier request on the source. */
+static int obj_req(int op, const char *store, const char *key, fs_req **out, void *ud)
+{
+    int rc;
+    if (!valid_store(store) || !valid_okey(key)) return CPS_EINVAL;
+    fs_req *r = req_new(op, ud, &rc);
+    if (!r) return rc;
+    *out = r;
+    return CPS_OK;
+}
+
+static int fs_obj_append(void *st, const char *store, const char *key, const char *data, size_t len,
+                         cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    if (!data && len) return CPS_EINVAL;
+    int rc = obj_req(OP_OBJ_APPEND, store, key, &r, ud);
+    if (rc || (rc = req_copy_in(r, data, len))) return rc;
+    r->cb.size = done;
+    return enqueue(FS_OBJ, key, store, r);
+}
+
+static int fs_obj_write(void *st, const char *store, const char *key, const char *data, size_t len,
+                        cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    if (!data && len) return CPS_EINVAL;
+    int rc = obj_req(OP_OBJ_WRITE, store, key, &r, ud);
+    if (rc || (rc = req_copy_in(r, data, len))) return rc;
+    r->cb.done = done;
+    return enqueue(FS_OBJ, key, store, r);
+}
+
+static int fs_obj_read(void *st, const char *store, const char *key, uint64_t offset, size_t max,
+                       cps_store_read_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    int rc = obj_req(OP_OBJ_READ, store, key, &r, ud);
+    if (rc) return rc;
+    r->arg = offset;
+    r->max = max;
+    r->cb.read = done;
+    return enqueue(FS_OBJ, key, store, r);
+}
+
+static int fs_obj_size(void *st, const char *store, const char *key, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    int rc = obj_req(OP_OBJ_SIZE, store, key, &r, ud);
+    if (rc) return rc;
+    r->cb.size = done;
+    return enqueue(FS_OBJ, key, store, r);
+}
+
+static int fs_obj_move(void *st, const char *from_store, const char *from_key, const char *to_store,
+                       const char *to_key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    if (!valid_store(to_store) || !valid_okey(to_key)) return CPS_EINVAL;
+    int rc = obj_req(OP_OBJ_MOVE, from_store, from_key, &r, ud);
+    if (rc) return rc;
+    snprintf(r->to_ns, sizeof r->to_ns, "%s", to_store);
+    snprintf(r->to_id, sizeof r->to_id, "%s", to_key);
+    r->cb.done = done;
+    return enqueue(FS_OBJ, from_key, from_store, r);
+}
+
+static int obj_simple(int op, const char *store, const char *key, cps_store_done_fn done, void *ud)
+{
+    fs_req *r = NULL;
+    int rc = obj_req(op, store, key, &r, ud);
+    if (rc) return rc;
+    r->cb.done = done;
+    return enqueue(FS_OBJ, key, store, r);
+}
+
+static int fs_obj_delete(void *st, const char *store, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return obj_simple(OP_OBJ_DELETE, store, key, done, ud);
+}
+
+static int fs_obj_archive(void *st, const char *store, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
+}
+
+static const char *fs_obj_path(void *st, const char *store, const char *key, char *buf, size_t n)
+{
+    (void)st;
+    if (!FS.root || !buf || !valid_store(store) || !valid_okey(key)) return NULL;
+    return fs_obj_file(buf, n, FS.root, store, key, false) == 0 ? buf : NULL;
+}
+
 /* ---- load and unload -------------------------------------------------- */
 
 static void collect(const char *key, void *val, void *ud)
@@ -554,6 +681,14 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
         .record_get = fs_record_get,
         .record_del = fs_record_del,
         .pin_archive = fs_pin_archive,
+        .obj_append = fs_obj_append,
+        .obj_write = fs_obj_write,
+        .obj_read = fs_obj_read,
+        .obj_size = fs_obj_size,
+        .obj_move = fs_obj_move,
+        .obj_delete = fs_obj_delete,
+        .obj_archive = fs_obj_archive,
+        .obj_path = fs_obj_path,
     };
     int rc = a->register_storage(self, &FS.backend);
     if (rc) { teardown(); return rc; }

@@ -12,20 +12,23 @@
 #include "cps.h"
 
 /* What a queue is keyed by: every request naming one object shares it. */
-enum fs_kind { FS_CHANNEL, FS_PIN, FS_RECORD };
+enum fs_kind { FS_CHANNEL, FS_PIN, FS_RECORD, FS_OBJ };
 
 enum fs_op {
     OP_APPEND, OP_READ, OP_SIZE, OP_TRIM, OP_TRUNCATE, OP_ARCHIVE, OP_RESTORE,
     OP_DELETE, OP_PLACEHOLDER, OP_META_APPEND, OP_META_READ, OP_META_WRITE,
-    OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL, OP_PIN_ARCHIVE
+    OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL, OP_PIN_ARCHIVE,
+    /* named objects (blobs, staged uploads, blocks) */
+    OP_OBJ_APPEND, OP_OBJ_WRITE, OP_OBJ_READ, OP_OBJ_SIZE, OP_OBJ_MOVE, OP_OBJ_DELETE,
+    OP_OBJ_ARCHIVE
 };
 
 /* The object a queue serialises.  `checked` is touched only by the batch
 ** running on the pool (one at a time per queue), never by the loop. */
 typedef struct fs_obj {
     int kind;
-    char id[129];      /* channel id, safe key, or record key */
-    char ns[33];       /* record namespace */
+    char id[129];      /* channel id, safe key, record or object key */
+    char ns[33];       /* record namespace, or object store */
     bool checked;      /* torn-line check done in this queue run */
 } fs_obj;
 
@@ -37,6 +40,8 @@ typedef struct fs_req {
     char *in;          /* owned copy of the bytes to write, or the reason */
     size_t inlen;
     bool has_in;       /* archive: a reason was given (possibly "") */
+    char to_ns[33];    /* obj_move: the target store and key */
+    char to_id[129];
     /* Results, written on the pool thread and read in `after`. */
     bool ran;
     int status;
@@ -57,5 +62,10 @@ typedef struct fs_req {
 /* Runs one request to completion on a pool thread: fills r->status and the
 ** results.  Never calls the api table. */
 void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r);
+
+/* The file of object (store, key) under root, or (archived) its place in
+** the archive tree; -1 (ENAMETOOLONG) if it does not fit.  Pure: used by
+** obj_path on the loop and by the I/O on the pool. */
+int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived);
 
 #endif

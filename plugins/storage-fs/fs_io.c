@@ -1,6 +1,6 @@
 /*
 ** fs_io.c - the blocking half of storage-fs: every file operation of the
-** backend in CryptPad's on-disk layout (spec/storage.md 1-3, 7, 10, 11).
+** backend in CryptPad's on-disk layout (spec/storage.md 1-5, 7, 10, 11).
 ** Runs on thread-pool threads only; results go back in the request.
 */
 #define _GNU_SOURCE   /* memrchr */
@@ -44,6 +44,20 @@ static int path_of(char *buf, size_t n, const char *root, const fs_obj *o, int w
     case F_REC_TEMP:    w = snprintf(buf, n, "%s/data/%s/%.2s/%s.temp", root, o->ns, id, id); break;
     default:            w = -1;
     }
+    if (w < 0 || (size_t)w >= n) { errno = ENAMETOOLONG; return -1; }
+    return 0;
+}
+
+/* storage.md 1, 4-6: blobs and login blocks sit at the top of the data
+** directory, staged uploads and other stores under data/, as CryptPad's
+** blobPath, blockPath, blobStagingPath and archivePath place them. */
+int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived)
+{
+    int w;
+    if (archived) w = snprintf(buf, n, "%s/data/archive/%s/%.2s/%s", root, store, key, key);
+    else if (!strcmp(store, "blob") || !strcmp(store, "block"))
+        w = snprintf(buf, n, "%s/%s/%.2s/%s", root, store, key, key);
+    else w = snprintf(buf, n, "%s/data/%s/%.2s/%s", root, store, key, key);
     if (w < 0 || (size_t)w >= n) { errno = ENAMETOOLONG; return -1; }
     return 0;
 }
@@ -475,8 +489,86 @@ static int stat_size(const char *path, fs_req *r)
     return 0;
 }
 
+/* Raw bytes of an object from r->arg, at most r->max (READ_MIN if 0). */
+static int read_raw(const char *path, fs_req *r)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    uint64_t size = (uint64_t)st.st_size, off = r->arg;
+    size_t want = r->max ? r->max : READ_MIN;
+    if (off >= size) want = 0;
+    else if (want > size - off) want = (size_t)(size - off);   /* the file caps the buffer */
+    char *buf = malloc(want + 1);
+    if (!buf) { close(fd); errno = ENOMEM; return -1; }
+    ssize_t got = want ? pread_full(fd, buf, want, off) : 0;
+    int e = errno;
+    close(fd);
+    if (got < 0) { free(buf); errno = e; return -1; }
+    buf[got] = 0;
+    r->out = buf;
+    r->outlen = (size_t)got;
+    r->next_off = off + (uint64_t)got;
+    r->eof = r->next_off >= size;
+    return 0;
+}
+
+/* Moves src to dst unless dst exists (then r->status = CPS_EEXIST and
+** nothing moves).  RENAME_NOREPLACE makes the check and the move one step;
+** file systems without it get link+unlink, which also never replaces. */
+static int move_noreplace(const char *src, const char *dst, fs_req *r, bool use_fsync)
+{
+    struct stat st;
+    if (stat(src, &st) != 0) return -1;                      /* ENOENT: no source */
+    if (exists(dst)) { r->status = CPS_EEXIST; return 0; }
+    if (mkdir_parents(dst) != 0) return -1;
+    if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) == 0) return 0;
+    if (errno == EINVAL || errno == ENOSYS) {
+        if (link(src, dst) == 0) return unlink(src);
+    }
+    if (errno == EEXIST) { r->status = CPS_EEXIST; return 0; }
+    if (errno != EXDEV && errno != EPERM) return -1;
+    /* Another file system (the archive may be mounted elsewhere). */
+    if (exists(dst)) { r->status = CPS_EEXIST; return 0; }
+    if (copy_file(src, dst, use_fsync) != 0) return -1;
+    return unlink(src);
+}
+
+static int run_obj(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
+{
+    char p[PATH_MAX], t[PATH_MAX];
+    if (fs_obj_file(p, sizeof p, root, o->ns, o->id, false) != 0) return -1;
+    switch (r->op) {
+    case OP_OBJ_APPEND:
+        return append(p, r, use_fsync);
+    case OP_OBJ_WRITE:
+        /* '~' is no key character: the temporary file is nobody's key. */
+        if (snprintf(t, sizeof t, "%s~tmp", p) >= (int)sizeof t) { errno = ENAMETOOLONG; return -1; }
+        return write_atomic(p, t, r->in, r->inlen, use_fsync);
+    case OP_OBJ_READ:
+        return read_raw(p, r);
+    case OP_OBJ_SIZE:
+        return stat_size(p, r);
+    case OP_OBJ_MOVE:
+        if (fs_obj_file(t, sizeof t, root, r->to_ns, r->to_id, false) != 0) return -1;
+        return move_noreplace(p, t, r, use_fsync);
+    case OP_OBJ_DELETE:
+        return unlink(p);
+    case OP_OBJ_ARCHIVE:
+        /* Replaces an older archived copy, as pin logs do: the newest
+        ** removal is the one worth keeping. */
+        if (!exists(p)) { r->status = CPS_ENOENT; return 0; }
+        if (fs_obj_file(t, sizeof t, root, o->ns, o->id, true) != 0) return -1;
+        return move_file(p, t, use_fsync);
+    }
+    errno = EINVAL;
+    return -1;
+}
+
 static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
 {
+    if (o->kind == FS_OBJ) return run_obj(root, use_fsync, o, r);
     char p[PATH_MAX], t[PATH_MAX];
     switch (r->op) {
     case OP_APPEND:

@@ -97,6 +97,12 @@ static void size_log(void *ud, int status, uint64_t size)
     if (!b || b->meta_read(b->state, z->id, size_meta, z)) size_meta(z, CPS_EIO, NULL, 0);
 }
 
+/* A blob's size is its file's (rpc.md 5): 0 when it is missing. */
+static void size_blob(void *ud, int status, uint64_t size)
+{
+    API->reply(ud, NULL, json_pack("{s I}", "size", (json_int_t)(status == CPS_OK ? size : 0)));
+}
+
 static int cmd_channel_size(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
@@ -104,7 +110,10 @@ static int cmd_channel_size(cps_call *call, json_t *args, void *ud)
     size_t n = id ? strlen(id) : 0;
     if (!id || (n != 32 && n != 33 && n != 48)) return CPS_EINVAL;
     const cps_storage_backend *b = backend();
-    if (n == 48 || !ids_valid_channel(id) || !b) {   /* blobs: with the blob store */
+    if (n == 48 && b && CPS_STORAGE_HAS(b, obj_size) && b->obj_size && ids_is_hex(id, 48) &&
+        b->obj_size(b->state, "blob", id, size_blob, call) == CPS_OK)
+        return CPS_ASYNC;
+    if (n == 48 || !ids_valid_channel(id) || !b) {   /* not a blob id, or no object store */
         API->reply(call, NULL, json_pack("{s i}", "size", 0));
         return CPS_OK;
     }

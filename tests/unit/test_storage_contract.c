@@ -818,6 +818,210 @@ static void test_pins_and_records(void **state)
     res_clear(&r);
 }
 
+/* ---- named objects (ABI 1.3) ---------------------------------------- */
+
+#define BLOB1 "0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static int obj_append(const char *store, const char *key, const char *data, size_t len, uint64_t *size)
+{
+    res r = { 0 };
+    RUN(&r, B->obj_append(S, store, key, data, len, on_size, &r));
+    if (size) *size = r.size;
+    return r.status;
+}
+
+static int obj_simple(int (*fn)(void *, const char *, const char *, cps_store_done_fn, void *),
+                      const char *store, const char *key)
+{
+    res r = { 0 };
+    RUN(&r, fn(S, store, key, on_done, &r));
+    return r.status;
+}
+
+static int obj_move(const char *fs_, const char *fk, const char *ts, const char *tk)
+{
+    res r = { 0 };
+    RUN(&r, B->obj_move(S, fs_, fk, ts, tk, on_done, &r));
+    return r.status;
+}
+
+static void test_objects(void **state)
+{
+    (void)state;
+    if (!CPS_STORAGE_HAS(B, obj_append) || !B->obj_append) skip();
+    res r = { 0 };
+    uint64_t size = 0;
+    char p[512], q[512];
+
+    /* Append: raw bytes (no line rule, binary, NUL included), size after. */
+    const char bin[] = { 'a', 0, '\n', (char)0xff, 'z' };
+    assert_int_equal(obj_append("blobstage", KEY1, bin, sizeof bin, &size), CPS_OK);
+    assert_int_equal(size, sizeof bin);
+    assert_int_equal(obj_append("blobstage", KEY1, "tail", 4, &size), CPS_OK);
+    assert_int_equal(size, sizeof bin + 4);
+    RUN(&r, B->obj_size(S, "blobstage", KEY1, on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.size, sizeof bin + 4);
+    if (T.fs) { path(p, sizeof p, "data/blobstage/Vz/" KEY1); assert_true(file_exists(p)); }
+
+    /* Read: from an offset, at most max, raw (not line-aligned). */
+    RUN(&r, B->obj_read(S, "blobstage", KEY1, 1, 3, on_read, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.len, 3);
+    assert_memory_equal(r.data, bin + 1, 3);
+    assert_int_equal(r.next, 4);
+    assert_false(r.eof);
+    RUN(&r, B->obj_read(S, "blobstage", KEY1, 4, 1 << 20, on_read, &r));
+    assert_int_equal(r.len, 5);
+    assert_memory_equal(r.data, "ztail", 5);
+    assert_true(r.eof);
+    RUN(&r, B->obj_read(S, "blobstage", KEY1, 100, 10, on_read, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.len, 0);
+    assert_true(r.eof);
+
+    /* Missing objects. */
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.status, CPS_ENOENT);
+    assert_int_equal(r.size, 0);
+    RUN(&r, B->obj_read(S, "blob", BLOB1, 0, 10, on_read, &r));
+    assert_int_equal(r.status, CPS_ENOENT);
+    assert_null(r.data);
+    assert_int_equal(obj_simple(B->obj_delete, "blob", BLOB1), CPS_ENOENT);
+    assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_ENOENT);
+    assert_int_equal(obj_move("blob", BLOB1, "blob", "0123456789abcdef0123456789abcdef0123456789abcdee"), CPS_ENOENT);
+
+    /* Move: staging -> blob; the source is gone, the target has the bytes. */
+    assert_int_equal(obj_move("blobstage", KEY1, "blob", BLOB1), CPS_OK);
+    RUN(&r, B->obj_size(S, "blobstage", KEY1, on_size, &r));
+    assert_int_equal(r.status, CPS_ENOENT);
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.size, sizeof bin + 4);
+    if (T.fs) {
+        path(p, sizeof p, "blob/01/" BLOB1);
+        assert_true(file_exists(p));
+        char buf[32];
+        assert_null(B->obj_path(S, "blob", BLOB1, buf, sizeof buf));   /* does not fit */
+        assert_string_equal(B->obj_path(S, "blob", BLOB1, q, sizeof q), p);
+    }
+    /* A target that exists: EEXIST and nothing moves. */
+    assert_int_equal(obj_append("blobstage", KEY1, "new", 3, NULL), CPS_OK);
+    assert_int_equal(obj_move("blobstage", KEY1, "blob", BLOB1), CPS_EEXIST);
+    RUN(&r, B->obj_read(S, "blob", BLOB1, 0, 100, on_read, &r));
+    assert_int_equal(r.len, sizeof bin + 4);
+    assert_memory_equal(r.data, bin, sizeof bin);
+    RUN(&r, B->obj_read(S, "blobstage", KEY1, 0, 100, on_read, &r));
+    assert_string_equal(r.data, "new");
+
+    /* Write: whole replacement (atomic), empty allowed; delete. */
+    const char *cookie = "0123456789abcdef0123456789abcdef";
+    RUN(&r, B->obj_write(S, "blobstage", KEY1 ".cookie", "x", 1, on_done, &r));
+    assert_int_equal(r.status, CPS_OK);
+    RUN(&r, B->obj_write(S, "blobstage", KEY1 ".cookie", cookie, 32, on_done, &r));
+    assert_int_equal(r.status, CPS_OK);
+    RUN(&r, B->obj_read(S, "blobstage", KEY1 ".cookie", 0, 0, on_read, &r));
+    assert_string_equal(r.data, cookie);
+    if (T.fs) {
+        path(p, sizeof p, "data/blobstage/Vz/" KEY1 ".cookie");
+        assert_file(p, cookie);
+        path(q, sizeof q, "data/blobstage/Vz/" KEY1 ".cookie~tmp");
+        assert_false(file_exists(q));
+    }
+    RUN(&r, B->obj_write(S, "block", "k", "", 0, on_done, &r));
+    assert_int_equal(r.status, CPS_OK);
+    RUN(&r, B->obj_size(S, "block", "k", on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.size, 0);
+    if (T.fs) { path(p, sizeof p, "block/k/k"); assert_true(file_exists(p)); }
+    assert_int_equal(obj_simple(B->obj_delete, "blobstage", KEY1 ".cookie"), CPS_OK);
+    assert_int_equal(obj_simple(B->obj_delete, "blobstage", KEY1 ".cookie"), CPS_ENOENT);
+    /* Other stores go under data/. */
+    assert_int_equal(obj_append("challenges", "Ab_1.x", "c", 1, NULL), CPS_OK);
+    if (T.fs) { path(p, sizeof p, "data/challenges/Ab/Ab_1.x"); assert_file(p, "c"); }
+
+    /* Archive: gone from the live store, kept under data/archive/<store>;
+    ** a second archive of a new object replaces the archived one. */
+    assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.status, CPS_ENOENT);
+    if (T.fs) {
+        path(p, sizeof p, "data/archive/blob/01/" BLOB1);
+        assert_true(file_exists(p));
+        path(p, sizeof p, "blob/01/" BLOB1);
+        assert_false(file_exists(p));
+    }
+    assert_int_equal(obj_move("blobstage", KEY1, "blob", BLOB1), CPS_OK);   /* "new" */
+    assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
+    if (T.fs) { path(p, sizeof p, "data/archive/blob/01/" BLOB1); assert_file(p, "new"); }
+
+    /* Order: appends, a move and a size on one object complete in order. */
+    res a[20] = { 0 }, mv = { 0 }, sz = { 0 };
+    completions = 0;
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(B->obj_append(S, "blobstage", KEY1, "0123456789", 10, on_size, &a[i]), CPS_OK);
+    assert_int_equal(B->obj_move(S, "blobstage", KEY1, "blob", BLOB1, on_done, &mv), CPS_OK);
+    assert_int_equal(B->obj_size(S, "blobstage", KEY1, on_size, &sz), CPS_OK);
+    wait_until(&sz.calls, 1);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(a[i].status, CPS_OK);
+        assert_int_equal(a[i].size, 10u * (unsigned)(i + 1));
+        assert_int_equal(a[i].order, i);
+    }
+    assert_int_equal(mv.status, CPS_OK);
+    assert_int_equal(mv.order, 20);
+    assert_int_equal(sz.status, CPS_ENOENT);
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.size, 200);
+    res_clear(&r);
+}
+
+/* Stores and keys that could name anything outside their place. */
+static void test_objects_refused(void **state)
+{
+    (void)state;
+    if (!CPS_STORAGE_HAS(B, obj_append) || !B->obj_append) skip();
+    res r = { 0 };
+    char buf[512];
+    char longkey[130];
+    memset(longkey, 'k', 129);
+    longkey[129] = 0;
+    const char *bad_keys[] = {
+        NULL, "", "..", "../x", "a/../b", "..a", "a..", "/etc/passwd", "a/b", ".", ".hidden",
+        "a b", "a\\b", "a\xc3\xa9", "a~tmp", "a%2fb", longkey,
+    };
+    const char *bad_stores[] = { NULL, "", "Blob", "blob/..", "..", "a1", "archive", "abcdefghijklmnopq", "b-c" };
+    for (size_t i = 0; i < sizeof bad_keys / sizeof bad_keys[0]; i++) {
+        const char *k = bad_keys[i];
+        assert_int_equal(B->obj_append(S, "blob", k, "x", 1, on_size, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_write(S, "blob", k, "x", 1, on_done, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_read(S, "blob", k, 0, 1, on_read, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_size(S, "blob", k, on_size, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_delete(S, "blob", k, on_done, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_archive(S, "blob", k, on_done, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_move(S, "blob", k, "blob", BLOB1, on_done, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_move(S, "blob", BLOB1, "blob", k, on_done, &r), CPS_EINVAL);
+        assert_null(B->obj_path(S, "blob", k, buf, sizeof buf));
+    }
+    for (size_t i = 0; i < sizeof bad_stores / sizeof bad_stores[0]; i++) {
+        const char *st = bad_stores[i];
+        assert_int_equal(B->obj_append(S, st, BLOB1, "x", 1, on_size, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_write(S, st, BLOB1, "x", 1, on_done, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_move(S, "blob", BLOB1, st, BLOB1, on_done, &r), CPS_EINVAL);
+        assert_null(B->obj_path(S, st, BLOB1, buf, sizeof buf));
+    }
+    assert_int_equal(B->obj_append(S, "blob", BLOB1, NULL, 1, on_size, &r), CPS_EINVAL);
+    assert_int_equal(r.calls, 0);
+    /* Nothing was created by any of them. */
+    if (T.fs) {
+        char p[512];
+        struct stat st;
+        path(p, sizeof p, "blob/a~/a~tmp");
+        assert_int_not_equal(stat(p, &st), 0);
+        path(p, sizeof p, "etc");
+        assert_int_not_equal(stat(p, &st), 0);
+    }
+}
+
 /* Beyond limits.work_queue requests waiting, a request is refused. */
 static void test_queue_bound(void **state)
 {
@@ -1052,6 +1256,8 @@ int main(void)
         cmocka_unit_test(test_torn_line_repaired),
         cmocka_unit_test(test_bad_ids_refused),
         cmocka_unit_test(test_pins_and_records),
+        cmocka_unit_test(test_objects),
+        cmocka_unit_test(test_objects_refused),
         cmocka_unit_test(test_queue_bound),
         cmocka_unit_test(test_100mb_streams),
         cmocka_unit_test(test_unload_cancels),

@@ -1,0 +1,61 @@
+/*
+** auth.h - what the files of the auth plugin share: the plugin singleton,
+** key helpers, and the storage half's per-key operations (store.c).
+*/
+#ifndef CPS_AUTH_H
+#define CPS_AUTH_H
+#include <stdbool.h>
+#include "cps.h"
+#include "strmap.h"
+
+#define KEY_LEN 44                 /* base64 of a 32-byte public key */
+#define TXID_LEN 32                /* base64 of 24 random bytes */
+#define NS_CHALLENGES "challenges"
+#define NS_MFA "mfa"
+#define NS_SESSIONS "sessions"
+#define STORE_BLOCK "block"
+/* Error code of the storage half while the backend lacks named objects
+** (obj_*): answered 503 to clients. */
+#define E_UNAVAILABLE "E_UNAVAILABLE"
+
+typedef struct auth_state {
+    const cps_api *api;
+    cps_plugin *self;
+    bool closing;                  /* fini ran: finish what runs, start nothing */
+    uint64_t ttl_ms;               /* challenges older than this are refused */
+    uint64_t session_ms;           /* lifetime of an MFA session */
+    bool restrict_registration;    /* WRITE_BLOCK needs a registrationProof */
+    strmap *pending;               /* txid -> uint64_t expiry: challenges to collect */
+    strmap *answering;             /* txids whose round 2 is in progress */
+    strmap *keys;                  /* storage half: safe key -> its operation queue */
+    size_t live;                   /* requests in progress (HTTP and storage) */
+    cps_timer *gc;
+} auth_state;
+
+extern auth_state A;
+#define API A.api
+
+/* 44 characters of base64 in either alphabet; its safe form in `safe`. */
+bool auth_key_ok(const char *key, char safe[KEY_LEN + 1]);
+/* Strict (padded, standard alphabet, '-' read as '/') base64 into exactly
+** `want` bytes, or any length up to `cap` when want is 0; -1 on error. */
+long auth_b64(const char *s, unsigned char *out, size_t cap, size_t want);
+/* base64 of 24 random bytes with '/' -> '-': txids and session ids. */
+void auth_random_id(char out[TXID_LEN + 1]);
+/* The backend, if it has what blocks need (obj_*), else NULL. */
+const cps_storage_backend *auth_obj_backend(void);
+/* JSON with the usual content type; `v` is stolen. */
+void auth_respond_json(cps_http *r, int status, json_t *v);
+
+/* The storage half (store.c).  `args` {op, key, ...} is borrowed.  Returns
+** NULL when queued: then `done` gets an error code or NULL and a borrowed
+** result, exactly once, later; else an error code (`done` is not called). */
+typedef void (*auth_op_done)(void *ud, const char *error, json_t *data);
+int auth_store_init(void);
+void auth_store_fini(void);
+const char *auth_store_run(json_t *args, auth_op_done done, void *ud);
+bool auth_store_idle(void);
+
+/* GET /block (block.c). */
+int auth_block_get(cps_http *req, void *ud);
+#endif

@@ -1,0 +1,157 @@
+/*
+** block.c - GET /block/<xx>/<safeKey> (http.md 7): the login block's bytes,
+** a 404 with a small JSON body while there is none (registration expects
+** it), and the MFA gate (a Bearer session) when the block has MFA.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "auth.h"
+
+#define MAX_BLOCK (16u << 20)      /* read into memory when there is no file path */
+
+typedef struct bget {
+    cps_http *req;
+    char safe[KEY_LEN + 1];
+    char ph[KEY_LEN + 16];
+} bget;
+
+static void bget_free(bget *g) { free(g); A.live--; }
+
+static void respond_err(cps_http *req, int status, json_t *body)
+{
+    auth_respond_json(req, status, body);
+}
+
+/* 404 {"reason"?, "code":404}, the reason from the placeholder. */
+static void on_placeholder(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next; (void)eof;
+    bget *g = ud;
+    json_t *body = json_object();
+    json_t *reason = status == CPS_OK ? json_stringn(data, len) : NULL;   /* NULL if not UTF-8 */
+    if (reason) json_object_set_new(body, "reason", reason);
+    json_object_set_new(body, "code", json_integer(404));
+    respond_err(g->req, 404, body);
+    bget_free(g);
+}
+
+static void not_found(bget *g)
+{
+    const cps_storage_backend *b = auth_obj_backend();
+    int rc = b ? b->obj_read(b->state, STORE_BLOCK, g->ph, 0, 4096, on_placeholder, g) : CPS_EIO;
+    if (rc) on_placeholder(g, rc, NULL, 0, 0, true);
+}
+
+static json_t *block_headers(void)
+{
+    return json_pack("{s s s s}", "content-type", "application/octet-stream",
+                     "cache-control", "public, max-age=0");
+}
+
+static void on_block(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next; (void)eof;
+    bget *g = ud;
+    if (status == CPS_ENOENT) { not_found(g); return; }
+    if (status) {
+        respond_err(g->req, 500, json_pack("{s i s s}", "code", 500, "error", "UNEXPECTED_ERROR"));
+        bget_free(g);
+        return;
+    }
+    json_t *h = block_headers();
+    API->http_respond(g->req, 200, h, data, len);
+    json_decref(h);
+    bget_free(g);
+}
+
+static void serve(bget *g)
+{
+    const cps_storage_backend *b = auth_obj_backend();
+    char path[4096];
+    const char *p = b->obj_path ? b->obj_path(b->state, STORE_BLOCK, g->safe, path, sizeof path) : NULL;
+    if (!p) {
+        int rc = b->obj_read(b->state, STORE_BLOCK, g->safe, 0, MAX_BLOCK, on_block, g);
+        if (rc) on_block(g, rc, NULL, 0, 0, true);
+        return;
+    }
+    json_t *h = block_headers();
+    int rc = API->http_respond_file(g->req, 200, h, p, 0, UINT64_MAX);
+    json_decref(h);
+    if (rc == CPS_ENOENT) { not_found(g); return; }
+    if (rc) respond_err(g->req, 500, json_pack("{s i s s}", "code", 500, "error", "UNEXPECTED_ERROR"));
+    bget_free(g);
+}
+
+static void on_gate(void *ud, const char *error, json_t *data)
+{
+    bget *g = ud;
+    if (error && !strcmp(error, E_UNAVAILABLE)) {
+        respond_err(g->req, 503, json_pack("{s i s s}", "code", 503, "error", "UNAVAILABLE"));
+    } else if (error) {
+        respond_err(g->req, 500, json_pack("{s i s s}", "code", 500, "error", "UNEXPECTED_ERROR"));
+    } else if (json_is_true(json_object_get(data, "serve"))) {
+        serve(g);
+        return;
+    } else if (json_is_true(json_object_get(data, "missing"))) {
+        not_found(g);
+        return;
+    } else {
+        /* The client asks for a TOTP code on this answer. */
+        respond_err(g->req, 401, json_pack("{s b s s s i}", "sso", 0, "method", "TOTP", "code", 401));
+    }
+    bget_free(g);
+}
+
+static bool id_chars(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '-' || c == '='))
+            return false;
+    }
+    return true;
+}
+
+int auth_block_get(cps_http *req, void *ud)
+{
+    (void)ud;
+    /* "/block/<xx>/<44 chars>", nothing else: the key becomes a file name. */
+    char rest[2 * KEY_LEN];
+    const char *path = API->http_path(req) + strlen("/block/");
+    /* The host hands over the path percent-decoded, with '+' turned into
+    ** ' ' (libwebsockets does that); a space is in no key, a '+' in many. */
+    size_t n = strnlen(path, sizeof rest);
+    for (size_t i = 0; i < n; i++) rest[i] = path[i] == ' ' ? '+' : path[i];
+    rest[n < sizeof rest ? n : 0] = 0;
+    const char *slash = strchr(rest, '/');
+    const char *key = slash ? slash + 1 : NULL;
+    if (!slash || slash - rest != 2 || strlen(key) != KEY_LEN || !id_chars(key, KEY_LEN) ||
+        strncmp(rest, key, 2)) {
+        auth_respond_json(req, 404, json_pack("{s s}", "error", "INVALID_ID"));
+        return CPS_OK;
+    }
+    if (!auth_obj_backend()) {
+        auth_respond_json(req, 503, json_pack("{s i s s}", "code", 503, "error", "UNAVAILABLE"));
+        return CPS_OK;
+    }
+    bget *g = calloc(1, sizeof *g);
+    if (!g) return CPS_ENOMEM;
+    A.live++;
+    g->req = req;
+    memcpy(g->safe, key, KEY_LEN);
+    snprintf(g->ph, sizeof g->ph, "%s.placeholder", g->safe);
+    const char *auth = API->http_header(req, "authorization");
+    const char *bearer = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : NULL;
+    while (bearer && *bearer == ' ') bearer++;
+    json_t *args = json_pack("{s s s s}", "op", "gate", "key", g->safe);
+    /* A token that cannot be a session id is no token (and never a key). */
+    if (bearer && strlen(bearer) == TXID_LEN && id_chars(bearer, TXID_LEN))
+        json_object_set_new(args, "bearer", json_string(bearer));
+    const char *err = auth_store_run(args, on_gate, g);
+    json_decref(args);
+    if (err) on_gate(g, err, NULL);   /* answers now */
+    return CPS_ASYNC;
+}

@@ -1,0 +1,379 @@
+/*
+** blob.c - encrypted file uploads and downloads (spec rpc.md 5, 6, 8; http.md
+** 6, 8): the RPC commands UPLOAD_STATUS, UPLOAD, UPLOAD_CANCEL,
+** UPLOAD_COMPLETE and OWNED_UPLOAD_COMPLETE, forwarded to the storage node
+** owning the user's key (stage.c); POST /upload-blob/ (HTTP chunks signed
+** over an upload cookie); GET, HEAD and OPTIONS /blob/<xx>/<id> served
+** from the blob store's files in bounded memory, with single byte ranges.
+*/
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include "blob.h"
+#include "text.h"
+
+#define UPLOAD_MAX_BODY (500 * 1024)     /* http.md 8: body <= 500 kB (express's "500kb") */
+#define DEFAULT_MAX_UPLOAD 20971520      /* rpc.md 7.3: maxUploadSize, 20 MiB */
+#define DEFAULT_LIMIT 52428800           /* defaultStorageLimit, 50 MiB */
+
+struct blob_state BL;
+
+bool blob_id_ok(const char *id)
+{
+    if (!id || strnlen(id, BLOB_ID_LEN + 1) != BLOB_ID_LEN) return false;
+    for (int i = 0; i < BLOB_ID_LEN; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))) return false;
+    return true;
+}
+
+/* The canonical text of the key's 32 bytes: every way of writing one key
+** (either alphabet, with or without padding) names the same staging file. */
+bool blob_key_norm(const char *key, char *unsafe, char *safe)
+{
+    unsigned char raw[40];
+    if (!key || strnlen(key, 61) > 60) return false;
+    if (b64_decode_lenient(key, strlen(key), raw, sizeof raw) != 32) return false;
+    sodium_bin2base64(unsafe, KEY_LEN + 1, raw, 32, sodium_base64_VARIANT_ORIGINAL);
+    for (int i = 0; i <= KEY_LEN; i++) safe[i] = unsafe[i] == '/' ? '-' : unsafe[i];
+    return true;
+}
+
+/* ---- the RPC half: runs where RPC is dispatched -------------------------- */
+
+static void forwarded(void *ud, const char *error, json_t *data)
+{
+    cps_rpc *rpc = ud;
+    if (error) API->rpc_error(rpc, error);
+    else API->rpc_reply(rpc, data && !json_is_null(data) ? json_incref(data) : NULL);
+}
+
+/* Staging is per user key (rpc.md 8): every upload command goes to the
+** storage node owning the caller's safe key.  Steals args. */
+static int to_stage(cps_rpc *rpc, const char *cmd, json_t *args)
+{
+    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1], node[64];
+    if (!args) return CPS_ENOMEM;
+    if (!blob_key_norm(API->rpc_key(rpc), unsafe, safe)) {
+        json_decref(args);
+        API->rpc_error(rpc, "INVALID_SAFEKEY");
+        return CPS_OK;
+    }
+    if (!API->owner(BL.self, "storage", safe, node, sizeof node)) { json_decref(args); return CPS_EIO; }
+    json_object_set_new(args, "key", json_string(unsafe));
+    int rc = API->query(BL.self, node, cmd, args, 0, forwarded, rpc);
+    return rc ? rc : CPS_ASYNC;
+}
+
+static int rpc_status(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    return to_stage(rpc, "BLOB_STATUS", json_pack("{s O?}", "size", json_object_get(args, "size")));
+}
+
+static int rpc_upload(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    return to_stage(rpc, "BLOB_UPLOAD", json_pack("{s O?}", "chunk", json_object_get(args, "chunk")));
+}
+
+static int rpc_cancel(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    /* {id, size}; older clients send the bare size */
+    json_t *size = json_is_number(args) ? args : json_object_get(args, "size");
+    return to_stage(rpc, "BLOB_CANCEL", json_pack("{s O?}", "size", size));
+}
+
+static int rpc_complete(cps_rpc *rpc, json_t *args, void *ud)
+{
+    bool owned = ud != NULL;
+    const char *id = json_string_value(args);
+    if (!blob_id_ok(id)) { API->rpc_error(rpc, owned ? "EINVAL_ID" : "INVALID_ID"); return CPS_OK; }
+    return to_stage(rpc, "BLOB_COMPLETE", json_pack("{s s s b}", "id", id, "owned", owned));
+}
+
+/* ---- HTTP: common headers ------------------------------------------------ */
+
+/* http.md 4.1: sandboxed iframes read blobs cross-origin.  "*" with
+** embedding enabled, else the permitted embedders, else the sandbox origin
+** (the web plugin's section); "*" when none is configured. */
+static const char *allowed_origin(void)
+{
+    if (json_is_true(API->config_get(BL.self, "web.enable_embedding"))) return "*";
+    json_t *v = API->config_get(BL.self, "web.permitted_embedders");
+    if (!json_is_string(v) || !json_string_length(v)) v = API->config_get(BL.self, "web.sandbox_origin");
+    return json_is_string(v) && json_string_length(v) ? json_string_value(v) : "*";
+}
+
+static json_t *base_headers(const char *type)
+{
+    return json_pack("{s s s s s s s s}", "Content-Type", type, "Access-Control-Allow-Origin", allowed_origin(),
+                     "Cross-Origin-Resource-Policy", "cross-origin", "X-Content-Type-Options", "nosniff");
+}
+
+/* Steals body. */
+static int respond_json(cps_http *req, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    json_t *h = base_headers("application/json");
+    int rc = API->http_respond(req, status, h, text ? text : "{}", text ? strlen(text) : 2);
+    json_decref(h);
+    free(text);
+    return rc;
+}
+
+static int not_found(cps_http *req)
+{
+    json_t *h = base_headers("text/plain");
+    API->http_respond(req, 404, h, "Not Found", 9);
+    json_decref(h);
+    return CPS_OK;
+}
+
+/* CORS preflight (http.md 6, 8). */
+static int preflight(cps_http *req, const char *methods)
+{
+    json_t *h = base_headers("application/octet-stream; charset=utf-8");
+    json_object_set_new(h, "Access-Control-Allow-Methods", json_string(methods));
+    json_object_set_new(h, "Access-Control-Allow-Headers",
+                        json_string("DNT,X-CustomHeader,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,"
+                                    "Cache-Control,Content-Type,Content-Range,Range,Access-Control-Allow-Origin"));
+    json_object_set_new(h, "Access-Control-Max-Age", json_string("1728000"));
+    API->http_respond(req, 204, h, "", 0);
+    json_decref(h);
+    return CPS_OK;
+}
+
+static int blob_options(cps_http *req, void *ud) { (void)ud; return preflight(req, "GET, OPTIONS"); }
+static int upload_options(cps_http *req, void *ud) { (void)ud; return preflight(req, "POST, OPTIONS"); }
+
+/* ---- POST /upload-blob/<xx>/<id> (rpc.md 8.1 step 4) --------------------- */
+
+static void chunk_done(void *ud, const char *error, json_t *data)
+{
+    cps_http *req = ud;
+    if (error && !strcmp(error, "INVALID_COOKIE")) respond_json(req, 403, json_pack("{s s}", "error", error));
+    else if (error) respond_json(req, 500, json_pack("{s s}", "error", error));
+    else respond_json(req, 200, json_pack("{s O?}", "cookie", json_object_get(data, "cookie")));
+}
+
+static int http_upload(cps_http *req, void *ud)
+{
+    (void)ud;
+    size_t len;
+    const char *body = API->http_body(req, &len);
+    json_t *j = json_loadb(body, len, 0, NULL);
+    if (!j) return respond_json(req, 400, json_pack("{s s}", "error", "INVALID_JSON"));
+    json_t *chunk = json_object_get(j, "chunk");
+    const char *sig = json_string_value(json_object_get(j, "sig"));
+    const char *pub = json_string_value(json_object_get(j, "edPublic"));
+    if (!json_is_string(chunk)) {
+        json_decref(j);
+        return respond_json(req, 500, json_pack("{s s}", "error", "EINVAL"));
+    }
+    /* An attached signature: 64 bytes of signature, then the cookie text.
+    ** One verification of a short message takes microseconds: done here. */
+    unsigned char sm[64 + 128], msg[sizeof sm], pk[40];
+    unsigned long long mlen = 0;
+    size_t sl = sig ? b64_decode_lenient(sig, strnlen(sig, 512), sm, sizeof sm) : 0;
+    size_t kl = pub ? b64_decode_lenient(pub, strnlen(pub, 128), pk, sizeof pk) : 0;
+    if (!sig || !pub || strlen(sig) > 512 || strlen(pub) > 60 || sl == (size_t)-1 || sl < 64 || kl != 32 ||
+        crypto_sign_open(msg, &mlen, sm, sl, pk) != 0) {
+        json_decref(j);
+        return respond_json(req, 403, json_pack("{s s}", "error", "INVALID_KEY"));
+    }
+    char cookie[COOKIE_LEN + 1];
+    bool shape = mlen == COOKIE_LEN;
+    for (unsigned long long i = 0; shape && i < mlen; i++) shape = isxdigit(msg[i]) != 0;
+    if (!shape) {
+        json_decref(j);
+        return respond_json(req, 403, json_pack("{s s}", "error", "INVALID_COOKIE"));
+    }
+    memcpy(cookie, msg, COOKIE_LEN);
+    cookie[COOKIE_LEN] = 0;
+    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1], node[64];
+    sodium_bin2base64(unsafe, sizeof unsafe, pk, 32, sodium_base64_VARIANT_ORIGINAL);
+    for (int i = 0; i <= KEY_LEN; i++) safe[i] = unsafe[i] == '/' ? '-' : unsafe[i];
+    json_t *q = json_pack("{s s s s s O}", "key", unsafe, "cookie", cookie, "chunk", chunk);
+    json_decref(j);
+    if (!q || !API->owner(BL.self, "storage", safe, node, sizeof node)) {
+        json_decref(q);
+        return respond_json(req, 500, json_pack("{s s}", "error", "EIO"));
+    }
+    int rc = API->query(BL.self, node, "BLOB_HTTP_CHUNK", q, 0, chunk_done, req);
+    if (rc) return respond_json(req, 500, json_pack("{s s}", "error", API->strerror(rc)));
+    return CPS_ASYNC;
+}
+
+/* ---- GET / HEAD /blob/<xx>/<id> (http.md 6) ------------------------------ */
+
+typedef struct download {
+    cps_http *req;
+    char id[BLOB_ID_LEN + 1];
+    char range[128];               /* the Range header, read while the request is live */
+    bool has_range;
+} download;
+
+/* A single range of a file of `size` bytes: 1 and the bytes to send, 0 to
+** ignore the header (not one plain byte range: the whole file is sent, as
+** RFC 9110 allows), -1 when it cannot be satisfied (416). */
+static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+{
+    char *end;
+    if (strncmp(h, "bytes=", 6) != 0) return 0;
+    const char *p = h + 6;
+    if (strchr(p, ',')) return 0;
+    if (*p == '-') {                           /* the last n bytes */
+        if (!isdigit((unsigned char)p[1])) return 0;
+        unsigned long long n = strtoull(p + 1, &end, 10);
+        if (*end) return 0;
+        if (n == 0 || size == 0) return -1;
+        if (n > size) n = size;
+        *off = size - n;
+        *len = n;
+        return 1;
+    }
+    if (!isdigit((unsigned char)*p)) return 0;
+    unsigned long long a = strtoull(p, &end, 10), b = UINT64_MAX;
+    if (*end != '-') return 0;
+    p = end + 1;
+    if (*p) {
+        if (!isdigit((unsigned char)*p)) return 0;
+        b = strtoull(p, &end, 10);
+        if (*end || b < a) return 0;
+    }
+    if (a >= size) return -1;
+    if (b >= size) b = size - 1;
+    *off = a;
+    *len = b - a + 1;
+    return 1;
+}
+
+static void blob_sized(void *ud, int status, uint64_t size)
+{
+    download *d = ud;
+    cps_http *req = d->req;
+    const cps_storage_backend *b = API->storage(BL.self, NULL);
+    char path[4096];
+    if (status == CPS_ENOENT) { not_found(req); free(d); return; }
+    if (status != CPS_OK || !b || !b->obj_path(b->state, "blob", d->id, path, sizeof path)) {
+        respond_json(req, status == CPS_ECANCELED ? 503 : 500, json_pack("{s s}", "error", API->strerror(status)));
+        free(d);
+        return;
+    }
+    json_t *h = base_headers("application/octet-stream");
+    json_t *cc = json_object_get(API->config(BL.self), "cache_control");
+    json_object_set_new(h, "Accept-Ranges", json_string("bytes"));
+    json_object_set_new(h, "Cache-Control", json_string(json_is_string(cc) ? json_string_value(cc)
+                                                                          : "public, max-age=31536000"));
+    json_object_set_new(h, "Access-Control-Allow-Headers", json_string("Content-Length"));
+    json_object_set_new(h, "Access-Control-Expose-Headers", json_string("Content-Length"));
+    uint64_t off = 0, len = size;
+    int code = 200;
+    int pr = d->has_range ? parse_range(d->range, size, &off, &len) : 0;
+    char cr[96];
+    if (pr < 0) {
+        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
+        json_object_set_new(h, "Content-Range", json_string(cr));
+        json_object_set_new(h, "Content-Type", json_string("text/plain"));
+        API->http_respond(req, 416, h, "", 0);
+    } else {
+        if (pr > 0) {
+            code = 206;
+            snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)off,
+                     (unsigned long long)(off + len - 1), (unsigned long long)size);
+            json_object_set_new(h, "Content-Range", json_string(cr));
+        }
+        int rc = API->http_respond_file(req, code, h, path, off, len);
+        if (rc == CPS_ENOENT) not_found(req);            /* removed meanwhile */
+        else if (rc) respond_json(req, 500, json_pack("{s s}", "error", API->strerror(rc)));
+    }
+    json_decref(h);
+    free(d);
+}
+
+/* The blob is read from this process's backend: in one process it is the
+** storage node's own.  A front without the blob store (a cluster) would
+** fetch it from the storage node owning the id: the cluster issue. */
+static int http_blob(cps_http *req, void *ud)
+{
+    (void)ud;
+    const char *rest = API->http_path(req) + strlen("/blob/");
+    /* Exactly <xx>/<48 lowercase hex>, xx its first two: anything else
+    ** (dot segments, encoded slashes, other lengths) names no blob. */
+    if (strlen(rest) != 3 + BLOB_ID_LEN || rest[2] != '/' || !blob_id_ok(rest + 3) || strncmp(rest, rest + 3, 2))
+        return not_found(req);
+    const cps_storage_backend *b = API->storage(BL.self, NULL);
+    if (!b || !CPS_STORAGE_HAS(b, obj_path) || !b->obj_path || !b->obj_size) return not_found(req);
+    download *d = calloc(1, sizeof *d);
+    if (!d) return CPS_ENOMEM;
+    d->req = req;
+    memcpy(d->id, rest + 3, BLOB_ID_LEN + 1);
+    const char *range = API->http_header(req, "range");
+    if (range && strlen(range) < sizeof d->range) {
+        d->has_range = true;
+        memcpy(d->range, range, strlen(range) + 1);
+    }
+    int rc = b->obj_size(b->state, "blob", d->id, blob_sized, d);
+    if (rc) { free(d); return rc; }
+    return CPS_ASYNC;
+}
+
+/* ---- load and unload ------------------------------------------------------ */
+
+static uint64_t conf_u64(json_t *cfg, const char *name, uint64_t def)
+{
+    json_t *v = json_object_get(cfg, name);
+    return json_is_number(v) && json_number_value(v) > 0 ? (uint64_t)json_number_value(v) : def;
+}
+
+static void blob_fini(cps_plugin *self, void *state)
+{
+    (void)self; (void)state;
+    BL.closing = true;
+    stage_fini();
+}
+
+CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+{
+    info->name = "blob";
+    info->version = "1.0.0";
+    info->abi_major = CPS_ABI_MAJOR;
+    info->abi_minor = CPS_ABI_MINOR;
+    info->fini = blob_fini;
+    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    if (sodium_init() < 0) return CPS_EINTERNAL;
+    memset(&BL, 0, sizeof BL);
+    BL.api = a;
+    BL.self = self;
+    json_t *cfg = a->config(self);
+    BL.conf.max_upload = conf_u64(cfg, "max_upload_size", DEFAULT_MAX_UPLOAD);
+    BL.conf.premium_upload = conf_u64(cfg, "premium_upload_size", BL.conf.max_upload);
+    if (BL.conf.premium_upload < BL.conf.max_upload) BL.conf.premium_upload = BL.conf.max_upload;
+    BL.conf.default_limit = conf_u64(cfg, "default_limit", DEFAULT_LIMIT);
+    BL.conf.max_queue = (size_t)conf_u64(cfg, "max_queue_per_key", 16);
+    BL.conf.max_sessions = (size_t)conf_u64(cfg, "max_sessions", 100000);
+
+    int rc = stage_init();               /* CPS_ENOENT: no storage node in this process */
+    bool storage = rc == CPS_OK;
+    if (rc && rc != CPS_ENOENT) return rc;
+    static const struct { const char *name; cps_rpc_fn fn; void *ud; } rpcs[] = {
+        { "UPLOAD_STATUS", rpc_status, NULL }, { "UPLOAD", rpc_upload, NULL },
+        { "UPLOAD_CANCEL", rpc_cancel, NULL }, { "UPLOAD_COMPLETE", rpc_complete, NULL },
+        { "OWNED_UPLOAD_COMPLETE", rpc_complete, (void *)1 },
+    };
+    rc = 0;
+    for (size_t i = 0; i < sizeof rpcs / sizeof rpcs[0] && !rc; i++)
+        rc = a->register_rpc(self, rpcs[i].name, CPS_RPC_AUTH, rpcs[i].fn, rpcs[i].ud);
+    if (!rc) rc = a->register_http(self, "GET", "/blob/", 0, http_blob, NULL);
+    if (!rc) rc = a->register_http(self, "OPTIONS", "/blob/", 0, blob_options, NULL);
+    if (!rc) rc = a->register_http(self, "POST", "/upload-blob/", UPLOAD_MAX_BODY, http_upload, NULL);
+    if (!rc) rc = a->register_http(self, "OPTIONS", "/upload-blob/", 0, upload_options, NULL);
+    if (rc) { stage_fini(); return rc; }   /* a refusal unloads us without fini */
+    a->log(self, CPS_LOG_INFO, "blobs%s: uploads up to %llu bytes", storage ? " (with the storage half)" : "",
+           (unsigned long long)BL.conf.max_upload);
+    return CPS_OK;
+}

@@ -1,0 +1,678 @@
+/*
+** stage.c - the storage half of the blob plugin (spec rpc.md 8, storage.md
+** 4-5): staged uploads per user key, upload cookies, completion into the
+** blob store, blob sizes and owners' removal.  The operations of one key run
+** one at a time (a queue per key), so a cookie is checked and replaced, and
+** a chunk appended, without racing another request of the same user.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include "blob.h"
+#include "text.h"
+
+/* What a queued operation does. */
+enum { K_STATUS, K_UPLOAD, K_HTTP_CHUNK, K_CANCEL, K_COMPLETE, K_COOKIE };
+
+typedef struct sess sess;
+
+typedef struct bop {
+    int kind;
+    cps_call *call;
+    json_t *args;                  /* owned */
+    struct bop *next;
+    /* scratch of the running operation */
+    unsigned char *buf;            /* the decoded chunk */
+    size_t len;
+    int64_t size;                  /* UPLOAD_STATUS: the announced size */
+    int64_t limit;
+    int status;                    /* completion: why the move failed */
+    bool plan;                     /* the key has a non-empty plan */
+    char id[BLOB_ID_LEN + 1];
+    char cookie[COOKIE_LEN + 1];
+    char meta_key[BLOB_ID_LEN + 32];
+} bop;
+
+/* One user key: its upload sizes, its cookie's write time, its queue. */
+struct sess {
+    char safe[KEY_LEN + 1];
+    char unsafe[KEY_LEN + 1];
+    char cookie_key[KEY_LEN + 8];  /* "<safe>.cookie" */
+    int64_t pending, current;      /* pending < 0: no UPLOAD_STATUS yet */
+    uint64_t atime;
+    /* The cookie object holds the 32 characters only (storage.md 5); its
+    ** write time is kept here, where it is checked: the backend has no
+    ** mtime.  A restart forgets it, which ends the upload as it also
+    ** forgets the sizes (the client starts over). */
+    uint64_t cookie_ms;
+    bop *head, *tail;
+    size_t nops;
+    bool running;
+    bool in_kick;
+};
+
+static struct {
+    strmap *sess;                  /* safe key -> sess; NULL: no storage half */
+    strmap *completing;            /* blob ids being completed */
+    size_t orphans;                /* sessions detached at fini, awaiting a callback */
+    cps_timer *sweep;
+} ST;
+
+static char MARK;
+
+static const cps_storage_backend *backend(void)
+{
+    const cps_storage_backend *b = API->storage(BL.self, NULL);
+    return b && CPS_STORAGE_HAS(b, obj_path) && b->obj_append ? b : NULL;
+}
+
+/* ---- sessions and their queues ---------------------------------------- */
+
+static void bop_free(bop *o)
+{
+    json_decref(o->args);
+    free(o->buf);
+    free(o);
+}
+
+static void sess_free(sess *s)
+{
+    while (s->head) {
+        bop *n = s->head->next;
+        bop_free(s->head);
+        s->head = n;
+    }
+    free(s);
+}
+
+static sess *sess_get(const char *unsafe, const char *safe)
+{
+    sess *s = strmap_get(ST.sess, safe);
+    if (s) return s;
+    if (strmap_count(ST.sess) >= BL.conf.max_sessions) return NULL;
+    s = calloc(1, sizeof *s);
+    if (!s || strmap_put(ST.sess, safe, s) != 0) { free(s); return NULL; }
+    memcpy(s->safe, safe, sizeof s->safe);
+    memcpy(s->unsafe, unsafe, sizeof s->unsafe);
+    snprintf(s->cookie_key, sizeof s->cookie_key, "%s.cookie", safe);
+    s->pending = -1;
+    return s;
+}
+
+static void run_head(sess *s);
+
+static void kick(sess *s)
+{
+    s->in_kick = true;
+    while (s->head && !s->running) {
+        s->running = true;
+        run_head(s);
+    }
+    s->in_kick = false;
+}
+
+/* Answers the head operation (steals data) and starts the next. */
+static void finish(sess *s, const char *error, json_t *data)
+{
+    bop *o = s->head;
+    s->head = o->next;
+    if (!s->head) s->tail = NULL;
+    s->nops--;
+    s->running = false;
+    s->atime = API->now_ms();
+    API->reply(o->call, error, data);
+    bop_free(o);
+    if (!s->in_kick) kick(s);
+}
+
+/* A callback arriving after fini: answer, free the key's state. */
+static bool abandoned(sess *s)
+{
+    if (!BL.closing) return false;
+    if (s->head) {
+        bop *o = s->head;
+        s->head = o->next;
+        API->reply(o->call, "ECANCELED", NULL);
+        bop_free(o);
+    }
+    sess_free(s);
+    ST.orphans--;
+    return true;
+}
+
+static void sweep(cps_timer *t, void *ud);
+
+/* ---- UPLOAD_STATUS: limit, staging, free space ------------------------- */
+
+static void status_total(void *ud, const char *error, json_t *data);
+
+static void status_staged(void *ud, int status, uint64_t size)
+{
+    (void)size;
+    sess *s = ud;
+    if (abandoned(s)) return;
+    if (status == CPS_OK) { finish(s, NULL, json_true()); return; }   /* an upload is staged */
+    if (status != CPS_ENOENT) { finish(s, API->strerror(status), NULL); return; }
+    char node[64];
+    json_t *q = json_pack("{s s}", "key", s->unsafe);
+    if (!API->owner(BL.self, "storage", s->safe, node, sizeof node) ||
+        API->query(BL.self, node, "PIN_GET_TOTAL_SIZE", q, 0, status_total, s) != CPS_OK)
+        status_total(s, "ENOENT", NULL);
+}
+
+static void status_total(void *ud, const char *error, json_t *data)
+{
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    /* Without rpc-pin the usage is unknown: count it as 0. */
+    int64_t used = !error && json_is_number(data) ? (int64_t)json_number_value(data) : 0;
+    if (o->size >= o->limit - used) { finish(s, "NOT_ENOUGH_SPACE", NULL); return; }
+    s->pending = o->size;
+    s->current = 0;
+    finish(s, NULL, json_false());
+}
+
+static void status_limit(void *ud, const char *error, json_t *data)
+{
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    json_t *l = error ? NULL : json_array_get(data, 0);
+    const char *plan = error ? NULL : json_string_value(json_array_get(data, 1));
+    o->limit = json_is_number(l) ? (int64_t)json_number_value(l) : (int64_t)BL.conf.default_limit;
+    o->plan = plan && *plan;
+    /* rpc.md 8.1: beyond max_upload_size only a plan, and below the premium size. */
+    if ((uint64_t)o->size > BL.conf.max_upload &&
+        (!o->plan || (uint64_t)o->size >= BL.conf.premium_upload)) {
+        finish(s, "TOO_LARGE", NULL);
+        return;
+    }
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_size(b->state, "blobstage", s->safe, status_staged, s) : CPS_EIO;
+    if (rc) finish(s, API->strerror(rc), NULL);
+}
+
+static void do_status(sess *s, bop *o)
+{
+    json_t *size = json_object_get(o->args, "size");
+    if (!json_is_number(size) || json_number_value(size) < 0 || json_number_value(size) > 9e15) {
+        finish(s, "E_INVALID_SIZE", NULL);
+        return;
+    }
+    o->size = (int64_t)json_number_value(size);
+    char node[64];
+    json_t *q = json_pack("{s s}", "key", s->unsafe);
+    if (!API->owner(BL.self, "storage", s->safe, node, sizeof node) ||
+        API->query(BL.self, node, "PIN_GET_LIMIT", q, 0, status_limit, s) != CPS_OK)
+        status_limit(s, "ENOENT", NULL);
+}
+
+/* ---- UPLOAD and HTTP chunks: append to the staging object -------------- */
+
+static void new_cookie(char out[COOKIE_LEN + 1])
+{
+    unsigned char r[COOKIE_LEN / 2];
+    randombytes_buf(r, sizeof r);
+    sodium_bin2hex(out, COOKIE_LEN + 1, r, sizeof r);
+}
+
+static void cookie_written(void *ud, int status)
+{
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    if (status != CPS_OK) { finish(s, API->strerror(status), NULL); return; }
+    s->cookie_ms = API->now_ms();
+    finish(s, NULL, json_pack("{s s}", "cookie", o->cookie));
+}
+
+/* Writes a fresh cookie and answers {cookie} once it is stored. */
+static void issue_cookie(sess *s, bop *o)
+{
+    const cps_storage_backend *b = backend();
+    new_cookie(o->cookie);
+    int rc = b ? b->obj_write(b->state, "blobstage", s->cookie_key, o->cookie, COOKIE_LEN, cookie_written, s)
+               : CPS_EIO;
+    if (rc) finish(s, API->strerror(rc), NULL);
+}
+
+static void appended(void *ud, int status, uint64_t size)
+{
+    (void)size;
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    if (status != CPS_OK) { finish(s, API->strerror(status), NULL); return; }
+    s->current += (int64_t)o->len;
+    if (o->kind == K_HTTP_CHUNK) issue_cookie(s, o);   /* rpc.md 8.1: a fresh cookie per chunk */
+    else finish(s, NULL, json_integer((json_int_t)o->len));
+}
+
+/* rpc.md 8.3: decode, refuse past the announced size, append. */
+static void append_chunk(sess *s, bop *o)
+{
+    json_t *chunk = json_object_get(o->args, "chunk");
+    if (!json_is_string(chunk)) { finish(s, "DECODE_BUFFER", NULL); return; }
+    size_t n = json_string_length(chunk);
+    o->buf = malloc(n / 4 * 3 + 4);
+    if (!o->buf) { finish(s, "ENOMEM", NULL); return; }
+    o->len = b64_decode_lenient(json_string_value(chunk), n, o->buf, n / 4 * 3 + 4);
+    if (o->len == (size_t)-1) { finish(s, "DECODE_BUFFER", NULL); return; }
+    if (s->pending < 0) { finish(s, "NOT_READY", NULL); return; }
+    /* Checked before the chunk: the last chunk may overshoot. */
+    if (s->current > s->pending) { finish(s, "E_OVER_LIMIT", NULL); return; }
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_append(b->state, "blobstage", s->safe, (const char *)o->buf, o->len, appended, s)
+               : CPS_EIO;
+    if (rc) finish(s, API->strerror(rc), NULL);
+}
+
+static void cookie_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next; (void)eof;
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    const char *given = json_string_value(json_object_get(o->args, "cookie"));
+    bool fresh = s->cookie_ms && API->now_ms() - s->cookie_ms < COOKIE_TTL_MS;
+    bool match = status == CPS_OK && given && len == COOKIE_LEN && strlen(given) == COOKIE_LEN &&
+                 sodium_memcmp(data, given, COOKIE_LEN) == 0;
+    if (status != CPS_OK && status != CPS_ENOENT) { finish(s, API->strerror(status), NULL); return; }
+    if (!fresh || !match) { finish(s, "INVALID_COOKIE", NULL); return; }
+    s->cookie_ms = 0;              /* single use, whatever happens next */
+    append_chunk(s, o);
+}
+
+static void do_http_chunk(sess *s)
+{
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_read(b->state, "blobstage", s->cookie_key, 0, COOKIE_LEN + 1, cookie_read, s) : CPS_EIO;
+    if (rc) finish(s, API->strerror(rc), NULL);
+}
+
+/* ---- UPLOAD_CANCEL ------------------------------------------------------ */
+
+static void cancelled(void *ud, int status)
+{
+    sess *s = ud;
+    if (abandoned(s)) return;
+    finish(s, status == CPS_OK ? NULL : "E_UNLINK", NULL);
+}
+
+static void do_cancel(sess *s, bop *o)
+{
+    json_t *size = json_object_get(o->args, "size");
+    if (!json_is_number(size) || json_number_value(size) <= 0 || json_number_value(size) > 9e15) {
+        finish(s, "INVALID_FILESIZE", NULL);
+        return;
+    }
+    /* As the Node server: the new sizes hold even if there was no file. */
+    s->pending = (int64_t)json_number_value(size);
+    s->current = 0;
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_delete(b->state, "blobstage", s->safe, cancelled, s) : CPS_EIO;
+    if (rc) finish(s, "E_UNLINK", NULL);
+}
+
+/* ---- UPLOAD_COMPLETE / OWNED_UPLOAD_COMPLETE ----------------------------
+** The blob's final place is on the storage node owning the BLOB id, the
+** staged bytes on the node owning the user key.  The move is made here, by
+** the staging node, on its own backend: in one process both are the same.
+** Moving across nodes (a copy to the blob's node) is for the cluster issue. */
+
+static void complete_end(sess *s, bop *o, const char *error, json_t *data)
+{
+    strmap_del(ST.completing, o->id);
+    finish(s, error, data);
+}
+
+/* The cookie has done its job: gone before the answer, so the client's
+** next step never meets it. */
+static void cookie_gone(void *ud, int status)
+{
+    (void)status;                  /* ENOENT: an RPC-only upload had none */
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    complete_end(s, o, NULL, json_string(o->id));
+}
+
+static void meta_undone(void *ud, int status)
+{
+    (void)status;
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    complete_end(s, o, API->strerror(o->status), NULL);
+}
+
+static void moved(void *ud, int status)
+{
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    bool owned = json_is_true(json_object_get(o->args, "owned"));
+    const cps_storage_backend *b = backend();
+    if (status == CPS_OK) {
+        /* The next upload starts from UPLOAD_STATUS. */
+        s->cookie_ms = 0;
+        s->pending = -1;
+        s->current = 0;
+        if (!b || b->obj_delete(b->state, "blobstage", s->cookie_key, cookie_gone, s) != CPS_OK)
+            cookie_gone(s, CPS_EIO);
+        return;
+    }
+    API->log(BL.self, status == CPS_EEXIST || status == CPS_ENOENT ? CPS_LOG_DEBUG : CPS_LOG_WARN,
+             "completing blob %s for %s: %s", o->id, s->safe, API->strerror(status));
+    if (!owned) { complete_end(s, o, "RENAME_ERR", NULL); return; }
+    if (status == CPS_EEXIST) { complete_end(s, o, "EEXISTS", NULL); return; }
+    /* Nothing staged (or the move failed): the metadata written for it goes. */
+    o->status = status;
+    if (!b || b->obj_delete(b->state, "blob", o->meta_key, meta_undone, s) != CPS_OK)
+        complete_end(s, o, API->strerror(status), NULL);
+}
+
+static void do_move(sess *s, bop *o)
+{
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_move(b->state, "blobstage", s->safe, "blob", o->id, moved, s) : CPS_EIO;
+    if (rc) moved(s, rc);
+}
+
+static void meta_written(void *ud, int status)
+{
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    if (status != CPS_OK) { complete_end(s, o, API->strerror(status), NULL); return; }
+    do_move(s, o);
+}
+
+static void owned_target(void *ud, int status, uint64_t size)
+{
+    (void)size;
+    sess *s = ud;
+    if (abandoned(s)) return;
+    bop *o = s->head;
+    if (status == CPS_OK) { complete_end(s, o, "EEXISTS", NULL); return; }
+    if (status != CPS_ENOENT) { complete_end(s, o, API->strerror(status), NULL); return; }
+    /* storage.md 4: the first line of the blob's metadata names its owner. */
+    char line[128];
+    int n = snprintf(line, sizeof line, "{\"owners\":[\"%s\"]}\n", s->unsafe);
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_write(b->state, "blob", o->meta_key, line, (size_t)n, meta_written, s) : CPS_EIO;
+    if (rc) complete_end(s, o, API->strerror(rc), NULL);
+}
+
+static void do_complete(sess *s, bop *o)
+{
+    bool owned = json_is_true(json_object_get(o->args, "owned"));
+    const char *id = json_string_value(json_object_get(o->args, "id"));
+    if (!blob_id_ok(id)) { finish(s, owned ? "EINVAL_ID" : "INVALID_ID", NULL); return; }
+    /* Two users completing one id at once: the second loses at once
+    ** rather than race the metadata of the first. */
+    if (strmap_get(ST.completing, id)) { finish(s, owned ? "EEXISTS" : "RENAME_ERR", NULL); return; }
+    if (strmap_put(ST.completing, id, &MARK)) { finish(s, "ENOMEM", NULL); return; }
+    memcpy(o->id, id, sizeof o->id);
+    snprintf(o->meta_key, sizeof o->meta_key, "%s.metadata.ndjson", id);
+    if (!owned) { do_move(s, o); return; }
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_size(b->state, "blob", id, owned_target, s) : CPS_EIO;
+    if (rc) complete_end(s, o, API->strerror(rc), NULL);
+}
+
+static void run_head(sess *s)
+{
+    bop *o = s->head;
+    s->atime = API->now_ms();
+    switch (o->kind) {
+    case K_STATUS: do_status(s, o); break;
+    case K_UPLOAD: append_chunk(s, o); break;
+    case K_HTTP_CHUNK: do_http_chunk(s); break;
+    case K_CANCEL: do_cancel(s, o); break;
+    case K_COMPLETE: do_complete(s, o); break;
+    case K_COOKIE: issue_cookie(s, o); break;
+    default: finish(s, "EINVAL", NULL);
+    }
+}
+
+/* ---- the commands of the key's queue ------------------------------------ */
+
+static const struct { const char *name; int kind; } KEYED[] = {
+    { "BLOB_STATUS", K_STATUS }, { "BLOB_UPLOAD", K_UPLOAD }, { "BLOB_HTTP_CHUNK", K_HTTP_CHUNK },
+    { "BLOB_CANCEL", K_CANCEL }, { "BLOB_COMPLETE", K_COMPLETE }, { "BLOB_UPLOAD_COOKIE", K_COOKIE },
+};
+
+/* {key, ...}: queued on the key's session. */
+static int keyed_cmd(cps_call *call, json_t *args, void *ud)
+{
+    int kind = (int)(intptr_t)ud;
+    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1];
+    if (BL.closing || !ST.sess) return CPS_ECANCELED;
+    if (!blob_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
+        API->reply(call, "INVALID_SAFEKEY", NULL);
+        return CPS_OK;
+    }
+    if (!backend()) return CPS_EIO;
+    sess *s = sess_get(unsafe, safe);
+    if (!s) return CPS_EBUSY;
+    if (s->nops >= BL.conf.max_queue) return CPS_EBUSY;
+    bop *o = calloc(1, sizeof *o);
+    if (!o) return CPS_ENOMEM;
+    o->kind = kind;
+    o->call = call;
+    o->args = json_incref(args);
+    if (s->tail) s->tail->next = o; else s->head = o;
+    s->tail = o;
+    s->nops++;
+    s->atime = API->now_ms();
+    if (!s->running && !s->in_kick) kick(s);
+    return CPS_ASYNC;
+}
+
+/* ---- BLOB_SIZE {id} -> {size} ------------------------------------------- */
+
+static void sized(void *ud, int status, uint64_t size)
+{
+    cps_call *call = ud;
+    if (status != CPS_OK && status != CPS_ENOENT) API->reply(call, API->strerror(status), NULL);
+    else API->reply(call, NULL, json_pack("{s I}", "size", (json_int_t)(status == CPS_OK ? size : 0)));
+}
+
+static int cmd_size(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "id"));
+    const cps_storage_backend *b = backend();
+    if (!blob_id_ok(id)) return CPS_EINVAL;
+    if (!b) { API->reply(call, NULL, json_pack("{s i}", "size", 0)); return CPS_OK; }
+    int rc = b->obj_size(b->state, "blob", id, sized, call);
+    return rc ? rc : CPS_ASYNC;
+}
+
+/* ---- BLOB_REMOVE {id, key, reason?} -> "OK" (rpc.md 8.4) ---------------- */
+
+typedef struct removal {
+    cps_call *call;
+    char id[BLOB_ID_LEN + 1];
+    char meta_key[BLOB_ID_LEN + 32];
+    char key[KEY_LEN + 1];         /* the caller, unsafe form */
+} removal;
+
+static void removal_end(removal *r, const char *error, json_t *data)
+{
+    API->reply(r->call, error, data);
+    free(r);
+}
+
+static void meta_archived(void *ud, int status)
+{
+    removal *r = ud;
+    if (status != CPS_OK && status != CPS_ENOENT) {
+        API->log(BL.self, CPS_LOG_WARN, "blob %s: archiving its metadata: %s", r->id, API->strerror(status));
+    }
+    removal_end(r, NULL, json_string("OK"));
+}
+
+static void blob_archived(void *ud, int status)
+{
+    removal *r = ud;
+    const cps_storage_backend *b = backend();
+    if (status != CPS_OK) { removal_end(r, API->strerror(status), NULL); return; }
+    if (!b || b->obj_archive(b->state, "blob", r->meta_key, meta_archived, r) != CPS_OK) meta_archived(r, CPS_EIO);
+}
+
+/* The owners after replaying the metadata log: the first line's object,
+** then ADD_OWNERS / RM_OWNERS lines (history.md 10). */
+static bool is_owner(const char *data, size_t len, const char *key)
+{
+    bool owner = false, first = true;
+    const char *end = data + len;
+    while (data < end) {
+        const char *nl = memchr(data, '\n', (size_t)(end - data));
+        size_t n = nl ? (size_t)(nl - data) : (size_t)(end - data);
+        json_t *line = n ? json_loadb(data, n, 0, NULL) : NULL;
+        json_t *list = NULL;
+        int sign = 0;
+        if (first && json_is_object(line)) { list = json_object_get(line, "owners"); sign = 1; }
+        else if (json_is_array(line)) {
+            const char *cmd = json_string_value(json_array_get(line, 0));
+            list = json_array_get(line, 1);
+            sign = cmd && !strcmp(cmd, "ADD_OWNERS") ? 1 : cmd && !strcmp(cmd, "RM_OWNERS") ? -1 : 0;
+        }
+        size_t i;
+        json_t *k;
+        char ku[KEY_LEN + 1], ks[KEY_LEN + 1];
+        if (json_is_array(list) && sign)
+            json_array_foreach(list, i, k)
+                if (blob_key_norm(json_string_value(k), ku, ks) && !strcmp(ku, key)) owner = sign > 0;
+        if (n) first = false;
+        json_decref(line);
+        data += n + 1;
+    }
+    return owner;
+}
+
+static void meta_read_done(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next; (void)eof;
+    removal *r = ud;
+    const cps_storage_backend *b = backend();
+    /* No metadata: nobody owns it (main answers the same for a missing blob). */
+    if (status == CPS_ENOENT || (status == CPS_OK && !is_owner(data, len, r->key))) {
+        removal_end(r, "INSUFFICIENT_PERMISSIONS", NULL);
+        return;
+    }
+    if (status != CPS_OK) { removal_end(r, API->strerror(status), NULL); return; }
+    int rc = b ? b->obj_archive(b->state, "blob", r->id, blob_archived, r) : CPS_EIO;
+    if (rc) blob_archived(r, rc);
+}
+
+static int cmd_remove(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "id"));
+    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1];
+    const cps_storage_backend *b = backend();
+    if (!blob_id_ok(id)) return CPS_EINVAL;
+    if (!blob_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
+        API->reply(call, "INSUFFICIENT_PERMISSIONS", NULL);
+        return CPS_OK;
+    }
+    if (!b) return CPS_EIO;
+    removal *r = calloc(1, sizeof *r);
+    if (!r) return CPS_ENOMEM;
+    r->call = call;
+    memcpy(r->id, id, sizeof r->id);
+    memcpy(r->key, unsafe, sizeof r->key);
+    snprintf(r->meta_key, sizeof r->meta_key, "%s.metadata.ndjson", id);
+    int rc = b->obj_read(b->state, "blob", r->meta_key, 0, 1 << 20, meta_read_done, r);
+    if (rc) { free(r); return rc; }
+    return CPS_ASYNC;
+}
+
+/* ---- expiry, load, unload ------------------------------------------------ */
+
+typedef struct sweep_ctx { sess **victims; size_t n; uint64_t now; } sweep_ctx;
+
+static void sweep_one(const char *key, void *val, void *ud)
+{
+    (void)key;
+    sess *s = val;
+    sweep_ctx *c = ud;
+    if (!s->head && !s->running && c->now - s->atime > SESSION_IDLE_MS) c->victims[c->n++] = s;
+}
+
+/* rpc.md 8.3: sessions idle for 5 minutes go (their staged bytes stay,
+** for UPLOAD_STATUS to report). */
+static void sweep(cps_timer *t, void *ud)
+{
+    (void)t; (void)ud;
+    if (!ST.sess || !strmap_count(ST.sess)) return;
+    sweep_ctx c = { malloc(strmap_count(ST.sess) * sizeof(sess *)), 0, API->now_ms() };
+    if (!c.victims) return;
+    strmap_each(ST.sess, sweep_one, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        strmap_del(ST.sess, c.victims[i]->safe);
+        sess_free(c.victims[i]);
+    }
+    free(c.victims);
+}
+
+int stage_init(void)
+{
+    ST.sess = strmap_new();
+    ST.completing = strmap_new();
+    if (!ST.sess || !ST.completing) { stage_fini(); return CPS_ENOMEM; }
+    for (size_t i = 0; i < sizeof KEYED / sizeof KEYED[0]; i++) {
+        int rc = API->register_role_command(BL.self, "storage", KEYED[i].name, keyed_cmd,
+                                            (void *)(intptr_t)KEYED[i].kind);
+        if (rc) { stage_fini(); return rc; }   /* CPS_ENOENT: no storage node here */
+    }
+    int rc = API->register_role_command(BL.self, "storage", "BLOB_SIZE", cmd_size, NULL);
+    if (!rc) rc = API->register_role_command(BL.self, "storage", "BLOB_REMOVE", cmd_remove, NULL);
+    if (rc) { stage_fini(); return rc; }
+    ST.sweep = API->timer_start(BL.self, 60000, 60000, sweep, NULL);
+    return CPS_OK;
+}
+
+static void collect(const char *key, void *val, void *ud)
+{
+    (void)key;
+    sess ***at = ud;
+    *(*at)++ = val;
+}
+
+/* Waiting operations are answered ECANCELED now; a key whose head
+** operation waits for the backend or a query stays, detached, until that
+** callback (always made, with ECANCELED at unload) frees it. */
+void stage_fini(void)
+{
+    if (ST.sess) {
+        size_t n = strmap_count(ST.sess);
+        sess **all = malloc((n ? n : 1) * sizeof *all), **at = all;
+        if (all) strmap_each(ST.sess, collect, &at);
+        for (size_t i = 0; all && i < n; i++) {
+            sess *s = all[i];
+            bop *rest = s->running ? s->head->next : s->head;
+            if (s->running) { s->head->next = NULL; s->tail = s->head; s->nops = 1; }
+            else { s->head = s->tail = NULL; s->nops = 0; }
+            while (rest) {
+                bop *next = rest->next;
+                API->reply(rest->call, "ECANCELED", NULL);
+                bop_free(rest);
+                rest = next;
+            }
+            if (s->running) ST.orphans++;
+            else sess_free(s);
+        }
+        free(all);
+        strmap_free(ST.sess, NULL);
+    }
+    strmap_free(ST.completing, NULL);
+    ST.sess = NULL;
+    ST.completing = NULL;
+    ST.sweep = NULL;               /* the host stops the plugin's timers */
+}
