@@ -226,15 +226,16 @@ static bool unseal(json_t *m, const char *kind, const char *from, const char *to
 static peer_link *accept_hello(const char *text, size_t len)
 {
     json_t *m = json_loadb(text, len, 0, NULL);
-    const char *from = json_string_value(json_array_get(m, 1));
-    peer_link *l = from ? find(from) : NULL;
+    char from[32] = "";
+    snprintf(from, sizeof from, "%s", json_string_value(json_array_get(m, 1)) ?: "");
+    peer_link *l = from[0] ? find(from) : NULL;
     unsigned char eph[32], n1[24];
     bool ok = l && !l->dialer && unseal(m, "HELLO", from, K.me, "", eph, n1) && !replayed(n1, cps_now_ms());
     json_decref(m);
     if (!ok) {
         cps_metrics_add(K.c_refused, 1);
         cps_log("link", CPS_LOG_WARN, "refused a link handshake%s%s (wrong key, unknown node or replay)",
-                from ? " claiming to be " : "", from ? from : "");
+                from[0] ? " claiming to be " : "", from);
         return NULL;
     }
     unsigned char pk[32], sk[32], n2[24];

@@ -54,6 +54,7 @@ typedef struct pending {
     uint32_t gen;
     bool used;
     char asked[32];         /* only this node may answer */
+    uint64_t seq;           /* issue order, to fail queries in that order */
     cps_plugin *owner;
     cps_reply_fn cb;
     void *ud;
@@ -75,6 +76,7 @@ static struct {
     pending *slots;
     uint32_t nslots, free_head, npending, max_pending;
     unsigned default_timeout;
+    uint64_t next_seq;
     cps_counter *c_msgs, *c_timeouts, *c_busy;
 } R;   /* the router singleton */
 
@@ -250,6 +252,7 @@ static uint64_t pending_add(cps_plugin *p, const char *asked, cps_reply_fn cb, v
     q->cb = cb;
     q->ud = ud;
     snprintf(q->asked, sizeof q->asked, "%s", asked ? asked : "");
+    q->seq = ++R.next_seq;
     q->deadline = (R.loop ? uv_now(R.loop) : 0) + (timeout ? timeout : R.default_timeout);
     R.npending++;
     return ((uint64_t)q->gen << 32) | (i + 1);
@@ -495,9 +498,16 @@ int cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), voi
 /* The link to `peer` is down: its pending queries fail now, watchers hear it. */
 void cps_router_peer_down(const char *peer)
 {
-    for (uint32_t i = 0; i < R.nslots; i++)
-        if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0)
-            pending_finish(&R.slots[i], "EUNAVAILABLE", NULL);
+    /* in the order they were asked, so replies to a client keep its order */
+    for (;;) {
+        pending *first = NULL;
+        for (uint32_t i = 0; i < R.nslots; i++)
+            if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0 &&
+                (!first || R.slots[i].seq < first->seq))
+                first = &R.slots[i];
+        if (!first) break;
+        pending_finish(first, "EUNAVAILABLE", NULL);
+    }
     for (int i = 0; i < nwatchers; i++) watchers[i].fn(peer, watchers[i].ud);
 }
 

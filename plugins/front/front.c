@@ -486,6 +486,48 @@ static int cmd_send_texts(cps_call *call, json_t *args, void *ud)
     return CPS_ASYNC;
 }
 
+/* ---- a storage node was lost: it forgot who is in its channels ---- */
+
+typedef struct loss { const char *node; user **hit; size_t n, cap; } loss;
+
+static void check_user_loss(const char *id, void *v, void *ud)
+{
+    (void)id;
+    user *u = v;
+    loss *l = ud;
+    json_t *all = json_array();
+    strmap_each(u->channels, collect_channel, all);
+    size_t i;
+    json_t *ch;
+    json_array_foreach(all, i, ch) {
+        char st[64];
+        if (API->owner(F.self, "storage", json_string_value(ch), st, sizeof st) && !strcmp(st, l->node)) {
+            if (l->n < l->cap) l->hit[l->n++] = u;
+            break;
+        }
+    }
+    json_decref(all);
+}
+
+/* Its members would silently miss messages after it restarts: close their
+** connections, so the clients reconnect, rejoin and catch up from history. */
+static void peer_down(const char *node, void *ud)
+{
+    (void)ud;
+    if (strncmp(node, "storage:", 8) != 0 || !F.users) return;
+    loss l = { node, NULL, 0, strmap_count(F.users) };
+    l.hit = calloc(l.cap ? l.cap : 1, sizeof *l.hit);
+    if (!l.hit) return;
+    strmap_each(F.users, check_user_loss, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        cps_session *s = l.hit[i]->s;
+        user_gone(l.hit[i], "STORAGE_LOST");
+        if (s) API->session_close(s, 1012, "service restart");
+    }
+    if (l.n) API->log(F.self, CPS_LOG_WARN, "%s lost: %zu client(s) reconnected", node, l.n);
+    free(l.hit);
+}
+
 /* ---- life cycle ---- */
 
 static const cps_session_handler handler = { on_open, on_frame, on_close };
@@ -536,6 +578,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     if (!rc) rc = api->register_command(self, "SEND_TEXTS", cmd_send_texts, NULL);
     if (!rc) rc = api->register_command(self, "FORGET_CHANNEL", cmd_forget_channel, NULL);
     if (rc) return rc;
+    api->on_peer_down(self, peer_down, NULL);
     F.keepalive = api->timer_start(self, every > 0 ? (uint64_t)every : 5000,
                                    every > 0 ? (uint64_t)every : 5000, keepalive, NULL);
     return CPS_OK;

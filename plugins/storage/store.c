@@ -129,6 +129,10 @@ static void append_line(channel *ch, op *o)
 void op_message(channel *ch, op *o)
 {
     if (ch->open_status != CPS_OK) { fail(ch, o, "EIO"); return; }
+    /* only members broadcast (a restarted node forgot its members: they
+    ** must rejoin first); mailbox writes have no sender */
+    const char *sender = json_string_value(json_object_get(o->args, "user"));
+    if (sender && !ch_is_member(ch, sender)) { fail(ch, o, "ENOTMEMBER"); return; }
     const char *content = json_string_value(json_object_get(o->args, "content"));
     size_t clen = json_string_length(json_object_get(o->args, "content"));
     char cp[64];
