@@ -252,6 +252,19 @@ static int rpc_is_pinned(cps_rpc *rpc, json_t *args, void *ud)
     return CPS_OK;
 }
 
+/* IS_PREMIUM edPublic: true iff the key's limit entry names a plan (rpc.md §5). */
+static int rpc_is_premium(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *key = json_string_value(args);
+    if (!key) { API->rpc_reply(rpc, json_false()); return CPS_OK; }
+    json_t *l = limit_of(key);
+    const char *plan = json_string_value(json_array_get(l, 1));
+    API->rpc_reply(rpc, json_boolean(plan && *plan));
+    json_decref(l);
+    return CPS_OK;
+}
+
 /* ---- the storage half: key states and the LRU cache --------------------- */
 
 static void pop_free(pop *o)
@@ -895,6 +908,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
         rc = a->register_rpc(self, CMDS[i].rpc, CPS_RPC_AUTH, rpc_forward, (void *)&CMDS[i]);
     if (!rc) rc = a->register_rpc(self, "TRIM_PINS", CPS_RPC_AUTH, rpc_trim_pins, NULL);
     if (!rc) rc = a->register_rpc(self, "IS_CHANNEL_PINNED", CPS_RPC_ANON, rpc_is_pinned, NULL);
+    if (!rc) rc = a->register_rpc(self, "IS_PREMIUM", CPS_RPC_ANON, rpc_is_premium, NULL);
     if (rc) { strmap_free(P.sets, NULL); P.sets = NULL; return rc; }
     a->log(self, CPS_LOG_INFO, "pinning and quota%s", storage ? " (with the storage half)" : "");
     return CPS_OK;

@@ -26,6 +26,7 @@ const DATA2 = Path.join(ROOT2, 'data');
 
 let srv;
 let srv2;
+const PREMIUM = R.keyPair();
 let HK;
 let HK2;
 const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => srv.guard(fn)(t));
@@ -35,7 +36,7 @@ before(withLog(() => srv2 || srv, async () => {
     Fs.mkdirSync(DATA, { recursive: true });
     Fs.mkdirSync(DATA2, { recursive: true });
     srv = await startServer({}, { dir: ROOT });
-    srv2 = await startServer({ 'rpc-pin': { default_limit: 1000 } }, { dir: ROOT2 });
+    srv2 = await startServer({ 'rpc-pin': { default_limit: 1000, limits: { [PREMIUM.pub]: { limit: 5000, plan: 'gold', note: 'n' } } } }, { dir: ROOT2 });
     let r = await C.rawReady(srv.url);
     HK = await R.learnHk(r);
     r.close();
@@ -268,6 +269,18 @@ T('GET_LIMIT → [txid, cookie, 52428800, "", ""]; UPDATE_LIMITS the same', asyn
     assert.ok(R.isCookie(res.reply[1]));
     assert.deepEqual(await rpc.call('UPDATE_LIMITS', null), [52428800, '', '']);
     r.close();
+});
+
+T2('IS_PREMIUM: true only for a key whose limit entry names a plan; GET_LIMIT gives that entry', async () => {
+    const r = await C.rawReady(srv2.url);
+    for (const [key, want] of [[PREMIUM.pub, true], [R.keyPair().pub, false], [null, false], [42, false]]) {
+        const { reply, txid } = await R.anonRaw(r, HK2 || await R.learnHk(r), 'IS_PREMIUM', key);
+        assert.deepEqual(reply, [txid, null, want, null], `IS_PREMIUM ${C.short(key)}`);
+    }
+    r.close();
+    const { r: r2, rpc } = await session(srv2.url, HK2 || HK, PREMIUM);
+    assert.deepEqual(await rpc.call('GET_LIMIT', PREMIUM.pub), [5000, 'gold', 'n']);
+    r2.close();
 });
 
 T('TRIM_PINS → NOT_IMPLEMENTED; IS_CHANNEL_PINNED → true', async () => {
