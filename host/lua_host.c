@@ -360,6 +360,17 @@ static int l_register_role_command(lua_State *L)
     return 1;
 }
 
+/* The result of a call that took a callback: true, or nil and the error
+** (then the callback, held at `ref`, is released: it will never run). */
+static int push_status(lua_State *L, int rc, int ref)
+{
+    if (!rc) { lua_pushboolean(L, 1); return 1; }
+    if (ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    lua_pushnil(L);
+    lua_pushstring(L, cps_strerror(rc));
+    return 2;
+}
+
 /* ---- small records of the storage backend (this process's) ---- */
 
 static void lua_record_done(void *ud, int status, const char *data, size_t len)
@@ -390,21 +401,14 @@ static int l_record(lua_State *L, int op)
     int fn = op == 1 ? 4 : 3;
     luaL_checktype(L, fn, LUA_TFUNCTION);
     const cps_storage_backend *b = cps_storage_get(NULL);
-    if (!b) { lua_pushnil(L); lua_pushstring(L, "ENOENT"); return 2; }
+    if (!b) return push_status(L, CPS_ENOENT, LUA_NOREF);
     lua_pushvalue(L, fn);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     void *ud = (void *)(intptr_t)ref;
     int rc = op == 0 ? b->record_get(b->state, ns, key, lua_record_done, ud) :
              op == 1 ? b->record_put(b->state, ns, key, data, len, lua_record_status, ud) :
                        b->record_del(b->state, ns, key, lua_record_status, ud);
-    if (rc) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        lua_pushnil(L);
-        lua_pushstring(L, cps_strerror(rc));
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return push_status(L, rc, ref);
 }
 
 static int l_record_get(lua_State *L) { return l_record(L, 0); }
@@ -418,10 +422,7 @@ static int l_send(lua_State *L)
     char err[256];
     json_t *args = safe_json(L, 3, err, sizeof err);
     if (!args) return luaL_error(L, "%s", err);
-    int rc = cps_router_send(script_of(L), node, cmd, args);
-    if (rc) { lua_pushnil(L); lua_pushstring(L, cps_strerror(rc)); return 2; }
-    lua_pushboolean(L, 1);
-    return 1;
+    return push_status(L, cps_router_send(script_of(L), node, cmd, args), LUA_NOREF);
 }
 
 static void lua_query_done(void *ud, const char *error, json_t *data)
@@ -452,14 +453,7 @@ static int l_query(lua_State *L)
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int rc = cps_router_query(script_of(L), node, cmd, args, (unsigned)timeout, lua_query_done,
                               (void *)(intptr_t)ref);
-    if (rc) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        lua_pushnil(L);
-        lua_pushstring(L, cps_strerror(rc));
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return push_status(L, rc, ref);
 }
 
 /* ---- timers ---- */
