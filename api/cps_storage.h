@@ -136,6 +136,16 @@ typedef struct cps_storage_backend {
     ** api->http_respond_file, or NULL if this backend has no files (then
     ** stream it with obj_read).  Synchronous; does not check existence. */
     const char *(*obj_path)(void *state, const char *store, const char *key, char *buf, size_t n);
+
+    /* -- appended for line deletion (history.md §9.6; check with
+    **    CPS_STORAGE_HAS(b, channel_cut)) --
+    ** Remove the bytes [offset, offset + len) of the log, which must start
+    ** and end on line boundaries (len > 0; CPS_EINVAL otherwise, also past
+    ** the end).  Atomic like channel_trim: the old log and metadata log are
+    ** copied to the archive first, the rest is written to a temporary file
+    ** that replaces the log. */
+    int (*channel_cut)(void *state, const char *id, uint64_t offset, uint64_t len,
+                       cps_store_done_fn done, void *ud);
 } cps_storage_backend;
 
 /* Whether backend `b` has member `m` (built against a header that had it). */

@@ -1,9 +1,9 @@
 /*
 ** channel_rpc.c - the RPC commands about channels (spec rpc.md §5-§6):
-** sizes, metadata, "is it new", mailbox writes, and the owners' commands.
-** Each validates its arguments and asks the storage node that owns the
-** channel (CHANNEL_* commands of the storage role); this plugin holds no
-** state, so it runs wherever RPC is dispatched.
+** sizes, metadata, "is it new", mailbox writes and line deletion, and the
+** owners' commands.  Each validates its arguments and asks the storage node
+** that owns the channel (CHANNEL_* commands of the storage role); this
+** plugin holds no state, so it runs wherever RPC is dispatched.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +198,22 @@ static int write_private_message(cps_rpc *rpc, json_t *args, void *ud)
     return forward(rpc, id, "CHANNEL_WRITE_PRIVATE", a, "time");
 }
 
+/* {channel, hash, proof}: the sender of a form response deletes it
+** (history.md §9.6); the storage node checks the proof with the server's
+** curve key and answers EINVAL, EFORBIDDEN, HASH_NOT_FOUND or nothing. */
+static int delete_mailbox_message(cps_rpc *rpc, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    json_t *hash = json_object_get(args, "hash"), *proof = json_object_get(args, "proof");
+    if (!json_is_string(hash) || !json_is_string(proof) || !ids_valid_channel(id) || strlen(id) != 32) {
+        API->rpc_error(rpc, "EINVAL");
+        return CPS_OK;
+    }
+    json_t *a = json_pack("{s s s O s O}", "channel", id, "hash", hash, "proof", proof);
+    return forward(rpc, id, "CHANNEL_DELETE_LINE", a, "");
+}
+
 /* ---- authenticated: the owners' commands ---- */
 
 static int set_metadata(cps_rpc *rpc, json_t *args, void *ud)
@@ -269,6 +285,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
         { "IS_NEW_CHANNEL", CPS_RPC_ANON, is_new_channel },
         { "GET_METADATA", CPS_RPC_ANON, get_metadata },
         { "WRITE_PRIVATE_MESSAGE", CPS_RPC_ANON, write_private_message },
+        { "DELETE_MAILBOX_MESSAGE", CPS_RPC_ANON, delete_mailbox_message },
         { "SET_METADATA", CPS_RPC_AUTH, set_metadata },
         { "CLEAR_OWNED_CHANNEL", CPS_RPC_AUTH, clear_owned_channel },
         { "REMOVE_OWNED_CHANNEL", CPS_RPC_AUTH, remove_owned_channel },

@@ -350,6 +350,21 @@ static int fs_channel_truncate(void *st, const char *id, uint64_t len, cps_store
     return channel_simple(OP_TRUNCATE, id, len, done, ud);
 }
 
+/* Line deletion: same boundary rules as trim, checked on the pool. */
+static int fs_channel_cut(void *st, const char *id, uint64_t offset, uint64_t len,
+                          cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_channel(id)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_CUT, ud, &rc);
+    if (!r) return rc;
+    r->arg = offset;
+    r->arg2 = len;
+    r->cb.done = done;
+    return enqueue(FS_CHANNEL, id, NULL, r);
+}
+
 static int fs_channel_archive(void *st, const char *id, const char *reason,
                               cps_store_done_fn done, void *ud)
 {
@@ -689,6 +704,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
         .obj_delete = fs_obj_delete,
         .obj_archive = fs_obj_archive,
         .obj_path = fs_obj_path,
+        .channel_cut = fs_channel_cut,
     };
     int rc = a->register_storage(self, &FS.backend);
     if (rc) { teardown(); return rc; }

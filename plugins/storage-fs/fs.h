@@ -20,7 +20,8 @@ enum fs_op {
     OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL, OP_PIN_ARCHIVE,
     /* named objects (blobs, staged uploads, blocks) */
     OP_OBJ_APPEND, OP_OBJ_WRITE, OP_OBJ_READ, OP_OBJ_SIZE, OP_OBJ_MOVE, OP_OBJ_DELETE,
-    OP_OBJ_ARCHIVE
+    OP_OBJ_ARCHIVE,
+    OP_CUT            /* remove [arg, arg + arg2) of a channel log */
 };
 
 /* The object a queue serialises.  `checked` is touched only by the batch
@@ -35,7 +36,8 @@ typedef struct fs_obj {
 typedef struct fs_req {
     struct fs_req *next;
     int op;
-    uint64_t arg;      /* read offset, trim `from`, truncate length */
+    uint64_t arg;      /* read offset, trim `from`, truncate length, cut offset */
+    uint64_t arg2;     /* cut length */
     size_t max;        /* read size hint */
     char *in;          /* owned copy of the bytes to write, or the reason */
     size_t inlen;

@@ -171,18 +171,25 @@ static int write_atomic(const char *path, const char *tmp, const char *data, siz
 }
 
 /* Copies [from, end of file) of `in` into the new file `tmp`. */
-static int copy_range(int in, uint64_t from, const char *tmp, bool use_fsync)
+/* Writes bytes [0, keep) and [from, end of file) of `in` to `tmp`: a whole
+** copy (0, 0), a trim (0, from) or a cut of one span (keep < from). */
+static int copy_parts(int in, uint64_t keep, uint64_t from, const char *tmp, bool use_fsync)
 {
     int out = open_create(tmp, O_WRONLY | O_TRUNC);
     if (out < 0) return -1;
     char *buf = malloc(COPY_BUF);   /* not on the stack: pool threads have small ones */
     if (!buf) { close(out); unlink(tmp); errno = ENOMEM; return -1; }
     int rc = 0;
-    for (uint64_t off = from; ; ) {
-        ssize_t n = pread_full(in, buf, COPY_BUF, off);
+    for (uint64_t off = keep ? 0 : from, end = keep ? keep : UINT64_MAX; ; ) {
+        size_t want = end - off < COPY_BUF ? (size_t)(end - off) : COPY_BUF;
+        ssize_t n = want ? pread_full(in, buf, want, off) : 0;
         if (n < 0 || (n > 0 && write_all(out, buf, (size_t)n) != 0)) { rc = -1; break; }
-        if (n == 0) break;
-        off += (uint64_t)n;
+        off += (uint64_t)(n > 0 ? n : 0);
+        if (n == 0 || off >= end) {
+            if (end == UINT64_MAX) break;
+            off = from;             /* the kept head is done: on to the tail */
+            end = UINT64_MAX;
+        }
     }
     if (rc == 0 && sync_fd(out, use_fsync) != 0) rc = -1;
     int e = errno;
@@ -200,7 +207,7 @@ static int copy_file(const char *src, const char *dst, bool use_fsync)
     if (snprintf(tmp, sizeof tmp, "%s.temp", dst) >= (int)sizeof tmp) { errno = ENAMETOOLONG; return -1; }
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) return -1;
-    int rc = copy_range(in, 0, tmp, use_fsync);
+    int rc = copy_parts(in, 0, 0, tmp, use_fsync);
     int e = errno;
     close(in);
     if (rc == 0 && rename(tmp, dst) != 0) { e = errno; unlink(tmp); rc = -1; }
@@ -363,9 +370,11 @@ static int at_line_start(int fd, uint64_t pos, bool *ok)
     return 0;
 }
 
-/* storage.md 3.4 trim: the kept bytes go to .temp, the old log and
-** metadata log are copied to the archive, then .temp replaces the log. */
-static int trim(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+/* storage.md 3.4 trim and history.md 9.6 line deletion: the bytes [0,
+** keep) and [from, end) go to .temp, the old log and metadata log are
+** copied to the archive, then .temp replaces the log.  Both cut points
+** must be line boundaries: a cut mid-line would corrupt the log. */
+static int rewrite(const char *root, fs_obj *o, fs_req *r, uint64_t keep, uint64_t from, bool use_fsync)
 {
     char log[PATH_MAX], tmp[PATH_MAX], meta[PATH_MAX], alog[PATH_MAX], ameta[PATH_MAX], offp[PATH_MAX];
     if (path_of(log, sizeof log, root, o, F_LOG) || path_of(tmp, sizeof tmp, root, o, F_TEMP) ||
@@ -377,10 +386,11 @@ static int trim(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
     struct stat st;
     bool ok = false;
     int rc = fstat(fd, &st);
-    if (rc == 0 && r->arg > (uint64_t)st.st_size) { close(fd); r->status = CPS_EINVAL; return 0; }
-    if (rc == 0) rc = at_line_start(fd, r->arg, &ok);
+    if (rc == 0 && (from > (uint64_t)st.st_size || keep > from)) { close(fd); r->status = CPS_EINVAL; return 0; }
+    if (rc == 0) rc = at_line_start(fd, keep, &ok);
+    if (rc == 0 && ok) rc = at_line_start(fd, from, &ok);
     if (rc == 0 && !ok) { close(fd); r->status = CPS_EINVAL; return 0; }
-    if (rc == 0) rc = copy_range(fd, r->arg, tmp, use_fsync);
+    if (rc == 0) rc = copy_parts(fd, keep, from, tmp, use_fsync);
     int e = errno;
     close(fd);
     errno = e;
@@ -393,6 +403,18 @@ static int trim(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
         return -1;
     }
     return unlink_quiet(offp);
+}
+
+static int trim(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+{
+    return rewrite(root, o, r, 0, r->arg, use_fsync);
+}
+
+/* Removing nothing (len 0) is refused: the caller meant a line. */
+static int cut(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+{
+    if (r->arg2 == 0 || r->arg + r->arg2 < r->arg) { r->status = CPS_EINVAL; return 0; }
+    return rewrite(root, o, r, r->arg, r->arg + r->arg2, use_fsync);
 }
 
 static int truncate_log(const char *root, fs_obj *o, fs_req *r)
@@ -581,6 +603,8 @@ static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
         return trim(root, o, r, use_fsync);
     case OP_TRUNCATE:
         return truncate_log(root, o, r);
+    case OP_CUT:
+        return cut(root, o, r, use_fsync);
     case OP_ARCHIVE:
         return archive(root, o, r, use_fsync);
     case OP_RESTORE:
@@ -616,7 +640,8 @@ static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
 
 static bool touches_log(int op)
 {
-    return op == OP_APPEND || op == OP_READ || op == OP_SIZE || op == OP_TRIM || op == OP_TRUNCATE;
+    return op == OP_APPEND || op == OP_READ || op == OP_SIZE || op == OP_TRIM || op == OP_TRUNCATE ||
+           op == OP_CUT;
 }
 
 void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)

@@ -1,13 +1,15 @@
 /*
 ** chanrpc.c - the channel commands that RPC plugins call on the storage
 ** node owning the channel (spec rpc.md §5-§6, history.md §9-§12): stored
-** size, metadata, "is it new", writes to mailboxes, and the owners' acts
-** (SET_METADATA, clear, remove, trim).  Each runs as an op of the channel's
-** queue, so it is ordered with the channel's messages.
+** size, metadata, "is it new", writes to mailboxes, the owners' acts
+** (SET_METADATA, clear, remove, trim) and line deletion with the server's
+** curve key.  Each runs as an op of the channel's queue, so it is ordered
+** with the channel's messages.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include "storage.h"
 #include "ids.h"
 #include "fanout.h"
@@ -549,6 +551,314 @@ static int cmd_trim(cps_call *call, json_t *args, void *ud)
     return enqueue_on(call, args, op_trim, false);
 }
 
+/* ---- the server's curve key pair (history.md §9.6, http.md §5.2) ----
+** One pair for the whole deployment, so that /api/broadcast (web plugin,
+** any process) publishes the key whose secret opens the proofs on every
+** storage node, across restarts.  storage:0 keeps it as the record
+** server/curve, created on first use; other storage nodes ask storage:0. */
+
+#define CURVE_NODE "storage:0"
+#define B64_32 sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)
+
+typedef void (*curve_fn)(void *ud, bool ok);
+typedef struct curve_wait { curve_fn fn; void *ud; struct curve_wait *next; } curve_wait;
+
+static struct {
+    bool have, loading;
+    unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
+    char pub[B64_32], sec[B64_32];
+    curve_wait *waiting;
+} CV;
+
+static void curve_flush(bool ok)
+{
+    curve_wait *w = CV.waiting;
+    CV.waiting = NULL;
+    CV.loading = false;     /* a failure is retried by the next caller */
+    while (w) {
+        curve_wait *n = w->next;
+        w->fn(w->ud, ok);
+        free(w);
+        w = n;
+    }
+}
+
+/* Base64 of exactly 32 bytes, or false. */
+static bool b64_32(const char *s, unsigned char out[32])
+{
+    size_t n = 0;
+    return s && sodium_base642bin(out, 32, s, strlen(s), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) == 0 && n == 32;
+}
+
+/* Takes {public, secret} if they are a matching pair. */
+static bool curve_take(json_t *o)
+{
+    unsigned char pk[32], sk[32], derived[32];
+    bool ok = b64_32(json_string_value(json_object_get(o, "public")), pk) &&
+              b64_32(json_string_value(json_object_get(o, "secret")), sk) &&
+              crypto_scalarmult_base(derived, sk) == 0 && sodium_memcmp(derived, pk, 32) == 0;
+    if (ok) {
+        memcpy(CV.pk, pk, 32);
+        memcpy(CV.sk, sk, 32);
+        sodium_bin2base64(CV.pub, sizeof CV.pub, pk, 32, sodium_base64_VARIANT_ORIGINAL);
+        sodium_bin2base64(CV.sec, sizeof CV.sec, sk, 32, sodium_base64_VARIANT_ORIGINAL);
+        CV.have = true;
+    }
+    sodium_memzero(sk, sizeof sk);
+    return ok;
+}
+
+static void curve_stored(void *ud, int status)
+{
+    (void)ud;
+    if (status == CPS_OK) CV.have = true;
+    else API->log(ST.self, CPS_LOG_ERROR, "storing the server curve key: %s", API->strerror(status));
+    curve_flush(CV.have);
+}
+
+static void curve_record(void *ud, int status, const char *data, size_t len)
+{
+    (void)ud;
+    const cps_storage_backend *b = backend();
+    if (status == CPS_OK) {
+        json_t *o = json_loadb(data, len, 0, NULL);
+        /* a damaged record is not replaced: its key may be published */
+        if (!curve_take(o)) API->log(ST.self, CPS_LOG_ERROR, "the record server/curve is not a curve key pair");
+        json_decref(o);
+        curve_flush(CV.have);
+        return;
+    }
+    if (status != CPS_ENOENT || !b || sodium_init() < 0) { curve_flush(false); return; }
+    crypto_box_keypair(CV.pk, CV.sk);
+    sodium_bin2base64(CV.pub, sizeof CV.pub, CV.pk, 32, sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(CV.sec, sizeof CV.sec, CV.sk, 32, sodium_base64_VARIANT_ORIGINAL);
+    char text[160];
+    snprintf(text, sizeof text, "{\"public\":\"%s\",\"secret\":\"%s\"}", CV.pub, CV.sec);
+    int rc = b->record_put(b->state, "server", "curve", text, strlen(text), curve_stored, NULL);
+    sodium_memzero(text, sizeof text);
+    if (rc) curve_stored(NULL, rc);
+}
+
+static void curve_answer(void *ud, const char *error, json_t *data)
+{
+    (void)ud;
+    if (error || !curve_take(data))
+        API->log(ST.self, CPS_LOG_WARN, "asking %s for the server curve key: %s", CURVE_NODE, error ? error : "bad answer");
+    curve_flush(CV.have);
+}
+
+/* Calls fn(ud, ok) once the key is known (at once if it is). */
+static void curve_need(curve_fn fn, void *ud)
+{
+    if (CV.have) { fn(ud, true); return; }
+    curve_wait *w = calloc(1, sizeof *w);
+    if (!w) { fn(ud, false); return; }
+    w->fn = fn;
+    w->ud = ud;
+    w->next = CV.waiting;
+    CV.waiting = w;
+    if (CV.loading) return;
+    CV.loading = true;
+    const cps_storage_backend *b = backend();
+    if (strcmp(ST.node, CURVE_NODE) != 0) {
+        API->query(ST.self, CURVE_NODE, "SERVER_CURVE_SECRET", json_object(), 0, curve_answer, NULL);
+    } else if (!b || b->record_get(b->state, "server", "curve", curve_record, NULL) != CPS_OK) {
+        curve_flush(false);
+    }
+}
+
+static void curve_reply(void *ud, bool ok)
+{
+    cps_call *call = ud;
+    if (!ok) API->reply(call, "E_NO_KEY", NULL);
+    else API->reply(call, NULL, json_pack("{s s}", "public", CV.pub));
+}
+
+/* SERVER_CURVE_PUBLIC {} -> {public} (for /api/broadcast) */
+static int cmd_curve_public(cps_call *call, json_t *args, void *ud)
+{
+    (void)args; (void)ud;
+    curve_need(curve_reply, call);
+    return CPS_ASYNC;
+}
+
+static void curve_reply_secret(void *ud, bool ok)
+{
+    cps_call *call = ud;
+    if (!ok) API->reply(call, "E_NO_KEY", NULL);
+    else API->reply(call, NULL, json_pack("{s s s s}", "public", CV.pub, "secret", CV.sec));
+}
+
+/* SERVER_CURVE_SECRET {} -> {public, secret}: only for storage nodes. */
+static int cmd_curve_secret(cps_call *call, json_t *args, void *ud)
+{
+    (void)args; (void)ud;
+    const char *from = API->call_from(call);
+    if (!from || strncmp(from, "storage:", 8) != 0) { API->reply(call, "EFORBIDDEN", NULL); return CPS_OK; }
+    curve_need(curve_reply_secret, call);
+    return CPS_ASYNC;
+}
+
+/* ---- DELETE_LINE {channel, hash, proof} (history.md §9.6) ---- */
+
+/* Bytes of padded standard base64 (as tweetnacl-util), malloc'd, or NULL
+** if `s` is not base64. */
+static unsigned char *b64_dup(const char *s, size_t n, size_t *len)
+{
+    unsigned char *out = malloc(n + 1);     /* + 1: "" is valid, malloc(0) is not */
+    if (out && sodium_base642bin(out, n + 1, s, n, NULL, len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0) return out;
+    free(out);
+    return NULL;
+}
+
+/* proof = <base64 nonce>|<base64 box>.  Malformed (EINVAL) is what Node's
+** decoding refuses; sizes that cannot open anything are merely false. */
+typedef struct proof { unsigned char *nonce, *box; size_t nlen, blen; } proof;
+
+static void proof_free(proof *p) { free(p->nonce); free(p->box); }
+
+static bool proof_parse(const char *text, proof *p)
+{
+    memset(p, 0, sizeof *p);
+    const char *bar = text ? strchr(text, '|') : NULL;
+    if (!bar || strchr(bar + 1, '|')) return false;
+    p->nonce = b64_dup(text, (size_t)(bar - text), &p->nlen);
+    p->box = b64_dup(bar + 1, strlen(bar + 1), &p->blen);
+    if (p->nonce && p->box) return true;
+    proof_free(p);
+    return false;
+}
+
+typedef struct del_line { char id[40]; op *o; uint64_t off, len; char *meta; } del_line;
+
+static void del_end(del_line *d, const char *error)
+{
+    channel *ch = ch_get(d->id, false);     /* held: its op is busy */
+    if (ch) finish(ch, d->o, error, NULL);
+    free(d->meta);
+    free(d);
+}
+
+static void del_meta_written(void *ud, int status)
+{
+    del_line *d = ud;
+    channel *ch = ch_get(d->id, false);
+    if (ch) ch_forget_state(ch);            /* the index and metadata are rebuilt */
+    del_end(d, status == CPS_OK ? NULL : "EIO");
+}
+
+static void del_cut(void *ud, int status)
+{
+    del_line *d = ud;
+    const cps_storage_backend *b = backend();
+    if (status != CPS_OK || !b || !d->meta) { del_meta_written(d, status ? status : CPS_EIO); return; }
+    /* the metadata log becomes one line: the current state (as a trim) */
+    int rc = b->meta_write(b->state, d->id, d->meta, strlen(d->meta), del_meta_written, d);
+    if (rc) del_meta_written(d, rc);
+}
+
+/* Whether `line` (a stored message) carries a sender key that opens the
+** proof to the hash: content = base64(signature 64, nonce 24, key 32, ...). */
+static bool proof_ok(const char *line, size_t len, const char *hash, const char *text)
+{
+    unsigned char plain[HK_HASH_LEN];
+    json_t *msg = json_loadb(line, len, 0, NULL);
+    const char *content = json_string_value(json_array_get(msg, 4));
+    size_t rawlen = 0;
+    unsigned char *raw = content ? b64_dup(content, strlen(content), &rawlen) : NULL;
+    proof p;
+    bool parsed = proof_parse(text, &p);
+    bool ok = raw && parsed && rawlen >= 64 + 24 + 32 && p.nlen == crypto_box_NONCEBYTES &&
+              p.blen == crypto_box_MACBYTES + HK_HASH_LEN &&
+              crypto_box_open_easy(plain, p.box, p.blen, p.nonce, raw + 64 + 24, CV.sk) == 0 &&
+              memcmp(plain, hash, HK_HASH_LEN) == 0;
+    if (parsed) proof_free(&p);
+    free(raw);
+    json_decref(msg);
+    return ok;
+}
+
+static void del_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next; (void)eof;
+    del_line *d = ud;
+    channel *ch = ch_get(d->id, false);
+    const char *nl = status == CPS_OK && data ? memchr(data, '\n', len) : NULL;
+    if (!ch || !nl) { del_end(d, status == CPS_OK ? "HASH_NOT_FOUND" : "EIO"); return; }
+    json_t *args = d->o->args;
+    const char *hash = json_string_value(json_object_get(args, "hash"));
+    if (!proof_ok(data, (size_t)(nl - data), hash, json_string_value(json_object_get(args, "proof")))) {
+        del_end(d, "HASH_NOT_FOUND");
+        return;
+    }
+    const cps_storage_backend *b = backend();
+    d->len = (uint64_t)(nl - data) + 1;
+    char *meta = ch->meta ? json_dumps(ch->meta, JSON_COMPACT) : NULL;
+    if (meta) {
+        size_t n = strlen(meta);
+        d->meta = malloc(n + 2);
+        if (d->meta) { memcpy(d->meta, meta, n); d->meta[n] = '\n'; d->meta[n + 1] = 0; }
+        free(meta);
+    }
+    int rc = b ? b->channel_cut(b->state, d->id, d->off, d->len, del_cut, d) : CPS_EIO;
+    if (rc) del_cut(d, rc);
+}
+
+static void del_found(channel *ch, void *ud, bool found, uint64_t off)
+{
+    op *o = ud;
+    const cps_storage_backend *b = backend();
+    del_line *d = found ? calloc(1, sizeof *d) : NULL;
+    if (!found) { finish(ch, o, "HASH_NOT_FOUND", NULL); return; }
+    if (!d || !b) { free(d); finish(ch, o, "ENOMEM", NULL); return; }
+    snprintf(d->id, sizeof d->id, "%s", ch->id);
+    d->o = o;
+    d->off = off;
+    /* max 1: exactly the one line there */
+    int rc = b->channel_read(b->state, ch->id, off, 1, del_read, d);
+    if (rc) del_read(d, rc, NULL, 0, off, true);
+}
+
+typedef struct del_wait { char id[40]; op *o; } del_wait;
+
+static void del_keyed(void *ud, bool ok)
+{
+    del_wait *w = ud;
+    channel *ch = ch_get(w->id, false);
+    if (ch && !ok) finish(ch, w->o, "E_NO_KEY", NULL);
+    else if (ch) ch_find_hash(ch, json_string_value(json_object_get(w->o->args, "hash")), del_found, w->o);
+    free(w);
+}
+
+static void op_delete_line(channel *ch, op *o)
+{
+    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    if (!json_is_true(json_object_get(ch->meta, "deleteLines"))) { finish(ch, o, "EFORBIDDEN", NULL); return; }
+    const cps_storage_backend *b = backend();
+    if (!b || !CPS_STORAGE_HAS(b, channel_cut)) { finish(ch, o, "EIO", NULL); return; }
+    if (!ch->log_exists) { finish(ch, o, "HASH_NOT_FOUND", NULL); return; }
+    del_wait *w = calloc(1, sizeof *w);
+    if (!w) { finish(ch, o, "ENOMEM", NULL); return; }
+    snprintf(w->id, sizeof w->id, "%s", ch->id);
+    w->o = o;
+    curve_need(del_keyed, w);
+}
+
+static int cmd_delete_line(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    proof p;
+    json_t *hash = json_object_get(args, "hash");
+    if (!json_is_string(hash) || !proof_parse(json_string_value(json_object_get(args, "proof")), &p)) {
+        API->reply(call, "EINVAL", NULL);
+        return CPS_OK;
+    }
+    proof_free(&p);
+    /* the scan compares whole hashes: another length is never found */
+    if (json_string_length(hash) != HK_HASH_LEN) { API->reply(call, "HASH_NOT_FOUND", NULL); return CPS_OK; }
+    return enqueue_on(call, args, op_delete_line, false);
+}
+
 int chanrpc_register(void)
 {
     static const struct { const char *name; cps_command_fn fn; } cmds[] = {
@@ -556,6 +866,8 @@ int chanrpc_register(void)
         { "CHANNEL_IS_NEW", cmd_is_new }, { "CHANNEL_WRITE_PRIVATE", cmd_write_private },
         { "CHANNEL_SET_METADATA", cmd_set_metadata }, { "CHANNEL_CLEAR", cmd_clear },
         { "CHANNEL_REMOVE", cmd_remove }, { "CHANNEL_TRIM", cmd_trim },
+        { "CHANNEL_DELETE_LINE", cmd_delete_line }, { "SERVER_CURVE_PUBLIC", cmd_curve_public },
+        { "SERVER_CURVE_SECRET", cmd_curve_secret },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = API->register_command(ST.self, cmds[i].name, cmds[i].fn, NULL);

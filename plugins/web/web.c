@@ -22,7 +22,8 @@ static struct {
     json_t *maintenance;      /* {start, end} or NULL */
     char *version, *fresh_key;
     char *curve_public;       /* base64 */
-    unsigned char curve_secret[crypto_box_SECRETKEYBYTES];
+    int curve_tries;          /* asks to storage:0 so far */
+    bool closing;             /* fini ran: late answers are dropped */
     char *last_broadcast_hash, *survey_url;
     char *extensions_js;
 } S;
@@ -475,6 +476,39 @@ static char *make_csp(bool office)
     return raw;
 }
 
+/* ---- the server's curve key (history.md §9.6) ------------------------- */
+
+/* storage:0 keeps the one key pair whose secret opens DELETE_MAILBOX_MESSAGE
+** proofs on every storage node; it may load after this plugin or, in a
+** cluster, be reachable only once the link is up, so ask until it answers
+** (bounded: a deployment without it keeps the stand-in key). */
+#define CURVE_NODE "storage:0"
+#define CURVE_RETRY_MS 500
+#define CURVE_TRIES 240
+
+static void curve_ask(cps_timer *t, void *ud);
+
+static void curve_got(void *ud, const char *error, json_t *data)
+{
+    (void)ud;
+    const char *pub = json_string_value(json_object_get(data, "public"));
+    if (S.closing) return;
+    if (!error && pub && strlen(pub) == 44) {
+        char *c = strdup(pub);
+        if (c) { free(S.curve_public); S.curve_public = c; }
+        return;
+    }
+    if (++S.curve_tries < CURVE_TRIES) W.api->timer_start(W.self, CURVE_RETRY_MS, 0, curve_ask, NULL);
+    else W.api->log(W.self, CPS_LOG_WARN, "%s did not tell the server curve key (%s): /api/broadcast "
+                    "publishes a key that opens no proof", CURVE_NODE, error ? error : "bad answer");
+}
+
+static void curve_ask(cps_timer *t, void *ud)
+{
+    (void)t; (void)ud;
+    W.api->query(W.self, CURVE_NODE, "SERVER_CURVE_PUBLIC", json_object(), 5000, curve_got, NULL);
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 static void fini(cps_plugin *self, void *state)
@@ -490,7 +524,7 @@ static void fini(cps_plugin *self, void *state)
     free(S.last_broadcast_hash);
     free(S.survey_url);
     free(S.extensions_js);
-    sodium_memzero(S.curve_secret, sizeof S.curve_secret);
+    S.closing = true;
     free(W.main_origin);
     free(W.sandbox_origin);
     free(W.acao);
@@ -579,10 +613,11 @@ static int setup(void)
     S.fresh_key = strdup(fk ? fk : now);
     if (!S.version || !S.fresh_key) return CPS_ENOMEM;
 
-    /* the server's curve key pair (history.md §9.6), new at every start */
-    unsigned char pk[crypto_box_PUBLICKEYBYTES];
+    /* a stand-in for the server's curve key until storage:0 tells it */
+    unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
     if (sodium_init() < 0) return CPS_EINTERNAL;
-    crypto_box_keypair(pk, S.curve_secret);
+    crypto_box_keypair(pk, sk);
+    sodium_memzero(sk, sizeof sk);
     size_t bl = sodium_base64_ENCODED_LEN(sizeof pk, sodium_base64_VARIANT_ORIGINAL);
     if (!(S.curve_public = malloc(bl))) return CPS_ENOMEM;
     sodium_bin2base64(S.curve_public, bl, pk, sizeof pk, sodium_base64_VARIANT_ORIGINAL);
@@ -612,6 +647,8 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     };
     for (size_t i = 0; !rc && i < sizeof routes / sizeof routes[0]; i++)
         rc = a->register_http(self, "GET", routes[i].prefix, 0, routes[i].fn, NULL);
+    /* on the first loop turn, when every plugin is loaded */
+    if (!rc && a->role_count(self, "storage") > 0 && !a->timer_start(self, 0, 0, curve_ask, NULL)) rc = CPS_ENOMEM;
     if (!rc)
         a->log(self, CPS_LOG_INFO, "web: main origin %s, sandbox origin %s, %s%s", W.main_origin,
                W.sandbox_origin, W.root ? "serving " : "no cryptpad_root (only the API)", W.root ? W.root : "");

@@ -416,6 +416,97 @@ static void test_trim_truncate_delete(void **state)
     res_clear(&r);
 }
 
+static int cut(const char *id, uint64_t off, uint64_t len)
+{
+    res r = { 0 };
+    RUN(&r, B->channel_cut(S, id, off, len, on_done, &r));
+    return r.status;
+}
+
+/* channel_cut (history.md 9.6): one span of whole lines goes, the rest is
+** byte-identical, the old log is archived and .offset dropped. */
+static void test_cut(void **state)
+{
+    (void)state;
+    assert_true(CPS_STORAGE_HAS(B, channel_cut));
+    const char *id = "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
+    const char *meta = "{\"channel\":\"d0d1d2d3d4d5d6d7d8d9dadbdcdddedf\"}\n";
+    const char *text = "[\"l1\"]\n[\"line2\"]\n[\"l3\"]\n";   /* lines at 0, 7, 17; 24 bytes */
+    int st;
+    char p[512];
+    res r = { 0 };
+    assert_int_equal(cut(id, 0, 7), CPS_ENOENT);
+    assert_int_equal(append(id, text, NULL), CPS_OK);
+    RUN(&r, B->meta_append(S, id, meta, strlen(meta), on_size, &r));
+    path(p, sizeof p, "datastore/d0/%s.ndjson.offset", id);
+    if (T.fs) put_file(p, "{\"start\":7}");
+
+    assert_int_equal(cut(id, 3, 4), CPS_EINVAL);      /* starts mid-line */
+    assert_int_equal(cut(id, 7, 5), CPS_EINVAL);      /* ends mid-line */
+    assert_int_equal(cut(id, 7, 0), CPS_EINVAL);      /* nothing */
+    assert_int_equal(cut(id, 17, 8), CPS_EINVAL);     /* past the end */
+    assert_int_equal(cut(id, UINT64_MAX - 2, 10), CPS_EINVAL);   /* wraps */
+    char *log = read_all(id, &st);
+    assert_string_equal(log, text);                   /* refusals change nothing */
+    free(log);
+
+    assert_int_equal(cut(id, 7, 10), CPS_OK);         /* the middle line */
+    log = read_all(id, &st);
+    assert_string_equal(log, "[\"l1\"]\n[\"l3\"]\n");
+    free(log);
+    if (T.fs) assert_false(file_exists(p));
+    path(p, sizeof p, "data/archive/datastore/d0/%s.ndjson", id);
+    assert_file(p, text);                             /* the old log, whole */
+    path(p, sizeof p, "data/archive/datastore/d0/%s.metadata.ndjson", id);
+    assert_file(p, meta);
+    path(p, sizeof p, "datastore/d0/%s.ndjson.temp", id);
+    if (T.fs) assert_false(file_exists(p));
+    char *m = get_data(B->meta_read, id, &st);
+    assert_string_equal(m, meta);                     /* the metadata log is the caller's */
+    free(m);
+
+    assert_int_equal(cut(id, 7, 7), CPS_OK);          /* the last line */
+    log = read_all(id, &st);
+    assert_string_equal(log, "[\"l1\"]\n");
+    free(log);
+    assert_int_equal(cut(id, 0, 7), CPS_OK);          /* the only line */
+    log = read_all(id, &st);
+    assert_int_equal(st, CPS_OK);
+    assert_string_equal(log, "");
+    free(log);
+
+    /* a first line, and a span longer than the copy buffer */
+    const char *big_id = "e0e1e2e3e4e5e6e7e8e9eaebecedeeef";
+    size_t n = 200 * 1024;
+    char *big = malloc(n + 2);
+    memset(big, 'x', n);
+    big[0] = '[';
+    big[n - 1] = ']';
+    big[n] = '\n';
+    big[n + 1] = 0;
+    assert_int_equal(append(big_id, "[\"first\"]\n", NULL), CPS_OK);
+    assert_int_equal(append(big_id, big, NULL), CPS_OK);
+    assert_int_equal(append(big_id, big, NULL), CPS_OK);
+    assert_int_equal(cut(big_id, 0, 10), CPS_OK);
+    assert_int_equal(cut(big_id, 0, n + 1), CPS_OK);
+    log = read_all(big_id, &st);
+    assert_string_equal(log, big);
+    free(log);
+    assert_int_equal(append(big_id, "[\"mid\"]\n", NULL), CPS_OK);
+    assert_int_equal(append(big_id, big, NULL), CPS_OK);
+    assert_int_equal(cut(big_id, n + 1, 8), CPS_OK);   /* a head longer than the buffer */
+    RUN(&r, B->channel_size(S, big_id, on_size, &r));
+    assert_int_equal(r.size, 2 * (n + 1));
+    log = read_all(big_id, &st);
+    assert_memory_equal(log, big, n + 1);
+    assert_string_equal(log + n + 1, big);
+    free(log);
+    free(big);
+    assert_int_equal(simple(B->channel_delete, big_id), CPS_OK);
+    assert_int_equal(simple(B->channel_delete, id), CPS_OK);
+    res_clear(&r);
+}
+
 static void test_200_appends_in_order(void **state)
 {
     (void)state;
@@ -1250,6 +1341,7 @@ int main(void)
         cmocka_unit_test(test_missing),
         cmocka_unit_test(test_archive_restore),
         cmocka_unit_test(test_trim_truncate_delete),
+        cmocka_unit_test(test_cut),
         cmocka_unit_test(test_200_appends_in_order),
         cmocka_unit_test(test_20_channels_interleaved),
         cmocka_unit_test(test_small_max_reads),
