@@ -317,6 +317,21 @@ typedef struct cps_api {
     ** pending queries have failed with "EUNAVAILABLE" already): e.g. forget
     ** the users of a front that died.  Several watchers may register. */
     int (*on_peer_down)(cps_plugin *p, void (*fn)(const char *node, void *ud), void *ud);
+
+    /* Whether `node` ("storage:1") runs in this process. */
+    bool (*node_is_local)(cps_plugin *p, const char *node);
+
+    /* Answer with `len` bytes that the plugin produces as it goes (bytes
+    ** fetched from another node, say): after the headers, the host calls
+    ** more(req, ud) each time it can send another chunk, and the plugin
+    ** answers each call with one http_write (now or later).  The request is
+    ** released by the http_write that completes `len`, by an http_write
+    ** with n = 0 (abort: the connection is closed), or by the http_write
+    ** that finds the client gone (it returns CPS_ECLOSED): the plugin must
+    ** not use `req` after any of these.  more() is never called for HEAD. */
+    int (*http_respond_stream)(cps_http *r, int status, json_t *headers, uint64_t len,
+                               void (*more)(cps_http *r, void *ud), void *ud);
+    int (*http_write)(cps_http *r, const char *data, size_t n);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

@@ -72,6 +72,12 @@ static const cps_storage_backend *api_storage(cps_plugin *p, const char *name)
     return cps_storage_get(name);
 }
 
+static bool api_node_is_local(cps_plugin *p, const char *node)
+{
+    (void)p;
+    return node && cps_router_is_local(node);
+}
+
 const cps_api cps_host_api = {
     .size = sizeof(cps_api),
     .major = CPS_ABI_MAJOR,
@@ -130,6 +136,9 @@ const cps_api cps_host_api = {
     .http_respond = cps_http_respond,
     .http_respond_file = cps_http_respond_file,
     .on_peer_down = cps_router_on_peer_down,
+    .node_is_local = api_node_is_local,
+    .http_respond_stream = cps_http_respond_stream,
+    .http_write = cps_http_write,
 };
 
 const char *cps_strerror(int code)

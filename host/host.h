@@ -174,6 +174,9 @@ int  cps_http_port(cps_http *r);
 int  cps_http_respond(cps_http *r, int status, json_t *headers, const char *body, size_t len);
 int  cps_http_respond_file(cps_http *r, int status, json_t *headers, const char *path,
                            uint64_t offset, uint64_t len);
+int  cps_http_respond_stream(cps_http *r, int status, json_t *headers, uint64_t len,
+                             void (*more)(cps_http *, void *), void *ud);
+int  cps_http_write(cps_http *r, const char *data, size_t n);
 /* from server.c's lws callback */
 int  cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri);
 int  cps_http_body_chunk(cps_http *r, const void *in, size_t len);

@@ -50,6 +50,13 @@ struct cps_http {
     unsigned char *chunk;     /* read from the file, waiting to go out */
     size_t chunk_len;
     bool reading, headers_sent;
+    /* streamed answer (http_respond_stream) */
+    bool streaming, more_asked;
+    void (*more)(cps_http *, void *);
+    void *more_ud;
+    uint64_t stream_left;
+    unsigned char *sbuf;      /* LWS_PRE + a chunk from the plugin */
+    size_t slen;
 };
 
 static struct {
@@ -155,6 +162,7 @@ static void req_free(cps_http *r)
     free(r->hdrs);
     free(r->out);
     free(r->chunk);
+    free(r->sbuf);
     free(r);
 }
 
@@ -237,6 +245,40 @@ int cps_http_respond_file(cps_http *r, int status, json_t *headers, const char *
     if (r->head) { close(fd); r->fd = -1; r->file_left = 0; }
     finish_answer(r);
     return 0;
+}
+
+int cps_http_respond_stream(cps_http *r, int status, json_t *headers, uint64_t len,
+                            void (*more)(cps_http *, void *), void *ud)
+{
+    if (!r || r->answered || !more) return CPS_EINVAL;
+    int rc = set_headers(r, status, headers);
+    if (rc) return rc;
+    r->out_len = (size_t)len;
+    r->streaming = !r->head && len > 0;
+    r->stream_left = len;
+    r->more = more;
+    r->more_ud = ud;
+    finish_answer(r);
+    return 0;
+}
+
+int cps_http_write(cps_http *r, const char *data, size_t n)
+{
+    if (!r || !r->streaming) return CPS_EINVAL;
+    r->more_asked = false;
+    if (!r->wsi) { req_free(r); return CPS_ECLOSED; }
+    if (n == 0 || n > r->stream_left || !data) {    /* abort: never a short body */
+        lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        r->streaming = false;
+        return n == 0 ? CPS_OK : CPS_EINVAL;
+    }
+    unsigned char *b = realloc(r->sbuf, LWS_PRE + n);
+    if (!b) { lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); r->streaming = false; return CPS_ENOMEM; }
+    r->sbuf = b;
+    memcpy(b + LWS_PRE, data, n);
+    r->slen = n;
+    lws_callback_on_writable(r->wsi);
+    return CPS_OK;
 }
 
 /* ---- file chunks on the pool ---- */
@@ -396,6 +438,23 @@ int cps_http_writable(struct lws *wsi, cps_http **slot)
         lws_callback_on_writable(wsi);
         return 0;
     }
+    if (r->more) {                             /* a streamed answer */
+        if (!r->streaming) return -1;          /* aborted by the plugin */
+        if (r->slen) {
+            size_t n = r->slen;
+            bool last = n == r->stream_left;
+            int w = lws_write(wsi, r->sbuf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+            r->slen = 0;
+            if (w < (int)n) return -1;
+            r->stream_left -= n;
+            if (last) goto done;
+        }
+        if (!r->more_asked) {
+            r->more_asked = true;
+            r->more(r, r->more_ud);            /* answered by http_write */
+        }
+        return 0;
+    }
     if (r->fd >= 0) {
         if (r->reading) return 0;
         if (r->chunk_len) {
@@ -439,6 +498,7 @@ void cps_http_closed(cps_http **slot)
     *slot = NULL;
     r->wsi = NULL;
     if (r->reading || r->in_handler) return;
+    if (r->streaming && r->more_asked) return;   /* freed by the plugin's http_write */
     if (r->answered || r->rt == NULL) { req_free(r); return; }
     /* not answered yet: freed by the answer */
 }

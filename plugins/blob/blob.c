@@ -252,6 +252,19 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
     return 1;
 }
 
+/* The headers of a blob download (http.md §6). */
+static json_t *download_headers(void)
+{
+    json_t *h = base_headers("application/octet-stream");
+    json_t *cc = json_object_get(API->config(BL.self), "cache_control");
+    json_object_set_new(h, "Accept-Ranges", json_string("bytes"));
+    json_object_set_new(h, "Cache-Control", json_string(json_is_string(cc) ? json_string_value(cc)
+                                                                          : "public, max-age=31536000"));
+    json_object_set_new(h, "Access-Control-Allow-Headers", json_string("Content-Length"));
+    json_object_set_new(h, "Access-Control-Expose-Headers", json_string("Content-Length"));
+    return h;
+}
+
 static void blob_sized(void *ud, int status, uint64_t size)
 {
     download *d = ud;
@@ -264,13 +277,7 @@ static void blob_sized(void *ud, int status, uint64_t size)
         free(d);
         return;
     }
-    json_t *h = base_headers("application/octet-stream");
-    json_t *cc = json_object_get(API->config(BL.self), "cache_control");
-    json_object_set_new(h, "Accept-Ranges", json_string("bytes"));
-    json_object_set_new(h, "Cache-Control", json_string(json_is_string(cc) ? json_string_value(cc)
-                                                                          : "public, max-age=31536000"));
-    json_object_set_new(h, "Access-Control-Allow-Headers", json_string("Content-Length"));
-    json_object_set_new(h, "Access-Control-Expose-Headers", json_string("Content-Length"));
+    json_t *h = download_headers();
     uint64_t off = 0, len = size;
     int code = 200;
     int pr = d->has_range ? parse_range(d->range, size, &off, &len) : 0;
@@ -295,9 +302,109 @@ static void blob_sized(void *ud, int status, uint64_t size)
     free(d);
 }
 
-/* The blob is read from this process's backend: in one process it is the
-** storage node's own.  A front without the blob store (a cluster) would
-** fetch it from the storage node owning the id: the cluster issue. */
+/* ---- serving a blob this process does not hold: from its storage node ---- */
+
+#define FWD_CHUNK (256 * 1024)
+
+typedef struct remote {
+    cps_http *req;
+    char id[BLOB_ID_LEN + 1];
+    char node[64];
+    char range[128];
+    bool has_range;
+    uint64_t off, left;
+    unsigned char *buf;
+} remote;
+
+static void remote_free(remote *f) { free(f->buf); free(f); }
+
+static void remote_more(cps_http *req, void *ud);
+
+static void remote_chunk(void *ud, const char *error, json_t *data)
+{
+    remote *f = ud;
+    const char *b64 = json_string_value(json_object_get(data, "data"));
+    size_t n = 0;
+    if (!error && b64 && f->buf &&
+        sodium_base642bin(f->buf, FWD_CHUNK, b64, strlen(b64), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+        n > 0 && n <= f->left) {
+        f->off += n;
+        f->left -= n;
+        bool last = f->left == 0;
+        int rc = API->http_write(f->req, (const char *)f->buf, n);
+        if (rc || last) remote_free(f);          /* released with the request */
+        return;
+    }
+    API->http_write(f->req, NULL, 0);            /* the node failed mid-way: abort */
+    remote_free(f);
+}
+
+static void remote_more(cps_http *req, void *ud)
+{
+    (void)req;
+    remote *f = ud;
+    uint64_t want = f->left < FWD_CHUNK ? f->left : FWD_CHUNK;
+    API->query(BL.self, f->node, "BLOB_READ",
+               json_pack("{s s s I s I}", "id", f->id, "offset", (json_int_t)f->off, "max", (json_int_t)want),
+               0, remote_chunk, f);
+}
+
+static void remote_sized(void *ud, const char *error, json_t *data)
+{
+    remote *f = ud;
+    cps_http *req = f->req;
+    json_t *sz = json_object_get(data, "size");
+    if (error || !json_is_integer(sz)) {
+        if (error && !strcmp(error, "ENOENT")) not_found(req);
+        else respond_json(req, 503, json_pack("{s s}", "error", error ? error : "EIO"));
+        remote_free(f);
+        return;
+    }
+    uint64_t size = (uint64_t)json_integer_value(sz), off = 0, len = size;
+    json_t *h = download_headers();
+    int pr = f->has_range ? parse_range(f->range, size, &off, &len) : 0;
+    char cr[96];
+    if (pr < 0) {
+        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
+        json_object_set_new(h, "Content-Range", json_string(cr));
+        API->http_respond(req, 416, h, "", 0);
+        json_decref(h);
+        remote_free(f);
+        return;
+    }
+    if (pr > 0) {
+        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)off,
+                 (unsigned long long)(off + len - 1), (unsigned long long)size);
+        json_object_set_new(h, "Content-Range", json_string(cr));
+    }
+    f->off = off;
+    f->left = len;
+    f->buf = malloc(FWD_CHUNK);
+    bool head = !strcmp(API->http_method(req), "HEAD");
+    int rc = f->buf ? API->http_respond_stream(req, pr > 0 ? 206 : 200, h, len, remote_more, f) : CPS_ENOMEM;
+    json_decref(h);
+    if (rc) respond_json(req, 500, json_pack("{s s}", "error", API->strerror(rc)));
+    if (rc || head || len == 0) remote_free(f);   /* more() never comes */
+}
+
+static int forward_blob(cps_http *req, const char *id, const char *node)
+{
+    remote *f = calloc(1, sizeof *f);
+    if (!f) return CPS_ENOMEM;
+    f->req = req;
+    memcpy(f->id, id, BLOB_ID_LEN + 1);
+    snprintf(f->node, sizeof f->node, "%s", node);
+    const char *range = API->http_header(req, "range");
+    if (range && strlen(range) < sizeof f->range) { f->has_range = true; strcpy(f->range, range); }
+    API->query(BL.self, node, "BLOB_READ", json_pack("{s s s i s i}", "id", id, "offset", 0, "max", 0),
+               0, remote_sized, f);
+    return CPS_ASYNC;
+}
+
+/* A blob is read from this process's backend when this process runs the
+** storage node that owns it (always so in one process); any other node
+** (a front, another storage node of a cluster) streams it from the owner,
+** so a reverse proxy may send /blob requests to any node. */
 static int http_blob(cps_http *req, void *ud)
 {
     (void)ud;
@@ -306,6 +413,9 @@ static int http_blob(cps_http *req, void *ud)
     ** (dot segments, encoded slashes, other lengths) names no blob. */
     if (strlen(rest) != 3 + BLOB_ID_LEN || rest[2] != '/' || !blob_id_ok(rest + 3) || strncmp(rest, rest + 3, 2))
         return not_found(req);
+    char owner[64];
+    if (API->owner(BL.self, "storage", rest + 3, owner, sizeof owner) && !API->node_is_local(BL.self, owner))
+        return forward_blob(req, rest + 3, owner);
     const cps_storage_backend *b = API->storage(BL.self, NULL);
     if (!b || !CPS_STORAGE_HAS(b, obj_path) || !b->obj_path || !b->obj_size) return not_found(req);
     download *d = calloc(1, sizeof *d);

@@ -318,9 +318,10 @@ static void do_cancel(sess *s, bop *o)
 
 /* ---- UPLOAD_COMPLETE / OWNED_UPLOAD_COMPLETE ----------------------------
 ** The blob's final place is on the storage node owning the BLOB id, the
-** staged bytes on the node owning the user key.  The move is made here, by
-** the staging node, on its own backend: in one process both are the same.
-** Moving across nodes (a copy to the blob's node) is for the cluster issue. */
+** staged bytes on the node owning the user key.  When they are the same
+** node (always in one process) the staged file is moved; otherwise it is
+** copied to the blob's node in chunks (BLOB_IMPORT) and completed there
+** (BLOB_IMPORT_DONE), with the same checks and answers. */
 
 static void complete_end(sess *s, bop *o, const char *error, json_t *data)
 {
@@ -406,11 +407,108 @@ static void owned_target(void *ud, int status, uint64_t size)
     if (rc) complete_end(s, o, API->strerror(rc), NULL);
 }
 
+/* -- completing on another node -- */
+
+static void ignore_done(void *ud, int status) { (void)ud; (void)status; }
+
+#define IMPORT_CHUNK (256u * 1024)
+
+typedef struct import {
+    char safe[KEY_LEN + 1];        /* finds the session again */
+    char node[64];
+    uint64_t off;
+} import;
+
+static sess *sess_of(import *im)
+{
+    sess *s = strmap_get(ST.sess, im->safe);
+    return s && s->head && s->head->kind == K_COMPLETE ? s : NULL;
+}
+
+static void import_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof);
+
+static void import_finished(void *ud, const char *error, json_t *data)
+{
+    (void)data;
+    import *im = ud;
+    sess *s = sess_of(im);
+    free(im);
+    if (!s || abandoned(s)) return;
+    bop *o = s->head;
+    if (error) { complete_end(s, o, error, NULL); return; }
+    /* the copy is the blob now: the staged bytes and the cookie go */
+    s->cookie_ms = 0;
+    s->pending = -1;
+    s->current = 0;
+    const cps_storage_backend *b = backend();
+    if (b) b->obj_delete(b->state, "blobstage", s->safe, ignore_done, NULL);
+    if (!b || b->obj_delete(b->state, "blobstage", s->cookie_key, cookie_gone, s) != CPS_OK)
+        cookie_gone(s, CPS_EIO);
+}
+
+static void import_sent(void *ud, const char *error, json_t *data)
+{
+    (void)data;
+    import *im = ud;
+    sess *s = sess_of(im);
+    const cps_storage_backend *b = backend();
+    if (!s || abandoned(s)) { free(im); return; }
+    bop *o = s->head;
+    if (error || !b) { free(im); complete_end(s, o, error ? error : "EIO", NULL); return; }
+    int rc = b->obj_read(b->state, "blobstage", s->safe, im->off, IMPORT_CHUNK, import_read, im);
+    if (rc) { free(im); complete_end(s, o, API->strerror(rc), NULL); }
+}
+
+static void import_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next;
+    import *im = ud;
+    sess *s = sess_of(im);
+    if (!s || abandoned(s)) { free(im); return; }
+    bop *o = s->head;
+    bool owned = json_is_true(json_object_get(o->args, "owned"));
+    if (status != CPS_OK) {
+        free(im);
+        complete_end(s, o, status == CPS_ENOENT ? (owned ? "ENOENT" : "RENAME_ERR") : API->strerror(status), NULL);
+        return;
+    }
+    if (len == 0 && eof) {
+        API->query(BL.self, im->node, "BLOB_IMPORT_DONE",
+                   json_pack("{s s s b s s}", "id", o->id, "owned", owned, "owner", s->unsafe), 0, import_finished, im);
+        return;
+    }
+    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(cap);
+    if (!b64) { free(im); complete_end(s, o, "ENOMEM", NULL); return; }
+    sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
+    json_t *args = json_pack("{s s s I s s}", "id", o->id, "offset", (json_int_t)im->off, "data", b64);
+    free(b64);
+    im->off += len;
+    API->query(BL.self, im->node, "BLOB_IMPORT", args, 0, import_sent, im);
+}
+
+static void complete_remote(sess *s, bop *o, const char *node)
+{
+    import *im = calloc(1, sizeof *im);
+    const cps_storage_backend *b = backend();
+    if (!im || !b) { free(im); complete_end(s, o, "ENOMEM", NULL); return; }
+    memcpy(im->safe, s->safe, sizeof im->safe);
+    snprintf(im->node, sizeof im->node, "%s", node);
+    int rc = b->obj_read(b->state, "blobstage", s->safe, 0, IMPORT_CHUNK, import_read, im);
+    if (rc) { free(im); complete_end(s, o, API->strerror(rc), NULL); }
+}
+
 static void do_complete(sess *s, bop *o)
 {
     bool owned = json_is_true(json_object_get(o->args, "owned"));
     const char *id = json_string_value(json_object_get(o->args, "id"));
     if (!blob_id_ok(id)) { finish(s, owned ? "EINVAL_ID" : "INVALID_ID", NULL); return; }
+    char node[64];
+    if (API->owner(BL.self, "storage", id, node, sizeof node) && !API->node_is_local(BL.self, node)) {
+        memcpy(o->id, id, sizeof o->id);
+        complete_remote(s, o, node);
+        return;
+    }
     /* Two users completing one id at once: the second loses at once
     ** rather than race the metadata of the first. */
     if (strmap_get(ST.completing, id)) { finish(s, owned ? "EEXISTS" : "RENAME_ERR", NULL); return; }
@@ -490,6 +588,178 @@ static int cmd_size(cps_call *call, json_t *args, void *ud)
     if (!b) { API->reply(call, NULL, json_pack("{s i}", "size", 0)); return CPS_OK; }
     int rc = b->obj_size(b->state, "blob", id, sized, call);
     return rc ? rc : CPS_ASYNC;
+}
+
+/* ---- BLOB_READ {id, offset, max} -> {size, data (base64)} ----------------
+** For a node that serves /blob for an id it does not own (a cluster): the
+** blob's bytes, a chunk at a time, as base64 since messages are JSON. */
+
+#define READ_MAX (256u * 1024)
+
+typedef struct reading { cps_call *call; char id[BLOB_ID_LEN + 1]; uint64_t offset; size_t max; uint64_t size; } reading;
+
+static void read_got(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next; (void)eof;
+    reading *r = ud;
+    if (status != CPS_OK) { API->reply(r->call, API->strerror(status), NULL); free(r); return; }
+    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(cap);
+    if (!b64) { API->reply(r->call, "ENOMEM", NULL); free(r); return; }
+    sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
+    API->reply(r->call, NULL, json_pack("{s I s s}", "size", (json_int_t)r->size, "data", b64));
+    free(b64);
+    free(r);
+}
+
+static void read_sized(void *ud, int status, uint64_t size)
+{
+    reading *r = ud;
+    const cps_storage_backend *b = backend();
+    if (status != CPS_OK || !b) { API->reply(r->call, API->strerror(status ? status : CPS_EIO), NULL); free(r); return; }
+    r->size = size;
+    if (r->max == 0 || r->offset >= size) {      /* just the size */
+        API->reply(r->call, NULL, json_pack("{s I s s}", "size", (json_int_t)size, "data", ""));
+        free(r);
+        return;
+    }
+    int rc = b->obj_read(b->state, "blob", r->id, r->offset, r->max, read_got, r);
+    if (rc) { API->reply(r->call, API->strerror(rc), NULL); free(r); }
+}
+
+static int cmd_read(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "id"));
+    json_t *off = json_object_get(args, "offset"), *max = json_object_get(args, "max");
+    const cps_storage_backend *b = backend();
+    if (!blob_id_ok(id) || !json_is_integer(off) || json_integer_value(off) < 0 || !json_is_integer(max) ||
+        json_integer_value(max) < 0)
+        return CPS_EINVAL;
+    if (!b || !CPS_STORAGE_HAS(b, obj_read) || !b->obj_read) return CPS_EIO;
+    reading *r = calloc(1, sizeof *r);
+    if (!r) return CPS_ENOMEM;
+    r->call = call;
+    memcpy(r->id, id, BLOB_ID_LEN + 1);
+    r->offset = (uint64_t)json_integer_value(off);
+    r->max = json_integer_value(max) > READ_MAX ? READ_MAX : (size_t)json_integer_value(max);
+    int rc = b->obj_size(b->state, "blob", id, read_sized, r);
+    if (rc) { free(r); return rc; }
+    return CPS_ASYNC;
+}
+
+/* ---- BLOB_IMPORT {id, offset, data} / BLOB_IMPORT_DONE {id, owned, owner} --
+** The blob's node receives an upload staged on another node, as
+** blobstage/<id>.import, then completes it with the usual rules. */
+
+static void import_done(void *ud, int status, uint64_t size)
+{
+    (void)size;
+    API->reply(ud, status == CPS_OK ? NULL : API->strerror(status), NULL);
+}
+
+static void import_done2(void *ud, int status) { import_done(ud, status, 0); }
+
+static int cmd_import(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "id"));
+    const char *b64 = json_string_value(json_object_get(args, "data"));
+    json_t *off = json_object_get(args, "offset");
+    const cps_storage_backend *b = backend();
+    if (!blob_id_ok(id) || !b64 || !json_is_integer(off)) return CPS_EINVAL;
+    size_t n = 0, cap = strlen(b64);
+    unsigned char *bin = malloc(cap + 1);
+    if (!bin) return CPS_ENOMEM;
+    if (sodium_base642bin(bin, cap, b64, strlen(b64), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) { free(bin); return CPS_EINVAL; }
+    char key[BLOB_ID_LEN + 16];
+    snprintf(key, sizeof key, "%s.import", id);
+    /* the first chunk replaces what an earlier, aborted import left */
+    int rc = json_integer_value(off) == 0
+        ? b->obj_write(b->state, "blobstage", key, (const char *)bin, n, import_done2, call)
+        : b->obj_append(b->state, "blobstage", key, (const char *)bin, n, import_done, call);
+    free(bin);
+    return rc ? rc : CPS_ASYNC;
+}
+
+typedef struct landing {
+    cps_call *call;
+    char id[BLOB_ID_LEN + 1];
+    char key[BLOB_ID_LEN + 16];    /* blobstage/<id>.import */
+    char meta[BLOB_ID_LEN + 32];   /* blob/<id>.metadata.ndjson */
+    char line[128];                /* its first line, for an owned blob */
+    bool owned;
+    int status;
+} landing;
+
+static void landing_end(landing *l, const char *error)
+{
+    API->reply(l->call, error, NULL);
+    free(l);
+}
+
+static void landing_cleaned(void *ud, int status) { (void)status; landing *l = ud; landing_end(l, API->strerror(l->status)); }
+
+static void landed(void *ud, int status)
+{
+    landing *l = ud;
+    const cps_storage_backend *b = backend();
+    if (status == CPS_OK) { landing_end(l, NULL); return; }
+    l->status = status;
+    const char *code = status == CPS_EEXIST ? (l->owned ? "EEXISTS" : "RENAME_ERR") : NULL;
+    if (l->owned && status != CPS_EEXIST && b) {        /* the metadata written for it goes */
+        if (b->obj_delete(b->state, "blob", l->meta, landing_cleaned, l) == CPS_OK) return;
+    }
+    if (b) b->obj_delete(b->state, "blobstage", l->key, ignore_done, NULL);
+    landing_end(l, code ? code : API->strerror(status));
+}
+
+static void land(landing *l)
+{
+    const cps_storage_backend *b = backend();
+    int rc = b ? b->obj_move(b->state, "blobstage", l->key, "blob", l->id, landed, l) : CPS_EIO;
+    if (rc) landed(l, rc);
+}
+
+static void landing_meta(void *ud, int status)
+{
+    landing *l = ud;
+    if (status != CPS_OK) { landing_end(l, API->strerror(status)); return; }
+    land(l);
+}
+
+static void landing_target(void *ud, int status, uint64_t size)
+{
+    (void)size;
+    landing *l = ud;
+    const cps_storage_backend *b = backend();
+    if (status == CPS_OK) { if (b) b->obj_delete(b->state, "blobstage", l->key, ignore_done, NULL); landing_end(l, "EEXISTS"); return; }
+    if (status != CPS_ENOENT) { landing_end(l, API->strerror(status)); return; }
+    int rc = b ? b->obj_write(b->state, "blob", l->meta, l->line, strlen(l->line), landing_meta, l) : CPS_EIO;
+    if (rc) landing_end(l, API->strerror(rc));
+}
+
+static int cmd_import_done(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "id"));
+    const char *owner = json_string_value(json_object_get(args, "owner"));
+    const cps_storage_backend *b = backend();
+    if (!blob_id_ok(id) || !owner || strlen(owner) != KEY_LEN || !b) return CPS_EINVAL;
+    landing *l = calloc(1, sizeof *l);
+    if (!l) return CPS_ENOMEM;
+    l->call = call;
+    memcpy(l->id, id, sizeof l->id);
+    snprintf(l->key, sizeof l->key, "%s.import", id);
+    snprintf(l->meta, sizeof l->meta, "%s.metadata.ndjson", id);
+    l->owned = json_is_true(json_object_get(args, "owned"));
+    if (!l->owned) { land(l); return CPS_ASYNC; }
+    /* storage.md 4: the first line of the blob's metadata names its owner;
+    ** written once the blob is known not to exist yet */
+    snprintf(l->line, sizeof l->line, "{\"owners\":[\"%s\"]}\n", owner);
+    int rc = b->obj_size(b->state, "blob", id, landing_target, l);
+    if (rc) { free(l); return rc; }
+    return CPS_ASYNC;
 }
 
 /* ---- BLOB_REMOVE {id, key, reason?} -> "OK" (rpc.md 8.4) ---------------- */
@@ -633,6 +903,9 @@ int stage_init(void)
     }
     int rc = API->register_role_command(BL.self, "storage", "BLOB_SIZE", cmd_size, NULL);
     if (!rc) rc = API->register_role_command(BL.self, "storage", "BLOB_REMOVE", cmd_remove, NULL);
+    if (!rc) rc = API->register_role_command(BL.self, "storage", "BLOB_READ", cmd_read, NULL);
+    if (!rc) rc = API->register_role_command(BL.self, "storage", "BLOB_IMPORT", cmd_import, NULL);
+    if (!rc) rc = API->register_role_command(BL.self, "storage", "BLOB_IMPORT_DONE", cmd_import_done, NULL);
     if (rc) { stage_fini(); return rc; }
     ST.sweep = API->timer_start(BL.self, 60000, 60000, sweep, NULL);
     return CPS_OK;

@@ -466,6 +466,74 @@ describe('cluster: traffic across fronts', () => {
 // 2. faults
 // =====================================================================
 
+
+// Blobs in a cluster: the upload is staged on the storage node of the user's
+// key and lands on the node of the blob id; any node serves /blob.
+describe('cluster: blobs across storage nodes', () => {
+    let cl;
+    const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => cl.guard(fn)(t));
+    before(async () => { cl = await L.startCluster(); });
+    after(async () => { if (cl) { await cl.stop(); } });
+
+    const Http = require('node:http');
+    const get = (port, path, headers = {}) => new Promise((resolve, reject) => {
+        const req = Http.request({ host: '127.0.0.1', port, method: 'GET', path, headers, agent: false }, (res) => {
+            const parts = [];
+            res.on('data', (c) => parts.push(c));
+            res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) }));
+        });
+        req.setTimeout(15000, () => req.destroy(new Error(`GET ${path}: timeout`)));
+        req.on('error', reject);
+        req.end();
+    });
+
+    T('an upload staged on one storage node completes on the blob\'s node and every node serves it', async () => {
+        const R = require('./lib/rpc');
+        const Crypto = require('node:crypto');
+        // a key placed on storage 0 and a blob id placed on storage 1
+        let keys;
+        do { keys = R.keyPair(); } while (L.place(keys.safe, 2) !== 0);
+        let id;
+        do { id = Crypto.randomBytes(24).toString('hex'); } while (L.place(id, 2) !== 1);
+        const content = Crypto.randomBytes(700 * 1024);
+        const r = await C.rawReady(cl.frontUrl(0));
+        const HK = await R.learnHk(r);
+        const rpc = R.client(r, HK, keys);
+        await rpc.call('COOKIE', '');
+        assert.deepEqual(await rpc.call('UPLOAD_STATUS', { id, size: content.length }), [false]);
+        for (let off = 0; off < content.length; off += 100000) {
+            const part = content.subarray(off, off + 100000);
+            const { reply } = await rpc.raw('UPLOAD', { chunk: R.b64(part), id }, { sig: null });
+            if (R.isCookie(reply[1])) { rpc.cookie = reply[1]; }
+            assert.deepEqual(reply.slice(2), [part.length], `UPLOAD: ${C.short(reply)}`);
+        }
+        assert.deepEqual(await rpc.call('OWNED_UPLOAD_COMPLETE', id), [id]);
+        const Fs = require('node:fs');
+        const Path = require('node:path');
+        const at = (i) => Path.join(cl.storageDir(i), 'blob', id.slice(0, 2), id);
+        assert.ok(Fs.existsSync(at(1)), 'the blob is on the storage node of its id');
+        assert.ok(!Fs.existsSync(at(0)), 'not on the staging node');
+        assert.ok(Fs.existsSync(at(1) + '.metadata.ndjson'), 'with its owner metadata');
+        for (const node of ['front:0', 'front:1', 'storage:0', 'storage:1', 'core:0']) {
+            const res = await get(cl.port(node), `/blob/${id.slice(0, 2)}/${id}`);
+            assert.equal(res.status, 200, `GET /blob on ${node}`);
+            assert.ok(res.body.equals(content), `exact bytes from ${node}`);
+        }
+        const part = await get(cl.port('front:1'), `/blob/${id.slice(0, 2)}/${id}`, { range: 'bytes=1000-299999' });
+        assert.equal(part.status, 206);
+        assert.equal(part.headers['content-range'], `bytes 1000-299999/${content.length}`);
+        assert.ok(part.body.equals(content.subarray(1000, 300000)), 'range forwarded');
+        const missing = Crypto.randomBytes(24).toString('hex');
+        assert.equal((await get(cl.port('front:0'), `/blob/${missing.slice(0, 2)}/${missing}`)).status, 404);
+        // the blob's size is known through any front, and its owner may remove it
+        const { reply } = await R.anonRaw(r, HK, 'GET_FILE_SIZE', id);
+        assert.deepEqual(reply.slice(2, 3), [content.length]);
+        assert.deepEqual(await rpc.call('REMOVE_OWNED_CHANNEL', { channel: id, reason: 'x' }), ['OK']);
+        assert.equal((await get(cl.port('front:1'), `/blob/${id.slice(0, 2)}/${id}`)).status, 404);
+        r.close();
+    });
+});
+
 describe('cluster: faults (SIGKILL and restart)', () => {
     let cl;
     let HK;
