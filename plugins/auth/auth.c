@@ -584,6 +584,79 @@ static void on_put(void *ud, int status)
     reply(c, 200, json_pack("{s s s s}", "txid", c->txid, "date", c->date));
 }
 
+/* ---- where challenges live: the storage node owning the txid -------------
+** (cluster.md 3.8: round 2 may come to another front than round 1).  In one
+** process that node is here and the records are written directly. */
+
+static bool txid_chars(const char *s);
+
+static bool txid_remote(const char *txid, char *node, size_t n)
+{
+    return API->owner(A.self, "storage", txid, node, n) && !API->node_is_local(A.self, node);
+}
+
+static void on_take_remote(void *ud, const char *error, json_t *data);
+
+static void remote_put_done(void *ud, const char *error, json_t *data)
+{
+    (void)data;
+    on_put(ud, error ? CPS_EIO : CPS_OK);
+}
+
+/* AUTH_CHALLENGE {op: "put"|"take"|"del", txid, text?} on the txid's node;
+** "take" answers the text and deletes it in one step (answerable once). */
+typedef struct ctake { cps_call *call; char txid[TXID_LEN + 1]; char *text; size_t len; } ctake;
+
+static void take_deleted(void *ud, int status)
+{
+    ctake *t = ud;
+    if (status && status != CPS_ENOENT) API->reply(t->call, "EIO", NULL);
+    else API->reply(t->call, NULL, json_pack("{s s%}", "text", t->text, t->len));
+    free(t->text);
+    free(t);
+}
+
+static void take_got(void *ud, int status, const char *data, size_t len)
+{
+    ctake *t = ud;
+    const cps_storage_backend *b = API->storage(A.self, NULL);
+    if (status || !b) { API->reply(t->call, status == CPS_ENOENT ? "ENOENT" : "EIO", NULL); free(t); return; }
+    t->text = malloc(len + 1);
+    if (!t->text) { API->reply(t->call, "ENOMEM", NULL); free(t); return; }
+    memcpy(t->text, data, len);
+    t->text[len] = 0;
+    t->len = len;
+    if (b->record_del(b->state, NS_CHALLENGES, t->txid, take_deleted, t)) take_deleted(t, CPS_EIO);
+}
+
+static void simple_done(void *ud, int status) { API->reply(ud, status ? API->strerror(status) : NULL, NULL); }
+
+static int challenge_cmd(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *op = json_string_value(json_object_get(args, "op"));
+    const char *txid = json_string_value(json_object_get(args, "txid"));
+    json_t *text = json_object_get(args, "text");
+    const cps_storage_backend *b = API->storage(A.self, NULL);
+    if (!op || !txid || strlen(txid) != TXID_LEN || !txid_chars(txid) || !b) return CPS_EINVAL;
+    int rc;
+    if (!strcmp(op, "put") && json_is_string(text)) {
+        rc = b->record_put(b->state, NS_CHALLENGES, txid, json_string_value(text), json_string_length(text), simple_done, call);
+    } else if (!strcmp(op, "del")) {
+        rc = b->record_del(b->state, NS_CHALLENGES, txid, simple_done, call);
+    } else if (!strcmp(op, "take")) {
+        ctake *t = calloc(1, sizeof *t);
+        if (!t) return CPS_ENOMEM;
+        t->call = call;
+        memcpy(t->txid, txid, TXID_LEN + 1);
+        rc = b->record_get(b->state, NS_CHALLENGES, txid, take_got, t);
+        if (rc) free(t);
+    } else {
+        return CPS_EINVAL;
+    }
+    return rc ? rc : CPS_ASYNC;
+}
+
 /* The challenge text is the client's own body with txid and date appended
 ** as its last members: exactly what the client signs (http.md 9.2). */
 static void issue(actx *c)
@@ -593,6 +666,13 @@ static void issue(actx *c)
     iso_date(API->now_ms(), c->date);
     int w = snprintf(c->text + c->tlen, 128, ",\"txid\":\"%s\",\"date\":\"%s\"}", c->txid, c->date);
     c->tlen += (size_t)w;
+    char node[64];
+    if (txid_remote(c->txid, node, sizeof node)) {
+        API->query(A.self, node, "AUTH_CHALLENGE",
+                   json_pack("{s s s s s s%}", "op", "put", "txid", c->txid, "text", c->text, c->tlen),
+                   0, remote_put_done, c);
+        return;
+    }
     int rc = b ? b->record_put(b->state, NS_CHALLENGES, c->txid, c->text, c->tlen, on_put, c) : CPS_EIO;
     if (rc) on_put(c, rc);
 }
@@ -711,8 +791,27 @@ static void round2(cps_http *req, json_t *body)
     if (strmap_put(A.answering, c->txid, &MARK)) { fail(c, "Unexpected response"); return; }
     c->answering = true;
     c->sig_ok = auth_b64(sig, c->sig, sizeof c->sig, 64) == 64;
+    char node[64];
+    if (txid_remote(c->txid, node, sizeof node)) {
+        API->query(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "take", "txid", c->txid),
+                   0, on_take_remote, c);
+        return;
+    }
     int rc = b->record_get(b->state, NS_CHALLENGES, c->txid, on_get, c);
     if (rc) on_get(c, rc, NULL, 0);
+}
+
+/* The text came from the txid's node, already deleted there. */
+static void on_take_remote(void *ud, const char *error, json_t *data)
+{
+    actx *c = ud;
+    json_t *text = json_object_get(data, "text");
+    if (error || !json_is_string(text)) { fail(c, "Unexpected response"); return; }
+    c->tlen = json_string_length(text);
+    c->text = malloc(c->tlen + 1);
+    if (!c->text) { fail(c, "Unexpected response"); return; }
+    memcpy(c->text, json_string_value(text), c->tlen + 1);
+    on_del(c, CPS_OK);
 }
 
 /* ---- the route ------------------------------------------------------------ */
@@ -779,8 +878,12 @@ static void gc_tick(cps_timer *t, void *ud)
     if (!l.ids) return;
     strmap_each(A.pending, gc_collect, &l);
     for (size_t i = 0; i < l.n; i++) {
+        char node[64];
+        if (txid_remote(l.ids[i], node, sizeof node))
+            API->send(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "del", "txid", l.ids[i]));
+        else
+            b->record_del(b->state, NS_CHALLENGES, l.ids[i], gc_done, NULL);
         forget_pending(l.ids[i]);
-        b->record_del(b->state, NS_CHALLENGES, l.ids[i], gc_done, NULL);
     }
     free(l.ids);
 }
@@ -843,6 +946,8 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     int rc = A.pending && A.answering ? auth_store_init() : CPS_ENOMEM;
     /* CPS_ENOENT: no storage node in this process (a cluster's front). */
     if (!rc) rc = a->register_role_command(self, "storage", "AUTH_STORE", store_cmd, NULL);
+    if (!rc) rc = a->register_role_command(self, "storage", "AUTH_BLOCK_READ", auth_block_read_cmd, NULL);
+    if (!rc) rc = a->register_role_command(self, "storage", "AUTH_CHALLENGE", challenge_cmd, NULL);
     if (rc == CPS_ENOENT) rc = CPS_OK;
     if (!rc) rc = a->register_http(self, "POST", "/api/auth", MAX_BODY, auth_post, NULL);
     if (!rc) rc = a->register_http(self, "GET", "/block/", 0, auth_block_get, NULL);

@@ -51,6 +51,8 @@ void auth_respond_json(cps_http *r, int status, json_t *v);
 ** NULL when queued: then `done` gets an error code or NULL and a borrowed
 ** result, exactly once, later; else an error code (`done` is not called). */
 typedef void (*auth_op_done)(void *ud, const char *error, json_t *data);
+/* block.c: AUTH_BLOCK_READ on the key's storage node */
+int auth_block_read_cmd(cps_call *call, json_t *args, void *ud);
 int auth_store_init(void);
 void auth_store_fini(void);
 const char *auth_store_run(json_t *args, auth_op_done done, void *ud);

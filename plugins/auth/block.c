@@ -1,8 +1,11 @@
 /*
 ** block.c - GET /block/<xx>/<safeKey> (http.md 7): the login block's bytes,
 ** a 404 with a small JSON body while there is none (registration expects
-** it), and the MFA gate (a Bearer session) when the block has MFA.
+** it), and the MFA gate (a Bearer session) when the block has MFA.  Any
+** node answers: one that does not run the key's storage node asks it
+** (AUTH_STORE for the gate, AUTH_BLOCK_READ for the bytes).
 */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,8 @@ typedef struct bget {
     cps_http *req;
     char safe[KEY_LEN + 1];
     char ph[KEY_LEN + 16];
+    char node[64];                 /* the key's storage node when not local */
+    bool asked_placeholder;        /* remote: the block was missing */
 } bget;
 
 static void bget_free(bget *g) { free(g); A.live--; }
@@ -23,6 +28,8 @@ static void respond_err(cps_http *req, int status, json_t *body)
 {
     auth_respond_json(req, status, body);
 }
+
+static void remote_read(bget *g, bool placeholder);
 
 /* 404 {"reason"?, "code":404}, the reason from the placeholder. */
 static void on_placeholder(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
@@ -37,8 +44,73 @@ static void on_placeholder(void *ud, int status, const char *data, size_t len, u
     bget_free(g);
 }
 
+/* ---- the bytes from another node (base64 over the link) ---- */
+
+static void remote_got(void *ud, const char *error, json_t *data)
+{
+    bget *g = ud;
+    const char *b64 = json_string_value(json_object_get(data, "data"));
+    bool placeholder = g->asked_placeholder;
+    size_t cap = b64 ? strlen(b64) : 0, n = 0;
+    unsigned char *bin = b64 ? malloc(cap + 1) : NULL;
+    int st = error ? (!strcmp(error, "ENOENT") ? CPS_ENOENT : CPS_EIO)
+           : (!bin || sodium_base642bin(bin, cap + 1, b64, cap, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) ? CPS_EIO : CPS_OK;
+    if (placeholder) on_placeholder(g, st, (const char *)bin, n, 0, true);
+    else if (st == CPS_ENOENT) { free(bin); remote_read(g, true); return; }   /* the reason, if any */
+    else if (st) { respond_err(g->req, 503, json_pack("{s i s s}", "code", 503, "error", "UNAVAILABLE")); bget_free(g); }
+    else {
+        json_t *h = json_pack("{s s s s}", "content-type", "application/octet-stream", "cache-control", "public, max-age=0");
+        API->http_respond(g->req, 200, h, (const char *)bin, n);
+        json_decref(h);
+        bget_free(g);
+    }
+    free(bin);
+}
+
+static void remote_read(bget *g, bool placeholder)
+{
+    g->asked_placeholder = placeholder;
+    API->query(A.self, g->node, "AUTH_BLOCK_READ",
+               json_pack("{s s s b}", "key", g->safe, "placeholder", placeholder), 0, remote_got, g);
+}
+
+typedef struct bread { cps_call *call; bool placeholder; } bread;
+
+static void bread_got(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next; (void)eof;
+    bread *r = ud;
+    if (status) { API->reply(r->call, API->strerror(status), NULL); free(r); return; }
+    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(cap);
+    if (!b64) { API->reply(r->call, "ENOMEM", NULL); free(r); return; }
+    sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
+    API->reply(r->call, NULL, json_pack("{s s s b}", "data", b64, "placeholder", r->placeholder));
+    free(b64);
+    free(r);
+}
+
+/* AUTH_BLOCK_READ {key, placeholder}: on the key's storage node. */
+int auth_block_read_cmd(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    char safe[KEY_LEN + 1], name[KEY_LEN + 16];
+    const cps_storage_backend *b = auth_obj_backend();
+    if (!auth_key_ok(json_string_value(json_object_get(args, "key")), safe)) return CPS_EINVAL;
+    if (!b) return CPS_EIO;
+    bread *r = calloc(1, sizeof *r);
+    if (!r) return CPS_ENOMEM;
+    r->call = call;
+    r->placeholder = json_is_true(json_object_get(args, "placeholder"));
+    snprintf(name, sizeof name, r->placeholder ? "%s.placeholder" : "%s", safe);
+    int rc = b->obj_read(b->state, STORE_BLOCK, name, 0, r->placeholder ? 4096 : MAX_BLOCK, bread_got, r);
+    if (rc) { free(r); return rc; }
+    return CPS_ASYNC;
+}
+
 static void not_found(bget *g)
 {
+    if (g->node[0]) { remote_read(g, true); return; }
     const cps_storage_backend *b = auth_obj_backend();
     int rc = b ? b->obj_read(b->state, STORE_BLOCK, g->ph, 0, 4096, on_placeholder, g) : CPS_EIO;
     if (rc) on_placeholder(g, rc, NULL, 0, 0, true);
@@ -68,6 +140,7 @@ static void on_block(void *ud, int status, const char *data, size_t len, uint64_
 
 static void serve(bget *g)
 {
+    if (g->node[0]) { remote_read(g, false); return; }
     const cps_storage_backend *b = auth_obj_backend();
     char path[4096];
     const char *p = b->obj_path ? b->obj_path(b->state, STORE_BLOCK, g->safe, path, sizeof path) : NULL;
@@ -133,7 +206,9 @@ int auth_block_get(cps_http *req, void *ud)
         auth_respond_json(req, 404, json_pack("{s s}", "error", "INVALID_ID"));
         return CPS_OK;
     }
-    if (!auth_obj_backend()) {
+    char node[64] = "";
+    bool remote = API->owner(A.self, "storage", key, node, sizeof node) && !API->node_is_local(A.self, node);
+    if (!remote && !auth_obj_backend()) {
         auth_respond_json(req, 503, json_pack("{s i s s}", "code", 503, "error", "UNAVAILABLE"));
         return CPS_OK;
     }
@@ -141,6 +216,7 @@ int auth_block_get(cps_http *req, void *ud)
     if (!g) return CPS_ENOMEM;
     A.live++;
     g->req = req;
+    if (remote) snprintf(g->node, sizeof g->node, "%s", node);
     memcpy(g->safe, key, KEY_LEN);
     snprintf(g->ph, sizeof g->ph, "%s.placeholder", g->safe);
     const char *auth = API->http_header(req, "authorization");
@@ -150,6 +226,10 @@ int auth_block_get(cps_http *req, void *ud)
     /* A token that cannot be a session id is no token (and never a key). */
     if (bearer && strlen(bearer) == TXID_LEN && id_chars(bearer, TXID_LEN))
         json_object_set_new(args, "bearer", json_string(bearer));
+    if (g->node[0]) {                 /* the gate runs where the block is */
+        API->query(A.self, g->node, "AUTH_STORE", args, 0, on_gate, g);
+        return CPS_ASYNC;
+    }
     const char *err = auth_store_run(args, on_gate, g);
     json_decref(args);
     if (err) on_gate(g, err, NULL);   /* answers now */

@@ -532,6 +532,50 @@ describe('cluster: blobs across storage nodes', () => {
         assert.equal((await get(cl.port('front:1'), `/blob/${id.slice(0, 2)}/${id}`)).status, 404);
         r.close();
     });
+
+    T('login blocks: a challenge issued by one front is answered at the other, and every node serves the block', async () => {
+        const Nacl = require('tweetnacl');
+        const b64 = (u8) => Buffer.from(u8).toString('base64');
+        const kp = Nacl.sign.keyPair();
+        const pub = b64(kp.publicKey);
+        const safe = pub.replace(/\//g, '-');
+        const path = `/block/${safe.slice(0, 2)}/${safe}`;
+        const post = async (node, body) => {
+            const res = await fetch(`http://127.0.0.1:${cl.port(node)}/api/auth/`, {
+                method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+            });
+            return { status: res.status, json: await res.json().catch(() => undefined) };
+        };
+        for (const node of ['front:0', 'front:1']) {
+            const before = await get(cl.port(node), path).catch((e) => { throw new Error(`GET ${path} on ${node}: ${e.message}`); });
+            assert.equal(before.status, 404, `no block yet on ${node}`);
+            assert.deepEqual(JSON.parse(before.body.toString()), { code: 404 });
+        }
+        const bytes = Buffer.concat([Buffer.from([0]), Buffer.from(Nacl.randomBytes(300))]);
+        const content = { publicKey: pub, signature: b64(Nacl.sign.detached(Nacl.hash(bytes), kp.secretKey)), ciphertext: b64(bytes) };
+        // many attempts, so that txids land on both storage nodes
+        for (let i = 0; i < 6; i++) {
+            const req = { command: 'TEST', publicKey: pub, nonce: b64(Nacl.randomBytes(24)) };
+            const r1 = await post('front:0', req);
+            assert.equal(r1.status, 200, `round 1: ${JSON.stringify(r1.json)}`);
+            const sig = b64(Nacl.sign.detached(Buffer.from(JSON.stringify({ ...req, txid: r1.json.txid, date: r1.json.date })), kp.secretKey));
+            const r2 = await post('front:1', { sig, txid: r1.json.txid });
+            assert.equal(r2.status, 200, `round 2 at the other front: ${JSON.stringify(r2.json)}`);
+            const again = await post('front:0', { sig, txid: r1.json.txid });
+            assert.notEqual(again.status, 200, 'answerable once, across fronts');
+        }
+        const req = { command: 'WRITE_BLOCK', content, publicKey: pub, nonce: b64(Nacl.randomBytes(24)) };
+        const r1 = await post('front:1', req);
+        assert.equal(r1.status, 200);
+        const sig = b64(Nacl.sign.detached(Buffer.from(JSON.stringify({ ...req, txid: r1.json.txid, date: r1.json.date })), kp.secretKey));
+        const r2 = await post('front:0', { sig, txid: r1.json.txid });
+        assert.equal(r2.status, 200, `WRITE_BLOCK: ${JSON.stringify(r2.json)}`);
+        for (const node of ['front:0', 'front:1', 'storage:0', 'storage:1']) {
+            const res = await get(cl.port(node), path);
+            assert.equal(res.status, 200, `GET /block on ${node}`);
+            assert.ok(res.body.equals(bytes), `exact block bytes from ${node}`);
+        }
+    });
 });
 
 describe('cluster: faults (SIGKILL and restart)', () => {

@@ -158,7 +158,7 @@ const startCluster = async (opts = {}) => {
         // "?web": the default configuration has a `web` section, which is an
         // error unless the plugin is in use; optional so that a build
         // without it still runs
-        plugins: ['storage-fs', 'rpc-channel', 'rpc-pin', 'example_rpc', '?web', '?blob'],
+        plugins: ['storage-fs', 'rpc-channel', 'rpc-pin', 'example_rpc', '?web', '?blob', '?auth'],
         limits: { max_frame: 1048576, max_send_queue: 1048576 },
         front: { ping_after_ms: 15000, drop_after_ms: 60000, check_every_ms: 5000 },
         ...(opts.config || {}),
