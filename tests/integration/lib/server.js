@@ -134,7 +134,53 @@ const runCpsd = (args, { timeoutMs = 10000, bin = binPath() } = {}) => new Promi
 
 // Start cpsd with a generated config.  `overrides` is deep-merged into the
 // default config.  Options: startTimeoutMs (10000), keepDir (false).
+// CPSD_CLUSTER=1: the same tests against a 2x2x2 topology.  The server
+// object is a round-robin TCP proxy in front of both fronts, so consecutive
+// connections of a test land on different fronts.
+const startClusterServer = async (overrides = {}, opts = {}) => {
+    const Net = require('node:net');
+    const L = require('./cluster');
+    const { listen, data_dir: dataDir, ...shared } = overrides;
+    const cl = await L.startCluster({ config: { listen: { extra_ports: [] }, ...shared } });
+    const fronts = [0, 1].map((i) => cl.port(`front:${i}`));
+    let turn = 0;
+    const sockets = new Set();
+    const proxy = Net.createServer((c) => {
+        const up = Net.connect(fronts[turn++ % fronts.length], '127.0.0.1');
+        sockets.add(c); sockets.add(up);
+        c.pipe(up); up.pipe(c);
+        const end = () => { c.destroy(); up.destroy(); sockets.delete(c); sockets.delete(up); };
+        c.on('error', end); up.on('error', end); c.on('close', end); up.on('close', end);
+    });
+    await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = proxy.address().port;
+    let stopping = null;
+    return {
+        url: `ws://127.0.0.1:${port}/cryptpad_websocket`,
+        port,
+        pid: cl.supPid,
+        dir: cl.dir,
+        cluster: cl,
+        stop: () => {
+            if (!stopping) {
+                stopping = (async () => {
+                    for (const s of sockets) { s.destroy(); }
+                    await new Promise((resolve) => proxy.close(resolve));
+                    await cl.stop();
+                    return 0;
+                })();
+            }
+            return stopping;
+        },
+        alive: () => cl.exitInfo() === null,
+        stderr: () => cl.stderr(),
+        rss: () => null,
+        guard: (fn) => cl.guard(fn),
+    };
+};
+
 const startServer = async (overrides = {}, opts = {}) => {
+    if (process.env.CPSD_CLUSTER === '1' && !opts.single) { return startClusterServer(overrides, opts); }
     const bin = opts.bin || binPath();
     if (!Fs.existsSync(bin)) {
         throw new Error(`cpsd binary not found at ${bin} (set CPSD_BIN)`);
