@@ -413,7 +413,11 @@ static void deliver(envelope *e)
     }
     command *c = find_command(e->dest, e->cmd);
     if (!c) {
-        if (e->type == ENV_QUERY) {
+        node *from = find_node(e->from);
+        if (e->type == ENV_QUERY && from && from->remote) {
+            /* the asker's query id lives in the asker's table: answer there */
+            cps_link_send(from->id, "R", e->qid, e->dest->id, "", "ENOENT", json_null());
+        } else if (e->type == ENV_QUERY) {
             pending *q = pending_get(e->qid);
             if (q) pending_finish(q, "ENOENT", NULL);
         } else {

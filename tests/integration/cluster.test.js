@@ -578,6 +578,34 @@ describe('cluster: blobs across storage nodes', () => {
     });
 });
 
+describe('cluster: inter-node errors', () => {
+    let cl;
+    const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => cl.guard(fn)(t));
+    before(async () => {
+        const Path = require('node:path');
+        cl = await L.startCluster({ config: {
+            lua_dirs: [Path.join(__dirname, 'fixtures')],
+            lua_scripts: ['examples/example_rpc.lua', 'ask.lua'],
+        } });
+    });
+    after(async () => { if (cl) { await cl.stop(); } });
+
+    T('a query for a command the remote node does not have is answered ENOENT at once, not left to time out', async () => {
+        const R = require('./lib/rpc');
+        const r = await C.rawReady(cl.frontUrl(0));
+        const HK = await R.learnHk(r);
+        for (const node of ['storage:0', 'storage:1', 'front:1', 'core:0', 'core:1']) {
+            const t0 = Date.now();
+            const { reply } = await R.anonRaw(r, HK, 'TEST_ASK', { node, cmd: 'NO_SUCH_COMMAND' });
+            assert.deepEqual(reply[2], { error: 'ENOENT' }, `${node}: ${C.short(reply)}`);
+            assert.ok(Date.now() - t0 < 3000, `${node} answered in ${Date.now() - t0} ms`);
+        }
+        const { reply } = await R.anonRaw(r, HK, 'TEST_ASK', { node: 'storage:9', cmd: 'JOIN' });
+        assert.deepEqual(reply[2], { error: 'ENOENT' }, 'unknown node');
+        r.close();
+    });
+});
+
 describe('cluster: faults (SIGKILL and restart)', () => {
     let cl;
     let HK;
