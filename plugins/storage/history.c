@@ -73,6 +73,26 @@ void hk_notify_one(const char *user, const char *front, const char *content)
     API->send(ST.self, front, "SEND_TEXTS", json_pack("{s s s o}", "user", user, "texts", texts));
 }
 
+/* An access to an expired channel (history.md §9.1): members are told,
+** and if the expiry is more than a day overdue (the scheduled archival
+** evidently did not run) the channel is archived with reason EXPIRED. */
+static void expired_archived(void *ud, int status) { (void)ud; (void)status; }
+
+bool hk_expired(channel *ch)
+{
+    json_t *expire = json_object_get(ch->meta, "expire");
+    double now = (double)API->now_ms();
+    if (!json_is_number(expire) || json_number_value(expire) > now) return false;
+    hk_notify_members(ch, NULL);
+    if (now - json_number_value(expire) > 24.0 * 3600 * 1000) {
+        const cps_storage_backend *b = backend();
+        if (b) b->channel_archive(b->state, ch->id, "EXPIRED", expired_archived, NULL);
+        API->log(ST.self, CPS_LOG_INFO, "channel %s expired more than a day ago: archived", ch->id);
+        ch_forget_state(ch);      /* reopened (as archived) by the next op */
+    }
+    return true;
+}
+
 /* Every member gets a notice as an HK message (EEXPIRED, EDELETED, ...). */
 void hk_notify_members(channel *ch, const char *content)
 {
@@ -402,9 +422,7 @@ static void op_get_history(channel *ch, op *o)
         ch_done(ch, o);
         return;
     }
-    json_t *expire = json_object_get(ch->meta, "expire");
-    if (json_is_number(expire) && json_number_value(expire) <= (double)API->now_ms()) {
-        hk_notify_members(ch, NULL);
+    if (hk_expired(ch)) {
         answer(o->call, user, json_pack("[o]", error_obj("EEXPIRED", ch->id, txid, NULL)), prio);
         ch_done(ch, o);
         return;

@@ -65,6 +65,8 @@ void ch_free_all(void);
 int  cmd_history(cps_call *call, json_t *args, void *ud);
 void hk_notify_members(channel *ch, const char *content);
 void hk_notify_one(const char *user, const char *front, const char *content);
+/* Expired (history.md §9.1)? Then members are told (and an old one archived). */
+bool hk_expired(channel *ch);
 
 void ch_find_hash(channel *ch, const char *hash, void (*cb)(channel *, void *, bool, uint64_t), void *ud);
 

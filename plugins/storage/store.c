@@ -143,9 +143,7 @@ void op_message(channel *ch, op *o)
         ch_done(ch, o);
         return;
     }
-    json_t *expire = json_object_get(ch->meta, "expire");
-    if (json_is_number(expire) && json_number_value(expire) <= (double)API->now_ms()) {
-        hk_notify_members(ch, NULL);
+    if (hk_expired(ch)) {
         fail(ch, o, "EEXPIRED");
         return;
     }
