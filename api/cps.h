@@ -362,7 +362,13 @@ typedef int (*cps_plugin_init_fn)(const cps_api *api, cps_plugin *self,
 #define CPS_EXPORT
 #endif
 
-/* Convenience for plugin authors: the standard version check. */
+/* Convenience for plugin authors: what every cps_plugin_init states first
+** (its name, its version, the ABI it was built against)... */
+#define CPS_PLUGIN_INFO(info, plugin_name, plugin_version) \
+    ((info)->name = (plugin_name), (info)->version = (plugin_version), \
+     (info)->abi_major = CPS_ABI_MAJOR, (info)->abi_minor = CPS_ABI_MINOR)
+
+/* ...and the standard version check. */
 #define CPS_API_CHECK(api) \
     ((api)->major != CPS_ABI_MAJOR || (api)->minor < CPS_ABI_MINOR)
 

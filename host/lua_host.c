@@ -360,6 +360,25 @@ static int l_register_role_command(lua_State *L)
     return 1;
 }
 
+/* A one-shot Lua callback held at registry ref `ud`: begin pushes it (and
+** releases the ref), the caller pushes its arguments, end calls it. */
+static int callback_begin(void *ud)
+{
+    lua_State *L = LH.L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(intptr_t)ud);
+    luaL_unref(L, LUA_REGISTRYINDEX, (int)(intptr_t)ud);
+    return top;
+}
+
+static void callback_end(int top, int nargs, const char *what)
+{
+    lua_State *L = LH.L;
+    if (budget_call(L, nargs, 0) != LUA_OK)
+        cps_log("lua", CPS_LOG_ERROR, "%s callback failed: %s", what, lua_tostring(L, -1));
+    lua_settop(L, top);
+}
+
 /* The result of a call that took a callback: true, or nil and the error
 ** (then the callback, held at `ref`, is released: it will never run). */
 static int push_status(lua_State *L, int rc, int ref)
@@ -376,16 +395,11 @@ static int push_status(lua_State *L, int rc, int ref)
 static void lua_record_done(void *ud, int status, const char *data, size_t len)
 {
     lua_State *L = LH.L;
-    int ref = (int)(intptr_t)ud;
     if (!L) return;
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    int top = callback_begin(ud);
     if (status != CPS_OK) lua_pushstring(L, cps_strerror(status)); else lua_pushnil(L);
     if (status == CPS_OK && data) lua_pushlstring(L, data, len); else lua_pushnil(L);
-    if (budget_call(L, 2, 0) != LUA_OK)
-        cps_log("lua", CPS_LOG_ERROR, "record callback failed: %s", lua_tostring(L, -1));
-    lua_settop(L, top);
+    callback_end(top, 2, "record");
 }
 
 static void lua_record_status(void *ud, int status) { lua_record_done(ud, status, NULL, 0); }
@@ -428,16 +442,11 @@ static int l_send(lua_State *L)
 static void lua_query_done(void *ud, const char *error, json_t *data)
 {
     lua_State *L = LH.L;
-    int ref = (int)(intptr_t)ud;
     if (!L) return;
-    int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    int top = callback_begin(ud);
     if (error) lua_pushstring(L, error); else lua_pushnil(L);
     if (data) push_json(L, data); else lua_pushnil(L);
-    if (budget_call(L, 2, 0) != LUA_OK)
-        cps_log("lua", CPS_LOG_ERROR, "query callback failed: %s", lua_tostring(L, -1));
-    lua_settop(L, top);
+    callback_end(top, 2, "query");
 }
 
 static int l_query(lua_State *L)

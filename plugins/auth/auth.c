@@ -13,6 +13,7 @@
 #include <time.h>
 #include <sodium.h>
 #include "auth.h"
+#include "conf.h"
 #include "totp.h"
 
 #define MAX_BODY 102400               /* http.md 9: 100 kB, as body-parser counts it */
@@ -914,18 +915,9 @@ static void auth_fini(cps_plugin *self, void *state)
     auth_store_fini();
 }
 
-static uint64_t conf_ms(json_t *cfg, const char *name, uint64_t def)
-{
-    json_t *v = json_object_get(cfg, name);
-    return json_is_number(v) && json_number_value(v) > 0 ? (uint64_t)json_number_value(v) : def;
-}
-
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "auth";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "auth", "1.0.0");
     info->fini = auth_fini;
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     if (A.keys) return CPS_EBUSY;     /* an earlier instance still drains */
@@ -938,8 +930,8 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
         return CPS_EINTERNAL;
     }
     json_t *cfg = a->config(self);
-    A.ttl_ms = conf_ms(cfg, "challenge_ttl_ms", DEFAULT_TTL_MS);
-    A.session_ms = conf_ms(cfg, "session_hours", DEFAULT_SESSION_HOURS) * 3600000;
+    A.ttl_ms = conf_positive(cfg, "challenge_ttl_ms", DEFAULT_TTL_MS);
+    A.session_ms = conf_positive(cfg, "session_hours", DEFAULT_SESSION_HOURS) * 3600000;
     A.restrict_registration = json_is_true(json_object_get(cfg, "restrict_registration"));
     A.pending = strmap_new();
     A.answering = strmap_new();

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "blob.h"
+#include "conf.h"
 #include "text.h"
 
 #define UPLOAD_MAX_BODY (500 * 1024)     /* http.md 8: body <= 500 kB (express's "500kb") */
@@ -434,12 +435,6 @@ static int http_blob(cps_http *req, void *ud)
 
 /* ---- load and unload ------------------------------------------------------ */
 
-static uint64_t conf_u64(json_t *cfg, const char *name, uint64_t def)
-{
-    json_t *v = json_object_get(cfg, name);
-    return json_is_number(v) && json_number_value(v) > 0 ? (uint64_t)json_number_value(v) : def;
-}
-
 static void blob_fini(cps_plugin *self, void *state)
 {
     (void)self; (void)state;
@@ -449,10 +444,7 @@ static void blob_fini(cps_plugin *self, void *state)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "blob";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "blob", "1.0.0");
     info->fini = blob_fini;
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     if (sodium_init() < 0) return CPS_EINTERNAL;
@@ -460,12 +452,12 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     BL.api = a;
     BL.self = self;
     json_t *cfg = a->config(self);
-    BL.conf.max_upload = conf_u64(cfg, "max_upload_size", DEFAULT_MAX_UPLOAD);
-    BL.conf.premium_upload = conf_u64(cfg, "premium_upload_size", BL.conf.max_upload);
+    BL.conf.max_upload = conf_positive(cfg, "max_upload_size", DEFAULT_MAX_UPLOAD);
+    BL.conf.premium_upload = conf_positive(cfg, "premium_upload_size", BL.conf.max_upload);
     if (BL.conf.premium_upload < BL.conf.max_upload) BL.conf.premium_upload = BL.conf.max_upload;
-    BL.conf.default_limit = conf_u64(cfg, "default_limit", DEFAULT_LIMIT);
-    BL.conf.max_queue = (size_t)conf_u64(cfg, "max_queue_per_key", 16);
-    BL.conf.max_sessions = (size_t)conf_u64(cfg, "max_sessions", 100000);
+    BL.conf.default_limit = conf_positive(cfg, "default_limit", DEFAULT_LIMIT);
+    BL.conf.max_queue = (size_t)conf_positive(cfg, "max_queue_per_key", 16);
+    BL.conf.max_sessions = (size_t)conf_positive(cfg, "max_sessions", 100000);
 
     int rc = stage_init();               /* CPS_ENOENT: no storage node in this process */
     bool storage = rc == CPS_OK;

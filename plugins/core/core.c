@@ -237,10 +237,7 @@ static int cmd_history(cps_call *call, json_t *args, void *ud)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "core";
-    info->version = "0.1.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "core", "0.1.0");
     if (CPS_API_CHECK(api)) return CPS_EVERSION;
     info->fini = core_rpc_fini;
     C.api = api;

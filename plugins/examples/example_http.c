@@ -50,10 +50,7 @@ static int file(cps_http *req, void *ud)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "example_http";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "example_http", "1.0.0");
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     api = a;
     int rc = api->register_http(self, "*", "/example/echo", 65536, echo, NULL);

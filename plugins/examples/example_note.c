@@ -97,10 +97,7 @@ static int note_get(cps_rpc *rpc, json_t *args, void *ud)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "example_note";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "example_note", "1.0.0");
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     api = a;
     me = self;

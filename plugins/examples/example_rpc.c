@@ -28,10 +28,7 @@ static int echo(cps_rpc *rpc, json_t *args, void *ud)
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
     /* Say who we are and what ABI we were built for, before anything else. */
-    info->name = "example_rpc";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "example_rpc", "1.0.0");
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     api = a;
     calls = api->counter(self, "example_echo_calls_total");

@@ -12,6 +12,7 @@
 #include "ids.h"
 #include "netflux.h"
 #include "strmap.h"
+#include "conf.h"
 #include "jscan.h"
 
 typedef struct user {
@@ -550,10 +551,7 @@ static void fini(cps_plugin *self, void *state)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "front";
-    info->version = "0.1.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "front", "0.1.0");
     if (CPS_API_CHECK(api)) return CPS_EVERSION;
     info->fini = fini;
     F.api = api;
@@ -564,11 +562,9 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
         return CPS_EINVAL;
     }
     json_t *conf = api->config(self);
-    json_int_t ping = json_integer_value(json_object_get(conf, "ping_after_ms"));
-    json_int_t drop = json_integer_value(json_object_get(conf, "drop_after_ms"));
-    json_int_t every = json_integer_value(json_object_get(conf, "check_every_ms"));
-    F.ping_after = ping > 0 ? (uint64_t)ping : 15000;
-    F.drop_after = drop > 0 ? (uint64_t)drop : 60000;
+    uint64_t every = conf_positive(conf, "check_every_ms", 5000);
+    F.ping_after = conf_positive(conf, "ping_after_ms", 15000);
+    F.drop_after = conf_positive(conf, "drop_after_ms", 60000);
     F.users = strmap_new();
     F.c_users = api->counter(self, "front_users");
     F.c_msgs = api->counter(self, "front_msg_total");
@@ -579,7 +575,6 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     if (!rc) rc = api->register_command(self, "FORGET_CHANNEL", cmd_forget_channel, NULL);
     if (rc) return rc;
     api->on_peer_down(self, peer_down, NULL);
-    F.keepalive = api->timer_start(self, every > 0 ? (uint64_t)every : 5000,
-                                   every > 0 ? (uint64_t)every : 5000, keepalive, NULL);
+    F.keepalive = api->timer_start(self, every, every, keepalive, NULL);
     return CPS_OK;
 }

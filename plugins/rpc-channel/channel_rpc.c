@@ -271,10 +271,7 @@ static int trim_history(cps_rpc *rpc, json_t *args, void *ud)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "rpc-channel";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "rpc-channel", "1.0.0");
     if (CPS_API_CHECK(api)) return CPS_EVERSION;
     P.api = api;
     P.self = self;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sodium.h>
 #include "cps.h"
+#include "conf.h"
 #include "strmap.h"
 #include "text.h"
 
@@ -865,18 +866,9 @@ static void pin_fini(cps_plugin *self, void *state)
     P.lru_head = P.lru_tail = NULL;
 }
 
-static size_t conf_size(json_t *cfg, const char *name, size_t def)
-{
-    json_t *v = json_object_get(cfg, name);
-    return json_is_integer(v) && json_integer_value(v) > 0 ? (size_t)json_integer_value(v) : def;
-}
-
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "rpc-pin";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "rpc-pin", "1.0.0");
     info->fini = pin_fini;
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     if (P.sets || P.orphans) return CPS_EBUSY;   /* an earlier instance still drains */
@@ -885,8 +877,8 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     P.api = a;
     P.self = self;
     json_t *cfg = a->config(self);
-    P.max_cached = conf_size(cfg, "max_cached_keys", DEFAULT_CACHED);
-    P.max_queue = conf_size(cfg, "max_queue_per_key", DEFAULT_QUEUE);
+    P.max_cached = conf_positive(cfg, "max_cached_keys", DEFAULT_CACHED);
+    P.max_queue = conf_positive(cfg, "max_queue_per_key", DEFAULT_QUEUE);
     P.c_writes = a->counter(self, "pin_log_writes_total");
     P.c_over = a->counter(self, "pin_over_limit_total");
 

@@ -657,10 +657,7 @@ static void fs_fini(cps_plugin *self, void *state)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "storage-fs";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "storage-fs", "1.0.0");
     info->fini = fs_fini;
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     if (FS.queues) return CPS_EBUSY;     /* an earlier instance is still draining */

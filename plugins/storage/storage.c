@@ -10,6 +10,7 @@
 #include "storage.h"
 #include "ids.h"
 #include "fanout.h"
+#include "conf.h"
 
 struct storage_role ST;
 
@@ -268,10 +269,7 @@ static void fini(cps_plugin *self, void *state)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "storage";
-    info->version = "0.2.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "storage", "0.2.0");
     if (CPS_API_CHECK(api)) return CPS_EVERSION;
     info->fini = fini;
     ST.api = api;
@@ -282,8 +280,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
         return CPS_EINVAL;
     }
     ids_random_user(ST.instance);
-    json_int_t max_ops = json_integer_value(json_object_get(api->config(self), "max_queue_per_channel"));
-    ST.max_ops = max_ops > 0 ? (size_t)max_ops : 10000;
+    ST.max_ops = (size_t)conf_positive(api->config(self), "max_queue_per_channel", 10000);
     ST.channels = strmap_new();
     ST.doomed = strmap_new();
     ST.c_stored = api->counter(self, "storage_messages_stored_total");

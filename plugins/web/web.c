@@ -629,10 +629,7 @@ static int setup(void)
 
 CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
 {
-    info->name = "web";
-    info->version = "1.0.0";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
+    CPS_PLUGIN_INFO(info, "web", "1.0.0");
     info->fini = fini;
     if (CPS_API_CHECK(a)) return CPS_EVERSION;
     memset(&W, 0, sizeof W);
