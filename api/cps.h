@@ -1,78 +1,116 @@
 /*
 ** cps.h - the one header a cpsd plugin includes: the stable plugin ABI.
 **
-** A plugin is a shared object exporting one symbol, cps_plugin_init, or a
-** Lua 5.4 script using the `cps` module (same services, see lua/README.md).
-** The host passes a table of function pointers (cps_api) that the plugin
-** keeps for its whole life, in the manner of sqlite3_api_routines and
-** redismodule.h.  The host knows no CryptPad concept; everything specific to
-** CryptPad (netflux, history, RPC commands) lives in plugins.
+** A plugin is a shared object exporting one descriptor, cps_plugin_entry
+** (see CPS_PLUGIN_DEFINE at the end), or a Lua 5.4 script using the `cps`
+** module (same services, see lua/README.md).  The host passes a table of
+** function pointers (cps_api) that the plugin keeps for its whole life, in
+** the manner of sqlite3_api_routines and redismodule.h.  The host knows no
+** CryptPad concept; everything specific to CryptPad (netflux, history, RPC
+** commands) lives in plugins.  docs/plugin-guide.md explains the concepts.
 **
-** VERSIONING
-**   The table starts with its own size and an ABI major/minor version.
-**   Functions are only ever appended: a plugin built against minor M runs on
-**   any host with the same major and minor >= M.  A plugin may check
-**   api->minor (or api->size) before calling a function added later.  A host
-**   refuses, with a clear message, a plugin whose major differs from its own
-**   or whose minor is newer than its own.
+** VERSIONING (ABI 2.0)
+**   The ABI has a major and a minor number.  The host reads the plugin's
+**   descriptor BEFORE running any of its code and refuses it, with a log
+**   line saying why, unless:
+**     - its major equals the host's (a new major breaks plugins on purpose);
+**     - its minor is at most the host's (a plugin built against a newer minor
+**       may call functions this host lacks);
+**     - the table size it was built against (api_size) is at most the
+**       host's sizeof(cps_api), and its descriptor is at least as large as
+**       a 2.0 descriptor.
+**   So a plugin built against 2.M runs on every host 2.N with N >= M.
+**   Rules for maintainers: functions are only ever appended to cps_api;
+**   every append bumps CPS_ABI_MINOR and adds a row to the table below
+**   (tests/unit/test_abi.c fails otherwise); structs a plugin fills or
+**   receives (cps_plugin_def, cps_session_handler, cps_storage_backend)
+**   start with their size and are only appended to, so the host reads only
+**   the fields the plugin's size covers.  A plugin may test for a function
+**   with CPS_API_HAS(api, fn) before calling it.
+**
+**   function                          since    function                since
+**   self_node config config_get       2.0      session_* (all)         2.0
+**   data_dir log counter counter_add  2.0      frame_new frame_json    2.0
+**   register_command                  2.0      frame_ref frame_unref   2.0
+**   register_role_command             2.0      timer_start timer_stop  2.0
+**   send query reply call_from        2.0      work now_ms             2.0
+**   owner role_count node_is_local    2.0      errname errcode         2.0
+**   on_peer_down                      2.0      register_storage        2.0
+**   register_rpc rpc_call rpc_kind    2.0      storage                 2.0
+**   rpc_reply rpc_error rpc_key       2.0      register_http http_*    2.0
+**   rpc_name rpc_caller               2.0      http_respond*           2.0
+**   rpc_end_session                   2.0      http_write              2.0
 **
 ** THREADS
 **   Every function in the table must be called on the event-loop thread,
-**   except where noted (only the work function given to api->work runs on a
-**   thread-pool thread, and it must not call the table).
+**   except errname (any thread).  Only the work function given to
+**   api->work runs on a thread-pool thread, and it must not call the table.
 **
-** JSON
-**   Messages between nodes are jansson values.  Functions documented as
-**   "steals" take over the caller's reference (as json_array_append_new
-**   does); "borrowed" values are valid only during the callback: json_incref
-**   them to keep them.  In one process a message is handed to the receiver
-**   without serialisation, on the next loop turn; across processes it is
-**   serialised once per link.  Treat received JSON as read-only.
+** OWNERSHIP (one rule per kind of object)
+**   JSON: a function that hands a value on (to another node, a client, a
+**     handler: send, query, reply, rpc_call, rpc_reply) STEALS the caller's
+**     reference, as json_array_append_new does, even when it fails.  A
+**     function that only reads a value (frame_json, the headers of
+**     http_respond*) BORROWS it.  Values passed to a callback are borrowed:
+**     valid during the callback; json_incref to keep one.  Treat received
+**     JSON as read-only: in one process it is shared, not copied.
+**   Requests the host lends (cps_call, cps_rpc, cps_http): valid from the
+**     handler until the plugin answers it exactly once (reply; rpc_reply or
+**     rpc_error; http_respond, http_respond_file, or the http_write that
+**     ends a stream).  The answer releases it; do not touch it afterwards.
+**     A handler that returns without answering and without CPS_ASYNC has
+**     the host answer for it.
+**   Handles the plugin creates: it owns them until it gives them back with
+**     the matching function: frames (frame_new/frame_json -> frame_unref,
+**     refcounted with frame_ref), timers (timer_start -> timer_stop; a
+**     one-shot timer gives itself back when it fires, so its handle is
+**     invalid once its callback returns).  Counters belong to the host and
+**     live as long as the process.  Whatever a plugin still holds when it
+**     is unloaded (timers, registrations, pending queries and work) is
+**     cancelled and released by the host after fini.
 **
 ** ERRORS
-**   Functions return 0 (CPS_OK) or a negative CPS_E* code.  Errors that
-**   travel to another node or a client are strings (e.g. "EINVAL",
-**   "ETIMEDOUT"), see cps_strerror.
+**   Functions return CPS_OK (0) or a negative code from cps_errors.h;
+**   callbacks receive the same codes.  Every code has one wire name
+**   (api->errname), and api->errcode maps a name back, so an error keeps
+**   its identity across nodes, Lua scripts and clients.
 */
 #ifndef CPS_H
 #define CPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <jansson.h>
+#include "cps_errors.h"
 #include "cps_storage.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define CPS_ABI_MAJOR 1
-#define CPS_ABI_MINOR 3
-
-/* Error codes.  cps_api.strerror maps each to a short protocol-style string. */
-enum {
-    CPS_OK         = 0,
-    CPS_ASYNC      = 1,   /* handler return: "I will reply later" */
-    CPS_EINVAL     = -1,  /* bad argument */
-    CPS_ENOENT     = -2,  /* no such node, command, session */
-    CPS_EEXIST     = -3,  /* duplicate registration */
-    CPS_ENOMEM     = -4,
-    CPS_EBUSY      = -5,  /* a bounded queue is full */
-    CPS_ETIMEDOUT  = -6,  /* a query or handler ran out of time */
-    CPS_ECANCELED  = -7,  /* shutting down, or the plugin is being unloaded */
-    CPS_EVERSION   = -8,  /* ABI mismatch */
-    CPS_EINTERNAL  = -9,  /* a handler failed (Lua error, C bug) */
-    CPS_EIO        = -10, /* storage or network error */
-    CPS_ECLOSED    = -11  /* the session or link is gone */
-};
+#define CPS_ABI_MAJOR 2
+#define CPS_ABI_MINOR 0
 
 /* Log levels, lowest is most severe. */
 enum { CPS_LOG_ERROR = 0, CPS_LOG_WARN = 1, CPS_LOG_INFO = 2, CPS_LOG_DEBUG = 3 };
 
-/* RPC command kinds (client-facing commands; who may call them is decided
-** by the plugin that dispatches client requests). */
-enum { CPS_RPC_ANON = 0, CPS_RPC_AUTH = 1, CPS_RPC_ADMIN = 2 };
+/* RPC command kinds: who may call a command is decided by the plugin that
+** dispatches client requests, from the kind the command registered with. */
+enum {
+    CPS_RPC_ANON   = 0,   /* anyone, unsigned */
+    CPS_RPC_AUTH   = 1,   /* a signed call by the holder of a key */
+    CPS_RPC_ADMIN  = 2,   /* a signed call by an administrator's key */
+    CPS_RPC_COOKIE = 3    /* a key's open session (valid cookie), unsigned:
+                          ** for bulk data sent in many calls */
+};
+
+/* Flags the dispatcher receives with an RPC answer (cps_rpc_done_fn). */
+enum {
+    CPS_RPC_END_SESSION = 1   /* the handler asked (rpc_end_session) that the
+                              ** caller's session end with this answer */
+};
 
 /* Opaque handles.  No layout is visible to plugins. */
 typedef struct cps_plugin  cps_plugin;   /* the loaded plugin itself */
@@ -82,7 +120,7 @@ typedef struct cps_call    cps_call;     /* an incoming inter-node message */
 typedef struct cps_rpc     cps_rpc;      /* one invocation of an RPC command */
 typedef struct cps_timer   cps_timer;
 typedef struct cps_counter cps_counter;
-typedef struct cps_http    cps_http;     /* one HTTP request (1.3) */
+typedef struct cps_http    cps_http;     /* one HTTP request */
 
 /* ---- callbacks ------------------------------------------------------- */
 
@@ -90,24 +128,29 @@ typedef struct cps_http    cps_http;     /* one HTTP request (1.3) */
 ** host replies null to a query if the handler did not reply), CPS_ASYNC (the
 ** handler keeps `call` and must call api->reply exactly once later), or a
 ** negative code (the host replies with that error).  Events (api->send)
-** are delivered the same way; replying to an event is a no-op. */
+** are delivered the same way; a handler that returns CPS_ASYNC for an event
+** still calls api->reply once (it only releases the call). */
 typedef int (*cps_command_fn)(cps_call *call, json_t *args, void *ud);
 
-/* Result of api->query: `error` is NULL on success, else a code string such
-** as "ETIMEDOUT", "ENOENT" (no such node or command) or whatever the
-** handler replied; `data` is borrowed (may be NULL). */
-typedef void (*cps_reply_fn)(void *ud, const char *error, json_t *data);
+/* Result of api->query: `err` is CPS_OK on success, else a code such as
+** CPS_ETIMEDOUT, CPS_ENOENT (no such node or command), CPS_EUNAVAILABLE
+** (the link to that node was lost) or whatever the handler replied; `data`
+** is borrowed (may be NULL). */
+typedef void (*cps_reply_fn)(void *ud, int err, json_t *data);
 
 /* RPC command handler.  `args` is borrowed.  Same return contract as
 ** cps_command_fn, replying with api->rpc_reply / api->rpc_error. */
 typedef int (*cps_rpc_fn)(cps_rpc *rpc, json_t *args, void *ud);
 
-/* Result of api->rpc_call: exactly one of `error` / `value` is meaningful;
-** `value` is borrowed (may be NULL, meaning JSON null). */
-typedef void (*cps_rpc_done_fn)(void *ud, const char *error, json_t *value);
+/* Result of api->rpc_call: `err` is CPS_OK and `value` the answer
+** (borrowed; NULL means JSON null), or `err` is the error.  `flags` is a
+** set of CPS_RPC_END_SESSION etc. */
+typedef void (*cps_rpc_done_fn)(void *ud, int err, json_t *value, unsigned flags);
 
-/* Session events, for the one plugin that owns client connections. */
+/* Session events, for the one plugin that owns client connections.  Set
+** `size` to sizeof(cps_session_handler). */
 typedef struct cps_session_handler {
+    size_t size;
     void (*on_open)(cps_session *s, void *ud);
     /* One complete websocket text message (UTF-8 already validated, at most
     ** limits.max_frame bytes, NUL-terminated for convenience). */
@@ -124,11 +167,11 @@ typedef void (*cps_work_fn)(void *ud);
 ** exactly once. */
 typedef void (*cps_after_work_fn)(void *ud, int status);
 
-/* HTTP route handler (1.3).  The request's body (up to the route's
+/* HTTP route handler.  The request's body (up to the route's
 ** max_body) has been read.  Answer with exactly one http_respond or
 ** http_respond_file, now (return CPS_OK) or later (return CPS_ASYNC); a
 ** negative return answers with a status for it (EINVAL 400, ENOENT 404,
-** EBUSY 503, others 500).  If the client went away meanwhile, the answer
+** EFORBIDDEN 403, EBUSY and EUNAVAILABLE 503, others 500).  If the client went away meanwhile, the answer
 ** is discarded. */
 typedef int (*cps_http_fn)(cps_http *req, void *ud);
 
@@ -139,7 +182,7 @@ typedef struct cps_api {
     uint16_t major;         /* CPS_ABI_MAJOR of the host */
     uint16_t minor;         /* CPS_ABI_MINOR of the host */
 
-    /* -- identity and configuration (1.0) -- */
+    /* -- identity and configuration -- */
 
     /* The node this plugin serves ("core:0"), or NULL for a feature plugin
     ** that is not a role. */
@@ -153,7 +196,7 @@ typedef struct cps_api {
     /* The directory under which plugins keep their data (config data_dir). */
     const char *(*data_dir)(cps_plugin *p);
 
-    /* -- logging and metrics (1.0) -- */
+    /* -- logging and metrics -- */
     void (*log)(cps_plugin *p, int level, const char *fmt, ...)
 #if defined(__GNUC__)
         __attribute__((format(printf, 3, 4)))
@@ -164,7 +207,7 @@ typedef struct cps_api {
     cps_counter *(*counter)(cps_plugin *p, const char *name);
     void (*counter_add)(cps_counter *c, int64_t delta);
 
-    /* -- inter-node messaging through the router (1.0) -- */
+    /* -- inter-node messaging through the router -- */
 
     /* Register a command on this plugin's node (role plugins only).  A
     ** second registration of a name on the same node is refused (CPS_EEXIST)
@@ -176,13 +219,14 @@ typedef struct cps_api {
     ** such node, CPS_EBUSY if the router queue is full. */
     int (*send)(cps_plugin *p, const char *node, const char *cmd, json_t *args);
     /* Request/response.  Steals `args`.  `cb` is called exactly once, on a
-    ** later loop turn: with the reply, or with "ENOENT", "ETIMEDOUT",
-    ** "EBUSY", "ECANCELED".  timeout_ms 0 = the configured default. */
+    ** later loop turn: with the reply, or with CPS_ENOENT, CPS_ETIMEDOUT,
+    ** CPS_EBUSY, CPS_ECANCELED, CPS_EUNAVAILABLE.  timeout_ms 0 = the
+    ** configured default.  A negative return means `cb` will not be called. */
     int (*query)(cps_plugin *p, const char *node, const char *cmd, json_t *args,
                  unsigned timeout_ms, cps_reply_fn cb, void *ud);
-    /* Reply to a query (once).  `error` NULL for success; steals `data`
-    ** (may be NULL).  The call is freed by this function. */
-    void (*reply)(cps_call *call, const char *error, json_t *data);
+    /* Answer a call (once): `err` CPS_OK with `data` (stolen, may be NULL),
+    ** or a negative code.  The call is released by this function. */
+    void (*reply)(cps_call *call, int err, json_t *data);
     /* The node that sent `call` ("front:0"). */
     const char *(*call_from)(cps_call *call);
     /* The node of `role` that owns `key` (jump consistent hash over the
@@ -193,7 +237,7 @@ typedef struct cps_api {
     /* Number of nodes of a role in the topology (0 if none). */
     int (*role_count)(cps_plugin *p, const char *role);
 
-    /* -- client RPC commands (1.0) -- */
+    /* -- client RPC commands -- */
 
     /* Register a client RPC command by name (host-wide registry).  A
     ** duplicate name is refused (CPS_EEXIST) with a log line naming both
@@ -201,18 +245,26 @@ typedef struct cps_api {
     int (*register_rpc)(cps_plugin *p, const char *name, int kind,
                         cps_rpc_fn fn, void *ud);
     /* Invoke a registered RPC command (for the plugin that dispatches client
-    ** requests).  `key` is the caller's authenticated public key or NULL.
-    ** `args` borrowed.  `done` is called exactly once, possibly before
+    ** requests).  `key` is the caller's authenticated public key or NULL;
+    ** `caller` an opaque string the dispatcher chooses (the netflux user
+    ** id), readable by the handler with rpc_caller(); both are copied.
+    ** Steals `args`.  `done` is called exactly once, possibly before
     ** rpc_call returns.  Returns CPS_ENOENT (done not called) if no such
     ** command, or if its kind is not `kind`. */
     int (*rpc_call)(cps_plugin *p, const char *name, int kind, const char *key,
-                    json_t *args, cps_rpc_done_fn done, void *ud);
+                    const char *caller, json_t *args, cps_rpc_done_fn done, void *ud);
+    /* The kind (CPS_RPC_*) of a registered RPC command, or CPS_ENOENT. */
+    int (*rpc_kind)(cps_plugin *p, const char *name);
     void (*rpc_reply)(cps_rpc *rpc, json_t *value);          /* steals value */
-    void (*rpc_error)(cps_rpc *rpc, const char *code);
+    void (*rpc_error)(cps_rpc *rpc, int err);
     const char *(*rpc_key)(cps_rpc *rpc);   /* caller's public key or NULL */
     const char *(*rpc_name)(cps_rpc *rpc);
+    const char *(*rpc_caller)(cps_rpc *rpc);
+    /* Ask the dispatcher to end the caller's session (its cookie) once this
+    ** call is answered: the answer carries CPS_RPC_END_SESSION. */
+    void (*rpc_end_session)(cps_rpc *rpc);
 
-    /* -- client sessions (1.0) -- */
+    /* -- client sessions -- */
 
     /* Become the owner of client websocket sessions.  One plugin per
     ** process; a second is refused with CPS_EEXIST. */
@@ -236,7 +288,7 @@ typedef struct cps_api {
     cps_frame *(*frame_ref)(cps_frame *f);
     void (*frame_unref)(cps_frame *f);
 
-    /* -- timers and the thread pool (1.0) -- */
+    /* -- timers and the thread pool -- */
 
     /* A timer owned by the plugin (stopped for it at unload).  repeat_ms 0 =
     ** one shot; a one-shot timer is freed after its callback runs. */
@@ -247,19 +299,24 @@ typedef struct cps_api {
     int (*work)(cps_plugin *p, cps_work_fn work, cps_after_work_fn after, void *ud);
     uint64_t (*now_ms)(void);                       /* wall clock, ms since epoch */
 
-    const char *(*strerror)(int code);              /* "EINVAL", ... */
+    /* The wire name of an error code ("EINVAL", "E_OVER_LIMIT"), never NULL;
+    ** and the code of a wire name (see cps_errors.h: names outside the table
+    ** get a code of their own; CPS_EUNKNOWN only for NULL/empty or once the
+    ** bounded table of such names is full). */
+    const char *(*errname)(int code);
+    int (*errcode)(const char *name);
 
-    /* -- storage backends (1.1), see cps_storage.h -- */
+    /* -- storage backends, see cps_storage.h -- */
 
     /* Make a backend available under b->name.  `b` must stay valid until the
     ** plugin is unloaded.  CPS_EEXIST for a name already registered,
-    ** CPS_EVERSION if b->version is not one this host knows. */
+    ** CPS_EVERSION if b->size or b->version is not one this host knows. */
     int (*register_storage)(cps_plugin *p, const cps_storage_backend *b);
     /* The backend called `name`, or with NULL the one the configuration
     ** selects (`storage_backend`); NULL if there is none. */
     const cps_storage_backend *(*storage)(cps_plugin *p, const char *name);
 
-    /* -- flow control (1.1) -- */
+    /* -- flow control -- */
 
     /* Call `fn` once, on the loop, as soon as the session has at most
     ** `below` bytes queued (at once if it already has).  One watch per
@@ -268,23 +325,15 @@ typedef struct cps_api {
     int (*session_on_drain)(cps_session *s, size_t below,
                             void (*fn)(cps_session *s, void *ud), void *ud);
 
-    /* -- feature plugins spanning roles (1.2) -- */
+    /* -- feature plugins spanning roles -- */
 
     /* Register an inter-node command on this process's node of `role`
     ** (a feature plugin's storage half, say).  CPS_ENOENT if this process
     ** runs no node of that role: the plugin then simply skips that half. */
     int (*register_role_command)(cps_plugin *p, const char *role, const char *name,
                                  cps_command_fn fn, void *ud);
-    /* rpc_call with the caller's identity: `caller` is an opaque string the
-    ** dispatcher chooses (the netflux user id), readable by the handler
-    ** with rpc_caller(). */
-    int (*rpc_call_as)(cps_plugin *p, const char *name, int kind, const char *key,
-                       const char *caller, json_t *args, cps_rpc_done_fn done, void *ud);
-    const char *(*rpc_caller)(cps_rpc *rpc);
-    /* The kind (CPS_RPC_*) of a registered RPC command, or CPS_ENOENT. */
-    int (*rpc_kind)(cps_plugin *p, const char *name);
 
-    /* -- HTTP (1.3): routes beside the websocket, on every listening port -- */
+    /* -- HTTP: routes beside the websocket, on every listening port -- */
 
     /* Route requests whose path starts with `prefix` ("/api/", or "/" for a
     ** fallback) and whose method is `method` ("GET" also takes HEAD; "*"
@@ -314,7 +363,7 @@ typedef struct cps_api {
                              uint64_t offset, uint64_t len);
 
     /* Be told when the link to another node of the cluster is lost (its
-    ** pending queries have failed with "EUNAVAILABLE" already): e.g. forget
+    ** pending queries have failed with CPS_EUNAVAILABLE already): e.g. forget
     ** the users of a front that died.  Several watchers may register. */
     int (*on_peer_down)(cps_plugin *p, void (*fn)(const char *node, void *ud), void *ud);
 
@@ -336,25 +385,27 @@ typedef struct cps_api {
 
 /* ---- the entry point ------------------------------------------------- */
 
-/* What a plugin tells the host about itself, filled in by cps_plugin_init. */
-typedef struct cps_plugin_info {
-    const char *name;          /* short name, e.g. "front" */
-    const char *version;       /* the plugin's own version */
-    uint16_t abi_major;        /* CPS_ABI_MAJOR it was built with */
-    uint16_t abi_minor;        /* CPS_ABI_MINOR it was built with */
-    /* Called at unload, on the loop, before the shared object is closed.
-    ** Pending queries and work are cancelled by the host afterwards. */
+/* What a plugin exports, as the constant object `cps_plugin_entry`: the
+** host reads it before running any of the plugin's code, checks the ABI
+** (see VERSIONING), then calls init.  Use CPS_PLUGIN_DEFINE to fill it. */
+typedef struct cps_plugin_def {
+    size_t size;            /* sizeof(cps_plugin_def) as the plugin was built */
+    uint16_t abi_major;     /* CPS_ABI_MAJOR it was built with */
+    uint16_t abi_minor;     /* CPS_ABI_MINOR it was built with */
+    size_t api_size;        /* sizeof(cps_api) it was built with */
+    const char *name;       /* short name, e.g. "front" */
+    const char *version;    /* the plugin's own version */
+    /* Registers what the plugin provides.  May set *state, which is passed
+    ** to fini.  Return CPS_OK, or a negative code to refuse loading (the
+    ** host then undoes whatever it registered; fini is not called). */
+    int (*init)(const cps_api *api, cps_plugin *self, void **state);
+    /* Called at unload, on the loop, before the shared object is closed;
+    ** may be NULL.  Pending queries, timers and work are cancelled by the
+    ** host afterwards. */
     void (*fini)(cps_plugin *self, void *state);
-    void *state;               /* passed to fini */
-} cps_plugin_info;
+} cps_plugin_def;
 
-/* Every .so plugin exports exactly this symbol.  It first fills `info`
-** (with at least abi_major/abi_minor = CPS_ABI_*), and returns CPS_EVERSION
-** if `api` is too old for it; then it registers what it provides.  Return
-** CPS_OK, or a negative code to refuse loading. */
-#define CPS_PLUGIN_ENTRY "cps_plugin_init"
-typedef int (*cps_plugin_init_fn)(const cps_api *api, cps_plugin *self,
-                                  cps_plugin_info *info);
+#define CPS_PLUGIN_SYMBOL "cps_plugin_entry"
 
 #if defined(__GNUC__)
 #define CPS_EXPORT __attribute__((visibility("default")))
@@ -362,15 +413,17 @@ typedef int (*cps_plugin_init_fn)(const cps_api *api, cps_plugin *self,
 #define CPS_EXPORT
 #endif
 
-/* Convenience for plugin authors: what every cps_plugin_init states first
-** (its name, its version, the ABI it was built against)... */
-#define CPS_PLUGIN_INFO(info, plugin_name, plugin_version) \
-    ((info)->name = (plugin_name), (info)->version = (plugin_version), \
-     (info)->abi_major = CPS_ABI_MAJOR, (info)->abi_minor = CPS_ABI_MINOR)
+/* In exactly one file of a plugin:
+**     CPS_PLUGIN_DEFINE("hello", "1.0", hello_init, hello_fini);          */
+#define CPS_PLUGIN_DEFINE(plugin_name, plugin_version, init_fn, fini_fn) \
+    CPS_EXPORT const cps_plugin_def cps_plugin_entry = { \
+        sizeof(cps_plugin_def), CPS_ABI_MAJOR, CPS_ABI_MINOR, sizeof(cps_api), \
+        (plugin_name), (plugin_version), (init_fn), (fini_fn) }
 
-/* ...and the standard version check. */
-#define CPS_API_CHECK(api) \
-    ((api)->major != CPS_ABI_MAJOR || (api)->minor < CPS_ABI_MINOR)
+/* Whether the host's table has function `fn` (for a plugin that uses a
+** function newer than the minor it requires, when the host has it). */
+#define CPS_API_HAS(api, fn) \
+    ((api)->size >= offsetof(cps_api, fn) + sizeof((api)->fn))
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
-** cps_storage.h - the storage backend interface (included by cps.h, ABI 1.1).
+** cps_storage.h - the storage backend interface (included by cps.h).
 **
 ** A storage backend is a table of asynchronous functions with a name, in
 ** the manner of sqlite3_vfs: a plugin registers it with

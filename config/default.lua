@@ -63,6 +63,25 @@ return {
         max_memory = 268435456,      -- bytes for the whole Lua state
     },
 
+    -- Settings several plugins share, each read through the API
+    -- (api->config_get("instance.<key>")): what the server enforces and what
+    -- /api/config tells the web app come from the same value.  No plugin
+    -- reads another plugin's section.
+    instance = {
+        -- main_origin: the origin users open (default http://<listen.host>:
+        -- <listen.port>).  sandbox_origin: the origin of the app iframes
+        -- (default: the same host on listen.extra_ports[1]; both ports serve
+        -- the same files and headers).  Behind a proxy, give the public ones.
+        -- main_origin = "http://127.0.0.1:3000",
+        -- sandbox_origin = "http://127.0.0.1:3001",
+        enable_embedding = false,     -- true: Access-Control-Allow-Origin *
+        -- permitted_embedders = nil, -- Access-Control-Allow-Origin; default the sandbox origin
+        max_upload_size = 20971520,   -- bytes in one uploaded file (blob)
+        -- premium_upload_size = nil, -- for keys with a plan; at least max_upload_size
+        default_storage_limit = 52428800, -- bytes a key may pin without a plan (rpc-pin, blob)
+        restrict_registration = false,    -- refuse new accounts (auth)
+    },
+
     -- Role sections: read by the plugin of that name.
     front = {
         ping_after_ms = 15000,      -- ping a client silent for this long
@@ -76,12 +95,8 @@ return {
     -- origins, its static files, and /api/config, /api/broadcast,
     -- /api/instance, /extensions.js, /api/logo.  Every key is optional.
     web = {
-        -- main_origin: the origin users open (default http://<listen.host>:
-        -- <listen.port>).  sandbox_origin: the origin of the app iframes
-        -- (default: the same host on listen.extra_ports[1]; both ports serve
-        -- the same files and headers).  Behind a proxy, give the public ones.
-        -- main_origin = "http://127.0.0.1:3000",
-        -- sandbox_origin = "http://127.0.0.1:3001",
+        -- The origins, embedding and the limits it publishes are in
+        -- `instance`.
 
         -- A CryptPad checkout (with www/components installed) whose
         -- customize/www, www, src/common, customize and customize.dist trees
@@ -96,19 +111,9 @@ return {
         -- /api/config (spec/http.md §5.1)
         admin_keys = {},            -- admins' edPublic keys
         moderator_keys = {},
-        -- The next four default to the setting of the plugin that enforces
-        -- it (auth.restrict_registration, rpc-pin.default_limit,
-        -- blob.max_upload_size, blob.premium_upload_size), else to
-        -- false, 50 MiB, 20 MiB and false: set them there, not here.
-        -- restrict_registration = false,
-        -- default_storage_limit = 52428800,
-        -- max_upload_size = 20971520,
-        -- premium_upload_size = nil,    -- at least max_upload_size
         restrict_sso_registration = false,
         inactive_time = 90,           -- days before inactive data is archived
         apps_to_disable = {},
-        enable_embedding = false,     -- true: Access-Control-Allow-Origin *
-        permitted_embedders = nil,    -- Access-Control-Allow-Origin; default the sandbox origin
         list_my_instance = false,
         remove_donate_button = false,
         -- admin_email, support_mailbox, support_mailbox_key, accounts_api,

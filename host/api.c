@@ -1,6 +1,7 @@
 /*
 ** api.c - the cps_api table handed to every plugin: thin wrappers that bind
-** each ABI function to the host subsystem that implements it.  Append only.
+** each ABI function to the host subsystem that implements it.  Append only:
+** a new function goes last, with a CPS_ABI_MINOR bump (api/cps.h).
 */
 #include <stdio.h>
 #include <string.h>
@@ -98,10 +99,13 @@ const cps_api cps_host_api = {
     .role_count = api_role_count,
     .register_rpc = cps_rpc_register,
     .rpc_call = cps_rpc_call,
+    .rpc_kind = cps_rpc_kind,
     .rpc_reply = cps_rpc_reply,
     .rpc_error = cps_rpc_error,
     .rpc_key = cps_rpc_key,
     .rpc_name = cps_rpc_name,
+    .rpc_caller = cps_rpc_caller,
+    .rpc_end_session = cps_rpc_end_session,
     .session_handler = api_session_handler,
     .session_send = cps_session_send,
     .session_close = cps_session_close,
@@ -118,14 +122,12 @@ const cps_api cps_host_api = {
     .timer_stop = cps_timer_stop,
     .work = cps_work,
     .now_ms = cps_now_ms,
-    .strerror = cps_strerror,
+    .errname = cps_errname,
+    .errcode = cps_errcode,
     .register_storage = cps_storage_register,
     .storage = api_storage,
     .session_on_drain = cps_session_on_drain,
     .register_role_command = cps_router_register_role,
-    .rpc_call_as = cps_rpc_call_as,
-    .rpc_caller = cps_rpc_caller,
-    .rpc_kind = cps_rpc_kind,
     .register_http = cps_http_register,
     .http_method = cps_http_method,
     .http_path = cps_http_path,
@@ -140,23 +142,3 @@ const cps_api cps_host_api = {
     .http_respond_stream = cps_http_respond_stream,
     .http_write = cps_http_write,
 };
-
-const char *cps_strerror(int code)
-{
-    switch (code) {
-    case CPS_OK: return "OK";
-    case CPS_ASYNC: return "ASYNC";
-    case CPS_EINVAL: return "EINVAL";
-    case CPS_ENOENT: return "ENOENT";
-    case CPS_EEXIST: return "EEXIST";
-    case CPS_ENOMEM: return "ENOMEM";
-    case CPS_EBUSY: return "EBUSY";
-    case CPS_ETIMEDOUT: return "ETIMEDOUT";
-    case CPS_ECANCELED: return "ECANCELED";
-    case CPS_EVERSION: return "EVERSION";
-    case CPS_EINTERNAL: return "EINTERNAL";
-    case CPS_EIO: return "EIO";
-    case CPS_ECLOSED: return "ECLOSED";
-    default: return "EINTERNAL";
-    }
-}

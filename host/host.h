@@ -18,7 +18,9 @@ struct cps_plugin {
     char *path;            /* .so path, or script path for Lua, or "<host>" */
     void *dl;              /* dlopen handle, NULL for Lua/host */
     char *node;            /* node id served, or NULL */
-    cps_plugin_info info;
+    const cps_plugin_def *def; /* the .so's descriptor (NULL for Lua and the host) */
+    void *state;           /* set by def->init, passed to def->fini */
+    const char *version;   /* shown in logs */
     bool is_lua;
     bool unloading;
     struct cps_plugin *next;
@@ -88,14 +90,14 @@ void cps_router_forget(cps_plugin *p);
 int  cps_router_send(cps_plugin *p, const char *node, const char *cmd, json_t *args);
 int  cps_router_query(cps_plugin *p, const char *node, const char *cmd, json_t *args,
                       unsigned timeout_ms, cps_reply_fn cb, void *ud);
-void cps_router_reply(cps_call *call, const char *error, json_t *data);
+void cps_router_reply(cps_call *call, int err, json_t *data);
 const char *cps_router_call_from(cps_call *call);
 const char *cps_router_owner(const char *role, const char *key, char *buf, size_t n);
 size_t cps_router_queued(void);
 int  cps_router_add_remote(const char *id);
 bool cps_router_is_local(const char *id);
 void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const char *dest,
-                         const char *cmd, const char *error, json_t *args);
+                         const char *cmd, int err, json_t *args);
 void cps_router_peer_down(const char *peer);
 int  cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), void *ud);
 
@@ -109,7 +111,7 @@ void cps_link_stop(void);
 /* Send one router message to a remote node; does not steal args.
 ** type "E" event, "Q" query, "R" response. */
 int  cps_link_send(const char *peer, const char *type, uint64_t qid, const char *from_or_dest,
-                   const char *cmd, const char *error, json_t *args);
+                   const char *cmd, int err, json_t *args);
 /* libwebsockets callback of the link protocol (server.c lists it). */
 struct lws;
 int  cps_link_callback(struct lws *wsi, int reason, void *user, void *in, size_t len);
@@ -118,14 +120,13 @@ void cps_router_drain(void);       /* run the queue to empty (tests) */
 /* ---- RPC registry (rpc.c) ---- */
 int  cps_rpc_register(cps_plugin *p, const char *name, int kind, cps_rpc_fn fn, void *ud);
 int  cps_rpc_call(cps_plugin *p, const char *name, int kind, const char *key,
-                  json_t *args, cps_rpc_done_fn done, void *ud);
+                  const char *caller, json_t *args, cps_rpc_done_fn done, void *ud);
 void cps_rpc_reply(cps_rpc *r, json_t *value);
-void cps_rpc_error(cps_rpc *r, const char *code);
+void cps_rpc_error(cps_rpc *r, int err);
 const char *cps_rpc_key(cps_rpc *r);
 const char *cps_rpc_name(cps_rpc *r);
-int  cps_rpc_call_as(cps_plugin *p, const char *name, int kind, const char *key,
-                     const char *caller, json_t *args, cps_rpc_done_fn done, void *ud);
 const char *cps_rpc_caller(cps_rpc *r);
+void cps_rpc_end_session(cps_rpc *r);
 int  cps_rpc_kind(cps_plugin *p, const char *name);
 void cps_rpc_forget(cps_plugin *p);
 void cps_rpc_shutdown(void);
@@ -211,6 +212,8 @@ int  cps_lua_init(void);
 int  cps_lua_load(const char *name);
 void cps_lua_close(void);
 
-const char *cps_strerror(int code);
+const char *cps_errname(int code);   /* errors.c */
+int cps_errcode(const char *name);
+void cps_errors_reset(void);         /* frees the names met at run time */
 
 #endif

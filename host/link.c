@@ -252,8 +252,10 @@ static peer_link *accept_hello(const char *text, size_t len)
 /* ---- sending ---- */
 
 int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *dest,
-                  const char *cmd, const char *error, json_t *args)
+                  const char *cmd, int err, json_t *args)
 {
+    /* Errors travel by name, so a code this node does not know survives. */
+    const char *error = err ? cps_errname(err) : NULL;
     peer_link *l = find(peer);
     if (!l || K.stopping) return CPS_ENOENT;
     if (l->state == L_DOWN && !l->dialer) return CPS_EIO;   /* the peer must dial us */
@@ -339,6 +341,14 @@ static int writable(peer_link *l)
 
 /* ---- receiving ---- */
 
+/* The error slot of a link frame: null for success, else an error name. */
+static int link_err(json_t *v)
+{
+    if (json_is_null(v) || !v) return CPS_OK;
+    const char *name = json_string_value(v);
+    return name ? cps_errcode(name) : CPS_EINTERNAL;
+}
+
 static int frame(peer_link *l, unsigned char *data, size_t len, bool binary)
 {
     if (l->state == L_HANDSHAKE && l->dialer) {
@@ -376,7 +386,7 @@ static int frame(peer_link *l, unsigned char *data, size_t len, bool binary)
     if (!json_is_array(m) || !type) { json_decref(m); return -1; }
     cps_router_incoming(l->peer, type, (uint64_t)json_integer_value(json_array_get(m, 1)),
                         json_string_value(json_array_get(m, 2)), json_string_value(json_array_get(m, 3)),
-                        json_string_value(json_array_get(m, 4)), json_incref(json_array_get(m, 5)));
+                        link_err(json_array_get(m, 4)), json_incref(json_array_get(m, 5)));
     json_decref(m);
     return 0;
 }

@@ -203,11 +203,13 @@ typedef struct lua_answer {
 
 static void answer_ok(lua_answer *a, json_t *v)
 {
-    if (a->is_rpc) cps_rpc_reply(a->h, v); else cps_router_reply(a->h, NULL, v);
+    if (a->is_rpc) cps_rpc_reply(a->h, v); else cps_router_reply(a->h, CPS_OK, v);
 }
 
-static void answer_err(lua_answer *a, const char *code)
+/* Lua speaks error names; the C side codes (api/cps_errors.h). */
+static void answer_err(lua_answer *a, const char *name)
 {
+    int code = cps_errcode(name);
     if (a->is_rpc) cps_rpc_error(a->h, code); else cps_router_reply(a->h, code, NULL);
 }
 
@@ -318,7 +320,7 @@ static int l_register_rpc(lua_State *L)
     int rc = cps_rpc_register(script_of(L), name, kind, lua_rpc_handler, (void *)(intptr_t)ref);
     if (rc) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "register_rpc %s: %s", name, cps_strerror(rc));
+        return luaL_error(L, "register_rpc %s: %s", name, cps_errname(rc));
     }
     return 0;
 }
@@ -340,7 +342,7 @@ static int l_register_command(lua_State *L)
     int rc = cps_router_register(script_of(L), name, lua_command_handler, (void *)(intptr_t)ref);
     if (rc) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "register_command %s: %s (scripts attach to a node with `node = \"core\"` in lua_scripts)", name, cps_strerror(rc));
+        return luaL_error(L, "register_command %s: %s (scripts attach to a node with `node = \"core\"` in lua_scripts)", name, cps_errname(rc));
     }
     return 0;
 }
@@ -355,7 +357,7 @@ static int l_register_role_command(lua_State *L)
     int rc = cps_router_register_role(script_of(L), role, name, lua_command_handler, (void *)(intptr_t)ref);
     if (rc) luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (rc == CPS_ENOENT) { lua_pushboolean(L, 0); return 1; }   /* no such node here */
-    if (rc) return luaL_error(L, "register_role_command %s: %s", name, cps_strerror(rc));
+    if (rc) return luaL_error(L, "register_role_command %s: %s", name, cps_errname(rc));
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -386,7 +388,7 @@ static int push_status(lua_State *L, int rc, int ref)
     if (!rc) { lua_pushboolean(L, 1); return 1; }
     if (ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ref);
     lua_pushnil(L);
-    lua_pushstring(L, cps_strerror(rc));
+    lua_pushstring(L, cps_errname(rc));
     return 2;
 }
 
@@ -397,7 +399,7 @@ static void lua_record_done(void *ud, int status, const char *data, size_t len)
     lua_State *L = LH.L;
     if (!L) return;
     int top = callback_begin(ud);
-    if (status != CPS_OK) lua_pushstring(L, cps_strerror(status)); else lua_pushnil(L);
+    if (status != CPS_OK) lua_pushstring(L, cps_errname(status)); else lua_pushnil(L);
     if (status == CPS_OK && data) lua_pushlstring(L, data, len); else lua_pushnil(L);
     callback_end(top, 2, "record");
 }
@@ -439,12 +441,12 @@ static int l_send(lua_State *L)
     return push_status(L, cps_router_send(script_of(L), node, cmd, args), LUA_NOREF);
 }
 
-static void lua_query_done(void *ud, const char *error, json_t *data)
+static void lua_query_done(void *ud, int err, json_t *data)
 {
     lua_State *L = LH.L;
     if (!L) return;
     int top = callback_begin(ud);
-    if (error) lua_pushstring(L, error); else lua_pushnil(L);
+    if (err) lua_pushstring(L, cps_errname(err)); else lua_pushnil(L);
     if (data) push_json(L, data); else lua_pushnil(L);
     callback_end(top, 2, "query");
 }
@@ -659,8 +661,7 @@ int cps_lua_load(const char *spec)
     cps_plugin *p = cps_plugin_new(name, path, node[0] ? node : NULL);
     if (!p) return CPS_ENOMEM;
     p->is_lua = true;
-    p->info.abi_major = CPS_ABI_MAJOR;
-    p->info.abi_minor = CPS_ABI_MINOR;
+    p->version = "lua";
     lua_State *L = LH.L;
     int top = lua_gettop(L);
     int rc = luaL_loadfile(L, path);

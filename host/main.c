@@ -184,6 +184,7 @@ out:
         cps_log(NULL, CPS_LOG_WARN, "loop closed with handles still open");
     }
     cps_metrics_free();
+    cps_errors_reset();
     cps_config_free(cps_cfg);
     cps_cfg = NULL;
     return rc;

@@ -1,8 +1,8 @@
 /*
 ** plugin.c - loading and unloading .so plugins: find the file in the plugin
-** directories, call its entry point with the API table, check the ABI
-** version it was built for, and undo everything it registered if it is
-** refused or unloaded.
+** directories, check the ABI its descriptor was built for before running
+** any of its code, call its init with the API table, and undo everything
+** it registered if it is refused or unloaded.
 */
 #include <dlfcn.h>
 #include <limits.h>
@@ -94,6 +94,34 @@ static bool find_file(const char *name, char *out, size_t n)
     return access(out, R_OK) == 0;
 }
 
+/* Why the descriptor `d` cannot be used by this host, or NULL if it can
+** (api/cps.h VERSIONING).  Runs before any of the plugin's code. */
+static const char *abi_refusal(const cps_plugin_def *d, char *buf, size_t n)
+{
+    if (d->size < offsetof(cps_plugin_def, fini) + sizeof d->fini) {
+        snprintf(buf, n, "its descriptor is %zu bytes, smaller than ABI %d.0's (%zu)",
+                 d->size, CPS_ABI_MAJOR, offsetof(cps_plugin_def, fini) + sizeof d->fini);
+        return buf;
+    }
+    if (d->abi_major != CPS_ABI_MAJOR || d->abi_minor > CPS_ABI_MINOR) {
+        snprintf(buf, n, "built for ABI %u.%u, this host provides %d.%d (same major, minor up to %d): "
+                 "rebuild it against this host's cps.h", d->abi_major, d->abi_minor,
+                 CPS_ABI_MAJOR, CPS_ABI_MINOR, CPS_ABI_MINOR);
+        return buf;
+    }
+    if (d->api_size > sizeof(cps_api)) {
+        snprintf(buf, n, "built against a function table of %zu bytes for ABI %u.%u, but this host's "
+                 "table has %zu: its cps.h was changed without a minor bump", d->api_size,
+                 d->abi_major, d->abi_minor, sizeof(cps_api));
+        return buf;
+    }
+    if (!d->init) {
+        snprintf(buf, n, "its descriptor has no init function");
+        return buf;
+    }
+    return NULL;
+}
+
 int cps_plugin_load_path(const char *name, const char *path, const char *node)
 {
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -101,39 +129,43 @@ int cps_plugin_load_path(const char *name, const char *path, const char *node)
         cps_log("plugin", CPS_LOG_ERROR, "plugin '%s': cannot load %s: %s", name, path, dlerror());
         return CPS_ENOENT;
     }
-    void *sym = dlsym(dl, CPS_PLUGIN_ENTRY);
-    if (!sym) {
-        cps_log("plugin", CPS_LOG_ERROR, "plugin '%s': %s exports no %s", name, path, CPS_PLUGIN_ENTRY);
-        dlclose(dl);
-        return CPS_EINVAL;
-    }
-    cps_plugin_init_fn init;
-    memcpy(&init, &sym, sizeof init);   /* ISO C: no direct object->function cast */
-    cps_plugin *p = cps_plugin_new(name, path, node);
-    if (!p) { dlclose(dl); return CPS_ENOMEM; }
-    p->dl = dl;
-    int rc = init(&cps_host_api, p, &p->info);
+    const cps_plugin_def *def = dlsym(dl, CPS_PLUGIN_SYMBOL);
+    char buf[320];
     const char *why = NULL;
-    char buf[256];
-    if (p->info.abi_major != CPS_ABI_MAJOR || p->info.abi_minor > CPS_ABI_MINOR || rc == CPS_EVERSION) {
-        snprintf(buf, sizeof buf, "built for ABI %u.%u, this host provides %u.%u (same major, minor up to %u)",
-                 p->info.abi_major, p->info.abi_minor, CPS_ABI_MAJOR, CPS_ABI_MINOR, CPS_ABI_MINOR);
+    int rc = CPS_EVERSION;
+    if (!def) {
+        /* ABI 1.x plugins exported a function instead of a descriptor. */
+        if (dlsym(dl, "cps_plugin_init"))
+            snprintf(buf, sizeof buf, "built for ABI 1.x (it exports cps_plugin_init); rebuild it "
+                     "against ABI %d.%d", CPS_ABI_MAJOR, CPS_ABI_MINOR);
+        else
+            snprintf(buf, sizeof buf, "it exports no %s descriptor (CPS_PLUGIN_DEFINE)", CPS_PLUGIN_SYMBOL);
         why = buf;
-    } else if (rc < 0) {
-        snprintf(buf, sizeof buf, "its initialisation failed: %s", cps_strerror(rc));
-        why = buf;
+    } else {
+        why = abi_refusal(def, buf, sizeof buf);
     }
     if (why) {
         cps_log("plugin", CPS_LOG_ERROR, "plugin '%s' (%s) refused: %s", name, path, why);
+        dlclose(dl);
+        return rc;
+    }
+    cps_plugin *p = cps_plugin_new(name, path, node);
+    if (!p) { dlclose(dl); return CPS_ENOMEM; }
+    p->dl = dl;
+    p->def = def;
+    p->version = def->version ? def->version : "";
+    rc = def->init(&cps_host_api, p, &p->state);
+    if (rc < 0) {
+        cps_log("plugin", CPS_LOG_ERROR, "plugin '%s' (%s) refused: its initialisation failed: %s",
+                name, path, cps_errname(rc));
         p->unloading = true;
         cps_plugin_forget(p);
         cps_plugin_free(p);
         dlclose(dl);
-        return rc < 0 && rc != CPS_EVERSION ? rc : CPS_EVERSION;
+        return rc;
     }
-    cps_log("plugin", CPS_LOG_INFO, "loaded plugin '%s' %s (ABI %u.%u)%s%s", name,
-            p->info.version ? p->info.version : "", p->info.abi_major, p->info.abi_minor,
-            node ? " for " : "", node ? node : "");
+    cps_log("plugin", CPS_LOG_INFO, "loaded plugin '%s' %s (ABI %u.%u)%s%s", name, p->version,
+            def->abi_major, def->abi_minor, node ? " for " : "", node ? node : "");
     return 0;
 }
 
@@ -162,7 +194,7 @@ void cps_plugins_fini(void)
     for (cps_plugin *p = plugins; p; p = p->next) {
         if (p->unloading) continue;
         p->unloading = true;
-        if (p->info.fini) p->info.fini(p, p->info.state);
+        if (p->def && p->def->fini) p->def->fini(p, p->state);
         cps_plugin_forget(p);
     }
 }

@@ -38,7 +38,7 @@ typedef struct envelope {
     json_t *args;           /* owned */
     char from[32];
     uint64_t qid;           /* QUERY/RESPONSE */
-    char *error;            /* RESPONSE */
+    int err;                /* RESPONSE: CPS_OK or a code */
     struct envelope *next;
 } envelope;
 
@@ -269,7 +269,7 @@ static pending *pending_get(uint64_t qid)
 
 /* Completes a pending query: frees the slot first so the callback may
 ** issue new queries freely. */
-static void pending_finish(pending *q, const char *error, json_t *data)
+static void pending_finish(pending *q, int err, json_t *data)
 {
     cps_reply_fn cb = q->cb;
     void *ud = q->ud;
@@ -277,7 +277,7 @@ static void pending_finish(pending *q, const char *error, json_t *data)
     q->next_free = R.free_head;
     R.free_head = (uint32_t)(q - R.slots);
     R.npending--;
-    if (cb) cb(ud, error, data);
+    if (cb) cb(ud, err, data);
 }
 
 static void sweep(uv_timer_t *t)
@@ -288,7 +288,7 @@ static void sweep(uv_timer_t *t)
         pending *q = &R.slots[i];
         if (q->used && q->deadline <= now) {
             cps_metrics_add(R.c_timeouts, 1);
-            pending_finish(q, "ETIMEDOUT", NULL);
+            pending_finish(q, CPS_ETIMEDOUT, NULL);
         }
     }
 }
@@ -309,7 +309,6 @@ static void env_free(envelope *e)
 {
     json_decref(e->args);
     free(e->cmd);
-    free(e->error);
     free(e);
 }
 
@@ -327,7 +326,7 @@ static int enqueue(cps_plugin *p, const char *dest, const char *cmd, json_t *arg
     if (!n || !cmd) { json_decref(args); return n ? CPS_EINVAL : CPS_ENOENT; }
     if (n->remote) {
         /* serialised once, for the link to that node */
-        int rc = cps_link_send(n->id, type == ENV_QUERY ? "Q" : "E", qid, n->id, cmd, NULL, args);
+        int rc = cps_link_send(n->id, type == ENV_QUERY ? "Q" : "E", qid, n->id, cmd, CPS_OK, args);
         json_decref(args);
         return rc;
     }
@@ -363,16 +362,16 @@ int cps_router_query(cps_plugin *p, const char *node_id, const char *cmd, json_t
         /* Keep the promise "cb exactly once, later": answer on the next turn. */
         pending *q = pending_get(qid);
         envelope *e = calloc(1, sizeof *e);
-        if (!e) { q->cb = NULL; pending_finish(q, NULL, NULL); return CPS_ENOMEM; }
+        if (!e) { q->cb = NULL; pending_finish(q, CPS_OK, NULL); return CPS_ENOMEM; }
         e->type = ENV_RESPONSE;
         e->qid = qid;
-        e->error = strdup(cps_strerror(rc));
+        e->err = rc;
         push(e);
     }
     return 0;
 }
 
-void cps_router_reply(cps_call *call, const char *error, json_t *data)
+void cps_router_reply(cps_call *call, int err, json_t *data)
 {
     if (!call) { json_decref(data); return; }
     if (call->replied) {
@@ -383,7 +382,7 @@ void cps_router_reply(cps_call *call, const char *error, json_t *data)
     call->replied = true;
     node *from = find_node(call->from);
     if (call->qid && !R.closing && from && from->remote) {
-        cps_link_send(from->id, "R", call->qid, call->dest->id, "", error, data ? data : json_null());
+        cps_link_send(from->id, "R", call->qid, call->dest->id, "", err, data ? data : json_null());
         json_decref(data);
         data = NULL;
     } else if (call->qid && !R.closing) {
@@ -392,7 +391,7 @@ void cps_router_reply(cps_call *call, const char *error, json_t *data)
             e->type = ENV_RESPONSE;
             e->qid = call->qid;
             e->args = data;
-            e->error = error ? strdup(error) : NULL;
+            e->err = err;
             push(e);      /* responses are never refused: pending is bounded */
             data = NULL;
         }
@@ -408,7 +407,7 @@ static void deliver(envelope *e)
     cps_metrics_add(R.c_msgs, 1);
     if (e->type == ENV_RESPONSE) {
         pending *q = pending_get(e->qid);
-        if (q) pending_finish(q, e->error, e->args);
+        if (q) pending_finish(q, e->err, e->args);
         return;
     }
     command *c = find_command(e->dest, e->cmd);
@@ -416,10 +415,10 @@ static void deliver(envelope *e)
         node *from = find_node(e->from);
         if (e->type == ENV_QUERY && from && from->remote) {
             /* the asker's query id lives in the asker's table: answer there */
-            cps_link_send(from->id, "R", e->qid, e->dest->id, "", "ENOENT", json_null());
+            cps_link_send(from->id, "R", e->qid, e->dest->id, "", CPS_ENOENT, json_null());
         } else if (e->type == ENV_QUERY) {
             pending *q = pending_get(e->qid);
-            if (q) pending_finish(q, "ENOENT", NULL);
+            if (q) pending_finish(q, CPS_ENOENT, NULL);
         } else {
             cps_log("router", CPS_LOG_DEBUG, "event %s for %s: no such command", e->cmd, e->dest->id);
         }
@@ -435,7 +434,7 @@ static void deliver(envelope *e)
     call->in_handler = false;
     if (call->replied) { free(call); return; }
     if (rc == CPS_ASYNC) return;
-    cps_router_reply(call, rc < 0 ? cps_strerror(rc) : NULL, NULL);
+    cps_router_reply(call, rc < 0 ? rc : CPS_OK, NULL);
 }
 
 /* Drain what was queued before this turn; later messages wait for the next
@@ -457,7 +456,7 @@ static void pump(uv_idle_t *h)
 /* A message that came in on the link from `peer` (authenticated by the
 ** link, so `from` is the peer, whatever the frame says).  Steals args. */
 void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const char *dest,
-                         const char *cmd, const char *error, json_t *args)
+                         const char *cmd, int err, json_t *args)
 {
     if (R.closing) { json_decref(args); return; }
     envelope *e = calloc(1, sizeof *e);
@@ -470,13 +469,13 @@ void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const
         /* replies are accepted only from the node that was asked */
         if (!q || strcmp(q->asked, peer) != 0) { env_free(e); return; }
         e->type = ENV_RESPONSE;
-        e->error = error ? strdup(error) : NULL;
+        e->err = err;
         push(e);
         return;
     }
     node *n = dest ? find_node(dest) : NULL;
     if (!n || n->remote || !cmd) {
-        if (type[0] == 'Q') cps_link_send(peer, "R", qid, dest ? dest : "", "", "ENOENT", json_null());
+        if (type[0] == 'Q') cps_link_send(peer, "R", qid, dest ? dest : "", "", CPS_ENOENT, json_null());
         env_free(e);
         return;
     }
@@ -510,7 +509,7 @@ void cps_router_peer_down(const char *peer)
                 (!first || R.slots[i].seq < first->seq))
                 first = &R.slots[i];
         if (!first) break;
-        pending_finish(first, "EUNAVAILABLE", NULL);
+        pending_finish(first, CPS_EUNAVAILABLE, NULL);
     }
     for (int i = 0; i < nwatchers; i++) watchers[i].fn(peer, watchers[i].ud);
 }
@@ -543,7 +542,7 @@ void cps_router_forget(cps_plugin *p)
     }
     for (uint32_t i = 0; i < R.nslots; i++)
         if (R.slots[i].used && (!p || R.slots[i].owner == p))
-            pending_finish(&R.slots[i], "ECANCELED", NULL);
+            pending_finish(&R.slots[i], CPS_ECANCELED, NULL);
 }
 
 static void noop_close(uv_handle_t *h) { (void)h; }

@@ -28,6 +28,9 @@ struct cps_rpc {
     void *ud;
     uint64_t deadline;
     bool in_handler, answered;
+    unsigned flags;             /* CPS_RPC_END_SESSION ... */
+    json_t *args;               /* kept until the call is freed: a handler
+                                ** answering later may still read them */
     struct cps_rpc *prev, *next;   /* outstanding list */
 };
 
@@ -57,7 +60,7 @@ static void sweep(uv_timer_t *t);
 
 int cps_rpc_register(cps_plugin *p, const char *name, int kind, cps_rpc_fn fn, void *ud)
 {
-    if (!name || !*name || !fn || kind < CPS_RPC_ANON || kind > CPS_RPC_ADMIN)
+    if (!name || !*name || !fn || kind < CPS_RPC_ANON || kind > CPS_RPC_COOKIE)
         return CPS_EINVAL;
     rpc_cmd *old = find(name);
     if (old) {
@@ -93,32 +96,33 @@ static void rpc_free(cps_rpc *r)
 {
     free(r->key);
     free(r->caller);
+    json_decref(r->args);
     free(r);
 }
 
 /* Deliver the answer once; the object lives on until the handler is done
 ** with it (it may still hold it after a timeout answered for it). */
-static void answer(cps_rpc *r, const char *error, json_t *value)
+static void answer(cps_rpc *r, int err, json_t *value)
 {
     if (r->answered) return;
     r->answered = true;
-    if (error) cps_metrics_add(RPC.c_errors, 1);
-    if (r->done) r->done(r->ud, error, value);
+    if (err) cps_metrics_add(RPC.c_errors, 1);
+    if (r->done) r->done(r->ud, err, value, r->flags);
 }
 
 void cps_rpc_reply(cps_rpc *r, json_t *value)
 {
     if (!r) { json_decref(value); return; }
-    answer(r, NULL, value ? value : json_null());
+    answer(r, CPS_OK, value ? value : json_null());
     json_decref(value);
     unlink_rpc(r);
     if (!r->in_handler) rpc_free(r);
 }
 
-void cps_rpc_error(cps_rpc *r, const char *code)
+void cps_rpc_error(cps_rpc *r, int err)
 {
     if (!r) return;
-    answer(r, code && *code ? code : "EINTERNAL", NULL);
+    answer(r, err < 0 ? err : CPS_EINTERNAL, NULL);
     unlink_rpc(r);
     if (!r->in_handler) rpc_free(r);
 }
@@ -126,6 +130,7 @@ void cps_rpc_error(cps_rpc *r, const char *code)
 const char *cps_rpc_key(cps_rpc *r) { return r ? r->key : NULL; }
 const char *cps_rpc_name(cps_rpc *r) { return r ? r->cmd->name : NULL; }
 const char *cps_rpc_caller(cps_rpc *r) { return r ? r->caller : NULL; }
+void cps_rpc_end_session(cps_rpc *r) { if (r) r->flags |= CPS_RPC_END_SESSION; }
 
 int cps_rpc_kind(cps_plugin *p, const char *name)
 {
@@ -134,20 +139,15 @@ int cps_rpc_kind(cps_plugin *p, const char *name)
     return c ? c->kind : CPS_ENOENT;
 }
 
+/* Steals args (api/cps.h OWNERSHIP). */
 int cps_rpc_call(cps_plugin *p, const char *name, int kind, const char *key,
-                 json_t *args, cps_rpc_done_fn done, void *ud)
-{
-    return cps_rpc_call_as(p, name, kind, key, NULL, args, done, ud);
-}
-
-int cps_rpc_call_as(cps_plugin *p, const char *name, int kind, const char *key,
-                    const char *caller, json_t *args, cps_rpc_done_fn done, void *ud)
+                 const char *caller, json_t *args, cps_rpc_done_fn done, void *ud)
 {
     (void)p;
     rpc_cmd *c = name ? find(name) : NULL;
-    if (!c || c->kind != kind) return CPS_ENOENT;
+    if (!c || c->kind != kind) { json_decref(args); return CPS_ENOENT; }
     cps_rpc *r = calloc(1, sizeof *r);
-    if (!r) return CPS_ENOMEM;
+    if (!r) { json_decref(args); return CPS_ENOMEM; }
     r->cmd = c;
     r->key = key ? strdup(key) : NULL;
     r->caller = caller ? strdup(caller) : NULL;
@@ -155,7 +155,8 @@ int cps_rpc_call_as(cps_plugin *p, const char *name, int kind, const char *key,
     r->ud = ud;
     cps_metrics_add(RPC.c_calls, 1);
     r->in_handler = true;
-    int rc = c->fn(r, args ? args : json_null(), c->ud);
+    r->args = args ? args : json_null();
+    int rc = c->fn(r, r->args, c->ud);
     r->in_handler = false;
     if (r->answered) { rpc_free(r); return 0; }
     if (rc == CPS_ASYNC) {
@@ -171,8 +172,8 @@ int cps_rpc_call_as(cps_plugin *p, const char *name, int kind, const char *key,
         }
         return 0;
     }
-    if (rc < 0) answer(r, cps_strerror(rc), NULL);
-    else answer(r, NULL, json_null());
+    if (rc < 0) answer(r, rc, NULL);
+    else answer(r, CPS_OK, json_null());
     rpc_free(r);
     return 0;
 }
@@ -184,7 +185,7 @@ static void sweep(uv_timer_t *t)
     for (cps_rpc *r = RPC.outstanding; r; r = r->next)
         if (!r->answered && r->deadline <= now) {
             cps_log("rpc", CPS_LOG_WARN, "RPC %s timed out", r->cmd->name);
-            answer(r, "ETIMEDOUT", NULL);
+            answer(r, CPS_ETIMEDOUT, NULL);
         }
 }
 
@@ -195,7 +196,7 @@ void cps_rpc_forget(cps_plugin *p)
     while (r) {
         cps_rpc *n = r->next;
         if (!p || r->cmd->owner == p) {
-            answer(r, "ECANCELED", NULL);
+            answer(r, CPS_ECANCELED, NULL);
             unlink_rpc(r);
             rpc_free(r);
         }

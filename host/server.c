@@ -137,6 +137,14 @@ size_t cps_server_session_count(void) { return S.count; }
 
 int cps_server_set_handler(cps_plugin *p, const cps_session_handler *h, void *ud)
 {
+    /* The struct carries its size (api/cps.h VERSIONING): a 2.0 handler has
+    ** at least its three callbacks; later fields would be read only if
+    ** h->size covers them. */
+    if (!h || h->size < offsetof(cps_session_handler, on_close) + sizeof h->on_close) {
+        cps_log("server", CPS_LOG_ERROR, "plugin '%s': session handler without a valid size, refused",
+                p ? p->name : "?");
+        return CPS_EVERSION;
+    }
     if (S.h) {
         cps_log("server", CPS_LOG_ERROR, "sessions already owned by plugin '%s', refused for '%s'",
                 S.h_owner ? S.h_owner->name : "?", p ? p->name : "?");

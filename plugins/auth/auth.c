@@ -126,12 +126,13 @@ typedef struct actx actx;
 typedef struct cmd_def {
     const char *name;
     /* Format checks of the request (round 1, and again on the stored
-    ** challenge in round 2 to fill the context): an error code or NULL. */
-    const char *(*check)(actx *c);
-    /* With the storage state of the key (or the ancestor's), or NULL. */
-    const char *(*check_state)(actx *c, json_t *state);
-    /* Round 2: a step machine, first called with (NULL, NULL). */
-    void (*complete)(actx *c, const char *err, json_t *data);
+    ** challenge in round 2 to fill the context): an error code or CPS_OK. */
+    int (*check)(actx *c);
+    /* With the storage state of the key (or the ancestor's): an error code
+    ** or CPS_OK.  NULL for a command with no such check. */
+    int (*check_state)(actx *c, json_t *state);
+    /* Round 2: a step machine, first called with (CPS_OK, NULL). */
+    void (*complete)(actx *c, int err, json_t *data);
 } cmd_def;
 
 struct actx {
@@ -179,22 +180,23 @@ static void reply(actx *c, int status, json_t *v)
     ctx_free(c);
 }
 
-static void fail(actx *c, const char *error)
+/* 500 {"error": msg}: a message, or an error code's name. */
+static void fail(actx *c, const char *msg)
 {
-    reply(c, 500, json_pack("{s s}", "error", error));
+    reply(c, 500, json_pack("{s s}", "error", msg));
 }
 
 /* A completion's failure (http.md 9.2 step 4, with errorCode). */
-static void exec_fail(actx *c, const char *code)
+static void exec_fail(actx *c, int code)
 {
-    if (!strcmp(code, E_UNAVAILABLE)) reply(c, 503, json_pack("{s s}", "error", "Service unavailable"));
-    else reply(c, 500, json_pack("{s s s s}", "error", "Execution error", "errorCode", code));
+    if (code == CPS_ERR_E_UNAVAILABLE) reply(c, 503, json_pack("{s s}", "error", "Service unavailable"));
+    else reply(c, 500, json_pack("{s s s s}", "error", "Execution error", "errorCode", API->errname(code)));
 }
 
 /* An empty 200 is a valid answer: the client parses text and tolerates none. */
 static void done_empty(actx *c) { reply(c, 200, NULL); }
 
-static void on_step(void *ud, const char *err, json_t *data)
+static void on_step(void *ud, int err, json_t *data)
 {
     actx *c = ud;
     c->cmd->complete(c, err, data);
@@ -208,11 +210,11 @@ static void ask(actx *c, const char *safe, json_t *args, cps_reply_fn cb)
     json_object_set_new(args, "key", json_string(safe));
     if (!API->owner(A.self, "storage", safe, node, sizeof node)) {
         json_decref(args);
-        cb(c, E_UNAVAILABLE, NULL);
+        cb(c, CPS_ERR_E_UNAVAILABLE, NULL);
         return;
     }
     int rc = API->query(A.self, node, "AUTH_STORE", args, 0, cb, c);
-    if (rc) cb(c, API->strerror(rc), NULL);
+    if (rc) cb(c, rc, NULL);
 }
 
 /* ---- block content (http.md 9.3) ------------------------------------------ */
@@ -233,134 +235,134 @@ static bool proof_ok(json_t *proof, char safe[KEY_LEN + 1])
 }
 
 /* The block's signature: Ed25519 over SHA-512 of the ciphertext bytes. */
-static const char *verify_block(json_t *content)
+static int verify_block(json_t *content)
 {
     unsigned char pk[32], sig[64], hash[64];
     const char *ct = json_string_value(json_object_get(content, "ciphertext"));
     if (auth_b64(json_string_value(json_object_get(content, "publicKey")), pk, sizeof pk, 32) != 32)
-        return "E_INVALID_KEY";
+        return CPS_ERR_E_INVALID_KEY;
     if (auth_b64(json_string_value(json_object_get(content, "signature")), sig, sizeof sig, 64) != 64)
-        return "E_INVALID_SIGNATURE";
+        return CPS_ERR_E_INVALID_SIGNATURE;
     size_t cap = ct ? strlen(ct) / 4 * 3 + 3 : 0;
     unsigned char *bytes = cap ? malloc(cap) : NULL;
     long n = bytes ? auth_b64(ct, bytes, cap, 0) : -1;
-    if (n <= 0) { free(bytes); return "E_INVALID_BLOCK"; }
+    if (n <= 0) { free(bytes); return CPS_ERR_E_INVALID_BLOCK; }
     crypto_hash_sha512(hash, bytes, (unsigned long long)n);
     free(bytes);
-    return crypto_sign_verify_detached(sig, hash, sizeof hash, pk) ? "E_COULD_NOT_VERIFY" : NULL;
+    return crypto_sign_verify_detached(sig, hash, sizeof hash, pk) ? CPS_ERR_E_COULD_NOT_VERIFY : CPS_OK;
 }
 
 /* ---- commands: format checks ---------------------------------------- */
 
-static const char *check_none(actx *c) { (void)c; return NULL; }
+static int check_none(actx *c) { (void)c; return CPS_OK; }
 
-static const char *check_write(actx *c)
+static int check_write(actx *c)
 {
     json_t *content = json_object_get(c->body, "content");
     const char *k = json_string_value(json_object_get(content, "publicKey"));
-    if (!json_is_object(content) || !k || strcmp(k, c->pub)) return "INVALID_KEY";
-    return NULL;
+    if (!json_is_object(content) || !k || strcmp(k, c->pub)) return CPS_ERR_INVALID_KEY;
+    return CPS_OK;
 }
 
-static const char *check_setup(actx *c)
+static int check_setup(actx *c)
 {
     unsigned char key[128];
     json_t *contact = json_object_get(c->body, "contact");
     c->code = json_string_value(json_object_get(c->body, "code"));
-    if (!six_digits(c->code)) return "E_INVALID";
+    if (!six_digits(c->code)) return CPS_ERR_E_INVALID;
     if (contact && !json_is_null(contact) && (!json_is_string(contact) || json_string_length(contact) > MAX_CONTACT))
-        return "INVALID_CONTACT";
+        return CPS_ERR_INVALID_CONTACT;
     const char *secret = json_string_value(json_object_get(c->body, "secret"));
-    if (!secret || base32_decode(secret, key, sizeof key) <= 0) return "E_INVALID";
-    return NULL;
+    if (!secret || base32_decode(secret, key, sizeof key) <= 0) return CPS_ERR_E_INVALID;
+    return CPS_OK;
 }
 
-static const char *check_code(actx *c)
+static int check_code(actx *c)
 {
     c->code = json_string_value(json_object_get(c->body, "code"));
-    return six_digits(c->code) ? NULL : "E_INVALID";
+    return six_digits(c->code) ? CPS_OK : CPS_ERR_E_INVALID;
 }
 
-static const char *check_auth(actx *c)
+static int check_auth(actx *c)
 {
     c->code = json_string_value(json_object_get(c->body, "auth"));
-    return six_digits(c->code) ? NULL : "E_INVALID";
+    return six_digits(c->code) ? CPS_OK : CPS_ERR_E_INVALID;
 }
 
-static const char *check_revoke(actx *c)
+static int check_revoke(actx *c)
 {
     json_t *code = json_object_get(c->body, "code");
     if (truthy(code)) return check_code(c);
-    return json_is_string(json_object_get(c->body, "recoveryKey")) ? NULL : "E_INVALID";
+    return json_is_string(json_object_get(c->body, "recoveryKey")) ? CPS_OK : CPS_ERR_E_INVALID;
 }
 
-static const char *check_totp_write(actx *c)
+static int check_totp_write(actx *c)
 {
-    const char *e = check_write(c);
+    int e = check_write(c);
     if (e) return e;
     json_t *content = json_object_get(c->body, "content");
     c->code = json_string_value(json_object_get(content, "auth"));
-    if (!six_digits(c->code)) return "E_INVALID";
+    if (!six_digits(c->code)) return CPS_ERR_E_INVALID;
     json_t *proof = json_object_get(content, "registrationProof");
-    if (!truthy(proof)) return "MISSING_ANCESTOR";
-    return proof_ok(proof, c->other) ? NULL : "INVALID_ANCESTOR";
+    if (!truthy(proof)) return CPS_ERR_MISSING_ANCESTOR;
+    return proof_ok(proof, c->other) ? CPS_OK : CPS_ERR_INVALID_ANCESTOR;
 }
 
 /* ---- commands: checks against the stored state ---------------------- */
 
-static const char *state_nomfa(actx *c, json_t *st)
+static int state_nomfa(actx *c, json_t *st)
 {
     (void)c;
     bool on = json_is_object(json_object_get(st, "mfa")) || json_is_true(json_object_get(st, "bad"));
-    return on ? "NOT_ALLOWED" : NULL;
+    return on ? CPS_ERR_NOT_ALLOWED : CPS_OK;
 }
 
-static const char *state_setup(actx *c, json_t *st)
+static int state_setup(actx *c, json_t *st)
 {
-    if (state_nomfa(c, st)) return "EEXISTS";
+    if (state_nomfa(c, st)) return CPS_ERR_EEXISTS;
     const char *secret = json_string_value(json_object_get(c->body, "secret"));
-    return totp_check(secret, c->code, API->now_ms()) ? NULL : "INVALID_OTP";
+    return totp_check(secret, c->code, API->now_ms()) ? CPS_OK : CPS_ERR_INVALID_OTP;
 }
 
-static const char *state_code(actx *c, json_t *st)
+static int state_code(actx *c, json_t *st)
 {
     json_t *mfa = json_object_get(st, "mfa");
-    if (json_is_true(json_object_get(st, "bad"))) return "INVALID_CONFIGURATION";
-    if (!json_is_object(mfa)) return "NO_MFA_CONFIGURED";
+    if (json_is_true(json_object_get(st, "bad"))) return CPS_ERR_INVALID_CONFIGURATION;
+    if (!json_is_object(mfa)) return CPS_ERR_NO_MFA_CONFIGURED;
     const char *secret = json_string_value(json_object_get(mfa, "secret"));
-    return totp_check(secret, c->code, API->now_ms()) ? NULL : "INVALID_OTP";
+    return totp_check(secret, c->code, API->now_ms()) ? CPS_OK : CPS_ERR_INVALID_OTP;
 }
 
-static const char *state_revoke(actx *c, json_t *st)
+static int state_revoke(actx *c, json_t *st)
 {
     if (c->code) return state_code(c, st);
     json_t *mfa = json_object_get(st, "mfa");
-    if (json_is_true(json_object_get(st, "bad"))) return "INVALID_CONFIGURATION";
-    if (!json_is_object(mfa)) return "NO_MFA_CONFIGURED";
+    if (json_is_true(json_object_get(st, "bad"))) return CPS_ERR_INVALID_CONFIGURATION;
+    if (!json_is_object(mfa)) return CPS_ERR_NO_MFA_CONFIGURED;
     const char *contact = json_string_value(json_object_get(mfa, "contact"));
     const char *given = json_string_value(json_object_get(c->body, "recoveryKey"));
-    if (!contact || strncmp(contact, "secret:", 7)) return "E_NO_RECOVERY_KEY";
+    if (!contact || strncmp(contact, "secret:", 7)) return CPS_ERR_E_NO_RECOVERY_KEY;
     size_t n = strlen(contact + 7);
-    if (!given || strlen(given) != n || sodium_memcmp(given, contact + 7, n)) return "E_WRONG_RECOVERY_KEY";
-    return NULL;
+    if (!given || strlen(given) != n || sodium_memcmp(given, contact + 7, n)) return CPS_ERR_E_WRONG_RECOVERY_KEY;
+    return CPS_OK;
 }
 
 /* ---- commands: completions -------------------------------------------- */
 
-static void complete_test(actx *c, const char *err, json_t *data)
+static void complete_test(actx *c, int err, json_t *data)
 {
     (void)err; (void)data;
     reply(c, 200, json_pack("{s i}", "success", 1));
 }
 
-static void complete_empty(actx *c, const char *err, json_t *data)
+static void complete_empty(actx *c, int err, json_t *data)
 {
     (void)err; (void)data;
     done_empty(c);
 }
 
 /* The blob plugin's storage half makes the cookie (rpc.md 8.1). */
-static void complete_cookie(actx *c, const char *err, json_t *data)
+static void complete_cookie(actx *c, int err, json_t *data)
 {
     if (c->step++ == 0) {
         char node[64];
@@ -369,18 +371,18 @@ static void complete_cookie(actx *c, const char *err, json_t *data)
         if (json_is_string(id)) json_object_set(args, "id", id);
         if (!API->owner(A.self, "storage", c->safe, node, sizeof node)) {
             json_decref(args);
-            exec_fail(c, E_UNAVAILABLE);
+            exec_fail(c, CPS_ERR_E_UNAVAILABLE);
             return;
         }
         int rc = API->query(A.self, node, "BLOB_UPLOAD_COOKIE", args, 0, on_step, c);
-        if (rc) exec_fail(c, API->strerror(rc));
+        if (rc) exec_fail(c, rc);
         return;
     }
     const char *cookie = json_string_value(json_object_get(data, "cookie"));
-    if (err && !strcmp(err, "ENOENT"))   /* no blob plugin on that node */
-        reply(c, 503, json_pack("{s s s s}", "error", "Service unavailable", "errorCode", "ENOENT"));
+    if (err == CPS_ENOENT)   /* no blob plugin on that node */
+        reply(c, 503, json_pack("{s s s s}", "error", "Service unavailable", "errorCode", API->errname(err)));
     else if (err) exec_fail(c, err);
-    else if (!cookie) exec_fail(c, "E_INTERNAL");
+    else if (!cookie) exec_fail(c, CPS_ERR_E_INTERNAL);
     else reply(c, 200, json_pack("{s s}", "cookie", cookie));
 }
 
@@ -391,18 +393,18 @@ static json_t *write_args(actx *c, bool nomfa)
                      "nomfa", nomfa);
 }
 
-static void complete_write(actx *c, const char *err, json_t *data)
+static void complete_write(actx *c, int err, json_t *data)
 {
     json_t *content = json_object_get(c->body, "content");
     switch (c->step++) {
     case 0: {
-        const char *e = verify_block(content);
+        int e = verify_block(content);
         if (e) { exec_fail(c, e); return; }
         if (A.restrict_registration) {
             /* No invitations here: a registration needs the proof of an
             ** existing block (http.md 9.3 step 2). */
             if (!proof_ok(json_object_get(content, "registrationProof"), c->other)) {
-                exec_fail(c, "E_RESTRICTED");
+                exec_fail(c, CPS_ERR_E_RESTRICTED);
                 return;
             }
             ask(c, c->other, json_pack("{s s}", "op", "state"), on_step);
@@ -413,8 +415,8 @@ static void complete_write(actx *c, const char *err, json_t *data)
         return;
     }
     case 1:
-        if (err && !strcmp(err, E_UNAVAILABLE)) { exec_fail(c, err); return; }
-        if (err || !json_is_true(json_object_get(data, "block"))) { exec_fail(c, "E_RESTRICTED"); return; }
+        if (err == CPS_ERR_E_UNAVAILABLE) { exec_fail(c, err); return; }
+        if (err || !json_is_true(json_object_get(data, "block"))) { exec_fail(c, CPS_ERR_E_RESTRICTED); return; }
         ask(c, c->safe, write_args(c, true), on_step);
         return;
     default:
@@ -431,7 +433,7 @@ static json_t *remove_args(actx *c, bool nomfa)
     return args;
 }
 
-static void complete_remove(actx *c, const char *err, json_t *data)
+static void complete_remove(actx *c, int err, json_t *data)
 {
     (void)data;
     if (c->step++ == 0) { ask(c, c->safe, remove_args(c, true), on_step); return; }
@@ -439,15 +441,15 @@ static void complete_remove(actx *c, const char *err, json_t *data)
     else done_empty(c);
 }
 
-static void bearer_reply(actx *c, const char *err, json_t *data)
+static void bearer_reply(actx *c, int err, json_t *data)
 {
     const char *bearer = json_string_value(json_object_get(data, "bearer"));
     if (err) exec_fail(c, err);
-    else if (!bearer) exec_fail(c, "STORAGE_FAILURE");
+    else if (!bearer) exec_fail(c, CPS_ERR_STORAGE_FAILURE);
     else reply(c, 200, json_pack("{s s}", "bearer", bearer));
 }
 
-static void complete_setup(actx *c, const char *err, json_t *data)
+static void complete_setup(actx *c, int err, json_t *data)
 {
     switch (c->step++) {
     case 0: {
@@ -470,39 +472,39 @@ static void complete_setup(actx *c, const char *err, json_t *data)
     }
 }
 
-static void complete_session(actx *c, const char *err, json_t *data)
+static void complete_session(actx *c, int err, json_t *data)
 {
     if (c->step++ == 0) { ask(c, c->safe, json_pack("{s s}", "op", "session_new"), on_step); return; }
     bearer_reply(c, err, data);
 }
 
-static void complete_revoke(actx *c, const char *err, json_t *data)
+static void complete_revoke(actx *c, int err, json_t *data)
 {
     (void)data;
     if (c->step++ == 0) { ask(c, c->safe, json_pack("{s s}", "op", "mfa_del"), on_step); return; }
-    if (err) exec_fail(c, strcmp(err, E_UNAVAILABLE) ? "MFA_ERROR" : err);
+    if (err) exec_fail(c, err != CPS_ERR_E_UNAVAILABLE ? CPS_ERR_MFA_ERROR : err);
     else reply(c, 200, json_pack("{s b}", "success", 1));
 }
 
 /* A password change of an MFA account: the new block gets the old one's
 ** settings and a session (the old block is removed by the client). */
-static void complete_totp_write(actx *c, const char *err, json_t *data)
+static void complete_totp_write(actx *c, int err, json_t *data)
 {
     switch (c->step++) {
     case 0: {
-        const char *e = verify_block(json_object_get(c->body, "content"));
+        int e = verify_block(json_object_get(c->body, "content"));
         if (e) { exec_fail(c, e); return; }
         ask(c, c->other, json_pack("{s s}", "op", "state"), on_step);
         return;
     }
     case 1:
         if (err) { exec_fail(c, err); return; }
-        if (!json_is_object(json_object_get(data, "mfa"))) { exec_fail(c, "NO_MFA_CONFIGURED"); return; }
+        if (!json_is_object(json_object_get(data, "mfa"))) { exec_fail(c, CPS_ERR_NO_MFA_CONFIGURED); return; }
         c->keep = json_deep_copy(json_object_get(data, "mfa"));
         ask(c, c->safe, write_args(c, false), on_step);
         return;
     case 2:
-        if (err) { exec_fail(c, strcmp(err, E_UNAVAILABLE) ? "BLOCK_WRITE_ERROR" : err); return; }
+        if (err) { exec_fail(c, err != CPS_ERR_E_UNAVAILABLE ? CPS_ERR_BLOCK_WRITE_ERROR : err); return; }
         ask(c, c->safe, json_pack("{s s s O}", "op", "mfa_set", "mfa", c->keep), on_step);
         return;
     case 3:
@@ -514,7 +516,7 @@ static void complete_totp_write(actx *c, const char *err, json_t *data)
     }
 }
 
-static void complete_totp_remove(actx *c, const char *err, json_t *data)
+static void complete_totp_remove(actx *c, int err, json_t *data)
 {
     (void)data;
     switch (c->step++) {
@@ -524,7 +526,7 @@ static void complete_totp_remove(actx *c, const char *err, json_t *data)
         ask(c, c->safe, json_pack("{s s}", "op", "mfa_del"), on_step);
         return;
     default:
-        if (err) exec_fail(c, strcmp(err, E_UNAVAILABLE) ? "MFA_ERROR" : err);
+        if (err) exec_fail(c, err != CPS_ERR_E_UNAVAILABLE ? CPS_ERR_MFA_ERROR : err);
         else reply(c, 200, json_pack("{s b}", "success", 1));
     }
 }
@@ -552,7 +554,8 @@ static const cmd_def *find_cmd(json_t *name)
     return NULL;
 }
 
-/* The key checks and the command's own, shared by both rounds. */
+/* The command and key checks, shared by both rounds: a message for the
+** client (not an error code), or NULL. */
 static const char *check_request(actx *c)
 {
     c->cmd = find_cmd(json_object_get(c->body, "command"));
@@ -569,7 +572,7 @@ static void on_put(void *ud, int status)
 {
     actx *c = ud;
     if (status) {
-        API->log(A.self, CPS_LOG_ERROR, "challenge %s: %s", c->txid, API->strerror(status));
+        API->log(A.self, CPS_LOG_ERROR, "challenge %s: %s", c->txid, API->errname(status));
         fail(c, "Internal server error 6250");
         return;
     }
@@ -596,9 +599,9 @@ static bool txid_remote(const char *txid, char *node, size_t n)
     return API->owner(A.self, "storage", txid, node, n) && !API->node_is_local(A.self, node);
 }
 
-static void on_take_remote(void *ud, const char *error, json_t *data);
+static void on_take_remote(void *ud, int error, json_t *data);
 
-static void remote_put_done(void *ud, const char *error, json_t *data)
+static void remote_put_done(void *ud, int error, json_t *data)
 {
     (void)data;
     on_put(ud, error ? CPS_EIO : CPS_OK);
@@ -611,8 +614,8 @@ typedef struct ctake { cps_call *call; char txid[TXID_LEN + 1]; char *text; size
 static void take_deleted(void *ud, int status)
 {
     ctake *t = ud;
-    if (status && status != CPS_ENOENT) API->reply(t->call, "EIO", NULL);
-    else API->reply(t->call, NULL, json_pack("{s s%}", "text", t->text, t->len));
+    if (status && status != CPS_ENOENT) API->reply(t->call, CPS_EIO, NULL);
+    else API->reply(t->call, CPS_OK, json_pack("{s s%}", "text", t->text, t->len));
     free(t->text);
     free(t);
 }
@@ -621,16 +624,16 @@ static void take_got(void *ud, int status, const char *data, size_t len)
 {
     ctake *t = ud;
     const cps_storage_backend *b = API->storage(A.self, NULL);
-    if (status || !b) { API->reply(t->call, status == CPS_ENOENT ? "ENOENT" : "EIO", NULL); free(t); return; }
+    if (status || !b) { API->reply(t->call, status == CPS_ENOENT ? CPS_ENOENT : CPS_EIO, NULL); free(t); return; }
     t->text = malloc(len + 1);
-    if (!t->text) { API->reply(t->call, "ENOMEM", NULL); free(t); return; }
+    if (!t->text) { API->reply(t->call, CPS_ENOMEM, NULL); free(t); return; }
     memcpy(t->text, data, len);
     t->text[len] = 0;
     t->len = len;
     if (b->record_del(b->state, NS_CHALLENGES, t->txid, take_deleted, t)) take_deleted(t, CPS_EIO);
 }
 
-static void simple_done(void *ud, int status) { API->reply(ud, status ? API->strerror(status) : NULL, NULL); }
+static void simple_done(void *ud, int status) { API->reply(ud, status, NULL); }
 
 static int challenge_cmd(cps_call *call, json_t *args, void *ud)
 {
@@ -678,15 +681,15 @@ static void issue(actx *c)
     if (rc) on_put(c, rc);
 }
 
-static void on_state(void *ud, const char *err, json_t *data)
+static void on_state(void *ud, int err, json_t *data)
 {
     actx *c = ud;
-    if (err && !strcmp(err, E_UNAVAILABLE)) {
+    if (err == CPS_ERR_E_UNAVAILABLE) {
         reply(c, 503, json_pack("{s s}", "error", "Service unavailable"));
         return;
     }
-    const char *e = err ? err : c->cmd->check_state(c, data);
-    if (e) { fail(c, e); return; }
+    int e = err ? err : c->cmd->check_state(c, data);
+    if (e) { fail(c, API->errname(e)); return; }
     issue(c);
 }
 
@@ -697,9 +700,10 @@ static void round1(cps_http *req, json_t *body, const char *raw, size_t len)
     /* Members named like the appended ones would make the signed text
     ** ambiguous; the clients never send them in round 1. */
     if (json_object_get(body, "txid") || json_object_get(body, "date")) { fail(c, "invalid request"); return; }
-    const char *e = check_request(c);
-    if (!e) e = c->cmd->check(c);
-    if (e) { fail(c, e); return; }
+    const char *msg = check_request(c);
+    if (msg) { fail(c, msg); return; }
+    int e = c->cmd->check(c);
+    if (e) { fail(c, API->errname(e)); return; }
     while (len && (raw[len - 1] == ' ' || raw[len - 1] == '\n' || raw[len - 1] == '\r' || raw[len - 1] == '\t')) len--;
     c->text = malloc(len + 128);
     if (!c->text || !len || raw[len - 1] != '}') { fail(c, "invalid request"); return; }
@@ -729,8 +733,7 @@ static void on_del(void *ud, int status)
         return;
     }
     if (now > issued && now - issued > A.ttl_ms) { fail(c, "Expired challenge"); return; }
-    const char *e = check_request(c);
-    if (e) { fail(c, "Unexpected response"); return; }
+    if (check_request(c)) { fail(c, "Unexpected response"); return; }
     unsigned char pk[32];
     /* One Ed25519 check of a text under 100 kB takes tens of microseconds:
     ** cheap enough for the loop, no thread hop. */
@@ -739,10 +742,10 @@ static void on_del(void *ud, int status)
         fail(c, "Failed signature validation");
         return;
     }
-    e = c->cmd->check(c);
+    int e = c->cmd->check(c);
     if (e) { exec_fail(c, e); return; }
     c->step = 0;
-    c->cmd->complete(c, NULL, NULL);
+    c->cmd->complete(c, CPS_OK, NULL);
 }
 
 static void on_get(void *ud, int status, const char *data, size_t len)
@@ -803,7 +806,7 @@ static void round2(cps_http *req, json_t *body)
 }
 
 /* The text came from the txid's node, already deleted there. */
-static void on_take_remote(void *ud, const char *error, json_t *data)
+static void on_take_remote(void *ud, int error, json_t *data)
 {
     actx *c = ud;
     json_t *text = json_object_get(data, "text");
@@ -840,7 +843,7 @@ static int auth_post(cps_http *req, void *ud)
 
 /* ---- the storage half's command ------------------------------------------ */
 
-static void store_replied(void *ud, const char *err, json_t *data)
+static void store_replied(void *ud, int err, json_t *data)
 {
     API->reply(ud, err, data ? json_incref(data) : NULL);
 }
@@ -848,7 +851,7 @@ static void store_replied(void *ud, const char *err, json_t *data)
 static int store_cmd(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
-    const char *err = auth_store_run(args, store_replied, call);
+    int err = auth_store_run(args, store_replied, call);
     if (!err) return CPS_ASYNC;
     API->reply(call, err, NULL);
     return CPS_OK;
@@ -915,11 +918,9 @@ static void auth_fini(cps_plugin *self, void *state)
     auth_store_fini();
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "auth", "1.0.0");
-    info->fini = auth_fini;
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     if (A.keys) return CPS_EBUSY;     /* an earlier instance still drains */
     if (sodium_init() < 0) return CPS_EINTERNAL;
     memset(&A, 0, sizeof A);
@@ -932,7 +933,7 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     json_t *cfg = a->config(self);
     A.ttl_ms = conf_positive(cfg, "challenge_ttl_ms", DEFAULT_TTL_MS);
     A.session_ms = conf_positive(cfg, "session_hours", DEFAULT_SESSION_HOURS) * 3600000;
-    A.restrict_registration = json_is_true(json_object_get(cfg, "restrict_registration"));
+    A.restrict_registration = json_is_true(a->config_get(self, "instance.restrict_registration"));
     A.pending = strmap_new();
     A.answering = strmap_new();
     int rc = A.pending && A.answering ? auth_store_init() : CPS_ENOMEM;
@@ -948,3 +949,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     if (rc) { auth_fini(self, NULL); A.closing = false; }
     return rc;
 }
+
+CPS_PLUGIN_DEFINE("auth", "1.0.0", plugin_init, auth_fini);

@@ -14,9 +14,8 @@
 #define NS_MFA "mfa"
 #define NS_SESSIONS "sessions"
 #define STORE_BLOCK "block"
-/* Error code of the storage half while the backend lacks named objects
-** (obj_*): answered 503 to clients. */
-#define E_UNAVAILABLE "E_UNAVAILABLE"
+/* The storage half answers CPS_ERR_E_UNAVAILABLE while the backend lacks
+** named objects (obj_*): answered 503 to clients. */
 
 typedef struct auth_state {
     const cps_api *api;
@@ -48,14 +47,15 @@ const cps_storage_backend *auth_obj_backend(void);
 void auth_respond_json(cps_http *r, int status, json_t *v);
 
 /* The storage half (store.c).  `args` {op, key, ...} is borrowed.  Returns
-** NULL when queued: then `done` gets an error code or NULL and a borrowed
-** result, exactly once, later; else an error code (`done` is not called). */
-typedef void (*auth_op_done)(void *ud, const char *error, json_t *data);
+** CPS_OK when queued: then `done` gets an error code or CPS_OK and a
+** borrowed result, exactly once, later; else an error code (`done` is not
+** called). */
+typedef void (*auth_op_done)(void *ud, int error, json_t *data);
 /* block.c: AUTH_BLOCK_READ on the key's storage node */
 int auth_block_read_cmd(cps_call *call, json_t *args, void *ud);
 int auth_store_init(void);
 void auth_store_fini(void);
-const char *auth_store_run(json_t *args, auth_op_done done, void *ud);
+int auth_store_run(json_t *args, auth_op_done done, void *ud);
 bool auth_store_idle(void);
 
 /* GET /block (block.c). */

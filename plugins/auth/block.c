@@ -46,14 +46,14 @@ static void on_placeholder(void *ud, int status, const char *data, size_t len, u
 
 /* ---- the bytes from another node (base64 over the link) ---- */
 
-static void remote_got(void *ud, const char *error, json_t *data)
+static void remote_got(void *ud, int error, json_t *data)
 {
     bget *g = ud;
     const char *b64 = json_string_value(json_object_get(data, "data"));
     bool placeholder = g->asked_placeholder;
     size_t cap = b64 ? strlen(b64) : 0, n = 0;
     unsigned char *bin = b64 ? malloc(cap + 1) : NULL;
-    int st = error ? (!strcmp(error, "ENOENT") ? CPS_ENOENT : CPS_EIO)
+    int st = error ? (error == CPS_ENOENT ? CPS_ENOENT : CPS_EIO)
            : (!bin || sodium_base642bin(bin, cap + 1, b64, cap, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) ? CPS_EIO : CPS_OK;
     if (placeholder) on_placeholder(g, st, (const char *)bin, n, 0, true);
     else if (st == CPS_ENOENT) { free(bin); remote_read(g, true); return; }   /* the reason, if any */
@@ -80,12 +80,12 @@ static void bread_got(void *ud, int status, const char *data, size_t len, uint64
 {
     (void)next; (void)eof;
     bread *r = ud;
-    if (status) { API->reply(r->call, API->strerror(status), NULL); free(r); return; }
+    if (status) { API->reply(r->call, status, NULL); free(r); return; }
     size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
     char *b64 = malloc(cap);
-    if (!b64) { API->reply(r->call, "ENOMEM", NULL); free(r); return; }
+    if (!b64) { API->reply(r->call, CPS_ENOMEM, NULL); free(r); return; }
     sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
-    API->reply(r->call, NULL, json_pack("{s s s b}", "data", b64, "placeholder", r->placeholder));
+    API->reply(r->call, CPS_OK, json_pack("{s s s b}", "data", b64, "placeholder", r->placeholder));
     free(b64);
     free(r);
 }
@@ -157,10 +157,10 @@ static void serve(bget *g)
     bget_free(g);
 }
 
-static void on_gate(void *ud, const char *error, json_t *data)
+static void on_gate(void *ud, int error, json_t *data)
 {
     bget *g = ud;
-    if (error && !strcmp(error, E_UNAVAILABLE)) {
+    if (error == CPS_ERR_E_UNAVAILABLE) {
         respond_err(g->req, 503, json_pack("{s i s s}", "code", 503, "error", "UNAVAILABLE"));
     } else if (error) {
         respond_err(g->req, 500, json_pack("{s i s s}", "code", 500, "error", "UNEXPECTED_ERROR"));
@@ -230,7 +230,7 @@ int auth_block_get(cps_http *req, void *ud)
         API->query(A.self, g->node, "AUTH_STORE", args, 0, on_gate, g);
         return CPS_ASYNC;
     }
-    const char *err = auth_store_run(args, on_gate, g);
+    int err = auth_store_run(args, on_gate, g);
     json_decref(args);
     if (err) on_gate(g, err, NULL);   /* answers now */
     return CPS_ASYNC;

@@ -61,7 +61,7 @@ static void sop_free(sop *s)
 }
 
 /* Answers the head operation (steals `data`), then runs the next one. */
-static void finish(sop *s, const char *err, json_t *data)
+static void finish(sop *s, int err, json_t *data)
 {
     kq *q = s->q;
     s->done(s->ud, err, data);
@@ -75,9 +75,9 @@ static void finish(sop *s, const char *err, json_t *data)
     if (A.closing) auth_store_fini();   /* the last queue frees the map */
 }
 
-static const char *storage_err(int status)
+static int storage_err(int status)
 {
-    return status == CPS_ECANCELED ? "ECANCELED" : "STORAGE_FAILURE";
+    return status == CPS_ECANCELED ? CPS_ECANCELED : CPS_ERR_STORAGE_FAILURE;
 }
 
 /* ---- backend callbacks: all go to step() ---- */
@@ -154,7 +154,7 @@ static void op_state(sop *s, int status, const char *data, size_t len)
         return;
     default:
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
-        finish(s, NULL, json_pack("{s O? s b s b}", "mfa", s->bad ? NULL : s->mfa, "bad", s->bad,
+        finish(s, CPS_OK, json_pack("{s O? s b s b}", "mfa", s->bad ? NULL : s->mfa, "bad", s->bad,
                                   "block", status == CPS_OK));
     }
 }
@@ -167,31 +167,31 @@ static void op_gate(sop *s, int status, const char *data, size_t len)
     switch (s->step++) {
     case 0: CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s)); return;
     case 1:
-        if (status == CPS_ENOENT) { finish(s, NULL, json_pack("{s b}", "serve", 1)); return; }
+        if (status == CPS_ENOENT) { finish(s, CPS_OK, json_pack("{s b}", "serve", 1)); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
         take_mfa(s, data, len);
-        if (!json_is_object(s->mfa)) { finish(s, "UNEXPECTED_ERROR", NULL); return; }
+        if (!json_is_object(s->mfa)) { finish(s, CPS_ERR_UNEXPECTED_ERROR, NULL); return; }
         CALL(s, b->obj_size(b->state, STORE_BLOCK, s->q->safe, on_size, s));
         return;
     case 2:
-        if (status == CPS_ENOENT) { finish(s, NULL, json_pack("{s b}", "missing", 1)); return; }
+        if (status == CPS_ENOENT) { finish(s, CPS_OK, json_pack("{s b}", "missing", 1)); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
-        if (!bearer) { finish(s, NULL, json_pack("{s b}", "deny", 1)); return; }
+        if (!bearer) { finish(s, CPS_OK, json_pack("{s b}", "deny", 1)); return; }
         CALL(s, b->record_get(b->state, NS_SESSIONS, s->q->safe, on_data, s));
         return;
     case 3: {
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
         take_sessions(s, status, data, len);
         json_t *v = json_object_get(s->sessions, bearer);
-        if (v && session_exp(v) > (double)API->now_ms()) { finish(s, NULL, json_pack("{s b}", "serve", 1)); return; }
-        if (!v) { finish(s, NULL, json_pack("{s b}", "deny", 1)); return; }
+        if (v && session_exp(v) > (double)API->now_ms()) { finish(s, CPS_OK, json_pack("{s b}", "serve", 1)); return; }
+        if (!v) { finish(s, CPS_OK, json_pack("{s b}", "deny", 1)); return; }
         /* Expired: forget it (http.md 7 step 4). */
         json_object_del(s->sessions, bearer);
         put_json(s, NS_SESSIONS, s->sessions);
         return;
     }
     default:
-        finish(s, NULL, json_pack("{s b}", "deny", 1));
+        finish(s, CPS_OK, json_pack("{s b}", "deny", 1));
     }
 }
 
@@ -207,7 +207,7 @@ static void op_write_block(sop *s, int status, const char *data, size_t len)
         size_t cap = txt ? strlen(txt) / 4 * 3 + 3 : 0;
         s->bytes = cap ? malloc(cap) : NULL;
         long n = s->bytes ? auth_b64(txt, s->bytes, cap, 0) : -1;
-        if (n <= 0) { finish(s, "E_INVALID_BLOCK", NULL); return; }
+        if (n <= 0) { finish(s, CPS_ERR_E_INVALID_BLOCK, NULL); return; }
         s->blen = (size_t)n;
         if (json_is_true(json_object_get(s->args, "nomfa"))) {
             CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s));
@@ -217,7 +217,7 @@ static void op_write_block(sop *s, int status, const char *data, size_t len)
         s->step++;
     }   /* fall through */
     case 1:
-        if (status == CPS_OK) { finish(s, "NOT_ALLOWED", NULL); return; }
+        if (status == CPS_OK) { finish(s, CPS_ERR_NOT_ALLOWED, NULL); return; }
         if (status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
         CALL(s, b->obj_size(b->state, STORE_BLOCK, s->q->safe, on_size, s));
         return;
@@ -234,14 +234,14 @@ static void op_write_block(sop *s, int status, const char *data, size_t len)
         /* An archive that fails (an older archived copy in the way) must
         ** not stop a password change: the write below replaces the block. */
         if (status) API->log(A.self, CPS_LOG_WARN, "block %s: archive failed (%s), overwriting",
-                             s->q->safe, API->strerror(status));
+                             s->q->safe, API->errname(status));
         CALL(s, b->obj_write(b->state, STORE_BLOCK, s->q->ph, "PASSWORD_CHANGE", 15, on_done, s));
         return;
     case 4:
         CALL(s, b->obj_write(b->state, STORE_BLOCK, s->q->safe, (char *)s->bytes, s->blen, on_done, s));
         return;
     default:
-        finish(s, status ? storage_err(status) : NULL, NULL);
+        finish(s, status ? storage_err(status) : CPS_OK, NULL);
     }
 }
 
@@ -261,18 +261,18 @@ static void op_remove_block(sop *s, int status, const char *data, size_t len)
         s->step++;
         /* fall through */
     case 1:
-        if (status == CPS_OK) { finish(s, "NOT_ALLOWED", NULL); return; }
+        if (status == CPS_OK) { finish(s, CPS_ERR_NOT_ALLOWED, NULL); return; }
         if (status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
         CALL(s, b->obj_archive(b->state, STORE_BLOCK, s->q->safe, on_done, s));
         return;
     case 2:
-        if (status == CPS_ENOENT) { finish(s, "ENOENT", NULL); return; }
+        if (status == CPS_ENOENT) { finish(s, CPS_ENOENT, NULL); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
-        if (!reason) { finish(s, NULL, NULL); return; }
+        if (!reason) { finish(s, CPS_OK, NULL); return; }
         CALL(s, b->obj_write(b->state, STORE_BLOCK, s->q->ph, reason, strnlen(reason, MAX_PLACEHOLDER), on_done, s));
         return;
     default:
-        finish(s, status ? storage_err(status) : NULL, NULL);
+        finish(s, status ? storage_err(status) : CPS_OK, NULL);
     }
 }
 
@@ -284,7 +284,7 @@ static void op_mfa_set(sop *s, int status, const char *data, size_t len)
     switch (s->step++) {
     case 0:
         if (json_is_true(json_object_get(s->args, "need_block"))) {
-            if (!auth_obj_backend()) { finish(s, E_UNAVAILABLE, NULL); return; }
+            if (!auth_obj_backend()) { finish(s, CPS_ERR_E_UNAVAILABLE, NULL); return; }
             CALL(s, b->obj_size(b->state, STORE_BLOCK, s->q->safe, on_size, s));
             return;
         }
@@ -292,7 +292,7 @@ static void op_mfa_set(sop *s, int status, const char *data, size_t len)
         s->step++;
         /* fall through */
     case 1:
-        if (status == CPS_ENOENT) { finish(s, "NO_BLOCK", NULL); return; }
+        if (status == CPS_ENOENT) { finish(s, CPS_ERR_NO_BLOCK, NULL); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
         if (json_is_true(json_object_get(s->args, "exclusive"))) {
             CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s));
@@ -302,13 +302,13 @@ static void op_mfa_set(sop *s, int status, const char *data, size_t len)
         s->step++;
         /* fall through */
     case 2:
-        if (status == CPS_OK) { finish(s, "EEXISTS", NULL); return; }
+        if (status == CPS_OK) { finish(s, CPS_ERR_EEXISTS, NULL); return; }
         if (status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
-        if (!json_is_object(json_object_get(s->args, "mfa"))) { finish(s, "EINVAL", NULL); return; }
+        if (!json_is_object(json_object_get(s->args, "mfa"))) { finish(s, CPS_EINVAL, NULL); return; }
         put_json(s, NS_MFA, json_object_get(s->args, "mfa"));
         return;
     default:
-        finish(s, status ? storage_err(status) : NULL, NULL);
+        finish(s, status ? storage_err(status) : CPS_OK, NULL);
     }
 }
 
@@ -325,7 +325,7 @@ static void op_mfa_del(sop *s, int status, const char *data, size_t len)
         return;
     default:
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
-        finish(s, NULL, json_pack("{s b}", "success", 1));
+        finish(s, CPS_OK, json_pack("{s b}", "success", 1));
     }
 }
 
@@ -336,7 +336,7 @@ static void op_session_new(sop *s, int status, const char *data, size_t len)
     switch (s->step++) {
     case 0: CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s)); return;
     case 1:
-        if (status == CPS_ENOENT) { finish(s, "NO_MFA_CONFIGURED", NULL); return; }
+        if (status == CPS_ENOENT) { finish(s, CPS_ERR_NO_MFA_CONFIGURED, NULL); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
         CALL(s, b->record_get(b->state, NS_SESSIONS, s->q->safe, on_data, s));
         return;
@@ -353,13 +353,13 @@ static void op_session_new(sop *s, int status, const char *data, size_t len)
     }
     default:
         if (status) { finish(s, storage_err(status), NULL); return; }
-        finish(s, NULL, json_pack("{s s}", "bearer", s->sid));
+        finish(s, CPS_OK, json_pack("{s s}", "bearer", s->sid));
     }
 }
 
 static void step(sop *s, int status, const char *data, size_t len)
 {
-    if (s->step == 0 && A.closing) { finish(s, "ECANCELED", NULL); return; }
+    if (s->step == 0 && A.closing) { finish(s, CPS_ECANCELED, NULL); return; }
     switch (s->kind) {
     case OP_STATE:        op_state(s, status, data, len); break;
     case OP_GATE:         op_gate(s, status, data, len); break;
@@ -373,7 +373,7 @@ static void step(sop *s, int status, const char *data, size_t len)
 
 /* ---- entry ------------------------------------------------------------ */
 
-const char *auth_store_run(json_t *args, auth_op_done done, void *ud)
+int auth_store_run(json_t *args, auth_op_done done, void *ud)
 {
     const char *op = json_string_value(json_object_get(args, "op"));
     const char *key = json_string_value(json_object_get(args, "key"));
@@ -383,9 +383,9 @@ const char *auth_store_run(json_t *args, auth_op_done done, void *ud)
     for (size_t i = 0; op && i < sizeof OPS / sizeof OPS[0]; i++)
         if (!strcmp(OPS[i].name, op)) { kind = OPS[i].kind; obj = OPS[i].obj; }
     const cps_storage_backend *b = be();
-    if (A.closing) return "ECANCELED";
-    if (kind < 0 || !auth_key_ok(key, safe)) return "EINVAL";
-    if (!b || (obj && !auth_obj_backend())) return E_UNAVAILABLE;
+    if (A.closing) return CPS_ECANCELED;
+    if (kind < 0 || !auth_key_ok(key, safe)) return CPS_EINVAL;
+    if (!b || (obj && !auth_obj_backend())) return CPS_ERR_E_UNAVAILABLE;
     sop *s = calloc(1, sizeof *s);
     kq *q = strmap_get(A.keys, safe);
     bool fresh = !q;
@@ -393,7 +393,7 @@ const char *auth_store_run(json_t *args, auth_op_done done, void *ud)
     if (!s || !q || (fresh && strmap_put(A.keys, safe, q))) {
         free(s);
         if (fresh) free(q);
-        return "ENOMEM";
+        return CPS_ENOMEM;
     }
     if (fresh) {
         memcpy(q->safe, safe, sizeof safe);
@@ -405,10 +405,10 @@ const char *auth_store_run(json_t *args, auth_op_done done, void *ud)
     s->args = json_incref(args);
     s->done = done;
     s->ud = ud;
-    if (q->tail) { q->tail->next = s; q->tail = s; return NULL; }
+    if (q->tail) { q->tail->next = s; q->tail = s; return CPS_OK; }
     q->head = q->tail = s;
     step(s, CPS_OK, NULL, 0);
-    return NULL;
+    return CPS_OK;
 }
 
 int auth_store_init(void)

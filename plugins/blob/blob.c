@@ -43,7 +43,7 @@ bool blob_key_norm(const char *key, char *unsafe, char *safe)
 
 /* ---- the RPC half: runs where RPC is dispatched -------------------------- */
 
-static void forwarded(void *ud, const char *error, json_t *data)
+static void forwarded(void *ud, int error, json_t *data)
 {
     cps_rpc *rpc = ud;
     if (error) API->rpc_error(rpc, error);
@@ -58,7 +58,7 @@ static int to_stage(cps_rpc *rpc, const char *cmd, json_t *args)
     if (!args) return CPS_ENOMEM;
     if (!blob_key_norm(API->rpc_key(rpc), unsafe, safe)) {
         json_decref(args);
-        API->rpc_error(rpc, "INVALID_SAFEKEY");
+        API->rpc_error(rpc, CPS_ERR_INVALID_SAFEKEY);
         return CPS_OK;
     }
     if (!API->owner(BL.self, "storage", safe, node, sizeof node)) { json_decref(args); return CPS_EIO; }
@@ -91,7 +91,7 @@ static int rpc_complete(cps_rpc *rpc, json_t *args, void *ud)
 {
     bool owned = ud != NULL;
     const char *id = json_string_value(args);
-    if (!blob_id_ok(id)) { API->rpc_error(rpc, owned ? "EINVAL_ID" : "INVALID_ID"); return CPS_OK; }
+    if (!blob_id_ok(id)) { API->rpc_error(rpc, owned ? CPS_ERR_EINVAL_ID : CPS_ERR_INVALID_ID); return CPS_OK; }
     return to_stage(rpc, "BLOB_COMPLETE", json_pack("{s s s b}", "id", id, "owned", owned));
 }
 
@@ -99,12 +99,12 @@ static int rpc_complete(cps_rpc *rpc, json_t *args, void *ud)
 
 /* http.md 4.1: sandboxed iframes read blobs cross-origin.  "*" with
 ** embedding enabled, else the permitted embedders, else the sandbox origin
-** (the web plugin's section); "*" when none is configured. */
+** (the shared `instance` section); "*" when none is configured. */
 static const char *allowed_origin(void)
 {
-    if (json_is_true(API->config_get(BL.self, "web.enable_embedding"))) return "*";
-    json_t *v = API->config_get(BL.self, "web.permitted_embedders");
-    if (!json_is_string(v) || !json_string_length(v)) v = API->config_get(BL.self, "web.sandbox_origin");
+    if (json_is_true(API->config_get(BL.self, "instance.enable_embedding"))) return "*";
+    json_t *v = API->config_get(BL.self, "instance.permitted_embedders");
+    if (!json_is_string(v) || !json_string_length(v)) v = API->config_get(BL.self, "instance.sandbox_origin");
     return json_is_string(v) && json_string_length(v) ? json_string_value(v) : "*";
 }
 
@@ -153,11 +153,11 @@ static int upload_options(cps_http *req, void *ud) { (void)ud; return preflight(
 
 /* ---- POST /upload-blob/<xx>/<id> (rpc.md 8.1 step 4) --------------------- */
 
-static void chunk_done(void *ud, const char *error, json_t *data)
+static void chunk_done(void *ud, int error, json_t *data)
 {
     cps_http *req = ud;
-    if (error && !strcmp(error, "INVALID_COOKIE")) respond_json(req, 403, json_pack("{s s}", "error", error));
-    else if (error) respond_json(req, 500, json_pack("{s s}", "error", error));
+    if (error == CPS_ERR_INVALID_COOKIE) respond_json(req, 403, json_pack("{s s}", "error", API->errname(error)));
+    else if (error) respond_json(req, 500, json_pack("{s s}", "error", API->errname(error)));
     else respond_json(req, 200, json_pack("{s O?}", "cookie", json_object_get(data, "cookie")));
 }
 
@@ -205,7 +205,7 @@ static int http_upload(cps_http *req, void *ud)
         return respond_json(req, 500, json_pack("{s s}", "error", "EIO"));
     }
     int rc = API->query(BL.self, node, "BLOB_HTTP_CHUNK", q, 0, chunk_done, req);
-    if (rc) return respond_json(req, 500, json_pack("{s s}", "error", API->strerror(rc)));
+    if (rc) return respond_json(req, 500, json_pack("{s s}", "error", API->errname(rc)));
     return CPS_ASYNC;
 }
 
@@ -274,7 +274,7 @@ static void blob_sized(void *ud, int status, uint64_t size)
     char path[4096];
     if (status == CPS_ENOENT) { not_found(req); free(d); return; }
     if (status != CPS_OK || !b || !b->obj_path(b->state, "blob", d->id, path, sizeof path)) {
-        respond_json(req, status == CPS_ECANCELED ? 503 : 500, json_pack("{s s}", "error", API->strerror(status)));
+        respond_json(req, status == CPS_ECANCELED ? 503 : 500, json_pack("{s s}", "error", API->errname(status)));
         free(d);
         return;
     }
@@ -297,7 +297,7 @@ static void blob_sized(void *ud, int status, uint64_t size)
         }
         int rc = API->http_respond_file(req, code, h, path, off, len);
         if (rc == CPS_ENOENT) not_found(req);            /* removed meanwhile */
-        else if (rc) respond_json(req, 500, json_pack("{s s}", "error", API->strerror(rc)));
+        else if (rc) respond_json(req, 500, json_pack("{s s}", "error", API->errname(rc)));
     }
     json_decref(h);
     free(d);
@@ -321,7 +321,7 @@ static void remote_free(remote *f) { free(f->buf); free(f); }
 
 static void remote_more(cps_http *req, void *ud);
 
-static void remote_chunk(void *ud, const char *error, json_t *data)
+static void remote_chunk(void *ud, int error, json_t *data)
 {
     remote *f = ud;
     const char *b64 = json_string_value(json_object_get(data, "data"));
@@ -350,14 +350,14 @@ static void remote_more(cps_http *req, void *ud)
                0, remote_chunk, f);
 }
 
-static void remote_sized(void *ud, const char *error, json_t *data)
+static void remote_sized(void *ud, int error, json_t *data)
 {
     remote *f = ud;
     cps_http *req = f->req;
     json_t *sz = json_object_get(data, "size");
     if (error || !json_is_integer(sz)) {
-        if (error && !strcmp(error, "ENOENT")) not_found(req);
-        else respond_json(req, 503, json_pack("{s s}", "error", error ? error : "EIO"));
+        if (error == CPS_ENOENT) not_found(req);
+        else respond_json(req, 503, json_pack("{s s}", "error", API->errname(error ? error : CPS_EIO)));
         remote_free(f);
         return;
     }
@@ -384,7 +384,7 @@ static void remote_sized(void *ud, const char *error, json_t *data)
     bool head = !strcmp(API->http_method(req), "HEAD");
     int rc = f->buf ? API->http_respond_stream(req, pr > 0 ? 206 : 200, h, len, remote_more, f) : CPS_ENOMEM;
     json_decref(h);
-    if (rc) respond_json(req, 500, json_pack("{s s}", "error", API->strerror(rc)));
+    if (rc) respond_json(req, 500, json_pack("{s s}", "error", API->errname(rc)));
     if (rc || head || len == 0) remote_free(f);   /* more() never comes */
 }
 
@@ -442,34 +442,39 @@ static void blob_fini(cps_plugin *self, void *state)
     stage_fini();
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "blob", "1.0.0");
-    info->fini = blob_fini;
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     if (sodium_init() < 0) return CPS_EINTERNAL;
     memset(&BL, 0, sizeof BL);
     BL.api = a;
     BL.self = self;
     json_t *cfg = a->config(self);
-    BL.conf.max_upload = conf_positive(cfg, "max_upload_size", DEFAULT_MAX_UPLOAD);
-    BL.conf.premium_upload = conf_positive(cfg, "premium_upload_size", BL.conf.max_upload);
+    /* Limits that /api/config also publishes and rpc-pin also enforces
+    ** live in the shared `instance` section. */
+    json_t *inst = a->config_get(self, "instance");
+    BL.conf.max_upload = conf_positive(inst, "max_upload_size", DEFAULT_MAX_UPLOAD);
+    BL.conf.premium_upload = conf_positive(inst, "premium_upload_size", BL.conf.max_upload);
     if (BL.conf.premium_upload < BL.conf.max_upload) BL.conf.premium_upload = BL.conf.max_upload;
-    BL.conf.default_limit = conf_positive(cfg, "default_limit", DEFAULT_LIMIT);
+    BL.conf.default_limit = conf_positive(inst, "default_storage_limit", DEFAULT_LIMIT);
     BL.conf.max_queue = (size_t)conf_positive(cfg, "max_queue_per_key", 16);
     BL.conf.max_sessions = (size_t)conf_positive(cfg, "max_sessions", 100000);
 
     int rc = stage_init();               /* CPS_ENOENT: no storage node in this process */
     bool storage = rc == CPS_OK;
     if (rc && rc != CPS_ENOENT) return rc;
-    static const struct { const char *name; cps_rpc_fn fn; void *ud; } rpcs[] = {
-        { "UPLOAD_STATUS", rpc_status, NULL }, { "UPLOAD", rpc_upload, NULL },
-        { "UPLOAD_CANCEL", rpc_cancel, NULL }, { "UPLOAD_COMPLETE", rpc_complete, NULL },
-        { "OWNED_UPLOAD_COMPLETE", rpc_complete, (void *)1 },
+    /* UPLOAD carries the file's chunks: authenticated by the session's
+    ** cookie alone, not signed, so that a large file does not cost one
+    ** signature per chunk (docs/protocol/rpc.md §3.7). */
+    static const struct { const char *name; int kind; cps_rpc_fn fn; void *ud; } rpcs[] = {
+        { "UPLOAD_STATUS", CPS_RPC_AUTH, rpc_status, NULL }, { "UPLOAD", CPS_RPC_COOKIE, rpc_upload, NULL },
+        { "UPLOAD_CANCEL", CPS_RPC_AUTH, rpc_cancel, NULL },
+        { "UPLOAD_COMPLETE", CPS_RPC_AUTH, rpc_complete, NULL },
+        { "OWNED_UPLOAD_COMPLETE", CPS_RPC_AUTH, rpc_complete, (void *)1 },
     };
     rc = 0;
     for (size_t i = 0; i < sizeof rpcs / sizeof rpcs[0] && !rc; i++)
-        rc = a->register_rpc(self, rpcs[i].name, CPS_RPC_AUTH, rpcs[i].fn, rpcs[i].ud);
+        rc = a->register_rpc(self, rpcs[i].name, rpcs[i].kind, rpcs[i].fn, rpcs[i].ud);
     if (!rc) rc = a->register_http(self, "GET", "/blob/", 0, http_blob, NULL);
     if (!rc) rc = a->register_http(self, "OPTIONS", "/blob/", 0, blob_options, NULL);
     if (!rc) rc = a->register_http(self, "POST", "/upload-blob/", UPLOAD_MAX_BODY, http_upload, NULL);
@@ -479,3 +484,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
            (unsigned long long)BL.conf.max_upload);
     return CPS_OK;
 }
+
+CPS_PLUGIN_DEFINE("blob", "1.0.0", plugin_init, blob_fini);

@@ -113,7 +113,7 @@ static void kick(sess *s)
 }
 
 /* Answers the head operation (steals data) and starts the next. */
-static void finish(sess *s, const char *error, json_t *data)
+static void finish(sess *s, int error, json_t *data)
 {
     bop *o = s->head;
     s->head = o->next;
@@ -133,7 +133,7 @@ static bool abandoned(sess *s)
     if (s->head) {
         bop *o = s->head;
         s->head = o->next;
-        API->reply(o->call, "ECANCELED", NULL);
+        API->reply(o->call, CPS_ECANCELED, NULL);
         bop_free(o);
     }
     sess_free(s);
@@ -145,36 +145,36 @@ static void sweep(cps_timer *t, void *ud);
 
 /* ---- UPLOAD_STATUS: limit, staging, free space ------------------------- */
 
-static void status_total(void *ud, const char *error, json_t *data);
+static void status_total(void *ud, int error, json_t *data);
 
 static void status_staged(void *ud, int status, uint64_t size)
 {
     (void)size;
     sess *s = ud;
     if (abandoned(s)) return;
-    if (status == CPS_OK) { finish(s, NULL, json_true()); return; }   /* an upload is staged */
-    if (status != CPS_ENOENT) { finish(s, API->strerror(status), NULL); return; }
+    if (status == CPS_OK) { finish(s, CPS_OK, json_true()); return; }   /* an upload is staged */
+    if (status != CPS_ENOENT) { finish(s, status, NULL); return; }
     char node[64];
     json_t *q = json_pack("{s s}", "key", s->unsafe);
     if (!API->owner(BL.self, "storage", s->safe, node, sizeof node) ||
         API->query(BL.self, node, "PIN_GET_TOTAL_SIZE", q, 0, status_total, s) != CPS_OK)
-        status_total(s, "ENOENT", NULL);
+        status_total(s, CPS_ENOENT, NULL);
 }
 
-static void status_total(void *ud, const char *error, json_t *data)
+static void status_total(void *ud, int error, json_t *data)
 {
     sess *s = ud;
     if (abandoned(s)) return;
     bop *o = s->head;
     /* Without rpc-pin the usage is unknown: count it as 0. */
     int64_t used = !error && json_is_number(data) ? (int64_t)json_number_value(data) : 0;
-    if (o->size >= o->limit - used) { finish(s, "NOT_ENOUGH_SPACE", NULL); return; }
+    if (o->size >= o->limit - used) { finish(s, CPS_ERR_NOT_ENOUGH_SPACE, NULL); return; }
     s->pending = o->size;
     s->current = 0;
-    finish(s, NULL, json_false());
+    finish(s, CPS_OK, json_false());
 }
 
-static void status_limit(void *ud, const char *error, json_t *data)
+static void status_limit(void *ud, int error, json_t *data)
 {
     sess *s = ud;
     if (abandoned(s)) return;
@@ -186,19 +186,19 @@ static void status_limit(void *ud, const char *error, json_t *data)
     /* rpc.md 8.1: beyond max_upload_size only a plan, and below the premium size. */
     if ((uint64_t)o->size > BL.conf.max_upload &&
         (!o->plan || (uint64_t)o->size >= BL.conf.premium_upload)) {
-        finish(s, "TOO_LARGE", NULL);
+        finish(s, CPS_ERR_TOO_LARGE, NULL);
         return;
     }
     const cps_storage_backend *b = backend();
     int rc = b ? b->obj_size(b->state, "blobstage", s->safe, status_staged, s) : CPS_EIO;
-    if (rc) finish(s, API->strerror(rc), NULL);
+    if (rc) finish(s, rc, NULL);
 }
 
 static void do_status(sess *s, bop *o)
 {
     json_t *size = json_object_get(o->args, "size");
     if (!json_is_number(size) || json_number_value(size) < 0 || json_number_value(size) > 9e15) {
-        finish(s, "E_INVALID_SIZE", NULL);
+        finish(s, CPS_ERR_E_INVALID_SIZE, NULL);
         return;
     }
     o->size = (int64_t)json_number_value(size);
@@ -206,7 +206,7 @@ static void do_status(sess *s, bop *o)
     json_t *q = json_pack("{s s}", "key", s->unsafe);
     if (!API->owner(BL.self, "storage", s->safe, node, sizeof node) ||
         API->query(BL.self, node, "PIN_GET_LIMIT", q, 0, status_limit, s) != CPS_OK)
-        status_limit(s, "ENOENT", NULL);
+        status_limit(s, CPS_ENOENT, NULL);
 }
 
 /* ---- UPLOAD and HTTP chunks: append to the staging object -------------- */
@@ -223,9 +223,9 @@ static void cookie_written(void *ud, int status)
     sess *s = ud;
     if (abandoned(s)) return;
     bop *o = s->head;
-    if (status != CPS_OK) { finish(s, API->strerror(status), NULL); return; }
+    if (status != CPS_OK) { finish(s, status, NULL); return; }
     s->cookie_ms = API->now_ms();
-    finish(s, NULL, json_pack("{s s}", "cookie", o->cookie));
+    finish(s, CPS_OK, json_pack("{s s}", "cookie", o->cookie));
 }
 
 /* Writes a fresh cookie and answers {cookie} once it is stored. */
@@ -235,7 +235,7 @@ static void issue_cookie(sess *s, bop *o)
     new_cookie(o->cookie);
     int rc = b ? b->obj_write(b->state, "blobstage", s->cookie_key, o->cookie, COOKIE_LEN, cookie_written, s)
                : CPS_EIO;
-    if (rc) finish(s, API->strerror(rc), NULL);
+    if (rc) finish(s, rc, NULL);
 }
 
 static void appended(void *ud, int status, uint64_t size)
@@ -244,29 +244,29 @@ static void appended(void *ud, int status, uint64_t size)
     sess *s = ud;
     if (abandoned(s)) return;
     bop *o = s->head;
-    if (status != CPS_OK) { finish(s, API->strerror(status), NULL); return; }
+    if (status != CPS_OK) { finish(s, status, NULL); return; }
     s->current += (int64_t)o->len;
     if (o->kind == K_HTTP_CHUNK) issue_cookie(s, o);   /* rpc.md 8.1: a fresh cookie per chunk */
-    else finish(s, NULL, json_integer((json_int_t)o->len));
+    else finish(s, CPS_OK, json_integer((json_int_t)o->len));
 }
 
 /* rpc.md 8.3: decode, refuse past the announced size, append. */
 static void append_chunk(sess *s, bop *o)
 {
     json_t *chunk = json_object_get(o->args, "chunk");
-    if (!json_is_string(chunk)) { finish(s, "DECODE_BUFFER", NULL); return; }
+    if (!json_is_string(chunk)) { finish(s, CPS_ERR_DECODE_BUFFER, NULL); return; }
     size_t n = json_string_length(chunk);
     o->buf = malloc(n / 4 * 3 + 4);
-    if (!o->buf) { finish(s, "ENOMEM", NULL); return; }
+    if (!o->buf) { finish(s, CPS_ENOMEM, NULL); return; }
     o->len = b64_decode_lenient(json_string_value(chunk), n, o->buf, n / 4 * 3 + 4);
-    if (o->len == (size_t)-1) { finish(s, "DECODE_BUFFER", NULL); return; }
-    if (s->pending < 0) { finish(s, "NOT_READY", NULL); return; }
+    if (o->len == (size_t)-1) { finish(s, CPS_ERR_DECODE_BUFFER, NULL); return; }
+    if (s->pending < 0) { finish(s, CPS_ERR_NOT_READY, NULL); return; }
     /* Checked before the chunk: the last chunk may overshoot. */
-    if (s->current > s->pending) { finish(s, "E_OVER_LIMIT", NULL); return; }
+    if (s->current > s->pending) { finish(s, CPS_ERR_E_OVER_LIMIT, NULL); return; }
     const cps_storage_backend *b = backend();
     int rc = b ? b->obj_append(b->state, "blobstage", s->safe, (const char *)o->buf, o->len, appended, s)
                : CPS_EIO;
-    if (rc) finish(s, API->strerror(rc), NULL);
+    if (rc) finish(s, rc, NULL);
 }
 
 static void cookie_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
@@ -279,8 +279,8 @@ static void cookie_read(void *ud, int status, const char *data, size_t len, uint
     bool fresh = s->cookie_ms && API->now_ms() - s->cookie_ms < COOKIE_TTL_MS;
     bool match = status == CPS_OK && given && len == COOKIE_LEN && strlen(given) == COOKIE_LEN &&
                  sodium_memcmp(data, given, COOKIE_LEN) == 0;
-    if (status != CPS_OK && status != CPS_ENOENT) { finish(s, API->strerror(status), NULL); return; }
-    if (!fresh || !match) { finish(s, "INVALID_COOKIE", NULL); return; }
+    if (status != CPS_OK && status != CPS_ENOENT) { finish(s, status, NULL); return; }
+    if (!fresh || !match) { finish(s, CPS_ERR_INVALID_COOKIE, NULL); return; }
     s->cookie_ms = 0;              /* single use, whatever happens next */
     append_chunk(s, o);
 }
@@ -289,7 +289,7 @@ static void do_http_chunk(sess *s)
 {
     const cps_storage_backend *b = backend();
     int rc = b ? b->obj_read(b->state, "blobstage", s->cookie_key, 0, COOKIE_LEN + 1, cookie_read, s) : CPS_EIO;
-    if (rc) finish(s, API->strerror(rc), NULL);
+    if (rc) finish(s, rc, NULL);
 }
 
 /* ---- UPLOAD_CANCEL ------------------------------------------------------ */
@@ -298,14 +298,14 @@ static void cancelled(void *ud, int status)
 {
     sess *s = ud;
     if (abandoned(s)) return;
-    finish(s, status == CPS_OK ? NULL : "E_UNLINK", NULL);
+    finish(s, status == CPS_OK ? CPS_OK : CPS_ERR_E_UNLINK, NULL);
 }
 
 static void do_cancel(sess *s, bop *o)
 {
     json_t *size = json_object_get(o->args, "size");
     if (!json_is_number(size) || json_number_value(size) <= 0 || json_number_value(size) > 9e15) {
-        finish(s, "INVALID_FILESIZE", NULL);
+        finish(s, CPS_ERR_INVALID_FILESIZE, NULL);
         return;
     }
     /* As the Node server: the new sizes hold even if there was no file. */
@@ -313,7 +313,7 @@ static void do_cancel(sess *s, bop *o)
     s->current = 0;
     const cps_storage_backend *b = backend();
     int rc = b ? b->obj_delete(b->state, "blobstage", s->safe, cancelled, s) : CPS_EIO;
-    if (rc) finish(s, "E_UNLINK", NULL);
+    if (rc) finish(s, CPS_ERR_E_UNLINK, NULL);
 }
 
 /* ---- UPLOAD_COMPLETE / OWNED_UPLOAD_COMPLETE ----------------------------
@@ -323,7 +323,7 @@ static void do_cancel(sess *s, bop *o)
 ** copied to the blob's node in chunks (BLOB_IMPORT) and completed there
 ** (BLOB_IMPORT_DONE), with the same checks and answers. */
 
-static void complete_end(sess *s, bop *o, const char *error, json_t *data)
+static void complete_end(sess *s, bop *o, int error, json_t *data)
 {
     strmap_del(ST.completing, o->id);
     finish(s, error, data);
@@ -337,7 +337,7 @@ static void cookie_gone(void *ud, int status)
     sess *s = ud;
     if (abandoned(s)) return;
     bop *o = s->head;
-    complete_end(s, o, NULL, json_string(o->id));
+    complete_end(s, o, CPS_OK, json_string(o->id));
 }
 
 static void meta_undone(void *ud, int status)
@@ -346,7 +346,7 @@ static void meta_undone(void *ud, int status)
     sess *s = ud;
     if (abandoned(s)) return;
     bop *o = s->head;
-    complete_end(s, o, API->strerror(o->status), NULL);
+    complete_end(s, o, o->status, NULL);
 }
 
 static void moved(void *ud, int status)
@@ -366,13 +366,13 @@ static void moved(void *ud, int status)
         return;
     }
     API->log(BL.self, status == CPS_EEXIST || status == CPS_ENOENT ? CPS_LOG_DEBUG : CPS_LOG_WARN,
-             "completing blob %s for %s: %s", o->id, s->safe, API->strerror(status));
-    if (!owned) { complete_end(s, o, "RENAME_ERR", NULL); return; }
-    if (status == CPS_EEXIST) { complete_end(s, o, "EEXISTS", NULL); return; }
+             "completing blob %s for %s: %s", o->id, s->safe, API->errname(status));
+    if (!owned) { complete_end(s, o, CPS_ERR_RENAME_ERR, NULL); return; }
+    if (status == CPS_EEXIST) { complete_end(s, o, CPS_ERR_EEXISTS, NULL); return; }
     /* Nothing staged (or the move failed): the metadata written for it goes. */
     o->status = status;
     if (!b || b->obj_delete(b->state, "blob", o->meta_key, meta_undone, s) != CPS_OK)
-        complete_end(s, o, API->strerror(status), NULL);
+        complete_end(s, o, status, NULL);
 }
 
 static void do_move(sess *s, bop *o)
@@ -387,7 +387,7 @@ static void meta_written(void *ud, int status)
     sess *s = ud;
     if (abandoned(s)) return;
     bop *o = s->head;
-    if (status != CPS_OK) { complete_end(s, o, API->strerror(status), NULL); return; }
+    if (status != CPS_OK) { complete_end(s, o, status, NULL); return; }
     do_move(s, o);
 }
 
@@ -397,14 +397,14 @@ static void owned_target(void *ud, int status, uint64_t size)
     sess *s = ud;
     if (abandoned(s)) return;
     bop *o = s->head;
-    if (status == CPS_OK) { complete_end(s, o, "EEXISTS", NULL); return; }
-    if (status != CPS_ENOENT) { complete_end(s, o, API->strerror(status), NULL); return; }
+    if (status == CPS_OK) { complete_end(s, o, CPS_ERR_EEXISTS, NULL); return; }
+    if (status != CPS_ENOENT) { complete_end(s, o, status, NULL); return; }
     /* storage.md 4: the first line of the blob's metadata names its owner. */
     char line[128];
     int n = snprintf(line, sizeof line, "{\"owners\":[\"%s\"]}\n", s->unsafe);
     const cps_storage_backend *b = backend();
     int rc = b ? b->obj_write(b->state, "blob", o->meta_key, line, (size_t)n, meta_written, s) : CPS_EIO;
-    if (rc) complete_end(s, o, API->strerror(rc), NULL);
+    if (rc) complete_end(s, o, rc, NULL);
 }
 
 /* -- completing on another node -- */
@@ -427,7 +427,7 @@ static sess *sess_of(import *im)
 
 static void import_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof);
 
-static void import_finished(void *ud, const char *error, json_t *data)
+static void import_finished(void *ud, int error, json_t *data)
 {
     (void)data;
     import *im = ud;
@@ -446,7 +446,7 @@ static void import_finished(void *ud, const char *error, json_t *data)
         cookie_gone(s, CPS_EIO);
 }
 
-static void import_sent(void *ud, const char *error, json_t *data)
+static void import_sent(void *ud, int error, json_t *data)
 {
     (void)data;
     import *im = ud;
@@ -454,9 +454,9 @@ static void import_sent(void *ud, const char *error, json_t *data)
     const cps_storage_backend *b = backend();
     if (!s || abandoned(s)) { free(im); return; }
     bop *o = s->head;
-    if (error || !b) { free(im); complete_end(s, o, error ? error : "EIO", NULL); return; }
+    if (error || !b) { free(im); complete_end(s, o, error ? error : CPS_EIO, NULL); return; }
     int rc = b->obj_read(b->state, "blobstage", s->safe, im->off, IMPORT_CHUNK, import_read, im);
-    if (rc) { free(im); complete_end(s, o, API->strerror(rc), NULL); }
+    if (rc) { free(im); complete_end(s, o, rc, NULL); }
 }
 
 static void import_read(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
@@ -469,7 +469,7 @@ static void import_read(void *ud, int status, const char *data, size_t len, uint
     bool owned = json_is_true(json_object_get(o->args, "owned"));
     if (status != CPS_OK) {
         free(im);
-        complete_end(s, o, status == CPS_ENOENT ? (owned ? "ENOENT" : "RENAME_ERR") : API->strerror(status), NULL);
+        complete_end(s, o, status == CPS_ENOENT ? (owned ? CPS_ENOENT : CPS_ERR_RENAME_ERR) : status, NULL);
         return;
     }
     if (len == 0 && eof) {
@@ -479,7 +479,7 @@ static void import_read(void *ud, int status, const char *data, size_t len, uint
     }
     size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
     char *b64 = malloc(cap);
-    if (!b64) { free(im); complete_end(s, o, "ENOMEM", NULL); return; }
+    if (!b64) { free(im); complete_end(s, o, CPS_ENOMEM, NULL); return; }
     sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
     json_t *args = json_pack("{s s s I s s}", "id", o->id, "offset", (json_int_t)im->off, "data", b64);
     free(b64);
@@ -491,18 +491,18 @@ static void complete_remote(sess *s, bop *o, const char *node)
 {
     import *im = calloc(1, sizeof *im);
     const cps_storage_backend *b = backend();
-    if (!im || !b) { free(im); complete_end(s, o, "ENOMEM", NULL); return; }
+    if (!im || !b) { free(im); complete_end(s, o, CPS_ENOMEM, NULL); return; }
     memcpy(im->safe, s->safe, sizeof im->safe);
     snprintf(im->node, sizeof im->node, "%s", node);
     int rc = b->obj_read(b->state, "blobstage", s->safe, 0, IMPORT_CHUNK, import_read, im);
-    if (rc) { free(im); complete_end(s, o, API->strerror(rc), NULL); }
+    if (rc) { free(im); complete_end(s, o, rc, NULL); }
 }
 
 static void do_complete(sess *s, bop *o)
 {
     bool owned = json_is_true(json_object_get(o->args, "owned"));
     const char *id = json_string_value(json_object_get(o->args, "id"));
-    if (!blob_id_ok(id)) { finish(s, owned ? "EINVAL_ID" : "INVALID_ID", NULL); return; }
+    if (!blob_id_ok(id)) { finish(s, owned ? CPS_ERR_EINVAL_ID : CPS_ERR_INVALID_ID, NULL); return; }
     char node[64];
     if (API->owner(BL.self, "storage", id, node, sizeof node) && !API->node_is_local(BL.self, node)) {
         memcpy(o->id, id, sizeof o->id);
@@ -511,14 +511,14 @@ static void do_complete(sess *s, bop *o)
     }
     /* Two users completing one id at once: the second loses at once
     ** rather than race the metadata of the first. */
-    if (strmap_get(ST.completing, id)) { finish(s, owned ? "EEXISTS" : "RENAME_ERR", NULL); return; }
-    if (strmap_put(ST.completing, id, &MARK)) { finish(s, "ENOMEM", NULL); return; }
+    if (strmap_get(ST.completing, id)) { finish(s, owned ? CPS_ERR_EEXISTS : CPS_ERR_RENAME_ERR, NULL); return; }
+    if (strmap_put(ST.completing, id, &MARK)) { finish(s, CPS_ENOMEM, NULL); return; }
     memcpy(o->id, id, sizeof o->id);
     snprintf(o->meta_key, sizeof o->meta_key, "%s.metadata.ndjson", id);
     if (!owned) { do_move(s, o); return; }
     const cps_storage_backend *b = backend();
     int rc = b ? b->obj_size(b->state, "blob", id, owned_target, s) : CPS_EIO;
-    if (rc) complete_end(s, o, API->strerror(rc), NULL);
+    if (rc) complete_end(s, o, rc, NULL);
 }
 
 static void run_head(sess *s)
@@ -532,7 +532,7 @@ static void run_head(sess *s)
     case K_CANCEL: do_cancel(s, o); break;
     case K_COMPLETE: do_complete(s, o); break;
     case K_COOKIE: issue_cookie(s, o); break;
-    default: finish(s, "EINVAL", NULL);
+    default: finish(s, CPS_EINVAL, NULL);
     }
 }
 
@@ -550,7 +550,7 @@ static int keyed_cmd(cps_call *call, json_t *args, void *ud)
     char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1];
     if (BL.closing || !ST.sess) return CPS_ECANCELED;
     if (!blob_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
-        API->reply(call, "INVALID_SAFEKEY", NULL);
+        API->reply(call, CPS_ERR_INVALID_SAFEKEY, NULL);
         return CPS_OK;
     }
     if (!backend()) return CPS_EIO;
@@ -575,8 +575,8 @@ static int keyed_cmd(cps_call *call, json_t *args, void *ud)
 static void sized(void *ud, int status, uint64_t size)
 {
     cps_call *call = ud;
-    if (status != CPS_OK && status != CPS_ENOENT) API->reply(call, API->strerror(status), NULL);
-    else API->reply(call, NULL, json_pack("{s I}", "size", (json_int_t)(status == CPS_OK ? size : 0)));
+    if (status != CPS_OK && status != CPS_ENOENT) API->reply(call, status, NULL);
+    else API->reply(call, CPS_OK, json_pack("{s I}", "size", (json_int_t)(status == CPS_OK ? size : 0)));
 }
 
 static int cmd_size(cps_call *call, json_t *args, void *ud)
@@ -585,7 +585,7 @@ static int cmd_size(cps_call *call, json_t *args, void *ud)
     const char *id = json_string_value(json_object_get(args, "id"));
     const cps_storage_backend *b = backend();
     if (!blob_id_ok(id)) return CPS_EINVAL;
-    if (!b) { API->reply(call, NULL, json_pack("{s i}", "size", 0)); return CPS_OK; }
+    if (!b) { API->reply(call, CPS_OK, json_pack("{s i}", "size", 0)); return CPS_OK; }
     int rc = b->obj_size(b->state, "blob", id, sized, call);
     return rc ? rc : CPS_ASYNC;
 }
@@ -602,12 +602,12 @@ static void read_got(void *ud, int status, const char *data, size_t len, uint64_
 {
     (void)next; (void)eof;
     reading *r = ud;
-    if (status != CPS_OK) { API->reply(r->call, API->strerror(status), NULL); free(r); return; }
+    if (status != CPS_OK) { API->reply(r->call, status, NULL); free(r); return; }
     size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
     char *b64 = malloc(cap);
-    if (!b64) { API->reply(r->call, "ENOMEM", NULL); free(r); return; }
+    if (!b64) { API->reply(r->call, CPS_ENOMEM, NULL); free(r); return; }
     sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
-    API->reply(r->call, NULL, json_pack("{s I s s}", "size", (json_int_t)r->size, "data", b64));
+    API->reply(r->call, CPS_OK, json_pack("{s I s s}", "size", (json_int_t)r->size, "data", b64));
     free(b64);
     free(r);
 }
@@ -616,15 +616,15 @@ static void read_sized(void *ud, int status, uint64_t size)
 {
     reading *r = ud;
     const cps_storage_backend *b = backend();
-    if (status != CPS_OK || !b) { API->reply(r->call, API->strerror(status ? status : CPS_EIO), NULL); free(r); return; }
+    if (status != CPS_OK || !b) { API->reply(r->call, status ? status : CPS_EIO, NULL); free(r); return; }
     r->size = size;
     if (r->max == 0 || r->offset >= size) {      /* just the size */
-        API->reply(r->call, NULL, json_pack("{s I s s}", "size", (json_int_t)size, "data", ""));
+        API->reply(r->call, CPS_OK, json_pack("{s I s s}", "size", (json_int_t)size, "data", ""));
         free(r);
         return;
     }
     int rc = b->obj_read(b->state, "blob", r->id, r->offset, r->max, read_got, r);
-    if (rc) { API->reply(r->call, API->strerror(rc), NULL); free(r); }
+    if (rc) { API->reply(r->call, rc, NULL); free(r); }
 }
 
 static int cmd_read(cps_call *call, json_t *args, void *ud)
@@ -655,7 +655,7 @@ static int cmd_read(cps_call *call, json_t *args, void *ud)
 static void import_done(void *ud, int status, uint64_t size)
 {
     (void)size;
-    API->reply(ud, status == CPS_OK ? NULL : API->strerror(status), NULL);
+    API->reply(ud, status, NULL);
 }
 
 static void import_done2(void *ud, int status) { import_done(ud, status, 0); }
@@ -692,26 +692,26 @@ typedef struct landing {
     int status;
 } landing;
 
-static void landing_end(landing *l, const char *error)
+static void landing_end(landing *l, int error)
 {
     API->reply(l->call, error, NULL);
     free(l);
 }
 
-static void landing_cleaned(void *ud, int status) { (void)status; landing *l = ud; landing_end(l, API->strerror(l->status)); }
+static void landing_cleaned(void *ud, int status) { (void)status; landing *l = ud; landing_end(l, l->status); }
 
 static void landed(void *ud, int status)
 {
     landing *l = ud;
     const cps_storage_backend *b = backend();
-    if (status == CPS_OK) { landing_end(l, NULL); return; }
+    if (status == CPS_OK) { landing_end(l, CPS_OK); return; }
     l->status = status;
-    const char *code = status == CPS_EEXIST ? (l->owned ? "EEXISTS" : "RENAME_ERR") : NULL;
+    int code = status == CPS_EEXIST ? (l->owned ? CPS_ERR_EEXISTS : CPS_ERR_RENAME_ERR) : status;
     if (l->owned && status != CPS_EEXIST && b) {        /* the metadata written for it goes */
         if (b->obj_delete(b->state, "blob", l->meta, landing_cleaned, l) == CPS_OK) return;
     }
     if (b) b->obj_delete(b->state, "blobstage", l->key, ignore_done, NULL);
-    landing_end(l, code ? code : API->strerror(status));
+    landing_end(l, code);
 }
 
 static void land(landing *l)
@@ -724,7 +724,7 @@ static void land(landing *l)
 static void landing_meta(void *ud, int status)
 {
     landing *l = ud;
-    if (status != CPS_OK) { landing_end(l, API->strerror(status)); return; }
+    if (status != CPS_OK) { landing_end(l, status); return; }
     land(l);
 }
 
@@ -733,10 +733,10 @@ static void landing_target(void *ud, int status, uint64_t size)
     (void)size;
     landing *l = ud;
     const cps_storage_backend *b = backend();
-    if (status == CPS_OK) { if (b) b->obj_delete(b->state, "blobstage", l->key, ignore_done, NULL); landing_end(l, "EEXISTS"); return; }
-    if (status != CPS_ENOENT) { landing_end(l, API->strerror(status)); return; }
+    if (status == CPS_OK) { if (b) b->obj_delete(b->state, "blobstage", l->key, ignore_done, NULL); landing_end(l, CPS_ERR_EEXISTS); return; }
+    if (status != CPS_ENOENT) { landing_end(l, status); return; }
     int rc = b ? b->obj_write(b->state, "blob", l->meta, l->line, strlen(l->line), landing_meta, l) : CPS_EIO;
-    if (rc) landing_end(l, API->strerror(rc));
+    if (rc) landing_end(l, rc);
 }
 
 static int cmd_import_done(cps_call *call, json_t *args, void *ud)
@@ -771,7 +771,7 @@ typedef struct removal {
     char key[KEY_LEN + 1];         /* the caller, unsafe form */
 } removal;
 
-static void removal_end(removal *r, const char *error, json_t *data)
+static void removal_end(removal *r, int error, json_t *data)
 {
     API->reply(r->call, error, data);
     free(r);
@@ -781,16 +781,16 @@ static void meta_archived(void *ud, int status)
 {
     removal *r = ud;
     if (status != CPS_OK && status != CPS_ENOENT) {
-        API->log(BL.self, CPS_LOG_WARN, "blob %s: archiving its metadata: %s", r->id, API->strerror(status));
+        API->log(BL.self, CPS_LOG_WARN, "blob %s: archiving its metadata: %s", r->id, API->errname(status));
     }
-    removal_end(r, NULL, json_string("OK"));
+    removal_end(r, CPS_OK, json_string("OK"));
 }
 
 static void blob_archived(void *ud, int status)
 {
     removal *r = ud;
     const cps_storage_backend *b = backend();
-    if (status != CPS_OK) { removal_end(r, API->strerror(status), NULL); return; }
+    if (status != CPS_OK) { removal_end(r, status, NULL); return; }
     if (!b || b->obj_archive(b->state, "blob", r->meta_key, meta_archived, r) != CPS_OK) meta_archived(r, CPS_EIO);
 }
 
@@ -832,10 +832,10 @@ static void meta_read_done(void *ud, int status, const char *data, size_t len, u
     const cps_storage_backend *b = backend();
     /* No metadata: nobody owns it (main answers the same for a missing blob). */
     if (status == CPS_ENOENT || (status == CPS_OK && !is_owner(data, len, r->key))) {
-        removal_end(r, "INSUFFICIENT_PERMISSIONS", NULL);
+        removal_end(r, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL);
         return;
     }
-    if (status != CPS_OK) { removal_end(r, API->strerror(status), NULL); return; }
+    if (status != CPS_OK) { removal_end(r, status, NULL); return; }
     int rc = b ? b->obj_archive(b->state, "blob", r->id, blob_archived, r) : CPS_EIO;
     if (rc) blob_archived(r, rc);
 }
@@ -848,7 +848,7 @@ static int cmd_remove(cps_call *call, json_t *args, void *ud)
     const cps_storage_backend *b = backend();
     if (!blob_id_ok(id)) return CPS_EINVAL;
     if (!blob_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
-        API->reply(call, "INSUFFICIENT_PERMISSIONS", NULL);
+        API->reply(call, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL);
         return CPS_OK;
     }
     if (!b) return CPS_EIO;
@@ -893,6 +893,7 @@ static void sweep(cps_timer *t, void *ud)
 
 int stage_init(void)
 {
+    /* the Node server's answer to an undecodable chunk */
     ST.sess = strmap_new();
     ST.completing = strmap_new();
     if (!ST.sess || !ST.completing) { stage_fini(); return CPS_ENOMEM; }
@@ -934,7 +935,7 @@ void stage_fini(void)
             else { s->head = s->tail = NULL; s->nops = 0; }
             while (rest) {
                 bop *next = rest->next;
-                API->reply(rest->call, "ECANCELED", NULL);
+                API->reply(rest->call, CPS_ECANCELED, NULL);
                 bop_free(rest);
                 rest = next;
             }

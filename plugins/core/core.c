@@ -59,7 +59,7 @@ static bool valid_channel_args(json_t *args)
 
 /* ---- JOIN ---- */
 
-static void join_done(void *ud, const char *error, json_t *data)
+static void join_done(void *ud, int error, json_t *data)
 {
     relay *r = ud;
     if (error) { API->reply(r->call, error, json_incref(data)); free(r); return; }
@@ -71,7 +71,7 @@ static void join_done(void *ud, const char *error, json_t *data)
     size_t i;
     json_t *m;
     json_array_foreach(members, i, m) json_array_append(ids, json_array_get(m, 0));
-    API->reply(r->call, NULL, json_pack("{s o}", "members", ids));
+    API->reply(r->call, CPS_OK, json_pack("{s o}", "members", ids));
     free(r);
 }
 
@@ -81,13 +81,13 @@ static int cmd_join(cps_call *call, json_t *args, void *ud)
     if (!valid_channel_args(args)) return CPS_EINVAL;
     const char *ch = json_string_value(json_object_get(args, "channel"));
     /* The admin broadcast channel (33) keeps no member list. */
-    if (strlen(ch) == 33) { API->reply(call, NULL, json_pack("{s []}", "members")); return CPS_OK; }
+    if (strlen(ch) == 33) { API->reply(call, CPS_OK, json_pack("{s []}", "members")); return CPS_OK; }
     return to_storage(call, args, ch, "JOIN", join_done);
 }
 
 /* ---- LEAVE and DROP_USER ---- */
 
-static void leave_done(void *ud, const char *error, json_t *data)
+static void leave_done(void *ud, int error, json_t *data)
 {
     relay *r = ud;
     if (!error) {
@@ -108,7 +108,7 @@ static int cmd_leave(cps_call *call, json_t *args, void *ud)
     return to_storage(call, args, ch, "LEAVE", leave_done);
 }
 
-static void drop_done(void *ud, const char *error, json_t *data)
+static void drop_done(void *ud, int error, json_t *data)
 {
     relay *r = ud;
     const char *ch;
@@ -158,7 +158,7 @@ static int cmd_drop_user(cps_call *call, json_t *args, void *ud)
 
 typedef struct msg_relay { relay r; json_t *msg; } msg_relay;
 
-static void message_done(void *ud, const char *error, json_t *data)
+static void message_done(void *ud, int error, json_t *data)
 {
     msg_relay *m = ud;
     /* a stored message comes back with its time: relay that one */
@@ -192,12 +192,12 @@ static int cmd_channel_message(cps_call *call, json_t *args, void *ud)
 
 typedef struct user_msg { cps_call *call; int waiting; bool delivered; } user_msg;
 
-static void user_msg_done(void *ud, const char *error, json_t *data)
+static void user_msg_done(void *ud, int error, json_t *data)
 {
     user_msg *u = ud;
     if (!error && json_is_true(json_object_get(data, "delivered"))) u->delivered = true;
     if (--u->waiting > 0) return;
-    API->reply(u->call, u->delivered ? NULL : "enoent", NULL);
+    API->reply(u->call, u->delivered ? CPS_OK : CPS_ERR_enoent, NULL);
     free(u);
 }
 
@@ -220,7 +220,7 @@ static int cmd_user_message(cps_call *call, json_t *args, void *ud)
 
 /* ---- history (stored by the storage role) ---- */
 
-static void history_done(void *ud, const char *error, json_t *data)
+static void history_done(void *ud, int error, json_t *data)
 {
     relay *r = ud;
     API->reply(r->call, error, json_incref(data));
@@ -235,11 +235,9 @@ static int cmd_history(cps_call *call, json_t *args, void *ud)
     return to_storage(call, args, ch, "HISTORY", history_done);
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "core", "0.1.0");
-    if (CPS_API_CHECK(api)) return CPS_EVERSION;
-    info->fini = core_rpc_fini;
+    (void)state;
     C.api = api;
     C.self = self;
     if (!api->self_node(self)) {
@@ -258,3 +256,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     }
     return core_rpc_init();
 }
+
+CPS_PLUGIN_DEFINE("core", "0.1.0", plugin_init, core_rpc_fini);

@@ -34,13 +34,14 @@ static void answer(cps_call *call, json_t *reply)
 {
     char *text = json_dumps(reply, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(reply);
-    API->reply(call, NULL, json_pack("{s [s]}", "messages", text ? text : "null"));
+    API->reply(call, CPS_OK, json_pack("{s [s]}", "messages", text ? text : "null"));
     free(text);
 }
 
-static void answer_error(cps_call *call, json_t *txid, const char *code)
+/* [txid, "ERROR", name]: the client sees the error's wire name. */
+static void answer_error(cps_call *call, json_t *txid, int err)
 {
-    answer(call, json_pack("[O s s]", txid, "ERROR", code));
+    answer(call, json_pack("[O s s]", txid, "ERROR", API->errname(err)));
 }
 
 /* ---- cookie sessions (§3.4) ---- */
@@ -149,20 +150,17 @@ static int cmd_get_auth_keys(cps_call *call, json_t *args, void *ud)
     (void)ud;
     const char *user = json_string_value(json_object_get(args, "user"));
     json_t *keys = user ? strmap_get(R.auth, user) : NULL;
-    API->reply(call, NULL, json_pack("{s o}", "keys", keys ? json_incref(keys) : json_array()));
+    API->reply(call, CPS_OK, json_pack("{s o}", "keys", keys ? json_incref(keys) : json_array()));
     return CPS_OK;
 }
 
-/* END_SESSION {key}: end a key's cookie session (REMOVE_PINS). */
-static int cmd_end_session(cps_call *call, json_t *args, void *ud)
+/* End a key's cookie session: EXPIRE_SESSION, or a handler that asked for
+** it with rpc_end_session (REMOVE_PINS does). */
+static void end_session(const char *key)
 {
-    (void)call; (void)ud;
-    const char *key = json_string_value(json_object_get(args, "key"));
-    if (!key) return CPS_EINVAL;
     char sk[64];
     safe_key(key, sk, sizeof sk);
     free(strmap_del(R.sessions, sk));
-    return CPS_OK;
 }
 
 /* ---- dispatch ---- */
@@ -189,8 +187,9 @@ static void state_free(call_state *c)
     free(c);
 }
 
-static void anon_done(void *ud, const char *error, json_t *value)
+static void anon_done(void *ud, int error, json_t *value, unsigned flags)
 {
+    (void)flags;   /* an anonymous caller has no session to end */
     call_state *c = ud;
     if (error) answer_error(c->call, c->txid, error);
     else answer(c->call, json_pack("[O n O n]", c->txid, value ? value : json_null()));
@@ -198,7 +197,7 @@ static void anon_done(void *ud, const char *error, json_t *value)
 }
 
 /* [txid, cookie, ...value]: an array value is flattened one level (§3.5). */
-static void auth_done(void *ud, const char *error, json_t *value)
+static void auth_done(void *ud, int error, json_t *value, unsigned flags)
 {
     call_state *c = ud;
     if (error) {
@@ -212,6 +211,9 @@ static void auth_done(void *ud, const char *error, json_t *value)
         else if (value && !json_is_null(value)) json_array_append(reply, value);
         answer(c->call, reply);
     }
+    /* After the answer (which touched the session for its cookie): the
+    ** next call must open a new one. */
+    if (flags & CPS_RPC_END_SESSION) end_session(c->key);
     state_free(c);
 }
 
@@ -224,33 +226,31 @@ static void verify_work(void *ud)
 static void verified(void *ud, int status)
 {
     call_state *c = ud;
-    if (status != CPS_OK) { answer_error(c->call, c->txid, "ECANCELED"); state_free(c); return; }
+    if (status != CPS_OK) { answer_error(c->call, c->txid, CPS_ECANCELED); state_free(c); return; }
     if (!c->ok) {
         API->counter_add(R.c_badsig, 1);
-        answer_error(c->call, c->txid, "INVALID_SIGNATURE_OR_PUBLIC_KEY");
+        answer_error(c->call, c->txid, CPS_ERR_INVALID_SIGNATURE_OR_PUBLIC_KEY);
         state_free(c);
         return;
     }
     API->counter_add(R.c_signed, 1);
     if (!strcmp(c->cmd, "DESTROY")) {            /* no reply at all (§3.3 step 7) */
         auth_remove(c->user, c->key);
-        API->reply(c->call, NULL, json_object());
+        API->reply(c->call, CPS_OK, json_object());
         state_free(c);
         return;
     }
     auth_add(c->user, c->key);
-    if (!strcmp(c->cmd, "COOKIE")) { auth_done(c, NULL, NULL); return; }
+    if (!strcmp(c->cmd, "COOKIE")) { auth_done(c, CPS_OK, NULL, 0); return; }
     if (!strcmp(c->cmd, "EXPIRE_SESSION")) {
-        char sk[64];
-        safe_key(c->key, sk, sizeof sk);
-        free(strmap_del(R.sessions, sk));
+        end_session(c->key);
         json_t *ok = json_string("OK");
-        auth_done(c, NULL, ok);
+        auth_done(c, CPS_OK, ok, 0);
         json_decref(ok);
         return;
     }
-    int rc = API->rpc_call_as(C.self, c->cmd, CPS_RPC_AUTH, c->key, c->user, c->args, auth_done, c);
-    if (rc) { answer_error(c->call, c->txid, "INVALID_RPC_CALL"); state_free(c); }
+    int rc = API->rpc_call(C.self, c->cmd, CPS_RPC_AUTH, c->key, c->user, json_incref(c->args), auth_done, c);
+    if (rc) { answer_error(c->call, c->txid, CPS_ERR_INVALID_RPC_CALL); state_free(c); }
 }
 
 static bool builtin(const char *cmd)
@@ -264,28 +264,29 @@ static void signed_call(cps_call *call, json_t *txid, json_t *payload, json_t *a
     const char *cmd = json_string_value(json_array_get(payload, 3));
     const char *key = json_string_value(jkey);
     const char *user = json_string_value(json_object_get(args_obj, "user"));
-    if (!key || json_string_length(jkey) > 60) { answer_error(call, txid, "INVALID_MESSAGE_OR_PUBLIC_KEY"); return; }
-    if (!cmd || strlen(cmd) >= 64) { answer_error(call, txid, "INVALID_RPC_CALL"); return; }
+    if (!key || json_string_length(jkey) > 60) { answer_error(call, txid, CPS_ERR_INVALID_MESSAGE_OR_PUBLIC_KEY); return; }
+    if (!cmd || strlen(cmd) >= 64) { answer_error(call, txid, CPS_ERR_INVALID_RPC_CALL); return; }
     session *s = session_touch(key);
     if (strcmp(cmd, "COOKIE") != 0 && !cookie_valid(s, json_string_value(jcookie))) {
-        answer_error(call, txid, "NO_COOKIE");
+        answer_error(call, txid, CPS_ERR_NO_COOKIE);
         return;
     }
-    if (!builtin(cmd) && API->rpc_kind(C.self, cmd) != CPS_RPC_AUTH) {
-        answer_error(call, txid, "INVALID_RPC_CALL");
+    int kind = builtin(cmd) ? CPS_RPC_AUTH : API->rpc_kind(C.self, cmd);
+    if (kind != CPS_RPC_AUTH && kind != CPS_RPC_COOKIE) {
+        answer_error(call, txid, CPS_ERR_INVALID_RPC_CALL);
         return;
     }
     call_state *c = calloc(1, sizeof *c);
-    if (!c) { answer_error(call, txid, "ENOMEM"); return; }
+    if (!c) { answer_error(call, txid, CPS_ENOMEM); return; }
     c->call = call;
     c->txid = json_incref(txid);
     snprintf(c->user, sizeof c->user, "%s", user ? user : "");
     snprintf(c->key, sizeof c->key, "%s", key);
     snprintf(c->cmd, sizeof c->cmd, "%s", cmd);
     c->args = json_incref(json_array_get(payload, 4));
-    if (!strcmp(cmd, "UPLOAD")) {               /* unsigned, cookie only (§3.7) */
-        int rc = API->rpc_call_as(C.self, cmd, CPS_RPC_AUTH, c->key, c->user, c->args, auth_done, c);
-        if (rc) { answer_error(call, txid, "INVALID_RPC_CALL"); state_free(c); }
+    if (kind == CPS_RPC_COOKIE) {              /* unsigned, cookie only (§3.7) */
+        int rc = API->rpc_call(C.self, cmd, kind, c->key, c->user, json_incref(c->args), auth_done, c);
+        if (rc) { answer_error(call, txid, CPS_ERR_INVALID_RPC_CALL); state_free(c); }
         return;
     }
     const char *sig = json_string_value(json_array_get(payload, 0));
@@ -294,16 +295,16 @@ static void signed_call(cps_call *call, json_t *txid, json_t *payload, json_t *a
     size_t sl = sig ? b64_decode_lenient(sig, strlen(sig), buf, sizeof buf) : 0;
     size_t kl = b64_decode_lenient(key, strlen(key), c->pub, sizeof c->pub);
     if (sl != 64 || kl != 32 || !text) {
-        answer_error(call, txid, "INVALID_SIGNATURE_OR_PUBLIC_KEY");
+        answer_error(call, txid, CPS_ERR_INVALID_SIGNATURE_OR_PUBLIC_KEY);
         state_free(c);
         return;
     }
     memcpy(c->sig, buf, 64);
     c->text_len = json_string_length(json_object_get(args_obj, "signed"));
     c->text = malloc(c->text_len + 1);
-    if (!c->text) { answer_error(call, txid, "ENOMEM"); state_free(c); return; }
+    if (!c->text) { answer_error(call, txid, CPS_ENOMEM); state_free(c); return; }
     memcpy(c->text, text, c->text_len + 1);
-    if (API->work(C.self, verify_work, verified, c)) { answer_error(call, txid, "EBUSY"); state_free(c); }
+    if (API->work(C.self, verify_work, verified, c)) { answer_error(call, txid, CPS_EBUSY); state_free(c); }
 }
 
 /* RPC {user, front, request: [txid, payload], signed?} */
@@ -313,19 +314,20 @@ static int cmd_rpc(cps_call *call, json_t *args, void *ud)
     json_t *req = json_object_get(args, "request");
     json_t *txid = json_array_get(req, 0), *payload = json_array_get(req, 1);
     if (!json_is_string(txid)) return CPS_EINVAL;
-    if (!json_is_array(payload)) { answer_error(call, txid, "INVALID_ARG_FORMAT"); return CPS_OK; }
+    if (!json_is_array(payload)) { answer_error(call, txid, CPS_ERR_INVALID_ARG_FORMAT); return CPS_OK; }
     size_t n = json_array_size(payload);
-    if (n == 0) { answer_error(call, txid, "INSUFFICIENT_ARGS"); return CPS_OK; }
+    if (n == 0) { answer_error(call, txid, CPS_ERR_INSUFFICIENT_ARGS); return CPS_OK; }
     if (n == 5) { signed_call(call, txid, payload, args); return CPS_ASYNC; }
     const char *cmd = json_string_value(json_array_get(payload, 0));
-    if (n != 2 || !cmd) { answer_error(call, txid, "INVALID_ARG_FORMAT"); return CPS_OK; }
+    if (n != 2 || !cmd) { answer_error(call, txid, CPS_ERR_INVALID_ARG_FORMAT); return CPS_OK; }
     call_state *c = calloc(1, sizeof *c);
     if (!c) return CPS_ENOMEM;
     c->call = call;
     c->txid = json_incref(txid);
     const char *user = json_string_value(json_object_get(args, "user"));
-    int rc = API->rpc_call_as(C.self, cmd, CPS_RPC_ANON, NULL, user, json_array_get(payload, 1), anon_done, c);
-    if (rc) { answer_error(call, txid, "INVALID_ANON_RPC_COMMAND"); state_free(c); return CPS_OK; }
+    int rc = API->rpc_call(C.self, cmd, CPS_RPC_ANON, NULL, user, json_incref(json_array_get(payload, 1)),
+                           anon_done, c);
+    if (rc) { answer_error(call, txid, CPS_ERR_INVALID_ANON_RPC_COMMAND); state_free(c); return CPS_OK; }
     return CPS_ASYNC;
 }
 
@@ -352,6 +354,5 @@ int core_rpc_init(void)
     R.sweep = API->timer_start(C.self, 60000, 60000, sweep, NULL);
     int rc = API->register_command(C.self, "RPC", cmd_rpc, NULL);
     if (!rc) rc = API->register_command(C.self, "GET_AUTH_KEYS", cmd_get_auth_keys, NULL);
-    if (!rc) rc = API->register_command(C.self, "END_SESSION", cmd_end_session, NULL);
     return rc;
 }

@@ -48,12 +48,13 @@ static int file(cps_http *req, void *ud)
     return rc;     /* CPS_ENOENT: the host answers 404 */
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "example_http", "1.0.0");
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     api = a;
     int rc = api->register_http(self, "*", "/example/echo", 65536, echo, NULL);
     if (!rc) rc = api->register_http(self, "GET", "/example/file/", 0, file, NULL);
     return rc;
 }
+
+CPS_PLUGIN_DEFINE("example_http", "1.0.0", plugin_init, NULL);

@@ -37,15 +37,15 @@ static void safe_key(const char *key, char *out, size_t n)
 static void put_done(void *ud, int status)
 {
     cps_call *call = ud;
-    api->reply(call, status == CPS_OK ? NULL : api->strerror(status), NULL);
+    api->reply(call, status, NULL);
 }
 
 static void get_done(void *ud, int status, const char *data, size_t len)
 {
     cps_call *call = ud;
-    if (status == CPS_ENOENT) api->reply(call, NULL, json_pack("{s n}", "note"));
-    else if (status) api->reply(call, api->strerror(status), NULL);
-    else api->reply(call, NULL, json_pack("{s s%}", "note", data, len));
+    if (status == CPS_ENOENT) api->reply(call, CPS_OK, json_pack("{s n}", "note"));
+    else if (status) api->reply(call, status, NULL);
+    else api->reply(call, CPS_OK, json_pack("{s s%}", "note", data, len));
 }
 
 /* {key, note?}: note present = store it, absent = read it. */
@@ -66,7 +66,7 @@ static int note_cmd(cps_call *call, json_t *args, void *ud)
 
 /* ---- RPC half: runs where the client's RPC is dispatched ---- */
 
-static void stored(void *ud, const char *error, json_t *data)
+static void stored(void *ud, int error, json_t *data)
 {
     cps_rpc *rpc = ud;
     if (error) api->rpc_error(rpc, error);
@@ -95,10 +95,9 @@ static int note_get(cps_rpc *rpc, json_t *args, void *ud)
     return ask_storage(rpc, json_pack("{s s}", "key", api->rpc_key(rpc)));
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "example_note", "1.0.0");
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     api = a;
     me = self;
     /* CPS_ENOENT: this process runs no storage node (a cluster's core). */
@@ -108,3 +107,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     if (!rc) rc = api->register_rpc(self, "EXAMPLE_NOTE_GET", CPS_RPC_AUTH, note_get, NULL);
     return rc;
 }
+
+CPS_PLUGIN_DEFINE("example_note", "1.0.0", plugin_init, NULL);

@@ -25,12 +25,12 @@ static int echo(cps_rpc *rpc, json_t *args, void *ud)
     return CPS_OK;
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    /* Say who we are and what ABI we were built for, before anything else. */
-    CPS_PLUGIN_INFO(info, "example_rpc", "1.0.0");
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     api = a;
     calls = api->counter(self, "example_echo_calls_total");
     return api->register_rpc(self, "EXAMPLE_ECHO", CPS_RPC_ANON, echo, NULL);
 }
+
+CPS_PLUGIN_DEFINE("example_rpc", "1.0.0", plugin_init, NULL);

@@ -47,13 +47,13 @@ static void user_unref(user *u)
 }
 
 /* Answer the SEND_TEXTS calls waiting for room (error: the user is gone). */
-static void answer_waiting(user *u, const char *error)
+static void answer_waiting(user *u, int err)
 {
     json_t *w = u->waiting;
     u->waiting = NULL;
     size_t i;
     json_t *c;
-    json_array_foreach(w, i, c) API->reply((cps_call *)(uintptr_t)json_integer_value(c), error, NULL);
+    json_array_foreach(w, i, c) API->reply((cps_call *)(uintptr_t)json_integer_value(c), err, NULL);
     json_decref(w);
 }
 
@@ -84,7 +84,7 @@ static void user_gone(user *u, const char *why)
     if (!u->s) return;
     API->session_set_data(u->s, NULL);
     u->s = NULL;
-    answer_waiting(u, "ECLOSED");
+    answer_waiting(u, CPS_ECLOSED);
     strmap_del(F.users, u->id);
     API->counter_add(F.c_users, -1);
     API->log(F.self, CPS_LOG_DEBUG, "user %s gone (%s)", u->id, why);
@@ -149,7 +149,7 @@ static void req_free(pending_req *r)
     free(r);
 }
 
-static void join_done(void *ud, const char *error, json_t *data)
+static void join_done(void *ud, int error, json_t *data)
 {
     pending_req *r = ud;
     user *u = r->u;
@@ -160,7 +160,7 @@ static void join_done(void *ud, const char *error, json_t *data)
             API->send(F.self, core, "DROP_USER", json_pack("{s s s [s]}", "user", u->id, "channels", r->target));
     } else if (error) {
         json_t *detail = json_object_get(data, "detail");
-        reply_error(u, r->seq, error, detail ? json_incref(detail) : json_null());
+        reply_error(u, r->seq, API->errname(error), detail ? json_incref(detail) : json_null());
     } else {
         strmap_put(u->channels, r->target, u);
         send_json(u, json_pack("[O s s]", r->seq, "JACK", r->target));
@@ -175,33 +175,33 @@ static void join_done(void *ud, const char *error, json_t *data)
     req_free(r);
 }
 
-static void leave_done(void *ud, const char *error, json_t *data)
+static void leave_done(void *ud, int error, json_t *data)
 {
     (void)data;
     pending_req *r = ud;
-    if (error) reply_error(r->u, r->seq, error, json_string(r->target));
+    if (error) reply_error(r->u, r->seq, API->errname(error), json_string(r->target));
     else send_json(r->u, json_pack("[O s]", r->seq, "ACK"));
     req_free(r);
 }
 
 /* MSG to a channel or a remote user: ACK, or ERROR with the core's code. */
-static void msg_done(void *ud, const char *error, json_t *data)
+static void msg_done(void *ud, int error, json_t *data)
 {
     pending_req *r = ud;
     if (!error) send_json(r->u, json_pack("[O s]", r->seq, "ACK"));
-    else if (strcmp(error, "enoent") == 0) reply_error(r->u, r->seq, "enoent", json_string(r->target));
+    else if (error == CPS_ERR_enoent) reply_error(r->u, r->seq, "enoent", json_string(r->target));
     else send_json(r->u, json_pack("[O s]", r->seq, "ERROR"));   /* spec §7.1: no code */
     req_free(r);
 }
 
 /* History and RPC answers: zero or more texts sent as HK direct messages,
 ** after an optional ACK (history) that the core decides. */
-static void hk_done(void *ud, const char *error, json_t *data)
+static void hk_done(void *ud, int error, json_t *data)
 {
     pending_req *r = ud;
     user *u = r->u;
     if (error && !json_is_object(data)) {
-        reply_error(u, r->seq, error, json_null());
+        reply_error(u, r->seq, API->errname(error), json_null());
     } else {
         json_t *ack = json_object_get(data, "ack");
         json_t *detail = json_object_get(data, "detail");
@@ -448,7 +448,7 @@ static int cmd_deliver_user(cps_call *call, json_t *args, void *ud)
     const char *id = json_string_value(json_object_get(args, "target"));
     user *u = id ? strmap_get(F.users, id) : NULL;
     if (u && u->s) send_json(u, json_incref(json_object_get(args, "msg")));
-    API->reply(call, NULL, json_pack("{s b}", "delivered", u != NULL));
+    API->reply(call, CPS_OK, json_pack("{s b}", "delivered", u != NULL));
     return CPS_OK;
 }
 
@@ -460,7 +460,7 @@ static int cmd_deliver_user(cps_call *call, json_t *args, void *ud)
 static void drained(cps_session *s, void *ud)
 {
     (void)s;
-    answer_waiting(ud, NULL);
+    answer_waiting(ud, CPS_OK);
 }
 
 static int cmd_send_texts(cps_call *call, json_t *args, void *ud)
@@ -531,13 +531,13 @@ static void peer_down(const char *node, void *ud)
 
 /* ---- life cycle ---- */
 
-static const cps_session_handler handler = { on_open, on_frame, on_close };
+static const cps_session_handler handler = { sizeof handler, on_open, on_frame, on_close };
 
 static void drop_user_entry(void *v)
 {
     user *u = v;
     u->s = NULL;
-    answer_waiting(u, "ECANCELED");
+    answer_waiting(u, CPS_ECANCELED);
     user_unref(u);
 }
 
@@ -549,11 +549,9 @@ static void fini(cps_plugin *self, void *state)
     F.users = NULL;
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "front", "0.1.0");
-    if (CPS_API_CHECK(api)) return CPS_EVERSION;
-    info->fini = fini;
+    (void)state;
     F.api = api;
     F.self = self;
     F.node = api->self_node(self);
@@ -578,3 +576,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     F.keepalive = api->timer_start(self, every, every, keepalive, NULL);
     return CPS_OK;
 }
+
+CPS_PLUGIN_DEFINE("front", "0.1.0", plugin_init, fini);

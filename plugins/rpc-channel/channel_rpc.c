@@ -42,7 +42,7 @@ typedef struct fwd {
                             ** "": no value */
 } fwd;
 
-static void forwarded(void *ud, const char *error, json_t *data)
+static void forwarded(void *ud, int error, json_t *data)
 {
     fwd *f = ud;
     if (error) API->rpc_error(f->rpc, error);
@@ -82,7 +82,7 @@ static int get_file_size(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(args);
-    if (!valid_id(id)) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    if (!valid_id(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
     return forward(rpc, id, "CHANNEL_SIZE", json_pack("{s s}", "id", id), "size");
 }
 
@@ -116,7 +116,7 @@ static void multi_finish(multi *m)
     free(m);
 }
 
-static void multi_got(void *ud, const char *error, json_t *data)
+static void multi_got(void *ud, int error, json_t *data)
 {
     multi_one *o = ud;
     multi *m = o->m;
@@ -131,7 +131,7 @@ static void multi_got(void *ud, const char *error, json_t *data)
 static int sizes(cps_rpc *rpc, json_t *args, bool deleted_only)
 {
     if (!json_is_array(args) || json_array_size(args) > MAX_IDS) {
-        API->rpc_error(rpc, "INVALID_LIST");
+        API->rpc_error(rpc, CPS_ERR_INVALID_LIST);
         return CPS_OK;
     }
     multi *m = calloc(1, sizeof *m);
@@ -169,7 +169,7 @@ static int is_new_channel(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(args);
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
     return forward(rpc, id, "CHANNEL_IS_NEW", json_pack("{s s}", "channel", id), NULL);
 }
 
@@ -177,22 +177,22 @@ static int get_metadata(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(args);
-    if (!id) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_CHAN_LENGTH"); return CPS_OK; }
+    if (!id) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN_LENGTH); return CPS_OK; }
     return forward(rpc, id, "CHANNEL_METADATA", caller_args(rpc, id), "metadata");
 }
 
 static int write_private_message(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
-    if (!json_is_array(args)) { API->rpc_error(rpc, "EINVAL"); return CPS_OK; }
+    if (!json_is_array(args)) { API->rpc_error(rpc, CPS_EINVAL); return CPS_OK; }
     const char *id = json_string_value(json_array_get(args, 0));
     json_t *content = json_array_get(args, 1);
     if (!json_is_string(content) || json_string_length(content) == 0) {
-        API->rpc_error(rpc, "INVALID_MESSAGE");
+        API->rpc_error(rpc, CPS_ERR_INVALID_MESSAGE);
         return CPS_OK;
     }
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     json_object_set(a, "content", content);
     return forward(rpc, id, "CHANNEL_WRITE_PRIVATE", a, "time");
@@ -207,7 +207,7 @@ static int delete_mailbox_message(cps_rpc *rpc, json_t *args, void *ud)
     const char *id = json_string_value(json_object_get(args, "channel"));
     json_t *hash = json_object_get(args, "hash"), *proof = json_object_get(args, "proof");
     if (!json_is_string(hash) || !json_is_string(proof) || !ids_valid_channel(id) || strlen(id) != 32) {
-        API->rpc_error(rpc, "EINVAL");
+        API->rpc_error(rpc, CPS_EINVAL);
         return CPS_OK;
     }
     json_t *a = json_pack("{s s s O s O}", "channel", id, "hash", hash, "proof", proof);
@@ -221,8 +221,8 @@ static int set_metadata(cps_rpc *rpc, json_t *args, void *ud)
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "channel"));
     const char *cmd = json_string_value(json_object_get(args, "command"));
-    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, "INVALID_CHAN"); return CPS_OK; }
-    if (!cmd) { API->rpc_error(rpc, "INVALID_COMMAND"); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
+    if (!cmd) { API->rpc_error(rpc, CPS_ERR_INVALID_COMMAND); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     json_object_set_new(a, "command", json_string(cmd));
     json_object_set(a, "value", json_object_get(args, "value") ? json_object_get(args, "value") : json_null());
@@ -233,7 +233,7 @@ static int clear_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(args);
-    if (!id || strlen(id) != 32 || !ids_valid_channel(id)) { API->rpc_error(rpc, "INVALID_ARGUMENTS"); return CPS_OK; }
+    if (!id || strlen(id) != 32 || !ids_valid_channel(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
     return forward(rpc, id, "CHANNEL_CLEAR", caller_args(rpc, id), "");
 }
 
@@ -242,15 +242,15 @@ static int remove_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
     (void)ud;
     /* {channel, reason}; older clients send the bare channel id */
     const char *id = json_is_string(args) ? json_string_value(args) : json_string_value(json_object_get(args, "channel"));
-    if (!id) { API->rpc_error(rpc, "RPC_EARGS"); return CPS_OK; }
+    if (!id) { API->rpc_error(rpc, CPS_ERR_RPC_EARGS); return CPS_OK; }
     json_t *reason = json_object_get(args, "reason");
     if (strlen(id) == 48) {     /* a blob (rpc.md 8.4): the blob plugin's storage half */
-        if (!ids_is_hex(id, 48)) { API->rpc_error(rpc, "INVALID_ARGUMENTS"); return CPS_OK; }
+        if (!ids_is_hex(id, 48)) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
         json_t *b = json_pack("{s s s s?}", "id", id, "key", API->rpc_key(rpc));
         if (b && json_is_string(reason)) json_object_set(b, "reason", reason);
         return forward(rpc, id, "BLOB_REMOVE", b, NULL);
     }
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, "INVALID_ARGUMENTS"); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     if (json_is_string(reason)) json_object_set(a, "reason", reason);
     return forward(rpc, id, "CHANNEL_REMOVE", a, "result");
@@ -261,18 +261,17 @@ static int trim_history(cps_rpc *rpc, json_t *args, void *ud)
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "channel"));
     json_t *hash = json_object_get(args, "hash");
-    if (!id) { API->rpc_error(rpc, "RPC_EARGS"); return CPS_OK; }
-    if (!json_is_string(hash) || json_string_length(hash) != 64) { API->rpc_error(rpc, "INVALID_ARGS"); return CPS_OK; }
-    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, "INVALID_ARGS"); return CPS_OK; }
+    if (!id) { API->rpc_error(rpc, CPS_ERR_RPC_EARGS); return CPS_OK; }
+    if (!json_is_string(hash) || json_string_length(hash) != 64) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGS); return CPS_OK; }
+    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGS); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     json_object_set(a, "hash", hash);
     return forward(rpc, id, "CHANNEL_TRIM", a, "result");
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "rpc-channel", "1.0.0");
-    if (CPS_API_CHECK(api)) return CPS_EVERSION;
+    (void)state;
     P.api = api;
     P.self = self;
     static const struct { const char *name; int kind; cps_rpc_fn fn; } cmds[] = {
@@ -294,3 +293,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     }
     return CPS_OK;
 }
+
+CPS_PLUGIN_DEFINE("rpc-channel", "1.0.0", plugin_init, NULL);

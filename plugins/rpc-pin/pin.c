@@ -177,11 +177,12 @@ static bool normalise(const char *raw, char *out, size_t cap, bool *is_block)
 /* ---- limits ------------------------------------------------------------ */
 
 /* [limit, plan, note] of a key from the `limits` table of the section (by
-** unsafe key, or its safe form), else [default_limit, "", ""]. */
+** unsafe key, or its safe form), else [instance.default_storage_limit, "",
+** ""] (shared with blob, and published by /api/config). */
 static json_t *limit_of(const char *key)
 {
     json_t *cfg = API->config(P.self);
-    json_t *def = json_object_get(cfg, "default_limit");
+    json_t *def = API->config_get(P.self, "instance.default_storage_limit");
     json_int_t limit = json_is_number(def) ? (json_int_t)json_number_value(def) : DEFAULT_LIMIT;
     const char *plan = "", *note = "";
     json_t *table = json_object_get(cfg, "limits");
@@ -201,21 +202,16 @@ static json_t *limit_of(const char *key)
 
 typedef struct fwd { cps_rpc *rpc; const cmd_def *def; } fwd;
 
-static void forwarded(void *ud, const char *error, json_t *data)
+static void forwarded(void *ud, int error, json_t *data)
 {
     fwd *f = ud;
     cps_rpc *rpc = f->rpc;
     const cmd_def *def = f->def;
     free(f);
     if (error) { API->rpc_error(rpc, error); return; }
-    if (def->kind == OP_REMOVE && !P.closing) {
-        /* rpc.md 6: removing the pins also ends the signer's cookie session,
-        ** which the core that dispatched the call keeps. */
-        char core[64];
-        const char *caller = API->rpc_caller(rpc);
-        if (caller && API->owner(P.self, "core", caller, core, sizeof core))
-            API->send(P.self, core, "END_SESSION", json_pack("{s s}", "key", API->rpc_key(rpc)));
-    }
+    /* rpc.md 6: removing the pins also ends the signer's cookie session,
+    ** which the dispatcher (the core) ends when it gets this answer. */
+    if (def->kind == OP_REMOVE) API->rpc_end_session(rpc);
     API->rpc_reply(rpc, json_incref(data));
 }
 
@@ -224,8 +220,8 @@ static int rpc_forward(cps_rpc *rpc, json_t *args, void *ud)
     const cmd_def *def = ud;
     const char *key = API->rpc_key(rpc);
     char safe[KEY_LEN + 1], node[64];
-    if (!key_ok(key, safe)) { API->rpc_error(rpc, "INVALID_MESSAGE_OR_PUBLIC_KEY"); return CPS_OK; }
-    if (def->takes_ids && !list_ok(args)) { API->rpc_error(rpc, "INVALID_PIN_LIST"); return CPS_OK; }
+    if (!key_ok(key, safe)) { API->rpc_error(rpc, CPS_ERR_INVALID_MESSAGE_OR_PUBLIC_KEY); return CPS_OK; }
+    if (def->takes_ids && !list_ok(args)) { API->rpc_error(rpc, CPS_ERR_INVALID_PIN_LIST); return CPS_OK; }
     if (!API->owner(P.self, "storage", safe, node, sizeof node)) return CPS_EIO;
     json_t *q = json_pack("{s s}", "key", key);
     fwd *f = malloc(sizeof *f);
@@ -241,7 +237,7 @@ static int rpc_forward(cps_rpc *rpc, json_t *args, void *ud)
 static int rpc_trim_pins(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)args; (void)ud;
-    API->rpc_error(rpc, "NOT_IMPLEMENTED");
+    API->rpc_error(rpc, CPS_ERR_NOT_IMPLEMENTED);
     return CPS_OK;
 }
 
@@ -402,14 +398,14 @@ static void run_head(pset *s);
 static void kick(pset *s);
 
 /* Answers the head operation and starts the next. */
-static void op_finish(pset *s, const char *error, json_t *data)
+static void op_finish(pset *s, int err, json_t *data)
 {
     pop *o = s->head;
     s->head = o->next;
     if (!s->head) s->tail = NULL;
     s->nops--;
     s->running = false;
-    API->reply(o->call, error, data);
+    API->reply(o->call, err, data);
     pop_free(o);
     if (!s->in_kick) kick(s);
 }
@@ -427,7 +423,7 @@ static void kick(pset *s)
 /* A callback arriving after fini: answer and free what the key held. */
 static void abandon(pset *s)
 {
-    if (s->head) op_finish(s, "ECANCELED", NULL);   /* the rest were answered at fini */
+    if (s->head) op_finish(s, CPS_ECANCELED, NULL);   /* the rest were answered at fini */
     pset_free(s);
     P.orphans--;
 }
@@ -441,8 +437,8 @@ static void loaded(void *ud, int status, const char *data, size_t len)
     if (status == CPS_OK) replay(s, data, len);
     else if (status == CPS_ENOENT) s->pins = strmap_new();    /* no log yet: nothing pinned */
     if (!s->pins) {
-        API->log(P.self, CPS_LOG_ERROR, "pin log %s: read failed: %s", s->safe, API->strerror(status));
-        op_finish(s, API->strerror(status), NULL);
+        API->log(P.self, CPS_LOG_ERROR, "pin log %s: read failed: %s", s->safe, API->errname(status));
+        op_finish(s, status, NULL);
         return;
     }
     run_head(s);
@@ -484,13 +480,13 @@ static void do_hash(pset *s)
     tbuf_add(&b, "]", 1);
     bool oom = !ids || b.oom;
     free(ids);
-    if (oom) { tbuf_free(&b); op_finish(s, "ENOMEM", NULL); return; }
+    if (oom) { tbuf_free(&b); op_finish(s, CPS_ENOMEM, NULL); return; }
     unsigned char digest[crypto_hash_sha512_BYTES];
     char b64[sodium_base64_ENCODED_LEN(crypto_hash_sha512_BYTES, sodium_base64_VARIANT_ORIGINAL)];
     crypto_hash_sha512(digest, (const unsigned char *)b.s, b.len);
     sodium_bin2base64(b64, sizeof b64, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
     tbuf_free(&b);
-    op_finish(s, NULL, json_string(b64));
+    op_finish(s, CPS_OK, json_string(b64));
 }
 
 /* -- sizes -- */
@@ -516,7 +512,7 @@ static void size_add(sizejob *j, size_t idx, json_t *data)
     if (idx < j->nfirst) j->first += size; else j->rest += size;
 }
 
-static void size_reply(void *ud, const char *error, json_t *data)
+static void size_reply(void *ud, int error, json_t *data)
 {
     sizeslot *slot = ud;
     sizejob *j = slot->job;
@@ -566,7 +562,7 @@ static void sizes_start(pset *s, char **ids, size_t n, size_t nfirst)
         free(ids);
         free(j);
         free(slots);
-        op_finish(s, "ENOMEM", NULL);
+        op_finish(s, CPS_ENOMEM, NULL);
         return;
     }
     j->s = s;
@@ -624,8 +620,8 @@ static void written(void *ud, int status)
     if (P.closing) { abandon(s); return; }
     pop *o = s->head;
     if (status != CPS_OK) {
-        API->log(P.self, CPS_LOG_ERROR, "pin log %s: append failed: %s", s->safe, API->strerror(status));
-        op_finish(s, API->strerror(status), NULL);
+        API->log(P.self, CPS_LOG_ERROR, "pin log %s: append failed: %s", s->safe, API->errname(status));
+        op_finish(s, status, NULL);
         return;
     }
     API->counter_add(P.c_writes, 1);
@@ -635,7 +631,7 @@ static void written(void *ud, int status)
     if (line) apply(s, line);
     else set_unload(s);                 /* cannot follow: re-read next time */
     json_decref(line);
-    op_finish(s, NULL, NULL);
+    op_finish(s, CPS_OK, NULL);
 }
 
 static void write_line(pset *s, const char *cmd, json_t *ids)
@@ -645,7 +641,7 @@ static void write_line(pset *s, const char *cmd, json_t *ids)
     char *text = log_line(cmd, ids, &len);
     int rc = !b ? CPS_EIO : !text ? CPS_ENOMEM : b->pin_append(b->state, s->safe, text, len, written, s);
     free(text);
-    if (rc) op_finish(s, API->strerror(rc), NULL);
+    if (rc) op_finish(s, rc, NULL);
 }
 
 /* -- the operations -- */
@@ -669,7 +665,7 @@ static void do_pin(pset *s, pop *o)
     }
     strmap_free(seen, NULL);
     seen = NULL;
-    if (json_array_size(o->write) == 0) { op_finish(s, NULL, NULL); return; }
+    if (json_array_size(o->write) == 0) { op_finish(s, CPS_OK, NULL); return; }
     /* rpc.md 7.1: sizes of the new ids must fit in limit - total. */
     ids = pinned_copy(s, json_array_size(o->write), &npinned);
     if (!ids) goto oom;
@@ -686,7 +682,7 @@ oom:
         for (size_t k = 0; k < npinned + nnew; k++) free(ids[k]);
     free(ids);
     strmap_free(seen, NULL);
-    op_finish(s, "ENOMEM", NULL);
+    op_finish(s, CPS_ENOMEM, NULL);
 }
 
 static void pin_sized(pset *s, uint64_t total, uint64_t extra)
@@ -697,7 +693,7 @@ static void pin_sized(pset *s, uint64_t total, uint64_t extra)
     json_decref(lim);
     if ((int64_t)extra > limit - (int64_t)total) {
         API->counter_add(P.c_over, 1);
-        op_finish(s, "E_OVER_LIMIT", NULL);
+        op_finish(s, CPS_ERR_E_OVER_LIMIT, NULL);
         return;
     }
     write_line(s, "PIN", o->write);
@@ -710,7 +706,7 @@ static void do_unpin(pset *s, pop *o)
     strmap *seen = strmap_new();
     size_t i;
     json_t *v;
-    if (!o->write || !seen) { strmap_free(seen, NULL); op_finish(s, "ENOMEM", NULL); return; }
+    if (!o->write || !seen) { strmap_free(seen, NULL); op_finish(s, CPS_ENOMEM, NULL); return; }
     json_array_foreach(o->ids, i, v) {
         char id[128];
         bool block;
@@ -721,7 +717,7 @@ static void do_unpin(pset *s, pop *o)
         json_array_append(o->write, v);
     }
     strmap_free(seen, NULL);
-    if (json_array_size(o->write) == 0) { op_finish(s, NULL, NULL); return; }
+    if (json_array_size(o->write) == 0) { op_finish(s, CPS_OK, NULL); return; }
     write_line(s, "UNPIN", o->write);
 }
 
@@ -730,11 +726,11 @@ static void archived(void *ud, int status)
     pset *s = ud;
     if (P.closing) { abandon(s); return; }
     if (status != CPS_OK && status != CPS_ENOENT) {
-        op_finish(s, API->strerror(status), NULL);
+        op_finish(s, status, NULL);
         return;
     }
     set_unload(s);                      /* read again (ENOENT: empty) on next use */
-    op_finish(s, NULL, json_string("OK"));
+    op_finish(s, CPS_OK, json_string("OK"));
 }
 
 /* REMOVE_PINS: the log goes to the archive.  A backend without pin_archive
@@ -752,7 +748,7 @@ static void do_remove(pset *s)
     } else {
         rc = CPS_EIO;
     }
-    if (rc) op_finish(s, API->strerror(rc), NULL);
+    if (rc) op_finish(s, rc, NULL);
 }
 
 static void sizes_done(pset *s)
@@ -762,7 +758,7 @@ static void sizes_done(pset *s)
     s->job = NULL;
     job_free(j);
     if (s->head->def->kind == OP_PIN) pin_sized(s, first, rest);
-    else op_finish(s, NULL, json_integer((json_int_t)first));
+    else op_finish(s, CPS_OK, json_integer((json_int_t)first));
 }
 
 static void run_head(pset *s)
@@ -771,13 +767,13 @@ static void run_head(pset *s)
     int kind = o->def->kind;
     if (kind == OP_REMOVE) { do_remove(s); return; }
     if (kind == OP_RESET && json_array_size(o->ids) == 0) {
-        op_finish(s, NULL, NULL);       /* rpc.md 7.1: nothing written, set kept */
+        op_finish(s, CPS_OK, NULL);       /* rpc.md 7.1: nothing written, set kept */
         return;
     }
     if (!s->pins) {
         const cps_storage_backend *b = backend();
         int rc = b ? b->pin_read(b->state, s->safe, loaded, s) : CPS_EIO;
-        if (rc) op_finish(s, API->strerror(rc), NULL);
+        if (rc) op_finish(s, rc, NULL);
         return;
     }
     switch (kind) {
@@ -791,11 +787,11 @@ static void run_head(pset *s)
     case OP_TOTAL: {
         size_t n;
         char **ids = pinned_copy(s, 0, &n);
-        if (!ids) { op_finish(s, "ENOMEM", NULL); break; }
+        if (!ids) { op_finish(s, CPS_ENOMEM, NULL); break; }
         sizes_start(s, ids, n, n);
         break;
     }
-    default: op_finish(s, "EINVAL", NULL);
+    default: op_finish(s, CPS_EINVAL, NULL);
     }
 }
 
@@ -807,8 +803,8 @@ static int node_cmd(cps_call *call, json_t *args, void *ud)
     json_t *ids = json_object_get(args, "ids");
     char safe[KEY_LEN + 1];
     if (!key_ok(key, safe)) return CPS_EINVAL;
-    if (def->takes_ids && !list_ok(ids)) { API->reply(call, "INVALID_PIN_LIST", NULL); return CPS_OK; }
-    if (def->kind == OP_LIMIT) { API->reply(call, NULL, limit_of(key)); return CPS_OK; }
+    if (def->takes_ids && !list_ok(ids)) { API->reply(call, CPS_ERR_INVALID_PIN_LIST, NULL); return CPS_OK; }
+    if (def->kind == OP_LIMIT) { API->reply(call, CPS_OK, limit_of(key)); return CPS_OK; }
     pset *s = set_get(safe);
     if (!s) return CPS_ENOMEM;
     if (s->nops >= P.max_queue) return CPS_EBUSY;
@@ -853,7 +849,7 @@ static void pin_fini(cps_plugin *self, void *state)
         else { s->head = s->tail = NULL; s->nops = 0; }
         while (rest) {
             pop *next = rest->next;
-            API->reply(rest->call, "ECANCELED", NULL);
+            API->reply(rest->call, CPS_ECANCELED, NULL);
             pop_free(rest);
             rest = next;
         }
@@ -866,11 +862,9 @@ static void pin_fini(cps_plugin *self, void *state)
     P.lru_head = P.lru_tail = NULL;
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "rpc-pin", "1.0.0");
-    info->fini = pin_fini;
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     if (P.sets || P.orphans) return CPS_EBUSY;   /* an earlier instance still drains */
     if (sodium_init() < 0) return CPS_EINTERNAL;
     memset(&P, 0, sizeof P);
@@ -905,3 +899,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     a->log(self, CPS_LOG_INFO, "pinning and quota%s", storage ? " (with the storage half)" : "");
     return CPS_OK;
 }
+
+CPS_PLUGIN_DEFINE("rpc-pin", "1.0.0", plugin_init, pin_fini);

@@ -655,11 +655,9 @@ static void fs_fini(cps_plugin *self, void *state)
     if (FS.inflight == 0) teardown();
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "storage-fs", "1.0.0");
-    info->fini = fs_fini;
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     if (FS.queues) return CPS_EBUSY;     /* an earlier instance is still draining */
     memset(&FS, 0, sizeof FS);
     FS.api = a;
@@ -708,3 +706,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
     a->log(self, CPS_LOG_INFO, "storage backend 'fs' at %s%s", FS.root, FS.fsync ? " (fdatasync on)" : "");
     return CPS_OK;
 }
+
+CPS_PLUGIN_DEFINE("storage-fs", "1.0.0", plugin_init, fs_fini);

@@ -136,7 +136,7 @@ static void ch_open(channel *ch)
         rc = b->meta_read(b->state, ch->id, open_meta, o);
     }
     if (rc) {
-        API->log(ST.self, CPS_LOG_ERROR, "channel %s: cannot open: %s", ch->id, API->strerror(rc));
+        API->log(ST.self, CPS_LOG_ERROR, "channel %s: cannot open: %s", ch->id, API->errname(rc));
         free(o);
         ch->open_status = rc;
         ch->state = CH_OPEN;   /* ops see open_status and fail; kick() goes on */
@@ -199,7 +199,7 @@ static void free_entry(void *v)
     while (ch->head) {
         op *o = ch->head;
         ch->head = o->next;
-        if (o->call) API->reply(o->call, "ECANCELED", NULL);
+        if (o->call) API->reply(o->call, CPS_ECANCELED, NULL);
         json_decref(o->args);
         free(o);
     }

@@ -16,23 +16,24 @@
 
 /* ---- helpers ---- */
 
-static void finish(channel *ch, op *o, const char *error, json_t *data)
+static void finish(channel *ch, op *o, int err, json_t *data)
 {
-    API->reply(o->call, error, data);
+    API->reply(o->call, err, data);
     o->call = NULL;
     ch_done(ch, o);
 }
 
-/* Owners' commands: the signer must be in `owners` (history.md §10.5). */
-static const char *owner_check(channel *ch, const char *key)
+/* Owners' commands: the signer must be in `owners` (history.md §10.5).
+** CPS_OK, or the error to answer with. */
+static int owner_check(channel *ch, const char *key)
 {
     json_t *owners = json_object_get(ch->meta, "owners");
-    if (!json_is_array(owners)) return "E_NO_OWNERS";
+    if (!json_is_array(owners)) return CPS_ERR_E_NO_OWNERS;
     size_t i;
     json_t *k;
     json_array_foreach(owners, i, k)
-        if (key && json_is_string(k) && strcmp(json_string_value(k), key) == 0) return NULL;
-    return "INSUFFICIENT_PERMISSIONS";
+        if (key && json_is_string(k) && strcmp(json_string_value(k), key) == 0) return CPS_OK;
+    return CPS_ERR_INSUFFICIENT_PERMISSIONS;
 }
 
 /* Queue `run` on the channel named in args.channel (valid 32/33 only). */
@@ -41,7 +42,7 @@ static int enqueue_on(cps_call *call, json_t *args, op_fn run, bool allow_admin)
     const char *id = json_string_value(json_object_get(args, "channel"));
     size_t n = id ? strlen(id) : 0;
     if (!ids_valid_channel(id) || n == 34 || (n == 33 && !allow_admin)) {
-        API->reply(call, "INVALID_CHAN", NULL);
+        API->reply(call, CPS_ERR_INVALID_CHAN, NULL);
         return CPS_OK;
     }
     channel *ch = ch_get(id, true);
@@ -54,7 +55,7 @@ static int enqueue_on(cps_call *call, json_t *args, op_fn run, bool allow_admin)
 typedef void (*keys_fn)(channel *ch, op *o, json_t *keys);
 typedef struct keys_wait { char id[40]; op *o; keys_fn then; } keys_wait;
 
-static void keys_got(void *ud, const char *error, json_t *data)
+static void keys_got(void *ud, int error, json_t *data)
 {
     keys_wait *w = ud;
     channel *ch = ch_get(w->id, false);
@@ -87,7 +88,7 @@ static void size_meta(void *ud, int status, const char *data, size_t len)
 {
     (void)data;
     sizing *z = ud;
-    API->reply(z->call, NULL, json_pack("{s I}", "size", (json_int_t)(z->log + (status == CPS_OK ? len : 0))));
+    API->reply(z->call, CPS_OK, json_pack("{s I}", "size", (json_int_t)(z->log + (status == CPS_OK ? len : 0))));
     free(z);
 }
 
@@ -102,7 +103,7 @@ static void size_log(void *ud, int status, uint64_t size)
 /* A blob's size is its file's (rpc.md 5): 0 when it is missing. */
 static void size_blob(void *ud, int status, uint64_t size)
 {
-    API->reply(ud, NULL, json_pack("{s I}", "size", (json_int_t)(status == CPS_OK ? size : 0)));
+    API->reply(ud, CPS_OK, json_pack("{s I}", "size", (json_int_t)(status == CPS_OK ? size : 0)));
 }
 
 static int cmd_channel_size(cps_call *call, json_t *args, void *ud)
@@ -116,7 +117,7 @@ static int cmd_channel_size(cps_call *call, json_t *args, void *ud)
         b->obj_size(b->state, "blob", id, size_blob, call) == CPS_OK)
         return CPS_ASYNC;
     if (n == 48 || !ids_valid_channel(id) || !b) {   /* not a blob id, or no object store */
-        API->reply(call, NULL, json_pack("{s i}", "size", 0));
+        API->reply(call, CPS_OK, json_pack("{s i}", "size", 0));
         return CPS_OK;
     }
     sizing *z = calloc(1, sizeof *z);
@@ -134,16 +135,16 @@ static void meta_answer(channel *ch, op *o, json_t *keys)
     json_t *m = ch->meta;
     if (m && json_is_true(json_object_get(m, "restricted")) && !meta_allows(m, keys)) {
         /* main's privacy form: who can grant access, nothing more */
-        finish(ch, o, NULL, json_pack("{s {s b s o s b}}", "metadata", "restricted", 1,
+        finish(ch, o, CPS_OK, json_pack("{s {s b s o s b}}", "metadata", "restricted", 1,
                                       "allowed", meta_allow_list(m), "rejected", 1));
         return;
     }
-    finish(ch, o, NULL, json_pack("{s O}", "metadata", m ? m : json_null()));
+    finish(ch, o, CPS_OK, json_pack("{s O}", "metadata", m ? m : json_null()));
 }
 
 static void op_get_metadata(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
     if (json_is_true(json_object_get(ch->meta, "restricted"))) with_keys(ch, o, meta_answer);
     else meta_answer(ch, o, NULL);
 }
@@ -164,17 +165,17 @@ static void isnew_placeholder(void *ud, int status, const char *data, size_t len
     channel *ch = ch_get(w->id, false);
     json_t *r = json_pack("{s b}", "isNew", 1);
     if (status == CPS_OK) json_object_set_new(r, "reason", json_stringn(data, len));
-    if (ch) finish(ch, w->o, NULL, r); else json_decref(r);
+    if (ch) finish(ch, w->o, CPS_OK, r); else json_decref(r);
     free(w);
 }
 
 static void op_is_new(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
-    if (ch->idx.arrays > 0) { finish(ch, o, NULL, json_pack("{s b}", "isNew", 0)); return; }
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
+    if (ch->idx.arrays > 0) { finish(ch, o, CPS_OK, json_pack("{s b}", "isNew", 0)); return; }
     const cps_storage_backend *b = backend();
     isnew *w = calloc(1, sizeof *w);
-    if (ch->log_exists || !w || !b) { free(w); finish(ch, o, NULL, json_pack("{s b}", "isNew", 1)); return; }
+    if (ch->log_exists || !w || !b) { free(w); finish(ch, o, CPS_OK, json_pack("{s b}", "isNew", 1)); return; }
     snprintf(w->id, sizeof w->id, "%s", ch->id);
     w->o = o;
     if (b->placeholder_read(b->state, ch->id, isnew_placeholder, w)) isnew_placeholder(w, CPS_EIO, NULL, 0);
@@ -191,7 +192,7 @@ static int cmd_is_new(cps_call *call, json_t *args, void *ud)
 static void private_checked(channel *ch, op *o, json_t *keys)
 {
     if (json_is_true(json_object_get(ch->meta, "restricted")) && !meta_allows(ch->meta, keys)) {
-        finish(ch, o, "INSUFFICIENT_PERMISSIONS", NULL);
+        finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL);
         return;
     }
     json_object_set_new(o->args, "private", json_true());
@@ -201,9 +202,9 @@ static void private_checked(channel *ch, op *o, json_t *keys)
 
 static void op_write_private(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "METADATA_ERR", NULL); return; }
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_ERR_METADATA_ERR, NULL); return; }
     /* the admin channel counts as restricted to admins: none are known here */
-    if (strlen(ch->id) == 33) { finish(ch, o, "INSUFFICIENT_PERMISSIONS", NULL); return; }
+    if (strlen(ch->id) == 33) { finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL); return; }
     if (json_is_true(json_object_get(ch->meta, "restricted"))) with_keys(ch, o, private_checked);
     else private_checked(ch, o, NULL);
 }
@@ -213,7 +214,7 @@ static int cmd_write_private(cps_call *call, json_t *args, void *ud)
     (void)ud;
     json_t *content = json_object_get(args, "content");
     if (!json_is_string(content) || json_string_length(content) == 0) {
-        API->reply(call, "INVALID_MESSAGE", NULL);
+        API->reply(call, CPS_ERR_INVALID_MESSAGE, NULL);
         return CPS_OK;
     }
     return enqueue_on(call, args, op_write_private, true);
@@ -237,7 +238,7 @@ static void kick_finish(kick *k)
     if (ch && ch->meta) {
         char *meta = json_dumps(ch->meta, JSON_COMPACT);
         char notice[128];
-        snprintf(notice, sizeof notice, "{\"error\":\"ERESTRICTED\",\"channel\":\"%s\"}", ch->id);
+        snprintf(notice, sizeof notice, "{\"error\":\"%s\",\"channel\":\"%s\"}", API->errname(CPS_ERR_ERESTRICTED), ch->id);
         size_t i;
         json_t *m;
         json_array_foreach(k->members, i, m) {
@@ -268,7 +269,7 @@ static void kick_finish(kick *k)
     if (ch) ch_release(ch);
 }
 
-static void kick_keys(void *ud, const char *error, json_t *data)
+static void kick_keys(void *ud, int error, json_t *data)
 {
     kick_one *o = ud;
     kick *k = o->k;
@@ -317,12 +318,12 @@ static void meta_written(void *ud, int status, uint64_t size)
     channel *ch = ch_get(w->id, false);
     if (ch) {
         if (status != CPS_OK) {
-            finish(ch, w->o, "EIO", NULL);
+            finish(ch, w->o, CPS_EIO, NULL);
         } else {
             json_decref(ch->meta);
             ch->meta = json_incref(w->next);
             notify_metadata(ch);
-            finish(ch, w->o, NULL, json_pack("{s O}", "metadata", ch->meta));
+            finish(ch, w->o, CPS_OK, json_pack("{s O}", "metadata", ch->meta));
         }
     }
     json_decref(w->next);
@@ -339,12 +340,12 @@ static bool is_in(json_t *list, const char *key)
 
 static void op_set_metadata(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
     const char *key = json_string_value(json_object_get(o->args, "key"));
     const char *cmd = json_string_value(json_object_get(o->args, "command"));
     json_t *value = json_object_get(o->args, "value");
-    if (!cmd) { finish(ch, o, "INVALID_COMMAND", NULL); return; }
-    if (!json_is_array(json_object_get(ch->meta, "owners"))) { finish(ch, o, "E_NO_OWNERS", NULL); return; }
+    if (!cmd) { finish(ch, o, CPS_ERR_INVALID_COMMAND, NULL); return; }
+    if (!json_is_array(json_object_get(ch->meta, "owners"))) { finish(ch, o, CPS_ERR_E_NO_OWNERS, NULL); return; }
     bool owner = is_in(json_object_get(ch->meta, "owners"), key);
     bool pending = is_in(json_object_get(ch->meta, "pending_owners"), key);
     if (!owner) {
@@ -353,7 +354,7 @@ static void op_set_metadata(channel *ch, op *o)
                          json_is_string(json_array_get(value, 0)) &&
                          strcmp(json_string_value(json_array_get(value, 0)), key) == 0;
         if (!pending || !self_only || (strcmp(cmd, "ADD_OWNERS") && strcmp(cmd, "RM_PENDING_OWNERS"))) {
-            finish(ch, o, "INSUFFICIENT_PERMISSIONS", NULL);
+            finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL);
             return;
         }
     }
@@ -361,12 +362,12 @@ static void op_set_metadata(channel *ch, op *o)
     int rc = meta_apply(next, cmd, value);
     if (rc < 0) {
         json_decref(next);
-        finish(ch, o, rc == CPS_ENOENT ? "UNSUPPORTED_COMMAND" : "INVALID_ARGS", NULL);
+        finish(ch, o, rc == CPS_ENOENT ? CPS_ERR_UNSUPPORTED_COMMAND : CPS_ERR_INVALID_ARGS, NULL);
         return;
     }
     if (rc == 0) {   /* nothing changed: not written, still answered */
         json_decref(next);
-        finish(ch, o, NULL, json_pack("{s O}", "metadata", ch->meta));
+        finish(ch, o, CPS_OK, json_pack("{s O}", "metadata", ch->meta));
         return;
     }
     json_t *line = json_pack("[s O I]", cmd, value, (json_int_t)API->now_ms());
@@ -376,7 +377,7 @@ static void op_set_metadata(channel *ch, op *o)
     const cps_storage_backend *b = backend();
     size_t n = text ? strlen(text) : 0;
     char *buf = text ? realloc(text, n + 2) : NULL;
-    if (!w || !buf || !b) { free(w); free(buf ? buf : text); json_decref(next); finish(ch, o, "ENOMEM", NULL); return; }
+    if (!w || !buf || !b) { free(w); free(buf ? buf : text); json_decref(next); finish(ch, o, CPS_ENOMEM, NULL); return; }
     buf[n] = '\n';
     buf[n + 1] = 0;
     snprintf(w->id, sizeof w->id, "%s", ch->id);
@@ -412,24 +413,24 @@ static void cleared(void *ud, int status)
         ch_forget_state(ch);
         if (status == CPS_OK) {
             char buf[128];
-            snprintf(buf, sizeof buf, "{\"error\":\"ECLEARED\",\"channel\":\"%s\"}", ch->id);
+            snprintf(buf, sizeof buf, "{\"error\":\"%s\",\"channel\":\"%s\"}", API->errname(CPS_ERR_ECLEARED), ch->id);
             hk_notify_members(ch, buf);
         }
-        finish(ch, a->o, status == CPS_OK ? NULL : "EIO", NULL);
+        finish(ch, a->o, status == CPS_OK ? CPS_OK : CPS_EIO, NULL);
     }
     free(a);
 }
 
 static void op_clear(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
-    const char *why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
+    int why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
     if (why) { finish(ch, o, why, NULL); return; }
     /* keep a legacy metadata first line, drop everything else */
     uint64_t keep = ch->idx.legacy_len;
     const cps_storage_backend *b = backend();
     act *a = act_new(ch, o);
-    if (!a || !b) { free(a); finish(ch, o, "ENOMEM", NULL); return; }
+    if (!a || !b) { free(a); finish(ch, o, CPS_ENOMEM, NULL); return; }
     int rc = ch->log_exists ? b->channel_truncate(b->state, ch->id, keep, cleared, a) : CPS_OK;
     if (!ch->log_exists) cleared(a, CPS_OK);
     else if (rc) cleared(a, rc);
@@ -439,7 +440,7 @@ static int cmd_clear(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "channel"));
-    if (!id || strlen(id) != 32) { API->reply(call, "INVALID_ARGUMENTS", NULL); return CPS_OK; }
+    if (!id || strlen(id) != 32) { API->reply(call, CPS_ERR_INVALID_ARGUMENTS, NULL); return CPS_OK; }
     return enqueue_on(call, args, op_clear, false);
 }
 
@@ -451,7 +452,7 @@ static void removed(void *ud, int status)
     channel *ch = ch_get(a->id, false);
     if (ch) {
         if (status == CPS_OK) {
-            json_t *notice = json_pack("{s s s s s s}", "error", "EDELETED", "message", a->text,
+            json_t *notice = json_pack("{s s s s s s}", "error", API->errname(CPS_ERR_EDELETED), "message", a->text,
                                        "channel", ch->id);
             char *text = json_dumps(notice, JSON_COMPACT);
             json_decref(notice);
@@ -459,7 +460,7 @@ static void removed(void *ud, int status)
             free(text);
         }
         ch_forget_state(ch);
-        finish(ch, a->o, status == CPS_OK ? NULL : "EIO", status == CPS_OK ? json_pack("{s s}", "result", "OK") : NULL);
+        finish(ch, a->o, status == CPS_OK ? CPS_OK : CPS_EIO, status == CPS_OK ? json_pack("{s s}", "result", "OK") : NULL);
     }
     free(a->text);
     free(a);
@@ -467,9 +468,9 @@ static void removed(void *ud, int status)
 
 static void op_remove(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
-    if (!ch->log_exists && !ch->meta) { finish(ch, o, "ENOENT", NULL); return; }
-    const char *why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
+    if (!ch->log_exists && !ch->meta) { finish(ch, o, CPS_ENOENT, NULL); return; }
+    int why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
     if (why) { finish(ch, o, why, NULL); return; }
     const char *reason = json_string_value(json_object_get(o->args, "reason"));
     const cps_storage_backend *b = backend();
@@ -477,7 +478,7 @@ static void op_remove(channel *ch, op *o)
     if (!a || !b || !(a->text = strdup(reason && *reason ? reason : "ARCHIVE_OWNED"))) {
         if (a) free(a->text);
         free(a);
-        finish(ch, o, "ENOMEM", NULL);
+        finish(ch, o, CPS_ENOMEM, NULL);
         return;
     }
     int rc = b->channel_archive(b->state, ch->id, a->text, removed, a);
@@ -498,7 +499,7 @@ static void trim_meta_written(void *ud, int status)
     channel *ch = ch_get(a->id, false);
     if (ch) {
         ch_forget_state(ch);
-        finish(ch, a->o, status == CPS_OK ? NULL : "EIO", status == CPS_OK ? json_pack("{s s}", "result", "OK") : NULL);
+        finish(ch, a->o, status == CPS_OK ? CPS_OK : CPS_EIO, status == CPS_OK ? json_pack("{s s}", "result", "OK") : NULL);
     }
     free(a->text);
     free(a);
@@ -517,11 +518,11 @@ static void trimmed(void *ud, int status)
 static void trim_found(channel *ch, void *ud, bool found, uint64_t off)
 {
     op *o = ud;
-    if (!found) { finish(ch, o, "HASH_NOT_FOUND", NULL); return; }
+    if (!found) { finish(ch, o, CPS_ERR_HASH_NOT_FOUND, NULL); return; }
     const cps_storage_backend *b = backend();
     act *a = act_new(ch, o);
     char *meta = ch->meta ? json_dumps(ch->meta, JSON_COMPACT) : NULL;
-    if (!a || !b) { free(meta); free(a); finish(ch, o, "ENOMEM", NULL); return; }
+    if (!a || !b) { free(meta); free(a); finish(ch, o, CPS_ENOMEM, NULL); return; }
     if (meta) {
         size_t n = strlen(meta);
         a->text = malloc(n + 2);
@@ -534,8 +535,8 @@ static void trim_found(channel *ch, void *ud, bool found, uint64_t off)
 
 static void op_trim(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
-    const char *why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
+    int why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
     if (why) { finish(ch, o, why, NULL); return; }
     ch_find_hash(ch, json_string_value(json_object_get(o->args, "hash")), trim_found, o);
 }
@@ -545,7 +546,7 @@ static int cmd_trim(cps_call *call, json_t *args, void *ud)
     (void)ud;
     json_t *hash = json_object_get(args, "hash");
     if (!json_is_string(hash) || json_string_length(hash) != 64) {
-        API->reply(call, "INVALID_ARGS", NULL);
+        API->reply(call, CPS_ERR_INVALID_ARGS, NULL);
         return CPS_OK;
     }
     return enqueue_on(call, args, op_trim, false);
@@ -612,7 +613,7 @@ static void curve_stored(void *ud, int status)
 {
     (void)ud;
     if (status == CPS_OK) CV.have = true;
-    else API->log(ST.self, CPS_LOG_ERROR, "storing the server curve key: %s", API->strerror(status));
+    else API->log(ST.self, CPS_LOG_ERROR, "storing the server curve key: %s", API->errname(status));
     curve_flush(CV.have);
 }
 
@@ -639,11 +640,11 @@ static void curve_record(void *ud, int status, const char *data, size_t len)
     if (rc) curve_stored(NULL, rc);
 }
 
-static void curve_answer(void *ud, const char *error, json_t *data)
+static void curve_answer(void *ud, int error, json_t *data)
 {
     (void)ud;
     if (error || !curve_take(data))
-        API->log(ST.self, CPS_LOG_WARN, "asking %s for the server curve key: %s", CURVE_NODE, error ? error : "bad answer");
+        API->log(ST.self, CPS_LOG_WARN, "asking %s for the server curve key: %s", CURVE_NODE, error ? API->errname(error) : "bad answer");
     curve_flush(CV.have);
 }
 
@@ -670,8 +671,8 @@ static void curve_need(curve_fn fn, void *ud)
 static void curve_reply(void *ud, bool ok)
 {
     cps_call *call = ud;
-    if (!ok) API->reply(call, "E_NO_KEY", NULL);
-    else API->reply(call, NULL, json_pack("{s s}", "public", CV.pub));
+    if (!ok) API->reply(call, CPS_ERR_E_NO_KEY, NULL);
+    else API->reply(call, CPS_OK, json_pack("{s s}", "public", CV.pub));
 }
 
 /* SERVER_CURVE_PUBLIC {} -> {public} (for /api/broadcast) */
@@ -685,8 +686,8 @@ static int cmd_curve_public(cps_call *call, json_t *args, void *ud)
 static void curve_reply_secret(void *ud, bool ok)
 {
     cps_call *call = ud;
-    if (!ok) API->reply(call, "E_NO_KEY", NULL);
-    else API->reply(call, NULL, json_pack("{s s s s}", "public", CV.pub, "secret", CV.sec));
+    if (!ok) API->reply(call, CPS_ERR_E_NO_KEY, NULL);
+    else API->reply(call, CPS_OK, json_pack("{s s s s}", "public", CV.pub, "secret", CV.sec));
 }
 
 /* SERVER_CURVE_SECRET {} -> {public, secret}: only for storage nodes. */
@@ -694,7 +695,7 @@ static int cmd_curve_secret(cps_call *call, json_t *args, void *ud)
 {
     (void)args; (void)ud;
     const char *from = API->call_from(call);
-    if (!from || strncmp(from, "storage:", 8) != 0) { API->reply(call, "EFORBIDDEN", NULL); return CPS_OK; }
+    if (!from || strncmp(from, "storage:", 8) != 0) { API->reply(call, CPS_EFORBIDDEN, NULL); return CPS_OK; }
     curve_need(curve_reply_secret, call);
     return CPS_ASYNC;
 }
@@ -731,10 +732,10 @@ static bool proof_parse(const char *text, proof *p)
 
 typedef struct del_line { char id[40]; op *o; uint64_t off, len; char *meta; } del_line;
 
-static void del_end(del_line *d, const char *error)
+static void del_end(del_line *d, int err)
 {
     channel *ch = ch_get(d->id, false);     /* held: its op is busy */
-    if (ch) finish(ch, d->o, error, NULL);
+    if (ch) finish(ch, d->o, err, NULL);
     free(d->meta);
     free(d);
 }
@@ -744,7 +745,7 @@ static void del_meta_written(void *ud, int status)
     del_line *d = ud;
     channel *ch = ch_get(d->id, false);
     if (ch) ch_forget_state(ch);            /* the index and metadata are rebuilt */
-    del_end(d, status == CPS_OK ? NULL : "EIO");
+    del_end(d, status == CPS_OK ? CPS_OK : CPS_EIO);
 }
 
 static void del_cut(void *ud, int status)
@@ -784,11 +785,11 @@ static void del_read(void *ud, int status, const char *data, size_t len, uint64_
     del_line *d = ud;
     channel *ch = ch_get(d->id, false);
     const char *nl = status == CPS_OK && data ? memchr(data, '\n', len) : NULL;
-    if (!ch || !nl) { del_end(d, status == CPS_OK ? "HASH_NOT_FOUND" : "EIO"); return; }
+    if (!ch || !nl) { del_end(d, status == CPS_OK ? CPS_ERR_HASH_NOT_FOUND : CPS_EIO); return; }
     json_t *args = d->o->args;
     const char *hash = json_string_value(json_object_get(args, "hash"));
     if (!proof_ok(data, (size_t)(nl - data), hash, json_string_value(json_object_get(args, "proof")))) {
-        del_end(d, "HASH_NOT_FOUND");
+        del_end(d, CPS_ERR_HASH_NOT_FOUND);
         return;
     }
     const cps_storage_backend *b = backend();
@@ -809,8 +810,8 @@ static void del_found(channel *ch, void *ud, bool found, uint64_t off)
     op *o = ud;
     const cps_storage_backend *b = backend();
     del_line *d = found ? calloc(1, sizeof *d) : NULL;
-    if (!found) { finish(ch, o, "HASH_NOT_FOUND", NULL); return; }
-    if (!d || !b) { free(d); finish(ch, o, "ENOMEM", NULL); return; }
+    if (!found) { finish(ch, o, CPS_ERR_HASH_NOT_FOUND, NULL); return; }
+    if (!d || !b) { free(d); finish(ch, o, CPS_ENOMEM, NULL); return; }
     snprintf(d->id, sizeof d->id, "%s", ch->id);
     d->o = o;
     d->off = off;
@@ -825,20 +826,20 @@ static void del_keyed(void *ud, bool ok)
 {
     del_wait *w = ud;
     channel *ch = ch_get(w->id, false);
-    if (ch && !ok) finish(ch, w->o, "E_NO_KEY", NULL);
+    if (ch && !ok) finish(ch, w->o, CPS_ERR_E_NO_KEY, NULL);
     else if (ch) ch_find_hash(ch, json_string_value(json_object_get(w->o->args, "hash")), del_found, w->o);
     free(w);
 }
 
 static void op_delete_line(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { finish(ch, o, "EIO", NULL); return; }
-    if (!json_is_true(json_object_get(ch->meta, "deleteLines"))) { finish(ch, o, "EFORBIDDEN", NULL); return; }
+    if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
+    if (!json_is_true(json_object_get(ch->meta, "deleteLines"))) { finish(ch, o, CPS_EFORBIDDEN, NULL); return; }
     const cps_storage_backend *b = backend();
-    if (!b || !CPS_STORAGE_HAS(b, channel_cut)) { finish(ch, o, "EIO", NULL); return; }
-    if (!ch->log_exists) { finish(ch, o, "HASH_NOT_FOUND", NULL); return; }
+    if (!b || !CPS_STORAGE_HAS(b, channel_cut)) { finish(ch, o, CPS_EIO, NULL); return; }
+    if (!ch->log_exists) { finish(ch, o, CPS_ERR_HASH_NOT_FOUND, NULL); return; }
     del_wait *w = calloc(1, sizeof *w);
-    if (!w) { finish(ch, o, "ENOMEM", NULL); return; }
+    if (!w) { finish(ch, o, CPS_ENOMEM, NULL); return; }
     snprintf(w->id, sizeof w->id, "%s", ch->id);
     w->o = o;
     curve_need(del_keyed, w);
@@ -850,12 +851,12 @@ static int cmd_delete_line(cps_call *call, json_t *args, void *ud)
     proof p;
     json_t *hash = json_object_get(args, "hash");
     if (!json_is_string(hash) || !proof_parse(json_string_value(json_object_get(args, "proof")), &p)) {
-        API->reply(call, "EINVAL", NULL);
+        API->reply(call, CPS_EINVAL, NULL);
         return CPS_OK;
     }
     proof_free(&p);
     /* the scan compares whole hashes: another length is never found */
-    if (json_string_length(hash) != HK_HASH_LEN) { API->reply(call, "HASH_NOT_FOUND", NULL); return CPS_OK; }
+    if (json_string_length(hash) != HK_HASH_LEN) { API->reply(call, CPS_ERR_HASH_NOT_FOUND, NULL); return CPS_OK; }
     return enqueue_on(call, args, op_delete_line, false);
 }
 

@@ -98,7 +98,7 @@ void hk_notify_members(channel *ch, const char *content)
 {
     char buf[128];
     if (!content) {
-        snprintf(buf, sizeof buf, "{\"error\":\"EEXPIRED\",\"channel\":\"%s\"}", ch->id);
+        snprintf(buf, sizeof buf, "{\"error\":\"%s\",\"channel\":\"%s\"}", API->errname(CPS_ERR_EEXPIRED), ch->id);
         content = buf;
     }
     size_t i;
@@ -122,12 +122,12 @@ static void reader_free(reader *r)
 
 static void reader_next(reader *r);
 
-static void batch_sent(void *ud, const char *error, json_t *data)
+static void batch_sent(void *ud, int error, json_t *data)
 {
     (void)data;
     reader *r = ud;
     if (error) {   /* the requester is gone: stop */
-        if (r->call) API->reply(r->call, NULL, json_object());
+        if (r->call) API->reply(r->call, CPS_OK, json_object());
         reader_free(r);
         return;
     }
@@ -207,7 +207,7 @@ static void reader_next(reader *r)
             send_batch(r);
             return;
         }
-        if (r->call) API->reply(r->call, NULL, json_object());
+        if (r->call) API->reply(r->call, CPS_OK, json_object());
         reader_free(r);
         return;
     }
@@ -253,9 +253,9 @@ static json_t *end_marker(const char *ch, json_t *txid)
     return m;
 }
 
-static json_t *error_obj(const char *code, const char *ch, json_t *txid, const char *message)
+static json_t *error_obj(int err, const char *ch, json_t *txid, const char *message)
 {
-    json_t *m = json_pack("{s s}", "error", code);
+    json_t *m = json_pack("{s s}", "error", API->errname(err));
     if (message) json_object_set_new(m, "message", json_string(message));
     json_object_set_new(m, "channel", json_string(ch));
     if (txid) json_object_set(m, "txid", txid);
@@ -275,7 +275,7 @@ static void answer(cps_call *call, const char *user, json_t *objs, json_t *prio)
     }
     json_decref(objs);
     (void)user; (void)prio;
-    API->reply(call, NULL, json_pack("{s b s o}", "ack", 1, "messages", msgs));
+    API->reply(call, CPS_OK, json_pack("{s b s o}", "ack", 1, "messages", msgs));
 }
 
 typedef struct creating { char id[40]; op *o; json_t *meta; reader *r; } creating;
@@ -304,11 +304,11 @@ static void created(void *ud, int status, uint64_t size)
 static void history_from(channel *ch, op *o, uint64_t start);
 
 /* An error object instead of the history (§5.2), after the ACK. */
-static void fail_with(channel *ch, op *o, const char *code)
+static void fail_with(channel *ch, op *o, int err)
 {
     json_t *cfg = json_array_get(json_object_get(o->args, "request"), 2);
     json_t *txid = json_is_object(cfg) ? json_object_get(cfg, "txid") : NULL;
-    answer(o->call, NULL, json_pack("[o]", error_obj(code, ch->id, txid, NULL)), NULL);
+    answer(o->call, NULL, json_pack("[o]", error_obj(err, ch->id, txid, NULL)), NULL);
     ch_done(ch, o);
 }
 
@@ -328,11 +328,11 @@ static void placeholder_done(void *ud, int status, const char *data, size_t len)
         if (status == CPS_OK && !force) {
             json_t *txid = json_object_get(cfg, "txid");
             char *reason = strndup(data, len);
-            answer(w->o->call, NULL, json_pack("[o]", error_obj("EDELETED", ch->id, txid, reason)), NULL);
+            answer(w->o->call, NULL, json_pack("[o]", error_obj(CPS_ERR_EDELETED, ch->id, txid, reason)), NULL);
             free(reason);
             ch_done(ch, w->o);
         } else if (w->had_hash) {
-            fail_with(ch, w->o, "EDELETED");
+            fail_with(ch, w->o, CPS_ERR_EDELETED);
         } else {
             history_from(ch, w->o, 0);
         }
@@ -344,7 +344,7 @@ static void deleted(channel *ch, op *o, bool had_hash)
 {
     const cps_storage_backend *b = backend();
     del_wait *w = calloc(1, sizeof *w);
-    if (!w || !b) { free(w); if (had_hash) fail_with(ch, o, "EDELETED"); else history_from(ch, o, 0); return; }
+    if (!w || !b) { free(w); if (had_hash) fail_with(ch, o, CPS_ERR_EDELETED); else history_from(ch, o, 0); return; }
     snprintf(w->id, sizeof w->id, "%s", ch->id);
     w->o = o;
     w->had_hash = had_hash;
@@ -403,7 +403,7 @@ static void resume_found(channel *ch, void *ud, bool found, uint64_t off)
 {
     op *o = ud;
     if (found) history_from(ch, o, off);
-    else fail_with(ch, o, "EUNKNOWN");
+    else fail_with(ch, o, CPS_EUNKNOWN);
 }
 
 static void op_get_history(channel *ch, op *o)
@@ -418,18 +418,18 @@ static void op_get_history(channel *ch, op *o)
     bool admin = strlen(ch->id) == 33;
 
     if (ch->open_status != CPS_OK) {
-        answer(o->call, user, json_pack("[o]", error_obj("ERROR", ch->id, txid, NULL)), prio);
+        answer(o->call, user, json_pack("[o]", error_obj(CPS_ERR_ERROR, ch->id, txid, NULL)), prio);
         ch_done(ch, o);
         return;
     }
     if (hk_expired(ch)) {
-        answer(o->call, user, json_pack("[o]", error_obj("EEXPIRED", ch->id, txid, NULL)), prio);
+        answer(o->call, user, json_pack("[o]", error_obj(CPS_ERR_EEXPIRED, ch->id, txid, NULL)), prio);
         ch_done(ch, o);
         return;
     }
     if (ch->meta && json_is_true(json_object_get(ch->meta, "restricted")) &&
         !meta_allows(ch->meta, json_object_get(o->args, "keys"))) {
-        API->reply(o->call, NULL, json_pack("{s s s s}", "ack", "ERESTRICTED", "detail", CPS_HK_ID));
+        API->reply(o->call, CPS_OK, json_pack("{s s s s}", "ack", API->errname(CPS_ERR_ERESTRICTED), "detail", CPS_HK_ID));
         ch_done(ch, o);
         return;
     }
@@ -442,7 +442,7 @@ static void op_get_history(channel *ch, op *o)
         int found = hk_index_find(&ch->idx, json_string_value(lkh), &off);
         if (found > 0) history_from(ch, o, off);
         else if (found == 0 && !hk_index_has_checkpoints(&ch->idx)) ch_find_hash(ch, json_string_value(lkh), resume_found, o);
-        else fail_with(ch, o, "EUNKNOWN");
+        else fail_with(ch, o, CPS_EUNKNOWN);
     } else if (!ch->log_exists && !ch->meta && !admin) {
         deleted(ch, o, false);
     } else {
@@ -461,7 +461,7 @@ static void history_from(channel *ch, op *o, uint64_t start)
     const char *user = json_string_value(json_object_get(o->args, "user"));
     bool admin = strlen(ch->id) == 33;
     reader *r = reader_new(ch, R_HISTORY, o->args);
-    if (!r) { API->reply(o->call, "ENOMEM", NULL); ch_done(ch, o); return; }
+    if (!r) { API->reply(o->call, CPS_ENOMEM, NULL); ch_done(ch, o); return; }
     if (txid) r->txid = json_dumps(txid, JSON_COMPACT | JSON_ENCODE_ANY);
     r->prio = json_incref(prio);
     r->pos = start;
@@ -469,7 +469,7 @@ static void history_from(channel *ch, op *o, uint64_t start)
     r->tail = json_array();
     /* The query is answered now: the stream, ACK included, goes straight to
     ** the front and may outlast any query timeout. */
-    API->reply(o->call, NULL, json_object());
+    API->reply(o->call, CPS_OK, json_object());
     o->call = NULL;
     /* ACK first, through the same path as the lines (order). */
     add_ack(r, json_object_get(o->args, "seq"));
@@ -524,13 +524,13 @@ static void op_full_history(channel *ch, op *o)
 {
     if (ch->open_status != CPS_OK || (ch->meta && json_is_true(json_object_get(ch->meta, "restricted")) &&
                                       !meta_allows(ch->meta, json_object_get(o->args, "keys")))) {
-        API->reply(o->call, NULL, json_pack("{s s s s}", "ack",
-                   ch->open_status != CPS_OK ? "EIO" : "ERESTRICTED", "detail", CPS_HK_ID));
+        API->reply(o->call, CPS_OK, json_pack("{s s s s}", "ack",
+                   API->errname(ch->open_status != CPS_OK ? CPS_EIO : CPS_ERR_ERESTRICTED), "detail", CPS_HK_ID));
         ch_done(ch, o);
         return;
     }
     reader *r = reader_new(ch, R_FULL, o->args);
-    if (!r) { API->reply(o->call, "ENOMEM", NULL); ch_done(ch, o); return; }
+    if (!r) { API->reply(o->call, CPS_ENOMEM, NULL); ch_done(ch, o); return; }
     r->pos = 0;
     r->end = ch->idx.size;
     add_ack(r, json_object_get(o->args, "seq"));
@@ -540,7 +540,7 @@ static void op_full_history(channel *ch, op *o)
     json_decref(em);
     /* The query is answered now: the stream, ACK included, goes straight to
     ** the front and may outlast any query timeout. */
-    API->reply(o->call, NULL, json_object());
+    API->reply(o->call, CPS_OK, json_object());
     o->call = NULL;
     ch_done(ch, o);
     reader_next(r);
@@ -621,21 +621,21 @@ static void range_scan(void *ud, int status, const char *data, size_t len, uint6
 static void op_history_range(channel *ch, op *o)
 {
     json_t *cfg = json_array_get(json_object_get(o->args, "request"), 2);
-    const char *code = NULL;
+    int err = CPS_OK;
     if (ch->meta && json_is_true(json_object_get(ch->meta, "restricted")) &&
-        !meta_allows(ch->meta, json_object_get(o->args, "keys"))) code = "ERESTRICTED";
-    else if (!json_is_object(cfg)) code = "INVALID_ARGS";
+        !meta_allows(ch->meta, json_object_get(o->args, "keys"))) err = CPS_ERR_ERESTRICTED;
+    else if (!json_is_object(cfg)) err = CPS_ERR_INVALID_ARGS;
     else if (!json_is_number(json_object_get(cfg, "count")) && !json_is_number(json_object_get(cfg, "cpCount")) &&
-             !json_object_get(cfg, "to")) code = "UNSPECIFIED_COUNT";
-    else if (!json_object_get(cfg, "txid")) code = "NO_TXID";
-    if (code) {
-        API->reply(o->call, NULL, json_pack("{s s s s}", "ack", code, "detail", CPS_HK_ID));
+             !json_object_get(cfg, "to")) err = CPS_ERR_UNSPECIFIED_COUNT;
+    else if (!json_object_get(cfg, "txid")) err = CPS_ERR_NO_TXID;
+    if (err) {
+        API->reply(o->call, CPS_OK, json_pack("{s s s s}", "ack", API->errname(err), "detail", CPS_HK_ID));
         ch_done(ch, o);
         return;
     }
     reader *r = reader_new(ch, R_RANGE, o->args);
     ranger *g = calloc(1, sizeof *g);
-    if (!r || !g) { free(g); if (r) reader_free(r); API->reply(o->call, "ENOMEM", NULL); ch_done(ch, o); return; }
+    if (!r || !g) { free(g); if (r) reader_free(r); API->reply(o->call, CPS_ENOMEM, NULL); ch_done(ch, o); return; }
     json_t *txid = json_object_get(cfg, "txid");
     r->txid = json_dumps(txid, JSON_COMPACT | JSON_ENCODE_ANY);
     add_ack(r, json_object_get(o->args, "seq"));
@@ -645,7 +645,7 @@ static void op_history_range(channel *ch, op *o)
     json_decref(em);
     /* The query is answered now: the stream, ACK included, goes straight to
     ** the front and may outlast any query timeout. */
-    API->reply(o->call, NULL, json_object());
+    API->reply(o->call, CPS_OK, json_object());
     o->call = NULL;
     g->r = r;
     const char *from = json_string_value(json_object_get(cfg, "from"));
@@ -667,7 +667,7 @@ static void op_history_range(channel *ch, op *o)
 
 typedef struct auth_wait { cps_call *call; json_t *args; op_fn run; } auth_wait;
 
-static void got_keys(void *ud, const char *error, json_t *data)
+static void got_keys(void *ud, int error, json_t *data)
 {
     auth_wait *w = ud;
     json_t *keys = error ? NULL : json_object_get(data, "keys");
@@ -675,7 +675,7 @@ static void got_keys(void *ud, const char *error, json_t *data)
     const char *id = json_string_value(json_array_get(json_object_get(w->args, "request"), 1));
     channel *ch = ch_get(id, true);
     int rc = ch ? ch_enqueue(ch, w->run, w->call, w->args) : CPS_ENOMEM;
-    if (rc) API->reply(w->call, API->strerror(rc), NULL);
+    if (rc) API->reply(w->call, rc, NULL);
     free(w);
 }
 
@@ -698,14 +698,14 @@ int cmd_history(cps_call *call, json_t *args, void *ud)
         unsigned char key[64];
         if (json_is_object(cfg) && json_object_get(json_object_get(cfg, "metadata"), "validateKey") &&
             (!vk || b64_decode_lenient(vk, strlen(vk), key, sizeof key) != 32)) {
-            API->reply(call, NULL, json_pack("{s s}", "ack", "HK_INVALID_KEY"));
+            API->reply(call, CPS_OK, json_pack("{s s}", "ack", API->errname(CPS_ERR_HK_INVALID_KEY)));
             return CPS_OK;
         }
     }
     if (strlen(id) == 34) {   /* ephemeral: nothing stored, ever */
         json_t *txid = json_object_get(cfg, "txid");
-        json_t *e = run == op_get_history ? error_obj("EINVAL", id, txid, NULL) :
-                    run == op_full_history ? json_pack("[s s s]", "ERROR", id, "EINVAL") :
+        json_t *e = run == op_get_history ? error_obj(CPS_EINVAL, id, txid, NULL) :
+                    run == op_full_history ? json_pack("[s s s]", "ERROR", id, API->errname(CPS_EINVAL)) :
                     json_pack("[s O s]", "HISTORY_RANGE_END", txid ? txid : json_null(), id);
         answer(call, user, json_pack("[o]", e), NULL);
         return CPS_OK;

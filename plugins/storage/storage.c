@@ -45,7 +45,7 @@ static void add_member(cps_call *call, channel *c, const char *user, const char 
         json_decref(c->members);
         c->members = next;
     }
-    API->reply(call, NULL, json_pack("{s o}", "members", before));
+    API->reply(call, CPS_OK, json_pack("{s o}", "members", before));
 }
 
 /* ---- self-destructing channels: archived 30 s after the last member
@@ -114,7 +114,7 @@ static void join_checked(channel *ch, op *o, json_t *keys)
     if (ch->meta && !meta_allows(ch->meta, keys)) {
         json_t *detail = meta_allow_list(ch->meta);
         json_array_insert_new(detail, 0, json_string(CPS_HK_ID));
-        API->reply(o->call, "ERESTRICTED", json_pack("{s o}", "detail", detail));
+        API->reply(o->call, CPS_ERR_ERESTRICTED, json_pack("{s o}", "detail", detail));
     } else {
         doom_cancel(ch->id);
         add_member(o->call, ch, user, front);
@@ -122,7 +122,7 @@ static void join_checked(channel *ch, op *o, json_t *keys)
     ch_done(ch, o);
 }
 
-static void join_keys(void *ud, const char *error, json_t *data)
+static void join_keys(void *ud, int error, json_t *data)
 {
     join_wait *w = ud;
     channel *ch = ch_get(w->id, false);     /* held: its op is busy */
@@ -133,14 +133,14 @@ static void join_keys(void *ud, const char *error, json_t *data)
 
 static void op_join(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { API->reply(o->call, "EIO", NULL); ch_done(ch, o); return; }
+    if (ch->open_status != CPS_OK) { API->reply(o->call, CPS_EIO, NULL); ch_done(ch, o); return; }
     json_t *sd = json_object_get(ch->meta, "selfdestruct");
     if (json_is_string(sd) && strcmp(json_string_value(sd), ST.instance) != 0) {
         /* A self-destructing channel outlived its server instance. */
         const cps_storage_backend *b = backend();
         if (b) b->channel_archive(b->state, ch->id, NULL, ignore_done, NULL);
         ch_forget_state(ch);
-        API->reply(o->call, "ESELFDESTRUCT", NULL);
+        API->reply(o->call, CPS_ERR_ESELFDESTRUCT, NULL);
         ch_done(ch, o);
         return;
     }
@@ -183,10 +183,10 @@ static int cmd_leave(cps_call *call, json_t *args, void *ud)
     const char *id, *user;
     if (!args_ok(args, &id, &user)) return CPS_EINVAL;
     channel *ch = ch_get(id, false);
-    if (!ch) { API->reply(call, "ENOENT", NULL); return CPS_OK; }
+    if (!ch) { API->reply(call, CPS_ENOENT, NULL); return CPS_OK; }
     long at = find_member(ch, user);
-    if (at < 0) { API->reply(call, "NOT_IN_CHAN", NULL); return CPS_OK; }
-    API->reply(call, NULL, json_pack("{s o}", "members", remove_member(ch, at)));
+    if (at < 0) { API->reply(call, CPS_ERR_NOT_IN_CHAN, NULL); return CPS_OK; }
+    API->reply(call, CPS_OK, json_pack("{s o}", "members", remove_member(ch, at)));
     ch_release(ch);
     return CPS_OK;
 }
@@ -208,7 +208,7 @@ static int cmd_drop_user(cps_call *call, json_t *args, void *ud)
         json_object_set_new(out, id, remove_member(ch, at));
         ch_release(ch);
     }
-    API->reply(call, NULL, json_pack("{s o}", "channels", out));
+    API->reply(call, CPS_OK, json_pack("{s o}", "channels", out));
     return CPS_OK;
 }
 
@@ -267,11 +267,9 @@ static void fini(cps_plugin *self, void *state)
     ST.doomed = NULL;
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "storage", "0.2.0");
-    if (CPS_API_CHECK(api)) return CPS_EVERSION;
-    info->fini = fini;
+    (void)state;
     ST.api = api;
     ST.self = self;
     ST.node = api->self_node(self);
@@ -295,3 +293,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *api, cps_plugin *self, cps_plugin_
     api->on_peer_down(self, peer_down, NULL);
     return chanrpc_register();
 }
+
+CPS_PLUGIN_DEFINE("storage", "0.2.0", plugin_init, fini);

@@ -25,9 +25,9 @@ typedef struct verify {
 
 static void append_line(channel *ch, op *o);
 
-static void fail(channel *ch, op *o, const char *code)
+static void fail(channel *ch, op *o, int err)
 {
-    API->reply(o->call, code, NULL);
+    API->reply(o->call, err, NULL);
     ch_done(ch, o);
 }
 
@@ -44,9 +44,9 @@ static void verify_done(void *ud, int status)
     verify *v = ud;
     channel *ch = ch_get(v->id, false);   /* kept alive: its op is busy */
     if (status != CPS_OK || !ch) {
-        if (ch) fail(ch, v->o, "ECANCELED");
+        if (ch) fail(ch, v->o, CPS_ECANCELED);
     } else if (!v->ok) {
-        fail(ch, v->o, "FAILED_VALIDATION");
+        fail(ch, v->o, CPS_ERR_FAILED_VALIDATION);
     } else {
         append_line(ch, v->o);
     }
@@ -69,8 +69,8 @@ static void append_done(void *ud, int status, uint64_t size)
     channel *ch = ch_get(a->id, false);
     if (ch) {
         if (status != CPS_OK) {
-            API->log(ST.self, CPS_LOG_ERROR, "channel %s: append failed: %s", a->id, API->strerror(status));
-            fail(ch, a->o, "EIO");
+            API->log(ST.self, CPS_LOG_ERROR, "channel %s: append failed: %s", a->id, API->errname(status));
+            fail(ch, a->o, CPS_EIO);
         } else {
             hk_index_add(&ch->idx, a->line, a->len, a->offset);
             ch->idx.size = size;
@@ -79,9 +79,9 @@ static void append_done(void *ud, int status, uint64_t size)
             if (json_is_true(json_object_get(a->o->args, "private"))) {
                 /* WRITE_PRIVATE_MESSAGE: every member gets it, the caller the time */
                 cps_fanout(API, ST.self, ch->members, NULL, a->msg);
-                API->reply(a->o->call, NULL, json_pack("{s O}", "time", json_array_get(a->msg, 5)));
+                API->reply(a->o->call, CPS_OK, json_pack("{s O}", "time", json_array_get(a->msg, 5)));
             } else {
-                API->reply(a->o->call, NULL, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
+                API->reply(a->o->call, CPS_OK, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
             }
             ch_done(ch, a->o);
         }
@@ -109,7 +109,7 @@ static void append_line(channel *ch, op *o)
     snprintf(num, sizeof num, ",%lld]\n", (long long)now);
     tbuf_adds(&b, num);
     appending *a = calloc(1, sizeof *a);
-    if (b.oom || !a) { tbuf_free(&b); free(a); fail(ch, o, "ENOMEM"); return; }
+    if (b.oom || !a) { tbuf_free(&b); free(a); fail(ch, o, CPS_ENOMEM); return; }
     snprintf(a->id, sizeof a->id, "%s", ch->id);
     a->o = o;
     a->line = b.s;
@@ -122,46 +122,46 @@ static void append_line(channel *ch, op *o)
         json_decref(a->msg);
         free(a->line);
         free(a);
-        fail(ch, o, "EIO");
+        fail(ch, o, CPS_EIO);
     }
 }
 
 void op_message(channel *ch, op *o)
 {
-    if (ch->open_status != CPS_OK) { fail(ch, o, "EIO"); return; }
+    if (ch->open_status != CPS_OK) { fail(ch, o, CPS_EIO); return; }
     /* only members broadcast (a restarted node forgot its members: they
     ** must rejoin first); mailbox writes have no sender */
     const char *sender = json_string_value(json_object_get(o->args, "user"));
-    if (sender && !ch_is_member(ch, sender)) { fail(ch, o, "ENOTMEMBER"); return; }
+    if (sender && !ch_is_member(ch, sender)) { fail(ch, o, CPS_ERR_ENOTMEMBER); return; }
     const char *content = json_string_value(json_object_get(o->args, "content"));
     size_t clen = json_string_length(json_object_get(o->args, "content"));
     char cp[64];
     size_t strip = hk_checkpoint_prefix(content, clen, cp, sizeof cp);
     /* A checkpoint identical to the last stored one: ACK, neither store nor relay. */
     if (cp[0] && strcmp(cp, ch->idx.last_cp_id) == 0) {
-        API->reply(o->call, NULL, json_pack("{s [] s b}", "members", "duplicate", 1));
+        API->reply(o->call, CPS_OK, json_pack("{s [] s b}", "members", "duplicate", 1));
         ch_done(ch, o);
         return;
     }
     if (hk_expired(ch)) {
-        fail(ch, o, "EEXPIRED");
+        fail(ch, o, CPS_ERR_EEXPIRED);
         return;
     }
     const char *vkey = json_string_value(json_object_get(ch->meta, "validateKey"));
     if (!vkey) { append_line(ch, o); return; }
     verify *v = calloc(1, sizeof *v);
-    if (!v) { fail(ch, o, "ENOMEM"); return; }
+    if (!v) { fail(ch, o, CPS_ENOMEM); return; }
     v->o = o;
     snprintf(v->id, sizeof v->id, "%s", ch->id);
     if (b64_decode_lenient(vkey, strlen(vkey), v->key, sizeof v->key) != 32) {
         free(v);
-        fail(ch, o, "E_BADKEY");
+        fail(ch, o, CPS_ERR_E_BADKEY);
         return;
     }
     v->sm = malloc(clen);
     v->smlen = v->sm ? b64_decode_lenient(content + strip, clen - strip, v->sm, clen) : 0;
-    if (!v->sm || v->smlen == (size_t)-1) { free(v->sm); free(v); fail(ch, o, "E_BAD_MESSAGE"); return; }
-    if (API->work(ST.self, verify_work, verify_done, v)) { free(v->sm); free(v); fail(ch, o, "EBUSY"); }
+    if (!v->sm || v->smlen == (size_t)-1) { free(v->sm); free(v); fail(ch, o, CPS_ERR_E_BAD_MESSAGE); return; }
+    if (API->work(ST.self, verify_work, verify_done, v)) { free(v->sm); free(v); fail(ch, o, CPS_EBUSY); }
 }
 
 /* CHANNEL_MESSAGE {channel, user, content} -> {members, msg} */
@@ -172,7 +172,7 @@ int cmd_channel_message(cps_call *call, json_t *args, void *ud)
     if (!ids_valid_channel(id) || !json_is_string(json_object_get(args, "content"))) return CPS_EINVAL;
     channel *ch = ch_get(id, strlen(id) != 34);
     if (strlen(id) == 34) {   /* ephemeral: relay only, never stored */
-        API->reply(call, NULL, json_pack("{s o}", "members", ch ? json_incref(ch->members) : json_array()));
+        API->reply(call, CPS_OK, json_pack("{s o}", "members", ch ? json_incref(ch->members) : json_array()));
         return CPS_OK;
     }
     if (!ch) return CPS_ENOMEM;

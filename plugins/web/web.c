@@ -217,13 +217,22 @@ static int api_logo(cps_http *req, void *ud)
 
 static json_t *conf(const char *key) { return json_object_get(W.api->config(W.self), key); }
 
-/* A key of this section, else the same setting of the plugin that enforces
-** it ("blob.max_upload_size"), so /api/config tells clients the limits the
-** server applies. */
-static json_t *conf_or(const char *key, const char *other)
+/* A setting shared with the plugins that enforce it (the `instance`
+** section), so /api/config tells clients the limits the server applies. */
+static json_t *shared(const char *key)
 {
-    json_t *v = conf(key);
-    return v ? v : W.api->config_get(W.self, other);
+    char path[96];
+    snprintf(path, sizeof path, "instance.%s", key);
+    return W.api->config_get(W.self, path);
+}
+
+static bool shared_bool(const char *key) { return json_is_true(shared(key)); }
+
+static const char *shared_str(const char *key)
+{
+    json_t *v = shared(key);
+    if (v && !json_is_string(v)) W.api->log(W.self, CPS_LOG_WARN, "instance.%s: expected a string, ignored", key);
+    return json_string_value(v);
 }
 
 static const char *conf_str(const char *key)
@@ -361,27 +370,23 @@ static int build_config(void)
     json_object_set_new(o, "inactiveTime", conf_num("inactive_time", 90));
     set_opt_str(o, "supportMailbox", "support_mailbox");
     set_opt_str(o, "supportMailboxKey", "support_mailbox_key");
-    /* the quota rpc-pin enforces, unless this section says otherwise */
-    json_t *pin = W.api->config_get(W.self, "rpc-pin.default_limit");
-    json_t *dsl = conf("default_storage_limit") || !json_is_integer(pin)
-                  ? conf_num("default_storage_limit", 52428800) : json_integer(json_integer_value(pin));
-    json_object_set_new(o, "defaultStorageLimit", dsl);
-    json_t *bmax = conf_or("max_upload_size", "blob.max_upload_size");
-    json_t *max = json_is_number(bmax) ? json_copy(bmax) : conf_num("max_upload_size", 20971520);
+    /* the quota rpc-pin and blob enforce */
+    json_t *dsl = shared("default_storage_limit");
+    json_object_set_new(o, "defaultStorageLimit", json_is_number(dsl) ? json_copy(dsl) : json_integer(52428800));
+    json_t *bmax = shared("max_upload_size");
+    json_t *max = json_is_number(bmax) ? json_copy(bmax) : json_integer(20971520);
     json_object_set_new(o, "maxUploadSize", max);
-    json_t *prem = conf_or("premium_upload_size", "blob.premium_upload_size");
+    json_t *prem = shared("premium_upload_size");
     /* as lib/env.js: only a premium size at least the normal one counts */
     if (json_is_number(prem) && json_number_value(prem) >= json_number_value(max))
         json_object_set_new(o, "premiumUploadSize", json_copy(prem));
     else
         json_object_set_new(o, "premiumUploadSize", json_false());
-    json_object_set_new(o, "restrictRegistration", json_boolean(conf("restrict_registration")
-        ? conf_bool("restrict_registration", false)
-        : json_is_true(W.api->config_get(W.self, "auth.restrict_registration"))));
+    json_object_set_new(o, "restrictRegistration", json_boolean(shared_bool("restrict_registration")));
     json_object_set_new(o, "restrictSsoRegistration", json_boolean(conf_bool("restrict_sso_registration", false)));
     json_object_set_new(o, "appsToDisable", conf_list("apps_to_disable"));
     json_object_set_new(o, "httpSafeOrigin", json_string(W.sandbox_origin));
-    json_object_set_new(o, "enableEmbedding", json_boolean(conf_bool("enable_embedding", false)));
+    json_object_set_new(o, "enableEmbedding", json_boolean(shared_bool("enable_embedding")));
     set_opt_str(o, "fileHost", "file_host");
     json_object_set_new(o, "listMyInstance", json_boolean(conf_bool("list_my_instance", false)));
     json_object_set_new(o, "sso", json_false());
@@ -450,7 +455,7 @@ static char *make_csp(bool office)
     else if (!strncmp(d, "http://", 7)) snprintf(ws, sizeof ws, "ws://%s", d + 7);
     else snprintf(ws, sizeof ws, "%s", d);
     char ancestors[600];
-    if (conf_bool("enable_embedding", false)) {
+    if (shared_bool("enable_embedding")) {
         const char *colon = strchr(d, ':');
         snprintf(ancestors, sizeof ancestors, "frame-ancestors 'self' %.*s vector:",
                  colon ? (int)(colon - d + 1) : 0, d);
@@ -488,7 +493,7 @@ static char *make_csp(bool office)
 
 static void curve_ask(cps_timer *t, void *ud);
 
-static void curve_got(void *ud, const char *error, json_t *data)
+static void curve_got(void *ud, int error, json_t *data)
 {
     (void)ud;
     const char *pub = json_string_value(json_object_get(data, "public"));
@@ -500,7 +505,7 @@ static void curve_got(void *ud, const char *error, json_t *data)
     }
     if (++S.curve_tries < CURVE_TRIES) W.api->timer_start(W.self, CURVE_RETRY_MS, 0, curve_ask, NULL);
     else W.api->log(W.self, CPS_LOG_WARN, "%s did not tell the server curve key (%s): /api/broadcast "
-                    "publishes a key that opens no proof", CURVE_NODE, error ? error : "bad answer");
+                    "publishes a key that opens no proof", CURVE_NODE, error ? W.api->errname(error) : "bad answer");
 }
 
 static void curve_ask(cps_timer *t, void *ud)
@@ -573,20 +578,20 @@ static int setup(void)
 {
     int port = (int)json_integer_value(W.api->config_get(W.self, "listen.port"));
     json_t *extra = W.api->config_get(W.self, "listen.extra_ports");
-    const char *mo = conf_str("main_origin"), *so = conf_str("sandbox_origin");
+    const char *mo = shared_str("main_origin"), *so = shared_str("sandbox_origin");
     W.main_origin = mo ? origin_dup(mo) : default_origin(port);
     /* the sandbox is the first extra port, as CryptPad's httpSafePort */
     W.sandbox_origin = so ? origin_dup(so)
                           : json_array_size(extra) ? default_origin((int)json_integer_value(json_array_get(extra, 0)))
                           : strdup(W.main_origin);
     if (!W.main_origin || !W.sandbox_origin) return CPS_ENOMEM;
-    const char *pe = conf_str("permitted_embedders");
-    W.acao = strdup(conf_bool("enable_embedding", false) ? "*" : pe && *pe ? pe : W.sandbox_origin);
+    const char *pe = shared_str("permitted_embedders");
+    W.acao = strdup(shared_bool("enable_embedding") ? "*" : pe && *pe ? pe : W.sandbox_origin);
     W.csp = make_csp(false);
     W.csp_office = make_csp(true);
     W.data_dir = strdup(W.api->data_dir(W.self));
     W.dev_mode = conf_bool("dev_mode", false);
-    W.embedding = conf_bool("enable_embedding", false);
+    W.embedding = shared_bool("enable_embedding");
     if (!W.acao || !W.csp || !W.csp_office || !W.data_dir) return CPS_ENOMEM;
 
     const char *root = conf_str("cryptpad_root");
@@ -627,11 +632,9 @@ static int setup(void)
     return rc;
 }
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
 {
-    CPS_PLUGIN_INFO(info, "web", "1.0.0");
-    info->fini = fini;
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
+    (void)state;
     memset(&W, 0, sizeof W);
     memset(&S, 0, sizeof S);
     W.api = a;
@@ -653,3 +656,5 @@ CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_in
         fini(self, NULL);
     return rc;
 }
+
+CPS_PLUGIN_DEFINE("web", "1.0.0", plugin_init, fini);

@@ -11,7 +11,7 @@
 // the storage role's BLOB_UPLOAD_COOKIE, as the /api/auth plugin will.
 //
 // Two servers: one with the defaults and one with
-// blob = { max_upload_size = 5000 } and ["rpc-pin"] = { default_limit = 4500 }.
+// instance = { max_upload_size = 5000, default_storage_limit = 4500 }.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -60,8 +60,7 @@ before(withLog(() => srv2 || srv, async () => {
     }
     srv = await startServer(config(ROOT), { dir: ROOT });
     srv2 = await startServer(config(ROOT2, {
-        blob: { max_upload_size: 5000 },
-        'rpc-pin': { default_limit: 4500 },
+        instance: { max_upload_size: 5000, default_storage_limit: 4500 },
     }), { dir: ROOT2 });
     let r = await C.rawReady(srv.url);
     HK = await R.learnHk(r);

@@ -6,7 +6,7 @@
 // <data_dir>/data/pins/<xx>/<safeKey>.ndjson.
 //
 // Two servers: one with the default limit (50 MiB) and one with
-// ["rpc-pin"] = { default_limit = 1000 }.
+// instance = { default_storage_limit = 1000 }.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -36,7 +36,7 @@ before(withLog(() => srv2 || srv, async () => {
     Fs.mkdirSync(DATA, { recursive: true });
     Fs.mkdirSync(DATA2, { recursive: true });
     srv = await startServer({}, { dir: ROOT });
-    srv2 = await startServer({ 'rpc-pin': { default_limit: 1000, limits: { [PREMIUM.pub]: { limit: 5000, plan: 'gold', note: 'n' } } } }, { dir: ROOT2 });
+    srv2 = await startServer({ instance: { default_storage_limit: 1000 }, 'rpc-pin': { limits: { [PREMIUM.pub]: { limit: 5000, plan: 'gold', note: 'n' } } } }, { dir: ROOT2 });
     let r = await C.rawReady(srv.url);
     HK = await R.learnHk(r);
     r.close();
@@ -379,7 +379,7 @@ T('two connections of one user share the pin set', async () => {
 
 // ------------------------------------------------------------ quota (srv2)
 
-T2('E_OVER_LIMIT with default_limit = 1000', async () => {
+T2('E_OVER_LIMIT with default_storage_limit = 1000', async () => {
     const K = R.keyPair();
     const { r, rpc } = await session(srv2.url, HK2, K);
     assert.deepEqual(await rpc.call('GET_LIMIT', null), [1000, '', '']);

@@ -112,16 +112,18 @@ before(withLog(() => bare || srv, async () => {
     srv = await startServer({
         listen: { host: '127.0.0.1', port: MAIN, extra_ports: [SANDBOX] },
         plugins: PLUGINS,
-        web: {
+        instance: {
             main_origin: MAIN_ORIGIN + '/',           // a trailing slash is dropped
             sandbox_origin: SANDBOX_ORIGIN,
-            cryptpad_root: CP,
-            fresh_key: 'fk42',
-            admin_keys: ['AdminKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='],
             restrict_registration: true,
             default_storage_limit: 1234567,
             max_upload_size: 7654321,
             premium_upload_size: 9999999,
+        },
+        web: {
+            cryptpad_root: CP,
+            fresh_key: 'fk42',
+            admin_keys: ['AdminKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='],
             admin_email: 'admin@example.org',
             instance_name: 'Test instance',
             instance_description: { default: 'A test', fr: 'Un test' },
@@ -135,7 +137,7 @@ before(withLog(() => bare || srv, async () => {
     bare = await startServer({
         listen: { host: '127.0.0.1', port: BARE, extra_ports: [] },
         plugins: ['storage-fs', 'rpc-pin', 'web'],
-        'rpc-pin': { default_limit: 4444444 },
+        instance: { default_storage_limit: 4444444 },
     }, { dir: Path.join(ROOT, 'bare') });
 }));
 
@@ -467,7 +469,7 @@ test('without cryptpad_root: a page saying how to set it, the API still answers'
         assert.equal(cfg.requireConf.urlArgs.startsWith('ver=0.0.0-'), true);
         assert.equal(cfg.onlyOffice, false);
         assert.equal(cfg.defaultStorageLimit, 4444444);
-        // blob.max_upload_size when the configuration has one, else 20 MiB
+        // instance.max_upload_size (20 MiB by default)
         assert.equal(typeof cfg.maxUploadSize, 'number');
         assert.ok(cfg.premiumUploadSize === false || cfg.premiumUploadSize >= cfg.maxUploadSize);
         assert.equal(typeof cfg.restrictRegistration, 'boolean');

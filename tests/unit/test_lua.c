@@ -22,11 +22,12 @@ static char cfg_path[64];
 ** callback must not write into a dead stack frame. */
 typedef struct result { int calls; char error[32]; char *value; } result;
 
-static void done(void *ud, const char *error, json_t *value)
+static void done(void *ud, int err, json_t *value, unsigned flags)
 {
+    (void)flags;
     result *r = ud;
     r->calls++;
-    snprintf(r->error, sizeof r->error, "%s", error ? error : "");
+    snprintf(r->error, sizeof r->error, "%s", err ? cps_errname(err) : "");
     free(r->value);
     r->value = value ? json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
 }
@@ -44,9 +45,7 @@ static int call_kind(const char *name, int kind, const char *key, const char *ar
         args = json_loads(args_json, JSON_DECODE_ANY, &e);
         if (!args) fail_msg("bad test JSON %s: %s", args_json, e.text);
     }
-    int rc = cps_rpc_call(NULL, name, kind, key, args, done, r);
-    json_decref(args);
-    return rc;
+    return cps_rpc_call(NULL, name, kind, key, NULL, args, done, r);
 }
 
 static int call(const char *name, const char *args_json, result *r)
@@ -91,7 +90,7 @@ static int group_setup(void **state)
     if (cps_router_init(&loop)) return -1;
     if (cps_lua_init()) return -1;
     int rc = cps_lua_load("ok.lua");
-    if (rc) { fprintf(stderr, "ok.lua: %s\n", cps_strerror(rc)); return -1; }
+    if (rc) { fprintf(stderr, "ok.lua: %s\n", cps_errname(rc)); return -1; }
     return 0;
 }
 

@@ -47,14 +47,14 @@ static struct {
     cps_call *waiting[4096];
     json_t *waiting_args[4096];
     size_t nwaiting, max_waiting, size_calls;
-    /* END_SESSION events seen on core:0 */
+    /* answers that asked the dispatcher to end the caller's session */
     int end_sessions;
     char end_key[64];
 } T;                           /* the test singleton */
 
 /* Results are static in the tests: a late answer after a failed assertion
 ** must not write into a dead stack frame. */
-typedef struct result { int calls; char error[48]; char *value; } result;
+typedef struct result { int calls; char error[48]; char *value; char key[64]; } result;
 
 /* ---- the loop ----------------------------------------------------------- */
 
@@ -100,26 +100,23 @@ static void sizer_tick(uv_timer_t *t)
     T.nwaiting = 0;
     for (size_t i = 0; i < n; i++) {
         const char *id = json_string_value(json_object_get(T.waiting_args[i], "id"));
-        cps_router_reply(T.waiting[i], NULL, json_pack("{s I}", "size", (json_int_t)fake_size(id)));
+        cps_router_reply(T.waiting[i], CPS_OK, json_pack("{s I}", "size", (json_int_t)fake_size(id)));
         json_decref(T.waiting_args[i]);
     }
 }
 
-static int fake_end_session(cps_call *call, json_t *args, void *ud)
-{
-    (void)call; (void)ud;
-    T.end_sessions++;
-    snprintf(T.end_key, sizeof T.end_key, "%s", json_string_value(json_object_get(args, "key")));
-    return CPS_OK;
-}
 
 /* ---- calls -------------------------------------------------------------- */
 
-static void done(void *ud, const char *error, json_t *value)
+static void done(void *ud, int err, json_t *value, unsigned flags)
 {
     result *r = ud;
     r->calls++;
-    snprintf(r->error, sizeof r->error, "%s", error ? error : "");
+    if (flags & CPS_RPC_END_SESSION) {
+        T.end_sessions++;
+        snprintf(T.end_key, sizeof T.end_key, "%s", r->key);
+    }
+    snprintf(r->error, sizeof r->error, "%s", err ? cps_errname(err) : "");
     free(r->value);
     r->value = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 }
@@ -136,8 +133,8 @@ static void start(const char *name, int kind, const char *key, const char *args_
         args = json_loads(args_json, JSON_DECODE_ANY, &e);
         if (!args) fail_msg("bad test JSON %s: %s", args_json, e.text);
     }
-    assert_int_equal(cps_rpc_call_as(NULL, name, kind, key, CALLER, args, done, r), 0);
-    json_decref(args);
+    snprintf(r->key, sizeof r->key, "%s", key ? key : "");
+    assert_int_equal(cps_rpc_call(NULL, name, kind, key, CALLER, args, done, r), 0);
 }
 
 /* Calls and waits; returns the error ("" for none). */
@@ -467,7 +464,7 @@ static void test_remove_pins(void **state)
     assert_false(file_exists(p));
     snprintf(want, sizeof want, "[\"PIN\",[\"%s\"],", r1);
     assert_line(ap, 0, want);
-    run_until(&T.end_sessions, 1);                            /* the event follows the reply */
+    run_until(&T.end_sessions, 1);                            /* flagged on the answer */
     assert_string_equal(T.end_key, KR);
     expect_hash(KR, NULL, 0);
     call_ok("REMOVE_PINS", KR, NULL, "\"OK\"");               /* no log: still OK */
@@ -564,7 +561,7 @@ static void test_bad_arguments(void **state)
     assert_string_equal(r.value, "true");
     result_clear(&r);
     /* Authenticated commands are not reachable anonymously. */
-    assert_int_equal(cps_rpc_call_as(NULL, "PIN", CPS_RPC_ANON, NULL, CALLER, NULL, done, &r), CPS_ENOENT);
+    assert_int_equal(cps_rpc_call(NULL, "PIN", CPS_RPC_ANON, NULL, CALLER, NULL, done, &r), CPS_ENOENT);
     assert_int_equal(r.calls, 0);
 }
 
@@ -622,8 +619,8 @@ static int setup(void **state)
             "    data_dir = \"%s\",\n"
             "    plugins = { \"storage-fs\", \"rpc-pin\" },\n"
             "    [\"storage-fs\"] = { fsync = false },\n"
+            "    instance = { default_storage_limit = 52428800 },\n"
             "    [\"rpc-pin\"] = {\n"
-            "        default_limit = 52428800,\n"
             "        max_cached_keys = 2,\n"
             "        limits = { [\"" KL "\"] = { limit = 10485760, plan = \"team\", note = \"a note\" } },\n"
             "    },\n"
@@ -639,8 +636,7 @@ static int setup(void **state)
     if (cps_router_add_node("storage:0", NULL) || cps_router_add_node("core:0", NULL) ||
         cps_router_set_role_count("storage", 1) || cps_router_set_role_count("core", 1))
         return -1;
-    if (cps_router_register_role(NULL, "storage", "CHANNEL_SIZE", fake_channel_size, NULL) ||
-        cps_router_register_role(NULL, "core", "END_SESSION", fake_end_session, NULL))
+    if (cps_router_register_role(NULL, "storage", "CHANNEL_SIZE", fake_channel_size, NULL))
         return -1;
     uv_timer_init(&T.loop, &T.sizer);
     uv_timer_start(&T.sizer, sizer_tick, 1, 1);

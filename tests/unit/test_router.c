@@ -99,7 +99,7 @@ static int h_add(cps_call *call, json_t *args, void *ud)
     (void)ud;
     json_int_t a = json_integer_value(json_object_get(args, "a"));
     json_int_t b = json_integer_value(json_object_get(args, "b"));
-    cps_router_reply(call, NULL, json_pack("{s:I,s:s}", "sum", (json_int_t)(a + b),
+    cps_router_reply(call, CPS_OK, json_pack("{s:I,s:s}", "sum", (json_int_t)(a + b),
                                            "from", cps_router_call_from(call)));
     return CPS_OK;
 }
@@ -122,15 +122,15 @@ static int h_fail(cps_call *call, json_t *args, void *ud)
 static int h_custom_error(cps_call *call, json_t *args, void *ud)
 {
     (void)args; (void)ud;
-    cps_router_reply(call, "ENOPE", json_string("detail"));
+    cps_router_reply(call, cps_errcode("ENOPE"), json_string("detail"));
     return CPS_OK;
 }
 
 static int h_twice(cps_call *call, json_t *args, void *ud)
 {
     (void)args; (void)ud;
-    cps_router_reply(call, NULL, json_string("first"));
-    cps_router_reply(call, NULL, json_string("second"));   /* ignored, logged */
+    cps_router_reply(call, CPS_OK, json_string("first"));
+    cps_router_reply(call, CPS_OK, json_string("second"));   /* ignored, logged */
     return CPS_OK;
 }
 
@@ -152,11 +152,11 @@ typedef struct reply {
     uint64_t at;             /* uv_now when it came */
 } reply;
 
-static void on_reply(void *ud, const char *error, json_t *data)
+static void on_reply(void *ud, int err, json_t *data)
 {
     reply *r = ud;
     r->calls++;
-    snprintf(r->error, sizeof r->error, "%s", error ? error : "");
+    snprintf(r->error, sizeof r->error, "%s", err ? cps_errname(err) : "");
     free(r->data);
     r->data = data ? json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
     r->at = uv_now(&loop);
@@ -259,7 +259,7 @@ static void test_async_reply(void **state)
     turns(5);
     assert_non_null(H.saved);
     assert_int_equal(r.calls, 0);           /* the handler has not answered yet */
-    cps_router_reply(H.saved, NULL, json_string("later"));
+    cps_router_reply(H.saved, CPS_OK, json_string("later"));
     H.saved = NULL;
     assert_int_equal(r.calls, 0);           /* delivered on a later turn */
     assert_true(run_until(&r.calls, 2000));
@@ -334,7 +334,7 @@ static void test_timeout(void **state)
     /* A late reply to the timed-out query is dropped, the callback is not
     ** called again. */
     assert_non_null(H.saved);
-    cps_router_reply(H.saved, NULL, json_string("too late"));
+    cps_router_reply(H.saved, CPS_OK, json_string("too late"));
     H.saved = NULL;
     turns(3);
     assert_int_equal(r.calls, 1);
@@ -443,8 +443,8 @@ static void test_forget_cancels(void **state)
     assert_null(r.data);
     assert_int_equal(other.calls, 0);
     /* Answering both calls now: pfront's is dropped, pcore's delivered. */
-    cps_router_reply(front_call, NULL, json_integer(6));
-    cps_router_reply(core_call, NULL, json_integer(7));
+    cps_router_reply(front_call, CPS_OK, json_integer(6));
+    cps_router_reply(core_call, CPS_OK, json_integer(7));
     assert_true(run_until(&other.calls, 2000));
     turns(3);
     assert_string_equal(other.error, "");

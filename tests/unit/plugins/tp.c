@@ -1,14 +1,19 @@
 /*
-** tp.c - the test plugin of test_plugin.c, compiled once per variant:
+** tp.c - the test plugin of test_plugin.c, compiled once per variant.  Each
+** variant's descriptor is what a real plugin built that way would export:
 **   TP_GOOD       ABI CPS_ABI_MAJOR.CPS_ABI_MINOR, registers RPC TP_CMD
-**                 (anonymous, answers its args) and logs "tp fini" at unload.
-**   TP_OLD_MINOR  ABI major.0, uses only the 1.0 part of the table (it
-**                 checks api->size covers what it calls), registers TP_OLD_CMD.
-**   TP_BAD_MAJOR  ABI (major+1).0: registers TP_BAD_CMD anyway, then returns
-**                 CPS_EVERSION (CPS_OK if TP_BAD_MAJOR_SAYS_OK is set); the
-**                 host must refuse it and undo TP_BAD_CMD.
-**   TP_NEW_MINOR  ABI major.(minor+1), registers TP_NEW_CMD and returns OK
-**                 (no check of its own): the host must refuse it by itself.
+**                 (anonymous, answers its args), logs "tp fini" at unload.
+**   TP_OLD_MINOR  an older minor: minor 0 and a table that is a prefix of
+**                 today's (it uses nothing past errcode): loads, TP_OLD_CMD.
+**   TP_BAD_MAJOR  ABI (major+1).0: must be refused before init runs (init
+**                 would register TP_BAD_CMD).
+**   TP_NEW_MINOR  ABI major.(minor+1) with a table one function longer:
+**                 refused before init runs (TP_NEW_CMD never registered).
+**   TP_BIG_TABLE  today's minor but a larger table: cps.h was changed
+**                 without a minor bump; refused.
+**   TP_SMALL_DEF  a descriptor smaller than 2.0's: refused.
+**   TP_V1         an ABI 1.x plugin (exports cps_plugin_init): refused
+**                 with a message saying so.
 **   TP_DUP        registers TP_DUP_OTHER then TP_CMD (GOOD's), returns the
 **                 CPS_EEXIST it gets.
 **   TP_FAIL       registers TP_FAIL_CMD, then returns CPS_EINVAL.
@@ -16,10 +21,8 @@
 #include <stdlib.h>
 #include "cps.h"
 
+#if !defined(TP_V1)
 static const cps_api *api;
-
-/* The 1.0 table ends with strerror. */
-#define API_1_0_SIZE (offsetof(cps_api, strerror) + sizeof(((cps_api *)0)->strerror))
 
 static int echo(cps_rpc *rpc, json_t *args, void *ud)
 {
@@ -28,49 +31,86 @@ static int echo(cps_rpc *rpc, json_t *args, void *ud)
     return CPS_OK;
 }
 
+/* Registers `cmd` (NULL: nothing) and returns `rc`, or the failure. */
+static int tp_register(const cps_api *a, cps_plugin *self, const char *cmd, int rc)
+{
+    api = a;
+    int r = cmd ? api->register_rpc(self, cmd, CPS_RPC_ANON, echo, NULL) : CPS_OK;
+    return r ? r : rc;
+}
+#endif
+
 #if defined(TP_GOOD)
 static void fini(cps_plugin *self, void *state)
 {
     api->log(self, CPS_LOG_INFO, "tp fini called, state=%s", (const char *)state);
 }
+static int init(const cps_api *a, cps_plugin *self, void **state)
+{
+    *state = "tp-state";
+    return tp_register(a, self, "TP_CMD", CPS_OK);
+}
+CPS_PLUGIN_DEFINE("tp", "0.0.1", init, fini);
+
+#elif defined(TP_OLD_MINOR)
+static int init(const cps_api *a, cps_plugin *self, void **state)
+{
+    (void)state;
+    return tp_register(a, self, "TP_OLD_CMD", CPS_OK);
+}
+CPS_EXPORT const cps_plugin_def cps_plugin_entry = {
+    sizeof(cps_plugin_def), CPS_ABI_MAJOR, 0, offsetof(cps_api, errcode) + sizeof(void *),
+    "tp", "0.0.1", init, NULL };
+
+#elif defined(TP_BAD_MAJOR) || defined(TP_NEW_MINOR) || defined(TP_BIG_TABLE) || defined(TP_SMALL_DEF)
+static int init(const cps_api *a, cps_plugin *self, void **state)
+{
+    (void)state;
+    return tp_register(a, self, "TP_BAD_CMD", CPS_OK);   /* must never run */
+}
+#if defined(TP_BAD_MAJOR)
+CPS_EXPORT const cps_plugin_def cps_plugin_entry = {
+    sizeof(cps_plugin_def), CPS_ABI_MAJOR + 1, 0, sizeof(cps_api), "tp", "0.0.1", init, NULL };
+#elif defined(TP_NEW_MINOR)
+CPS_EXPORT const cps_plugin_def cps_plugin_entry = {
+    sizeof(cps_plugin_def), CPS_ABI_MAJOR, CPS_ABI_MINOR + 1, sizeof(cps_api) + sizeof(void *),
+    "tp", "0.0.1", init, NULL };
+#elif defined(TP_BIG_TABLE)
+CPS_EXPORT const cps_plugin_def cps_plugin_entry = {
+    sizeof(cps_plugin_def), CPS_ABI_MAJOR, CPS_ABI_MINOR, sizeof(cps_api) + sizeof(void *),
+    "tp", "0.0.1", init, NULL };
+#else
+CPS_EXPORT const cps_plugin_def cps_plugin_entry = {
+    offsetof(cps_plugin_def, init), CPS_ABI_MAJOR, CPS_ABI_MINOR, sizeof(cps_api),
+    "tp", "0.0.1", init, NULL };
 #endif
 
-CPS_EXPORT int cps_plugin_init(const cps_api *a, cps_plugin *self, cps_plugin_info *info)
+#elif defined(TP_V1)
+/* The 1.x entry point: a function, no descriptor. */
+CPS_EXPORT int cps_plugin_init(const void *a, void *self, void *info);
+CPS_EXPORT int cps_plugin_init(const void *a, void *self, void *info)
 {
-    info->name = "tp";
-    info->version = "0.0.1";
-    info->abi_major = CPS_ABI_MAJOR;
-    info->abi_minor = CPS_ABI_MINOR;
-    api = a;
-#if defined(TP_GOOD)
-    if (CPS_API_CHECK(a)) return CPS_EVERSION;
-    info->fini = fini;
-    info->state = "tp-state";
-    return api->register_rpc(self, "TP_CMD", CPS_RPC_ANON, echo, NULL);
-#elif defined(TP_OLD_MINOR)
-    info->abi_minor = 0;
-    if (a->major != CPS_ABI_MAJOR || a->size < API_1_0_SIZE) return CPS_EVERSION;
-    return api->register_rpc(self, "TP_OLD_CMD", CPS_RPC_ANON, echo, NULL);
-#elif defined(TP_BAD_MAJOR)
-    info->abi_major = CPS_ABI_MAJOR + 1;
-    info->abi_minor = 0;
-    /* Misbehaves on purpose: registers before giving up. */
-    api->register_rpc(self, "TP_BAD_CMD", CPS_RPC_ANON, echo, NULL);
-    /* With TP_BAD_MAJOR_SAYS_OK in the environment it does not even refuse
-    ** itself: the host's own check of abi_major must. */
-    if (getenv("TP_BAD_MAJOR_SAYS_OK")) return CPS_OK;
-    return CPS_EVERSION;
-#elif defined(TP_NEW_MINOR)
-    info->abi_minor = CPS_ABI_MINOR + 1;
-    return api->register_rpc(self, "TP_NEW_CMD", CPS_RPC_ANON, echo, NULL);
-#elif defined(TP_DUP)
-    int rc = api->register_rpc(self, "TP_DUP_OTHER", CPS_RPC_ANON, echo, NULL);
-    if (rc) return rc;
-    return api->register_rpc(self, "TP_CMD", CPS_RPC_ANON, echo, NULL);
-#elif defined(TP_FAIL)
-    api->register_rpc(self, "TP_FAIL_CMD", CPS_RPC_ANON, echo, NULL);
-    return CPS_EINVAL;
-#else
-#error "define one of TP_GOOD TP_OLD_MINOR TP_BAD_MAJOR TP_NEW_MINOR TP_DUP TP_FAIL"
-#endif
+    (void)a; (void)self; (void)info;
+    abort();   /* must never be called */
 }
+
+#elif defined(TP_DUP)
+static int init(const cps_api *a, cps_plugin *self, void **state)
+{
+    (void)state;
+    int rc = tp_register(a, self, "TP_DUP_OTHER", CPS_OK);
+    return rc ? rc : tp_register(a, self, "TP_CMD", CPS_OK);
+}
+CPS_PLUGIN_DEFINE("tp", "0.0.1", init, NULL);
+
+#elif defined(TP_FAIL)
+static int init(const cps_api *a, cps_plugin *self, void **state)
+{
+    (void)state;
+    return tp_register(a, self, "TP_FAIL_CMD", CPS_EINVAL);
+}
+CPS_PLUGIN_DEFINE("tp", "0.0.1", init, NULL);
+
+#else
+#error "define one of the TP_* variants listed above"
+#endif
