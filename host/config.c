@@ -2,7 +2,9 @@
 ** config.c - the configuration: a Lua file returning one table, merged over
 ** the embedded default (config/default.lua), converted to JSON and checked
 ** against the schema below.  Every error names the key, the expected type
-** and, where the key appears in the file, the file and line.
+** and, where the key appears in the file, the file and line.  A file may
+** edit the plugin and script lists (plugins_add, ...), and every section's
+** keys are known, so a misspelt key is an error rather than ignored.
 */
 #include <lua.h>
 #include <lauxlib.h>
