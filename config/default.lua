@@ -3,7 +3,14 @@
 -- A configuration file is a Lua file that returns one table.  The table of
 -- a file given with --config is merged over this one key by key (tables are
 -- merged, lists and values replaced), so a file only names what it changes.
--- `cpsd --check-config FILE` checks a file and names every error.
+-- `cpsd --check-config FILE` checks a file and names every error, among
+-- them an unknown key, top-level or in a section ("unknown key
+-- limits.max_fram"), and a plugin or Lua script that is not found.  The
+-- server refuses to start on the same errors.
+--
+-- The keys a section takes are the ones set below, and the optional ones
+-- shown commented out (host/config.c lists those, as they have no default).
+-- The section of a plugin this host does not know is not checked.
 
 return {
     -- Where clients connect (websocket and HTTP).  port 0 picks a free port;
@@ -36,8 +43,20 @@ return {
     -- Feature plugins (.so, by name) and Lua scripts (by file name) loaded
     -- after the role plugins.  A name prefixed with "?" is optional: if it
     -- fails to load the server logs it and carries on.
-    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "blob", "example_rpc", "example_note", "example_http", "web", "auth" },
-    lua_scripts = { "examples/example_rpc.lua", "examples/example_note.lua" },
+    --
+    -- A file can edit these lists instead of restating them; the edits are
+    -- applied after the file's other keys are merged over this default:
+    --   plugins_add = { "example_rpc", "?myplugin" },  plugins_remove = { "blob" },
+    --   lua_scripts_add = { "examples/example_rpc.lua" },  lua_scripts_remove = { ... },
+    -- Names compare without their "?".  Adding a name already in the list
+    -- changes nothing (an add means "make sure it is loaded"); removing a
+    -- name that is not in the list is an error, as it is most likely a typo.
+    --
+    -- The examples (plugins example_rpc, example_note, example_http; scripts
+    -- examples/example_rpc.lua, examples/example_note.lua) are built and
+    -- installed but not loaded: add them as above to try them.
+    plugins = { "storage-fs", "rpc-channel", "rpc-pin", "blob", "web", "auth" },
+    lua_scripts = {},
 
     limits = {
         max_frame = 104857600,      -- bytes in one websocket message (100 MiB)
@@ -89,7 +108,18 @@ return {
         check_every_ms = 5000,
     },
     core = {},
-    storage = {},
+    storage = {
+        -- max_queue_per_channel = 10000,  -- operations waiting on one channel
+    },
+
+    -- Sections of the feature plugins, all keys optional (defaults shown):
+    -- ["storage-fs"] = { fsync = false },     -- fsync every append
+    -- blob = { max_upload_size = 20971520, premium_upload_size = <max_upload_size>,
+    --          default_limit = 52428800, max_queue_per_key = 16,
+    --          max_sessions = 100000, cache_control = "public, max-age=31536000" },
+    -- auth = { challenge_ttl_ms = 300000, session_hours = 168, restrict_registration = false },
+    -- ["rpc-pin"] = { default_limit = 52428800, max_cached_keys = 10000, max_queue_per_key = 1000,
+    --                 limits = { [edPublic] = { limit = bytes, plan = "", note = "" } } },
 
     -- The web side (plugin `web`, spec/http.md): the CryptPad web app's two
     -- origins, its static files, and /api/config, /api/broadcast,

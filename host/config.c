@@ -2,7 +2,9 @@
 ** config.c - the configuration: a Lua file returning one table, merged over
 ** the embedded default (config/default.lua), converted to JSON and checked
 ** against the schema below.  Every error names the key, the expected type
-** and, where the key appears in the file, the file and line.
+** and, where the key appears in the file, the file and line.  A file may
+** edit the plugin and script lists (plugins_add, ...), and every section's
+** keys are known, so a misspelt key is an error rather than ignored.
 */
 #include <lua.h>
 #include <lauxlib.h>
@@ -11,8 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <unistd.h>
 #include "host.h"
 #include "default_config.h"   /* generated: const char cps_default_config[] */
+
+#ifndef CPS_PLUGIN_INSTALL_DIR
+#define CPS_PLUGIN_INSTALL_DIR "/usr/local/lib/cpsd/plugins"
+#endif
+#ifndef CPS_LUA_DIR
+#define CPS_LUA_DIR "/usr/local/share/cpsd/lua"
+#endif
 
 cps_config *cps_cfg;   /* the process's configuration singleton */
 
@@ -150,6 +161,93 @@ static void merge(json_t *dst, json_t *src)
     }
 }
 
+/* ---- list edits: plugins_add = { ... } and friends ---- */
+
+static int line_of(const char *text, const char *path);
+
+/* A file adds to or removes from a list of the layers below it without
+** restating it.  Entries compare by name without the "?" of an optional
+** entry: adding a name already present is a no-op (so a file can say "make
+** sure X is loaded" whatever the default holds), removing a name that is
+** absent is an error (it is a typo, or the default changed under you). */
+static const struct { const char *edit, *list; bool add; } list_edits[] = {
+    { "plugins_add", "plugins", true },
+    { "plugins_remove", "plugins", false },
+    { "lua_scripts_add", "lua_scripts", true },
+    { "lua_scripts_remove", "lua_scripts", false },
+};
+#define N_EDITS (sizeof list_edits / sizeof list_edits[0])
+
+static const char *bare(const char *name) { return name[0] == '?' ? name + 1 : name; }
+
+/* Index of the entry named `name` (optional or not) in `list`, or -1. */
+static long list_find(json_t *list, const char *name)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(list, i, x)
+        if (json_is_string(x) && strcmp(bare(json_string_value(x)), bare(name)) == 0) return (long)i;
+    return -1;
+}
+
+/* The list a file's `{}` left as an empty table becomes a list again. */
+static json_t *list_at(json_t *root, const char *key)
+{
+    json_t *l = json_object_get(root, key);
+    if (json_is_object(l) && json_object_size(l) == 0) {
+        l = json_array();
+        json_object_set_new(root, key, l);
+    }
+    return json_is_array(l) ? l : NULL;
+}
+
+static void apply_edit(json_t *root, size_t k, json_t *names, const char *where, const char *text, errbuf *e)
+{
+    const char *edit = list_edits[k].edit, *lname = list_edits[k].list;
+    if (json_is_object(names) && json_object_size(names) == 0) return;   /* `{}`: nothing */
+    json_t *list = list_at(root, lname);
+    if (!json_is_array(names) || !list) {
+        if (!json_is_array(names))
+            err_add(e, "%s:%d: %s: expected a list of names, got %s", where, line_of(text, edit), edit,
+                    json_is_object(names) ? "a table" : "a value");
+        return;   /* a `plugins` of the wrong type is reported by the schema */
+    }
+    size_t i;
+    json_t *x;
+    json_array_foreach(names, i, x) {
+        const char *n = json_string_value(x);
+        if (!n || !*bare(n)) {
+            err_add(e, "%s:%d: %s[%zu]: expected a non-empty string", where, line_of(text, edit), edit, i + 1);
+            continue;
+        }
+        long at = list_find(list, n);
+        if (list_edits[k].add) {
+            if (at < 0) json_array_append(list, x);
+        } else if (at < 0) {
+            err_add(e, "%s:%d: %s: \"%s\" is not in %s", where, line_of(text, edit), edit, n, lname);
+        } else {
+            for (; at >= 0; at = list_find(list, n)) json_array_remove(list, (size_t)at);
+        }
+    }
+}
+
+/* Merge one layer (the overlay of a node, or the file) over `root`: its
+** list edits are taken out first and applied after its plain keys, so
+** `plugins = {...}` and `plugins_add = {...}` in one file compose. */
+static void apply_layer(json_t *root, json_t *layer, const char *file, const char *text, errbuf *e)
+{
+    json_t *edits[N_EDITS];
+    for (size_t k = 0; k < N_EDITS; k++) {
+        edits[k] = json_incref(json_object_get(layer, list_edits[k].edit));
+        json_object_del(layer, list_edits[k].edit);
+    }
+    merge(root, layer);
+    for (size_t k = 0; k < N_EDITS; k++) {
+        if (edits[k]) apply_edit(root, k, edits[k], file ? file : "(overlay)", file ? text : NULL, e);
+        json_decref(edits[k]);
+    }
+}
+
 json_t *cps_config_path(json_t *root, const char *path)
 {
     char buf[256];
@@ -177,6 +275,7 @@ static int line_of(const char *text, const char *path)
         while ((p = strstr(p, tok)) != NULL) {
             bool left = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
             const char *q = p + kl;
+            if ((*q == '"' || *q == '\'') && q[1] == ']') q += 2;   /* ["rpc-pin"] = */
             while (*q == ' ' || *q == '\t') q++;
             if (left && q[0] == '=' && q[1] != '=') { hit = p; break; }
             p += kl;
@@ -334,6 +433,141 @@ static bool known_top(const char *k, json_t *root)
     return json_object_get(json_object_get(root, "topology"), k) != NULL;
 }
 
+/* ---- the keys of a section ---- */
+
+/* The keys a section takes are declared once: those with a default value in
+** config/default.lua (where they are documented), those the schema above
+** checks, and the optional ones below, which have no default value (a
+** plugin reads them when present; default.lua shows them commented out).
+** A new setting with a default needs no line here.  A section named nowhere
+** belongs to an out-of-tree plugin: its keys are its own and not checked. */
+static const struct { const char *section, *keys; } optional_keys[] = {
+    { "cluster", "key self peers" },
+    { "storage", "max_queue_per_channel" },
+    { "web", "main_origin sandbox_origin cryptpad_root version fresh_key dev_mode "
+             "restrict_registration default_storage_limit max_upload_size premium_upload_size "
+             "permitted_embedders admin_email support_mailbox support_mailbox_key accounts_api "
+             "file_host websocket_url enforce_mfa onlyoffice_versions instance_name "
+             "instance_description instance_jurisdiction instance_notice accent_color "
+             "survey_url maintenance" },
+    { "blob", "max_upload_size premium_upload_size default_limit max_queue_per_key "
+              "max_sessions cache_control" },
+    { "auth", "challenge_ttl_ms session_hours restrict_registration" },
+    { "rpc-pin", "default_limit limits max_cached_keys max_queue_per_key" },
+    { "storage-fs", "fsync" },
+    { "rpc-channel", "" },
+    { "example_rpc", "" },
+    { "example_note", "" },
+    { "example_http", "" },
+};
+#define N_OPTIONAL (sizeof optional_keys / sizeof optional_keys[0])
+
+static bool word_in(const char *words, const char *w)
+{
+    size_t n = strlen(w);
+    for (const char *p = words; (p = strstr(p, w)) != NULL; p += n)
+        if ((p == words || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return true;
+    return false;
+}
+
+/* The schema's rule for a section key, as "section.key". */
+static bool in_schema(const char *section, const char *key)
+{
+    size_t sl = strlen(section);
+    for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++) {
+        const char *p = schema[i].path;
+        if (strncmp(p, section, sl) == 0 && p[sl] == '.' && (!key || strcmp(p + sl + 1, key) == 0))
+            return true;
+    }
+    return false;
+}
+
+/* Whether the keys of `section` are known to this host at all. */
+static bool section_checked(const char *section)
+{
+    if (strcmp(section, "topology") == 0) return false;   /* role = count, any role */
+    if (json_is_object(json_object_get(default_keys, section)) || in_schema(section, NULL)) return true;
+    for (size_t i = 0; i < N_OPTIONAL; i++)
+        if (strcmp(optional_keys[i].section, section) == 0) return true;
+    return false;
+}
+
+static bool section_has(const char *section, const char *key)
+{
+    if (json_object_get(json_object_get(default_keys, section), key) || in_schema(section, key)) return true;
+    for (size_t i = 0; i < N_OPTIONAL; i++)
+        if (strcmp(optional_keys[i].section, section) == 0 && word_in(optional_keys[i].keys, key)) return true;
+    return false;
+}
+
+/* Edit distance of two short names, for "did you mean"; large if long. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65];
+    if (la > 64 || lb > 64) return 99;
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+static void consider(const char *cand, const char *key, const char **best, size_t *bd)
+{
+    size_t d = distance(cand, key);
+    if (d < *bd) { *bd = d; *best = cand; }
+}
+
+/* The known key of `section` closest to `key` (2 edits at most), or NULL.
+** Candidates from the optional lists are copied to `buf`. */
+static const char *suggest(const char *section, const char *key, char *buf, size_t n)
+{
+    const char *best = NULL, *k;
+    size_t bd = 3;
+    json_t *v;
+    json_object_foreach(json_object_get(default_keys, section), k, v) consider(k, key, &best, &bd);
+    size_t sl = strlen(section);
+    for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++)
+        if (strncmp(schema[i].path, section, sl) == 0 && schema[i].path[sl] == '.')
+            consider(schema[i].path + sl + 1, key, &best, &bd);
+    if (best) { snprintf(buf, n, "%s", best); best = buf; }
+    for (size_t i = 0; i < N_OPTIONAL; i++) {
+        if (strcmp(optional_keys[i].section, section) != 0) continue;
+        for (const char *p = optional_keys[i].keys; *p; ) {
+            size_t wl = strcspn(p, " ");
+            char w[65];
+            snprintf(w, sizeof w, "%.*s", (int)(wl < 64 ? wl : 64), p);
+            size_t d = distance(w, key);
+            if (d < bd) { bd = d; snprintf(buf, n, "%s", w); best = buf; }
+            p += wl + (p[wl] == ' ');
+        }
+    }
+    return best;
+}
+
+static void check_section_keys(const char *section, json_t *v, const char *file, const char *text, errbuf *e)
+{
+    if (!json_is_object(v) || !section_checked(section)) return;
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+        if (section_has(section, k)) continue;
+        char path[256], near[80];
+        snprintf(path, sizeof path, "%s.%s", section, k);
+        const char *s = suggest(section, k, near, sizeof near);
+        if (s) err_add(e, "%s:%d: unknown key %s (did you mean %s.%s?)", WHERE(path), path, section, s);
+        else err_add(e, "%s:%d: unknown key %s", WHERE(path), path);
+    }
+}
+
 static void validate(json_t *root, const char *file, const char *text, errbuf *e)
 {
     for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++) {
@@ -356,6 +590,7 @@ static void validate(json_t *root, const char *file, const char *text, errbuf *e
     json_object_foreach(root, k, v) {
         if (!known_top(k, root))
             err_add(e, "%s:%d: %s: unknown key (not a setting, nor the section of a plugin in use)", WHERE(k), k);
+        else check_section_keys(k, v, file, text, e);
     }
     /* Plugin sections must be tables. */
     json_object_foreach(root, k, v) {
@@ -410,19 +645,28 @@ cps_config *cps_config_load_with(const char *file, json_t *overlay, char **error
     *errors = NULL;
     json_t *root = eval_chunk(cps_default_config, strlen(cps_default_config), "=default", false, &e);
     char *text = NULL;
-    json_t *defaults = root ? json_copy(root) : NULL;
+    json_t *defaults = root ? json_deep_copy(root) : NULL;   /* merge() edits root's sections */
     default_keys = defaults;
-    if (root && overlay) merge(root, overlay);
+    int edit_errors = 0, before;   /* the lists can be checked after a bad edit */
+    if (root && overlay) {
+        json_t *o = json_deep_copy(overlay);   /* its edits are taken out */
+        before = e.count;
+        apply_layer(root, o, NULL, NULL, &e);
+        edit_errors += e.count - before;
+        json_decref(o);
+    }
     if (root && file) {
         text = slurp(file);
         if (!text) {
             err_add(&e, "%s: cannot read the file", file);
         } else {
             json_t *user = eval_chunk(NULL, 0, file, true, &e);
-            if (user) { merge(root, user); json_decref(user); }
+            before = e.count;
+            if (user) { apply_layer(root, user, file, text, &e); json_decref(user); }
+            edit_errors += e.count - before;
         }
     }
-    if (root && e.count == 0) validate(root, file, text, &e);
+    if (root && e.count == edit_errors) validate(root, file, text, &e);
     default_keys = NULL;
     json_decref(defaults);
     free(text);
@@ -435,6 +679,108 @@ cps_config *cps_config_load_with(const char *file, json_t *overlay, char **error
     c->root = root;
     c->file = file ? strdup(file) : NULL;
     return c;
+}
+
+/* ---- the files a configuration names ---- */
+
+/* The loaders (plugin.c, lua_host.c) search these places in this order;
+** --check-config looks in the same ones, so that "OK" means the server
+** finds everything it is told to load. */
+static const char *exe_dir(char *dir, size_t n)
+{
+    ssize_t len = readlink("/proc/self/exe", dir, n - 1);
+    if (len <= 0) return ".";
+    dir[len] = 0;
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    return dir;
+}
+
+static bool readable(const char *path) { return access(path, R_OK) == 0; }
+
+static bool plugin_exists(json_t *root, const char *name)
+{
+    char path[PATH_MAX], dir[PATH_MAX];
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(root, "plugin_dirs"), i, d) {
+        snprintf(path, sizeof path, "%s/%s.so", json_string_value(d), name);
+        if (readable(path)) return true;
+    }
+    snprintf(path, sizeof path, "%s/plugins/%s.so", exe_dir(dir, sizeof dir), name);
+    if (readable(path)) return true;
+    snprintf(path, sizeof path, "%s/%s.so", CPS_PLUGIN_INSTALL_DIR, name);
+    return readable(path);
+}
+
+/* A script spec is a file name, or "role:file" to attach it to a node. */
+static bool script_exists(json_t *root, const char *spec)
+{
+    const char *name = spec, *colon = strchr(spec, ':');
+    if (colon && colon - spec < 16 && !strchr(spec, '/')) name = colon + 1;
+    if (name[0] == '/') return readable(name);
+    if (strstr(name, "..")) return false;
+    char path[PATH_MAX];
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(root, "lua_dirs"), i, d) {
+        snprintf(path, sizeof path, "%s/%s", json_string_value(d), name);
+        if (readable(path)) return true;
+    }
+    snprintf(path, sizeof path, "%s/%s", CPS_LUA_DIR, name);
+    return readable(path);
+}
+
+/* Line of the first `"name"` in the file (0 if it is not there). */
+static int line_of_name(const char *text, const char *name)
+{
+    char q[300];
+    snprintf(q, sizeof q, "\"%s\"", name);
+    const char *hit = text ? strstr(text, q) : NULL;
+    if (!hit) return 0;
+    int line = 1;
+    for (const char *c = text; c < hit; c++) if (*c == '\n') line++;
+    return line;
+}
+
+static void check_plugin(json_t *root, const char *name, const char *what, const char *file,
+                         const char *text, errbuf *e)
+{
+    if (strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(name) || strlen(name) > 64) {
+        err_add(e, "%s:%d: %s: \"%s\" is not a plugin name (a-z 0-9 _ -)", file ? file : "(default)",
+                line_of_name(text, name), what, name);
+        return;
+    }
+    if (plugin_exists(root, name)) return;
+    char dir[PATH_MAX];
+    err_add(e, "%s:%d: %s: no plugin %s.so in plugin_dirs, %s/plugins or %s", file ? file : "(default)",
+            line_of_name(text, name), what, name, exe_dir(dir, sizeof dir), CPS_PLUGIN_INSTALL_DIR);
+}
+
+int cps_config_check_files(const cps_config *c, char **errors)
+{
+    errbuf e = { 0 };
+    char *text = c->file ? slurp(c->file) : NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(c->root, "nodes"), i, v) {
+        char role[32];   /* a role node loads the plugin of its role */
+        snprintf(role, sizeof role, "%.*s", (int)strcspn(json_string_value(v), ":"), json_string_value(v));
+        check_plugin(c->root, role, "nodes", c->file, text, &e);
+    }
+    json_array_foreach(json_object_get(c->root, "plugins"), i, v) {
+        const char *n = json_string_value(v);
+        if (n[0] != '?') check_plugin(c->root, n, "plugins", c->file, text, &e);
+    }
+    json_array_foreach(json_object_get(c->root, "lua_scripts"), i, v) {
+        const char *n = json_string_value(v);
+        if (n[0] != '?' && !script_exists(c->root, n))
+            err_add(&e, "%s:%d: lua_scripts: no script %s in lua_dirs or %s", c->file ? c->file : "(default)",
+                    line_of_name(text, n), n, CPS_LUA_DIR);
+    }
+    free(text);
+    *errors = e.s;
+    return e.count;
 }
 
 void cps_config_free(cps_config *c)

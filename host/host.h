@@ -53,6 +53,10 @@ extern cps_config *cps_cfg;   /* the singleton, set by main */
 cps_config *cps_config_load(const char *file, char **errors);
 cps_config *cps_config_load_with(const char *file, json_t *overlay, char **errors);
 json_t *cps_config_eval_file(const char *file, char **errors);
+/* Every plugin (.so) and Lua script `c` names that the loaders would not
+** find, one error per line in *errors (malloc'd, NULL if none); returns the
+** number of errors.  Optional ("?name") entries may be missing. */
+int cps_config_check_files(const cps_config *c, char **errors);
 void cps_config_free(cps_config *c);
 json_t *cps_config_path(json_t *root, const char *path);  /* dotted lookup */
 const char *cps_config_str(const char *path, const char *def);

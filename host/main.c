@@ -137,6 +137,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (mode == 1) {
+        /* The loaders would stop at the first missing file: name them all. */
+        if (cps_config_check_files(cps_cfg, &errors)) {
+            fprintf(stderr, "cpsd: configuration errors:\n%s", errors);
+            free(errors);
+            cps_config_free(cps_cfg);
+            return 1;
+        }
         printf("%s: OK\n", config);
         cps_config_free(cps_cfg);
         return 0;

@@ -140,3 +140,42 @@ test('a second server on the same port fails with a message naming the port', as
         assert.equal(await first.stop(), 0);
     })();
 });
+
+test('--check-config names unknown keys inside sections, missing plugins and scripts, bad removals', async () => {
+    const file = writeFile('nested.lua', [
+        'return {',
+        '  listen = { prot = 3000 },',
+        '  limits = { max_fram = 1048576 },',
+        '  web = { admin_key = {} },',
+        '  plugins_add = { "no_such_plugin" },',
+        '  plugins_remove = { "not_in_the_list" },',
+        '  lua_scripts_add = { "no_such_script.lua" },',
+        '}',
+        '',
+    ].join('\n'));
+    const r = await checkConfig(file);
+    assert.notEqual(r.code, 0, out(r));
+    const text = r.stdout + r.stderr;
+    assert.match(text, /:2: unknown key listen\.prot/, out(r));
+    assert.match(text, /:3: unknown key limits\.max_fram/, out(r));
+    assert.match(text, /:4: unknown key web\.admin_key/, out(r));
+    assert.match(text, /:6: plugins_remove: "not_in_the_list" is not in plugins/, out(r));
+    // the server refuses to start with it, as with an unknown top-level key
+    const s = await runCpsd(['--config', file]);
+    assert.notEqual(s.code, 0, `server started with a bad config\n${out(s)}`);
+    assert.match(s.stdout + s.stderr, /unknown key limits\.max_fram/, out(s));
+
+    // once the keys are right, the files that are not there are named
+    const files = writeFile('files.lua', [
+        'return {',
+        '  plugins_add = { "no_such_plugin", "?optional_missing" },',
+        '  lua_scripts_add = { "no_such_script.lua" },',
+        '}',
+        '',
+    ].join('\n'));
+    const f = await checkConfig(files);
+    assert.notEqual(f.code, 0, out(f));
+    assert.match(f.stdout + f.stderr, /:2: plugins: no plugin no_such_plugin\.so/, out(f));
+    assert.match(f.stdout + f.stderr, /:3: lua_scripts: no script no_such_script\.lua/, out(f));
+    assert.doesNotMatch(f.stdout + f.stderr, /optional_missing/, out(f));
+});

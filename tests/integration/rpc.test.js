@@ -15,9 +15,13 @@ const isArr = Array.isArray;
 let HK; let me; let other;
 
 before(withLog(() => srv, async () => {
-    // lists in a config file replace the default ones: keep the example
-    // script (EXAMPLE_UPPER) next to the test fixture
-    srv = await startServer({ lua_dirs: [FIXTURES_DIR], lua_scripts: ['examples/example_rpc.lua', 'failing.lua'] });
+    // the examples are not loaded by default: add the C one (EXAMPLE_ECHO)
+    // and the Lua one (EXAMPLE_UPPER), next to the test fixture
+    srv = await startServer({
+        lua_dirs: [FIXTURES_DIR],
+        plugins_add: ['example_rpc'],
+        lua_scripts_add: ['examples/example_rpc.lua', 'failing.lua'],
+    });
     me = await C.rawReady(srv.url);
     // learn the history keeper id the way the web app does (34-zero channel)
     const j = await me.join('0'.repeat(34));

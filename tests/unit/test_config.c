@@ -3,7 +3,8 @@
 ** and the error messages (key, expected type, file and line) for wrong
 ** types, out-of-range values, unknown keys, Lua errors, a file that does not
 ** return a table, a missing file, several errors at once; dotted lookup;
-** sections of plugins named in `plugins`.
+** sections of plugins named in `plugins`; unknown keys inside sections;
+** the list edits (plugins_add, ..._remove); plugins and scripts not found.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -265,6 +266,197 @@ static void test_plugin_section(void **state)
     free(err);
 }
 
+/* Loads `text` from a temporary file; the config, or NULL with *err set. */
+static cps_config *load_text(const char *text, char **err)
+{
+    char path[64];
+    write_temp(path, sizeof path, ".lua", text);
+    *err = NULL;
+    cps_config *c = cps_config_load(path, err);
+    unlink(path);
+    if (*err) print_message("  errors:\n%s", *err);
+    return c;
+}
+
+static bool has_entry(cps_config *c, const char *list, const char *name)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(cps_config_path(c->root, list), i, x)
+        if (strcmp(json_string_value(x), name) == 0) return true;
+    return false;
+}
+
+static void test_default_has_no_examples(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    cps_config *c = cps_config_load(NULL, &err);
+    assert_non_null(c);
+    assert_true(has_entry(c, "plugins", "rpc-pin"));
+    assert_false(has_entry(c, "plugins", "example_rpc"));
+    assert_false(has_entry(c, "plugins", "example_note"));
+    assert_false(has_entry(c, "plugins", "example_http"));
+    assert_int_equal(json_array_size(cps_config_path(c->root, "lua_scripts")), 0);
+    cps_config_free(c);
+}
+
+static void test_unknown_nested_keys(void **state)
+{
+    (void)state;
+    char *err;
+    cps_config *c = load_text("return {\n"
+                              "  listen = { prot = 1 },\n"
+                              "  limits = { max_fram = 2048 },\n"
+                              "  web = { admin_key = {} },\n"
+                              "  [\"rpc-pin\"] = { max_cache_keys = 3 },\n"
+                              "  cluster = { sefl = \"core:0\" },\n"
+                              "}\n", &err);
+    assert_null(c);
+    assert_non_null(err);
+    /* Each named in full, on its own line, with the nearest known key. */
+    assert_non_null(strstr(err, ":2: unknown key listen.prot (did you mean listen.port?)"));
+    assert_non_null(strstr(err, ":3: unknown key limits.max_fram (did you mean limits.max_frame?)"));
+    assert_non_null(strstr(err, ":4: unknown key web.admin_key (did you mean web.admin_keys?)"));
+    assert_non_null(strstr(err, ":5: unknown key rpc-pin.max_cache_keys"));
+    assert_non_null(strstr(err, ":6: unknown key cluster.sefl"));
+    assert_int_equal(count_lines(err), 5);
+    free(err);
+
+    /* Optional keys (no default value) and the keys of the default pass;
+    ** the section of a plugin this host does not know is not checked. */
+    c = load_text("return {\n"
+                  "  web = { cryptpad_root = \"/srv\", admin_keys = {} },\n"
+                  "  blob = { cache_control = \"no-cache\" },\n"
+                  "  storage = { max_queue_per_channel = 5 },\n"
+                  "  front = { ping_after_ms = 100 },\n"
+                  "  plugins_add = { \"outoftree\" },\n"
+                  "  outoftree = { anything = 1 },\n"
+                  "}\n", &err);
+    assert_null(err);
+    assert_non_null(c);
+    cps_config_free(c);
+
+    /* A key far from every known one gets no suggestion. */
+    c = load_text("return { log = { zzzzzzzz = 1 } }\n", &err);
+    assert_null(c);
+    assert_non_null(strstr(err, "unknown key log.zzzzzzzz\n"));
+    free(err);
+}
+
+static void test_list_edits(void **state)
+{
+    (void)state;
+    char *err;
+    cps_config *c = load_text("return {\n"
+                              "  plugins_add = { \"example_rpc\", \"blob\", \"?extra\" },\n"
+                              "  plugins_remove = { \"auth\", \"?web\" },\n"
+                              "  lua_scripts_add = { \"examples/example_rpc.lua\" },\n"
+                              "}\n", &err);
+    assert_null(err);
+    assert_non_null(c);
+    json_t *p = cps_config_path(c->root, "plugins");
+    /* The default's list, edited: appended in order, "blob" not twice. */
+    const char *want[] = { "storage-fs", "rpc-channel", "rpc-pin", "blob", "example_rpc", "?extra" };
+    assert_int_equal(json_array_size(p), 6);
+    for (size_t i = 0; i < 6; i++) assert_string_equal(json_string_value(json_array_get(p, i)), want[i]);
+    assert_true(has_entry(c, "lua_scripts", "examples/example_rpc.lua"));
+    /* The edit keys are consumed: not in the effective configuration. */
+    assert_null(cps_config_path(c->root, "plugins_add"));
+    assert_null(cps_config_path(c->root, "lua_scripts_add"));
+    cps_config_free(c);
+
+    /* A replacement and an edit in one file: the edit applies to the new list. */
+    c = load_text("return { plugins = { \"a\", \"?b\" }, plugins_add = { \"c\", \"b\" },\n"
+                  "  plugins_remove = { \"a\" }, lua_scripts = {}, lua_scripts_add = { \"x.lua\" } }\n", &err);
+    assert_null(err);
+    p = cps_config_path(c->root, "plugins");
+    assert_int_equal(json_array_size(p), 2);
+    assert_string_equal(json_string_value(json_array_get(p, 0)), "?b");
+    assert_string_equal(json_string_value(json_array_get(p, 1)), "c");
+    assert_int_equal(json_array_size(cps_config_path(c->root, "lua_scripts")), 1);
+    cps_config_free(c);
+
+    /* A node's overlay (from a topology) edits too, under the file. */
+    json_t *overlay = json_pack("{s[s]}", "plugins_add", "example_note");
+    char path[64];
+    write_temp(path, sizeof path, ".lua", "return { plugins_remove = { \"blob\" } }\n");
+    c = cps_config_load_with(path, overlay, &err);
+    unlink(path);
+    json_decref(overlay);
+    assert_non_null(c);
+    assert_true(has_entry(c, "plugins", "example_note"));
+    assert_false(has_entry(c, "plugins", "blob"));
+    cps_config_free(c);
+}
+
+static void test_remove_absent(void **state)
+{
+    (void)state;
+    char *err;
+    cps_config *c = load_text("return {\n"
+                              "  plugins_remove = { \"nope\" },\n"
+                              "  lua_scripts_remove = { \"none.lua\" },\n"
+                              "  plugins_add = \"blob\",\n"
+                              "  limits = { max_fram = 2048 },\n"
+                              "}\n", &err);
+    assert_null(c);
+    assert_non_null(strstr(err, ":2: plugins_remove: \"nope\" is not in plugins"));
+    assert_non_null(strstr(err, ":3: lua_scripts_remove: \"none.lua\" is not in lua_scripts"));
+    assert_non_null(strstr(err, ":4: plugins_add: expected a list of names"));
+    /* A bad edit does not hide the other errors. */
+    assert_non_null(strstr(err, ":5: unknown key limits.max_fram"));
+    assert_int_equal(count_lines(err), 4);
+    free(err);
+}
+
+static void test_missing_files(void **state)
+{
+    (void)state;
+    char text[1024], *err;
+    /* The built plugins are beside cpsd, not beside this test: point
+    ** plugin_dirs at them, as the loader would find them there. */
+    snprintf(text, sizeof text, "return {\n"
+             "  plugin_dirs = { \"%s\" },\n"
+             "  plugins_add = { \"example_rpc\", \"no_such_plugin\", \"?optional_gone\" },\n"
+             "  lua_scripts_add = { \"examples/example_rpc.lua\", \"no_such.lua\", \"?opt.lua\" },\n"
+             "}\n", BUILD_PLUGIN_DIR);
+    char path[64];
+    write_temp(path, sizeof path, ".lua", text);   /* kept: errors give lines */
+    cps_config *c = cps_config_load(path, &err);
+    assert_non_null(c);
+    int n = cps_config_check_files(c, &err);
+    unlink(path);
+    assert_int_equal(n, 2);
+    print_message("  file errors:\n%s", err);
+    assert_non_null(strstr(err, ":3: plugins: no plugin no_such_plugin.so"));
+    assert_non_null(strstr(err, ":4: lua_scripts: no script no_such.lua"));
+    assert_null(strstr(err, "optional_gone"));
+    assert_null(strstr(err, "opt.lua"));
+    free(err);
+    cps_config_free(c);
+
+    /* Everything found: no error, no text. */
+    snprintf(text, sizeof text, "return { plugin_dirs = { \"%s\" } }\n", BUILD_PLUGIN_DIR);
+    c = load_text(text, &err);
+    assert_non_null(c);
+    err = (char *)1;
+    assert_int_equal(cps_config_check_files(c, &err), 0);
+    assert_null(err);
+    cps_config_free(c);
+
+    /* A role without a plugin, and a name the loader would refuse. */
+    snprintf(text, sizeof text, "return { plugin_dirs = { \"%s\" }, nodes = { \"nosuchrole:0\" },\n"
+             "  topology = { nosuchrole = 1 }, plugins = { \"../x\" } }\n", BUILD_PLUGIN_DIR);
+    c = load_text(text, &err);
+    assert_non_null(c);
+    assert_int_equal(cps_config_check_files(c, &err), 2);
+    assert_non_null(strstr(err, "nodes: no plugin nosuchrole.so"));
+    assert_non_null(strstr(err, "\"../x\" is not a plugin name"));
+    free(err);
+    cps_config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +472,11 @@ int main(void)
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_path_lookup),
         cmocka_unit_test(test_plugin_section),
+        cmocka_unit_test(test_default_has_no_examples),
+        cmocka_unit_test(test_unknown_nested_keys),
+        cmocka_unit_test(test_list_edits),
+        cmocka_unit_test(test_remove_absent),
+        cmocka_unit_test(test_missing_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -101,6 +101,14 @@ const defaultConfig = (dir) => ({
     front: { ping_after_ms: 15000, drop_after_ms: 60000, check_every_ms: 5000 },
 });
 
+// The example plugins and scripts, which the default configuration does not
+// load: startServer({ ...EXAMPLES }) adds them all (list edits, so the
+// default plugins stay).
+const EXAMPLES = Object.freeze({
+    plugins_add: ['example_rpc', 'example_note', 'example_http'],
+    lua_scripts_add: ['examples/example_rpc.lua', 'examples/example_note.lua'],
+});
+
 // ------------------------------------------------------------ processes
 
 const live = new Set();  // child processes started here and not yet reaped
@@ -352,6 +360,6 @@ const listFiles = (dir) => {
 };
 
 module.exports = {
-    startServer, withLog, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir,
+    startServer, withLog, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir, EXAMPLES,
     TESTS_DIR, FIXTURES_DIR, channelFile, listFiles,
 };
