@@ -114,11 +114,11 @@ return {
 
     -- Sections of the feature plugins, all keys optional (defaults shown):
     -- ["storage-fs"] = { fsync = false },     -- fsync every append
-    -- blob = { max_upload_size = 20971520, premium_upload_size = <max_upload_size>,
-    --          default_limit = 52428800, max_queue_per_key = 16,
-    --          max_sessions = 100000, cache_control = "public, max-age=31536000" },
-    -- auth = { challenge_ttl_ms = 300000, session_hours = 168, restrict_registration = false },
-    -- ["rpc-pin"] = { default_limit = 52428800, max_cached_keys = 10000, max_queue_per_key = 1000,
+    -- (their shared limits are in `instance` above)
+    -- blob = { max_queue_per_key = 16, max_sessions = 100000,
+    --          cache_control = "public, max-age=31536000" },
+    -- auth = { challenge_ttl_ms = 300000, session_hours = 168 },
+    -- ["rpc-pin"] = { max_cached_keys = 10000, max_queue_per_key = 1000,
     --                 limits = { [edPublic] = { limit = bytes, plan = "", note = "" } } },
 
     -- The web side (plugin `web`, spec/http.md): the CryptPad web app's two

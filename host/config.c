@@ -444,16 +444,15 @@ static bool known_top(const char *k, json_t *root)
 static const struct { const char *section, *keys; } optional_keys[] = {
     { "cluster", "key self peers" },
     { "storage", "max_queue_per_channel" },
-    { "web", "main_origin sandbox_origin cryptpad_root version fresh_key dev_mode "
-             "restrict_registration default_storage_limit max_upload_size premium_upload_size "
-             "permitted_embedders admin_email support_mailbox support_mailbox_key accounts_api "
+    { "instance", "main_origin sandbox_origin permitted_embedders premium_upload_size" },
+    { "web", "cryptpad_root version fresh_key dev_mode "
+             "admin_email support_mailbox support_mailbox_key accounts_api "
              "file_host websocket_url enforce_mfa onlyoffice_versions instance_name "
              "instance_description instance_jurisdiction instance_notice accent_color "
              "survey_url maintenance" },
-    { "blob", "max_upload_size premium_upload_size default_limit max_queue_per_key "
-              "max_sessions cache_control" },
-    { "auth", "challenge_ttl_ms session_hours restrict_registration" },
-    { "rpc-pin", "default_limit limits max_cached_keys max_queue_per_key" },
+    { "blob", "max_queue_per_key max_sessions cache_control" },
+    { "auth", "challenge_ttl_ms session_hours" },
+    { "rpc-pin", "limits max_cached_keys max_queue_per_key" },
     { "storage-fs", "fsync" },
     { "rpc-channel", "" },
     { "example_rpc", "" },

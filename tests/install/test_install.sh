@@ -15,7 +15,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/install.log" 2>&1 \
     || { cat "$tmp/install.log" >&2; fail "cmake --install"; }
 
-for f in include/cpsd/cps.h include/cpsd/cps_storage.h lib/pkgconfig/cpsd.pc; do
+for f in include/cpsd/cps.h include/cpsd/cps_errors.h include/cpsd/cps_storage.h lib/pkgconfig/cpsd.pc; do
     [ -f "$tmp/prefix/$f" ] || fail "$f not installed"
 done
 
