@@ -18,12 +18,6 @@
 #include "host.h"
 #include "default_config.h"   /* generated: const char cps_default_config[] */
 
-#ifndef CPS_PLUGIN_INSTALL_DIR
-#define CPS_PLUGIN_INSTALL_DIR "/usr/local/lib/cpsd/plugins"
-#endif
-#ifndef CPS_LUA_DIR
-#define CPS_LUA_DIR "/usr/local/share/cpsd/lua"
-#endif
 
 cps_config *cps_cfg;   /* the process's configuration singleton */
 
@@ -682,34 +676,11 @@ cps_config *cps_config_load_with(const char *file, json_t *overlay, char **error
 
 /* ---- the files a configuration names ---- */
 
-/* The loaders (plugin.c, lua_host.c) search these places in this order;
-** --check-config looks in the same ones, so that "OK" means the server
-** finds everything it is told to load. */
-static const char *exe_dir(char *dir, size_t n)
-{
-    ssize_t len = readlink("/proc/self/exe", dir, n - 1);
-    if (len <= 0) return ".";
-    dir[len] = 0;
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    return dir;
-}
-
-static bool readable(const char *path) { return access(path, R_OK) == 0; }
-
+/* Whether the loaders would find a plugin or script (search.c). */
 static bool plugin_exists(json_t *root, const char *name)
 {
-    char path[PATH_MAX], dir[PATH_MAX];
-    size_t i;
-    json_t *d;
-    json_array_foreach(json_object_get(root, "plugin_dirs"), i, d) {
-        snprintf(path, sizeof path, "%s/%s.so", json_string_value(d), name);
-        if (readable(path)) return true;
-    }
-    snprintf(path, sizeof path, "%s/plugins/%s.so", exe_dir(dir, sizeof dir), name);
-    if (readable(path)) return true;
-    snprintf(path, sizeof path, "%s/%s.so", CPS_PLUGIN_INSTALL_DIR, name);
-    return readable(path);
+    char path[PATH_MAX];
+    return cps_search_plugin(root, name, path, sizeof path);
 }
 
 /* A script spec is a file name, or "role:file" to attach it to a node. */
@@ -717,17 +688,8 @@ static bool script_exists(json_t *root, const char *spec)
 {
     const char *name = spec, *colon = strchr(spec, ':');
     if (colon && colon - spec < 16 && !strchr(spec, '/')) name = colon + 1;
-    if (name[0] == '/') return readable(name);
-    if (strstr(name, "..")) return false;
     char path[PATH_MAX];
-    size_t i;
-    json_t *d;
-    json_array_foreach(json_object_get(root, "lua_dirs"), i, d) {
-        snprintf(path, sizeof path, "%s/%s", json_string_value(d), name);
-        if (readable(path)) return true;
-    }
-    snprintf(path, sizeof path, "%s/%s", CPS_LUA_DIR, name);
-    return readable(path);
+    return cps_search_script(root, name, path, sizeof path);
 }
 
 /* Line of the first `"name"` in the file (0 if it is not there). */
@@ -751,9 +713,8 @@ static void check_plugin(json_t *root, const char *name, const char *what, const
         return;
     }
     if (plugin_exists(root, name)) return;
-    char dir[PATH_MAX];
     err_add(e, "%s:%d: %s: no plugin %s.so in plugin_dirs, %s/plugins or %s", file ? file : "(default)",
-            line_of_name(text, name), what, name, exe_dir(dir, sizeof dir), CPS_PLUGIN_INSTALL_DIR);
+            line_of_name(text, name), what, name, cps_search_exe_dir(), cps_search_plugin_dir());
 }
 
 int cps_config_check_files(const cps_config *c, char **errors)
@@ -775,7 +736,7 @@ int cps_config_check_files(const cps_config *c, char **errors)
         const char *n = json_string_value(v);
         if (n[0] != '?' && !script_exists(c->root, n))
             err_add(&e, "%s:%d: lua_scripts: no script %s in lua_dirs or %s", c->file ? c->file : "(default)",
-                    line_of_name(text, n), n, CPS_LUA_DIR);
+                    line_of_name(text, n), n, cps_search_lua_dir());
     }
     free(text);
     *errors = e.s;

@@ -40,6 +40,15 @@ cps_plugin *cps_plugins_host(void); /* the pseudo-plugin of the host itself */
 /* Undo every registration a plugin made (commands, rpc, timers, handler). */
 void cps_plugin_forget(cps_plugin *p);
 
+/* ---- finding plugin and script files (search.c) ---- */
+/* Writes the path of the .so or script the loaders would use into out;
+** false if there is none.  `root` is the configuration (NULL: defaults). */
+bool cps_search_plugin(json_t *root, const char *name, char *out, size_t n);
+bool cps_search_script(json_t *root, const char *name, char *out, size_t n);
+const char *cps_search_exe_dir(void);
+const char *cps_search_plugin_dir(void);   /* the install prefix's */
+const char *cps_search_lua_dir(void);      /* the built-in scripts' */
+
 /* ---- configuration (config.c) ---- */
 typedef struct cps_config {
     json_t *root;          /* merged defaults + file */

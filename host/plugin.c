@@ -12,10 +12,6 @@
 #include <unistd.h>
 #include "host.h"
 
-#ifndef CPS_PLUGIN_INSTALL_DIR
-#define CPS_PLUGIN_INSTALL_DIR "/usr/local/lib/cpsd/plugins"
-#endif
-
 static cps_plugin *plugins;       /* loaded plugins, newest first */
 static cps_plugin host_self = { .name = "cpsd", .path = "<host>" };
 
@@ -63,35 +59,6 @@ static bool valid_name(const char *s)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
             return false;
     return true;
-}
-
-/* The directory of the running binary, for plugins built beside it. */
-static const char *exe_dir(void)
-{
-    static char dir[PATH_MAX];
-    if (!dir[0]) {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-        if (n <= 0) { strcpy(dir, "."); return dir; }
-        dir[n] = 0;
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-    }
-    return dir;
-}
-
-static bool find_file(const char *name, char *out, size_t n)
-{
-    json_t *dirs = cps_config_path(cps_cfg ? cps_cfg->root : NULL, "plugin_dirs");
-    size_t i;
-    json_t *d;
-    json_array_foreach(dirs, i, d) {
-        snprintf(out, n, "%s/%s.so", json_string_value(d), name);
-        if (access(out, R_OK) == 0) return true;
-    }
-    snprintf(out, n, "%s/plugins/%s.so", exe_dir(), name);
-    if (access(out, R_OK) == 0) return true;
-    snprintf(out, n, "%s/%s.so", CPS_PLUGIN_INSTALL_DIR, name);
-    return access(out, R_OK) == 0;
 }
 
 /* Why the descriptor `d` cannot be used by this host, or NULL if it can
@@ -176,9 +143,9 @@ int cps_plugin_load(const char *name, const char *node, bool required)
     if (!valid_name(name)) {
         cps_log("plugin", CPS_LOG_ERROR, "plugin name '%s' is not valid (a-z 0-9 _ -)", name);
         rc = CPS_EINVAL;
-    } else if (!find_file(name, path, sizeof path)) {
+    } else if (!cps_search_plugin(cps_cfg ? cps_cfg->root : NULL, name, path, sizeof path)) {
         cps_log("plugin", CPS_LOG_ERROR, "plugin '%s': no %s.so in plugin_dirs, %s/plugins or %s",
-                name, name, exe_dir(), CPS_PLUGIN_INSTALL_DIR);
+                name, name, cps_search_exe_dir(), cps_search_plugin_dir());
         rc = CPS_ENOENT;
     } else {
         rc = cps_plugin_load_path(name, path, node);
