@@ -29,7 +29,10 @@ const walkthrough = (name) => {
 
 before(withLog(() => srv, async () => {
     tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), 'cpsd-walkthrough-'));
-    const build = Path.dirname(Path.resolve(process.env.CPSD_BIN || Path.join(ROOT, 'build/cpsd')));
+    // the build tree of the binary under test ($CPSD_BUILD_DIR when CPSD_BIN
+    // is a wrapper, e.g. valgrind's)
+    const build = process.env.CPSD_BUILD_DIR
+        || Path.dirname(Path.resolve(process.env.CPSD_BIN || Path.join(ROOT, 'build/cpsd')));
     const prefix = Path.join(tmp, 'prefix');
     execFileSync('cmake', ['--install', build, '--prefix', prefix], { stdio: 'pipe' });
     Fs.writeFileSync(Path.join(tmp, 'hello.c'), walkthrough('hello.c'));
