@@ -41,8 +41,8 @@ typedef struct sop {
 } sop;
 
 struct kq {
-    char safe[KEY_LEN + 1];
-    char ph[KEY_LEN + 16];         /* "<safe>.placeholder" */
+    char safe[IDS_KEY_LEN + 1];
+    char ph[IDS_KEY_LEN + 16];         /* "<safe>.placeholder" */
     sop *head, *tail;
 };
 
@@ -377,14 +377,14 @@ int auth_store_run(json_t *args, auth_op_done done, void *ud)
 {
     const char *op = json_string_value(json_object_get(args, "op"));
     const char *key = json_string_value(json_object_get(args, "key"));
-    char safe[KEY_LEN + 1];
+    char safe[IDS_KEY_LEN + 1];
     int kind = -1;
     bool obj = false;
     for (size_t i = 0; op && i < sizeof OPS / sizeof OPS[0]; i++)
         if (!strcmp(OPS[i].name, op)) { kind = OPS[i].kind; obj = OPS[i].obj; }
     const cps_storage_backend *b = be();
     if (A.closing) return CPS_ECANCELED;
-    if (kind < 0 || !auth_key_ok(key, safe)) return CPS_EINVAL;
+    if (kind < 0 || !ids_safe_key(key, safe)) return CPS_EINVAL;
     if (!b || (obj && !auth_obj_backend())) return CPS_ERR_E_UNAVAILABLE;
     sop *s = calloc(1, sizeof *s);
     kq *q = strmap_get(A.keys, safe);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cps.h"
+#include "ids.h"
 #include "strmap.h"
 #include "fs.h"
 
@@ -57,10 +58,8 @@ static bool valid_channel(const char *s)
     return n >= 32 && n <= 48 && chars_ok(s, n, "+=-", true);
 }
 
-static bool valid_key(const char *s)
-{
-    return s && strnlen(s, 45) == 44 && chars_ok(s, 44, "+=-", true);
-}
+/* Keys reach a backend in their safe form (netflux.md §3). */
+static bool valid_key(const char *s) { return ids_is_safe_key(s); }
 
 static bool valid_ns(const char *s)
 {

@@ -8,6 +8,7 @@
 #define CPS_STORAGE_ROLE_H
 #include "cps.h"
 #include "hkindex.h"
+#include "ids.h"
 #include "strmap.h"
 
 typedef struct channel channel;
