@@ -27,7 +27,7 @@ typedef struct auth_state {
     bool restrict_registration;    /* WRITE_BLOCK needs a registrationProof */
     strmap *pending;               /* txid -> uint64_t expiry: challenges to collect */
     strmap *answering;             /* txids whose round 2 is in progress */
-    strmap *keys;                  /* storage half: safe key -> its operation queue */
+    struct keyqueue *keys;         /* storage half: an operation queue per safe key */
     size_t live;                   /* requests in progress (HTTP and storage) */
     cps_timer *gc;
 } auth_state;

@@ -34,7 +34,9 @@ typedef struct bop {
     char meta_key[IDS_BLOB_LEN + 32];
 } bop;
 
-/* One user key: its upload sizes, its cookie's write time, its queue. */
+/* One user key: its upload sizes, its cookie's write time, its queue.  Not
+** a keyqueue (plugins/common): the session outlives an empty queue (the
+** sizes stay until SESSION_IDLE_MS) and the sweep and fini inspect it. */
 struct sess {
     char safe[IDS_KEY_LEN + 1];
     char unsafe[IDS_KEY_LEN + 1];

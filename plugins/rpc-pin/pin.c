@@ -73,7 +73,9 @@ struct sizejob {
     sizeslot *slots;
 };
 
-/* The state of one key: its replayed pins and its operation queue. */
+/* The state of one key: its replayed pins and its operation queue.  Not a
+** keyqueue (plugins/common): the queue lives in the cached pin set, which
+** outlives an empty queue (LRU), and fini detaches running sets. */
 struct pset {
     char safe[IDS_KEY_LEN + 1];
     strmap *pins;              /* normalised id -> &PINNED; NULL: not loaded */

@@ -17,7 +17,9 @@
 
 /* One queue per object with requests pending: requests on the same object
 ** run one batch at a time, in submission order; different objects run in
-** parallel on the pool.  Freed as soon as it is idle. */
+** parallel on the pool.  Freed as soon as it is idle.  Not a keyqueue
+** (plugins/common): it hands up to BATCH_MAX requests to the pool at once
+** rather than one at a time. */
 typedef struct fs_queue {
     fs_obj obj;
     char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>" */
