@@ -657,9 +657,10 @@ static void issue(actx *c)
     c->tlen += (size_t)w;
     char node[64];
     if (txid_remote(c->txid, node, sizeof node)) {
-        API->query(A.self, node, "AUTH_CHALLENGE",
-                   json_pack("{s s s s s s%}", "op", "put", "txid", c->txid, "text", c->text, c->tlen),
-                   0, remote_put_done, c);
+        int rc = API->query(A.self, node, "AUTH_CHALLENGE",
+                            json_pack("{s s s s s s%}", "op", "put", "txid", c->txid, "text", c->text, c->tlen),
+                            0, remote_put_done, c);
+        if (rc) remote_put_done(c, rc, NULL);   /* refused: the callback will not run */
         return;
     }
     int rc = b ? b->record_put(b->state, NS_CHALLENGES, c->txid, c->text, c->tlen, on_put, c) : CPS_EIO;
@@ -782,8 +783,9 @@ static void round2(cps_http *req, json_t *body)
     c->sig_ok = auth_b64(sig, c->sig, sizeof c->sig, 64) == 64;
     char node[64];
     if (txid_remote(c->txid, node, sizeof node)) {
-        API->query(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "take", "txid", c->txid),
-                   0, on_take_remote, c);
+        int rc = API->query(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "take", "txid", c->txid),
+                            0, on_take_remote, c);
+        if (rc) on_take_remote(c, rc, NULL);   /* refused: the callback will not run */
         return;
     }
     int rc = b->record_get(b->state, NS_CHALLENGES, c->txid, on_get, c);

@@ -69,8 +69,11 @@ static void remote_got(void *ud, int error, json_t *data)
 static void remote_read(bget *g, bool placeholder)
 {
     g->asked_placeholder = placeholder;
-    API->query(A.self, g->node, "AUTH_BLOCK_READ",
-               json_pack("{s s s b}", "key", g->safe, "placeholder", placeholder), 0, remote_got, g);
+    int rc = API->query(A.self, g->node, "AUTH_BLOCK_READ",
+                        json_pack("{s s s b}", "key", g->safe, "placeholder", placeholder), 0, remote_got, g);
+    /* refused: remote_got will not run, so answer now; a missing node is
+    ** not a missing block */
+    if (rc) remote_got(g, rc == CPS_ENOENT ? CPS_EIO : rc, NULL);
 }
 
 typedef struct bread { cps_call *call; bool placeholder; } bread;
@@ -213,7 +216,8 @@ int auth_block_get(cps_http *req, void *ud)
     if (bearer && strlen(bearer) == TXID_LEN && ids_safe_chars(bearer, TXID_LEN))
         json_object_set_new(args, "bearer", json_string(bearer));
     if (g->node[0]) {                 /* the gate runs where the block is */
-        API->query(A.self, g->node, "AUTH_STORE", args, 0, on_gate, g);
+        int rc = API->query(A.self, g->node, "AUTH_STORE", args, 0, on_gate, g);
+        if (rc) on_gate(g, rc, NULL);   /* refused: on_gate will not run; answers now */
         return CPS_ASYNC;
     }
     int err = auth_store_run(args, on_gate, g);

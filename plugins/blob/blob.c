@@ -325,9 +325,10 @@ static void remote_more(cps_http *req, void *ud)
     (void)req;
     remote *f = ud;
     uint64_t want = f->left < FWD_CHUNK ? f->left : FWD_CHUNK;
-    API->query(BL.self, f->node, "BLOB_READ",
-               json_pack("{s s s I s I}", "id", f->id, "offset", (json_int_t)f->off, "max", (json_int_t)want),
-               0, remote_chunk, f);
+    int rc = API->query(BL.self, f->node, "BLOB_READ",
+                        json_pack("{s s s I s I}", "id", f->id, "offset", (json_int_t)f->off, "max", (json_int_t)want),
+                        0, remote_chunk, f);
+    if (rc) remote_chunk(f, rc, NULL);   /* refused: abort the stream now */
 }
 
 static void remote_sized(void *ud, int error, json_t *data)
@@ -377,8 +378,9 @@ static int forward_blob(cps_http *req, const char *id, const char *node)
     snprintf(f->node, sizeof f->node, "%s", node);
     const char *range = API->http_header(req, "range");
     if (range && strlen(range) < sizeof f->range) { f->has_range = true; strcpy(f->range, range); }
-    API->query(BL.self, node, "BLOB_READ", json_pack("{s s s i s i}", "id", id, "offset", 0, "max", 0),
-               0, remote_sized, f);
+    int rc = API->query(BL.self, node, "BLOB_READ", json_pack("{s s s i s i}", "id", id, "offset", 0, "max", 0),
+                        0, remote_sized, f);
+    if (rc) { remote_free(f); return rc; }   /* refused: the host answers rc */
     return CPS_ASYNC;
 }
 

@@ -475,8 +475,10 @@ static void import_read(void *ud, int status, const char *data, size_t len, uint
         return;
     }
     if (len == 0 && eof) {
-        API->query(BL.self, im->node, "BLOB_IMPORT_DONE",
-                   json_pack("{s s s b s s}", "id", o->id, "owned", owned, "owner", s->unsafe), 0, import_finished, im);
+        int rc = API->query(BL.self, im->node, "BLOB_IMPORT_DONE",
+                            json_pack("{s s s b s s}", "id", o->id, "owned", owned, "owner", s->unsafe), 0,
+                            import_finished, im);
+        if (rc) import_finished(im, rc, NULL);   /* refused: the callback will not run */
         return;
     }
     char *b64 = b64_encode_dup(data, len);
@@ -484,7 +486,8 @@ static void import_read(void *ud, int status, const char *data, size_t len, uint
     json_t *args = json_pack("{s s s I s s}", "id", o->id, "offset", (json_int_t)im->off, "data", b64);
     free(b64);
     im->off += len;
-    API->query(BL.self, im->node, "BLOB_IMPORT", args, 0, import_sent, im);
+    int rc = API->query(BL.self, im->node, "BLOB_IMPORT", args, 0, import_sent, im);
+    if (rc) import_sent(im, rc, NULL);   /* refused: the callback will not run */
 }
 
 static void complete_remote(sess *s, bop *o, const char *node)

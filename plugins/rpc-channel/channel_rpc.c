@@ -58,8 +58,9 @@ static int forward(cps_rpc *rpc, const char *id, const char *cmd, json_t *args, 
     if (!f) { json_decref(args); return CPS_ENOMEM; }
     f->rpc = rpc;
     f->field = field;
-    API->query(P.self, node, cmd, args, 0, forwarded, f);
-    return CPS_ASYNC;
+    int rc = API->query(P.self, node, cmd, args, 0, forwarded, f);
+    if (rc) free(f);             /* refused: forwarded will not run; the host answers rc */
+    return rc ? rc : CPS_ASYNC;
 }
 
 static json_t *caller_args(cps_rpc *rpc, const char *channel)
@@ -150,7 +151,8 @@ static int sizes(cps_rpc *rpc, json_t *args, bool deleted_only)
         snprintf(o->id, sizeof o->id, "%s", id);
         json_array_append(m->order, v);
         m->waiting++;
-        API->query(P.self, node, "CHANNEL_SIZE", json_pack("{s s}", "id", id), 0, multi_got, o);
+        int rc = API->query(P.self, node, "CHANNEL_SIZE", json_pack("{s s}", "id", id), 0, multi_got, o);
+        if (rc) multi_got(o, rc, NULL);   /* refused: counts as that id's error now */
     }
     if (--m->waiting == 0) multi_finish(m);
     return CPS_ASYNC;
