@@ -26,37 +26,22 @@ static char MARK;                     /* the value of `answering` entries */
 
 /* ---- shared helpers ----------------------------------------------------- */
 
-bool auth_key_ok(const char *key, char safe[KEY_LEN + 1])
-{
-    if (!key || strnlen(key, KEY_LEN + 1) != KEY_LEN) return false;
-    for (int i = 0; i < KEY_LEN; i++) {
-        char c = key[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '+' || c == '/' || c == '-' || c == '='))
-            return false;
-        safe[i] = c == '/' ? '-' : c;
-    }
-    safe[KEY_LEN] = 0;
-    return true;
-}
-
 long auth_b64(const char *s, unsigned char *out, size_t cap, size_t want)
 {
-    size_t n = s ? strlen(s) : 0, got = 0;
+    size_t n = s ? strlen(s) : 0;
     char *t = n ? malloc(n + 1) : NULL;
     if (!t) return -1;
     for (size_t i = 0; i <= n; i++) t[i] = s[i] == '-' ? '/' : s[i];
-    int rc = sodium_base642bin(out, cap, t, n, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL);
+    long got = b64_decode(t, n, out, cap);
     free(t);
-    if (rc || (want && got != want)) return -1;
-    return (long)got;
+    return want && got != (long)want ? -1 : got;
 }
 
 void auth_random_id(char out[TXID_LEN + 1])
 {
     unsigned char raw[24];
     randombytes_buf(raw, sizeof raw);
-    sodium_bin2base64(out, TXID_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_ORIGINAL);
+    b64_encode(raw, sizeof raw, out, TXID_LEN + 1);
     for (char *p = out; *p; p++) if (*p == '/') *p = '-';
 }
 
@@ -139,9 +124,9 @@ struct actx {
     cps_http *req;
     json_t *body;                     /* the request; in round 2 the stored challenge */
     const cmd_def *cmd;
-    char pub[KEY_LEN + 1];            /* publicKey as sent */
-    char safe[KEY_LEN + 1];
-    char other[KEY_LEN + 1];          /* the ancestor block's safe key, if any */
+    char pub[IDS_KEY_LEN + 1];            /* publicKey as sent */
+    char safe[IDS_KEY_LEN + 1];
+    char other[IDS_KEY_LEN + 1];          /* the ancestor block's safe key, if any */
     const char *code;                 /* the TOTP code (borrowed from body) */
     char txid[TXID_LEN + 1];
     char date[64];
@@ -221,13 +206,13 @@ static void ask(actx *c, const char *safe, json_t *args, cps_reply_fn cb)
 
 /* [oldPub, sig] (as JSON text, or already an array): sig is the old key
 ** signing its own raw bytes.  The old key's safe form in `safe`. */
-static bool proof_ok(json_t *proof, char safe[KEY_LEN + 1])
+static bool proof_ok(json_t *proof, char safe[IDS_KEY_LEN + 1])
 {
     json_t *arr = json_is_string(proof) ? json_loads(json_string_value(proof), 0, NULL) : json_incref(proof);
     const char *k = json_string_value(json_array_get(arr, 0));
     const char *s = json_string_value(json_array_get(arr, 1));
     unsigned char pk[32], sig[64];
-    bool ok = json_is_array(arr) && auth_key_ok(k, safe) && auth_b64(k, pk, sizeof pk, 32) == 32 &&
+    bool ok = json_is_array(arr) && ids_safe_key(k, safe) && auth_b64(k, pk, sizeof pk, 32) == 32 &&
               s && auth_b64(s, sig, sizeof sig, 64) == 64 &&
               crypto_sign_verify_detached(sig, pk, sizeof pk, pk) == 0;
     json_decref(arr);
@@ -561,8 +546,8 @@ static const char *check_request(actx *c)
     c->cmd = find_cmd(json_object_get(c->body, "command"));
     if (!c->cmd) return "invalid command";
     const char *pub = json_string_value(json_object_get(c->body, "publicKey"));
-    if (!auth_key_ok(pub, c->safe)) return "Invalid key";
-    memcpy(c->pub, pub, KEY_LEN + 1);
+    if (!ids_safe_key(pub, c->safe)) return "Invalid key";
+    memcpy(c->pub, pub, IDS_KEY_LEN + 1);
     return NULL;
 }
 
@@ -672,9 +657,10 @@ static void issue(actx *c)
     c->tlen += (size_t)w;
     char node[64];
     if (txid_remote(c->txid, node, sizeof node)) {
-        API->query(A.self, node, "AUTH_CHALLENGE",
-                   json_pack("{s s s s s s%}", "op", "put", "txid", c->txid, "text", c->text, c->tlen),
-                   0, remote_put_done, c);
+        int rc = API->query(A.self, node, "AUTH_CHALLENGE",
+                            json_pack("{s s s s s s%}", "op", "put", "txid", c->txid, "text", c->text, c->tlen),
+                            0, remote_put_done, c);
+        if (rc) remote_put_done(c, rc, NULL);   /* refused: the callback will not run */
         return;
     }
     int rc = b ? b->record_put(b->state, NS_CHALLENGES, c->txid, c->text, c->tlen, on_put, c) : CPS_EIO;
@@ -797,8 +783,9 @@ static void round2(cps_http *req, json_t *body)
     c->sig_ok = auth_b64(sig, c->sig, sizeof c->sig, 64) == 64;
     char node[64];
     if (txid_remote(c->txid, node, sizeof node)) {
-        API->query(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "take", "txid", c->txid),
-                   0, on_take_remote, c);
+        int rc = API->query(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "take", "txid", c->txid),
+                            0, on_take_remote, c);
+        if (rc) on_take_remote(c, rc, NULL);   /* refused: the callback will not run */
         return;
     }
     int rc = b->record_get(b->state, NS_CHALLENGES, c->txid, on_get, c);

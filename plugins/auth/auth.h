@@ -6,9 +6,10 @@
 #define CPS_AUTH_H
 #include <stdbool.h>
 #include "cps.h"
+#include "ids.h"
 #include "strmap.h"
+#include "text.h"
 
-#define KEY_LEN 44                 /* base64 of a 32-byte public key */
 #define TXID_LEN 32                /* base64 of 24 random bytes */
 #define NS_CHALLENGES "challenges"
 #define NS_MFA "mfa"
@@ -26,7 +27,7 @@ typedef struct auth_state {
     bool restrict_registration;    /* WRITE_BLOCK needs a registrationProof */
     strmap *pending;               /* txid -> uint64_t expiry: challenges to collect */
     strmap *answering;             /* txids whose round 2 is in progress */
-    strmap *keys;                  /* storage half: safe key -> its operation queue */
+    struct keyqueue *keys;         /* storage half: an operation queue per safe key */
     size_t live;                   /* requests in progress (HTTP and storage) */
     cps_timer *gc;
 } auth_state;
@@ -34,8 +35,6 @@ typedef struct auth_state {
 extern auth_state A;
 #define API A.api
 
-/* 44 characters of base64 in either alphabet; its safe form in `safe`. */
-bool auth_key_ok(const char *key, char safe[KEY_LEN + 1]);
 /* Strict (padded, standard alphabet, '-' read as '/') base64 into exactly
 ** `want` bytes, or any length up to `cap` when want is 0; -1 on error. */
 long auth_b64(const char *s, unsigned char *out, size_t cap, size_t want);

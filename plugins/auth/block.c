@@ -16,8 +16,8 @@
 
 typedef struct bget {
     cps_http *req;
-    char safe[KEY_LEN + 1];
-    char ph[KEY_LEN + 16];
+    char safe[IDS_KEY_LEN + 1];
+    char ph[IDS_KEY_LEN + 16];
     char node[64];                 /* the key's storage node when not local */
     bool asked_placeholder;        /* remote: the block was missing */
 } bget;
@@ -51,10 +51,9 @@ static void remote_got(void *ud, int error, json_t *data)
     bget *g = ud;
     const char *b64 = json_string_value(json_object_get(data, "data"));
     bool placeholder = g->asked_placeholder;
-    size_t cap = b64 ? strlen(b64) : 0, n = 0;
-    unsigned char *bin = b64 ? malloc(cap + 1) : NULL;
-    int st = error ? (error == CPS_ENOENT ? CPS_ENOENT : CPS_EIO)
-           : (!bin || sodium_base642bin(bin, cap + 1, b64, cap, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) ? CPS_EIO : CPS_OK;
+    size_t n = 0;
+    unsigned char *bin = error ? NULL : b64_decode_dup(b64, b64 ? strlen(b64) : 0, &n);
+    int st = error ? (error == CPS_ENOENT ? CPS_ENOENT : CPS_EIO) : !bin ? CPS_EIO : CPS_OK;
     if (placeholder) on_placeholder(g, st, (const char *)bin, n, 0, true);
     else if (st == CPS_ENOENT) { free(bin); remote_read(g, true); return; }   /* the reason, if any */
     else if (st) { respond_err(g->req, 503, json_pack("{s i s s}", "code", 503, "error", "UNAVAILABLE")); bget_free(g); }
@@ -70,8 +69,11 @@ static void remote_got(void *ud, int error, json_t *data)
 static void remote_read(bget *g, bool placeholder)
 {
     g->asked_placeholder = placeholder;
-    API->query(A.self, g->node, "AUTH_BLOCK_READ",
-               json_pack("{s s s b}", "key", g->safe, "placeholder", placeholder), 0, remote_got, g);
+    int rc = API->query(A.self, g->node, "AUTH_BLOCK_READ",
+                        json_pack("{s s s b}", "key", g->safe, "placeholder", placeholder), 0, remote_got, g);
+    /* refused: remote_got will not run, so answer now; a missing node is
+    ** not a missing block */
+    if (rc) remote_got(g, rc == CPS_ENOENT ? CPS_EIO : rc, NULL);
 }
 
 typedef struct bread { cps_call *call; bool placeholder; } bread;
@@ -81,10 +83,8 @@ static void bread_got(void *ud, int status, const char *data, size_t len, uint64
     (void)next; (void)eof;
     bread *r = ud;
     if (status) { API->reply(r->call, status, NULL); free(r); return; }
-    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-    char *b64 = malloc(cap);
+    char *b64 = b64_encode_dup(data, len);
     if (!b64) { API->reply(r->call, CPS_ENOMEM, NULL); free(r); return; }
-    sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
     API->reply(r->call, CPS_OK, json_pack("{s s s b}", "data", b64, "placeholder", r->placeholder));
     free(b64);
     free(r);
@@ -94,9 +94,9 @@ static void bread_got(void *ud, int status, const char *data, size_t len, uint64
 int auth_block_read_cmd(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
-    char safe[KEY_LEN + 1], name[KEY_LEN + 16];
+    char safe[IDS_KEY_LEN + 1], name[IDS_KEY_LEN + 16];
     const cps_storage_backend *b = auth_obj_backend();
-    if (!auth_key_ok(json_string_value(json_object_get(args, "key")), safe)) return CPS_EINVAL;
+    if (!ids_safe_key(json_string_value(json_object_get(args, "key")), safe)) return CPS_EINVAL;
     if (!b) return CPS_EIO;
     bread *r = calloc(1, sizeof *r);
     if (!r) return CPS_ENOMEM;
@@ -177,22 +177,11 @@ static void on_gate(void *ud, int error, json_t *data)
     bget_free(g);
 }
 
-static bool id_chars(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '+' || c == '-' || c == '='))
-            return false;
-    }
-    return true;
-}
-
 int auth_block_get(cps_http *req, void *ud)
 {
     (void)ud;
     /* "/block/<xx>/<44 chars>", nothing else: the key becomes a file name. */
-    char rest[2 * KEY_LEN];
+    char rest[2 * IDS_KEY_LEN];
     const char *path = API->http_path(req) + strlen("/block/");
     /* The host hands over the path percent-decoded, with '+' turned into
     ** ' ' (libwebsockets does that); a space is in no key, a '+' in many. */
@@ -201,7 +190,7 @@ int auth_block_get(cps_http *req, void *ud)
     rest[n < sizeof rest ? n : 0] = 0;
     const char *slash = strchr(rest, '/');
     const char *key = slash ? slash + 1 : NULL;
-    if (!slash || slash - rest != 2 || strlen(key) != KEY_LEN || !id_chars(key, KEY_LEN) ||
+    if (!slash || slash - rest != 2 || !ids_is_safe_key(key) ||
         strncmp(rest, key, 2)) {
         auth_respond_json(req, 404, json_pack("{s s}", "error", "INVALID_ID"));
         return CPS_OK;
@@ -217,17 +206,18 @@ int auth_block_get(cps_http *req, void *ud)
     A.live++;
     g->req = req;
     if (remote) snprintf(g->node, sizeof g->node, "%s", node);
-    memcpy(g->safe, key, KEY_LEN);
+    memcpy(g->safe, key, IDS_KEY_LEN);
     snprintf(g->ph, sizeof g->ph, "%s.placeholder", g->safe);
     const char *auth = API->http_header(req, "authorization");
     const char *bearer = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : NULL;
     while (bearer && *bearer == ' ') bearer++;
     json_t *args = json_pack("{s s s s}", "op", "gate", "key", g->safe);
     /* A token that cannot be a session id is no token (and never a key). */
-    if (bearer && strlen(bearer) == TXID_LEN && id_chars(bearer, TXID_LEN))
+    if (bearer && strlen(bearer) == TXID_LEN && ids_safe_chars(bearer, TXID_LEN))
         json_object_set_new(args, "bearer", json_string(bearer));
     if (g->node[0]) {                 /* the gate runs where the block is */
-        API->query(A.self, g->node, "AUTH_STORE", args, 0, on_gate, g);
+        int rc = API->query(A.self, g->node, "AUTH_STORE", args, 0, on_gate, g);
+        if (rc) on_gate(g, rc, NULL);   /* refused: on_gate will not run; answers now */
         return CPS_ASYNC;
     }
     int err = auth_store_run(args, on_gate, g);

@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "auth.h"
+#include "keyqueue.h"
 
 #define MAX_SESSIONS 64            /* per block; the oldest go first */
 #define MAX_PLACEHOLDER 4096
+#define MAX_QUEUE 1000             /* operations waiting per key */
 
 enum op_kind { OP_STATE, OP_GATE, OP_WRITE_BLOCK, OP_REMOVE_BLOCK, OP_MFA_SET, OP_MFA_DEL, OP_SESSION_NEW };
 
@@ -22,11 +24,10 @@ static const struct { const char *name; int kind; bool obj; } OPS[] = {
     { "session_new", OP_SESSION_NEW, false },
 };
 
-typedef struct kq kq;
-
 /* One operation; the head of its key's queue runs, through `step`. */
 typedef struct sop {
-    kq *q;
+    char safe[IDS_KEY_LEN + 1];    /* the key, the name of its queue */
+    char ph[IDS_KEY_LEN + 16];     /* "<safe>.placeholder" */
     int kind, step;
     json_t *args;                  /* owned reference */
     auth_op_done done;
@@ -37,14 +38,7 @@ typedef struct sop {
     char sid[TXID_LEN + 1];        /* OP_SESSION_NEW: the new id */
     unsigned char *bytes;          /* OP_WRITE_BLOCK: decoded block */
     size_t blen;
-    struct sop *next;
 } sop;
-
-struct kq {
-    char safe[KEY_LEN + 1];
-    char ph[KEY_LEN + 16];         /* "<safe>.placeholder" */
-    sop *head, *tail;
-};
 
 static void step(sop *s, int status, const char *data, size_t len);
 
@@ -63,16 +57,19 @@ static void sop_free(sop *s)
 /* Answers the head operation (steals `data`), then runs the next one. */
 static void finish(sop *s, int err, json_t *data)
 {
-    kq *q = s->q;
+    char safe[IDS_KEY_LEN + 1];
+    memcpy(safe, s->safe, sizeof safe);
     s->done(s->ud, err, data);
     json_decref(data);
-    q->head = s->next;
-    if (!q->head) q->tail = NULL;
     sop_free(s);
-    if (q->head) { step(q->head, CPS_OK, NULL, 0); return; }
-    strmap_del(A.keys, q->safe);
-    free(q);
+    keyqueue_done(A.keys, safe);
     if (A.closing) auth_store_fini();   /* the last queue frees the map */
+}
+
+static void run(void *item, void *ud)
+{
+    (void)ud;
+    step(item, CPS_OK, NULL, 0);
 }
 
 static int storage_err(int status)
@@ -138,7 +135,7 @@ static void put_json(sop *s, const char *ns, json_t *v)
 {
     char *text = json_dumps(v, JSON_COMPACT);
     if (!text) { step(s, CPS_ENOMEM, NULL, 0); return; }
-    CALL(s, be()->record_put(be()->state, ns, s->q->safe, text, strlen(text), on_done, s));
+    CALL(s, be()->record_put(be()->state, ns, s->safe, text, strlen(text), on_done, s));
     free(text);
 }
 
@@ -146,11 +143,11 @@ static void op_state(sop *s, int status, const char *data, size_t len)
 {
     const cps_storage_backend *b = be();
     switch (s->step++) {
-    case 0: CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s)); return;
+    case 0: CALL(s, b->record_get(b->state, NS_MFA, s->safe, on_data, s)); return;
     case 1:
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
         if (status == CPS_OK) take_mfa(s, data, len);
-        CALL(s, b->obj_size(b->state, STORE_BLOCK, s->q->safe, on_size, s));
+        CALL(s, b->obj_size(b->state, STORE_BLOCK, s->safe, on_size, s));
         return;
     default:
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
@@ -165,19 +162,19 @@ static void op_gate(sop *s, int status, const char *data, size_t len)
     const cps_storage_backend *b = be();
     const char *bearer = json_string_value(json_object_get(s->args, "bearer"));
     switch (s->step++) {
-    case 0: CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s)); return;
+    case 0: CALL(s, b->record_get(b->state, NS_MFA, s->safe, on_data, s)); return;
     case 1:
         if (status == CPS_ENOENT) { finish(s, CPS_OK, json_pack("{s b}", "serve", 1)); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
         take_mfa(s, data, len);
         if (!json_is_object(s->mfa)) { finish(s, CPS_ERR_UNEXPECTED_ERROR, NULL); return; }
-        CALL(s, b->obj_size(b->state, STORE_BLOCK, s->q->safe, on_size, s));
+        CALL(s, b->obj_size(b->state, STORE_BLOCK, s->safe, on_size, s));
         return;
     case 2:
         if (status == CPS_ENOENT) { finish(s, CPS_OK, json_pack("{s b}", "missing", 1)); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
         if (!bearer) { finish(s, CPS_OK, json_pack("{s b}", "deny", 1)); return; }
-        CALL(s, b->record_get(b->state, NS_SESSIONS, s->q->safe, on_data, s));
+        CALL(s, b->record_get(b->state, NS_SESSIONS, s->safe, on_data, s));
         return;
     case 3: {
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
@@ -210,7 +207,7 @@ static void op_write_block(sop *s, int status, const char *data, size_t len)
         if (n <= 0) { finish(s, CPS_ERR_E_INVALID_BLOCK, NULL); return; }
         s->blen = (size_t)n;
         if (json_is_true(json_object_get(s->args, "nomfa"))) {
-            CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s));
+            CALL(s, b->record_get(b->state, NS_MFA, s->safe, on_data, s));
             return;
         }
         status = CPS_ENOENT;
@@ -219,26 +216,26 @@ static void op_write_block(sop *s, int status, const char *data, size_t len)
     case 1:
         if (status == CPS_OK) { finish(s, CPS_ERR_NOT_ALLOWED, NULL); return; }
         if (status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
-        CALL(s, b->obj_size(b->state, STORE_BLOCK, s->q->safe, on_size, s));
+        CALL(s, b->obj_size(b->state, STORE_BLOCK, s->safe, on_size, s));
         return;
     case 2:
         if (status == CPS_ENOENT) {       /* nothing to archive */
             s->step = 5;
-            CALL(s, b->obj_write(b->state, STORE_BLOCK, s->q->safe, (char *)s->bytes, s->blen, on_done, s));
+            CALL(s, b->obj_write(b->state, STORE_BLOCK, s->safe, (char *)s->bytes, s->blen, on_done, s));
             return;
         }
         if (status) { finish(s, storage_err(status), NULL); return; }
-        CALL(s, b->obj_archive(b->state, STORE_BLOCK, s->q->safe, on_done, s));
+        CALL(s, b->obj_archive(b->state, STORE_BLOCK, s->safe, on_done, s));
         return;
     case 3:
         /* An archive that fails (an older archived copy in the way) must
         ** not stop a password change: the write below replaces the block. */
         if (status) API->log(A.self, CPS_LOG_WARN, "block %s: archive failed (%s), overwriting",
-                             s->q->safe, API->errname(status));
-        CALL(s, b->obj_write(b->state, STORE_BLOCK, s->q->ph, "PASSWORD_CHANGE", 15, on_done, s));
+                             s->safe, API->errname(status));
+        CALL(s, b->obj_write(b->state, STORE_BLOCK, s->ph, "PASSWORD_CHANGE", 15, on_done, s));
         return;
     case 4:
-        CALL(s, b->obj_write(b->state, STORE_BLOCK, s->q->safe, (char *)s->bytes, s->blen, on_done, s));
+        CALL(s, b->obj_write(b->state, STORE_BLOCK, s->safe, (char *)s->bytes, s->blen, on_done, s));
         return;
     default:
         finish(s, status ? storage_err(status) : CPS_OK, NULL);
@@ -254,7 +251,7 @@ static void op_remove_block(sop *s, int status, const char *data, size_t len)
     switch (s->step++) {
     case 0:
         if (json_is_true(json_object_get(s->args, "nomfa"))) {
-            CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s));
+            CALL(s, b->record_get(b->state, NS_MFA, s->safe, on_data, s));
             return;
         }
         status = CPS_ENOENT;
@@ -263,13 +260,13 @@ static void op_remove_block(sop *s, int status, const char *data, size_t len)
     case 1:
         if (status == CPS_OK) { finish(s, CPS_ERR_NOT_ALLOWED, NULL); return; }
         if (status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
-        CALL(s, b->obj_archive(b->state, STORE_BLOCK, s->q->safe, on_done, s));
+        CALL(s, b->obj_archive(b->state, STORE_BLOCK, s->safe, on_done, s));
         return;
     case 2:
         if (status == CPS_ENOENT) { finish(s, CPS_ENOENT, NULL); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
         if (!reason) { finish(s, CPS_OK, NULL); return; }
-        CALL(s, b->obj_write(b->state, STORE_BLOCK, s->q->ph, reason, strnlen(reason, MAX_PLACEHOLDER), on_done, s));
+        CALL(s, b->obj_write(b->state, STORE_BLOCK, s->ph, reason, strnlen(reason, MAX_PLACEHOLDER), on_done, s));
         return;
     default:
         finish(s, status ? storage_err(status) : CPS_OK, NULL);
@@ -285,7 +282,7 @@ static void op_mfa_set(sop *s, int status, const char *data, size_t len)
     case 0:
         if (json_is_true(json_object_get(s->args, "need_block"))) {
             if (!auth_obj_backend()) { finish(s, CPS_ERR_E_UNAVAILABLE, NULL); return; }
-            CALL(s, b->obj_size(b->state, STORE_BLOCK, s->q->safe, on_size, s));
+            CALL(s, b->obj_size(b->state, STORE_BLOCK, s->safe, on_size, s));
             return;
         }
         status = CPS_OK;
@@ -295,7 +292,7 @@ static void op_mfa_set(sop *s, int status, const char *data, size_t len)
         if (status == CPS_ENOENT) { finish(s, CPS_ERR_NO_BLOCK, NULL); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
         if (json_is_true(json_object_get(s->args, "exclusive"))) {
-            CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s));
+            CALL(s, b->record_get(b->state, NS_MFA, s->safe, on_data, s));
             return;
         }
         status = CPS_ENOENT;
@@ -318,10 +315,10 @@ static void op_mfa_del(sop *s, int status, const char *data, size_t len)
     (void)data; (void)len;
     const cps_storage_backend *b = be();
     switch (s->step++) {
-    case 0: CALL(s, b->record_del(b->state, NS_MFA, s->q->safe, on_done, s)); return;
+    case 0: CALL(s, b->record_del(b->state, NS_MFA, s->safe, on_done, s)); return;
     case 1:
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
-        CALL(s, b->record_del(b->state, NS_SESSIONS, s->q->safe, on_done, s));
+        CALL(s, b->record_del(b->state, NS_SESSIONS, s->safe, on_done, s));
         return;
     default:
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
@@ -334,11 +331,11 @@ static void op_session_new(sop *s, int status, const char *data, size_t len)
 {
     const cps_storage_backend *b = be();
     switch (s->step++) {
-    case 0: CALL(s, b->record_get(b->state, NS_MFA, s->q->safe, on_data, s)); return;
+    case 0: CALL(s, b->record_get(b->state, NS_MFA, s->safe, on_data, s)); return;
     case 1:
         if (status == CPS_ENOENT) { finish(s, CPS_ERR_NO_MFA_CONFIGURED, NULL); return; }
         if (status) { finish(s, storage_err(status), NULL); return; }
-        CALL(s, b->record_get(b->state, NS_SESSIONS, s->q->safe, on_data, s));
+        CALL(s, b->record_get(b->state, NS_SESSIONS, s->safe, on_data, s));
         return;
     case 2: {
         if (status && status != CPS_ENOENT) { finish(s, storage_err(status), NULL); return; }
@@ -377,51 +374,40 @@ int auth_store_run(json_t *args, auth_op_done done, void *ud)
 {
     const char *op = json_string_value(json_object_get(args, "op"));
     const char *key = json_string_value(json_object_get(args, "key"));
-    char safe[KEY_LEN + 1];
+    char safe[IDS_KEY_LEN + 1];
     int kind = -1;
     bool obj = false;
     for (size_t i = 0; op && i < sizeof OPS / sizeof OPS[0]; i++)
         if (!strcmp(OPS[i].name, op)) { kind = OPS[i].kind; obj = OPS[i].obj; }
     const cps_storage_backend *b = be();
     if (A.closing) return CPS_ECANCELED;
-    if (kind < 0 || !auth_key_ok(key, safe)) return CPS_EINVAL;
+    if (kind < 0 || !ids_safe_key(key, safe)) return CPS_EINVAL;
     if (!b || (obj && !auth_obj_backend())) return CPS_ERR_E_UNAVAILABLE;
     sop *s = calloc(1, sizeof *s);
-    kq *q = strmap_get(A.keys, safe);
-    bool fresh = !q;
-    if (fresh) q = calloc(1, sizeof *q);
-    if (!s || !q || (fresh && strmap_put(A.keys, safe, q))) {
-        free(s);
-        if (fresh) free(q);
-        return CPS_ENOMEM;
-    }
-    if (fresh) {
-        memcpy(q->safe, safe, sizeof safe);
-        snprintf(q->ph, sizeof q->ph, "%s.placeholder", safe);
-    }
-    A.live++;
-    s->q = q;
+    if (!s) return CPS_ENOMEM;
+    memcpy(s->safe, safe, sizeof safe);
+    snprintf(s->ph, sizeof s->ph, "%s.placeholder", safe);
     s->kind = kind;
     s->args = json_incref(args);
     s->done = done;
     s->ud = ud;
-    if (q->tail) { q->tail->next = s; q->tail = s; return CPS_OK; }
-    q->head = q->tail = s;
-    step(s, CPS_OK, NULL, 0);
-    return CPS_OK;
+    A.live++;
+    int rc = keyqueue_push(A.keys, safe, s);   /* may run it at once */
+    if (rc) sop_free(s);
+    return rc;
 }
 
 int auth_store_init(void)
 {
-    A.keys = strmap_new();
+    A.keys = keyqueue_new(MAX_QUEUE, run, NULL);
     return A.keys ? CPS_OK : CPS_ENOMEM;
 }
 
-bool auth_store_idle(void) { return !A.keys || strmap_count(A.keys) == 0; }
+bool auth_store_idle(void) { return keyqueue_keys(A.keys) == 0; }
 
 /* Queues drain on their own (each running step gets its callback, with
 ** ECANCELED at unload; the waiting ones then fail at step 0). */
 void auth_store_fini(void)
 {
-    if (A.keys && strmap_count(A.keys) == 0) { strmap_free(A.keys, NULL); A.keys = NULL; }
+    if (A.keys && keyqueue_keys(A.keys) == 0) { keyqueue_free(A.keys); A.keys = NULL; }
 }

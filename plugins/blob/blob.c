@@ -21,26 +21,6 @@
 
 struct blob_state BL;
 
-bool blob_id_ok(const char *id)
-{
-    if (!id || strnlen(id, BLOB_ID_LEN + 1) != BLOB_ID_LEN) return false;
-    for (int i = 0; i < BLOB_ID_LEN; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))) return false;
-    return true;
-}
-
-/* The canonical text of the key's 32 bytes: every way of writing one key
-** (either alphabet, with or without padding) names the same staging file. */
-bool blob_key_norm(const char *key, char *unsafe, char *safe)
-{
-    unsigned char raw[40];
-    if (!key || strnlen(key, 61) > 60) return false;
-    if (b64_decode_lenient(key, strlen(key), raw, sizeof raw) != 32) return false;
-    sodium_bin2base64(unsafe, KEY_LEN + 1, raw, 32, sodium_base64_VARIANT_ORIGINAL);
-    for (int i = 0; i <= KEY_LEN; i++) safe[i] = unsafe[i] == '/' ? '-' : unsafe[i];
-    return true;
-}
-
 /* ---- the RPC half: runs where RPC is dispatched -------------------------- */
 
 static void forwarded(void *ud, int error, json_t *data)
@@ -54,9 +34,9 @@ static void forwarded(void *ud, int error, json_t *data)
 ** storage node owning the caller's safe key.  Steals args. */
 static int to_stage(cps_rpc *rpc, const char *cmd, json_t *args)
 {
-    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1], node[64];
+    char unsafe[IDS_KEY_LEN + 1], safe[IDS_KEY_LEN + 1], node[64];
     if (!args) return CPS_ENOMEM;
-    if (!blob_key_norm(API->rpc_key(rpc), unsafe, safe)) {
+    if (!ids_key_norm(API->rpc_key(rpc), unsafe, safe)) {
         json_decref(args);
         API->rpc_error(rpc, CPS_ERR_INVALID_SAFEKEY);
         return CPS_OK;
@@ -91,7 +71,7 @@ static int rpc_complete(cps_rpc *rpc, json_t *args, void *ud)
 {
     bool owned = ud != NULL;
     const char *id = json_string_value(args);
-    if (!blob_id_ok(id)) { API->rpc_error(rpc, owned ? CPS_ERR_EINVAL_ID : CPS_ERR_INVALID_ID); return CPS_OK; }
+    if (!ids_is_blob(id)) { API->rpc_error(rpc, owned ? CPS_ERR_EINVAL_ID : CPS_ERR_INVALID_ID); return CPS_OK; }
     return to_stage(rpc, "BLOB_COMPLETE", json_pack("{s s s b}", "id", id, "owned", owned));
 }
 
@@ -195,9 +175,9 @@ static int http_upload(cps_http *req, void *ud)
     }
     memcpy(cookie, msg, COOKIE_LEN);
     cookie[COOKIE_LEN] = 0;
-    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1], node[64];
-    sodium_bin2base64(unsafe, sizeof unsafe, pk, 32, sodium_base64_VARIANT_ORIGINAL);
-    for (int i = 0; i <= KEY_LEN; i++) safe[i] = unsafe[i] == '/' ? '-' : unsafe[i];
+    char unsafe[IDS_KEY_LEN + 1], safe[IDS_KEY_LEN + 1], node[64];
+    b64_encode(pk, IDS_KEY_BYTES, unsafe, sizeof unsafe);
+    ids_safe_key(unsafe, safe);
     json_t *q = json_pack("{s s s s s O}", "key", unsafe, "cookie", cookie, "chunk", chunk);
     json_decref(j);
     if (!q || !API->owner(BL.self, "storage", safe, node, sizeof node)) {
@@ -213,7 +193,7 @@ static int http_upload(cps_http *req, void *ud)
 
 typedef struct download {
     cps_http *req;
-    char id[BLOB_ID_LEN + 1];
+    char id[IDS_BLOB_LEN + 1];
     char range[128];               /* the Range header, read while the request is live */
     bool has_range;
 } download;
@@ -309,7 +289,7 @@ static void blob_sized(void *ud, int status, uint64_t size)
 
 typedef struct remote {
     cps_http *req;
-    char id[BLOB_ID_LEN + 1];
+    char id[IDS_BLOB_LEN + 1];
     char node[64];
     char range[128];
     bool has_range;
@@ -327,7 +307,7 @@ static void remote_chunk(void *ud, int error, json_t *data)
     const char *b64 = json_string_value(json_object_get(data, "data"));
     size_t n = 0;
     if (!error && b64 && f->buf &&
-        sodium_base642bin(f->buf, FWD_CHUNK, b64, strlen(b64), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+        (n = (size_t)b64_decode(b64, strlen(b64), f->buf, FWD_CHUNK)) != (size_t)-1 &&
         n > 0 && n <= f->left) {
         f->off += n;
         f->left -= n;
@@ -345,9 +325,10 @@ static void remote_more(cps_http *req, void *ud)
     (void)req;
     remote *f = ud;
     uint64_t want = f->left < FWD_CHUNK ? f->left : FWD_CHUNK;
-    API->query(BL.self, f->node, "BLOB_READ",
-               json_pack("{s s s I s I}", "id", f->id, "offset", (json_int_t)f->off, "max", (json_int_t)want),
-               0, remote_chunk, f);
+    int rc = API->query(BL.self, f->node, "BLOB_READ",
+                        json_pack("{s s s I s I}", "id", f->id, "offset", (json_int_t)f->off, "max", (json_int_t)want),
+                        0, remote_chunk, f);
+    if (rc) remote_chunk(f, rc, NULL);   /* refused: abort the stream now */
 }
 
 static void remote_sized(void *ud, int error, json_t *data)
@@ -393,12 +374,13 @@ static int forward_blob(cps_http *req, const char *id, const char *node)
     remote *f = calloc(1, sizeof *f);
     if (!f) return CPS_ENOMEM;
     f->req = req;
-    memcpy(f->id, id, BLOB_ID_LEN + 1);
+    memcpy(f->id, id, IDS_BLOB_LEN + 1);
     snprintf(f->node, sizeof f->node, "%s", node);
     const char *range = API->http_header(req, "range");
     if (range && strlen(range) < sizeof f->range) { f->has_range = true; strcpy(f->range, range); }
-    API->query(BL.self, node, "BLOB_READ", json_pack("{s s s i s i}", "id", id, "offset", 0, "max", 0),
-               0, remote_sized, f);
+    int rc = API->query(BL.self, node, "BLOB_READ", json_pack("{s s s i s i}", "id", id, "offset", 0, "max", 0),
+                        0, remote_sized, f);
+    if (rc) { remote_free(f); return rc; }   /* refused: the host answers rc */
     return CPS_ASYNC;
 }
 
@@ -412,7 +394,7 @@ static int http_blob(cps_http *req, void *ud)
     const char *rest = API->http_path(req) + strlen("/blob/");
     /* Exactly <xx>/<48 lowercase hex>, xx its first two: anything else
     ** (dot segments, encoded slashes, other lengths) names no blob. */
-    if (strlen(rest) != 3 + BLOB_ID_LEN || rest[2] != '/' || !blob_id_ok(rest + 3) || strncmp(rest, rest + 3, 2))
+    if (strlen(rest) != 3 + IDS_BLOB_LEN || rest[2] != '/' || !ids_is_blob(rest + 3) || strncmp(rest, rest + 3, 2))
         return not_found(req);
     char owner[64];
     if (API->owner(BL.self, "storage", rest + 3, owner, sizeof owner) && !API->node_is_local(BL.self, owner))
@@ -422,7 +404,7 @@ static int http_blob(cps_http *req, void *ud)
     download *d = calloc(1, sizeof *d);
     if (!d) return CPS_ENOMEM;
     d->req = req;
-    memcpy(d->id, rest + 3, BLOB_ID_LEN + 1);
+    memcpy(d->id, rest + 3, IDS_BLOB_LEN + 1);
     const char *range = API->http_header(req, "range");
     if (range && strlen(range) < sizeof d->range) {
         d->has_range = true;

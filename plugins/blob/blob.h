@@ -9,10 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "cps.h"
+#include "ids.h"
 #include "strmap.h"
 
-#define BLOB_ID_LEN 48
-#define KEY_LEN 44
 #define COOKIE_LEN 32              /* rpc.md 8.1: 32 random hex characters */
 #define COOKIE_TTL_MS 300000       /* an upload cookie is valid 5 minutes */
 #define SESSION_IDLE_MS 300000     /* rpc.md 8.3: sessions expire after 5 min idle */
@@ -34,12 +33,6 @@ extern struct blob_state {
 
 #define API BL.api
 
-/* 48 lowercase hex characters. */
-bool blob_id_ok(const char *id);
-/* A public key in either base64 form, rewritten in its canonical forms:
-** `unsafe` (standard base64, as owners lists hold it) and `safe` ('/' ->
-** '-', as file names use it).  Both buffers hold KEY_LEN + 1. */
-bool blob_key_norm(const char *key, char *unsafe, char *safe);
 
 /* The storage half: registers its commands on this process's storage node.
 ** Returns CPS_ENOENT when there is none (the half is then skipped). */

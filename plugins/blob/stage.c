@@ -29,16 +29,18 @@ typedef struct bop {
     int64_t limit;
     int status;                    /* completion: why the move failed */
     bool plan;                     /* the key has a non-empty plan */
-    char id[BLOB_ID_LEN + 1];
+    char id[IDS_BLOB_LEN + 1];
     char cookie[COOKIE_LEN + 1];
-    char meta_key[BLOB_ID_LEN + 32];
+    char meta_key[IDS_BLOB_LEN + 32];
 } bop;
 
-/* One user key: its upload sizes, its cookie's write time, its queue. */
+/* One user key: its upload sizes, its cookie's write time, its queue.  Not
+** a keyqueue (plugins/common): the session outlives an empty queue (the
+** sizes stay until SESSION_IDLE_MS) and the sweep and fini inspect it. */
 struct sess {
-    char safe[KEY_LEN + 1];
-    char unsafe[KEY_LEN + 1];
-    char cookie_key[KEY_LEN + 8];  /* "<safe>.cookie" */
+    char safe[IDS_KEY_LEN + 1];
+    char unsafe[IDS_KEY_LEN + 1];
+    char cookie_key[IDS_KEY_LEN + 8];  /* "<safe>.cookie" */
     int64_t pending, current;      /* pending < 0: no UPLOAD_STATUS yet */
     uint64_t atime;
     /* The cookie object holds the 32 characters only (storage.md 5); its
@@ -414,7 +416,7 @@ static void ignore_done(void *ud, int status) { (void)ud; (void)status; }
 #define IMPORT_CHUNK (256u * 1024)
 
 typedef struct import {
-    char safe[KEY_LEN + 1];        /* finds the session again */
+    char safe[IDS_KEY_LEN + 1];        /* finds the session again */
     char node[64];
     uint64_t off;
 } import;
@@ -473,18 +475,19 @@ static void import_read(void *ud, int status, const char *data, size_t len, uint
         return;
     }
     if (len == 0 && eof) {
-        API->query(BL.self, im->node, "BLOB_IMPORT_DONE",
-                   json_pack("{s s s b s s}", "id", o->id, "owned", owned, "owner", s->unsafe), 0, import_finished, im);
+        int rc = API->query(BL.self, im->node, "BLOB_IMPORT_DONE",
+                            json_pack("{s s s b s s}", "id", o->id, "owned", owned, "owner", s->unsafe), 0,
+                            import_finished, im);
+        if (rc) import_finished(im, rc, NULL);   /* refused: the callback will not run */
         return;
     }
-    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-    char *b64 = malloc(cap);
+    char *b64 = b64_encode_dup(data, len);
     if (!b64) { free(im); complete_end(s, o, CPS_ENOMEM, NULL); return; }
-    sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
     json_t *args = json_pack("{s s s I s s}", "id", o->id, "offset", (json_int_t)im->off, "data", b64);
     free(b64);
     im->off += len;
-    API->query(BL.self, im->node, "BLOB_IMPORT", args, 0, import_sent, im);
+    int rc = API->query(BL.self, im->node, "BLOB_IMPORT", args, 0, import_sent, im);
+    if (rc) import_sent(im, rc, NULL);   /* refused: the callback will not run */
 }
 
 static void complete_remote(sess *s, bop *o, const char *node)
@@ -502,7 +505,7 @@ static void do_complete(sess *s, bop *o)
 {
     bool owned = json_is_true(json_object_get(o->args, "owned"));
     const char *id = json_string_value(json_object_get(o->args, "id"));
-    if (!blob_id_ok(id)) { finish(s, owned ? CPS_ERR_EINVAL_ID : CPS_ERR_INVALID_ID, NULL); return; }
+    if (!ids_is_blob(id)) { finish(s, owned ? CPS_ERR_EINVAL_ID : CPS_ERR_INVALID_ID, NULL); return; }
     char node[64];
     if (API->owner(BL.self, "storage", id, node, sizeof node) && !API->node_is_local(BL.self, node)) {
         memcpy(o->id, id, sizeof o->id);
@@ -547,9 +550,9 @@ static const struct { const char *name; int kind; } KEYED[] = {
 static int keyed_cmd(cps_call *call, json_t *args, void *ud)
 {
     int kind = (int)(intptr_t)ud;
-    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1];
+    char unsafe[IDS_KEY_LEN + 1], safe[IDS_KEY_LEN + 1];
     if (BL.closing || !ST.sess) return CPS_ECANCELED;
-    if (!blob_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
+    if (!ids_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
         API->reply(call, CPS_ERR_INVALID_SAFEKEY, NULL);
         return CPS_OK;
     }
@@ -584,7 +587,7 @@ static int cmd_size(cps_call *call, json_t *args, void *ud)
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "id"));
     const cps_storage_backend *b = backend();
-    if (!blob_id_ok(id)) return CPS_EINVAL;
+    if (!ids_is_blob(id)) return CPS_EINVAL;
     if (!b) { API->reply(call, CPS_OK, json_pack("{s i}", "size", 0)); return CPS_OK; }
     int rc = b->obj_size(b->state, "blob", id, sized, call);
     return rc ? rc : CPS_ASYNC;
@@ -596,17 +599,15 @@ static int cmd_size(cps_call *call, json_t *args, void *ud)
 
 #define READ_MAX (256u * 1024)
 
-typedef struct reading { cps_call *call; char id[BLOB_ID_LEN + 1]; uint64_t offset; size_t max; uint64_t size; } reading;
+typedef struct reading { cps_call *call; char id[IDS_BLOB_LEN + 1]; uint64_t offset; size_t max; uint64_t size; } reading;
 
 static void read_got(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
 {
     (void)next; (void)eof;
     reading *r = ud;
     if (status != CPS_OK) { API->reply(r->call, status, NULL); free(r); return; }
-    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-    char *b64 = malloc(cap);
+    char *b64 = b64_encode_dup(data, len);
     if (!b64) { API->reply(r->call, CPS_ENOMEM, NULL); free(r); return; }
-    sodium_bin2base64(b64, cap, (const unsigned char *)data, len, sodium_base64_VARIANT_ORIGINAL);
     API->reply(r->call, CPS_OK, json_pack("{s I s s}", "size", (json_int_t)r->size, "data", b64));
     free(b64);
     free(r);
@@ -633,14 +634,14 @@ static int cmd_read(cps_call *call, json_t *args, void *ud)
     const char *id = json_string_value(json_object_get(args, "id"));
     json_t *off = json_object_get(args, "offset"), *max = json_object_get(args, "max");
     const cps_storage_backend *b = backend();
-    if (!blob_id_ok(id) || !json_is_integer(off) || json_integer_value(off) < 0 || !json_is_integer(max) ||
+    if (!ids_is_blob(id) || !json_is_integer(off) || json_integer_value(off) < 0 || !json_is_integer(max) ||
         json_integer_value(max) < 0)
         return CPS_EINVAL;
     if (!b || !CPS_STORAGE_HAS(b, obj_read) || !b->obj_read) return CPS_EIO;
     reading *r = calloc(1, sizeof *r);
     if (!r) return CPS_ENOMEM;
     r->call = call;
-    memcpy(r->id, id, BLOB_ID_LEN + 1);
+    memcpy(r->id, id, IDS_BLOB_LEN + 1);
     r->offset = (uint64_t)json_integer_value(off);
     r->max = json_integer_value(max) > READ_MAX ? READ_MAX : (size_t)json_integer_value(max);
     int rc = b->obj_size(b->state, "blob", id, read_sized, r);
@@ -667,12 +668,11 @@ static int cmd_import(cps_call *call, json_t *args, void *ud)
     const char *b64 = json_string_value(json_object_get(args, "data"));
     json_t *off = json_object_get(args, "offset");
     const cps_storage_backend *b = backend();
-    if (!blob_id_ok(id) || !b64 || !json_is_integer(off)) return CPS_EINVAL;
-    size_t n = 0, cap = strlen(b64);
-    unsigned char *bin = malloc(cap + 1);
-    if (!bin) return CPS_ENOMEM;
-    if (sodium_base642bin(bin, cap, b64, strlen(b64), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) { free(bin); return CPS_EINVAL; }
-    char key[BLOB_ID_LEN + 16];
+    if (!ids_is_blob(id) || !b64 || !json_is_integer(off)) return CPS_EINVAL;
+    size_t n = 0;
+    unsigned char *bin = b64_decode_dup(b64, strlen(b64), &n);
+    if (!bin) return CPS_EINVAL;
+    char key[IDS_BLOB_LEN + 16];
     snprintf(key, sizeof key, "%s.import", id);
     /* the first chunk replaces what an earlier, aborted import left */
     int rc = json_integer_value(off) == 0
@@ -684,9 +684,9 @@ static int cmd_import(cps_call *call, json_t *args, void *ud)
 
 typedef struct landing {
     cps_call *call;
-    char id[BLOB_ID_LEN + 1];
-    char key[BLOB_ID_LEN + 16];    /* blobstage/<id>.import */
-    char meta[BLOB_ID_LEN + 32];   /* blob/<id>.metadata.ndjson */
+    char id[IDS_BLOB_LEN + 1];
+    char key[IDS_BLOB_LEN + 16];    /* blobstage/<id>.import */
+    char meta[IDS_BLOB_LEN + 32];   /* blob/<id>.metadata.ndjson */
     char line[128];                /* its first line, for an owned blob */
     bool owned;
     int status;
@@ -745,7 +745,7 @@ static int cmd_import_done(cps_call *call, json_t *args, void *ud)
     const char *id = json_string_value(json_object_get(args, "id"));
     const char *owner = json_string_value(json_object_get(args, "owner"));
     const cps_storage_backend *b = backend();
-    if (!blob_id_ok(id) || !owner || strlen(owner) != KEY_LEN || !b) return CPS_EINVAL;
+    if (!ids_is_blob(id) || !ids_is_key(owner) || !b) return CPS_EINVAL;
     landing *l = calloc(1, sizeof *l);
     if (!l) return CPS_ENOMEM;
     l->call = call;
@@ -766,9 +766,9 @@ static int cmd_import_done(cps_call *call, json_t *args, void *ud)
 
 typedef struct removal {
     cps_call *call;
-    char id[BLOB_ID_LEN + 1];
-    char meta_key[BLOB_ID_LEN + 32];
-    char key[KEY_LEN + 1];         /* the caller, unsafe form */
+    char id[IDS_BLOB_LEN + 1];
+    char meta_key[IDS_BLOB_LEN + 32];
+    char key[IDS_KEY_LEN + 1];         /* the caller, unsafe form */
 } removal;
 
 static void removal_end(removal *r, int error, json_t *data)
@@ -814,10 +814,10 @@ static bool is_owner(const char *data, size_t len, const char *key)
         }
         size_t i;
         json_t *k;
-        char ku[KEY_LEN + 1], ks[KEY_LEN + 1];
+        char ku[IDS_KEY_LEN + 1], ks[IDS_KEY_LEN + 1];
         if (json_is_array(list) && sign)
             json_array_foreach(list, i, k)
-                if (blob_key_norm(json_string_value(k), ku, ks) && !strcmp(ku, key)) owner = sign > 0;
+                if (ids_key_norm(json_string_value(k), ku, ks) && !strcmp(ku, key)) owner = sign > 0;
         if (n) first = false;
         json_decref(line);
         data += n + 1;
@@ -844,10 +844,10 @@ static int cmd_remove(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "id"));
-    char unsafe[KEY_LEN + 1], safe[KEY_LEN + 1];
+    char unsafe[IDS_KEY_LEN + 1], safe[IDS_KEY_LEN + 1];
     const cps_storage_backend *b = backend();
-    if (!blob_id_ok(id)) return CPS_EINVAL;
-    if (!blob_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
+    if (!ids_is_blob(id)) return CPS_EINVAL;
+    if (!ids_key_norm(json_string_value(json_object_get(args, "key")), unsafe, safe)) {
         API->reply(call, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL);
         return CPS_OK;
     }

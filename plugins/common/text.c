@@ -1,9 +1,11 @@
 /*
-** text.c - buffers, JSON string escaping and lenient base64.
+** text.c - buffers, JSON string escaping and base64 (strict through
+** libsodium, lenient by hand).
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include "text.h"
 
 static bool reserve(tbuf *b, size_t more);
@@ -115,4 +117,42 @@ size_t b64_decode_lenient(const char *in, size_t n, unsigned char *out, size_t c
         }
     }
     return o;
+}
+
+long b64_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+    size_t got = 0;
+    if (!s || sodium_base642bin(out, cap, s, n, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL))
+        return -1;
+    return (long)got;
+}
+
+bool b64_decode_exact(const char *s, unsigned char *out, size_t want)
+{
+    return s && b64_decode(s, strlen(s), out, want) == (long)want;
+}
+
+unsigned char *b64_decode_dup(const char *s, size_t n, size_t *len)
+{
+    unsigned char *out = s ? malloc(n + 1) : NULL;   /* + 1: "" is valid, malloc(0) is not */
+    long got = out ? b64_decode(s, n, out, n + 1) : -1;
+    if (got >= 0) { *len = (size_t)got; return out; }
+    free(out);
+    return NULL;
+}
+
+bool b64_encode(const void *in, size_t n, char *out, size_t cap)
+{
+    /* libsodium aborts the process on a short buffer: check first */
+    if (cap < sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL)) return false;
+    sodium_bin2base64(out, cap, in, n, sodium_base64_VARIANT_ORIGINAL);
+    return true;
+}
+
+char *b64_encode_dup(const void *in, size_t n)
+{
+    size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+    char *out = malloc(cap);
+    if (out) b64_encode(in, n, out, cap);
+    return out;
 }

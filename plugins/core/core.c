@@ -81,7 +81,7 @@ static int cmd_join(cps_call *call, json_t *args, void *ud)
     if (!valid_channel_args(args)) return CPS_EINVAL;
     const char *ch = json_string_value(json_object_get(args, "channel"));
     /* The admin broadcast channel (33) keeps no member list. */
-    if (strlen(ch) == 33) { API->reply(call, CPS_OK, json_pack("{s []}", "members")); return CPS_OK; }
+    if (ids_is_admin(ch)) { API->reply(call, CPS_OK, json_pack("{s []}", "members")); return CPS_OK; }
     return to_storage(call, args, ch, "JOIN", join_done);
 }
 
@@ -104,7 +104,7 @@ static int cmd_leave(cps_call *call, json_t *args, void *ud)
     (void)ud;
     if (!valid_channel_args(args)) return CPS_EINVAL;
     const char *ch = json_string_value(json_object_get(args, "channel"));
-    if (strlen(ch) == 33) return CPS_OK;
+    if (ids_is_admin(ch)) return CPS_OK;
     return to_storage(call, args, ch, "LEAVE", leave_done);
 }
 
@@ -138,7 +138,7 @@ static int cmd_drop_user(cps_call *call, json_t *args, void *ud)
     json_array_foreach(channels, i, ch) {
         char st[64];
         const char *c = json_string_value(ch);
-        if (!ids_valid_channel(c) || strlen(c) == 33 || !storage_of(c, st, sizeof st)) continue;
+        if (!ids_valid_channel(c) || ids_is_admin(c) || !storage_of(c, st, sizeof st)) continue;
         json_t *list = json_object_get(by_storage, st);
         if (!list) { list = json_array(); json_object_set_new(by_storage, st, list); }
         json_array_append(list, ch);
@@ -175,7 +175,7 @@ static int cmd_channel_message(cps_call *call, json_t *args, void *ud)
     (void)ud;
     if (!valid_channel_args(args) || !json_is_string(json_object_get(args, "content"))) return CPS_EINVAL;
     const char *ch = json_string_value(json_object_get(args, "channel"));
-    if (strlen(ch) == 33) return CPS_EINVAL;  /* admin channel: written through RPC only */
+    if (ids_is_admin(ch)) return CPS_EINVAL;  /* admin channel: written through RPC only */
     char st[64];
     if (!storage_of(ch, st, sizeof st)) return CPS_EINVAL;
     msg_relay *m = calloc(1, sizeof *m);

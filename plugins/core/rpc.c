@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "core.h"
+#include "ids.h"
 #include "text.h"
 
 #define SESSION_IDLE_MS (5 * 60 * 1000)
@@ -46,16 +47,9 @@ static void answer_error(cps_call *call, json_t *txid, int err)
 
 /* ---- cookie sessions (§3.4) ---- */
 
-static void safe_key(const char *key, char *out, size_t n)
+/* Sessions are kept by safe key: one per key however it is written. */
+static session *session_touch(const char *sk)
 {
-    snprintf(out, n, "%s", key);
-    for (char *p = out; *p; p++) if (*p == '/') *p = '-';
-}
-
-static session *session_touch(const char *key)
-{
-    char sk[64];
-    safe_key(key, sk, sizeof sk);
     session *s = strmap_get(R.sessions, sk);
     if (!s) {
         if (strmap_count(R.sessions) >= MAX_SESSIONS) return NULL;
@@ -158,9 +152,8 @@ static int cmd_get_auth_keys(cps_call *call, json_t *args, void *ud)
 ** it with rpc_end_session (REMOVE_PINS does). */
 static void end_session(const char *key)
 {
-    char sk[64];
-    safe_key(key, sk, sizeof sk);
-    free(strmap_del(R.sessions, sk));
+    char sk[IDS_KEY_LEN + 1];
+    if (ids_safe_key(key, sk)) free(strmap_del(R.sessions, sk));
 }
 
 /* ---- dispatch ---- */
@@ -203,8 +196,8 @@ static void auth_done(void *ud, int error, json_t *value, unsigned flags)
     if (error) {
         answer_error(c->call, c->txid, error);
     } else {
-        char cookie[96];
-        session *s = session_touch(c->key);
+        char cookie[96], sk[IDS_KEY_LEN + 1];
+        session *s = ids_safe_key(c->key, sk) ? session_touch(sk) : NULL;
         if (s) cookie_of(s, cookie, sizeof cookie); else cookie[0] = 0;
         json_t *reply = json_pack("[O s]", c->txid, cookie);
         if (json_is_array(value)) json_array_extend(reply, value);
@@ -266,7 +259,10 @@ static void signed_call(cps_call *call, json_t *txid, json_t *payload, json_t *a
     const char *user = json_string_value(json_object_get(args_obj, "user"));
     if (!key || json_string_length(jkey) > 60) { answer_error(call, txid, CPS_ERR_INVALID_MESSAGE_OR_PUBLIC_KEY); return; }
     if (!cmd || strlen(cmd) >= 64) { answer_error(call, txid, CPS_ERR_INVALID_RPC_CALL); return; }
-    session *s = session_touch(key);
+    /* A string that is no key gets no session: it fails the signature
+    ** check below (COOKIE) or has no cookie (the rest). */
+    char sk[IDS_KEY_LEN + 1];
+    session *s = ids_safe_key(key, sk) ? session_touch(sk) : NULL;
     if (strcmp(cmd, "COOKIE") != 0 && !cookie_valid(s, json_string_value(jcookie))) {
         answer_error(call, txid, CPS_ERR_NO_COOKIE);
         return;
@@ -294,7 +290,7 @@ static void signed_call(cps_call *call, json_t *txid, json_t *payload, json_t *a
     unsigned char buf[96];
     size_t sl = sig ? b64_decode_lenient(sig, strlen(sig), buf, sizeof buf) : 0;
     size_t kl = b64_decode_lenient(key, strlen(key), c->pub, sizeof c->pub);
-    if (sl != 64 || kl != 32 || !text) {
+    if (sl != 64 || kl != 32 || !ids_is_key(key) || !text) {
         answer_error(call, txid, CPS_ERR_INVALID_SIGNATURE_OR_PUBLIC_KEY);
         state_free(c);
         return;

@@ -19,18 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cps.h"
+#include "ids.h"      /* plugins/common: the safe-key rule */
 
 #define NS "example-notes"
 
 static const cps_api *api;
 static cps_plugin *me;
-
-/* Records are keyed by the "safe" form of the key: '/' becomes '-'. */
-static void safe_key(const char *key, char *out, size_t n)
-{
-    snprintf(out, n, "%s", key);
-    for (char *p = out; *p; p++) if (*p == '/') *p = '-';
-}
 
 /* ---- storage half: runs on the storage node owning the key ---- */
 
@@ -55,9 +49,8 @@ static int note_cmd(cps_call *call, json_t *args, void *ud)
     const char *key = json_string_value(json_object_get(args, "key"));
     json_t *note = json_object_get(args, "note");
     const cps_storage_backend *b = api->storage(me, NULL);
-    char sk[64];
-    if (!key || strlen(key) != 44 || !b) return CPS_EINVAL;
-    safe_key(key, sk, sizeof sk);
+    char sk[IDS_KEY_LEN + 1];   /* records are keyed by the key's safe form */
+    if (!ids_safe_key(key, sk) || !b) return CPS_EINVAL;
     int rc = json_is_string(note)
         ? b->record_put(b->state, NS, sk, json_string_value(note), json_string_length(note), put_done, call)
         : b->record_get(b->state, NS, sk, get_done, call);

@@ -24,14 +24,8 @@ static struct {
 static bool valid_id(const char *id)
 {
     size_t n = id ? strlen(id) : 0;
-    if (n != 32 && n != 33 && n != 48) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '+' || c == '=' || c == '-'))
-            return false;
-    }
-    return true;
+    enum ids_kind k = ids_kind_of_len(n);
+    return (k == IDS_PAD || k == IDS_ADMIN || k == IDS_BLOB) && ids_safe_chars(id, n);
 }
 
 /* ---- forwarding one call to the channel's storage node ---- */
@@ -64,8 +58,9 @@ static int forward(cps_rpc *rpc, const char *id, const char *cmd, json_t *args, 
     if (!f) { json_decref(args); return CPS_ENOMEM; }
     f->rpc = rpc;
     f->field = field;
-    API->query(P.self, node, cmd, args, 0, forwarded, f);
-    return CPS_ASYNC;
+    int rc = API->query(P.self, node, cmd, args, 0, forwarded, f);
+    if (rc) free(f);             /* refused: forwarded will not run; the host answers rc */
+    return rc ? rc : CPS_ASYNC;
 }
 
 static json_t *caller_args(cps_rpc *rpc, const char *channel)
@@ -156,7 +151,8 @@ static int sizes(cps_rpc *rpc, json_t *args, bool deleted_only)
         snprintf(o->id, sizeof o->id, "%s", id);
         json_array_append(m->order, v);
         m->waiting++;
-        API->query(P.self, node, "CHANNEL_SIZE", json_pack("{s s}", "id", id), 0, multi_got, o);
+        int rc = API->query(P.self, node, "CHANNEL_SIZE", json_pack("{s s}", "id", id), 0, multi_got, o);
+        if (rc) multi_got(o, rc, NULL);   /* refused: counts as that id's error now */
     }
     if (--m->waiting == 0) multi_finish(m);
     return CPS_ASYNC;
@@ -169,7 +165,7 @@ static int is_new_channel(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(args);
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
+    if (!ids_is_stored_channel(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
     return forward(rpc, id, "CHANNEL_IS_NEW", json_pack("{s s}", "channel", id), NULL);
 }
 
@@ -178,7 +174,7 @@ static int get_metadata(cps_rpc *rpc, json_t *args, void *ud)
     (void)ud;
     const char *id = json_string_value(args);
     if (!id) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN_LENGTH); return CPS_OK; }
+    if (!ids_is_stored_channel(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN_LENGTH); return CPS_OK; }
     return forward(rpc, id, "CHANNEL_METADATA", caller_args(rpc, id), "metadata");
 }
 
@@ -192,7 +188,7 @@ static int write_private_message(cps_rpc *rpc, json_t *args, void *ud)
         API->rpc_error(rpc, CPS_ERR_INVALID_MESSAGE);
         return CPS_OK;
     }
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
+    if (!ids_is_stored_channel(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     json_object_set(a, "content", content);
     return forward(rpc, id, "CHANNEL_WRITE_PRIVATE", a, "time");
@@ -206,7 +202,7 @@ static int delete_mailbox_message(cps_rpc *rpc, json_t *args, void *ud)
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "channel"));
     json_t *hash = json_object_get(args, "hash"), *proof = json_object_get(args, "proof");
-    if (!json_is_string(hash) || !json_is_string(proof) || !ids_valid_channel(id) || strlen(id) != 32) {
+    if (!json_is_string(hash) || !json_is_string(proof) || !ids_is_pad(id)) {
         API->rpc_error(rpc, CPS_EINVAL);
         return CPS_OK;
     }
@@ -221,7 +217,7 @@ static int set_metadata(cps_rpc *rpc, json_t *args, void *ud)
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "channel"));
     const char *cmd = json_string_value(json_object_get(args, "command"));
-    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
+    if (!ids_is_pad(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_CHAN); return CPS_OK; }
     if (!cmd) { API->rpc_error(rpc, CPS_ERR_INVALID_COMMAND); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     json_object_set_new(a, "command", json_string(cmd));
@@ -233,7 +229,7 @@ static int clear_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(args);
-    if (!id || strlen(id) != 32 || !ids_valid_channel(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
+    if (!ids_is_pad(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
     return forward(rpc, id, "CHANNEL_CLEAR", caller_args(rpc, id), "");
 }
 
@@ -244,13 +240,12 @@ static int remove_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
     const char *id = json_is_string(args) ? json_string_value(args) : json_string_value(json_object_get(args, "channel"));
     if (!id) { API->rpc_error(rpc, CPS_ERR_RPC_EARGS); return CPS_OK; }
     json_t *reason = json_object_get(args, "reason");
-    if (strlen(id) == 48) {     /* a blob (rpc.md 8.4): the blob plugin's storage half */
-        if (!ids_is_hex(id, 48)) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
+    if (ids_is_blob(id)) {      /* a blob (rpc.md 8.4): the blob plugin's storage half */
         json_t *b = json_pack("{s s s s?}", "id", id, "key", API->rpc_key(rpc));
         if (b && json_is_string(reason)) json_object_set(b, "reason", reason);
         return forward(rpc, id, "BLOB_REMOVE", b, NULL);
     }
-    if (!ids_valid_channel(id) || strlen(id) == 34) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
+    if (!ids_is_stored_channel(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGUMENTS); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     if (json_is_string(reason)) json_object_set(a, "reason", reason);
     return forward(rpc, id, "CHANNEL_REMOVE", a, "result");
@@ -263,7 +258,7 @@ static int trim_history(cps_rpc *rpc, json_t *args, void *ud)
     json_t *hash = json_object_get(args, "hash");
     if (!id) { API->rpc_error(rpc, CPS_ERR_RPC_EARGS); return CPS_OK; }
     if (!json_is_string(hash) || json_string_length(hash) != 64) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGS); return CPS_OK; }
-    if (!ids_valid_channel(id) || strlen(id) != 32) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGS); return CPS_OK; }
+    if (!ids_is_pad(id)) { API->rpc_error(rpc, CPS_ERR_INVALID_ARGS); return CPS_OK; }
     json_t *a = caller_args(rpc, id);
     json_object_set(a, "hash", hash);
     return forward(rpc, id, "CHANNEL_TRIM", a, "result");

@@ -16,10 +16,10 @@
 #include <sodium.h>
 #include "cps.h"
 #include "conf.h"
+#include "ids.h"
 #include "strmap.h"
 #include "text.h"
 
-#define KEY_LEN 44
 #define MAX_IDS 10000              /* longer pin lists are refused */
 #define SIZE_INFLIGHT 64           /* CHANNEL_SIZE queries in flight per operation */
 #define DEFAULT_LIMIT 52428800     /* rpc.md 7.3: 50 MiB */
@@ -57,7 +57,7 @@ typedef struct pop {
     cps_call *call;            /* the query to answer */
     json_t *ids;               /* the raw id list (PIN/UNPIN/RESET), owned */
     json_t *write;             /* raw ids that go to the log line, owned */
-    char key[KEY_LEN + 1];     /* the unsafe key, for the limit table */
+    char key[IDS_KEY_LEN + 1];     /* the unsafe key, for the limit table */
     struct pop *next;
 } pop;
 
@@ -73,9 +73,11 @@ struct sizejob {
     sizeslot *slots;
 };
 
-/* The state of one key: its replayed pins and its operation queue. */
+/* The state of one key: its replayed pins and its operation queue.  Not a
+** keyqueue (plugins/common): the queue lives in the cached pin set, which
+** outlives an empty queue (LRU), and fini detaches running sets. */
 struct pset {
-    char safe[KEY_LEN + 1];
+    char safe[IDS_KEY_LEN + 1];
     strmap *pins;              /* normalised id -> &PINNED; NULL: not loaded */
     char *block;               /* the last `id#block` seen (login block) */
     pop *head, *tail;
@@ -103,32 +105,6 @@ static char PINNED;            /* the value of every pin set entry */
 
 /* ---- ids and keys ------------------------------------------------------ */
 
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
-    return true;
-}
-
-static bool is_b64(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '+' || c == '/' || c == '-' || c == '='))
-            return false;
-    }
-    return true;
-}
-
-/* A public key in either base64 form; its safe form ('/' -> '-') in `safe`. */
-static bool key_ok(const char *key, char safe[KEY_LEN + 1])
-{
-    if (!key || strnlen(key, KEY_LEN + 1) != KEY_LEN || !is_b64(key, KEY_LEN)) return false;
-    for (int i = 0; i <= KEY_LEN; i++) safe[i] = key[i] == '/' ? '-' : key[i];
-    return true;
-}
-
 /* A pinned id: a channel (32, 33 or 34 hex) or a blob (48 hex), with an
 ** optional `#suffix` as the client marks its drive (`#drive`).  A login block
 ** (`#block`) is the block's key, 44 characters of base64, not hex. */
@@ -145,9 +121,14 @@ static bool id_ok(const char *s)
             if (!((suf[i] >= 'a' && suf[i] <= 'z') || (suf[i] >= 'A' && suf[i] <= 'Z') ||
                   (suf[i] >= '0' && suf[i] <= '9') || suf[i] == '_' || suf[i] == '-'))
                 return false;
-        if (!strcmp(suf, "block") && n == KEY_LEN && is_b64(s, n)) return true;
     }
-    return (n == 32 || n == 33 || n == 34 || n == 48) && is_hex(s, n);
+    char head[IDS_BLOB_LEN + 1];
+    if (n >= sizeof head) return false;
+    memcpy(head, s, n);
+    head[n] = 0;
+    enum ids_kind k = ids_classify(head);
+    if (k == IDS_KEY) return hash && !strcmp(hash + 1, "block");
+    return k != IDS_OTHER;
 }
 
 static bool list_ok(json_t *ids)
@@ -186,9 +167,9 @@ static json_t *limit_of(const char *key)
     json_int_t limit = json_is_number(def) ? (json_int_t)json_number_value(def) : DEFAULT_LIMIT;
     const char *plan = "", *note = "";
     json_t *table = json_object_get(cfg, "limits");
-    char safe[KEY_LEN + 1];
+    char safe[IDS_KEY_LEN + 1];
     json_t *e = json_object_get(table, key);
-    if (!e && key_ok(key, safe)) e = json_object_get(table, safe);
+    if (!e && ids_safe_key(key, safe)) e = json_object_get(table, safe);
     if (json_is_object(e)) {
         json_t *l = json_object_get(e, "limit");
         if (json_is_number(l)) limit = (json_int_t)json_number_value(l);
@@ -219,8 +200,8 @@ static int rpc_forward(cps_rpc *rpc, json_t *args, void *ud)
 {
     const cmd_def *def = ud;
     const char *key = API->rpc_key(rpc);
-    char safe[KEY_LEN + 1], node[64];
-    if (!key_ok(key, safe)) { API->rpc_error(rpc, CPS_ERR_INVALID_MESSAGE_OR_PUBLIC_KEY); return CPS_OK; }
+    char safe[IDS_KEY_LEN + 1], node[64];
+    if (!ids_safe_key(key, safe)) { API->rpc_error(rpc, CPS_ERR_INVALID_MESSAGE_OR_PUBLIC_KEY); return CPS_OK; }
     if (def->takes_ids && !list_ok(args)) { API->rpc_error(rpc, CPS_ERR_INVALID_PIN_LIST); return CPS_OK; }
     if (!API->owner(P.self, "storage", safe, node, sizeof node)) return CPS_EIO;
     json_t *q = json_pack("{s s}", "key", key);
@@ -482,11 +463,11 @@ static void do_hash(pset *s)
     free(ids);
     if (oom) { tbuf_free(&b); op_finish(s, CPS_ENOMEM, NULL); return; }
     unsigned char digest[crypto_hash_sha512_BYTES];
-    char b64[sodium_base64_ENCODED_LEN(crypto_hash_sha512_BYTES, sodium_base64_VARIANT_ORIGINAL)];
     crypto_hash_sha512(digest, (const unsigned char *)b.s, b.len);
-    sodium_bin2base64(b64, sizeof b64, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
     tbuf_free(&b);
-    op_finish(s, CPS_OK, json_string(b64));
+    char *b64 = b64_encode_dup(digest, sizeof digest);
+    op_finish(s, b64 ? CPS_OK : CPS_ENOMEM, b64 ? json_string(b64) : NULL);
+    free(b64);
 }
 
 /* -- sizes -- */
@@ -801,8 +782,8 @@ static int node_cmd(cps_call *call, json_t *args, void *ud)
     const cmd_def *def = ud;
     const char *key = json_string_value(json_object_get(args, "key"));
     json_t *ids = json_object_get(args, "ids");
-    char safe[KEY_LEN + 1];
-    if (!key_ok(key, safe)) return CPS_EINVAL;
+    char safe[IDS_KEY_LEN + 1];
+    if (!ids_safe_key(key, safe)) return CPS_EINVAL;
     if (def->takes_ids && !list_ok(ids)) { API->reply(call, CPS_ERR_INVALID_PIN_LIST, NULL); return CPS_OK; }
     if (def->kind == OP_LIMIT) { API->reply(call, CPS_OK, limit_of(key)); return CPS_OK; }
     pset *s = set_get(safe);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cps.h"
+#include "ids.h"
 #include "strmap.h"
 #include "fs.h"
 
@@ -16,7 +17,9 @@
 
 /* One queue per object with requests pending: requests on the same object
 ** run one batch at a time, in submission order; different objects run in
-** parallel on the pool.  Freed as soon as it is idle. */
+** parallel on the pool.  Freed as soon as it is idle.  Not a keyqueue
+** (plugins/common): it hands up to BATCH_MAX requests to the pool at once
+** rather than one at a time. */
 typedef struct fs_queue {
     fs_obj obj;
     char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>" */
@@ -57,10 +60,8 @@ static bool valid_channel(const char *s)
     return n >= 32 && n <= 48 && chars_ok(s, n, "+=-", true);
 }
 
-static bool valid_key(const char *s)
-{
-    return s && strnlen(s, 45) == 44 && chars_ok(s, 44, "+=-", true);
-}
+/* Keys reach a backend in their safe form (netflux.md §3). */
+static bool valid_key(const char *s) { return ids_is_safe_key(s); }
 
 static bool valid_ns(const char *s)
 {

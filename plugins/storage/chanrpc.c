@@ -13,6 +13,7 @@
 #include "storage.h"
 #include "ids.h"
 #include "fanout.h"
+#include "text.h"
 
 /* ---- helpers ---- */
 
@@ -40,8 +41,8 @@ static int owner_check(channel *ch, const char *key)
 static int enqueue_on(cps_call *call, json_t *args, op_fn run, bool allow_admin)
 {
     const char *id = json_string_value(json_object_get(args, "channel"));
-    size_t n = id ? strlen(id) : 0;
-    if (!ids_valid_channel(id) || n == 34 || (n == 33 && !allow_admin)) {
+    enum ids_kind k = ids_classify(id);
+    if (k != IDS_PAD && (k != IDS_ADMIN || !allow_admin)) {
         API->reply(call, CPS_ERR_INVALID_CHAN, NULL);
         return CPS_OK;
     }
@@ -110,13 +111,15 @@ static int cmd_channel_size(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "id"));
-    size_t n = id ? strlen(id) : 0;
-    if (!id || (n != 32 && n != 33 && n != 48)) return CPS_EINVAL;
+    /* by length first: a malformed id of a known length is answered 0 */
+    enum ids_kind shape = id ? ids_kind_of_len(strlen(id)) : IDS_OTHER;
+    if (shape != IDS_PAD && shape != IDS_ADMIN && shape != IDS_BLOB) return CPS_EINVAL;
+    enum ids_kind k = ids_classify(id);
     const cps_storage_backend *b = backend();
-    if (n == 48 && b && CPS_STORAGE_HAS(b, obj_size) && b->obj_size && ids_is_hex(id, 48) &&
+    if (k == IDS_BLOB && b && CPS_STORAGE_HAS(b, obj_size) && b->obj_size &&
         b->obj_size(b->state, "blob", id, size_blob, call) == CPS_OK)
         return CPS_ASYNC;
-    if (n == 48 || !ids_valid_channel(id) || !b) {   /* not a blob id, or no object store */
+    if (!ids_is_stored_channel(id) || !b) {   /* not a channel, or no object store */
         API->reply(call, CPS_OK, json_pack("{s i}", "size", 0));
         return CPS_OK;
     }
@@ -204,7 +207,7 @@ static void op_write_private(channel *ch, op *o)
 {
     if (ch->open_status != CPS_OK) { finish(ch, o, CPS_ERR_METADATA_ERR, NULL); return; }
     /* the admin channel counts as restricted to admins: none are known here */
-    if (strlen(ch->id) == 33) { finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL); return; }
+    if (ids_is_admin(ch->id)) { finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL); return; }
     if (json_is_true(json_object_get(ch->meta, "restricted"))) with_keys(ch, o, private_checked);
     else private_checked(ch, o, NULL);
 }
@@ -440,7 +443,7 @@ static int cmd_clear(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "channel"));
-    if (!id || strlen(id) != 32) { API->reply(call, CPS_ERR_INVALID_ARGUMENTS, NULL); return CPS_OK; }
+    if (ids_kind_of_len(id ? strlen(id) : 0) != IDS_PAD) { API->reply(call, CPS_ERR_INVALID_ARGUMENTS, NULL); return CPS_OK; }
     return enqueue_on(call, args, op_clear, false);
 }
 
@@ -558,7 +561,6 @@ static int cmd_trim(cps_call *call, json_t *args, void *ud)
 ** storage node, across restarts.  storage:0 keeps it as the record
 ** server/curve, created on first use; other storage nodes ask storage:0. */
 
-#define CURVE_NODE "storage:0"
 #define B64_32 sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)
 
 typedef void (*curve_fn)(void *ud, bool ok);
@@ -584,25 +586,18 @@ static void curve_flush(bool ok)
     }
 }
 
-/* Base64 of exactly 32 bytes, or false. */
-static bool b64_32(const char *s, unsigned char out[32])
-{
-    size_t n = 0;
-    return s && sodium_base642bin(out, 32, s, strlen(s), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) == 0 && n == 32;
-}
-
 /* Takes {public, secret} if they are a matching pair. */
 static bool curve_take(json_t *o)
 {
     unsigned char pk[32], sk[32], derived[32];
-    bool ok = b64_32(json_string_value(json_object_get(o, "public")), pk) &&
-              b64_32(json_string_value(json_object_get(o, "secret")), sk) &&
+    bool ok = b64_decode_exact(json_string_value(json_object_get(o, "public")), pk, 32) &&
+              b64_decode_exact(json_string_value(json_object_get(o, "secret")), sk, 32) &&
               crypto_scalarmult_base(derived, sk) == 0 && sodium_memcmp(derived, pk, 32) == 0;
     if (ok) {
         memcpy(CV.pk, pk, 32);
         memcpy(CV.sk, sk, 32);
-        sodium_bin2base64(CV.pub, sizeof CV.pub, pk, 32, sodium_base64_VARIANT_ORIGINAL);
-        sodium_bin2base64(CV.sec, sizeof CV.sec, sk, 32, sodium_base64_VARIANT_ORIGINAL);
+        b64_encode(pk, 32, CV.pub, sizeof CV.pub);
+        b64_encode(sk, 32, CV.sec, sizeof CV.sec);
         CV.have = true;
     }
     sodium_memzero(sk, sizeof sk);
@@ -631,8 +626,8 @@ static void curve_record(void *ud, int status, const char *data, size_t len)
     }
     if (status != CPS_ENOENT || !b || sodium_init() < 0) { curve_flush(false); return; }
     crypto_box_keypair(CV.pk, CV.sk);
-    sodium_bin2base64(CV.pub, sizeof CV.pub, CV.pk, 32, sodium_base64_VARIANT_ORIGINAL);
-    sodium_bin2base64(CV.sec, sizeof CV.sec, CV.sk, 32, sodium_base64_VARIANT_ORIGINAL);
+    b64_encode(CV.pk, 32, CV.pub, sizeof CV.pub);
+    b64_encode(CV.sk, 32, CV.sec, sizeof CV.sec);
     char text[160];
     snprintf(text, sizeof text, "{\"public\":\"%s\",\"secret\":\"%s\"}", CV.pub, CV.sec);
     int rc = b->record_put(b->state, "server", "curve", text, strlen(text), curve_stored, NULL);
@@ -644,7 +639,7 @@ static void curve_answer(void *ud, int error, json_t *data)
 {
     (void)ud;
     if (error || !curve_take(data))
-        API->log(ST.self, CPS_LOG_WARN, "asking %s for the server curve key: %s", CURVE_NODE, error ? API->errname(error) : "bad answer");
+        API->log(ST.self, CPS_LOG_WARN, "asking %s for the server curve key: %s", IDS_CURVE_NODE, error ? API->errname(error) : "bad answer");
     curve_flush(CV.have);
 }
 
@@ -661,8 +656,8 @@ static void curve_need(curve_fn fn, void *ud)
     if (CV.loading) return;
     CV.loading = true;
     const cps_storage_backend *b = backend();
-    if (strcmp(ST.node, CURVE_NODE) != 0) {
-        API->query(ST.self, CURVE_NODE, "SERVER_CURVE_SECRET", json_object(), 0, curve_answer, NULL);
+    if (strcmp(ST.node, IDS_CURVE_NODE) != 0) {
+        API->query(ST.self, IDS_CURVE_NODE, "SERVER_CURVE_SECRET", json_object(), 0, curve_answer, NULL);
     } else if (!b || b->record_get(b->state, "server", "curve", curve_record, NULL) != CPS_OK) {
         curve_flush(false);
     }
@@ -702,15 +697,6 @@ static int cmd_curve_secret(cps_call *call, json_t *args, void *ud)
 
 /* ---- DELETE_LINE {channel, hash, proof} (history.md §9.6) ---- */
 
-/* Bytes of padded standard base64 (as tweetnacl-util), malloc'd, or NULL
-** if `s` is not base64. */
-static unsigned char *b64_dup(const char *s, size_t n, size_t *len)
-{
-    unsigned char *out = malloc(n + 1);     /* + 1: "" is valid, malloc(0) is not */
-    if (out && sodium_base642bin(out, n + 1, s, n, NULL, len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0) return out;
-    free(out);
-    return NULL;
-}
 
 /* proof = <base64 nonce>|<base64 box>.  Malformed (EINVAL) is what Node's
 ** decoding refuses; sizes that cannot open anything are merely false. */
@@ -723,8 +709,8 @@ static bool proof_parse(const char *text, proof *p)
     memset(p, 0, sizeof *p);
     const char *bar = text ? strchr(text, '|') : NULL;
     if (!bar || strchr(bar + 1, '|')) return false;
-    p->nonce = b64_dup(text, (size_t)(bar - text), &p->nlen);
-    p->box = b64_dup(bar + 1, strlen(bar + 1), &p->blen);
+    p->nonce = b64_decode_dup(text, (size_t)(bar - text), &p->nlen);
+    p->box = b64_decode_dup(bar + 1, strlen(bar + 1), &p->blen);
     if (p->nonce && p->box) return true;
     proof_free(p);
     return false;
@@ -766,7 +752,7 @@ static bool proof_ok(const char *line, size_t len, const char *hash, const char 
     json_t *msg = json_loadb(line, len, 0, NULL);
     const char *content = json_string_value(json_array_get(msg, 4));
     size_t rawlen = 0;
-    unsigned char *raw = content ? b64_dup(content, strlen(content), &rawlen) : NULL;
+    unsigned char *raw = content ? b64_decode_dup(content, strlen(content), &rawlen) : NULL;
     proof p;
     bool parsed = proof_parse(text, &p);
     bool ok = raw && parsed && rawlen >= 64 + 24 + 32 && p.nlen == crypto_box_NONCEBYTES &&

@@ -415,7 +415,7 @@ static void op_get_history(channel *ch, op *o)
     json_t *prio = json_object_get(cfg, "priority");
     json_t *lkh = json_object_get(cfg, "lastKnownHash");
     const char *user = json_string_value(json_object_get(o->args, "user"));
-    bool admin = strlen(ch->id) == 33;
+    bool admin = ids_is_admin(ch->id);
 
     if (ch->open_status != CPS_OK) {
         answer(o->call, user, json_pack("[o]", error_obj(CPS_ERR_ERROR, ch->id, txid, NULL)), prio);
@@ -459,7 +459,7 @@ static void history_from(channel *ch, op *o, uint64_t start)
     json_t *txid = json_object_get(cfg, "txid");
     json_t *prio = json_object_get(cfg, "priority");
     const char *user = json_string_value(json_object_get(o->args, "user"));
-    bool admin = strlen(ch->id) == 33;
+    bool admin = ids_is_admin(ch->id);
     reader *r = reader_new(ch, R_HISTORY, o->args);
     if (!r) { API->reply(o->call, CPS_ENOMEM, NULL); ch_done(ch, o); return; }
     if (txid) r->txid = json_dumps(txid, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -702,7 +702,7 @@ int cmd_history(cps_call *call, json_t *args, void *ud)
             return CPS_OK;
         }
     }
-    if (strlen(id) == 34) {   /* ephemeral: nothing stored, ever */
+    if (ids_is_ephemeral(id)) {   /* nothing stored, ever */
         json_t *txid = json_object_get(cfg, "txid");
         json_t *e = run == op_get_history ? error_obj(CPS_EINVAL, id, txid, NULL) :
                     run == op_full_history ? json_pack("[s s s]", "ERROR", id, API->errname(CPS_EINVAL)) :

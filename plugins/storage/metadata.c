@@ -6,7 +6,8 @@
 #include <string.h>
 #include "storage.h"
 
-static bool valid_key(json_t *k) { return json_is_string(k) && json_string_length(k) == 44; }
+/* history.md §10: keys are 44-character strings; only the length is checked. */
+static bool valid_key(json_t *k) { return json_is_string(k) && ids_kind_of_len(json_string_length(k)) == IDS_KEY; }
 
 static bool has(json_t *list, json_t *k)
 {
@@ -176,7 +177,7 @@ bool meta_valid(json_t *meta, const char *channel)
 {
     (void)channel;   /* like the reference: the field's length is what counts */
     json_t *c = json_object_get(meta, "channel");
-    return json_is_string(c) && json_string_length(c) == 32;
+    return json_is_string(c) && ids_kind_of_len(json_string_length(c)) == IDS_PAD;
 }
 
 json_t *meta_allow_list(json_t *meta)

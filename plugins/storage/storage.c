@@ -166,7 +166,7 @@ static int cmd_join(cps_call *call, json_t *args, void *ud)
     if (!args_ok(args, &id, &user) || !json_is_string(json_object_get(args, "front"))) return CPS_EINVAL;
     channel *ch = ch_get(id, true);
     if (!ch) return CPS_ENOMEM;
-    if (strlen(id) == 34) {   /* ephemeral: no metadata, no checks */
+    if (ids_is_ephemeral(id)) {   /* no metadata, no checks */
         add_member(call, ch, user, json_string_value(json_object_get(args, "front")));
         return CPS_OK;
     }

@@ -8,6 +8,7 @@
 #define CPS_STORAGE_ROLE_H
 #include "cps.h"
 #include "hkindex.h"
+#include "ids.h"
 #include "strmap.h"
 
 typedef struct channel channel;
@@ -29,7 +30,8 @@ struct channel {
     int state;
     json_t *meta;         /* current metadata object, or NULL */
     hk_index idx;         /* of the channel log */
-    op *head, *tail;
+    op *head, *tail;      /* not a keyqueue: the channel (members, metadata)
+                          ** outlives an empty queue */
     size_t nops;
     bool busy;            /* the head op is running */
     bool in_kick;         /* kick() is on the stack */

@@ -170,8 +170,9 @@ int cmd_channel_message(cps_call *call, json_t *args, void *ud)
     (void)ud;
     const char *id = json_string_value(json_object_get(args, "channel"));
     if (!ids_valid_channel(id) || !json_is_string(json_object_get(args, "content"))) return CPS_EINVAL;
-    channel *ch = ch_get(id, strlen(id) != 34);
-    if (strlen(id) == 34) {   /* ephemeral: relay only, never stored */
+    bool ephemeral = ids_is_ephemeral(id);   /* relayed only, never stored */
+    channel *ch = ch_get(id, !ephemeral);
+    if (ephemeral) {
         API->reply(call, CPS_OK, json_pack("{s o}", "members", ch ? json_incref(ch->members) : json_array()));
         return CPS_OK;
     }

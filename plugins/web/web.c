@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sodium.h>
+#include "ids.h"
 #include "text.h"
 #include "web.h"
 
@@ -487,7 +488,6 @@ static char *make_csp(bool office)
 ** proofs on every storage node; it may load after this plugin or, in a
 ** cluster, be reachable only once the link is up, so ask until it answers
 ** (bounded: a deployment without it keeps the stand-in key). */
-#define CURVE_NODE "storage:0"
 #define CURVE_RETRY_MS 500
 #define CURVE_TRIES 240
 
@@ -498,20 +498,20 @@ static void curve_got(void *ud, int error, json_t *data)
     (void)ud;
     const char *pub = json_string_value(json_object_get(data, "public"));
     if (S.closing) return;
-    if (!error && pub && strlen(pub) == 44) {
+    if (!error && pub && ids_is_key(pub)) {
         char *c = strdup(pub);
         if (c) { free(S.curve_public); S.curve_public = c; }
         return;
     }
     if (++S.curve_tries < CURVE_TRIES) W.api->timer_start(W.self, CURVE_RETRY_MS, 0, curve_ask, NULL);
     else W.api->log(W.self, CPS_LOG_WARN, "%s did not tell the server curve key (%s): /api/broadcast "
-                    "publishes a key that opens no proof", CURVE_NODE, error ? W.api->errname(error) : "bad answer");
+                    "publishes a key that opens no proof", IDS_CURVE_NODE, error ? W.api->errname(error) : "bad answer");
 }
 
 static void curve_ask(cps_timer *t, void *ud)
 {
     (void)t; (void)ud;
-    W.api->query(W.self, CURVE_NODE, "SERVER_CURVE_PUBLIC", json_object(), 5000, curve_got, NULL);
+    W.api->query(W.self, IDS_CURVE_NODE, "SERVER_CURVE_PUBLIC", json_object(), 5000, curve_got, NULL);
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -623,9 +623,7 @@ static int setup(void)
     if (sodium_init() < 0) return CPS_EINTERNAL;
     crypto_box_keypair(pk, sk);
     sodium_memzero(sk, sizeof sk);
-    size_t bl = sodium_base64_ENCODED_LEN(sizeof pk, sodium_base64_VARIANT_ORIGINAL);
-    if (!(S.curve_public = malloc(bl))) return CPS_ENOMEM;
-    sodium_bin2base64(S.curve_public, bl, pk, sizeof pk, sodium_base64_VARIANT_ORIGINAL);
+    if (!(S.curve_public = b64_encode_dup(pk, sizeof pk))) return CPS_ENOMEM;
 
     int rc = compile_patterns();
     if (!rc) rc = build_config();
