@@ -46,8 +46,9 @@ void cps_plugin_forget(cps_plugin *p);
 bool cps_search_plugin(json_t *root, const char *name, char *out, size_t n);
 bool cps_search_script(json_t *root, const char *name, char *out, size_t n);
 const char *cps_search_exe_dir(void);
-const char *cps_search_plugin_dir(void);   /* the install prefix's */
+const char *cps_search_plugin_dir(void);   /* the installed plugins', beside the binary */
 const char *cps_search_lua_dir(void);      /* the built-in scripts' */
+bool cps_search_in_build_tree(void);       /* running from the build tree */
 
 /* ---- configuration (config.c) ---- */
 typedef struct cps_config {
