@@ -56,6 +56,19 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&M.drain, finish, cps_server_session_count() ? 300 : 0, 0);
 }
 
+#ifndef CPS_GIT_REVISION
+#define CPS_GIT_REVISION "unknown"
+#endif
+
+/* What a bug report needs (docs/operator-guide.md, "Version"): the release,
+** the revision it was built from (configure time) and the plugin ABI. */
+static int print_version(void)
+{
+    printf("cpsd %s\nrevision %s\nplugin ABI %d.%d\n", CPS_VERSION, CPS_GIT_REVISION,
+           CPS_ABI_MAJOR, CPS_ABI_MINOR);
+    return 0;
+}
+
 static int load_all(void)
 {
     json_t *root = cps_cfg->root, *v;
@@ -101,7 +114,7 @@ int main(int argc, char **argv)
     bool list = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
-        if (!strcmp(argv[i], "--version")) { printf("cpsd %s (plugin ABI %d.%d)\n", CPS_VERSION, CPS_ABI_MAJOR, CPS_ABI_MINOR); return 0; }
+        if (!strcmp(argv[i], "--version")) return print_version();
         if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "--check-config")) && i + 1 < argc) {
             if (!strcmp(argv[i], "--check-config")) mode = 1;
             config = argv[++i];
