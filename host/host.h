@@ -220,6 +220,14 @@ void cps_storage_forget(cps_plugin *p);
 int  cps_topology_main(const char *file, const char *role, int index, bool list,
                        const char *config_file);
 
+/* ---- the cluster key file (keyfile.c) ---- */
+#define CPS_KEY_B64_MAX 45   /* base64 of 32 bytes, with its NUL */
+bool cps_key_valid(const char *b64);
+/* A fresh key in a new file, mode 0600; -1 (and err) if it exists. */
+int  cps_keyfile_create(const char *path, char *err, size_t errlen);
+/* The key of the file, checked, into out (CPS_KEY_B64_MAX bytes). */
+int  cps_keyfile_read(const char *path, char *out, size_t n, char *err, size_t errlen);
+
 /* ---- Lua (lua_host.c) ---- */
 int  cps_lua_init(void);
 /* Load a script by name (searched in lua_dirs) or path. */

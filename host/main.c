@@ -4,6 +4,7 @@
 ** scripts, listener.  Shutdown (SIGTERM/SIGINT): close sessions, let them
 ** drain briefly, unload plugins, then tear down lws and the loop (STACK.md G6).
 */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ static const char usage[] =
     "       cpsd --print-config [FILE]  print the effective configuration as JSON\n"
     "       cpsd --topology FILE [--list]               run (or list) the nodes of this machine\n"
     "       cpsd --topology FILE --role ROLE --index N  run one node of a cluster\n"
+    "       cpsd keygen FILE                write a new cluster key file (mode 0600)\n"
     "       cpsd --help | --version\n";
 
 static struct {
@@ -69,6 +71,19 @@ static int print_version(void)
     return 0;
 }
 
+/* `cpsd keygen FILE`: the key a topology's key_file names (keyfile.c). */
+static int keygen(int argc, char **argv)
+{
+    if (argc != 3) { fprintf(stderr, "usage: cpsd keygen FILE\n"); return 2; }
+    char err[PATH_MAX + 128];
+    if (cps_keyfile_create(argv[2], err, sizeof err)) {
+        fprintf(stderr, "cpsd: keygen: %s\n", err);
+        return 1;
+    }
+    printf("wrote a new cluster key to %s (mode 0600); give every node the same file\n", argv[2]);
+    return 0;
+}
+
 static int load_all(void)
 {
     json_t *root = cps_cfg->root, *v;
@@ -112,6 +127,7 @@ int main(int argc, char **argv)
     int mode = 0;   /* 0 run, 1 check, 2 print */
     int index = 0;
     bool list = false;
+    if (argc > 1 && !strcmp(argv[1], "keygen")) return keygen(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
         if (!strcmp(argv[i], "--version")) return print_version();
