@@ -69,15 +69,15 @@ bool cps_search_in_build_tree(void)
 /* <exe dir>/<rel>, with the ".." steps taken off so that messages read well. */
 static void beside_exe(char *out, size_t n, const char *rel)
 {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", cps_search_exe_dir());
+    snprintf(out, n, "%s", cps_search_exe_dir());
     while (strncmp(rel, "../", 3) == 0) {
-        char *slash = strrchr(dir, '/');
-        if (!slash || slash == dir) break;
+        char *slash = strrchr(out, '/');
+        if (!slash || slash == out) break;
         *slash = 0;
         rel += 3;
     }
-    snprintf(out, n, "%s/%s", dir, rel);
+    size_t len = strlen(out);
+    if (len + 1 < n) snprintf(out + len, n - len, "/%s", rel);
 }
 
 const char *cps_search_plugin_dir(void)
