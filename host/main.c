@@ -16,7 +16,7 @@ static const char usage[] =
     "                                   127.0.0.1:3000, data under ./data)\n"
     "       cpsd --check-config FILE    check a configuration file and explain every error\n"
     "       cpsd --print-config [FILE]  print the effective configuration as JSON\n"
-    "       cpsd --topology FILE [--list]               run (or list) the nodes of this machine\n"
+    "       cpsd --topology FILE [--list]               run this machine's nodes (or list every node and its ports)\n"
     "       cpsd --topology FILE --role ROLE --index N  run one node of a cluster\n"
     "       cpsd keygen FILE                write a new cluster key file (mode 0600)\n"
     "       cpsd --help | --version\n";
