@@ -18,7 +18,7 @@ static const char usage[] =
     "       cpsd --print-config [FILE]  print the effective configuration as JSON\n"
     "       cpsd --topology FILE [--list]               run this machine's nodes (or list every node and its ports)\n"
     "       cpsd --topology FILE --role ROLE --index N  run one node of a cluster\n"
-    "       cpsd keygen FILE                write a new cluster key file (mode 0600)\n"
+    "       cpsd keygen FILE            write a new cluster key file (mode 0600)\n"
     "       cpsd --help | --version\n";
 
 static struct {
