@@ -30,7 +30,9 @@ return {
     storage_backend = "fs",
 
     -- Extra directories searched for .so plugins and Lua scripts, before the
-    -- built-in ones (next to the binary, and the install prefix).
+    -- built-in ones: <binary's dir>/plugins, then the install's
+    -- lib/cpsd/plugins and share/cpsd/lua found from the binary's place
+    -- (the source tree's lua/ for a binary in its build tree).
     plugin_dirs = {},
     lua_dirs = {},
 

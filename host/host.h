@@ -46,8 +46,9 @@ void cps_plugin_forget(cps_plugin *p);
 bool cps_search_plugin(json_t *root, const char *name, char *out, size_t n);
 bool cps_search_script(json_t *root, const char *name, char *out, size_t n);
 const char *cps_search_exe_dir(void);
-const char *cps_search_plugin_dir(void);   /* the install prefix's */
+const char *cps_search_plugin_dir(void);   /* the installed plugins', beside the binary */
 const char *cps_search_lua_dir(void);      /* the built-in scripts' */
+bool cps_search_in_build_tree(void);       /* running from the build tree */
 
 /* ---- configuration (config.c) ---- */
 typedef struct cps_config {
@@ -218,6 +219,14 @@ void cps_storage_forget(cps_plugin *p);
 ** overlay; with neither run every local node under a supervisor. */
 int  cps_topology_main(const char *file, const char *role, int index, bool list,
                        const char *config_file);
+
+/* ---- the cluster key file (keyfile.c) ---- */
+#define CPS_KEY_B64_MAX 45   /* base64 of 32 bytes, with its NUL */
+bool cps_key_valid(const char *b64);
+/* A fresh key in a new file, mode 0600; -1 (and err) if it exists. */
+int  cps_keyfile_create(const char *path, char *err, size_t errlen);
+/* The key of the file, checked, into out (CPS_KEY_B64_MAX bytes). */
+int  cps_keyfile_read(const char *path, char *out, size_t n, char *err, size_t errlen);
 
 /* ---- Lua (lua_host.c) ---- */
 int  cps_lua_init(void);

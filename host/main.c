@@ -4,6 +4,7 @@
 ** scripts, listener.  Shutdown (SIGTERM/SIGINT): close sessions, let them
 ** drain briefly, unload plugins, then tear down lws and the loop (STACK.md G6).
 */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,9 @@ static const char usage[] =
     "                                   127.0.0.1:3000, data under ./data)\n"
     "       cpsd --check-config FILE    check a configuration file and explain every error\n"
     "       cpsd --print-config [FILE]  print the effective configuration as JSON\n"
-    "       cpsd --topology FILE [--list]               run (or list) the nodes of this machine\n"
+    "       cpsd --topology FILE [--list]               run this machine's nodes (or list every node and its ports)\n"
     "       cpsd --topology FILE --role ROLE --index N  run one node of a cluster\n"
+    "       cpsd keygen FILE            write a new cluster key file (mode 0600)\n"
     "       cpsd --help | --version\n";
 
 static struct {
@@ -54,6 +56,32 @@ static void on_signal(uv_signal_t *s, int signum)
     cps_server_close_sessions(1001, "server shutting down");
     uv_timer_init(&M.loop, &M.drain);
     uv_timer_start(&M.drain, finish, cps_server_session_count() ? 300 : 0, 0);
+}
+
+#ifndef CPS_GIT_REVISION
+#define CPS_GIT_REVISION "unknown"
+#endif
+
+/* What a bug report needs (docs/operator-guide.md, "Version"): the release,
+** the revision it was built from (configure time) and the plugin ABI. */
+static int print_version(void)
+{
+    printf("cpsd %s\nrevision %s\nplugin ABI %d.%d\n", CPS_VERSION, CPS_GIT_REVISION,
+           CPS_ABI_MAJOR, CPS_ABI_MINOR);
+    return 0;
+}
+
+/* `cpsd keygen FILE`: the key a topology's key_file names (keyfile.c). */
+static int keygen(int argc, char **argv)
+{
+    if (argc != 3) { fprintf(stderr, "usage: cpsd keygen FILE\n"); return 2; }
+    char err[PATH_MAX + 128];
+    if (cps_keyfile_create(argv[2], err, sizeof err)) {
+        fprintf(stderr, "cpsd: keygen: %s\n", err);
+        return 1;
+    }
+    printf("wrote a new cluster key to %s (mode 0600); give every node the same file\n", argv[2]);
+    return 0;
 }
 
 static int load_all(void)
@@ -99,9 +127,10 @@ int main(int argc, char **argv)
     int mode = 0;   /* 0 run, 1 check, 2 print */
     int index = 0;
     bool list = false;
+    if (argc > 1 && !strcmp(argv[1], "keygen")) return keygen(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
-        if (!strcmp(argv[i], "--version")) { printf("cpsd %s (plugin ABI %d.%d)\n", CPS_VERSION, CPS_ABI_MAJOR, CPS_ABI_MINOR); return 0; }
+        if (!strcmp(argv[i], "--version")) return print_version();
         if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "--check-config")) && i + 1 < argc) {
             if (!strcmp(argv[i], "--check-config")) mode = 1;
             config = argv[++i];

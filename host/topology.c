@@ -3,8 +3,13 @@
 ** configuration derived from it, and the supervisor that starts the nodes
 ** of this machine and restarts a node that dies (with back-off).
 **
-** The file is Lua returning { key = <base64 32 bytes>, front = {{host=, port=},
-** ...}, core = {...}, storage = {...}, config = { shared settings } }.
+** The file is Lua returning { key = <base64 32 bytes> or key_file = "FILE",
+** front = {{host=, port=, extra_ports=}, ...}, core = {{host=, port=}, ...},
+** storage = {...}, config = { shared settings } } (docs/operator-guide.md,
+** "The cluster").  key_file is relative to the topology file's directory;
+** the supervisor creates it if missing.  Only fronts take client ports
+** beyond their own (the sandbox origin): nodes on one machine must not share
+** the default extra port, so listen.extra_ports comes from the node alone.
 */
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <limits.h>
+#include <sodium.h>
 #include "host.h"
 
 static const char *roles[] = { "front", "core", "storage" };
@@ -44,6 +50,96 @@ static bool is_local(const char *host)
            !strncmp(host, "127.", 4);
 }
 
+/* The extra client ports node `self` of `role` binds: a front's own, none
+** for the other roles (they serve no web app origin). */
+static json_t *node_extra_ports(json_t *self, const char *role)
+{
+    json_t *p = json_object_get(self, "extra_ports");
+    return !strcmp(role, "front") && json_is_array(p) ? json_copy(p) : json_array();
+}
+
+/* Every node's ports are checked together so that a clash is named before
+** six processes start and one of them dies on bind. */
+static int check_ports(json_t *topo, char *err, size_t errlen)
+{
+    json_t *seen = json_object();
+    int rc = 0;
+    for (size_t r = 0; r < 3 && !rc; r++) {
+        size_t i;
+        json_t *n;
+        json_array_foreach(json_object_get(topo, roles[r]), i, n) {
+            const char *host = json_string_value(json_object_get(n, "host")) ?: "127.0.0.1";
+            char id[32];
+            snprintf(id, sizeof id, "%s:%zu", roles[r], i);
+            if (r > 0 && json_object_get(n, "extra_ports")) {
+                snprintf(err, errlen, "%s: extra_ports: only fronts take client ports", id);
+                rc = -1;
+                break;
+            }
+            json_t *ports = node_extra_ports(n, roles[r]);
+            json_t *port = json_object_get(n, "port");
+            json_array_insert_new(ports, 0, port ? json_incref(port) : json_integer(0));
+            size_t j;
+            json_t *p;
+            json_array_foreach(ports, j, p) {
+                char addr[96];
+                snprintf(addr, sizeof addr, "%s:%lld", host, (long long)json_integer_value(p));
+                const char *other = json_string_value(json_object_get(seen, addr));
+                if (!json_is_integer(p) || json_integer_value(p) <= 0 || json_integer_value(p) > 65535) {
+                    snprintf(err, errlen, "%s: ports must be numbers from 1 to 65535", id);
+                    rc = -1;
+                } else if (other) {
+                    snprintf(err, errlen, "%s and %s both bind %s", other, id, addr);
+                    rc = -1;
+                }
+                if (rc) break;
+                json_object_set_new(seen, addr, json_string(id));
+            }
+            json_decref(ports);
+            if (rc) break;
+        }
+    }
+    json_decref(seen);
+    return rc;
+}
+
+/* `key_file` (relative to the topology file's directory) becomes `key`.
+** The supervisor (create) makes a missing file, so that the shipped example
+** starts as it is; a single node needs the file every machine shares. */
+static int resolve_key(json_t *topo, const char *file, bool create, char *err, size_t errlen)
+{
+    json_t *kf = json_object_get(topo, "key_file");
+    if (!kf) {
+        if (cps_key_valid(json_string_value(json_object_get(topo, "key")))) return 0;
+        snprintf(err, errlen, "key must be 32 bytes in base64, or give key_file = \"FILE\"");
+        return -1;
+    }
+    if (json_object_get(topo, "key") || !json_is_string(kf) || !json_string_length(kf)) {
+        snprintf(err, errlen, "key_file must be a file name, and key left out");
+        return -1;
+    }
+    char path[PATH_MAX], key[CPS_KEY_B64_MAX], why[PATH_MAX + 128];
+    const char *name = json_string_value(kf), *slash = strrchr(file, '/');
+    if (name[0] == '/' || !slash) snprintf(path, sizeof path, "%s", name);
+    else snprintf(path, sizeof path, "%.*s/%s", (int)(slash - file), file, name);
+    if (create && access(path, F_OK) != 0) {
+        if (cps_keyfile_create(path, why, sizeof why)) {
+            snprintf(err, errlen, "key_file: cannot create %.*s", (int)(errlen - 40), why);
+            return -1;
+        }
+        cps_log("supervisor", CPS_LOG_INFO, "created the cluster key file %s (mode 0600): "
+                "nodes on other machines need a copy of it", path);
+    }
+    if (cps_keyfile_read(path, key, sizeof key, why, sizeof why)) {
+        snprintf(err, errlen, "key_file: %.*s%s", (int)(errlen - 80), why,
+                 create ? "" : " (the supervisor creates it; or run `cpsd keygen FILE`)");
+        return -1;
+    }
+    json_object_set_new(topo, "key", json_string(key));
+    sodium_memzero(key, sizeof key);
+    return 0;
+}
+
 /* The overlay that makes the default configuration into node role:index. */
 static json_t *node_overlay(json_t *topo, const char *role, int index, char *err, size_t errlen)
 {
@@ -74,9 +170,10 @@ static json_t *node_overlay(json_t *topo, const char *role, int index, char *err
     json_object_set_new(o, "topology", counts);
     json_t *listen = json_object_get(o, "listen");
     if (!json_is_object(listen)) { listen = json_object(); json_object_set_new(o, "listen", listen); }
-    json_object_set(listen, "host", json_object_get(self, "host") ?: json_string("127.0.0.1"));
+    json_t *host = json_object_get(self, "host");
+    json_object_set_new(listen, "host", host ? json_incref(host) : json_string("127.0.0.1"));
     json_object_set(listen, "port", json_object_get(self, "port"));
-    if (json_object_get(self, "extra_ports")) json_object_set(listen, "extra_ports", json_object_get(self, "extra_ports"));
+    json_object_set_new(listen, "extra_ports", node_extra_ports(self, role));
     /* each node stores under its own directory (a storage node's shard) */
     const char *base = json_string_value(json_object_get(o, "data_dir")) ?: "./data";
     char dir[PATH_MAX];
@@ -200,6 +297,24 @@ static int supervise(json_t *topo)
 
 /* ---- entry ---- */
 
+/* --list: one line per node, its id and every address it binds (its port
+** first, then a front's extra ports). */
+static void list_nodes(json_t *topo)
+{
+    for (size_t r = 0; r < 3; r++) {
+        size_t i, j;
+        json_t *n, *p;
+        json_array_foreach(json_object_get(topo, roles[r]), i, n) {
+            const char *host = json_string_value(json_object_get(n, "host")) ?: "127.0.0.1";
+            printf("%s:%zu %s:%lld", roles[r], i, host, (long long)json_integer_value(json_object_get(n, "port")));
+            json_t *extra = node_extra_ports(n, roles[r]);
+            json_array_foreach(extra, j, p) printf(" %s:%lld", host, (long long)json_integer_value(p));
+            json_decref(extra);
+            putchar('\n');
+        }
+    }
+}
+
 int cps_topology_main(const char *file, const char *role, int index, bool list, const char *config_file)
 {
     char *errors = NULL;
@@ -211,21 +326,20 @@ int cps_topology_main(const char *file, const char *role, int index, bool list, 
         return 1;
     }
     free(errors);
+    char err[PATH_MAX + 256];
+    if (check_ports(topo, err, sizeof err) || (!list && resolve_key(topo, file, !role, err, sizeof err))) {
+        fprintf(stderr, "cpsd: topology %s: %s\n", file, err);
+        json_decref(topo);
+        return 1;
+    }
     int rc = 0;
     if (list) {
-        for (size_t r = 0; r < 3; r++) {
-            size_t i;
-            json_t *n;
-            json_array_foreach(json_object_get(topo, roles[r]), i, n)
-                printf("%s:%zu %s:%lld\n", roles[r], i, json_string_value(json_object_get(n, "host")) ?: "127.0.0.1",
-                       (long long)json_integer_value(json_object_get(n, "port")));
-        }
+        list_nodes(topo);
     } else if (!role) {
         T.file = file;
         T.config_file = config_file;
         rc = supervise(topo);
     } else {
-        char err[256];
         json_t *overlay = node_overlay(topo, role, index, err, sizeof err);
         if (!overlay) { fprintf(stderr, "cpsd: %s\n", err); rc = 1; }
         else {

@@ -36,10 +36,19 @@ test('--help exits 0 and prints usage', async () => {
     assert.match(r.stdout + r.stderr, /--config/, `--help mentions --config\n${out(r)}`);
 });
 
-test('--version prints a version', async () => {
+test('--version prints the version, the git revision and the plugin ABI', async () => {
     const r = await runCpsd(['--version']);
     assert.equal(r.code, 0, out(r));
-    assert.match(r.stdout + r.stderr, /\d+\.\d+/, out(r));
+    // docs/operator-guide.md, "Version": three lines, on stdout
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 3, out(r));
+    assert.match(lines[0], /^cpsd \d+\.\d+\.\d+$/, out(r));
+    assert.match(lines[1], /^revision (unknown|[0-9a-f]{7,}(-dirty)?|\S+-g[0-9a-f]{7,}(-dirty)?)$/, out(r));
+    const abi = /^#define CPS_ABI_(MAJOR|MINOR)\s+(\d+)/gm;
+    const cps = Fs.readFileSync(Path.join(__dirname, '..', '..', 'api', 'cps.h'), 'utf8');
+    const v = {};
+    for (const m of cps.matchAll(abi)) { v[m[1]] = m[2]; }
+    assert.equal(lines[2], `plugin ABI ${v.MAJOR}.${v.MINOR}`, out(r));
 });
 
 test('--check-config accepts a valid file', async () => {
