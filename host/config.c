@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <unistd.h>
 #include "host.h"
+#include "lua_json.h"
 #include "default_config.h"   /* generated: const char cps_default_config[] */
 
 
@@ -45,79 +46,6 @@ static void err_add(errbuf *e, const char *fmt, ...)
     e->count++;
 }
 
-/* ---- Lua table -> JSON ---- */
-
-static json_t *to_json(lua_State *L, int idx, const char *path, errbuf *e, int depth);
-
-static bool is_sequence(lua_State *L, int idx, lua_Integer *len)
-{
-    idx = lua_absindex(L, idx);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        count++;
-        if (!lua_isinteger(L, -2)) { lua_pop(L, 2); return false; }
-        lua_Integer k = lua_tointeger(L, -2);
-        lua_pop(L, 1);
-        if (k < 1 || k > n) { lua_pop(L, 1); return false; }
-    }
-    *len = n;
-    return count == n && n > 0;
-}
-
-static json_t *to_json(lua_State *L, int idx, const char *path, errbuf *e, int depth)
-{
-    idx = lua_absindex(L, idx);
-    if (depth > 32) { err_add(e, "%s: nested too deeply", path); return NULL; }
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL: return json_null();
-    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
-        return json_real(lua_tonumber(L, idx));
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        json_t *v = json_stringn(s, n);
-        if (!v) err_add(e, "%s: not valid UTF-8", path);
-        return v;
-    }
-    case LUA_TTABLE: {
-        lua_Integer n;
-        char sub[512];
-        if (is_sequence(L, idx, &n)) {
-            json_t *a = json_array();
-            for (lua_Integer i = 1; i <= n; i++) {
-                lua_rawgeti(L, idx, i);
-                snprintf(sub, sizeof sub, "%s[%lld]", path, (long long)i);
-                json_t *v = to_json(L, -1, sub, e, depth + 1);
-                lua_pop(L, 1);
-                if (v) json_array_append_new(a, v);
-            }
-            return a;
-        }
-        json_t *o = json_object();
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            if (lua_type(L, -2) != LUA_TSTRING) {
-                err_add(e, "%s: keys must be names, mixed list and table", path[0] ? path : "(top level)");
-                lua_pop(L, 1);
-                continue;
-            }
-            const char *k = lua_tostring(L, -2);
-            snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", k);
-            json_t *v = to_json(L, -1, sub, e, depth + 1);
-            if (v) json_object_set_new(o, k, v);
-            lua_pop(L, 1);
-        }
-        return o;
-    }
-    default:
-        err_add(e, "%s: a %s cannot be configuration", path, luaL_typename(L, idx));
-        return NULL;
-    }
-}
-
 /* Evaluate a Lua chunk that returns a table; returns JSON or NULL. */
 static json_t *eval_chunk(const char *src, size_t len, const char *name, bool is_file, errbuf *e)
 {
@@ -132,9 +60,14 @@ static json_t *eval_chunk(const char *src, size_t len, const char *name, bool is
     } else if (!lua_istable(L, -1)) {
         err_add(e, "%s: must return a table, returned %s", name, luaL_typename(L, -1));
     } else {
-        lua_Integer n;
-        if (is_sequence(L, -1, &n)) err_add(e, "%s: must return a table of named keys", name);
-        else out = to_json(L, -1, "", e, 0);
+        char why[512];
+        out = cps_lua_json_from_lua(L, -1, why, sizeof why);
+        if (!out) err_add(e, "%s: %s", name, why);
+        else if (!json_is_object(out)) {
+            err_add(e, "%s: must return a table of named keys", name);
+            json_decref(out);
+            out = NULL;
+        }
     }
     lua_close(L);
     return out;

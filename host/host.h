@@ -19,7 +19,8 @@ struct cps_plugin {
     void *dl;              /* dlopen handle, NULL for Lua/host */
     char *node;            /* node id served, or NULL */
     const cps_plugin_def *def; /* the .so's descriptor (NULL for Lua and the host) */
-    void *state;           /* set by def->init, passed to def->fini */
+    void *state;           /* set by def->init, passed to fini */
+    void (*fini)(cps_plugin *self, void *state);   /* def->fini, or a script's */
     const char *version;   /* shown in logs */
     bool is_lua;
     bool unloading;

@@ -14,21 +14,17 @@
 #include <string.h>
 #include <unistd.h>
 #include "host.h"
+#include "lua_json.h"
 
-#ifndef CPS_LUA_DIR
-#define CPS_LUA_DIR "/usr/local/share/cpsd/lua"
-#endif
 
 static struct {
     lua_State *L;
     size_t mem, max_mem;
     long budget;              /* instructions left in the current call */
     long max_instructions;
-    int array_mt;             /* registry ref: metatable marking JSON arrays */
     cps_plugin *current;      /* script being loaded */
 } LH;   /* the Lua host singleton */
 
-static const char NULL_KEY = 0;   /* address used as cps.null */
 #define HOOK_STEP 1000
 
 /* ---- allocator with a cap ---- */
@@ -51,112 +47,63 @@ static void hook(lua_State *L, lua_Debug *ar)
     if (LH.budget < 0) luaL_error(L, "ETIMEDOUT");
 }
 
-/* ---- JSON <-> Lua ---- */
+/* ---- JSON <-> Lua (lua_json.c), protected against the memory cap ---- */
 
-static void push_json(lua_State *L, json_t *v)
-{
-    size_t i;
-    const char *k;
-    json_t *x;
-    luaL_checkstack(L, 4, "json too deep");
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        lua_createtable(L, 0, (int)json_object_size(v));
-        json_object_foreach(v, k, x) { push_json(L, x); lua_setfield(L, -2, k); }
-        break;
-    case JSON_ARRAY:
-        lua_createtable(L, (int)json_array_size(v), 0);
-        json_array_foreach(v, i, x) { push_json(L, x); lua_rawseti(L, -2, (lua_Integer)i + 1); }
-        lua_rawgeti(L, LUA_REGISTRYINDEX, LH.array_mt);
-        lua_setmetatable(L, -2);
-        break;
-    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
-    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); break;
-    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
-    case JSON_TRUE: lua_pushboolean(L, 1); break;
-    case JSON_FALSE: lua_pushboolean(L, 0); break;
-    default: lua_pushlightuserdata(L, (void *)&NULL_KEY); break;
-    }
-}
-
-static json_t *to_json(lua_State *L, int idx, int depth)
-{
-    idx = lua_absindex(L, idx);
-    if (depth > 64) luaL_error(L, "EINVAL: value nested too deeply");
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL: return json_null();
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == &NULL_KEY) return json_null();
-        break;
-    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
-        return json_real(lua_tonumber(L, idx));
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        json_t *j = json_stringn(s, n);
-        if (!j) luaL_error(L, "EINVAL: string is not valid UTF-8");
-        return j;
-    }
-    case LUA_TTABLE: {
-        bool marked = false;
-        if (lua_getmetatable(L, idx)) {
-            lua_rawgeti(L, LUA_REGISTRYINDEX, LH.array_mt);
-            marked = lua_rawequal(L, -1, -2);
-            lua_pop(L, 2);
-        }
-        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-        if (marked || n > 0) {
-            json_t *a = json_array();
-            for (lua_Integer i = 1; i <= n; i++) {
-                lua_rawgeti(L, idx, i);
-                json_array_append_new(a, to_json(L, -1, depth + 1));
-                lua_pop(L, 1);
-            }
-            return a;
-        }
-        json_t *o = json_object();
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                json_object_set_new(o, lua_tostring(L, -2), to_json(L, -1, depth + 1));
-            } else {
-                json_decref(o);
-                luaL_error(L, "EINVAL: table keys must be strings");
-            }
-            lua_pop(L, 1);
-        }
-        return o;
-    }
-    default: break;
-    }
-    luaL_error(L, "EINVAL: a %s cannot be sent as JSON", luaL_typename(L, idx));
-    return NULL;
-}
-
-/* Protected conversion (to_json may raise). */
+/* Protected conversion: lua_json raises only when the capped allocator
+** refuses, and that must not unwind through the host. */
 static int p_to_json(lua_State *L)
 {
+    char *err = lua_touserdata(L, 3);
     json_t **out = lua_touserdata(L, 2);
-    *out = to_json(L, 1, 0);
+    *out = cps_lua_json_from_lua(L, 1, err, 256);
     return 0;
 }
 
 static json_t *safe_json(lua_State *L, int idx, char *err, size_t errlen)
 {
+    char why[256] = "";
     json_t *out = NULL;
     idx = lua_absindex(L, idx);
     lua_pushcfunction(L, p_to_json);
     lua_pushvalue(L, idx);
     lua_pushlightuserdata(L, &out);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pushlightuserdata(L, why);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        snprintf(why, sizeof why, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
         lua_pop(L, 1);
         json_decref(out);
-        return NULL;
+        out = NULL;
     }
+    if (!out) snprintf(err, errlen, "EINVAL: %s", why);
     return out;
+}
+
+static int p_push_json(lua_State *L)
+{
+    char *err = lua_touserdata(L, 2);
+    json_t *v = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (cps_lua_json_push(L, v, err, 256)) return 0;
+    return 1;
+}
+
+/* Push v; 0, or -1 with nothing pushed and the reason in err. */
+static int safe_push(lua_State *L, json_t *v, char *err, size_t errlen)
+{
+    char why[256] = "";
+    lua_pushcfunction(L, p_push_json);
+    lua_pushlightuserdata(L, v);
+    lua_pushlightuserdata(L, why);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        snprintf(why, sizeof why, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+    } else if (why[0]) {
+        lua_pop(L, 1);    /* the nil that stands for nothing */
+    } else {
+        return 0;
+    }
+    snprintf(err, errlen, "%s", why);
+    return -1;
 }
 
 /* The code in an error message: "EINVAL", "EINVAL: detail", "file.lua:3:
@@ -267,7 +214,16 @@ static int run_handler(int ref, json_t *args, bool is_rpc, void *h, const char *
     snprintf(a->from, sizeof a->from, "%s", from ? from : "");
     luaL_setmetatable(L, "cps.answer");
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    push_json(L, args);
+    char err[256];
+    if (safe_push(L, args, err, sizeof err)) {
+        /* e.g. arguments nested deeper than a script may receive */
+        cps_log("lua", CPS_LOG_INFO, "%s: arguments refused: %s", what, err);
+        lua_answer done = *a;
+        a->h = NULL;
+        lua_settop(L, top);
+        answer_err(&done, "EINVAL");
+        return CPS_OK;
+    }
     lua_pushvalue(L, top + 1);
     int rc = budget_call(L, 2, 1);
     if (rc != LUA_OK) {
@@ -280,7 +236,6 @@ static int run_handler(int ref, json_t *args, bool is_rpc, void *h, const char *
     }
     if (!a->h) { lua_settop(L, top); return CPS_OK; }                  /* answered */
     if (lua_isnil(L, -1)) { lua_settop(L, top); return CPS_ASYNC; }   /* later */
-    char err[256];
     json_t *v = safe_json(L, -1, err, sizeof err);
     lua_answer done = *a;
     a->h = NULL;
@@ -333,33 +288,123 @@ static int lua_command_handler(cps_call *call, json_t *args, void *ud)
     return run_handler((int)(intptr_t)ud, args, false, call, cps_router_call_from(call), "command handler");
 }
 
+/* This process's node of `role` in buf ("core:1"), or NULL if it runs none.
+** Nodes are found by index because a node of a cluster may be any index. */
+static const char *local_node(const char *role, char *buf, size_t n)
+{
+    int count = cps_router_role_count(role);
+    for (int i = 0; i < count; i++) {
+        int w = snprintf(buf, n, "%s:%d", role, i);
+        if (w > 0 && (size_t)w < n && cps_router_is_local(buf)) return buf;
+    }
+    return NULL;
+}
+
+/* A command for a node this process does not run would never be called:
+** refuse it with an error the script sees, and say so in the log. */
+static int refuse_remote(lua_State *L, const char *fn, const char *name, const char *node)
+{
+    cps_log(script_of(L)->name, CPS_LOG_ERROR, "%s %s refused: node %s is not run by this process",
+            fn, name, node);
+    return luaL_error(L, "EINVAL: %s %s: node %s is not run by this process; a script registers "
+                      "commands only on the nodes of its own process", fn, name, node);
+}
+
+/* Register fn (at stack index fn_idx) as `name` on `node`, a node of this
+** process; raises on failure. */
+static void register_on(lua_State *L, const char *fn_name, const char *node, const char *name, int fn_idx)
+{
+    cps_plugin *p = script_of(L);
+    char role[32];
+    snprintf(role, sizeof role, "%.*s", (int)strcspn(node, ":"), node);
+    lua_pushvalue(L, fn_idx);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    void *ud = (void *)(intptr_t)ref;
+    /* The script's own node exactly; another local node through its role
+    ** (a process runs one node per role, declared before any remote one). */
+    int rc = p->node && strcmp(p->node, node) == 0 ? cps_router_register(p, name, lua_command_handler, ud)
+                                                    : cps_router_register_role(p, role, name, lua_command_handler, ud);
+    if (rc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        luaL_error(L, "%s %s on %s: %s", fn_name, name, node, cps_errname(rc));
+    }
+}
+
+/* cps.register_command(name, fn): on the node the script is bound to. */
 static int l_register_command(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    lua_pushvalue(L, 2);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    int rc = cps_router_register(script_of(L), name, lua_command_handler, (void *)(intptr_t)ref);
-    if (rc) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "register_command %s: %s (scripts attach to a node with `node = \"core\"` in lua_scripts)", name, cps_errname(rc));
-    }
+    cps_plugin *p = script_of(L);
+    if (!p->node)
+        return luaL_error(L, "EINVAL: register_command %s: the script is bound to no node (list it as "
+                          "\"role:%s\" in lua_scripts, or use register_role_command)", name, p->name);
+    if (!cps_router_is_local(p->node)) return refuse_remote(L, "register_command", name, p->node);
+    register_on(L, "register_command", p->node, name, 2);
     return 0;
 }
 
+/* cps.register_role_command(role or node, name, fn): on this process's node
+** of a role (false if it runs none: a script loaded everywhere registers
+** where it can), or on one named node, which must be this process's. */
 static int l_register_role_command(lua_State *L)
 {
-    const char *role = luaL_checkstring(L, 1);
+    const char *target = luaL_checkstring(L, 1);
     const char *name = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TFUNCTION);
-    lua_pushvalue(L, 3);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    int rc = cps_router_register_role(script_of(L), role, name, lua_command_handler, (void *)(intptr_t)ref);
-    if (rc) luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    if (rc == CPS_ENOENT) { lua_pushboolean(L, 0); return 1; }   /* no such node here */
-    if (rc) return luaL_error(L, "register_role_command %s: %s", name, cps_errname(rc));
+    char node[32];
+    if (strchr(target, ':')) {
+        if (!cps_router_is_local(target)) return refuse_remote(L, "register_role_command", name, target);
+        snprintf(node, sizeof node, "%s", target);
+    } else if (!local_node(target, node, sizeof node)) {
+        cps_log(script_of(L)->name, CPS_LOG_INFO, "%s not registered: this process runs no %s node", name, target);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    register_on(L, "register_role_command", node, name, 3);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* cps.node(): the node the script is bound to; cps.node(role): this
+** process's node of that role; nil if none. */
+static int l_node(lua_State *L)
+{
+    char buf[32];
+    const char *n = lua_isnoneornil(L, 1) ? script_of(L)->node : local_node(luaL_checkstring(L, 1), buf, sizeof buf);
+    if (n) lua_pushstring(L, n); else lua_pushnil(L);
+    return 1;
+}
+
+/* ---- the unload hook: kept in the registry under the script's plugin ---- */
+
+/* cps.on_unload(fn): fn runs when the script is unloaded; nil removes it. */
+static int l_on_unload(lua_State *L)
+{
+    if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, script_of(L));
+    return 0;
+}
+
+static void forget_hook(lua_State *L, cps_plugin *p)
+{
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, p);
+}
+
+/* The script's fini: the host calls it at unload, then stops the script's
+** timers and drops its registrations, so the hook still sees them. */
+static void script_fini(cps_plugin *p, void *state)
+{
+    (void)state;
+    lua_State *L = LH.L;
+    if (!L) return;
+    int top = lua_gettop(L);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, p) == LUA_TFUNCTION && budget_call(L, 0, 0) != LUA_OK)
+        cps_log(p->name, CPS_LOG_ERROR, "unload hook failed: %s", lua_tostring(L, -1));
+    lua_settop(L, top);
+    forget_hook(L, p);
 }
 
 /* A one-shot Lua callback held at registry ref `ud`: begin pushes it (and
@@ -447,7 +492,14 @@ static void lua_query_done(void *ud, int err, json_t *data)
     if (!L) return;
     int top = callback_begin(ud);
     if (err) lua_pushstring(L, cps_errname(err)); else lua_pushnil(L);
-    if (data) push_json(L, data); else lua_pushnil(L);
+    char why[256];
+    if (!data) lua_pushnil(L);
+    else if (safe_push(L, data, why, sizeof why)) {
+        cps_log("lua", CPS_LOG_ERROR, "query: the answer cannot reach Lua: %s", why);
+        lua_pop(L, 1);
+        lua_pushstring(L, "EINVAL");
+        lua_pushnil(L);
+    }
     callback_end(top, 2, "query");
 }
 
@@ -543,7 +595,9 @@ static int l_config(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     json_t *v = cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
-    if (!v) lua_pushnil(L); else push_json(L, v);
+    char err[256];
+    if (!v) lua_pushnil(L);
+    else if (cps_lua_json_push(L, v, err, sizeof err)) return luaL_error(L, "EINVAL: config %s: %s", path, err);
     return 1;
 }
 
@@ -568,8 +622,7 @@ static int l_array(lua_State *L)
     if (lua_isnoneornil(L, 1)) lua_newtable(L); else luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     if (lua_isnil(L, 1)) { lua_pop(L, 1); lua_newtable(L); }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LH.array_mt);
-    lua_setmetatable(L, -2);
+    cps_lua_json_mark_array(L, -1);
     return 1;
 }
 
@@ -589,6 +642,8 @@ static const luaL_Reg cps_funcs[] = {
     { "role_count", l_role_count },
     { "now", l_now },
     { "array", l_array },
+    { "node", l_node },
+    { "on_unload", l_on_unload },
     { NULL, NULL }
 };
 
@@ -598,7 +653,7 @@ static void push_module(lua_State *L, cps_plugin *p)
     luaL_newlibtable(L, cps_funcs);
     lua_pushlightuserdata(L, p);
     luaL_setfuncs(L, cps_funcs, 1);
-    lua_pushlightuserdata(L, (void *)&NULL_KEY);
+    cps_lua_json_push_null(L);
     lua_setfield(L, -2, "null");
     lua_pushstring(L, CPS_VERSION);
     lua_setfield(L, -2, "version");
@@ -612,10 +667,7 @@ int cps_lua_init(void)
     if (!LH.L) return CPS_ENOMEM;
     lua_State *L = LH.L;
     luaL_openlibs(L);
-    lua_newtable(L);
-    lua_pushstring(L, "array");
-    lua_setfield(L, -2, "__jsontype");
-    LH.array_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    cps_lua_json_init(L);
     luaL_newmetatable(L, "cps.answer");
     lua_pushcfunction(L, answer_index);
     lua_setfield(L, -2, "__index");
@@ -629,39 +681,47 @@ int cps_lua_init(void)
     return 0;
 }
 
-static bool find_script(const char *name, char *out, size_t n)
+/* The node a script listed as "role:file.lua" is bound to: this process's
+** node of that role, whatever its index.  Sets *name to the file part.
+** Returns 0 (node set, or "" for a script without a role), 1 if this process
+** runs no node of the role (the script is for other processes), or an error. */
+static int bind_node(const char *spec, const char **name, char *node, size_t n)
 {
-    if (name[0] == '/') { snprintf(out, n, "%s", name); return access(out, R_OK) == 0; }
-    if (strstr(name, "..")) return false;
-    size_t i;
-    json_t *d;
-    json_array_foreach(cps_config_path(cps_cfg ? cps_cfg->root : NULL, "lua_dirs"), i, d) {
-        snprintf(out, n, "%s/%s", json_string_value(d), name);
-        if (access(out, R_OK) == 0) return true;
+    const char *colon = strchr(spec, ':');
+    node[0] = 0;
+    *name = spec;
+    if (!colon || (size_t)(colon - spec) >= 16 || strchr(spec, '/')) return 0;
+    char role[16];
+    snprintf(role, sizeof role, "%.*s", (int)(colon - spec), spec);
+    *name = colon + 1;
+    if (local_node(role, node, n)) return 0;
+    if (cps_router_role_count(role) == 0) {
+        cps_log("lua", CPS_LOG_ERROR, "Lua script '%s': the topology has no role '%s'", spec, role);
+        return CPS_ENOENT;
     }
-    snprintf(out, n, "%s/%s", CPS_LUA_DIR, name);
-    return access(out, R_OK) == 0;
+    cps_log("lua", CPS_LOG_INFO, "Lua script '%s' not loaded: this process runs no %s node", spec, role);
+    return 1;
 }
 
-/* Load one script as a plugin of its own.  `name` may be "role:file.lua"
-** to attach the script to a local node (for register_command). */
+/* Load one script as a plugin of its own.  `spec` may be "role:file.lua"
+** to bind the script to this process's node of that role (register_command
+** registers there); a script for a role this process does not run is
+** skipped (0). */
 int cps_lua_load(const char *spec)
 {
-    char path[PATH_MAX], node[32] = "";
-    const char *name = spec;
-    const char *colon = strchr(spec, ':');
-    if (colon && (size_t)(colon - spec) < 16 && !strchr(spec, '/')) {
-        snprintf(node, sizeof node, "%.*s:0", (int)(colon - spec), spec);
-        name = colon + 1;
-    }
-    if (!find_script(name, path, sizeof path)) {
-        cps_log("lua", CPS_LOG_ERROR, "Lua script '%s' not found in lua_dirs or %s", name, CPS_LUA_DIR);
+    char path[PATH_MAX], node[32];
+    const char *name;
+    int bound = bind_node(spec, &name, node, sizeof node);
+    if (bound) return bound > 0 ? 0 : bound;
+    if (!cps_search_script(cps_cfg ? cps_cfg->root : NULL, name, path, sizeof path)) {
+        cps_log("lua", CPS_LOG_ERROR, "Lua script '%s' not found in lua_dirs or %s", name, cps_search_lua_dir());
         return CPS_ENOENT;
     }
     cps_plugin *p = cps_plugin_new(name, path, node[0] ? node : NULL);
     if (!p) return CPS_ENOMEM;
     p->is_lua = true;
     p->version = "lua";
+    p->fini = script_fini;
     lua_State *L = LH.L;
     int top = lua_gettop(L);
     int rc = luaL_loadfile(L, path);
@@ -681,13 +741,14 @@ int cps_lua_load(const char *spec)
     if (rc != LUA_OK) {
         cps_log("lua", CPS_LOG_ERROR, "Lua script %s failed to load: %s", path, lua_tostring(L, -1));
         lua_settop(L, top);
+        forget_hook(L, p);   /* never loaded: no unload; the address may be reused */
         p->unloading = true;
         cps_plugin_forget(p);
         cps_plugin_free(p);
         return CPS_EINVAL;
     }
     lua_settop(L, top);
-    cps_log("lua", CPS_LOG_INFO, "loaded Lua script %s", path);
+    cps_log("lua", CPS_LOG_INFO, "loaded Lua script %s%s%s", path, node[0] ? " on " : "", node);
     return 0;
 }
 

@@ -120,6 +120,7 @@ int cps_plugin_load_path(const char *name, const char *path, const char *node)
     if (!p) { dlclose(dl); return CPS_ENOMEM; }
     p->dl = dl;
     p->def = def;
+    p->fini = def->fini;
     p->version = def->version ? def->version : "";
     rc = def->init(&cps_host_api, p, &p->state);
     if (rc < 0) {
@@ -161,7 +162,7 @@ void cps_plugins_fini(void)
     for (cps_plugin *p = plugins; p; p = p->next) {
         if (p->unloading) continue;
         p->unloading = true;
-        if (p->def && p->def->fini) p->def->fini(p, p->state);
+        if (p->fini) p->fini(p, p->state);
         cps_plugin_forget(p);
     }
 }

@@ -3,7 +3,10 @@
 ** commands with cps.register_rpc; they are called through cps_rpc_call as
 ** the dispatcher plugin would.  JSON round trips, error codes, the
 ** instruction budget, the memory cap, load failures rolled back, async
-** replies from cps.timer, duplicate names, cps.config.
+** replies from cps.timer, duplicate names, cps.config.  The process runs
+** core:1 of a two-core cluster (core:0 and storage:0 are remote): scripts
+** bind to core:1, registrations for remote nodes are refused.  The unload
+** hook.  The Lua<->JSON converter on its own (lua_json.c).
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +14,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <lauxlib.h>
+#include <lualib.h>
 #include "host.h"
+#include "lua_json.h"
 #include "test_util.h"
 
 static uv_loop_t loop;
@@ -88,6 +94,13 @@ static int group_setup(void **state)
     if (uv_loop_init(&loop)) return -1;
     cps_timers_init(&loop);
     if (cps_router_init(&loop)) return -1;
+    /* As `cpsd --topology F --role core --index 1` would: its own node
+    ** first, then the peers it knows through links. */
+    cps_router_set_role_count("core", 2);
+    cps_router_set_role_count("storage", 1);
+    if (cps_router_add_node("core:1", NULL) || cps_router_add_remote("core:0") ||
+        cps_router_add_remote("storage:0"))
+        return -1;
     if (cps_lua_init()) return -1;
     int rc = cps_lua_load("ok.lua");
     if (rc) { fprintf(stderr, "ok.lua: %s\n", cps_errname(rc)); return -1; }
@@ -307,6 +320,263 @@ static void test_config_and_ctx(void **state)
     result_free(&r);
 }
 
+
+/* ---- nodes: binding and remote registrations ---- */
+
+static void query_done(void *ud, int err, json_t *data) { done(ud, err, data, 0); }
+
+static int query(const char *node, const char *cmd, const char *args_json, result *r)
+{
+    result_free(r);
+    json_t *args = json_loads(args_json, JSON_DECODE_ANY, NULL);
+    return cps_router_query(NULL, node, cmd, args, 2000, query_done, r);
+}
+
+static void test_bind_any_index(void **state)
+{
+    (void)state;
+    static result r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(cps_lua_load("core:bind.lua"), 0);
+    /* The command is on core:1, the node this process runs. */
+    assert_int_equal(query("core:1", "LUA_BOUND", "{\"x\":1}", &r), 0);
+    assert_true(run_until(&r.calls, 3000));
+    assert_string_equal(r.error, "");
+    assert_string_equal(r.value, "{\"echo\":{\"x\":1},\"from\":\"core:1\",\"node\":\"core:1\"}");
+    assert_int_equal(call("LUA_BIND_NODE", NULL, &r), 0);
+    assert_string_equal(r.value, "{\"core\":\"core:1\",\"node\":\"core:1\",\"storage\":\"none\"}");
+
+    /* A script for a role this process does not run is not loaded. */
+    capture c;
+    capture_start(&c);
+    assert_int_equal(cps_lua_load("storage:bind_other.lua"), 0);
+    char *log = capture_end(&c);
+    assert_non_null(strstr(log, "not loaded"));
+    assert_non_null(strstr(log, "storage"));
+    free(log);
+    assert_int_equal(call("LUA_OTHER_LOADED", NULL, &r), CPS_ENOENT);
+    /* A role the topology lacks is a configuration error. */
+    assert_int_equal(cps_lua_load("nosuchrole:bind_other.lua"), CPS_ENOENT);
+    assert_int_equal(call("LUA_OTHER_LOADED", NULL, &r), CPS_ENOENT);
+    result_free(&r);
+}
+
+static void test_remote_refused(void **state)
+{
+    (void)state;
+    static result r;
+    memset(&r, 0, sizeof r);
+    capture c;
+    capture_start(&c);
+    assert_int_equal(cps_lua_load("remote.lua"), 0);
+    char *log = capture_end(&c);
+    /* the log says which command and which node */
+    assert_non_null(strstr(log, "LUA_REMOTE refused: node core:0 is not run by this process"));
+    free(log);
+    assert_int_equal(call("LUA_REMOTE_RESULT", NULL, &r), 0);
+    json_t *v = json_loads(r.value, 0, NULL);
+    assert_non_null(v);
+    assert_true(json_is_false(json_object_get(v, "ok")));
+    const char *err = json_string_value(json_object_get(v, "err"));
+    assert_non_null(err);
+    assert_non_null(strstr(err, "core:0"));
+    assert_non_null(strstr(err, "not run by this process"));
+    assert_true(json_is_true(json_object_get(v, "role_ok")));
+    assert_true(json_is_false(json_object_get(v, "role")));
+    assert_true(json_is_true(json_object_get(v, "by_role")));
+    assert_true(json_is_true(json_object_get(v, "by_id")));
+    json_decref(v);
+    /* Nothing reached the remote nodes' tables; the local ones answer. */
+    assert_int_equal(query("core:1", "LUA_LOCAL_ROLE", "null", &r), 0);
+    assert_true(run_until(&r.calls, 3000));
+    assert_string_equal(r.value, "\"by role\"");
+    assert_int_equal(query("core:1", "LUA_LOCAL_ID", "null", &r), 0);
+    assert_true(run_until(&r.calls, 3000));
+    assert_string_equal(r.value, "\"by id\"");
+    assert_int_equal(query("core:1", "LUA_REMOTE", "null", &r), 0);
+    assert_true(run_until(&r.calls, 3000));
+    assert_string_equal(r.error, "ENOENT");
+
+    /* register_command in a script bound to no node: an error. */
+    assert_int_equal(cps_lua_load("unbound.lua"), 0);
+    assert_int_equal(call("LUA_UNBOUND_RESULT", NULL, &r), 0);
+    assert_non_null(strstr(r.value, "bound to no node"));
+    result_free(&r);
+}
+
+/* Last: unloads every script. */
+static void test_unload_hook(void **state)
+{
+    (void)state;
+    static result r;
+    memset(&r, 0, sizeof r);
+    int never = 0;
+    assert_int_equal(cps_lua_load("unload.lua"), 0);
+    assert_int_equal(cps_lua_load("unload_bad.lua"), 0);
+    assert_int_equal(cps_lua_load("unload_err.lua"), 0);
+    run_until(&never, 40);
+    assert_int_equal(call("LUA_TICKS", NULL, &r), 0);
+    assert_true(atoi(r.value) > 0);
+
+    capture c;
+    capture_start(&c);
+    cps_plugins_fini();
+    char *log = capture_end(&c);
+    assert_non_null(strstr(log, "LUA_UNLOAD_HOOK ran after some ticks"));
+    assert_null(strstr(log, "LUA_REPLACED_HOOK"));     /* replaced by the endless one */
+    assert_non_null(strstr(log, "unload hook failed: ETIMEDOUT"));
+    assert_non_null(strstr(log, "unload hook failed: EBADHOOK"));
+    free(log);
+    /* Afterwards its registrations are gone and its timer is stopped. */
+    assert_int_equal(call("LUA_TICKS", NULL, &r), CPS_ENOENT);
+    capture_start(&c);
+    run_until(&never, 40);
+    log = capture_end(&c);
+    assert_null(strstr(log, "LUA_TICK"));
+    free(log);
+    result_free(&r);
+}
+
+/* ---- the converter on its own ---- */
+
+static int l_mark(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    cps_lua_json_mark_array(L, 1);
+    return 1;
+}
+
+static lua_State *conv_state(void)
+{
+    lua_State *L = luaL_newstate();
+    assert_non_null(L);
+    luaL_openlibs(L);
+    cps_lua_json_init(L);
+    cps_lua_json_push_null(L);
+    lua_setglobal(L, "null");
+    lua_pushcfunction(L, l_mark);
+    lua_setglobal(L, "array");
+    return L;
+}
+
+/* JSON text -> Lua -> JSON text, compared in canonical form. */
+static void conv_round_trip(lua_State *L, const char *text)
+{
+    char err[256];
+    json_t *in = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!in) fail_msg("bad test JSON %s", text);
+    assert_int_equal(cps_lua_json_push(L, in, err, sizeof err), 0);
+    json_t *out = cps_lua_json_from_lua(L, -1, err, sizeof err);
+    lua_pop(L, 1);
+    if (!out) fail_msg("%s: %s", text, err);
+    if (!json_equal(in, out)) {
+        char *got = json_dumps(out, JSON_ENCODE_ANY);
+        fail_msg("%s came back as %s", text, got);
+    }
+    /* integers stay integers, reals stay reals */
+    if (json_is_real(in)) assert_true(json_is_real(out));
+    if (json_is_integer(in)) assert_true(json_is_integer(out));
+    json_decref(in);
+    json_decref(out);
+}
+
+/* `return <expr>` evaluated, then converted: the JSON text, or "!" and the
+** error message. */
+static char *conv_lua(lua_State *L, const char *expr)
+{
+    char src[4096], err[256];
+    snprintf(src, sizeof src, "%s", expr);
+    if (luaL_dostring(L, src) != LUA_OK) fail_msg("%s: %s", expr, lua_tostring(L, -1));
+    json_t *v = cps_lua_json_from_lua(L, -1, err, sizeof err);
+    lua_settop(L, 0);
+    if (!v) {
+        char *e = malloc(strlen(err) + 2);
+        sprintf(e, "!%s", err);
+        return e;
+    }
+    char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_decref(v);
+    return s;
+}
+
+static void expect_lua(lua_State *L, const char *expr, const char *want)
+{
+    char *got = conv_lua(L, expr);
+    if (want[0] == '!' ? !strstr(got, want + 1) || got[0] != '!' : strcmp(got, want) != 0)
+        fail_msg("%s gave %s, expected %s", expr, got, want);
+    free(got);
+}
+
+static void test_converter_round_trips(void **state)
+{
+    (void)state;
+    lua_State *L = conv_state();
+    const char *docs[] = {
+        "{}", "[]", "null", "true", "0", "-1", "1.5", "1.0", "-0.25", "1e300",
+        "9223372036854775807", "-9223372036854775808", "\"\"", "\"a\\u0000b\"",
+        "\"h\\u00e9llo \\u2603\"", "[null]", "[1,null,3]", "[[],{},[[]],{\"a\":{}}]",
+        "{\"a\":[1,2,{\"b\":[true,false,null]}],\"c\":{\"d\":{\"e\":\"f\"}}}",
+        "{\"n\":null,\"list\":[{\"x\":[1,[2,[3]]]},{}]}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) conv_round_trip(L, docs[i]);
+    /* 64 nested arrays are fine, 65 are not, in either direction */
+    char deep[200];
+    memset(deep, '[', 64);
+    memset(deep + 64, ']', 64);
+    deep[128] = 0;
+    conv_round_trip(L, deep);
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    deep[130] = 0;
+    char err[256];
+    json_t *v = json_loads(deep, 0, NULL);
+    int top = lua_gettop(L);
+    assert_int_equal(cps_lua_json_push(L, v, err, sizeof err), -1);
+    assert_int_equal(lua_gettop(L), top);            /* nothing left pushed */
+    assert_non_null(strstr(err, "nested more than 64 deep"));
+    json_decref(v);
+    lua_close(L);
+}
+
+static void test_converter_lua_side(void **state)
+{
+    (void)state;
+    lua_State *L = conv_state();
+    /* shapes */
+    expect_lua(L, "return {}", "{}");
+    expect_lua(L, "return array({})", "[]");
+    expect_lua(L, "return {1, 2, 3}", "[1,2,3]");
+    expect_lua(L, "return {a = 1, b = {}}", "{\"a\":1,\"b\":{}}");
+    expect_lua(L, "return array({1, null, 3})", "[1,null,3]");
+    expect_lua(L, "local a = array({}) a[3] = 'x' return a", "[null,null,\"x\"]");
+    expect_lua(L, "return {1, null, 3}", "[1,null,3]");
+    expect_lua(L, "return { x = nil, y = null }", "{\"y\":null}");
+    expect_lua(L, "return 2^53", "9007199254740992.0");
+    expect_lua(L, "return 1 << 62", "4611686018427387904");
+    expect_lua(L, "local t = {1} return { a = t, b = t }", "{\"a\":[1],\"b\":[1]}");   /* shared, not a cycle */
+    /* errors, each saying where */
+    expect_lua(L, "return 0/0", "!NaN or an infinity cannot be JSON");
+    expect_lua(L, "return { a = { b = { 1, 1/0 } } }", "!a.b[2]: NaN or an infinity");
+    expect_lua(L, "return { 1, 2, x = 3 }", "!mixes list items and named keys");
+    expect_lua(L, "return { [1] = 1, [3] = 3 }", "!a list with holes");
+    expect_lua(L, "return { [true] = 1 }", "!a key that is boolean cannot be JSON");
+    expect_lua(L, "return { [1.5] = 1 }", "!a key that is a number that is not an index");
+    expect_lua(L, "local t = {} t.me = { t } return t", "!me[1]: the table contains itself");
+    expect_lua(L, "return { f = print }", "!f: a function cannot be JSON");
+    expect_lua(L, "return { s = '\\xff' }", "!s: the string is not valid UTF-8");
+    expect_lua(L, "return { ['\\xff'] = 1 }", "!the key is not valid UTF-8");
+    expect_lua(L, "return array({ 1, x = 2 })", "!has keys that are not indexes");
+    expect_lua(L, "local a = array({}) a[1000] = 1 return a", "!index 1000 but only 1 items");
+    expect_lua(L, "local t = {} for i = 1, 64 do t = { t } end return t", "!nested more than 64 deep");
+    /* one fewer level is fine */
+    char *ok = conv_lua(L, "local t = {} for i = 1, 63 do t = { t } end return t");
+    assert_int_not_equal(ok[0], '!');
+    free(ok);
+    assert_int_equal(lua_gettop(L), 0);
+    lua_close(L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +587,11 @@ int main(void)
         cmocka_unit_test(test_duplicate_name),
         cmocka_unit_test(test_async_reply),
         cmocka_unit_test(test_config_and_ctx),
+        cmocka_unit_test(test_bind_any_index),
+        cmocka_unit_test(test_remote_refused),
+        cmocka_unit_test(test_converter_round_trips),
+        cmocka_unit_test(test_converter_lua_side),
+        cmocka_unit_test(test_unload_hook),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,16 @@
+-- hello.lua - HELLO "name" answers "Hello, name!".
+local greeted = 0
+
+cps.register_rpc("HELLO", function(args, ctx)
+    if type(args) ~= "string" or #args == 0 or #args > 100 then
+        error("EINVAL", 0)          -- the client gets [txid, "ERROR", "EINVAL"]
+    end
+    greeted = greeted + 1
+    return "Hello, " .. args .. "!"
+end)
+
+cps.on_unload(function()
+    cps.log("info", "hello.lua: greeted " .. greeted .. " time(s)")
+end)
+
+cps.log("info", "HELLO registered")
