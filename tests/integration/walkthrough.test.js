@@ -17,9 +17,9 @@ const C = require('./lib/client');
 const ROOT = Path.resolve(__dirname, '../..');
 let srv; let tmp; let me; let HK;
 
-// The fenced block that follows `<!-- walkthrough: NAME -->` in README.md.
-const walkthrough = (name) => {
-    const text = Fs.readFileSync(Path.join(ROOT, 'README.md'), 'utf8');
+// The fenced block that follows `<!-- walkthrough: NAME -->` in a README.
+const walkthrough = (name, readme = 'README.md') => {
+    const text = Fs.readFileSync(Path.join(ROOT, readme), 'utf8');
     const at = text.indexOf(`<!-- walkthrough: ${name} -->`);
     assert.ok(at >= 0, `README.md has the ${name} walkthrough`);
     const m = /```[a-z]*\n([\s\S]*?)```/.exec(text.slice(at));
@@ -37,6 +37,7 @@ before(withLog(() => srv, async () => {
     execFileSync('cmake', ['--install', build, '--prefix', prefix], { stdio: 'pipe' });
     Fs.writeFileSync(Path.join(tmp, 'hello.c'), walkthrough('hello.c'));
     Fs.writeFileSync(Path.join(tmp, 'hello.lua'), walkthrough('hello.lua'));
+    Fs.writeFileSync(Path.join(tmp, 'greet.lua'), walkthrough('greet.lua', 'lua/README.md'));
     const env = { ...process.env, PKG_CONFIG_PATH: Path.join(prefix, 'lib/pkgconfig') };
     const cflags = execFileSync('pkg-config', ['--cflags', 'cpsd'], { env }).toString().trim();
     // The README's command, with -Werror so a warning fails the test too.
@@ -44,7 +45,7 @@ before(withLog(() => srv, async () => {
         { cwd: tmp, env, stdio: 'pipe' });
     srv = await startServer({
         plugin_dirs: [tmp], plugins_add: ['hello'],
-        lua_dirs: [tmp], lua_scripts_add: ['hello.lua'],
+        lua_dirs: [tmp], lua_scripts_add: ['hello.lua', 'greet.lua'],
     });
     me = await C.rawReady(srv.url);
     const j = await me.join('0'.repeat(34));
@@ -77,8 +78,22 @@ test('the Lua walkthrough script answers HELLO_LUA', async () => {
     assert.deepEqual(bad.reply, [bad.txid, 'ERROR', 'EINVAL']);
 });
 
+test('the walkthrough of lua/README.md answers GREET', async () => {
+    const { reply, txid } = await rpc(['GREET', 'Ada']);
+    assert.deepEqual(reply, [txid, null, 'Hello, Ada!', null]);
+    const bad = await rpc(['GREET', 42]);
+    assert.deepEqual(bad.reply, [bad.txid, 'ERROR', 'EINVAL']);
+});
+
 test('the server says it loaded both', async () => {
     const log = srv.stderr();
     assert.match(log, /loaded plugin 'hello' 1\.0 \(ABI 2\.0\)/);
     assert.match(log, /hello\.lua/);
+    assert.match(log, /GREET registered/);
+});
+
+test('the unload hook of the Lua walkthrough runs at shutdown', async () => {
+    await srv.stop();
+    assert.match(srv.stderr(), /greet\.lua: greeted 1 time\(s\)/);
+    srv = null;
 });

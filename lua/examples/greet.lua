@@ -1,7 +1,7 @@
--- hello.lua - HELLO "name" answers "Hello, name!".
+-- greet.lua - GREET "name" answers "Hello, name!".
 local greeted = 0
 
-cps.register_rpc("HELLO", function(args, ctx)
+cps.register_rpc("GREET", function(args, ctx)
     if type(args) ~= "string" or #args == 0 or #args > 100 then
         error("EINVAL", 0)          -- the client gets [txid, "ERROR", "EINVAL"]
     end
@@ -10,7 +10,7 @@ cps.register_rpc("HELLO", function(args, ctx)
 end)
 
 cps.on_unload(function()
-    cps.log("info", "hello.lua: greeted " .. greeted .. " time(s)")
+    cps.log("info", "greet.lua: greeted " .. greeted .. " time(s)")
 end)
 
-cps.log("info", "HELLO registered")
+cps.log("info", "GREET registered")
