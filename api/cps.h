@@ -230,7 +230,7 @@ typedef struct cps_api {
     /* The node that sent `call` ("front:0"). */
     const char *(*call_from)(cps_call *call);
     /* The node of `role` that owns `key` (jump consistent hash over the
-    ** role's node count, key derived as spec/cluster.md 3.1).  Writes into
+    ** role's node count, key derived as docs/protocol/cluster.md 3.1).  Writes into
     ** buf (>= 32 bytes) and returns it, or NULL if the role has no nodes. */
     const char *(*owner)(cps_plugin *p, const char *role, const char *key,
                          char *buf, size_t buflen);

@@ -16,7 +16,7 @@
 **     and errcode("E-777") gives -777 back.
 **
 ** The host's own codes come first.  The protocol codes after them are the
-** names CryptPad clients expect (docs/protocol/rpc.md, history.md, http.md);
+** names CryptPad clients expect (docs/protocol/rpc.md, docs/protocol/history.md, docs/protocol/http.md);
 ** the host gives them no meaning, it only names them once for every plugin.
 ** Codes are part of the ABI: a code keeps its number forever; new codes are
 ** appended (and bump the ABI minor).

@@ -137,7 +137,7 @@ typedef struct cps_storage_backend {
     ** stream it with obj_read).  Synchronous; does not check existence. */
     const char *(*obj_path)(void *state, const char *store, const char *key, char *buf, size_t n);
 
-    /* -- appended for line deletion (history.md §9.6; check with
+    /* -- appended for line deletion (docs/protocol/history.md §9.6; check with
     **    CPS_STORAGE_HAS(b, channel_cut)) --
     ** Remove the bytes [offset, offset + len) of the log, which must start
     ** and end on line boundaries (len > 0; CPS_EINVAL otherwise, also past

@@ -123,7 +123,7 @@ return {
     -- ["rpc-pin"] = { max_cached_keys = 10000, max_queue_per_key = 1000,
     --                 limits = { [edPublic] = { limit = bytes, plan = "", note = "" } } },
 
-    -- The web side (plugin `web`, spec/http.md): the CryptPad web app's two
+    -- The web side (plugin `web`, docs/protocol/http.md): the CryptPad web app's two
     -- origins, its static files, and /api/config, /api/broadcast,
     -- /api/instance, /extensions.js, /api/logo.  Every key is optional.
     web = {
@@ -140,7 +140,7 @@ return {
         -- flushes browser caches).  dev_mode adds the time of each request.
         -- version = "2026.2.2", fresh_key = "1", dev_mode = false,
 
-        -- /api/config (spec/http.md §5.1)
+        -- /api/config (docs/protocol/http.md §5.1)
         admin_keys = {},            -- admins' edPublic keys
         moderator_keys = {},
         restrict_sso_registration = false,

@@ -10,7 +10,7 @@ build=${CPS_TEST_BUILD:-build-test}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCPS_SANITIZE=ON -DCPS_TESTS=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
 # Leak checking on; lws's own allocations on exit are freed by the double
-# context destroy (STACK.md G6), so none are expected.
+# context destroy (docs/libraries.md G6), so none are expected.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=4:allocator_release_to_os_interval_ms=100}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir "$build" --output-on-failure --timeout 600

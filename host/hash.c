@@ -1,6 +1,6 @@
 /*
 ** hash.c - placement: the jump consistent hash (Lamping & Veach) with the
-** key derivation of cryptpad/scalable-server (spec/cluster.md 3.1), so that
+** key derivation of cryptpad/scalable-server (docs/protocol/cluster.md 3.1), so that
 ** a key lands on the same node index as in the prototype.
 */
 #include <string.h>

@@ -2,7 +2,7 @@
 ** main.c - the cpsd command line, startup and graceful shutdown.
 ** Startup: configuration, loop, router, Lua, role plugins, feature plugins,
 ** scripts, listener.  Shutdown (SIGTERM/SIGINT): close sessions, let them
-** drain briefly, unload plugins, then tear down lws and the loop (STACK.md G6).
+** drain briefly, unload plugins, then tear down lws and the loop (docs/libraries.md G6).
 */
 #include <limits.h>
 #include <signal.h>

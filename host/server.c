@@ -3,7 +3,7 @@
 ** loop.  It turns websocket connections into sessions with bounded send
 ** queues and hands complete text messages to the one plugin that owns
 ** sessions.  HTTP requests other than the upgrade get GET /metrics or 404.
-** The lws traps worked around here are numbered as in STACK.md (G5..G15).
+** The lws traps worked around here are numbered as in docs/libraries.md (G5..G15).
 */
 #include <uv.h>               /* before libwebsockets.h: G3 */
 #include <libwebsockets.h>
@@ -415,7 +415,7 @@ int cps_server_start(uv_loop_t *loop)
                    LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
-    info.pt_serv_buf_size = 65536;     /* read chunk size (STACK.md §5) */
+    info.pt_serv_buf_size = 65536;     /* read chunk size (docs/libraries.md G13) */
     info.pcontext = &S.ctx;            /* lws clears it when really freed */
     S.ctx = lws_create_context(&info);
     if (!S.ctx) {

@@ -1,5 +1,5 @@
 /*
-** auth.c - POST /api/auth (http.md 9): two-round, Ed25519-signed HTTP
+** auth.c - POST /api/auth (docs/protocol/http.md 9): two-round, Ed25519-signed HTTP
 ** commands for login blocks, TOTP MFA and upload cookies; the plugin's
 ** entry point.  Challenges are backend records ("challenges", by txid), so
 ** a restart keeps them; blocks, MFA settings and sessions are reached
@@ -16,8 +16,8 @@
 #include "conf.h"
 #include "totp.h"
 
-#define MAX_BODY 102400               /* http.md 9: 100 kB, as body-parser counts it */
-#define DEFAULT_TTL_MS 300000         /* "a few minutes" (http.md 9.2) */
+#define MAX_BODY 102400               /* docs/protocol/http.md 9: 100 kB, as body-parser counts it */
+#define DEFAULT_TTL_MS 300000         /* "a few minutes" (docs/protocol/http.md 9.2) */
 #define DEFAULT_SESSION_HOURS 168     /* otpSessionExpiration */
 #define MAX_CONTACT 254
 
@@ -90,7 +90,7 @@ static bool parse_iso(const char *s, uint64_t *ms)
     return true;
 }
 
-/* JavaScript truthiness, which is how both servers dispatch (http.md 9). */
+/* JavaScript truthiness, which is how both servers dispatch (docs/protocol/http.md 9). */
 static bool truthy(json_t *v)
 {
     if (!v || json_is_null(v) || json_is_false(v)) return false;
@@ -171,7 +171,7 @@ static void fail(actx *c, const char *msg)
     reply(c, 500, json_pack("{s s}", "error", msg));
 }
 
-/* A completion's failure (http.md 9.2 step 4, with errorCode). */
+/* A completion's failure (docs/protocol/http.md 9.2 step 4, with errorCode). */
 static void exec_fail(actx *c, int code)
 {
     if (code == CPS_ERR_E_UNAVAILABLE) reply(c, 503, json_pack("{s s}", "error", "Service unavailable"));
@@ -202,7 +202,7 @@ static void ask(actx *c, const char *safe, json_t *args, cps_reply_fn cb)
     if (rc) cb(c, rc, NULL);
 }
 
-/* ---- block content (http.md 9.3) ------------------------------------------ */
+/* ---- block content (docs/protocol/http.md 9.3) ------------------------------------------ */
 
 /* [oldPub, sig] (as JSON text, or already an array): sig is the old key
 ** signing its own raw bytes.  The old key's safe form in `safe`. */
@@ -346,7 +346,7 @@ static void complete_empty(actx *c, int err, json_t *data)
     done_empty(c);
 }
 
-/* The blob plugin's storage half makes the cookie (rpc.md 8.1). */
+/* The blob plugin's storage half makes the cookie (docs/protocol/rpc.md 8.1). */
 static void complete_cookie(actx *c, int err, json_t *data)
 {
     if (c->step++ == 0) {
@@ -387,7 +387,7 @@ static void complete_write(actx *c, int err, json_t *data)
         if (e) { exec_fail(c, e); return; }
         if (A.restrict_registration) {
             /* No invitations here: a registration needs the proof of an
-            ** existing block (http.md 9.3 step 2). */
+            ** existing block (docs/protocol/http.md 9.3 step 2). */
             if (!proof_ok(json_object_get(content, "registrationProof"), c->other)) {
                 exec_fail(c, CPS_ERR_E_RESTRICTED);
                 return;
@@ -516,7 +516,7 @@ static void complete_totp_remove(actx *c, int err, json_t *data)
     }
 }
 
-/* http.md 9.4 (SSO_* belong to an SSO plugin). */
+/* docs/protocol/http.md 9.4 (SSO_* belong to an SSO plugin). */
 static const cmd_def CMDS[] = {
     { "TEST",              check_none,       NULL,         complete_test },
     { "UPLOAD_COOKIE",     check_none,       NULL,         complete_cookie },
@@ -574,7 +574,7 @@ static void on_put(void *ud, int status)
 }
 
 /* ---- where challenges live: the storage node owning the txid -------------
-** (cluster.md 3.8: round 2 may come to another front than round 1).  In one
+** (docs/protocol/cluster.md 3.8: round 2 may come to another front than round 1).  In one
 ** process that node is here and the records are written directly. */
 
 static bool txid_chars(const char *s);
@@ -647,7 +647,7 @@ static int challenge_cmd(cps_call *call, json_t *args, void *ud)
 }
 
 /* The challenge text is the client's own body with txid and date appended
-** as its last members: exactly what the client signs (http.md 9.2). */
+** as its last members: exactly what the client signs (docs/protocol/http.md 9.2). */
 static void issue(actx *c)
 {
     const cps_storage_backend *b = API->storage(A.self, NULL);

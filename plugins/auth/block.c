@@ -1,5 +1,5 @@
 /*
-** block.c - GET /block/<xx>/<safeKey> (http.md 7): the login block's bytes,
+** block.c - GET /block/<xx>/<safeKey> (docs/protocol/http.md 7): the login block's bytes,
 ** a 404 with a small JSON body while there is none (registration expects
 ** it), and the MFA gate (a Bearer session) when the block has MFA.  Any
 ** node answers: one that does not run the key's storage node asks it

@@ -99,7 +99,7 @@ static void take_mfa(sop *s, const char *data, size_t len)
 }
 
 /* The sessions record is one object per block: session id -> content
-** (storage.md 10 has a file per session; records have no listing, and
+** (docs/protocol/storage.md 10 has a file per session; records have no listing, and
 ** TOTP_REVOKE must drop them all). */
 static void take_sessions(sop *s, int status, const char *data, size_t len)
 {
@@ -156,7 +156,7 @@ static void op_state(sop *s, int status, const char *data, size_t len)
     }
 }
 
-/* http.md 7 steps 2-4: {serve}, {missing} (protected, no block), {deny}. */
+/* docs/protocol/http.md 7 steps 2-4: {serve}, {missing} (protected, no block), {deny}. */
 static void op_gate(sop *s, int status, const char *data, size_t len)
 {
     const cps_storage_backend *b = be();
@@ -182,7 +182,7 @@ static void op_gate(sop *s, int status, const char *data, size_t len)
         json_t *v = json_object_get(s->sessions, bearer);
         if (v && session_exp(v) > (double)API->now_ms()) { finish(s, CPS_OK, json_pack("{s b}", "serve", 1)); return; }
         if (!v) { finish(s, CPS_OK, json_pack("{s b}", "deny", 1)); return; }
-        /* Expired: forget it (http.md 7 step 4). */
+        /* Expired: forget it (docs/protocol/http.md 7 step 4). */
         json_object_del(s->sessions, bearer);
         put_json(s, NS_SESSIONS, s->sessions);
         return;
@@ -193,7 +193,7 @@ static void op_gate(sop *s, int status, const char *data, size_t len)
 }
 
 /* {block (base64), nomfa}: archive the live block (placeholder
-** PASSWORD_CHANGE), then write the new bytes (http.md 9.3 step 4). */
+** PASSWORD_CHANGE), then write the new bytes (docs/protocol/http.md 9.3 step 4). */
 static void op_write_block(sop *s, int status, const char *data, size_t len)
 {
     (void)data; (void)len;
@@ -326,7 +326,7 @@ static void op_mfa_del(sop *s, int status, const char *data, size_t len)
     }
 }
 
-/* A new MFA session (http.md 9.4 "Sessions") while MFA is configured. */
+/* A new MFA session (docs/protocol/http.md 9.4 "Sessions") while MFA is configured. */
 static void op_session_new(sop *s, int status, const char *data, size_t len)
 {
     const cps_storage_backend *b = be();

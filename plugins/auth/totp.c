@@ -126,7 +126,7 @@ bool totp_check(const char *secret, const char *code, uint64_t now_ms)
     for (int i = 0; i < 6; i++) want = want * 10 + (uint32_t)(code[i] - '0');
     uint64_t step = now_ms / 30000;
     bool ok = false;
-    /* Window 1 (http.md 9.4): clocks drift and users type slowly. */
+    /* Window 1 (docs/protocol/http.md 9.4): clocks drift and users type slowly. */
     for (int d = -1; d <= 1; d++)
         if ((d >= 0 || step > 0) && hotp6(key, (size_t)klen, step + (uint64_t)(int64_t)d) == want) ok = true;
     sodium_memzero(key, sizeof key);

@@ -1,5 +1,5 @@
 /*
-** blob.c - encrypted file uploads and downloads (spec rpc.md 5, 6, 8; http.md
+** blob.c - encrypted file uploads and downloads (spec docs/protocol/rpc.md 5, 6, 8; docs/protocol/http.md
 ** 6, 8): the RPC commands UPLOAD_STATUS, UPLOAD, UPLOAD_CANCEL,
 ** UPLOAD_COMPLETE and OWNED_UPLOAD_COMPLETE, forwarded to the storage node
 ** owning the user's key (stage.c); POST /upload-blob/ (HTTP chunks signed
@@ -15,8 +15,8 @@
 #include "conf.h"
 #include "text.h"
 
-#define UPLOAD_MAX_BODY (500 * 1024)     /* http.md 8: body <= 500 kB (express's "500kb") */
-#define DEFAULT_MAX_UPLOAD 20971520      /* rpc.md 7.3: maxUploadSize, 20 MiB */
+#define UPLOAD_MAX_BODY (500 * 1024)     /* docs/protocol/http.md 8: body <= 500 kB (express's "500kb") */
+#define DEFAULT_MAX_UPLOAD 20971520      /* docs/protocol/rpc.md 7.3: maxUploadSize, 20 MiB */
 #define DEFAULT_LIMIT 52428800           /* defaultStorageLimit, 50 MiB */
 
 struct blob_state BL;
@@ -30,7 +30,7 @@ static void forwarded(void *ud, int error, json_t *data)
     else API->rpc_reply(rpc, data && !json_is_null(data) ? json_incref(data) : NULL);
 }
 
-/* Staging is per user key (rpc.md 8): every upload command goes to the
+/* Staging is per user key (docs/protocol/rpc.md 8): every upload command goes to the
 ** storage node owning the caller's safe key.  Steals args. */
 static int to_stage(cps_rpc *rpc, const char *cmd, json_t *args)
 {
@@ -77,7 +77,7 @@ static int rpc_complete(cps_rpc *rpc, json_t *args, void *ud)
 
 /* ---- HTTP: common headers ------------------------------------------------ */
 
-/* http.md 4.1: sandboxed iframes read blobs cross-origin.  "*" with
+/* docs/protocol/http.md 4.1: sandboxed iframes read blobs cross-origin.  "*" with
 ** embedding enabled, else the permitted embedders, else the sandbox origin
 ** (the shared `instance` section); "*" when none is configured. */
 static const char *allowed_origin(void)
@@ -114,7 +114,7 @@ static int not_found(cps_http *req)
     return CPS_OK;
 }
 
-/* CORS preflight (http.md 6, 8). */
+/* CORS preflight (docs/protocol/http.md 6, 8). */
 static int preflight(cps_http *req, const char *methods)
 {
     json_t *h = base_headers("application/octet-stream; charset=utf-8");
@@ -131,7 +131,7 @@ static int preflight(cps_http *req, const char *methods)
 static int blob_options(cps_http *req, void *ud) { (void)ud; return preflight(req, "GET, OPTIONS"); }
 static int upload_options(cps_http *req, void *ud) { (void)ud; return preflight(req, "POST, OPTIONS"); }
 
-/* ---- POST /upload-blob/<xx>/<id> (rpc.md 8.1 step 4) --------------------- */
+/* ---- POST /upload-blob/<xx>/<id> (docs/protocol/rpc.md 8.1 step 4) --------------------- */
 
 static void chunk_done(void *ud, int error, json_t *data)
 {
@@ -189,7 +189,7 @@ static int http_upload(cps_http *req, void *ud)
     return CPS_ASYNC;
 }
 
-/* ---- GET / HEAD /blob/<xx>/<id> (http.md 6) ------------------------------ */
+/* ---- GET / HEAD /blob/<xx>/<id> (docs/protocol/http.md 6) ------------------------------ */
 
 typedef struct download {
     cps_http *req;
@@ -233,7 +233,7 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
     return 1;
 }
 
-/* The headers of a blob download (http.md §6). */
+/* The headers of a blob download (docs/protocol/http.md §6). */
 static json_t *download_headers(void)
 {
     json_t *h = base_headers("application/octet-stream");

@@ -12,9 +12,9 @@
 #include "ids.h"
 #include "strmap.h"
 
-#define COOKIE_LEN 32              /* rpc.md 8.1: 32 random hex characters */
+#define COOKIE_LEN 32              /* docs/protocol/rpc.md 8.1: 32 random hex characters */
 #define COOKIE_TTL_MS 300000       /* an upload cookie is valid 5 minutes */
-#define SESSION_IDLE_MS 300000     /* rpc.md 8.3: sessions expire after 5 min idle */
+#define SESSION_IDLE_MS 300000     /* docs/protocol/rpc.md 8.3: sessions expire after 5 min idle */
 
 typedef struct blob_conf {
     uint64_t max_upload;           /* blob.max_upload_size */

@@ -1,5 +1,5 @@
 /*
-** stage.c - the storage half of the blob plugin (spec rpc.md 8, storage.md
+** stage.c - the storage half of the blob plugin (spec docs/protocol/rpc.md 8, docs/protocol/storage.md
 ** 4-5): staged uploads per user key, upload cookies, completion into the
 ** blob store, blob sizes and owners' removal.  The operations of one key run
 ** one at a time (a queue per key), so a cookie is checked and replaced, and
@@ -43,7 +43,7 @@ struct sess {
     char cookie_key[IDS_KEY_LEN + 8];  /* "<safe>.cookie" */
     int64_t pending, current;      /* pending < 0: no UPLOAD_STATUS yet */
     uint64_t atime;
-    /* The cookie object holds the 32 characters only (storage.md 5); its
+    /* The cookie object holds the 32 characters only (docs/protocol/storage.md 5); its
     ** write time is kept here, where it is checked: the backend has no
     ** mtime.  A restart forgets it, which ends the upload as it also
     ** forgets the sizes (the client starts over). */
@@ -185,7 +185,7 @@ static void status_limit(void *ud, int error, json_t *data)
     const char *plan = error ? NULL : json_string_value(json_array_get(data, 1));
     o->limit = json_is_number(l) ? (int64_t)json_number_value(l) : (int64_t)BL.conf.default_limit;
     o->plan = plan && *plan;
-    /* rpc.md 8.1: beyond max_upload_size only a plan, and below the premium size. */
+    /* docs/protocol/rpc.md 8.1: beyond max_upload_size only a plan, and below the premium size. */
     if ((uint64_t)o->size > BL.conf.max_upload &&
         (!o->plan || (uint64_t)o->size >= BL.conf.premium_upload)) {
         finish(s, CPS_ERR_TOO_LARGE, NULL);
@@ -248,11 +248,11 @@ static void appended(void *ud, int status, uint64_t size)
     bop *o = s->head;
     if (status != CPS_OK) { finish(s, status, NULL); return; }
     s->current += (int64_t)o->len;
-    if (o->kind == K_HTTP_CHUNK) issue_cookie(s, o);   /* rpc.md 8.1: a fresh cookie per chunk */
+    if (o->kind == K_HTTP_CHUNK) issue_cookie(s, o);   /* docs/protocol/rpc.md 8.1: a fresh cookie per chunk */
     else finish(s, CPS_OK, json_integer((json_int_t)o->len));
 }
 
-/* rpc.md 8.3: decode, refuse past the announced size, append. */
+/* docs/protocol/rpc.md 8.3: decode, refuse past the announced size, append. */
 static void append_chunk(sess *s, bop *o)
 {
     json_t *chunk = json_object_get(o->args, "chunk");
@@ -401,7 +401,7 @@ static void owned_target(void *ud, int status, uint64_t size)
     bop *o = s->head;
     if (status == CPS_OK) { complete_end(s, o, CPS_ERR_EEXISTS, NULL); return; }
     if (status != CPS_ENOENT) { complete_end(s, o, status, NULL); return; }
-    /* storage.md 4: the first line of the blob's metadata names its owner. */
+    /* docs/protocol/storage.md 4: the first line of the blob's metadata names its owner. */
     char line[128];
     int n = snprintf(line, sizeof line, "{\"owners\":[\"%s\"]}\n", s->unsafe);
     const cps_storage_backend *b = backend();
@@ -754,7 +754,7 @@ static int cmd_import_done(cps_call *call, json_t *args, void *ud)
     snprintf(l->meta, sizeof l->meta, "%s.metadata.ndjson", id);
     l->owned = json_is_true(json_object_get(args, "owned"));
     if (!l->owned) { land(l); return CPS_ASYNC; }
-    /* storage.md 4: the first line of the blob's metadata names its owner;
+    /* docs/protocol/storage.md 4: the first line of the blob's metadata names its owner;
     ** written once the blob is known not to exist yet */
     snprintf(l->line, sizeof l->line, "{\"owners\":[\"%s\"]}\n", owner);
     int rc = b->obj_size(b->state, "blob", id, landing_target, l);
@@ -762,7 +762,7 @@ static int cmd_import_done(cps_call *call, json_t *args, void *ud)
     return CPS_ASYNC;
 }
 
-/* ---- BLOB_REMOVE {id, key, reason?} -> "OK" (rpc.md 8.4) ---------------- */
+/* ---- BLOB_REMOVE {id, key, reason?} -> "OK" (docs/protocol/rpc.md 8.4) ---------------- */
 
 typedef struct removal {
     cps_call *call;
@@ -795,7 +795,7 @@ static void blob_archived(void *ud, int status)
 }
 
 /* The owners after replaying the metadata log: the first line's object,
-** then ADD_OWNERS / RM_OWNERS lines (history.md 10). */
+** then ADD_OWNERS / RM_OWNERS lines (docs/protocol/history.md 10). */
 static bool is_owner(const char *data, size_t len, const char *key)
 {
     bool owner = false, first = true;
@@ -875,7 +875,7 @@ static void sweep_one(const char *key, void *val, void *ud)
     if (!s->head && !s->running && c->now - s->atime > SESSION_IDLE_MS) c->victims[c->n++] = s;
 }
 
-/* rpc.md 8.3: sessions idle for 5 minutes go (their staged bytes stay,
+/* docs/protocol/rpc.md 8.3: sessions idle for 5 minutes go (their staged bytes stay,
 ** for UPLOAD_STATUS to report). */
 static void sweep(cps_timer *t, void *ud)
 {

@@ -1,7 +1,7 @@
 /*
 ** ids.h - identifiers of the CryptPad protocol shared by the role plugins:
 ** the history keeper's id, what kind of channel or object an id names (the
-** one place that knows the lengths, netflux.md §3), public keys and their
+** one place that knows the lengths, docs/protocol/netflux.md §3), public keys and their
 ** "safe" form, user ids.
 */
 #ifndef CPS_IDS_H
@@ -20,13 +20,13 @@
 #define IDS_KEY_LEN 44             /* base64 of a 32-byte Ed25519 public key */
 #define IDS_KEY_BYTES 32
 
-/* The node that keeps the server's curve key pair (history.md, the
+/* The node that keeps the server's curve key pair (docs/protocol/history.md, the
 ** encrypted proofs of /api/broadcast): one fixed node, so every storage node
 ** and the web plugin agree on one pair without configuration; the other
 ** storage nodes ask it for the secret at load. */
 #define IDS_CURVE_NODE "storage:0"
 
-/* What an id names in the protocol (netflux.md §3, storage.md 2). */
+/* What an id names in the protocol (docs/protocol/netflux.md §3, docs/protocol/storage.md 2). */
 enum ids_kind {
     IDS_OTHER = 0,     /* none of these */
     IDS_PAD,           /* 32 lowercase hex: a pad channel, stored, may have metadata */
@@ -40,7 +40,7 @@ enum ids_kind {
 
 enum ids_kind ids_classify(const char *id);
 /* The kind an id would have from its length alone, for ids whose
-** characters another check covers (storage.md 2: [A-Za-z0-9+=-]). */
+** characters another check covers (docs/protocol/storage.md 2: [A-Za-z0-9+=-]). */
 enum ids_kind ids_kind_of_len(size_t n);
 
 static inline bool ids_is_pad(const char *id) { return ids_classify(id) == IDS_PAD; }
@@ -57,15 +57,15 @@ static inline bool ids_is_stored_channel(const char *id)
 
 /* Lowercase hex of exactly len characters. */
 bool ids_is_hex(const char *s, size_t len);
-/* ^[a-f0-9]{32,34}$ (netflux.md §3): a pad, admin or ephemeral channel. */
+/* ^[a-f0-9]{32,34}$ (docs/protocol/netflux.md §3): a pad, admin or ephemeral channel. */
 bool ids_valid_channel(const char *s);
 
-/* The one safe-key rule (netflux.md §3): a public key (IDS_KEY) with '/'
+/* The one safe-key rule (docs/protocol/netflux.md §3): a public key (IDS_KEY) with '/'
 ** written '-', as file names, URLs and placement use it.  False, `safe`
 ** untouched, if `key` is not a key. */
 bool ids_safe_key(const char *key, char safe[IDS_KEY_LEN + 1]);
 /* n characters of [A-Za-z0-9+=-]: what safe keys, tokens and the ids a
-** backend turns into file names are written with (storage.md 2). */
+** backend turns into file names are written with (docs/protocol/storage.md 2). */
 bool ids_safe_chars(const char *s, size_t n);
 /* A key already in safe form (no '/'). */
 bool ids_is_safe_key(const char *key);

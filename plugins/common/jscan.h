@@ -1,6 +1,6 @@
 /*
 ** jscan.h - find JSON values in text without parsing it, to recover the
-** exact bytes a client signed (rpc.md §3.2: the signature covers the text
+** exact bytes a client signed (docs/protocol/rpc.md §3.2: the signature covers the text
 ** JSON.stringify produced, which a re-serialisation would not reproduce).
 */
 #ifndef CPS_JSCAN_H

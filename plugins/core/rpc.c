@@ -1,5 +1,5 @@
 /*
-** rpc.c - the RPC dispatcher of the core (spec rpc.md §1-§3): anonymous
+** rpc.c - the RPC dispatcher of the core (spec docs/protocol/rpc.md §1-§3): anonymous
 ** [txid, [CMD, args]] and signed [txid, [sig, key, cookie, CMD, args]]
 ** calls to the commands registered through the ABI.  It owns the cookie
 ** sessions (per public key) and the keys each connection authenticated

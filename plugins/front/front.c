@@ -1,6 +1,6 @@
 /*
 ** front.c - the front role: owns client websocket sessions and speaks
-** netflux to them (spec netflux.md).  It assigns user ids, answers PING,
+** netflux to them (spec docs/protocol/netflux.md).  It assigns user ids, answers PING,
 ** keeps clients alive or drops them, and forwards everything else through
 ** the router: channels to the core that owns the channel, RPC to the core
 ** that owns the user.  It keeps each user's set of joined channels.
@@ -208,7 +208,7 @@ static void hk_done(void *ud, int error, json_t *data)
         if (json_is_true(ack)) send_json(u, json_pack("[O s]", r->seq, "ACK"));
         else if (json_is_string(ack) && detail)
             reply_error(u, r->seq, json_string_value(ack), json_incref(detail));
-        else if (json_is_string(ack))   /* [seq,"ERROR",code]: history.md §5.1 */
+        else if (json_is_string(ack))   /* [seq,"ERROR",code]: docs/protocol/history.md §5.1 */
             send_json(u, json_pack("[O s O]", r->seq, "ERROR", ack));
         size_t i;
         json_t *m;
@@ -277,7 +277,7 @@ static void on_hk_message(user *u, nf_req *q)
                         "request", parsed), ch, hk_done);
         return;
     }
-    /* RPC: ACK at once (rpc.md §1), the answer follows as an HK message. */
+    /* RPC: ACK at once (docs/protocol/rpc.md §1), the answer follows as an HK message. */
     send_json(u, json_pack("[O s]", q->seq, "ACK"));
     if (!core_of(u->id, core, sizeof core)) { json_decref(parsed); return; }
     json_t *args = json_pack("{s s s s s o}", "user", u->id, "front", F.node, "request", parsed);
@@ -378,7 +378,7 @@ static void on_close(cps_session *s, void *ud)
     if (u) user_gone(u, "SOCKET_CLOSED");
 }
 
-/* ---- keep-alive (netflux.md §10) ---- */
+/* ---- keep-alive (docs/protocol/netflux.md §10) ---- */
 
 typedef struct sweep { uint64_t now; user **drop; size_t n, cap; json_t *ping; } sweep;
 

@@ -1,6 +1,6 @@
 /*
 ** netflux.h - parsing of client frames of the netflux protocol
-** (spec netflux.md §2, §4): what the client asked, or why it is invalid.
+** (spec docs/protocol/netflux.md §2, §4): what the client asked, or why it is invalid.
 ** Pure functions, unit-tested on their own.
 */
 #ifndef CPS_NETFLUX_H

@@ -1,5 +1,5 @@
 /*
-** channel_rpc.c - the RPC commands about channels (spec rpc.md §5-§6):
+** channel_rpc.c - the RPC commands about channels (spec docs/protocol/rpc.md §5-§6):
 ** sizes, metadata, "is it new", mailbox writes and line deletion, and the
 ** owners' commands.  Each validates its arguments and asks the storage node
 ** that owns the channel (CHANNEL_* commands of the storage role); this
@@ -116,7 +116,7 @@ static void multi_got(void *ud, int error, json_t *data)
     multi_one *o = ud;
     multi *m = o->m;
     json_t *sz = error ? NULL : json_object_get(data, "size");
-    /* per-id errors count as 0 (rpc.md §5); GET_DELETED_PADS omits them */
+    /* per-id errors count as 0 (docs/protocol/rpc.md §5); GET_DELETED_PADS omits them */
     if (!error || !m->deleted_only)
         json_object_set_new(m->out, o->id, json_is_integer(sz) ? json_incref(sz) : json_integer(0));
     free(o);
@@ -195,7 +195,7 @@ static int write_private_message(cps_rpc *rpc, json_t *args, void *ud)
 }
 
 /* {channel, hash, proof}: the sender of a form response deletes it
-** (history.md §9.6); the storage node checks the proof with the server's
+** (docs/protocol/history.md §9.6); the storage node checks the proof with the server's
 ** curve key and answers EINVAL, EFORBIDDEN, HASH_NOT_FOUND or nothing. */
 static int delete_mailbox_message(cps_rpc *rpc, json_t *args, void *ud)
 {
@@ -240,7 +240,7 @@ static int remove_owned_channel(cps_rpc *rpc, json_t *args, void *ud)
     const char *id = json_is_string(args) ? json_string_value(args) : json_string_value(json_object_get(args, "channel"));
     if (!id) { API->rpc_error(rpc, CPS_ERR_RPC_EARGS); return CPS_OK; }
     json_t *reason = json_object_get(args, "reason");
-    if (ids_is_blob(id)) {      /* a blob (rpc.md 8.4): the blob plugin's storage half */
+    if (ids_is_blob(id)) {      /* a blob (docs/protocol/rpc.md 8.4): the blob plugin's storage half */
         json_t *b = json_pack("{s s s s?}", "id", id, "key", API->rpc_key(rpc));
         if (b && json_is_string(reason)) json_object_set(b, "reason", reason);
         return forward(rpc, id, "BLOB_REMOVE", b, NULL);

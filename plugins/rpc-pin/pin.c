@@ -1,5 +1,5 @@
 /*
-** pin.c - pinning and quota (spec/rpc.md 6-7): the authenticated RPC
+** pin.c - pinning and quota (docs/protocol/rpc.md 6-7): the authenticated RPC
 ** commands PIN, UNPIN, RESET, GET_HASH, GET_TOTAL_SIZE, GET_LIMIT,
 ** UPDATE_LIMITS, REMOVE_PINS, TRIM_PINS and the anonymous IS_CHANNEL_PINNED.
 **
@@ -22,7 +22,7 @@
 
 #define MAX_IDS 10000              /* longer pin lists are refused */
 #define SIZE_INFLIGHT 64           /* CHANNEL_SIZE queries in flight per operation */
-#define DEFAULT_LIMIT 52428800     /* rpc.md 7.3: 50 MiB */
+#define DEFAULT_LIMIT 52428800     /* docs/protocol/rpc.md 7.3: 50 MiB */
 #define DEFAULT_CACHED 10000
 #define DEFAULT_QUEUE 1000         /* operations waiting per key */
 
@@ -141,7 +141,7 @@ static bool list_ok(json_t *ids)
     return true;
 }
 
-/* The replay rules of rpc.md 7.1 (lib/pins.js): an id loses its `#suffix`;
+/* The replay rules of docs/protocol/rpc.md 7.1 (lib/pins.js): an id loses its `#suffix`;
 ** `#block` names the login block, which is remembered but never pinned.
 ** Writes the bare id into `out` (>= 128 bytes); false if it is too long. */
 static bool normalise(const char *raw, char *out, size_t cap, bool *is_block)
@@ -190,7 +190,7 @@ static void forwarded(void *ud, int error, json_t *data)
     const cmd_def *def = f->def;
     free(f);
     if (error) { API->rpc_error(rpc, error); return; }
-    /* rpc.md 6: removing the pins also ends the signer's cookie session,
+    /* docs/protocol/rpc.md 6: removing the pins also ends the signer's cookie session,
     ** which the dispatcher (the core) ends when it gets this answer. */
     if (def->kind == OP_REMOVE) API->rpc_end_session(rpc);
     API->rpc_reply(rpc, json_incref(data));
@@ -230,7 +230,7 @@ static int rpc_is_pinned(cps_rpc *rpc, json_t *args, void *ud)
     return CPS_OK;
 }
 
-/* IS_PREMIUM edPublic: true iff the key's limit entry names a plan (rpc.md §5). */
+/* IS_PREMIUM edPublic: true iff the key's limit entry names a plan (docs/protocol/rpc.md §5). */
 static int rpc_is_premium(cps_rpc *rpc, json_t *args, void *ud)
 {
     (void)ud;
@@ -447,7 +447,7 @@ static const char **sorted_ids(pset *s, size_t *n)
     return all;
 }
 
-/* rpc.md 7.2: base64(SHA-512(JSON.stringify(sorted list))). */
+/* docs/protocol/rpc.md 7.2: base64(SHA-512(JSON.stringify(sorted list))). */
 static void do_hash(pset *s)
 {
     size_t n;
@@ -484,7 +484,7 @@ static void job_free(sizejob *j)
 }
 
 /* One id's size.  Any error (no CHANNEL_SIZE on that node yet, a timeout)
-** counts as 0, as GET_FILE_SIZE's errors do (rpc.md 7.3). */
+** counts as 0, as GET_FILE_SIZE's errors do (docs/protocol/rpc.md 7.3). */
 static void size_add(sizejob *j, size_t idx, json_t *data)
 {
     json_t *v = json_object_get(data, "size");
@@ -647,7 +647,7 @@ static void do_pin(pset *s, pop *o)
     strmap_free(seen, NULL);
     seen = NULL;
     if (json_array_size(o->write) == 0) { op_finish(s, CPS_OK, NULL); return; }
-    /* rpc.md 7.1: sizes of the new ids must fit in limit - total. */
+    /* docs/protocol/rpc.md 7.1: sizes of the new ids must fit in limit - total. */
     ids = pinned_copy(s, json_array_size(o->write), &npinned);
     if (!ids) goto oom;
     json_array_foreach(o->write, i, v) {
@@ -748,7 +748,7 @@ static void run_head(pset *s)
     int kind = o->def->kind;
     if (kind == OP_REMOVE) { do_remove(s); return; }
     if (kind == OP_RESET && json_array_size(o->ids) == 0) {
-        op_finish(s, CPS_OK, NULL);       /* rpc.md 7.1: nothing written, set kept */
+        op_finish(s, CPS_OK, NULL);       /* docs/protocol/rpc.md 7.1: nothing written, set kept */
         return;
     }
     if (!s->pins) {

@@ -52,7 +52,7 @@ static bool chars_ok(const char *s, size_t n, const char *extra, bool upper)
     return true;
 }
 
-/* storage.md 2 says 32 <= len < 50; 48 (a blob id) is the longest in use. */
+/* docs/protocol/storage.md 2 says 32 <= len < 50; 48 (a blob id) is the longest in use. */
 static bool valid_channel(const char *s)
 {
     if (!s) return false;
@@ -60,7 +60,7 @@ static bool valid_channel(const char *s)
     return n >= 32 && n <= 48 && chars_ok(s, n, "+=-", true);
 }
 
-/* Keys reach a backend in their safe form (netflux.md §3). */
+/* Keys reach a backend in their safe form (docs/protocol/netflux.md §3). */
 static bool valid_key(const char *s) { return ids_is_safe_key(s); }
 
 static bool valid_ns(const char *s)
@@ -313,7 +313,7 @@ static int fs_channel_read(void *st, const char *id, uint64_t offset, size_t max
 
 /* The size of the channel log only (not the metadata log, unlike the Node
 ** store's getChannelSize): callers add meta_read's length when they need
-** storage.md's sum.  CPS_ENOENT (size 0) when there is no log. */
+** docs/protocol/storage.md's sum.  CPS_ENOENT (size 0) when there is no log. */
 static int fs_channel_size(void *st, const char *id, cps_store_size_fn done, void *ud)
 {
     (void)st;

@@ -1,6 +1,6 @@
 /*
 ** fs_io.c - the blocking half of storage-fs: every file operation of the
-** backend in CryptPad's on-disk layout (spec/storage.md 1-5, 7, 10, 11).
+** backend in CryptPad's on-disk layout (docs/protocol/storage.md 1-5, 7, 10, 11).
 ** Runs on thread-pool threads only; results go back in the request.
 */
 #define _GNU_SOURCE   /* memrchr */
@@ -48,7 +48,7 @@ static int path_of(char *buf, size_t n, const char *root, const fs_obj *o, int w
     return 0;
 }
 
-/* storage.md 1, 4-6: blobs and login blocks sit at the top of the data
+/* docs/protocol/storage.md 1, 4-6: blobs and login blocks sit at the top of the data
 ** directory, staged uploads and other stores under data/, as CryptPad's
 ** blobPath, blockPath, blobStagingPath and archivePath place them. */
 int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived)
@@ -370,7 +370,7 @@ static int at_line_start(int fd, uint64_t pos, bool *ok)
     return 0;
 }
 
-/* storage.md 3.4 trim and history.md 9.6 line deletion: the bytes [0,
+/* docs/protocol/storage.md 3.4 trim and docs/protocol/history.md 9.6 line deletion: the bytes [0,
 ** keep) and [from, end) go to .temp, the old log and metadata log are
 ** copied to the archive, then .temp replaces the log.  Both cut points
 ** must be line boundaries: a cut mid-line would corrupt the log. */
@@ -493,7 +493,7 @@ static int delete_channel(const char *root, fs_obj *o, fs_req *r)
     return 0;
 }
 
-/* storage.md 7: the pin log moves to the archive (replacing an older
+/* docs/protocol/storage.md 7: the pin log moves to the archive (replacing an older
 ** archived one: the newest removal is the one worth keeping). */
 static int archive_pins(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
 {

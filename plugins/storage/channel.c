@@ -56,7 +56,7 @@ static void ch_free(channel *ch)
 }
 
 /* A channel nobody is in, with nothing queued or streaming, is closed:
-** its caches are dropped (history.md §9.3, netflux.md §8). */
+** its caches are dropped (docs/protocol/history.md §9.3, docs/protocol/netflux.md §8). */
 void ch_release(channel *ch)
 {
     if (!ch || json_array_size(ch->members) || ch->head || ch->busy || ch->readers) return;

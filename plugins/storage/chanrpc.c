@@ -1,6 +1,6 @@
 /*
 ** chanrpc.c - the channel commands that RPC plugins call on the storage
-** node owning the channel (spec rpc.md §5-§6, history.md §9-§12): stored
+** node owning the channel (spec docs/protocol/rpc.md §5-§6, docs/protocol/history.md §9-§12): stored
 ** size, metadata, "is it new", writes to mailboxes, the owners' acts
 ** (SET_METADATA, clear, remove, trim) and line deletion with the server's
 ** curve key.  Each runs as an op of the channel's queue, so it is ordered
@@ -24,7 +24,7 @@ static void finish(channel *ch, op *o, int err, json_t *data)
     ch_done(ch, o);
 }
 
-/* Owners' commands: the signer must be in `owners` (history.md §10.5).
+/* Owners' commands: the signer must be in `owners` (docs/protocol/history.md §10.5).
 ** CPS_OK, or the error to answer with. */
 static int owner_check(channel *ch, const char *key)
 {
@@ -81,7 +81,7 @@ static void with_keys(channel *ch, op *o, keys_fn then)
     API->query(ST.self, core, "GET_AUTH_KEYS", json_pack("{s s}", "user", user), 0, keys_got, w);
 }
 
-/* ---- CHANNEL_SIZE {id} -> {size}: log + metadata log (rpc.md §5) ---- */
+/* ---- CHANNEL_SIZE {id} -> {size}: log + metadata log (docs/protocol/rpc.md §5) ---- */
 
 typedef struct sizing { cps_call *call; char id[64]; uint64_t log; } sizing;
 
@@ -101,7 +101,7 @@ static void size_log(void *ud, int status, uint64_t size)
     if (!b || b->meta_read(b->state, z->id, size_meta, z)) size_meta(z, CPS_EIO, NULL, 0);
 }
 
-/* A blob's size is its file's (rpc.md 5): 0 when it is missing. */
+/* A blob's size is its file's (docs/protocol/rpc.md 5): 0 when it is missing. */
 static void size_blob(void *ud, int status, uint64_t size)
 {
     API->reply(ud, CPS_OK, json_pack("{s I}", "size", (json_int_t)(status == CPS_OK ? size : 0)));
@@ -190,7 +190,7 @@ static int cmd_is_new(cps_call *call, json_t *args, void *ud)
     return enqueue_on(call, args, op_is_new, true);
 }
 
-/* ---- WRITE_PRIVATE {channel, content, user} -> {time} (history.md §12) ---- */
+/* ---- WRITE_PRIVATE {channel, content, user} -> {time} (docs/protocol/history.md §12) ---- */
 
 static void private_checked(channel *ch, op *o, json_t *keys)
 {
@@ -223,14 +223,14 @@ static int cmd_write_private(cps_call *call, json_t *args, void *ud)
     return enqueue_on(call, args, op_write_private, true);
 }
 
-/* ---- SET_METADATA {channel, command, value, key} (history.md §10.5) ---- */
+/* ---- SET_METADATA {channel, command, value, key} (docs/protocol/history.md §10.5) ---- */
 
 typedef struct meta_write { char id[40]; op *o; json_t *next; } meta_write;
 
 /* Restricted after the change: each member's authenticated keys decide
 ** whether it gets the new metadata or is kicked: {"error":"ERESTRICTED"},
 ** removed from the channel (and its front forgets the channel), and the
-** others see it LEAVE (history.md §8, main's behaviour). */
+** others see it LEAVE (docs/protocol/history.md §8, main's behaviour). */
 typedef struct kick { char id[40]; json_t *members; json_t *allowed_of; int waiting; } kick;
 typedef struct kick_one { kick *k; char user[40]; } kick_one;
 
@@ -397,7 +397,7 @@ static int cmd_set_metadata(cps_call *call, json_t *args, void *ud)
     return enqueue_on(call, args, op_set_metadata, false);
 }
 
-/* ---- CLEAR_OWNED {channel, key} (history.md §9.4) ---- */
+/* ---- CLEAR_OWNED {channel, key} (docs/protocol/history.md §9.4) ---- */
 
 typedef struct act { char id[40]; op *o; char *text; } act;
 
@@ -447,7 +447,7 @@ static int cmd_clear(cps_call *call, json_t *args, void *ud)
     return enqueue_on(call, args, op_clear, false);
 }
 
-/* ---- REMOVE_OWNED {channel, key, reason} (history.md §9.2) ---- */
+/* ---- REMOVE_OWNED {channel, key, reason} (docs/protocol/history.md §9.2) ---- */
 
 static void removed(void *ud, int status)
 {
@@ -494,7 +494,7 @@ static int cmd_remove(cps_call *call, json_t *args, void *ud)
     return enqueue_on(call, args, op_remove, true);
 }
 
-/* ---- TRIM_OWNED {channel, key, hash} (history.md §9.5) ---- */
+/* ---- TRIM_OWNED {channel, key, hash} (docs/protocol/history.md §9.5) ---- */
 
 static void trim_meta_written(void *ud, int status)
 {
@@ -555,7 +555,7 @@ static int cmd_trim(cps_call *call, json_t *args, void *ud)
     return enqueue_on(call, args, op_trim, false);
 }
 
-/* ---- the server's curve key pair (history.md §9.6, http.md §5.2) ----
+/* ---- the server's curve key pair (docs/protocol/history.md §9.6, docs/protocol/http.md §5.2) ----
 ** One pair for the whole deployment, so that /api/broadcast (web plugin,
 ** any process) publishes the key whose secret opens the proofs on every
 ** storage node, across restarts.  storage:0 keeps it as the record
@@ -695,7 +695,7 @@ static int cmd_curve_secret(cps_call *call, json_t *args, void *ud)
     return CPS_ASYNC;
 }
 
-/* ---- DELETE_LINE {channel, hash, proof} (history.md §9.6) ---- */
+/* ---- DELETE_LINE {channel, hash, proof} (docs/protocol/history.md §9.6) ---- */
 
 
 /* proof = <base64 nonce>|<base64 box>.  Malformed (EINVAL) is what Node's

@@ -1,5 +1,5 @@
 /*
-** history.c - the history keeper's answers (spec history.md §5-§8):
+** history.c - the history keeper's answers (spec docs/protocol/history.md §5-§8):
 ** GET_HISTORY, GET_HISTORY_RANGE and GET_FULL_HISTORY.  Checks and the
 ** choice of the start point run as an op of the channel's queue; the lines
 ** are then streamed to the requester's front in batches, one batch in
@@ -73,7 +73,7 @@ void hk_notify_one(const char *user, const char *front, const char *content)
     API->send(ST.self, front, "SEND_TEXTS", json_pack("{s s s o}", "user", user, "texts", texts));
 }
 
-/* An access to an expired channel (history.md §9.1): members are told,
+/* An access to an expired channel (docs/protocol/history.md §9.1): members are told,
 ** and if the expiry is more than a day overdue (the scheduled archival
 ** evidently did not run) the channel is archived with reason EXPIRED. */
 static void expired_archived(void *ud, int status) { (void)ud; (void)status; }

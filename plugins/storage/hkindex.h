@@ -2,7 +2,7 @@
 ** hkindex.h - what the history keeper needs to know about a channel log
 ** without parsing it as JSON: per line, whether it is a message, its hash
 ** (first 64 characters of the content) and checkpoint id; per channel, the
-** offsets of recent checkpoints and of hashes (spec history.md §2, §4, §5.3).
+** offsets of recent checkpoints and of hashes (spec docs/protocol/history.md §2, §4, §5.3).
 ** Pure code, unit-tested on its own.
 */
 #ifndef CPS_HKINDEX_H

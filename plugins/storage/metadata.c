@@ -1,12 +1,12 @@
 /*
-** metadata.c - channel metadata (spec history.md §10): replaying the
+** metadata.c - channel metadata (spec docs/protocol/history.md §10): replaying the
 ** dedicated metadata log, the commands that change it, and the allow list.
 */
 #include <stdlib.h>
 #include <string.h>
 #include "storage.h"
 
-/* history.md §10: keys are 44-character strings; only the length is checked. */
+/* docs/protocol/history.md §10: keys are 44-character strings; only the length is checked. */
 static bool valid_key(json_t *k) { return json_is_string(k) && ids_kind_of_len(json_string_length(k)) == IDS_KEY; }
 
 static bool has(json_t *list, json_t *k)

@@ -49,7 +49,7 @@ static void add_member(cps_call *call, channel *c, const char *user, const char 
 }
 
 /* ---- self-destructing channels: archived 30 s after the last member
-** left, unless someone joins meanwhile (history.md §9.3) ---- */
+** left, unless someone joins meanwhile (docs/protocol/history.md §9.3) ---- */
 
 #define SELFDESTRUCT_MS 30000
 

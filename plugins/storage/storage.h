@@ -45,7 +45,7 @@ extern struct storage_role {
     cps_plugin *self;
     const char *node;
     strmap *channels;
-    strmap *doomed;       /* channel id -> self-destruct timer (history.md §9.3) */
+    strmap *doomed;       /* channel id -> self-destruct timer (docs/protocol/history.md §9.3) */
     char instance[33];    /* this process's id, for self-destructing channels */
     size_t max_ops;       /* per-channel queue bound */
     cps_counter *c_stored, *c_bytes_out;
@@ -67,7 +67,7 @@ void ch_free_all(void);
 int  cmd_history(cps_call *call, json_t *args, void *ud);
 void hk_notify_members(channel *ch, const char *content);
 void hk_notify_one(const char *user, const char *front, const char *content);
-/* Expired (history.md §9.1)? Then members are told (and an old one archived). */
+/* Expired (docs/protocol/history.md §9.1)? Then members are told (and an old one archived). */
 bool hk_expired(channel *ch);
 
 void ch_find_hash(channel *ch, const char *hash, void (*cb)(channel *, void *, bool, uint64_t), void *ud);

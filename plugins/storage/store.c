@@ -1,5 +1,5 @@
 /*
-** store.c - storing a broadcast (spec history.md §3): duplicate checkpoints,
+** store.c - storing a broadcast (spec docs/protocol/history.md §3): duplicate checkpoints,
 ** expiry, signature check on the thread pool, append, then the member list
 ** to relay to.  All of it runs as one op of the channel's queue, so the log
 ** order is the arrival order, also while a check waits for the pool.

@@ -1,5 +1,5 @@
 /*
-** static.c - the CryptPad web application from a checkout (spec/http.md §3):
+** static.c - the CryptPad web application from a checkout (docs/protocol/http.md §3):
 ** the lookup order over customize/www, www (+ .gz), src/common, customize/
 ** and customize.dist/, directory redirects, conditional and range requests,
 ** the 404 page.  Lookups run on the thread pool; files go out through
@@ -270,7 +270,7 @@ static void lookup(job *j)
     }
 }
 
-/* /api/logo: an uploaded logo (storage.md §10), else the default one of
+/* /api/logo: an uploaded logo (docs/protocol/storage.md §10), else the default one of
 ** the checkout, sent inline (main server), else a redirect (scalable). */
 static void lookup_logo(job *j)
 {

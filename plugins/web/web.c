@@ -1,5 +1,5 @@
 /*
-** web.c - the web side of cpsd (spec/http.md §1, §4, §5): the two origins,
+** web.c - the web side of cpsd (docs/protocol/http.md §1, §4, §5): the two origins,
 ** the headers every response carries, and the configuration endpoints the
 ** CryptPad web app loads (/api/config, /api/broadcast, /api/instance,
 ** /extensions.js, /api/logo).  Static files are in static.c.
@@ -482,7 +482,7 @@ static char *make_csp(bool office)
     return raw;
 }
 
-/* ---- the server's curve key (history.md §9.6) ------------------------- */
+/* ---- the server's curve key (docs/protocol/history.md §9.6) ------------------------- */
 
 /* storage:0 keeps the one key pair whose secret opens DELETE_MAILBOX_MESSAGE
 ** proofs on every storage node; it may load after this plugin or, in a

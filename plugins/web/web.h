@@ -1,6 +1,6 @@
 /*
 ** web.h - what the two halves of the `web` plugin share: the settings read
-** at start-up, the response headers of http.md §4, and the static tree.
+** at start-up, the response headers of docs/protocol/http.md §4, and the static tree.
 */
 #ifndef CPS_WEB_H
 #define CPS_WEB_H

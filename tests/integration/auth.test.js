@@ -1,5 +1,5 @@
 'use strict';
-// Login blocks and HTTP commands (spec http.md §7, §9; storage.md §6, §10),
+// Login blocks and HTTP commands (spec docs/protocol/http.md §7, §9; docs/protocol/storage.md §6, §10),
 // served by the plugin auth: POST /api/auth(/) in two signed rounds (TEST,
 // WRITE_BLOCK, REMOVE_BLOCK, UPLOAD_COOKIE, MFA_CHECK, TOTP_*), and
 // GET /block/<xx>/<key> with its 404 body and MFA gate, checked against the
@@ -91,7 +91,7 @@ const round1 = (s, kp, cmd, params = {}) => {
     return post(s, req).then(r => ({ ...r, req }));
 };
 
-// The signed text: the request with txid and date appended (http.md §9.2).
+// The signed text: the request with txid and date appended (docs/protocol/http.md §9.2).
 const signFor = (req, r1, sec) =>
     b64(Nacl.sign.detached(Buffer.from(JSON.stringify({ ...req, txid: r1.txid, date: r1.date }), 'utf8'), sec));
 
@@ -104,7 +104,7 @@ const command = async (s, kp, cmd, params = {}) => {
     return { ...r2, round: 2, txid: r1.json.txid };
 };
 
-// A block's content (http.md §9.3): the ciphertext signed through SHA-512.
+// A block's content (docs/protocol/http.md §9.3): the ciphertext signed through SHA-512.
 const blockContent = (kp, bytes) => ({
     publicKey: kp.pub,
     signature: b64(Nacl.sign.detached(Nacl.hash(bytes), kp.sec)),

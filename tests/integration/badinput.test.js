@@ -1,5 +1,5 @@
 'use strict';
-// Bad input on one connection must affect only that connection (netflux.md
+// Bad input on one connection must affect only that connection (docs/protocol/netflux.md
 // §1, §3, §7.3, §12).  After every case a well-behaved client, connected the
 // whole time, must still get PING -> ACK and have its channel MSG relayed.
 

@@ -1,5 +1,5 @@
 'use strict';
-// Blobs (spec rpc.md §5, §6, §8; http.md §6, §8; storage.md §4-§5), served
+// Blobs (spec docs/protocol/rpc.md §5, §6, §8; docs/protocol/http.md §6, §8; docs/protocol/storage.md §4-§5), served
 // by the plugin blob: uploads through signed RPC (UPLOAD_STATUS, UPLOAD,
 // UPLOAD_CANCEL, UPLOAD_COMPLETE, OWNED_UPLOAD_COMPLETE) and through
 // POST /upload-blob with upload cookies, downloads at /blob/<xx>/<id>
@@ -111,7 +111,7 @@ const session = async (url, hk, keys = R.keyPair()) => {
     return { r, rpc, keys };
 };
 
-// The websocket upload path (rpc.md §8.2): unsigned UPLOAD with the cookie.
+// The websocket upload path (docs/protocol/rpc.md §8.2): unsigned UPLOAD with the cookie.
 const uploadWs = async (rpc, id, bytes) => {
     const { reply } = await rpc.raw('UPLOAD', { chunk: R.b64(bytes), id }, { sig: null });
     if (R.isCookie(reply[1])) { rpc.cookie = reply[1]; }
@@ -128,7 +128,7 @@ const uploadRpc = async (rpc, id, content, chunk = 100000) => {
     }
 };
 
-// An upload cookie: POST /api/auth UPLOAD_COOKIE (http.md §9) if served,
+// An upload cookie: POST /api/auth UPLOAD_COOKIE (docs/protocol/http.md §9) if served,
 // else the Lua fixture.
 let authMissing = null;
 const uploadCookie = async (port, s, id) => {

@@ -1,7 +1,7 @@
 'use strict';
 // A real cluster: 2 fronts x 2 cores x 2 storage nodes, each a child process
 // of the supervisor (`cpsd --topology FILE`), linked by authenticated,
-// encrypted websockets (host/link.c).  Spec: cluster.md §2, §3, §8.
+// encrypted websockets (host/link.c).  Spec: docs/protocol/cluster.md §2, §3, §8.
 //
 //   1. traffic across fronts: JOIN/MSG/LEAVE between users of both fronts on
 //      channels of both shards, direct messages, history, anonymous and
@@ -12,7 +12,7 @@
 //      unauthenticated junk, a rogue node process with another key.
 //
 // Each group runs its own cluster (lib/cluster.js) and stops it by pid in
-// its `after` hook.  Placement (the jump hash, cluster.md §3.1) is computed
+// its `after` hook.  Placement (the jump hash, docs/protocol/cluster.md §3.1) is computed
 // here so that channels are chosen on a given core/storage index.
 
 const { describe, test, before, after } = require('node:test');
@@ -941,7 +941,7 @@ describe('cluster: link security', () => {
     T('unauthenticated junk on /cpsd-link (no HELLO, text, binary, a bare close) neither crashes nor disturbs the node', async () => {
         const pid = cl.pid('storage:0');
         const l0 = await lost('storage:0');
-        // connect and go away without a word (the prototype died on this, cluster.md §8.1)
+        // connect and go away without a word (the prototype died on this, docs/protocol/cluster.md §8.1)
         for (let i = 0; i < 3; i++) {
             const s = L.linkSocket(cl.linkUrl('storage:0'));
             await s.opened;

@@ -1,6 +1,6 @@
 'use strict';
-// Crash safety of the history (netflux.md §7.1: an ACKed message is in the
-// log, even if the process is killed right after the ACK; history.md §3).
+// Crash safety of the history (docs/protocol/netflux.md §7.1: an ACKed message is in the
+// log, even if the process is killed right after the ACK; docs/protocol/history.md §3).
 //
 // 4 writers send to one shared pad and one pad each, as fast as the ACKs
 // allow; the server is killed with SIGKILL (by pid) and restarted on the

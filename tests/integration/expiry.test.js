@@ -1,5 +1,5 @@
 'use strict';
-// Expired channels (history.md §9.1): an access to a channel whose expiry
+// Expired channels (docs/protocol/history.md §9.1): an access to a channel whose expiry
 // passed more than a day ago archives it (the scheduled archival evidently
 // did not run), with the reason EXPIRED for later readers.
 const { test, before, after } = require('node:test');

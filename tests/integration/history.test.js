@@ -1,5 +1,5 @@
 'use strict';
-// The history keeper (spec/history.md, spec/netflux.md §7, §13): storing
+// The history keeper (docs/protocol/history.md, docs/protocol/netflux.md §7, §13): storing
 // channel messages, GET_HISTORY / GET_HISTORY_RANGE / GET_FULL_HISTORY,
 // metadata creation, checkpoints and lastKnownHash, owned (signed),
 // expiring and restricted channels, pipelining, bad input, the CryptPad
@@ -285,7 +285,7 @@ T('lastKnownHash on a log without checkpoints', async () => {
     assert.deepEqual(res.end, { error: 'EUNKNOWN', channel: P, txid: 5 }, `unknown hash: ${C.short(res.items)}`);
     assert.equal(contentsOf(res.items).length, 0);
     await c.none(C.isHkFrame(HK), 300, 'end marker after EUNKNOWN');
-    // a missing log with a lastKnownHash: EDELETED (history.md §5.2)
+    // a missing log with a lastKnownHash: EDELETED (docs/protocol/history.md §5.2)
     const Q = C.padId();
     res = await C.getHistory(c, HK, Q, { txid: 6, lastKnownHash: hashOf(m[3]) });
     assert.deepEqual(res.end, { error: 'EDELETED', channel: Q, txid: 6 }, `missing log + lastKnownHash: ${C.short(res.items)}`);
@@ -293,7 +293,7 @@ T('lastKnownHash on a log without checkpoints', async () => {
     a.close(); c.close();
 });
 
-// history.md §5.3 example: checkpoints on lines 4, 124, 128 of 131.
+// docs/protocol/history.md §5.3 example: checkpoints on lines 4, 124, 128 of 131.
 T('checkpoints: recent history starts at the second-to-last checkpoint (§5.3 example)', async () => {
     const P = C.padId();
     const a = await C.rawReady(srv.url);
@@ -531,7 +531,7 @@ T('GET_HISTORY with an invalid validateKey → HK_INVALID_KEY and nothing more',
         assert.deepEqual(filesMentioning(P), [], 'no channel created');
     }
     a.close();
-    assert.deepEqual(exact, [], 'expected exactly [seq,"ERROR","HK_INVALID_KEY"] (history.md §5.1, netflux.md §15)');
+    assert.deepEqual(exact, [], 'expected exactly [seq,"ERROR","HK_INVALID_KEY"] (docs/protocol/history.md §5.1, docs/protocol/netflux.md §15)');
 });
 
 // ------------------------------------------------------------ pipelining

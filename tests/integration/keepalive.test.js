@@ -1,5 +1,5 @@
 'use strict';
-// Server keep-alive (netflux.md §10) with short timers:
+// Server keep-alive (docs/protocol/netflux.md §10) with short timers:
 // ping after 600 ms of silence, drop after 2500 ms, checked every 200 ms.
 
 const { test, before, after } = require('node:test');

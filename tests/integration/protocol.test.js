@@ -1,5 +1,5 @@
 'use strict';
-// Exact netflux frames over a raw websocket (spec netflux.md §2-§10).
+// Exact netflux frames over a raw websocket (spec docs/protocol/netflux.md §2-§10).
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');

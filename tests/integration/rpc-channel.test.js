@@ -1,5 +1,5 @@
 'use strict';
-// The channel RPC commands (spec rpc.md §5-§6, history.md §9-§12):
+// The channel RPC commands (spec docs/protocol/rpc.md §5-§6, docs/protocol/history.md §9-§12):
 // GET_FILE_SIZE, GET_MULTIPLE_FILE_SIZE, GET_DELETED_PADS, IS_NEW_CHANNEL,
 // GET_METADATA, WRITE_PRIVATE_MESSAGE (anonymous) and SET_METADATA,
 // CLEAR_OWNED_CHANNEL, REMOVE_OWNED_CHANNEL, TRIM_HISTORY (signed), checked
@@ -132,7 +132,7 @@ const hkNote = (r, pred, what, ms = 3000) => r.next((f) => {
 
 // ------------------------------------------------------------ sizes
 
-T('GET_FILE_SIZE is byte-exact: metadata line + N+97 per message (rpc.md §5 example)', async () => {
+T('GET_FILE_SIZE is byte-exact: metadata line + N+97 per message (docs/protocol/rpc.md §5 example)', async () => {
     const r = await C.rawReady(srv.url);
     const owner = R.keyPair().pub;
     assert.equal(owner.length, 44);
@@ -153,7 +153,7 @@ T('GET_FILE_SIZE is byte-exact: metadata line + N+97 per message (rpc.md §5 exa
     const { P: Q, metaText: mt } = await createPad(a.r, { owners: [A.pub], restricted: true, allowed: [] });
     assert.equal(mt.length, 159, `restricted metadata text ${mt}`);
     await sendEach(a.r, Q, [1, 2, 3, 4, 5].map(() => content(101)));
-    assert.equal(await size(r, Q), 1150, 'the rpc.md §5 example: 990 + 160');
+    assert.equal(await size(r, Q), 1150, 'the docs/protocol/rpc.md §5 example: 990 + 160');
     r.close(); a.r.close();
 });
 
@@ -447,7 +447,7 @@ T('SET_METADATA: every command by an owner; reply, notification and log lines', 
     a.r.close(); b.r.close(); m.close();
 });
 
-T('SET_METADATA RESTRICT_ACCESS: members without an allowed key are kicked (history.md §8)', async () => {
+T('SET_METADATA RESTRICT_ACCESS: members without an allowed key are kicked (docs/protocol/history.md §8)', async () => {
     const a = await session(A);
     const { P } = await createPad(a.r, { owners: [A.pub], allowed: [K1.pub] });
     const m = await C.rawReady(srv.url);        // unauthenticated member

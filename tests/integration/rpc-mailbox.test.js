@@ -1,7 +1,7 @@
 'use strict';
-// DELETE_MAILBOX_MESSAGE (spec history.md §9.6, rpc.md §5): the sender of a
+// DELETE_MAILBOX_MESSAGE (spec docs/protocol/history.md §9.6, docs/protocol/rpc.md §5): the sender of a
 // mailbox message (a form response) deletes it with a proof boxed for the
-// server's curve key, published as curvePublic in /api/broadcast (http.md
+// server's curve key, published as curvePublic in /api/broadcast (docs/protocol/http.md
 // §5.2).  Checked against the files in the data_dir: the line goes, the
 // others stay byte-identical, the metadata log is consolidated, the old log
 // is archived; refusals change nothing; the key survives a restart.

@@ -1,5 +1,5 @@
 'use strict';
-// Pinning and quota (spec rpc.md §6-§7, storage.md §7), served by the
+// Pinning and quota (spec docs/protocol/rpc.md §6-§7, docs/protocol/storage.md §7), served by the
 // plugin rpc-pin: PIN, UNPIN, RESET, GET_HASH, GET_TOTAL_SIZE, GET_LIMIT,
 // UPDATE_LIMITS, REMOVE_PINS, TRIM_PINS (signed) and IS_CHANNEL_PINNED
 // (anonymous), checked against the pin log the server writes at
@@ -404,7 +404,7 @@ T2('E_OVER_LIMIT with default_storage_limit = 1000', async () => {
     await rpc.call('UNPIN', [small]);
     assert.ok(sBig <= 1000);
     assert.deepEqual(await rpc.call('PIN', [big]), [], `${sBig} bytes fit in an empty quota`);
-    // RESET has no quota check (rpc.md §7.1)
+    // RESET has no quota check (docs/protocol/rpc.md §7.1)
     assert.deepEqual(await rpc.call('RESET', [small, big, tiny]), []);
     r.close();
 });

@@ -1,9 +1,9 @@
 'use strict';
-// Signed RPC (spec rpc.md §1, §3, §4): the [sig, pubKey, cookie, CMD, args]
+// Signed RPC (spec docs/protocol/rpc.md §1, §3, §4): the [sig, pubKey, cookie, CMD, args]
 // envelope, cookies and their 5-minute limit, signature checks over the
 // exact signed text, COOKIE / DESTROY / EXPIRE_SESSION, envelope errors,
 // replays, and the per-connection authentication that opens restricted
-// channels (rpc.md §3.6, netflux.md §6.2, history.md §8).
+// channels (docs/protocol/rpc.md §3.6, docs/protocol/netflux.md §6.2, docs/protocol/history.md §8).
 //
 // One server for the file.  Its data_dir holds, before start, a restricted
 // pad owned by key A (RP) and an unrestricted pad owned by A (OP), written

@@ -1,5 +1,5 @@
 'use strict';
-// Anonymous RPC through the history keeper (rpc.md §1-§2): built-in example
+// Anonymous RPC through the history keeper (docs/protocol/rpc.md §1-§2): built-in example
 // commands (C: EXAMPLE_ECHO, Lua: EXAMPLE_UPPER), envelope errors, and Lua
 // commands from fixtures/failing.lua that fail, loop forever or reply late.
 

@@ -1,5 +1,5 @@
 'use strict';
-// The web side (spec/http.md §3-§5), served by the plugin `web`: the
+// The web side (docs/protocol/http.md §3-§5), served by the plugin `web`: the
 // configuration endpoints (/api/config byte-exact, /api/broadcast,
 // /api/instance, /extensions.js, /api/logo) and the static files of a small
 // fake CryptPad checkout written in a temporary directory, on the main port

@@ -1,6 +1,6 @@
 /*
 ** test_hash.c - placement: key derivation and jump consistent hash against
-** every test vector of spec/cluster.md 3.1, and cps_router_owner on top.
+** every test vector of docs/protocol/cluster.md 3.1, and cps_router_owner on top.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include "host.h"
 
-/* spec/cluster.md 3.1: id, u64 (LE) key, buckets for n = 1,2,3,4,5,8,16. */
+/* docs/protocol/cluster.md 3.1: id, u64 (LE) key, buckets for n = 1,2,3,4,5,8,16. */
 static const int ncols[7] = { 1, 2, 3, 4, 5, 8, 16 };
 static const struct vec {
     const char *id;

@@ -1,7 +1,7 @@
 /*
 ** test_hkindex.c - the history keeper's line scanner and per-channel index
 ** (plugins/storage/hkindex.c): line classification and the hash (spec
-** history.md §2), checkpoint ids, the index (§4) and the start offset R of
+** docs/protocol/history.md §2), checkpoint ids, the index (§4) and the start offset R of
 ** §5.3, checked against a direct implementation of the §5.3 rule.
 */
 #include <stdarg.h>
@@ -266,7 +266,7 @@ static void test_scan_escapes(void **state)
     expect_msg("[0,null,\"MSG\",\"" CHAN32 "\",\"cp|AAAA|x\\\"y\",1]", "cp|AAAA|x\"y", true, "AAAA");
 }
 
-/* history.md §2: the hash is the first 64 characters of the content, whatever
+/* docs/protocol/history.md §2: the hash is the first 64 characters of the content, whatever
 ** follows them. A \u escape after the 64th character must not matter. */
 static void test_scan_unicode_escape_after_hash(void **state)
 {

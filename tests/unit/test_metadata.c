@@ -1,6 +1,6 @@
 /*
 ** test_metadata.c - channel metadata (plugins/storage/metadata.c, spec
-** history.md §10): the commands of §10.4 with their "changed?" results,
+** docs/protocol/history.md §10): the commands of §10.4 with their "changed?" results,
 ** replay of the dedicated log (§10.3), validity and the allow list.
 */
 #include <stdarg.h>
@@ -196,7 +196,7 @@ static void test_pending_owners(void **state)
     json_decref(m);
 }
 
-/* history.md §10.4: ADD_PENDING_OWNERS creates the list "deduplicated,
+/* docs/protocol/history.md §10.4: ADD_PENDING_OWNERS creates the list "deduplicated,
 ** *unvalidated*" when it does not exist (and that is a change). */
 static void test_pending_owners_created_unvalidated(void **state)
 {

@@ -1,7 +1,7 @@
 /*
 ** test_netflux.c - the front's pure helpers: nf_parse (client frame
-** classification, spec netflux.md 1, 2, 4), channel id validation, user
-** ids (netflux.md 3) and the string map.
+** classification, spec docs/protocol/netflux.md 1, 2, 4), channel id validation, user
+** ids (docs/protocol/netflux.md 3) and the string map.
 */
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,7 +98,7 @@ static void test_ping_pong(void **state)
     assert_int_equal(parse("[1.5,\"PING\"]", &q), NF_PING);
     assert_true(json_is_real(q.seq));
     json_decref(q.root);
-    /* The client's answer to a server PING (netflux.md 4, 10). */
+    /* The client's answer to a server PING (docs/protocol/netflux.md 4, 10). */
     expect_kind("[0,\"\",\"PONG\",1718000030000]", NF_PONG);
 }
 

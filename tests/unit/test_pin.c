@@ -332,7 +332,7 @@ static void test_pin_unpin_reset(void **state)
     assert_true(T.size_calls >= 2);
 }
 
-/* A log written by another server, replayed by rpc.md 7.1's rules; and a key
+/* A log written by another server, replayed by docs/protocol/rpc.md 7.1's rules; and a key
 ** evicted from the cache (max_cached_keys = 2) is read again. */
 static void test_replay_and_eviction(void **state)
 {

@@ -423,7 +423,7 @@ static int cut(const char *id, uint64_t off, uint64_t len)
     return r.status;
 }
 
-/* channel_cut (history.md 9.6): one span of whole lines goes, the rest is
+/* channel_cut (docs/protocol/history.md 9.6): one span of whole lines goes, the rest is
 ** byte-identical, the old log is archived and .offset dropped. */
 static void test_cut(void **state)
 {

@@ -1,6 +1,6 @@
 /*
 ** test_util.h - small helpers shared by the cmocka unit tests (header only).
-** Include after <cmocka.h> (STACK.md G19).
+** Include after <cmocka.h> (docs/libraries.md G19).
 */
 #ifndef CPS_TEST_UTIL_H
 #define CPS_TEST_UTIL_H

@@ -33,7 +33,7 @@ const MAX_LOG = 8 * 1024 * 1024;
 
 // ------------------------------------------------------------ placement
 
-// spec/cluster.md §3.1: jump consistent hash of the first 8 characters
+// docs/protocol/cluster.md §3.1: jump consistent hash of the first 8 characters
 // ('/' -> '-', padded with '0'), read as a little-endian u64.
 const place = (id, n) => {
     const s = (String(id).replace(/\//g, '-') + '00000000').slice(0, 8);

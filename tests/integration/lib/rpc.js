@@ -1,5 +1,5 @@
 'use strict';
-// Signed and anonymous RPC over a raw client (spec rpc.md §1-§3), the way
+// Signed and anonymous RPC over a raw client (spec docs/protocol/rpc.md §1-§3), the way
 // CryptPad's src/common/rpc.js does it:
 //
 //   const R = require('./lib/rpc');
@@ -40,10 +40,10 @@ const keyPairWhere = (pred, tries = 10000) => {
     throw new Error('no key pair matching the predicate');
 };
 
-// storage.md §2: '/' -> '-'
+// docs/protocol/storage.md §2: '/' -> '-'
 const safeKey = (pub) => pub.replace(/\//g, '-');
 
-// The exact text the client signs (rpc.md §3.2).
+// The exact text the client signs (docs/protocol/rpc.md §3.2).
 const signedText = (cookie, cmd, args) => JSON.stringify([cookie, cmd, args === undefined ? null : args]);
 
 const sign = (secretKey, text) => b64(Nacl.sign.detached(Buffer.from(text, 'utf8'), secretKey));
@@ -155,7 +155,7 @@ const learnHk = async (r) => {
     return hk;
 };
 
-// rpc.md §7.2: base64(sha512(JSON.stringify(sorted unique ids))).
+// docs/protocol/rpc.md §7.2: base64(sha512(JSON.stringify(sorted unique ids))).
 const pinHash = (ids) => {
     const list = Array.from(new Set(ids)).sort();
     return Crypto.createHash('sha512').update(JSON.stringify(list), 'utf8').digest('base64');
