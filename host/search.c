@@ -104,14 +104,21 @@ const char *cps_search_lua_dir(void)
 
 static bool readable(const char *path) { return access(path, R_OK) == 0; }
 
-bool cps_search_plugin(json_t *root, const char *name, char *out, size_t n)
+/* `name` + `ext` in the first directory of the list `dirs` that has it. */
+static bool in_dirs(json_t *dirs, const char *name, const char *ext, char *out, size_t n)
 {
     size_t i;
     json_t *d;
-    json_array_foreach(cps_config_path(root, "plugin_dirs"), i, d) {
-        snprintf(out, n, "%s/%s.so", json_string_value(d), name);
+    json_array_foreach(dirs, i, d) {
+        snprintf(out, n, "%s/%s%s", json_string_value(d), name, ext);
         if (readable(out)) return true;
     }
+    return false;
+}
+
+bool cps_search_plugin(json_t *root, const char *name, char *out, size_t n)
+{
+    if (in_dirs(cps_config_path(root, "plugin_dirs"), name, ".so", out, n)) return true;
     snprintf(out, n, "%s/plugins/%s.so", cps_search_exe_dir(), name);
     if (readable(out)) return true;
     snprintf(out, n, "%s/%s.so", cps_search_plugin_dir(), name);
@@ -123,12 +130,7 @@ bool cps_search_script(json_t *root, const char *name, char *out, size_t n)
 {
     if (name[0] == '/') { snprintf(out, n, "%s", name); return readable(out); }
     if (strstr(name, "..")) return false;
-    size_t i;
-    json_t *d;
-    json_array_foreach(cps_config_path(root, "lua_dirs"), i, d) {
-        snprintf(out, n, "%s/%s", json_string_value(d), name);
-        if (readable(out)) return true;
-    }
+    if (in_dirs(cps_config_path(root, "lua_dirs"), name, "", out, n)) return true;
     snprintf(out, n, "%s/%s", cps_search_lua_dir(), name);
     return readable(out);
 }
