@@ -111,7 +111,7 @@ typedef struct cps_storage_backend {
     int (*pin_archive)(void *state, const char *key, cps_store_done_fn done, void *ud);
 
     /* -- named objects (blobs, staged uploads, login blocks...), appended
-    **    for ABI 1.3 (check with CPS_STORAGE_HAS(b, obj_append)) --
+    **    after the first version (check with CPS_STORAGE_HAS(b, obj_append)) --
     ** An object is bytes under (store, key).  `store` is [a-z]{1,16}
     ** ("blob", "blobstage", "block"); `key` is [A-Za-z0-9+=_.-]{1,128}
     ** without "..", the file store puts it at <store dir>/<key[0..2]>/<key>.

@@ -1,5 +1,5 @@
 /*
-** example_http.c - an HTTP route written in C, to copy (ABI 1.3).
+** example_http.c - an HTTP route written in C, to copy.
 **
 ** Any method on /example/echo answers a JSON description of the request:
 **   curl -d hi 'http://127.0.0.1:3000/example/echo/x?y=1'

@@ -1,7 +1,7 @@
 /*
 ** test_pin.c - the rpc-pin plugin over the storage-fs backend, in a host
 ** with a real loop and the router nodes storage:0 and core:0, driven through
-** cps_rpc_call_as as the core role would after checking the signature.
+** cps_rpc_call as the core role would after checking the signature.
 ** A fake CHANNEL_SIZE on storage:0 answers sizes later (or ENOENT when off).
 */
 #define _GNU_SOURCE   /* nftw */

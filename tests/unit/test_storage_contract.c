@@ -909,7 +909,7 @@ static void test_pins_and_records(void **state)
     res_clear(&r);
 }
 
-/* ---- named objects (ABI 1.3) ---------------------------------------- */
+/* ---- named objects ---------------------------------------- */
 
 #define BLOB1 "0123456789abcdef0123456789abcdef0123456789abcdef"
 
