@@ -47,7 +47,11 @@ static void api_log(cps_plugin *p, int level, const char *fmt, ...)
     va_end(ap);
 }
 
-static cps_counter *api_counter(cps_plugin *p, const char *name) { (void)p; return cps_metrics_counter(name); }
+/* The owner names the plugin in the counter's HELP line at /metrics. */
+static cps_counter *api_counter(cps_plugin *p, const char *name)
+{
+    return cps_metrics_counter_of(name, p ? p->name : NULL);
+}
 
 static int api_register_command(cps_plugin *p, const char *name, cps_command_fn fn, void *ud)
 {

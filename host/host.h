@@ -75,6 +75,11 @@ int64_t cps_config_int(const char *path, int64_t def);
 
 /* ---- logging (log.c) ---- */
 void cps_log_set_level(int level);
+int  cps_log_set_format(const char *name);   /* "text" or "json"; -1 if neither */
+int  cps_log_open(const char *path, char *err, size_t n);   /* log to a file from now on */
+int  cps_log_reopen(char *err, size_t n);    /* the same path again (SIGHUP); 0 without a file */
+const char *cps_log_path(void);             /* the log file, or NULL for stderr */
+void cps_log_close(void);
 int  cps_log_level_from_name(const char *name);
 void cps_logv(const char *who, int level, const char *fmt, va_list ap);
 void cps_log(const char *who, int level, const char *fmt, ...)
@@ -82,6 +87,7 @@ void cps_log(const char *who, int level, const char *fmt, ...)
 
 /* ---- metrics (metrics.c) ---- */
 cps_counter *cps_metrics_counter(const char *name);
+cps_counter *cps_metrics_counter_of(const char *name, const char *owner); /* owner: plugin name */
 void cps_metrics_add(cps_counter *c, int64_t delta);
 char *cps_metrics_text(void);             /* malloc'd Prometheus text */
 void cps_metrics_free(void);
