@@ -77,7 +77,11 @@ return {
     -- peers = { ["front:0"] = "host:port", ... } }.  Empty: one process.
     cluster = {},
 
-    log = { level = "info" },       -- error | warn | info | debug
+    log = {
+        level = "info",             -- error | warn | info | debug (--log-level overrides)
+        format = "text",            -- "text": time level [who] message; "json": one object a line
+        -- file = "/var/log/cpsd/cpsd.log",  -- append here instead of stderr; SIGHUP reopens it
+    },
 
     lua = {
         max_instructions = 10000000, -- per handler call; beyond, it fails with ETIMEDOUT

@@ -217,7 +217,8 @@ static int line_of(const char *text, const char *path)
 
 /* ---- schema ---- */
 
-enum { T_STR, T_INT, T_BOOL, T_STRLIST, T_TABLE, T_LEVEL, T_NODES, T_COUNTS, T_PORTS };
+/* T_OPTSTR: a string that may be absent (no default value). */
+enum { T_STR, T_INT, T_BOOL, T_STRLIST, T_TABLE, T_LEVEL, T_NODES, T_COUNTS, T_PORTS, T_LOGFMT, T_OPTSTR };
 
 typedef struct rule { const char *path; int type; int64_t min, max; } rule;
 
@@ -246,6 +247,8 @@ static const rule schema[] = {
     { "limits.max_sessions", T_INT, 1, INT64_C(1) << 30 },
     { "log", T_TABLE, 0, 0 },
     { "log.level", T_LEVEL, 0, 0 },
+    { "log.format", T_LOGFMT, 0, 0 },
+    { "log.file", T_OPTSTR, 0, 0 },
     { "limits.link_queue", T_INT, 65536, INT64_C(1) << 40 },
     { "cluster", T_TABLE, 0, 0 },
     { "lua", T_TABLE, 0, 0 },
@@ -287,7 +290,7 @@ static void check_rule(const rule *r, json_t *v, const char *file, const char *t
     case T_TABLE:
         if (!json_is_object(v)) err_add(e, "%s:%d: %s: expected a table, got %s", WHERE(p), p, type_name(v));
         break;
-    case T_STR:
+    case T_STR: case T_OPTSTR:
         if (!json_is_string(v)) err_add(e, "%s:%d: %s: expected a string, got %s", WHERE(p), p, type_name(v));
         break;
     case T_BOOL:
@@ -303,6 +306,10 @@ static void check_rule(const rule *r, json_t *v, const char *file, const char *t
     case T_LEVEL:
         if (!json_is_string(v) || cps_log_level_from_name(json_string_value(v)) < 0)
             err_add(e, "%s:%d: %s: expected one of \"error\", \"warn\", \"info\", \"debug\"", WHERE(p), p);
+        break;
+    case T_LOGFMT:
+        if (!json_is_string(v) || (strcmp(json_string_value(v), "text") && strcmp(json_string_value(v), "json")))
+            err_add(e, "%s:%d: %s: expected \"text\" or \"json\"", WHERE(p), p);
         break;
     case T_STRLIST: case T_NODES: {
         if (!is_list(v)) { err_add(e, "%s:%d: %s: expected a list of strings, got %s", WHERE(p), p, type_name(v)); break; }
@@ -498,6 +505,7 @@ static void validate(json_t *root, const char *file, const char *text, errbuf *e
 {
     for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++) {
         json_t *v = cps_config_path(root, schema[i].path);
+        if (!v && schema[i].type == T_OPTSTR) continue;
         if (!v) {
             /* a nested key is checked only if its parent is a table */
             const char *dot = strrchr(schema[i].path, '.');

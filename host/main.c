@@ -3,6 +3,7 @@
 ** Startup: configuration, loop, router, Lua, role plugins, feature plugins,
 ** scripts, listener.  Shutdown (SIGTERM/SIGINT): close sessions, let them
 ** drain briefly, unload plugins, then tear down lws and the loop (docs/libraries.md G6).
+** SIGHUP reopens the log file (docs/operator-guide.md §7).
 */
 #include <limits.h>
 #include <signal.h>
@@ -19,11 +20,13 @@ static const char usage[] =
     "       cpsd --topology FILE [--list]               run this machine's nodes (or list every node and its ports)\n"
     "       cpsd --topology FILE --role ROLE --index N  run one node of a cluster\n"
     "       cpsd keygen FILE            write a new cluster key file (mode 0600)\n"
+    "       --log-level LEVEL           with any of the above: error, warn, info or debug\n"
+    "                                   (overrides log.level)\n"
     "       cpsd --help | --version\n";
 
 static struct {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
     bool stopping;
 } M;   /* the process singleton */
@@ -53,9 +56,41 @@ static void on_signal(uv_signal_t *s, int signum)
             signum == SIGTERM ? "SIGTERM" : "SIGINT", cps_server_session_count());
     uv_close((uv_handle_t *)&M.sigterm, closed_noop);
     uv_close((uv_handle_t *)&M.sigint, closed_noop);
+    uv_close((uv_handle_t *)&M.sighup, closed_noop);
     cps_server_close_sessions(1001, "server shutting down");
     uv_timer_init(&M.loop, &M.drain);
     uv_timer_start(&M.drain, finish, cps_server_session_count() ? 300 : 0, 0);
+}
+
+/* SIGHUP: logrotate has renamed the log file; write to a fresh one at the
+** configured path.  Without a log file there is nothing to reopen, but the
+** server must not die of the default action either. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    char err[512];
+    if (cps_log_reopen(err, sizeof err)) {
+        cps_log(NULL, CPS_LOG_ERROR, "SIGHUP: %s (still writing to the old file)", err);
+        return;
+    }
+    cps_log(NULL, CPS_LOG_INFO, "SIGHUP: log reopened (%s)", cps_log_path() ? cps_log_path() : "stderr");
+}
+
+/* log.format, log.file and log.level from the configuration; --log-level
+** (cli_level, already checked) wins over log.level. */
+static int setup_log(const char *cli_level)
+{
+    const char *level = cli_level ? cli_level : cps_config_str("log.level", "info");
+    cps_log_set_level(cps_log_level_from_name(level));
+    cps_log_set_format(cps_config_str("log.format", "text"));
+    const char *file = cps_config_str("log.file", NULL);
+    char err[512];
+    if (file && cps_log_open(file, err, sizeof err)) {
+        fprintf(stderr, "cpsd: %s\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 #ifndef CPS_GIT_REVISION
@@ -123,7 +158,7 @@ static int load_all(void)
 
 int main(int argc, char **argv)
 {
-    const char *config = NULL, *topology = NULL, *role = NULL;
+    const char *config = NULL, *topology = NULL, *role = NULL, *log_level = NULL;
     int mode = 0;   /* 0 run, 1 check, 2 print */
     int index = 0;
     bool list = false;
@@ -140,6 +175,14 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--role") && i + 1 < argc) { role = argv[++i]; continue; }
         if (!strcmp(argv[i], "--index") && i + 1 < argc) { index = atoi(argv[++i]); continue; }
         if (!strcmp(argv[i], "--list")) { list = true; continue; }
+        if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
+            log_level = argv[++i];
+            if (cps_log_level_from_name(log_level) < 0) {
+                fprintf(stderr, "cpsd: --log-level: expected error, warn, info or debug, got '%s'\n", log_level);
+                return 2;
+            }
+            continue;
+        }
         if (!strcmp(argv[i], "--print-config")) {
             mode = 2;
             if (i + 1 < argc && argv[i + 1][0] != '-') config = argv[++i];
@@ -150,6 +193,14 @@ int main(int argc, char **argv)
     }
 
     char *errors = NULL;
+    if (log_level) {
+        /* The supervisor's own lines, and its nodes: they inherit the
+        ** environment, not the command line (docs/operator-guide.md §7). */
+        cps_log_set_level(cps_log_level_from_name(log_level));
+        setenv("CPSD_LOG_LEVEL", log_level, 1);
+    } else if (getenv("CPSD_LOG_LEVEL") && cps_log_level_from_name(getenv("CPSD_LOG_LEVEL")) >= 0) {
+        log_level = getenv("CPSD_LOG_LEVEL");
+    }
     if (topology) {
         /* --list, the supervisor, or this process becomes one node */
         int trc = cps_topology_main(topology, role, index, list, config);
@@ -183,10 +234,15 @@ int main(int argc, char **argv)
         cps_config_free(cps_cfg);
         return 0;
     }
-    cps_log_set_level(cps_log_level_from_name(cps_config_str("log.level", "info")));
-
     int rc = 1;
+    if (setup_log(log_level)) {
+        cps_config_free(cps_cfg);
+        return 1;
+    }
     uv_loop_init(&M.loop);
+    /* SIGHUP's default action kills: catch it before anything is started. */
+    uv_signal_init(&M.loop, &M.sighup);
+    uv_signal_start(&M.sighup, on_sighup, SIGHUP);
     cps_timers_init(&M.loop);
     cps_router_init(&M.loop);
     if (cps_lua_init()) goto out;
@@ -205,6 +261,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     if (!M.stopping) {       /* startup failed: unwind what was set up */
+        uv_close((uv_handle_t *)&M.sighup, closed_noop);
         cps_plugins_fini();
         cps_server_forget(NULL);
         cps_timers_forget(NULL);
@@ -223,5 +280,6 @@ out:
     cps_errors_reset();
     cps_config_free(cps_cfg);
     cps_cfg = NULL;
+    cps_log_close();
     return rc;
 }

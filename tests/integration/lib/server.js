@@ -6,6 +6,10 @@
 //   ... srv.url, srv.port, srv.pid, srv.stderr() ...
 //   const code = await srv.stop();       // SIGTERM, wait, SIGKILL after 5 s
 //
+// opts.args: more command-line arguments (e.g. ['--log-level', 'debug']).
+// With log.file set the startup lines go to that file, which is read
+// instead of stderr for the "listening on" line.
+//
 // The binary comes from $CPSD_BIN, or ../../build/cpsd relative to this
 // directory's parent (tests/integration).  Only this helper's own child pids
 // are ever signalled.
@@ -199,7 +203,8 @@ const startServer = async (overrides = {}, opts = {}) => {
     const configFile = Path.join(dir, 'config.lua');
     Fs.writeFileSync(configFile, renderConfig(config));
 
-    const child = ChildProcess.spawn(bin, ['--config', configFile], {
+    const logFile = config.log && config.log.file ? Path.resolve(dir, config.log.file) : null;
+    const child = ChildProcess.spawn(bin, ['--config', configFile, ...(opts.args || [])], {
         stdio: ['ignore', 'pipe', 'pipe'],
         cwd: dir,
     });
@@ -235,8 +240,15 @@ const startServer = async (overrides = {}, opts = {}) => {
                 if (buf.length > 65536) { buf = buf.slice(-4096); }
             };
             const onExit = (code, signal) => done(new Error(`cpsd exited during startup (code ${code}, signal ${signal})`));
+            const poll = logFile && setInterval(() => {
+                let text = '';
+                try { text = Fs.readFileSync(logFile, 'utf8'); } catch (e) { return; }
+                const m = /listening on 127\.0\.0\.1:(\d+)/.exec(text);
+                if (m) { done(null, Number(m[1])); }
+            }, 50);
             const done = (err, p) => {
                 clearTimeout(t);
+                if (poll) { clearInterval(poll); }
                 child.stderr.off('data', onData);
                 child.off('exit', onExit);
                 if (err) { reject(err); } else { resolve(p); }
