@@ -201,6 +201,11 @@ int main(int argc, char **argv)
     } else if (getenv("CPSD_LOG_LEVEL") && cps_log_level_from_name(getenv("CPSD_LOG_LEVEL")) >= 0) {
         log_level = getenv("CPSD_LOG_LEVEL");
     }
+    if (topology && !role && !list) {
+        /* The supervisor writes no log file: a SIGHUP sent to the whole
+        ** service (systemctl kill -s HUP) is for its nodes, which catch it. */
+        signal(SIGHUP, SIG_IGN);
+    }
     if (topology) {
         /* --list, the supervisor, or this process becomes one node */
         int trc = cps_topology_main(topology, role, index, list, config);

@@ -130,3 +130,21 @@ test('log.file: records go to the file; after a rename, SIGHUP starts a fresh on
     assert.ok(parseJsonLines(Fs.readFileSync(path, 'utf8')).some(x => /^SIGTERM: shutting down/.test(x.msg)));
     assert.equal(s.stderr(), '', 'nothing on stderr');
 });
+
+test('a cluster: --log-level reaches the nodes; SIGHUP to the supervisor stops nothing', async () => {
+    const { startCluster } = require('./lib/cluster');
+    // log.level = "error" in the shared configuration: a node logs its
+    // "listening on" line (info) only if the supervisor's --log-level got to it
+    const cl = await startCluster({ counts: { front: 1, core: 1, storage: 1 },
+        config: { log: { level: 'error' } }, args: ['--log-level', 'info'] });
+    try {
+        assert.match(cl.stderr(), /\[server\] listening on/);
+        process.kill(cl.supPid, 'SIGHUP');
+        await sleep(300);
+        assert.equal(cl.exitInfo(), null, 'the supervisor is alive');
+        const m = await cl.metrics('front:0');
+        assert.ok('cpsd_sessions' in m, JSON.stringify(m));
+    } finally {
+        await cl.stop();
+    }
+});

@@ -11,6 +11,7 @@
 //                                                  // (links_up_total - links_lost_total)
 //   await cl.metrics('core:0')                     // { cpsd_links_up_total: 5, ... }
 //   cl.stderr(), cl.mark(), cl.since(mark)         // the shared log of the cluster
+//   startCluster({ args: ['--log-level', 'debug'] })  // more supervisor arguments
 //   await cl.stop()                                // SIGTERM to the supervisor, then
 //                                                  // SIGKILL by pid to any child left
 //
@@ -173,7 +174,7 @@ const startCluster = async (opts = {}) => {
         topo[role].forEach((n, i) => { nodes.push(`${role}:${i}`); portOf[`${role}:${i}`] = n.port; });
     }
 
-    const sup = ChildProcess.spawn(bin, ['--topology', file], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+    const sup = ChildProcess.spawn(bin, ['--topology', file, ...(opts.args || [])], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
     let log = '';
     let dropped = 0;           // characters dropped from the front of `log`
     const pids = {};           // node id -> current pid (null while dead)
