@@ -39,6 +39,7 @@ struct cps_http {
     route *rt;
     int port;
     bool answered, in_handler, head;
+    bool dispatched;          /* handed to the route's handler */
     /* the answer */
     int status;
     char *hdrs;               /* "name: value\r\n" lines */
@@ -172,7 +173,8 @@ static const char *status_text(int s)
     case 200: return "OK"; case 204: return "No Content"; case 206: return "Partial Content";
     case 301: return "Moved Permanently"; case 302: return "Found"; case 304: return "Not Modified";
     case 400: return "Bad Request"; case 401: return "Unauthorized"; case 403: return "Forbidden";
-    case 404: return "Not Found"; case 405: return "Method Not Allowed"; case 413: return "Payload Too Large";
+    case 404: return "Not Found"; case 405: return "Method Not Allowed"; case 411: return "Length Required";
+    case 413: return "Payload Too Large";
     case 416: return "Range Not Satisfiable"; case 500: return "Internal Server Error";
     case 503: return "Service Unavailable"; default: return "";
     }
@@ -322,9 +324,29 @@ static int plain(struct lws *wsi, int status)
     return lws_return_http_status(wsi, (unsigned)status, NULL) || lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* An answer (lws writes a small HTML body with the status) after which the
+** connection closes: the bytes that follow the headers cannot be framed, so
+** reading them as the next request would desync (docs/protocol/http.md §12). */
+static int refuse_and_close(struct lws *wsi, int status)
+{
+    lws_return_http_status(wsi, (unsigned)status, NULL);
+    return -1;
+}
+
+/* Request framing (docs/protocol/http.md §12, RFC 9112 §6.1): lws 4.1 frames
+** a request body by Content-Length only, so Transfer-Encoding is refused:
+** with a Content-Length, 400 (the two disagree on where the body ends); alone
+** (chunked), 411 Length Required.  Returns the status, or 0. */
+static int framing_error(struct lws *wsi)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0) return 0;
+    return lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ? 400 : 411;
+}
+
 static void dispatch(cps_http *r)
 {
     cps_metrics_add(H.c_requests, 1);
+    r->dispatched = true;
     r->in_handler = true;     /* the request is not freed under the handler */
     int rc = r->rt->fn(r, r->rt->ud);
     if (!r->answered && rc < 0) {
@@ -345,6 +367,8 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     char method[8];
     int tok = method_of(wsi, method, sizeof method);
     if (tok < 0) return plain(wsi, 405);
+    int bad = framing_error(wsi);
+    if (bad) return refuse_and_close(wsi, bad);
     /* lws has decoded %xx already: a %00 would cut the path short */
     if (lws_hdr_total_length(wsi, (enum lws_token_indexes)tok) > (int)strlen(uri)) return plain(wsi, 400);
     route *rt = match(method, uri);
@@ -404,7 +428,7 @@ int cps_http_body_chunk(cps_http *r, const void *in, size_t len)
 
 void cps_http_body_done(cps_http *r)
 {
-    if (r && !r->answered && !r->in_handler) dispatch(r);
+    if (r && !r->dispatched && !r->answered) dispatch(r);
 }
 
 /* WRITEABLE: headers, then the body or file chunks. */
@@ -500,5 +524,7 @@ void cps_http_closed(cps_http **slot)
     if (r->reading || r->in_handler) return;
     if (r->streaming && r->more_asked) return;   /* freed by the plugin's http_write */
     if (r->answered || r->rt == NULL) { req_free(r); return; }
+    /* Still waiting for its body: no handler has it, nothing will answer. */
+    if (!r->dispatched) { req_free(r); return; }
     /* not answered yet: freed by the answer */
 }

@@ -57,3 +57,87 @@ test('a COOKIE flood with random keys and bad signatures locks nobody out', { ti
         r.close();
     })();
 });
+
+// ------------------------------------------------------------ HTTP framing
+
+// One raw HTTP exchange: everything the server sends until it closes (or
+// `ms` passes: then `timedOut`).  `hold` keeps our side open after writing.
+const rawHttp = (port, text, { ms = 3000 } = {}) => new Promise((resolve) => {
+    const s = Net.connect(port, '127.0.0.1');
+    let out = '';
+    const t = setTimeout(() => { s.destroy(); resolve({ out, timedOut: true }); }, ms);
+    s.on('data', (d) => { out += d; });
+    s.on('error', () => { /* a reset counts as closed */ });
+    s.on('close', () => { clearTimeout(t); resolve({ out, timedOut: false }); });
+    s.write(text);
+});
+const statusOf = (out) => (/^HTTP\/1\.1 (\d{3})/.exec(out) || [])[1];
+const BLOB = 'ab' + 'c'.repeat(46);
+
+// docs/protocol/http.md §12: a POST whose body never comes, then a close,
+// must not leak its body buffer (the server exits under ASan's leak check).
+test('a header-only POST then a close leaks nothing', { timeout: 60000 }, async () => {
+    const srv = await start({});
+    await withLog(() => srv, async () => {
+        for (let i = 0; i < 5; i++) {
+            await new Promise((resolve) => {
+                const s = Net.connect(srv.port, '127.0.0.1', () => {
+                    s.end(`POST /upload-blob/${BLOB.slice(0, 2)}/${BLOB} HTTP/1.1\r\nHost: x\r\n` +
+                        'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n');
+                });
+                s.on('error', () => {});
+                s.on('close', resolve);
+                setTimeout(() => s.destroy(), 300);
+            });
+        }
+        const code = await srv.stop();
+        assert.doesNotMatch(srv.stderr(), /LeakSanitizer|AddressSanitizer/);
+        assert.equal(code, 0);
+    })();
+});
+
+// docs/protocol/http.md §12, RFC 9112 §6.1: Content-Length with
+// Transfer-Encoding is refused with 400 and the connection closed, so the
+// request smuggled after the body is never answered.
+test('Content-Length with Transfer-Encoding: 400, closed, nothing smuggled', { timeout: 60000 }, async () => {
+    const srv = await start({});
+    await withLog(() => srv, async () => {
+        const { out, timedOut } = await rawHttp(srv.port,
+            `POST /upload-blob/${BLOB.slice(0, 2)}/${BLOB} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n` +
+            'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/config HTTP/1.1\r\nHost: x\r\n\r\n');
+        assert.equal(timedOut, false, 'the server closes the connection');
+        assert.equal(statusOf(out), '400', out);
+        assert.equal((out.match(/HTTP\/1\.1 /g) || []).length, 1, `one answer only: ${out}`);
+    })();
+});
+
+// docs/protocol/http.md §12: a chunked request body gets 411 with a body,
+// not a hang or a bare close.
+test('a chunked request body: 411 Length Required with a body', { timeout: 60000 }, async () => {
+    const srv = await start({});
+    await withLog(() => srv, async () => {
+        const { out, timedOut } = await rawHttp(srv.port,
+            'POST /api/auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+        assert.equal(timedOut, false, 'the server closes the connection');
+        assert.equal(statusOf(out), '411', out);
+        const [, body] = out.split('\r\n\r\n');
+        assert.match(body || '', /411/);
+    })();
+});
+
+// docs/protocol/http.md §12: lws 4.1 closes on an over-long request line or
+// header block without an answer (no 414/431 possible); the server lives on.
+test('over-long URL and headers: closed, and the server still answers', { timeout: 60000 }, async () => {
+    const srv = await start({});
+    await withLog(() => srv, async () => {
+        for (const text of [
+            `GET /${'a'.repeat(20000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+            `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20000)}\r\n\r\n`,
+        ]) {
+            const { timedOut } = await rawHttp(srv.port, text);
+            assert.equal(timedOut, false, 'closed');
+        }
+        const { out } = await rawHttp(srv.port, 'GET /api/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        assert.equal(statusOf(out), '200', out);
+    })();
+});
