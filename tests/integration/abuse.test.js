@@ -141,3 +141,34 @@ test('over-long URL and headers: closed, and the server still answers', { timeou
         assert.equal(statusOf(out), '200', out);
     })();
 });
+
+// ------------------------------------------------------------ history numbers
+
+// docs/protocol/history.md §6, §5.4: a count, cpCount or expire far outside
+// any integer range is clamped before conversion (converting it is undefined
+// behaviour, which UBSan turns into a crash): the server answers and lives.
+test('GET_HISTORY_RANGE count 1e300 / cpCount -1e300 and expire 1e300 are answered', { timeout: 60000 }, async () => {
+    const srv = await start({});
+    await withLog(() => srv, async () => {
+        const P = C.padId();
+        const a = await C.rawReady(srv.url);
+        const j = await a.join(P);
+        const hk = j.members.find(id => id.length === 16);
+        for (let i = 0; i < 3; i++) { assert.deepEqual((await a.msg(P, `m${i}|${rnd(30)}`)).slice(1), ['ACK']); }
+        for (const cfg of [{ count: 1e300, cpCount: -1e300 }, { count: -1e300, cpCount: 1e300 }]) {
+            const res = await C.getHistoryRange(a, hk, P, { ...cfg, txid: 'big' });
+            assert.deepEqual(res.reply, [res.seq, 'ACK'], C.short(cfg));
+            assert.deepEqual(res.end, ['HISTORY_RANGE_END', 'big', P]);
+        }
+        // expire: seconds from now, on creation by the first member
+        const Q = C.padId();
+        await a.join(Q);
+        for (const expire of [1e300, -1e300]) {
+            const res = await C.getHistory(a, hk, Q, { txid: 'exp', metadata: { expire } });
+            assert.ok(res.items.length > 0, `GET_HISTORY expire ${expire} answered`);
+        }
+        assert.ok(srv.alive(), 'the server lives');
+        assert.doesNotMatch(srv.stderr(), /runtime error/);
+        a.close();
+    })();
+});
