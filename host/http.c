@@ -333,14 +333,22 @@ static int refuse_and_close(struct lws *wsi, int status)
     return -1;
 }
 
-/* Request framing (docs/protocol/http.md §12, RFC 9112 §6.1): lws 4.1 frames
-** a request body by Content-Length only, so Transfer-Encoding is refused:
-** with a Content-Length, 400 (the two disagree on where the body ends); alone
-** (chunked), 411 Length Required.  Returns the status, or 0. */
+/* Request framing (docs/protocol/http.md §12, RFC 9112 §6.1, §6.3): lws 4.1
+** frames a request body by Content-Length only, so Transfer-Encoding is
+** refused: with a Content-Length, 400 (the two disagree on where the body
+** ends); alone (chunked), 411 Length Required.  A Content-Length that is not
+** one decimal number (a sign, junk, two headers "2,30") is 400: we and lws
+** could read different lengths.  Returns the status, or 0. */
 static int framing_error(struct lws *wsi)
 {
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0) return 0;
-    return lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ? 400 : 411;
+    bool te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    int cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (te) return cl_len > 0 ? 400 : 411;
+    if (cl_len <= 0) return 0;
+    char cl[32];
+    if (cl_len > 19 || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) != cl_len) return 400;
+    for (int i = 0; i < cl_len; i++) if (cl[i] < '0' || cl[i] > '9') return 400;
+    return 0;
 }
 
 static void dispatch(cps_http *r)
@@ -400,14 +408,16 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     *slot = r;
     bool has_body = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
     if (has_body) {
-        const char *cl = cps_http_header(r, "content-length");
+        const char *cl = cps_http_header(r, "content-length");   /* digits: framing_error */
         unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
         if (n > rt->max_body) { *slot = NULL; req_free(r); return plain(wsi, 413); }
         r->body_max = rt->max_body;
         r->body = malloc(n + 1);
         if (!r->body) { *slot = NULL; req_free(r); return -1; }
         r->body[0] = 0;
-        return 0;   /* wait for the body */
+        /* No Content-Length: an empty body (RFC 9112 §6.3), and lws would
+        ** never signal its end. */
+        if (cl) return 0;   /* wait for the body */
     }
     dispatch(r);
     return 0;
@@ -416,6 +426,7 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
 int cps_http_body_chunk(cps_http *r, const void *in, size_t len)
 {
     if (!r || !r->body || !len) return 0;
+    if (r->dispatched) return -1;                     /* a body after the handler ran */
     if (r->body_len + len > r->body_max) return -1;   /* more than announced */
     char *b = realloc(r->body, r->body_len + len + 1);
     if (!b) return -1;

@@ -111,6 +111,22 @@ test('Content-Length with Transfer-Encoding: 400, closed, nothing smuggled', { t
     })();
 });
 
+// docs/protocol/http.md §12, RFC 9112 §6.3: a Content-Length that is not one
+// decimal number (two of them, a sign, junk) is 400 and closed; a POST with
+// none has an empty body and is answered at once, not left hanging.
+test('bad or missing Content-Length: 400 and closed, or an empty body', { timeout: 60000 }, async () => {
+    const srv = await start({});
+    await withLog(() => srv, async () => {
+        for (const cl of ['Content-Length: 2\r\nContent-Length: 30', 'Content-Length: -1', 'Content-Length: 2x']) {
+            const { out, timedOut } = await rawHttp(srv.port, `POST /api/auth HTTP/1.1\r\nHost: x\r\n${cl}\r\n\r\n{}`);
+            assert.equal(timedOut, false, `${cl}: closed`);
+            assert.equal(statusOf(out), '400', `${cl}: ${out}`);
+        }
+        const { out } = await rawHttp(srv.port, 'POST /api/auth HTTP/1.1\r\nHost: x\r\n\r\n', { ms: 2000 });
+        assert.ok(statusOf(out), `no Content-Length: answered (${out})`);
+    })();
+});
+
 // docs/protocol/http.md §12: a chunked request body gets 411 with a body,
 // not a hang or a bare close.
 test('a chunked request body: 411 Length Required with a body', { timeout: 60000 }, async () => {
