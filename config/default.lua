@@ -113,7 +113,10 @@ return {
         drop_after_ms = 60000,      -- drop a client silent for this long
         check_every_ms = 5000,
     },
-    core = {},
+    core = {
+        -- max_sessions = 100000,   -- signed-RPC cookie sessions, one per key
+        --                          -- whose signature verified (docs/protocol/rpc.md §3.4)
+    },
     storage = {
         -- max_queue_per_channel = 10000,  -- operations waiting on one channel
     },

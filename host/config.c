@@ -377,6 +377,7 @@ static bool known_top(const char *k, json_t *root)
 ** belongs to an out-of-tree plugin: its keys are its own and not checked. */
 static const struct { const char *section, *keys; } optional_keys[] = {
     { "cluster", "key self peers" },
+    { "core", "max_sessions" },
     { "storage", "max_queue_per_channel" },
     { "instance", "main_origin sandbox_origin permitted_embedders premium_upload_size" },
     { "web", "cryptpad_root version fresh_key dev_mode "

@@ -39,6 +39,7 @@ struct cps_http {
     route *rt;
     int port;
     bool answered, in_handler, head;
+    bool dispatched;          /* handed to the route's handler */
     /* the answer */
     int status;
     char *hdrs;               /* "name: value\r\n" lines */
@@ -172,7 +173,8 @@ static const char *status_text(int s)
     case 200: return "OK"; case 204: return "No Content"; case 206: return "Partial Content";
     case 301: return "Moved Permanently"; case 302: return "Found"; case 304: return "Not Modified";
     case 400: return "Bad Request"; case 401: return "Unauthorized"; case 403: return "Forbidden";
-    case 404: return "Not Found"; case 405: return "Method Not Allowed"; case 413: return "Payload Too Large";
+    case 404: return "Not Found"; case 405: return "Method Not Allowed"; case 411: return "Length Required";
+    case 413: return "Payload Too Large";
     case 416: return "Range Not Satisfiable"; case 500: return "Internal Server Error";
     case 503: return "Service Unavailable"; default: return "";
     }
@@ -322,9 +324,37 @@ static int plain(struct lws *wsi, int status)
     return lws_return_http_status(wsi, (unsigned)status, NULL) || lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* An answer (lws writes a small HTML body with the status) after which the
+** connection closes: the bytes that follow the headers cannot be framed, so
+** reading them as the next request would desync (docs/protocol/http.md §12). */
+static int refuse_and_close(struct lws *wsi, int status)
+{
+    lws_return_http_status(wsi, (unsigned)status, NULL);
+    return -1;
+}
+
+/* Request framing (docs/protocol/http.md §12, RFC 9112 §6.1, §6.3): lws 4.1
+** frames a request body by Content-Length only, so Transfer-Encoding is
+** refused: with a Content-Length, 400 (the two disagree on where the body
+** ends); alone (chunked), 411 Length Required.  A Content-Length that is not
+** one decimal number (a sign, junk, two headers "2,30") is 400: we and lws
+** could read different lengths.  Returns the status, or 0. */
+static int framing_error(struct lws *wsi)
+{
+    bool te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    int cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (te) return cl_len > 0 ? 400 : 411;
+    if (cl_len <= 0) return 0;
+    char cl[32];
+    if (cl_len > 19 || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) != cl_len) return 400;
+    for (int i = 0; i < cl_len; i++) if (cl[i] < '0' || cl[i] > '9') return 400;
+    return 0;
+}
+
 static void dispatch(cps_http *r)
 {
     cps_metrics_add(H.c_requests, 1);
+    r->dispatched = true;
     r->in_handler = true;     /* the request is not freed under the handler */
     int rc = r->rt->fn(r, r->rt->ud);
     if (!r->answered && rc < 0) {
@@ -345,6 +375,8 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     char method[8];
     int tok = method_of(wsi, method, sizeof method);
     if (tok < 0) return plain(wsi, 405);
+    int bad = framing_error(wsi);
+    if (bad) return refuse_and_close(wsi, bad);
     /* lws has decoded %xx already: a %00 would cut the path short */
     if (lws_hdr_total_length(wsi, (enum lws_token_indexes)tok) > (int)strlen(uri)) return plain(wsi, 400);
     route *rt = match(method, uri);
@@ -376,14 +408,16 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     *slot = r;
     bool has_body = !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
     if (has_body) {
-        const char *cl = cps_http_header(r, "content-length");
+        const char *cl = cps_http_header(r, "content-length");   /* digits: framing_error */
         unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
         if (n > rt->max_body) { *slot = NULL; req_free(r); return plain(wsi, 413); }
         r->body_max = rt->max_body;
         r->body = malloc(n + 1);
         if (!r->body) { *slot = NULL; req_free(r); return -1; }
         r->body[0] = 0;
-        return 0;   /* wait for the body */
+        /* No Content-Length: an empty body (RFC 9112 §6.3), and lws would
+        ** never signal its end. */
+        if (cl) return 0;   /* wait for the body */
     }
     dispatch(r);
     return 0;
@@ -392,6 +426,7 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
 int cps_http_body_chunk(cps_http *r, const void *in, size_t len)
 {
     if (!r || !r->body || !len) return 0;
+    if (r->dispatched) return -1;                     /* a body after the handler ran */
     if (r->body_len + len > r->body_max) return -1;   /* more than announced */
     char *b = realloc(r->body, r->body_len + len + 1);
     if (!b) return -1;
@@ -404,7 +439,7 @@ int cps_http_body_chunk(cps_http *r, const void *in, size_t len)
 
 void cps_http_body_done(cps_http *r)
 {
-    if (r && !r->answered && !r->in_handler) dispatch(r);
+    if (r && !r->dispatched && !r->answered) dispatch(r);
 }
 
 /* WRITEABLE: headers, then the body or file chunks. */
@@ -500,5 +535,7 @@ void cps_http_closed(cps_http **slot)
     if (r->reading || r->in_handler) return;
     if (r->streaming && r->more_asked) return;   /* freed by the plugin's http_write */
     if (r->answered || r->rt == NULL) { req_free(r); return; }
+    /* Still waiting for its body: no handler has it, nothing will answer. */
+    if (!r->dispatched) { req_free(r); return; }
     /* not answered yet: freed by the answer */
 }

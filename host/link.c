@@ -222,6 +222,40 @@ static bool unseal(json_t *m, const char *kind, const char *from, const char *to
     return ok;
 }
 
+/* The claimed name of a refused HELLO is chosen by whoever connects: its
+** bytes other than printable ASCII are written \xHH, so it can forge no log
+** line and send no terminal escape. */
+static void escape_name(const char *in, char *out, size_t n)
+{
+    size_t at = 0;
+    for (; *in && at + 5 <= n; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c >= 0x20 && c < 0x7f && c != '\\') out[at++] = (char)c;
+        else at += (size_t)snprintf(out + at, n - at, "\\x%02x", c);
+    }
+    out[at] = 0;
+}
+
+/* Refused handshakes are counted (links_refused_total) one by one, but
+** logged at most once a second: anyone who reaches the link port can repeat
+** them (docs/protocol/cluster.md §2.3).  The next line says how many were
+** left out. */
+static void log_refused(const char *from)
+{
+    static uint64_t last;
+    static unsigned long suppressed;
+    uint64_t now = cps_now_ms();
+    if (last && now - last < 1000) { suppressed++; return; }
+    char name[32 * 4 + 1];
+    escape_name(from, name, sizeof name);
+    char more[64] = "";
+    if (suppressed) snprintf(more, sizeof more, "; %lu more refused since, not logged", suppressed);
+    cps_log("link", CPS_LOG_WARN, "refused a link handshake%s%s (wrong key, unknown node or replay%s)",
+            name[0] ? " claiming to be " : "", name, more);
+    last = now;
+    suppressed = 0;
+}
+
 /* Listener: a HELLO from a dialer.  Returns the link, or NULL to refuse. */
 static peer_link *accept_hello(const char *text, size_t len)
 {
@@ -234,8 +268,7 @@ static peer_link *accept_hello(const char *text, size_t len)
     json_decref(m);
     if (!ok) {
         cps_metrics_add(K.c_refused, 1);
-        cps_log("link", CPS_LOG_WARN, "refused a link handshake%s%s (wrong key, unknown node or replay)",
-                from[0] ? " claiming to be " : "", from);
+        log_refused(from);
         return NULL;
     }
     unsigned char pk[32], sk[32], n2[24];

@@ -202,6 +202,18 @@ static int answer_index(lua_State *L)
     return 1;
 }
 
+/* How loud a failed handler is.  A code the script raised on purpose
+** (EINVAL, ENOENT, ...) answers a client's mistake: info, or a client could
+** fill the log at error level at will.  An exhausted budget (ETIMEDOUT) may be
+** a client's big request or a slow script: warn.  EINTERNAL (a runtime error,
+** error("boom"), memory) is a bug in the script: error (lua/README.md). */
+static int failure_level(const char *code)
+{
+    if (!strcmp(code, "EINTERNAL")) return CPS_LOG_ERROR;
+    if (!strcmp(code, "ETIMEDOUT")) return CPS_LOG_WARN;
+    return CPS_LOG_INFO;
+}
+
 /* Call the handler at `ref` with (args, answer handle): the handler returns
 ** the answer, raises a code, or returns nothing and answers later. */
 static int run_handler(int ref, json_t *args, bool is_rpc, void *h, const char *from, const char *what)
@@ -229,8 +241,9 @@ static int run_handler(int ref, json_t *args, bool is_rpc, void *h, const char *
     if (rc != LUA_OK) {
         char buf[64];
         const char *msg = lua_tostring(L, -1);
-        cps_log("lua", CPS_LOG_ERROR, "%s failed: %s", what, msg ? msg : "(error object)");
-        if (a->h) { lua_answer done = *a; a->h = NULL; answer_err(&done, error_code(msg, buf, sizeof buf)); }
+        const char *code = error_code(msg, buf, sizeof buf);
+        cps_log("lua", failure_level(code), "%s failed: %s", what, msg ? msg : "(error object)");
+        if (a->h) { lua_answer done = *a; a->h = NULL; answer_err(&done, code); }
         lua_settop(L, top);
         return CPS_OK;
     }

@@ -12,12 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 #include "core.h"
+#include "conf.h"
 #include "ids.h"
 #include "text.h"
 
 #define SESSION_IDLE_MS (5 * 60 * 1000)
 #define COOKIE_MAX_AGE_MS (5 * 60 * 1000)
-#define MAX_SESSIONS 100000
+#define MAX_SESSIONS 100000   /* default of core.max_sessions */
 
 typedef struct session { uint64_t atime; char token[20]; } session;
 
@@ -25,6 +26,7 @@ static struct {
     strmap *sessions;     /* safe key -> session */
     strmap *auth;         /* user id -> json array of keys */
     cps_timer *sweep;
+    size_t max_sessions;  /* core.max_sessions */
     long pid;
     cps_counter *c_signed, *c_badsig;
 } R;
@@ -47,12 +49,15 @@ static void answer_error(cps_call *call, json_t *txid, int err)
 
 /* ---- cookie sessions (§3.4) ---- */
 
-/* Sessions are kept by safe key: one per key however it is written. */
+/* Sessions are kept by safe key: one per key however it is written.  Only
+** a verified signed call (or a valid cookie) may create or touch one
+** (docs/protocol/rpc.md §3.3): otherwise random keys would fill the table and
+** lock every real user out with NO_COOKIE. */
 static session *session_touch(const char *sk)
 {
     session *s = strmap_get(R.sessions, sk);
     if (!s) {
-        if (strmap_count(R.sessions) >= MAX_SESSIONS) return NULL;
+        if (strmap_count(R.sessions) >= R.max_sessions) return NULL;
         s = calloc(1, sizeof *s);
         if (!s) return NULL;
         uint64_t t;
@@ -259,10 +264,10 @@ static void signed_call(cps_call *call, json_t *txid, json_t *payload, json_t *a
     const char *user = json_string_value(json_object_get(args_obj, "user"));
     if (!key || json_string_length(jkey) > 60) { answer_error(call, txid, CPS_ERR_INVALID_MESSAGE_OR_PUBLIC_KEY); return; }
     if (!cmd || strlen(cmd) >= 64) { answer_error(call, txid, CPS_ERR_INVALID_RPC_CALL); return; }
-    /* A string that is no key gets no session: it fails the signature
-    ** check below (COOKIE) or has no cookie (the rest). */
+    /* Look the session up without creating it: a COOKIE call gets its
+    ** session in auth_done, once its signature verified (docs/protocol/rpc.md §3.3). */
     char sk[IDS_KEY_LEN + 1];
-    session *s = ids_safe_key(key, sk) ? session_touch(sk) : NULL;
+    session *s = ids_safe_key(key, sk) ? strmap_get(R.sessions, sk) : NULL;
     if (strcmp(cmd, "COOKIE") != 0 && !cookie_valid(s, json_string_value(jcookie))) {
         answer_error(call, txid, CPS_ERR_NO_COOKIE);
         return;
@@ -343,6 +348,7 @@ int core_rpc_init(void)
 {
     if (sodium_init() < 0) return CPS_EINTERNAL;
     R.pid = (long)getpid();
+    R.max_sessions = (size_t)conf_positive(API->config(C.self), "max_sessions", MAX_SESSIONS);
     R.sessions = strmap_new();
     R.auth = strmap_new();
     R.c_signed = API->counter(C.self, "rpc_signed_calls_total");

@@ -33,6 +33,18 @@ typedef struct reader {
 /* ---- frames ---- */
 
 /* [0,HK,"MSG",user,"<parts, concatenated and escaped>"(,prio)] */
+#define MAX_RANGE_COUNT 100000
+
+/* A client's number limited to [lo, hi] (0 when it is no number), as a double
+** that converts safely: converting a double outside the range of the target
+** integer type is undefined behaviour (C11 6.3.1.4), and JSON allows 1e300.
+** Written so that a NaN gives lo. */
+static double clamped(json_t *v, double lo, double hi)
+{
+    double d = json_is_number(v) ? json_number_value(v) : 0;
+    return !(d >= lo) ? lo : d > hi ? hi : d;
+}
+
 static void add_parts(json_t *list, const char *user, const char *const *parts, const size_t *lens,
                       int n, json_t *prio)
 {
@@ -483,8 +495,11 @@ static void history_from(channel *ch, op *o, uint64_t start)
         creating *c = calloc(1, sizeof *c);
         json_t *meta = json_deep_copy(want);
         json_t *exp = json_object_get(meta, "expire");
+        /* seconds from now (§5.4), bounded so that the sum converts: 1e13 s is
+        ** beyond any date a client means, 9e15 ms is exact in a double */
         if (json_is_number(exp))
-            json_object_set_new(meta, "expire", json_integer((json_int_t)(API->now_ms() + json_number_value(exp) * 1000)));
+            json_object_set_new(meta, "expire", json_integer((json_int_t)(
+                (double)API->now_ms() + clamped(exp, -1e13, 1e13) * 1000)));
         if (json_is_true(json_object_get(meta, "selfdestruct")) || json_is_string(json_object_get(meta, "selfdestruct")))
             json_object_set_new(meta, "selfdestruct", json_string(ST.instance));
         json_object_del(meta, "forcePlaceholder");
@@ -652,10 +667,9 @@ static void op_history_range(channel *ch, op *o)
     const char *to = json_string_value(json_object_get(cfg, "to"));
     if (from) { g->has_from = true; snprintf(g->from, sizeof g->from, "%.64s", from); }
     if (to) { g->has_to = true; g->to_none = strcmp(to, "NONE") == 0; snprintf(g->to, sizeof g->to, "%.64s", to); }
-    g->count = json_is_number(json_object_get(cfg, "count")) ? (long)json_number_value(json_object_get(cfg, "count")) : 0;
-    g->cp_count = json_is_number(json_object_get(cfg, "cpCount")) ? (long)json_number_value(json_object_get(cfg, "cpCount")) : 0;
-    if (g->count > 100000) g->count = 100000;      /* bounded memory */
-    if (g->cp_count > 100000) g->cp_count = 100000;
+    /* bounded memory; a count below 1 asks for nothing (docs/protocol/history.md §6) */
+    g->count = (long)clamped(json_object_get(cfg, "count"), 0, MAX_RANGE_COUNT);
+    g->cp_count = (long)clamped(json_object_get(cfg, "cpCount"), 0, MAX_RANGE_COUNT);
     g->ringcap = (size_t)(g->count > 0 ? g->count : g->cp_count > 0 ? g->cp_count + 1 : 0);
     if (g->ringcap) g->ring = calloc(g->ringcap, sizeof *g->ring);
     ch_done(ch, o);

@@ -938,6 +938,32 @@ describe('cluster: link security', () => {
         await cl.waitLinks(5000);
     });
 
+    // docs/protocol/cluster.md §2.3: the claimed name is escaped, and the
+    // warning comes at most once a second, counting the ones left out.
+    T('refused HELLOs: the claimed name is escaped and the warning rate-limited', async () => {
+        const lines = () => cl.stderr().split('\n').filter(l => l.includes('refused a link handshake'));
+        await C.sleep(1100);                 // past any earlier warning's second
+        const n0 = lines().length;
+        const r0 = await refused('core:0');
+        const name = 'x\nerror [link] forged\u001b[31m';
+        const N = 20;
+        for (let i = 0; i < N; i++) {
+            const { out } = await tryHello('core:0', JSON.stringify(['HELLO', name, 'core:0', Date.now(), 'x', 'y', 'z']));
+            assert.equal(out, 'closed');
+        }
+        await C.waitFor(async () => (await refused('core:0')) === r0 + N, 3000, `${N} refusals counted`);
+        const burst = lines().slice(n0);
+        assert.ok(burst.length >= 1 && burst.length <= 4, `${N} refusals, ${burst.length} lines: ${burst.join('\n')}`);
+        assert.ok(burst[0].includes('claiming to be x\\x0aerror [link] forged\\x1b[31m'), `escaped: ${burst[0]}`);
+        assert.ok(!cl.stderr().split('\n').some(l => l.startsWith('error [link] forged')), 'no forged line');
+        assert.ok(!cl.stderr().includes('\u001b'), 'no terminal escape');
+        await C.sleep(1100);
+        await tryHello('core:0', JSON.stringify(['HELLO', 'y', 'core:0', Date.now(), 'x', 'y', 'z']));
+        await C.waitFor(() => lines().length > n0 + burst.length, 3000, 'the next warning');
+        assert.match(lines().pop(), /claiming to be y .*\d+ more refused since, not logged/);
+        await cl.waitLinks(5000);
+    });
+
     T('unauthenticated junk on /cpsd-link (no HELLO, text, binary, a bare close) neither crashes nor disturbs the node', async () => {
         const pid = cl.pid('storage:0');
         const l0 = await lost('storage:0');

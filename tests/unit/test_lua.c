@@ -175,14 +175,26 @@ static void test_errors(void **state)
     (void)state;
     static result r;
     memset(&r, 0, sizeof r);
+    capture c;
+    capture_start(&c);
     assert_int_equal(call("LUA_EINVAL", "{}", &r), 0);
+    char *log = capture_end(&c);
     assert_int_equal(r.calls, 1);
     assert_string_equal(r.error, "EINVAL");
     assert_null(r.value);
+    /* A client's mistake is logged at info, not error (lua/README.md). */
+    assert_non_null(strstr(log, "info  [lua] RPC LUA_EINVAL failed: EINVAL"));
+    assert_null(strstr(log, "error [lua]"));
+    free(log);
 
+    capture_start(&c);
     assert_int_equal(call("LUA_BOOM", "{}", &r), 0);
+    log = capture_end(&c);
     assert_int_equal(r.calls, 1);
     assert_string_equal(r.error, "EINTERNAL");
+    /* A bug in the script stays an error. */
+    assert_non_null(strstr(log, "error [lua] RPC LUA_BOOM failed: "));
+    free(log);
 
     assert_int_equal(call("LUA_CTX_ERROR", "{}", &r), 0);
     assert_int_equal(r.calls, 1);
