@@ -497,7 +497,7 @@ static void curve_got(void *ud, int error, json_t *data)
 {
     (void)ud;
     const char *pub = json_string_value(json_object_get(data, "public"));
-    if (S.closing) return;
+    if (S.closing || error == CPS_ECANCELED) return;   /* unloading */
     if (!error && pub && ids_is_key(pub)) {
         char *c = strdup(pub);
         if (c) { free(S.curve_public); S.curve_public = c; }
@@ -545,6 +545,9 @@ static void fini(cps_plugin *self, void *state)
     }
     memset(&S, 0, sizeof S);
     memset(&W, 0, sizeof W);
+    /* A query still pending is answered ECANCELED after this (api/cps.h
+    ** OWNERSHIP): curve_got must see that we are gone. */
+    S.closing = true;
 }
 
 static int compile_patterns(void)
