@@ -90,6 +90,8 @@ cps_counter *cps_metrics_counter(const char *name);
 cps_counter *cps_metrics_counter_of(const char *name, const char *owner); /* owner: plugin name */
 void cps_metrics_add(cps_counter *c, int64_t delta);
 char *cps_metrics_text(void);             /* malloc'd Prometheus text */
+/* cpsd_rpc_duration_seconds: one RPC call's time from call to answer. */
+void cps_metrics_observe_rpc(double seconds);
 void cps_metrics_free(void);
 
 /* ---- placement (hash.c) ---- */

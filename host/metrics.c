@@ -21,6 +21,31 @@ struct cps_counter {
 
 static struct cps_counter *counters;  /* singleton list, loop thread only */
 
+/* ---- the RPC latency histogram (docs/operator-guide.md §7.1) ----
+** Fixed buckets, 1 ms to 10 s: RPC answers range from a cached reply to a
+** disk walk of a large pin log, and rpc_timeout_ms (30 s) answers the rest
+** (they land in +Inf).  Counts per bucket are not cumulative here; the
+** exposition adds them up, as the format wants. */
+static const double rpc_le[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25, 0.5, 1, 2.5, 5, 10 };
+#define RPC_LE_N (sizeof rpc_le / sizeof rpc_le[0])
+
+static struct {
+    uint64_t bucket[RPC_LE_N + 1];     /* the last one: above every bound */
+    uint64_t count;
+    double sum;
+} rpc_hist;   /* singleton, loop thread only */
+
+void cps_metrics_observe_rpc(double seconds)
+{
+    if (!(seconds >= 0)) seconds = 0;   /* NaN or a clock step back */
+    size_t i = 0;
+    while (i < RPC_LE_N && seconds > rpc_le[i]) i++;
+    rpc_hist.bucket[i]++;
+    rpc_hist.count++;
+    rpc_hist.sum += seconds;
+}
+
 cps_counter *cps_metrics_counter_of(const char *name, const char *owner)
 {
     for (cps_counter *c = counters; c; c = c->next)
@@ -111,6 +136,8 @@ static bool clashes(const cps_counter *c)
     char name[300], other[300];
     metric_name(c->name, name, sizeof name);
     if (strcmp(name, "cpsd_build_info") == 0) return true;
+    /* the histogram's family and its _bucket/_sum/_count samples */
+    if (strncmp(name, "cpsd_rpc_duration_seconds", 25) == 0) return true;
     for (const cps_counter *o = counters; o != c; o = o->next) {
         metric_name(o->name, other, sizeof other);
         if (strcmp(name, other) == 0) return true;
@@ -130,6 +157,23 @@ static void put_counter(buf *b, const cps_counter *c)
     ** a *_total name only grows, anything else (sessions, users) is a level. */
     put(b, "# TYPE %s %s\n", name, ends_with(c->name, "_total") ? "counter" : "gauge");
     put(b, "%s %lld\n", name, (long long)c->value);
+}
+
+/* The histogram family is always listed (zero counts before any call), so
+** dashboards and alerts find it on every node. */
+static void put_rpc_histogram(buf *b)
+{
+    const char *n = "cpsd_rpc_duration_seconds";
+    put(b, "# HELP %s Time from an RPC call to its answer (timeouts included).\n"
+           "# TYPE %s histogram\n", n, n);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < RPC_LE_N; i++) {
+        cum += rpc_hist.bucket[i];
+        put(b, "%s_bucket{le=\"%g\"} %llu\n", n, rpc_le[i], (unsigned long long)cum);
+    }
+    cum += rpc_hist.bucket[RPC_LE_N];
+    put(b, "%s_bucket{le=\"+Inf\"} %llu\n", n, (unsigned long long)cum);
+    put(b, "%s_sum %.6f\n%s_count %llu\n", n, rpc_hist.sum, n, (unsigned long long)rpc_hist.count);
 }
 
 /* ---- process metrics, from getrusage and /proc/self ---- */
@@ -216,6 +260,7 @@ char *cps_metrics_text(void)
     cps_metrics_counter("sessions");
     for (cps_counter *c = counters; c; c = c->next)
         if (!clashes(c)) put_counter(&b, c);
+    put_rpc_histogram(&b);
     put_process(&b);
     if (b.failed) { free(b.s); return NULL; }
     return b.s;
@@ -223,6 +268,7 @@ char *cps_metrics_text(void)
 
 void cps_metrics_free(void)
 {
+    memset(&rpc_hist, 0, sizeof rpc_hist);
     while (counters) {
         cps_counter *c = counters;
         counters = c->next;

@@ -27,6 +27,7 @@ struct cps_rpc {
     cps_rpc_done_fn done;
     void *ud;
     uint64_t deadline;
+    uint64_t started_ns;        /* uv_hrtime at the call, for the latency histogram */
     bool in_handler, answered;
     unsigned flags;             /* CPS_RPC_END_SESSION ... */
     json_t *args;               /* kept until the call is freed: a handler
@@ -107,6 +108,9 @@ static void answer(cps_rpc *r, int err, json_t *value)
     if (r->answered) return;
     r->answered = true;
     if (err) cps_metrics_add(RPC.c_errors, 1);
+    /* Measured up to the answer, not the free: a handler may hold the call
+    ** after a timeout answered for it. */
+    cps_metrics_observe_rpc((double)(uv_hrtime() - r->started_ns) / 1e9);
     if (r->done) r->done(r->ud, err, value, r->flags);
 }
 
@@ -153,6 +157,7 @@ int cps_rpc_call(cps_plugin *p, const char *name, int kind, const char *key,
     r->caller = caller ? strdup(caller) : NULL;
     r->done = done;
     r->ud = ud;
+    r->started_ns = uv_hrtime();
     cps_metrics_add(RPC.c_calls, 1);
     r->in_handler = true;
     r->args = args ? args : json_null();

@@ -2,7 +2,8 @@
 // GET /metrics (docs/operator-guide.md §7): the Prometheus text exposition
 // format, checked strictly by the parser below (and by `promtool check
 // metrics` when Debian's prometheus package happens to be installed), the
-// process metrics, cpsd_build_info and the sessions gauge.
+// process metrics, cpsd_build_info, the sessions gauge and the RPC latency
+// histogram (cpsd_rpc_duration_seconds).
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -11,6 +12,8 @@ const Path = require('node:path');
 const ChildProcess = require('node:child_process');
 const WebSocket = require('ws');
 const { startServer, withLog } = require('./lib/server');
+const C = require('./lib/client');
+const R = require('./lib/rpc');
 
 // ------------------------------------------------------------ the checker
 
@@ -39,6 +42,31 @@ const sampleNames = (family, type) => {
     if (type === 'histogram') { return [`${family}_bucket`, `${family}_sum`, `${family}_count`]; }
     if (type === 'summary') { return [family, `${family}_sum`, `${family}_count`]; }
     return [family];
+};
+
+// A histogram without other labels: buckets with an `le` label in
+// increasing order ending at +Inf, cumulative (never decreasing), one _sum
+// and one _count, the +Inf bucket equal to _count.
+const checkHistogram = (f) => {
+    const buckets = f.samples.filter(x => x.name === `${f.name}_bucket`);
+    const one = (suffix) => {
+        const xs = f.samples.filter(x => x.name === `${f.name}_${suffix}`);
+        if (xs.length !== 1) { throw new Error(`histogram ${f.name}: ${xs.length} _${suffix} samples`); }
+        return xs[0].value;
+    };
+    const count = one('count');
+    one('sum');
+    if (!buckets.length) { throw new Error(`histogram ${f.name} has no bucket`); }
+    let le = -Infinity; let n = 0;
+    for (const b of buckets) {
+        if (!('le' in b.labels)) { throw new Error(`histogram ${f.name}: a bucket without le`); }
+        const v = Number(b.labels.le.replace(/Inf$/, 'Infinity'));
+        if (Number.isNaN(v) || v <= le) { throw new Error(`histogram ${f.name}: le="${b.labels.le}" out of order`); }
+        if (!(b.value >= n)) { throw new Error(`histogram ${f.name}: bucket le="${b.labels.le}" is not cumulative`); }
+        le = v; n = b.value;
+    }
+    if (le !== Infinity) { throw new Error(`histogram ${f.name}: no le="+Inf" bucket`); }
+    if (n !== count) { throw new Error(`histogram ${f.name}: +Inf bucket ${n} but _count ${count}`); }
 };
 
 // Parse the exposition text; throw on the first departure from the format.
@@ -96,6 +124,7 @@ const parseExposition = (text) => {
         if (!f.type) { throw new Error(`family ${f.name} has no TYPE`); }
         if (!f.help) { throw new Error(`family ${f.name} has no HELP`); }
         if (!f.samples.length) { throw new Error(`family ${f.name} has no sample`); }
+        if (f.type === 'histogram') { checkHistogram(f); }
     }
     return families;
 };
@@ -132,16 +161,29 @@ test('the checker refuses what the format does not allow', () => {
         '# HELP cpsd_x h\n# TYPE cpsd_x counter\ncpsd_x -1\n',
         '# HELP cpsd_x h\n# TYPE cpsd_x gauge\ncpsd_y 1\n',
         '# HELP cpsd_x h\n# TYPE cpsd_x gauge\ncpsd_x 1',          // no final newline
+        ...[                                                       // histograms
+            'cpsd_h_bucket{le="1"} 2\ncpsd_h_bucket{le="+Inf"} 1\ncpsd_h_sum 1\ncpsd_h_count 1\n',
+            'cpsd_h_bucket{le="2"} 1\ncpsd_h_bucket{le="1"} 1\ncpsd_h_bucket{le="+Inf"} 1\ncpsd_h_sum 1\ncpsd_h_count 1\n',
+            'cpsd_h_bucket{le="1"} 1\ncpsd_h_sum 1\ncpsd_h_count 1\n',
+            'cpsd_h_bucket{le="+Inf"} 2\ncpsd_h_sum 1\ncpsd_h_count 1\n',
+            'cpsd_h_bucket{le="+Inf"} 1\ncpsd_h_count 1\n',
+            'cpsd_h_bucket{le="+Inf"} 1\ncpsd_h_sum 1\ncpsd_h_count 1\ncpsd_h 1\n',
+        ].map(t => `# HELP cpsd_h h\n# TYPE cpsd_h histogram\n${t}`),
     ];
     for (const text of bad) { assert.throws(() => parseExposition(text), undefined, JSON.stringify(text)); }
     const good = '# HELP a_b h\n# TYPE a_b gauge\na_b{x="1\\"q"} 1.5e3\na_b{x="2"} +Inf\n';
     assert.equal(parseExposition(good).get('a_b').samples.length, 2);
+    const hist = '# HELP h h\n# TYPE h histogram\nh_bucket{le="0.5"} 1\nh_bucket{le="1"} 3\n' +
+        'h_bucket{le="+Inf"} 3\nh_sum 1.7\nh_count 3\n';
+    assert.equal(parseExposition(hist).get('h').samples.length, 5);
 });
 
 test('/metrics is valid exposition text with HELP and TYPE for every family', withLog(() => srv, async () => {
     const fams = parseExposition(await getMetrics());
     for (const f of fams.values()) {
-        if (f.name.startsWith('cpsd_') && f.name !== 'cpsd_build_info') {
+        if (f.name === 'cpsd_rpc_duration_seconds') {
+            assert.equal(f.type, 'histogram');
+        } else if (f.name.startsWith('cpsd_') && f.name !== 'cpsd_build_info') {
             assert.equal(f.type, f.name.endsWith('_total') ? 'counter' : 'gauge', f.name);
         }
     }
@@ -177,6 +219,53 @@ test('process metrics, build info and the sessions gauge', withLog(() => srv, as
     assert.equal(value(parseExposition(await getMetrics()), 'cpsd_sessions'), before0 + 1);
     ws.close();
     await new Promise((resolve) => ws.once('close', resolve));
+}));
+
+test('RPC calls are observed by the cpsd_rpc_duration_seconds histogram', withLog(() => srv, async () => {
+    const hist = (fams) => {
+        const f = fams.get('cpsd_rpc_duration_seconds');
+        assert.ok(f, 'no family cpsd_rpc_duration_seconds');
+        assert.equal(f.type, 'histogram');
+        assert.match(f.help, /RPC/);
+        const get = (suffix) => f.samples.find(x => x.name === `${f.name}_${suffix}`).value;
+        const buckets = f.samples.filter(x => x.name === `${f.name}_bucket`);
+        return { count: get('count'), sum: get('sum'), buckets };
+    };
+    const before0 = hist(parseExposition(await getMetrics()));
+    const calls0 = value(parseExposition(await getMetrics()), 'cpsd_rpc_calls_total');
+
+    const r = await C.rawReady(srv.url);
+    try {
+        // the history keeper's id, as the web app learns it (34-zero channel)
+        const j = await r.join('0'.repeat(34));
+        const HK = j.members.find(id => id.length === 16);
+        await r.leave('0'.repeat(34));
+        const N = 5;
+        for (let i = 0; i < N; i++) {
+            // an unknown blob: the answer (a size or an error) is what counts
+            await R.anonRaw(r, HK, 'GET_FILE_SIZE', 'ab'.repeat(24));
+        }
+        const fams = parseExposition(await getMetrics());
+        const after0 = hist(fams);
+        const calls = value(fams, 'cpsd_rpc_calls_total') - calls0;
+        assert.ok(calls >= N, `rpc_calls_total grew by ${calls}`);
+        // every call counted is answered by now: _count follows rpc_calls_total
+        assert.equal(after0.count - before0.count, calls);
+        assert.ok(after0.sum >= before0.sum);
+        // cumulative: each bucket holds at least what the one before holds,
+        // the +Inf bucket is _count, and no bucket went down
+        after0.buckets.forEach((b, i) => {
+            if (i > 0) { assert.ok(b.value >= after0.buckets[i - 1].value, `bucket le=${b.labels.le}`); }
+            assert.equal(b.labels.le, before0.buckets[i].labels.le);
+            assert.ok(b.value >= before0.buckets[i].value, `bucket le=${b.labels.le} went down`);
+        });
+        assert.equal(after0.buckets.at(-1).labels.le, '+Inf');
+        assert.equal(after0.buckets.at(-1).value, after0.count);
+        assert.ok(after0.buckets.length >= 10, 'buckets from 1 ms to 10 s');
+        assert.equal(after0.buckets.find(b => b.labels.le === '10').value, after0.count, 'a call over 10 s');
+    } finally {
+        C.closeAll();
+    }
 }));
 
 const promtool = (() => {
