@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs what cpsd needs to build, run and test on Debian 12 (as root).
 # Idempotent: packages already present are skipped quickly by apt.
+# nginx-light and openssl are for the test of contrib/'s nginx configurations
+# (tests/nginx/test_nginx.sh runs only `nginx -t`: the nginx service is not
+# needed; on a machine with systemd the package starts it on port 80, and
+# `systemctl disable --now nginx` stops it if that port is wanted elsewhere).
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libuv1-dev libwebsockets-dev libwebsockets-evlib-uv \
-liblua5.4-dev libjansson-dev libcmocka-dev libsodium-dev"
+liblua5.4-dev libjansson-dev libcmocka-dev libsodium-dev \
+nginx-light openssl"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
