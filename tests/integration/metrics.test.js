@@ -268,6 +268,23 @@ test('RPC calls are observed by the cpsd_rpc_duration_seconds histogram', withLo
     }
 }));
 
+test('the Grafana dashboard uses only documented families', () => {
+    const root = Path.join(__dirname, '..', '..');
+    const dash = JSON.parse(Fs.readFileSync(Path.join(root, 'contrib', 'grafana-cpsd.json'), 'utf8'));
+    const guide = Fs.readFileSync(Path.join(root, 'docs', 'operator-guide.md'), 'utf8');
+    const exprs = [];
+    const walk = (p) => { (p.targets || []).forEach(t => exprs.push(t.expr)); (p.panels || []).forEach(walk); };
+    dash.panels.forEach(walk);
+    assert.ok(exprs.length > 10);
+    const names = new Set(exprs.flatMap(e => e.match(/\b(cpsd|process)_[a-z_]+/g) || [])
+        .map(n => n.replace(/_(bucket|sum|count)$/, '')));
+    for (const n of ['cpsd_sessions', 'cpsd_rpc_duration_seconds', 'process_cpu_seconds_total',
+        'process_resident_memory_bytes', 'cpsd_storage_messages_stored_total']) {
+        assert.ok(names.has(n), `the dashboard lacks ${n}`);
+    }
+    for (const n of names) { assert.ok(guide.includes(`\`${n}`), `${n} is not in operator-guide.md §7.1`); }
+});
+
 const promtool = (() => {
     const r = ChildProcess.spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' });
     return r.status === 0 ? r.stdout.trim() : null;
