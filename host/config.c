@@ -386,7 +386,8 @@ static const struct { const char *section, *keys; } optional_keys[] = {
              "instance_description instance_jurisdiction instance_notice accent_color "
              "survey_url maintenance" },
     { "blob", "max_queue_per_key max_sessions cache_control" },
-    { "auth", "challenge_ttl_ms session_hours" },
+    { "auth", "challenge_ttl_ms session_hours max_challenge_bytes max_challenges "
+             "max_challenges_per_key totp_failures_per_minute" },
     { "rpc-pin", "limits max_cached_keys max_queue_per_key" },
     { "storage-fs", "fsync" },
     { "rpc-channel", "" },

@@ -5,7 +5,11 @@
 ** a restart keeps them; blocks, MFA settings and sessions are reached
 ** through the storage node owning the user's key (AUTH_STORE, store.c).
 ** Section `auth`: challenge_ttl_ms (300000), session_hours (168),
-** restrict_registration (false: WRITE_BLOCK then needs a registrationProof).
+** restrict_registration (false: WRITE_BLOCK then needs a registrationProof),
+** and the bounds on what unauthenticated requests may make the server keep:
+** max_challenge_bytes (16384), max_challenges (10000),
+** max_challenges_per_key (8), totp_failures_per_minute (5)
+** (docs/protocol/http.md 9.5).
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,13 @@
 #define DEFAULT_TTL_MS 300000         /* "a few minutes" (docs/protocol/http.md 9.2) */
 #define DEFAULT_SESSION_HOURS 168     /* otpSessionExpiration */
 #define MAX_CONTACT 254
+#define DEFAULT_CHALLENGE_BYTES 16384 /* a login block is ~1 kB; the text adds txid and date */
+#define DEFAULT_MAX_CHALLENGES 10000
+#define DEFAULT_PER_KEY 8
+#define DEFAULT_OTP_FAILS 5           /* per key and minute (docs/protocol/http.md 9.5) */
+#define OTP_WINDOW_MS 60000
+#define INDEX_KEY "pending_index"     /* record listing this process's outstanding challenges */
+#define INDEX_SAVE_MS 1000
 
 auth_state A;
 static char MARK;                     /* the value of `answering` entries */
@@ -551,6 +562,76 @@ static const char *check_request(actx *c)
     return NULL;
 }
 
+/* ---- bounds on unauthenticated work (docs/protocol/http.md 9.5) ------------
+** Round 1 needs no signature, so what it may make the server store is
+** bounded: the size of one challenge, the challenges outstanding per key
+** and in total.  `pending` lists them (with their key) until answered or
+** expired; it is saved as the record INDEX_KEY at most every second, so a
+** restart collects the records of an earlier run too (records cannot be
+** listed).  Wrong TOTP codes are limited per key and minute. */
+
+typedef struct pend { uint64_t exp; char safe[IDS_KEY_LEN + 1]; } pend;
+typedef struct otp_fail { uint64_t since; uint64_t n; } otp_fail;
+
+static size_t *key_count(const char *safe) { return A.per_key ? strmap_get(A.per_key, safe) : NULL; }
+
+/* Room for one more challenge of `safe`? */
+static bool challenge_room(const char *safe)
+{
+    size_t *n = key_count(safe);
+    return A.pending && strmap_count(A.pending) < A.max_challenges && (!n || *n < A.max_per_key);
+}
+
+static void forget_pending(const char *txid)
+{
+    pend *p = A.pending ? strmap_del(A.pending, txid) : NULL;
+    if (!p) return;
+    size_t *n = key_count(p->safe);
+    if (n && --*n == 0) free(strmap_del(A.per_key, p->safe));
+    free(p);
+    A.index_dirty = true;
+}
+
+static int pend_add(const char *txid, const char *safe, uint64_t exp)
+{
+    forget_pending(txid);       /* a txid is listed once */
+    pend *p = malloc(sizeof *p);
+    size_t *n = key_count(safe);
+    size_t *fresh = n ? NULL : calloc(1, sizeof *fresh);
+    if (!p || (!n && (!fresh || strmap_put(A.per_key, safe, fresh)))) { free(p); free(fresh); return CPS_ENOMEM; }
+    if (!n) n = fresh;
+    p->exp = exp;
+    snprintf(p->safe, sizeof p->safe, "%s", safe);
+    if (strmap_put(A.pending, txid, p)) {
+        free(p);
+        if (!*n) free(strmap_del(A.per_key, safe));
+        return CPS_ENOMEM;
+    }
+    ++*n;
+    A.index_dirty = true;
+    return CPS_OK;
+}
+
+/* A key with otp_max_fails wrong codes in the current minute is refused
+** without checking, with the code CryptPad gives a wrong one (INVALID_OTP). */
+static bool otp_locked(const char *safe)
+{
+    otp_fail *f = A.otp_fails ? strmap_get(A.otp_fails, safe) : NULL;
+    return f && API->now_ms() - f->since < OTP_WINDOW_MS && f->n >= A.otp_max_fails;
+}
+
+static void otp_failed(const char *safe)
+{
+    uint64_t now = API->now_ms();
+    otp_fail *f = A.otp_fails ? strmap_get(A.otp_fails, safe) : NULL;
+    if (!f) {
+        if (!A.otp_fails || !(f = calloc(1, sizeof *f))) return;
+        if (strmap_put(A.otp_fails, safe, f)) { free(f); return; }
+    }
+    if (now - f->since >= OTP_WINDOW_MS) { f->since = now; f->n = 0; }
+    f->n++;
+}
+
 /* ---- round 1 ------------------------------------------------------------ */
 
 static void on_put(void *ud, int status)
@@ -558,17 +639,9 @@ static void on_put(void *ud, int status)
     actx *c = ud;
     if (status) {
         API->log(A.self, CPS_LOG_ERROR, "challenge %s: %s", c->txid, API->errname(status));
+        forget_pending(c->txid);
         fail(c, "Internal server error 6250");
         return;
-    }
-    uint64_t *exp = malloc(sizeof *exp);
-    if (exp && A.pending) {
-        *exp = API->now_ms() + A.ttl_ms;
-        uint64_t *old = strmap_get(A.pending, c->txid);
-        if (strmap_put(A.pending, c->txid, exp)) free(exp);
-        else free(old);
-    } else {
-        free(exp);
     }
     reply(c, 200, json_pack("{s s s s}", "txid", c->txid, "date", c->date));
 }
@@ -651,8 +724,13 @@ static int challenge_cmd(cps_call *call, json_t *args, void *ud)
 static void issue(actx *c)
 {
     const cps_storage_backend *b = API->storage(A.self, NULL);
+    if (!challenge_room(c->safe)) {   /* too many outstanding: the client may retry later */
+        reply(c, 429, json_pack("{s s}", "error", "EBUSY"));
+        return;
+    }
     auth_random_id(c->txid);
     iso_date(API->now_ms(), c->date);
+    if (pend_add(c->txid, c->safe, API->now_ms() + A.ttl_ms)) { fail(c, "Internal server error 6250"); return; }
     int w = snprintf(c->text + c->tlen, 128, ",\"txid\":\"%s\",\"date\":\"%s\"}", c->txid, c->date);
     c->tlen += (size_t)w;
     char node[64];
@@ -674,7 +752,10 @@ static void on_state(void *ud, int err, json_t *data)
         reply(c, 503, json_pack("{s s}", "error", "Service unavailable"));
         return;
     }
+    const char *key = c->other[0] ? c->other : c->safe;   /* the key whose code is checked */
+    if (!err && c->code && otp_locked(key)) { fail(c, API->errname(CPS_ERR_INVALID_OTP)); return; }
     int e = err ? err : c->cmd->check_state(c, data);
+    if (e == CPS_ERR_INVALID_OTP) otp_failed(key);
     if (e) { fail(c, API->errname(e)); return; }
     issue(c);
 }
@@ -691,6 +772,10 @@ static void round1(cps_http *req, json_t *body, const char *raw, size_t len)
     int e = c->cmd->check(c);
     if (e) { fail(c, API->errname(e)); return; }
     while (len && (raw[len - 1] == ' ' || raw[len - 1] == '\n' || raw[len - 1] == '\r' || raw[len - 1] == '\t')) len--;
+    if (len + 128 > A.max_challenge_bytes) {   /* what an unsigned request may have stored */
+        reply(c, 413, json_pack("{s s}", "error", "Request too large"));
+        return;
+    }
     c->text = malloc(len + 128);
     if (!c->text || !len || raw[len - 1] != '}') { fail(c, "invalid request"); return; }
     memcpy(c->text, raw, len - 1);
@@ -700,11 +785,6 @@ static void round1(cps_http *req, json_t *body, const char *raw, size_t len)
 }
 
 /* ---- round 2 ------------------------------------------------------------ */
-
-static void forget_pending(const char *txid)
-{
-    if (A.pending) free(strmap_del(A.pending, txid));
-}
 
 static void on_del(void *ud, int status)
 {
@@ -851,32 +931,125 @@ typedef struct gcl { char (*ids)[TXID_LEN + 1]; size_t n; uint64_t now; } gcl;
 static void gc_collect(const char *key, void *val, void *ud)
 {
     gcl *l = ud;
-    if (*(uint64_t *)val <= l->now) memcpy(l->ids[l->n++], key, TXID_LEN + 1);
+    if (((pend *)val)->exp <= l->now) memcpy(l->ids[l->n++], key, TXID_LEN + 1);
 }
 
 static void gc_done(void *ud, int status) { (void)ud; (void)status; }
 
-/* Challenges issued by this process and never answered (those of an
-** earlier run stay: records cannot be listed, and they are refused as
-** expired if ever answered). */
+/* Delete one challenge record where it lives. */
+static void challenge_del(const char *txid)
+{
+    const cps_storage_backend *b = API->storage(A.self, NULL);
+    char node[64];
+    if (txid_remote(txid, node, sizeof node))
+        API->send(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "del", "txid", txid));
+    else if (b)
+        b->record_del(b->state, NS_CHALLENGES, txid, gc_done, NULL);   /* refused: nothing to do */
+}
+
+/* Keys whose minute of wrong TOTP codes is over. */
+typedef struct okl { char (*keys)[IDS_KEY_LEN + 1]; size_t n; uint64_t now; } okl;
+
+static void otp_collect(const char *key, void *val, void *ud)
+{
+    okl *l = ud;
+    if (l->now - ((otp_fail *)val)->since >= OTP_WINDOW_MS) snprintf(l->keys[l->n++], IDS_KEY_LEN + 1, "%s", key);
+}
+
+static void otp_gc(void)
+{
+    size_t n = A.otp_fails ? strmap_count(A.otp_fails) : 0;
+    okl l = { n ? malloc(n * sizeof *l.keys) : NULL, 0, API->now_ms() };
+    if (!l.keys) return;
+    strmap_each(A.otp_fails, otp_collect, &l);
+    for (size_t i = 0; i < l.n; i++) free(strmap_del(A.otp_fails, l.keys[i]));
+    free(l.keys);
+}
+
+/* Expired challenges (of this run, and of earlier ones once the index
+** record is loaded) are deleted; a late answer would be refused anyway. */
 static void gc_tick(cps_timer *t, void *ud)
 {
     (void)t; (void)ud;
+    otp_gc();
     size_t n = strmap_count(A.pending);
-    const cps_storage_backend *b = API->storage(A.self, NULL);
-    if (!n || !b) return;
+    if (!n) return;
     gcl l = { malloc(n * sizeof *l.ids), 0, API->now_ms() };
     if (!l.ids) return;
     strmap_each(A.pending, gc_collect, &l);
     for (size_t i = 0; i < l.n; i++) {
-        char node[64];
-        if (txid_remote(l.ids[i], node, sizeof node))
-            API->send(A.self, node, "AUTH_CHALLENGE", json_pack("{s s s s}", "op", "del", "txid", l.ids[i]));
-        else
-            b->record_del(b->state, NS_CHALLENGES, l.ids[i], gc_done, NULL);
+        challenge_del(l.ids[i]);
         forget_pending(l.ids[i]);
     }
     free(l.ids);
+}
+
+/* ---- the index of outstanding challenges (record INDEX_KEY) ---------------
+** {txid: [expiry ms, safe key]}, rewritten when it changed, one write at a
+** time.  Loaded once at start-up: expired entries are deleted at once, the
+** others collected when they expire. */
+
+static void index_fill(const char *key, void *val, void *ud)
+{
+    pend *p = val;
+    json_object_set_new(ud, key, json_pack("[I s]", (json_int_t)p->exp, p->safe));
+}
+
+static void index_saved(void *ud, int status)
+{
+    (void)ud;
+    A.index_saving = false;
+    if (status && !A.closing) {
+        A.index_dirty = true;       /* retried at the next tick */
+        API->log(A.self, CPS_LOG_WARN, "saving the challenge index: %s", API->errname(status));
+    }
+}
+
+static void index_loaded(void *ud, int status, const char *data, size_t len)
+{
+    (void)ud;
+    A.index_loading = false;
+    if (A.closing) return;
+    A.index_loaded = true;
+    A.index_dirty = true;
+    json_t *idx = status ? NULL : json_loadb(data, len, 0, NULL);
+    uint64_t now = API->now_ms();
+    size_t dropped = 0;
+    const char *txid;
+    json_t *v;
+    json_object_foreach(idx, txid, v) {
+        json_int_t exp = json_integer_value(json_array_get(v, 0));
+        const char *safe = json_string_value(json_array_get(v, 1));
+        if (strlen(txid) != TXID_LEN || !txid_chars(txid) || !safe || strlen(safe) != IDS_KEY_LEN) continue;
+        if (exp <= 0 || (uint64_t)exp <= now) { challenge_del(txid); dropped++; }
+        else if (!strmap_get(A.pending, txid)) pend_add(txid, safe, (uint64_t)exp);
+    }
+    if (dropped) API->log(A.self, CPS_LOG_INFO, "collected %zu expired challenges of an earlier run", dropped);
+    json_decref(idx);
+}
+
+static void saver_tick(cps_timer *t, void *ud)
+{
+    (void)t; (void)ud;
+    const cps_storage_backend *b = API->storage(A.self, NULL);
+    if (!b) return;             /* a front without storage: nothing to keep */
+    if (!A.index_loaded) {
+        if (!A.index_loading) {
+            A.index_loading = true;
+            if (b->record_get(b->state, NS_CHALLENGES, INDEX_KEY, index_loaded, NULL)) index_loaded(NULL, CPS_EIO, NULL, 0);
+        }
+        return;
+    }
+    if (!A.index_dirty || A.index_saving) return;
+    json_t *idx = json_object();
+    strmap_each(A.pending, index_fill, idx);
+    char *text = json_dumps(idx, JSON_COMPACT);
+    json_decref(idx);
+    if (!text) return;
+    A.index_dirty = false;
+    A.index_saving = true;
+    if (b->record_put(b->state, NS_CHALLENGES, INDEX_KEY, text, strlen(text), index_saved, NULL)) index_saved(NULL, CPS_EIO);
+    free(text);
 }
 
 /* ---- load and unload ------------------------------------------------------ */
@@ -900,7 +1073,10 @@ static void auth_fini(cps_plugin *self, void *state)
     A.closing = true;
     if (A.live) API->log(A.self, CPS_LOG_INFO, "%zu requests still finishing at unload", A.live);
     if (A.gc) { API->timer_stop(A.gc); A.gc = NULL; }
+    if (A.saver) { API->timer_stop(A.saver); A.saver = NULL; }
     if (A.pending) { strmap_free(A.pending, free); A.pending = NULL; }
+    if (A.per_key) { strmap_free(A.per_key, free); A.per_key = NULL; }
+    if (A.otp_fails) { strmap_free(A.otp_fails, free); A.otp_fails = NULL; }
     if (A.answering) { strmap_free(A.answering, NULL); A.answering = NULL; }
     auth_store_fini();
 }
@@ -921,9 +1097,15 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
     A.ttl_ms = conf_positive(cfg, "challenge_ttl_ms", DEFAULT_TTL_MS);
     A.session_ms = conf_positive(cfg, "session_hours", DEFAULT_SESSION_HOURS) * 3600000;
     A.restrict_registration = json_is_true(a->config_get(self, "instance.restrict_registration"));
+    A.max_challenge_bytes = conf_positive(cfg, "max_challenge_bytes", DEFAULT_CHALLENGE_BYTES);
+    A.max_challenges = conf_positive(cfg, "max_challenges", DEFAULT_MAX_CHALLENGES);
+    A.max_per_key = conf_positive(cfg, "max_challenges_per_key", DEFAULT_PER_KEY);
+    A.otp_max_fails = conf_positive(cfg, "totp_failures_per_minute", DEFAULT_OTP_FAILS);
     A.pending = strmap_new();
     A.answering = strmap_new();
-    int rc = A.pending && A.answering ? auth_store_init() : CPS_ENOMEM;
+    A.per_key = strmap_new();
+    A.otp_fails = strmap_new();
+    int rc = A.pending && A.answering && A.per_key && A.otp_fails ? auth_store_init() : CPS_ENOMEM;
     /* CPS_ENOENT: no storage node in this process (a cluster's front). */
     if (!rc) rc = a->register_role_command(self, "storage", "AUTH_STORE", store_cmd, NULL);
     if (!rc) rc = a->register_role_command(self, "storage", "AUTH_BLOCK_READ", auth_block_read_cmd, NULL);
@@ -933,6 +1115,8 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
     if (!rc) rc = a->register_http(self, "GET", "/block/", 0, auth_block_get, NULL);
     uint64_t every = A.ttl_ms < 1000 ? 1000 : A.ttl_ms > 60000 ? 60000 : A.ttl_ms;
     if (!rc && !(A.gc = a->timer_start(self, every, every, gc_tick, NULL))) rc = CPS_ENOMEM;
+    /* the first tick loads the index of an earlier run (the backend is up by then) */
+    if (!rc && !(A.saver = a->timer_start(self, 50, INDEX_SAVE_MS, saver_tick, NULL))) rc = CPS_ENOMEM;
     if (rc) { auth_fini(self, NULL); A.closing = false; }
     return rc;
 }

@@ -25,7 +25,15 @@ typedef struct auth_state {
     uint64_t ttl_ms;               /* challenges older than this are refused */
     uint64_t session_ms;           /* lifetime of an MFA session */
     bool restrict_registration;    /* WRITE_BLOCK needs a registrationProof */
-    strmap *pending;               /* txid -> uint64_t expiry: challenges to collect */
+    strmap *pending;               /* txid -> pend: challenges to collect (auth.c) */
+    strmap *per_key;               /* safe key -> size_t: its entries in `pending` */
+    strmap *otp_fails;             /* safe key -> otp_fail: recent wrong TOTP codes */
+    uint64_t max_challenge_bytes;  /* a stored challenge's text */
+    uint64_t max_challenges;       /* outstanding challenges, in total */
+    uint64_t max_per_key;          /* outstanding challenges of one key */
+    uint64_t otp_max_fails;        /* wrong codes per key per minute */
+    bool index_loaded, index_loading, index_dirty, index_saving;
+    cps_timer *saver;
     strmap *answering;             /* txids whose round 2 is in progress */
     struct keyqueue *keys;         /* storage half: an operation queue per safe key */
     size_t live;                   /* requests in progress (HTTP and storage) */

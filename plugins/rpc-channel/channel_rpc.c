@@ -81,13 +81,21 @@ static int get_file_size(cps_rpc *rpc, json_t *args, void *ud)
     return forward(rpc, id, "CHANNEL_SIZE", json_pack("{s s}", "id", id), "size");
 }
 
-/* Several sizes: one query per id, answered when all are in. */
+/* Several sizes: one CHANNEL_SIZE query per id, at most MULTI_INFLIGHT of
+** them outstanding per call, the next issued as each completes.  A call with
+** 10,000 ids used to put 10,000 jobs on the storage node at once, filling
+** the router queue and the thread pool so that everyone's appends failed
+** (EBUSY); bounded, a big call only takes its share (docs/protocol/rpc.md §5). */
+#define MULTI_INFLIGHT 16
+
 typedef struct multi {
     cps_rpc *rpc;
-    json_t *out;            /* {id: size} */
-    int waiting;
+    json_t *ids;            /* the request's array, in order */
+    json_t *out;            /* {id: size}; keys pre-set in request order */
+    size_t next;            /* next index of ids to query */
+    int inflight;
     bool deleted_only;      /* GET_DELETED_PADS: the ids whose size is 0 */
-    json_t *order;
+    bool stop;              /* unloading (ECANCELED): issue nothing more */
 } multi;
 
 typedef struct multi_one { multi *m; char id[64]; } multi_one;
@@ -98,8 +106,8 @@ static void multi_finish(multi *m)
         json_t *list = json_array();
         size_t i;
         json_t *id;
-        json_array_foreach(m->order, i, id) {
-            json_t *sz = json_object_get(m->out, json_string_value(id));
+        json_array_foreach(m->ids, i, id) {
+            json_t *sz = json_is_string(id) ? json_object_get(m->out, json_string_value(id)) : NULL;
             if (json_is_integer(sz) && json_integer_value(sz) == 0) json_array_append(list, id);
         }
         API->rpc_reply(m->rpc, list);
@@ -107,8 +115,29 @@ static void multi_finish(multi *m)
         API->rpc_reply(m->rpc, json_incref(m->out));
     }
     json_decref(m->out);
-    json_decref(m->order);
+    json_decref(m->ids);
     free(m);
+}
+
+static void multi_got(void *ud, int error, json_t *data);
+
+/* Issue queries until MULTI_INFLIGHT are outstanding or the ids run out. */
+static void multi_pump(multi *m)
+{
+    size_t n = json_array_size(m->ids);
+    while (!m->stop && m->inflight < MULTI_INFLIGHT && m->next < n) {
+        const char *id = json_string_value(json_array_get(m->ids, m->next++));
+        char node[64];
+        if (!valid_id(id) || !API->owner(P.self, "storage", id, node, sizeof node)) continue;
+        multi_one *o = calloc(1, sizeof *o);
+        if (!o) continue;
+        o->m = m;
+        snprintf(o->id, sizeof o->id, "%s", id);
+        m->inflight++;
+        int rc = API->query(P.self, node, "CHANNEL_SIZE", json_pack("{s s}", "id", id), 0, multi_got, o);
+        if (rc) { m->inflight--; free(o); }   /* refused: that id's error (0 / omitted) */
+    }
+    if (m->inflight == 0 && (m->stop || m->next >= n)) multi_finish(m);
 }
 
 static void multi_got(void *ud, int error, json_t *data)
@@ -117,14 +146,16 @@ static void multi_got(void *ud, int error, json_t *data)
     multi *m = o->m;
     json_t *sz = error ? NULL : json_object_get(data, "size");
     /* per-id errors count as 0 (docs/protocol/rpc.md §5); GET_DELETED_PADS omits them */
-    if (!error || !m->deleted_only)
-        json_object_set_new(m->out, o->id, json_is_integer(sz) ? json_incref(sz) : json_integer(0));
+    if (!error) json_object_set_new(m->out, o->id, json_is_integer(sz) ? json_incref(sz) : json_integer(0));
+    if (error == CPS_ECANCELED) m->stop = true;
     free(o);
-    if (--m->waiting == 0) multi_finish(m);
+    m->inflight--;
+    multi_pump(m);
 }
 
 static int sizes(cps_rpc *rpc, json_t *args, bool deleted_only)
 {
+    /* at most MAX_IDS ids per call; more is the malformed-list error */
     if (!json_is_array(args) || json_array_size(args) > MAX_IDS) {
         API->rpc_error(rpc, CPS_ERR_INVALID_LIST);
         return CPS_OK;
@@ -132,29 +163,19 @@ static int sizes(cps_rpc *rpc, json_t *args, bool deleted_only)
     multi *m = calloc(1, sizeof *m);
     if (!m) return CPS_ENOMEM;
     m->rpc = rpc;
+    m->ids = json_incref(args);
     m->out = json_object();
-    m->order = json_array();
     m->deleted_only = deleted_only;
-    m->waiting = 1;         /* held until every query is sent */
-    size_t i;
-    json_t *v;
-    json_array_foreach(args, i, v) {
-        const char *id = json_string_value(v);
-        char node[64];
-        if (!valid_id(id) || !API->owner(P.self, "storage", id, node, sizeof node)) {
-            if (id && !deleted_only && strlen(id) < 256) json_object_set_new(m->out, id, json_integer(0));
-            continue;
+    if (!deleted_only) {    /* the answer's keys in request order; failures stay 0 */
+        size_t i;
+        json_t *v;
+        json_array_foreach(args, i, v) {
+            const char *id = json_string_value(v);
+            if (id && strlen(id) < 256 && !json_object_get(m->out, id))
+                json_object_set_new(m->out, id, json_integer(0));
         }
-        multi_one *o = calloc(1, sizeof *o);
-        if (!o) continue;
-        o->m = m;
-        snprintf(o->id, sizeof o->id, "%s", id);
-        json_array_append(m->order, v);
-        m->waiting++;
-        int rc = API->query(P.self, node, "CHANNEL_SIZE", json_pack("{s s}", "id", id), 0, multi_got, o);
-        if (rc) multi_got(o, rc, NULL);   /* refused: counts as that id's error now */
     }
-    if (--m->waiting == 0) multi_finish(m);
+    multi_pump(m);
     return CPS_ASYNC;
 }
 

@@ -10,6 +10,13 @@
 
 #define WINDOW_LINES 100   /* "any checkpoint from the last 100 lines" */
 #define NOCP_KEEP 100      /* hashes kept for a log without checkpoints */
+/* Hashes kept from R on (history.md §4).  R only moves with the second
+** checkpoint, so a log with one checkpoint (or none for a long while after
+** its last two) would index every later line: unbounded memory per open
+** channel.  Beyond 2 * CP_KEEP live hashes the oldest are dropped down to
+** CP_KEEP; a lookup that misses is then answered by scanning the log, as for
+** a log without checkpoints (hk_index_has_checkpoints). */
+#define CP_KEEP 1000
 
 static const char *ws(const char *p, const char *end)
 {
@@ -127,18 +134,32 @@ uint64_t hk_index_start(const hk_index *x)
     return x->ncps >= 2 ? x->cps[0].offset : 0;
 }
 
-bool hk_index_has_checkpoints(const hk_index *x) { return x->total_cps > 0; }
+/* A miss in the index is final (EUNKNOWN, history.md §5.3) only when the log
+** has checkpoints and the index still holds every hash from R on; otherwise
+** the caller scans the log for the hash. */
+bool hk_index_has_checkpoints(const hk_index *x)
+{
+    return x->total_cps > 0 && x->dropped_to <= hk_index_start(x);
+}
 
-/* Drop hashes older than R (checkpointed logs) or beyond NOCP_KEEP. */
+/* Keep the newest `keep` hashes; remember up to where lines may be missing. */
+static void drop_oldest(hk_index *x, size_t keep)
+{
+    x->hstart = x->nhash - keep;
+    x->dropped_to = x->hashes[x->hstart].offset;
+}
+
+/* Drop hashes older than R (checkpointed logs), then beyond NOCP_KEEP (no
+** checkpoint) or CP_KEEP (see above). */
 static void prune_hashes(hk_index *x)
 {
-    size_t live = x->nhash - x->hstart;
     if (x->total_cps >= 2) {
         uint64_t r = hk_index_start(x);
         while (x->hstart < x->nhash && x->hashes[x->hstart].offset < r) x->hstart++;
-    } else if (x->total_cps == 0 && live > 2 * NOCP_KEEP) {
-        x->hstart = x->nhash - NOCP_KEEP;
     }
+    size_t live = x->nhash - x->hstart;
+    if (x->total_cps == 0 && live > 2 * NOCP_KEEP) drop_oldest(x, NOCP_KEEP);
+    else if (x->total_cps > 0 && live > 2 * CP_KEEP) drop_oldest(x, CP_KEEP);
     if (x->hstart > 1024 && x->hstart * 2 > x->nhash) {   /* compact */
         memmove(x->hashes, x->hashes + x->hstart, (x->nhash - x->hstart) * sizeof *x->hashes);
         x->nhash -= x->hstart;

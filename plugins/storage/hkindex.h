@@ -42,6 +42,8 @@ typedef struct hk_index {
     uint64_t total_cps;   /* checkpoints seen in the whole log */
     hk_hash *hashes;      /* known hashes, oldest first (a window, see .c) */
     size_t nhash, hashcap, hstart;
+    uint64_t dropped_to;  /* hashes of lines before this offset may be missing
+                          ** (dropped to bound the window), 0: none dropped */
     char last_cp_id[64];  /* id of the last checkpoint stored */
 } hk_index;
 
@@ -56,6 +58,9 @@ uint64_t hk_index_start(const hk_index *x);
 /* Offset of a known hash: 1 found (*off set), 0 unknown to the index,
 ** -1 known but older than R (EUNKNOWN). */
 int hk_index_find(const hk_index *x, const char *hash, uint64_t *off);
+/* True when a miss (0) is final: the log has checkpoints and the index holds
+** every hash from R on.  False: the caller must scan the log for the hash
+** (no checkpoints, or the window of hashes was bounded, see hkindex.c). */
 bool hk_index_has_checkpoints(const hk_index *x);
 
 #endif

@@ -738,6 +738,78 @@ static void test_index_trailing_non_msg(void **state)
                  "expected %llu (line 2)", (unsigned long long)got, (unsigned long long)want);
 }
 
+/* A log with exactly one checkpoint (R = 0, history.md §5.3) followed by many
+** messages: the hash window stays bounded (it grew with every line before),
+** the newest hashes are still found at their offsets, and once older ones
+** were dropped a miss is no longer final (hk_index_has_checkpoints false), so
+** history.c scans the log and every hash from R on still resolves as before.
+** A second checkpoint moves R past the dropped lines: misses are final again. */
+/* Index line i of b on its own (an append). */
+static void add_line(hk_index *x, const logbuf *b, size_t i)
+{
+    const char *p = b->s + b->off[i];
+    const char *nl = memchr(p, '\n', b->len - b->off[i]);
+    hk_index_add(x, p, (size_t)(nl - p), b->off[i]);
+}
+
+static void test_index_one_checkpoint_bounded(void **state)
+{
+    (void)state;
+    logbuf b = { 0 };
+    hk_index x;
+    lb_fill(&b, 5);
+    size_t cp = lb_cp(&b);
+    lb_fill(&b, 50);
+    build(&x, &b);
+    assert_true(hk_index_has_checkpoints(&x));  /* nothing dropped yet: a miss is final */
+    for (size_t i = 0; i < 50; i++) expect_found(&x, &b, i);
+
+    size_t peak = 0, n = 20000;
+    while (b.n < n) {           /* appended one by one, as store.c does */
+        size_t i = lb_msg(&b);
+        add_line(&x, &b, i);
+        if (x.nhash - x.hstart > peak) peak = x.nhash - x.hstart;
+        assert_true(x.hashcap <= 8192);         /* the allocation is bounded too */
+    }
+    assert_int_equal(x.lines, n);
+    assert_int_equal(x.total_cps, 1);
+    assert_int_equal(hk_index_start(&x), 0);
+    assert_true(peak <= 2000);
+    for (size_t i = n - 1000; i < n; i++) expect_found(&x, &b, i);
+    uint64_t off;
+    assert_int_equal(hk_index_find(&x, b.hash[cp], &off), 0);
+    assert_int_equal(hk_index_find(&x, b.hash[n / 2], &off), 0);
+    /* older hashes are at offsets >= R = 0: the caller must scan, not EUNKNOWN */
+    assert_false(hk_index_has_checkpoints(&x));
+
+    /* the same log indexed in one go gives the same answers */
+    hk_index y;
+    build(&y, &b);
+    assert_true(y.nhash - y.hstart <= 2000);
+    assert_false(hk_index_has_checkpoints(&y));
+    for (size_t i = n - 1000; i < n; i++) expect_found(&y, &b, i);
+    hk_index_free(&y);
+
+    /* a second checkpoint: R moves to the first one... still before the
+    ** dropped lines; a third moves R past them and misses are final again */
+    size_t cp2 = lb_cp(&b);
+    add_line(&x, &b, cp2);
+    assert_int_equal(hk_index_start(&x), b.off[cp]);
+    assert_false(hk_index_has_checkpoints(&x));
+    lb_fill(&b, b.n + 200);
+    size_t cp3 = lb_cp(&b);
+    lb_fill(&b, b.n + 10);
+    hk_index_free(&x);
+    build(&x, &b);
+    assert_int_equal(hk_index_start(&x), b.off[cp2]);
+    assert_true(hk_index_has_checkpoints(&x));
+    for (size_t i = cp2; i < b.n; i++) expect_found(&x, &b, i);
+    expect_not_found(&x, &b, cp);
+    (void)cp3;
+    hk_index_free(&x);
+    lb_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -758,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_index_duplicate_hash),
         cmocka_unit_test(test_index_find_before_start),
         cmocka_unit_test(test_index_trailing_non_msg),
+        cmocka_unit_test(test_index_one_checkpoint_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
