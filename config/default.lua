@@ -127,7 +127,7 @@ return {
     -- blob = { max_queue_per_key = 16, max_sessions = 100000,
     --          cache_control = "public, max-age=31536000" },
     -- auth = { challenge_ttl_ms = 300000, session_hours = 168,
-    --         max_challenge_bytes = 16384,      -- a stored round-1 challenge
+    --         max_challenge_bytes = 102528,     -- a stored round-1 challenge
     --         max_challenges = 10000,           -- outstanding challenges, in total (429 beyond)
     --         max_challenges_per_key = 8,       -- outstanding challenges of one key (429 beyond)
     --         totp_failures_per_minute = 5 },   -- wrong codes per key, then INVALID_OTP for the minute

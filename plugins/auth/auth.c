@@ -7,7 +7,7 @@
 ** Section `auth`: challenge_ttl_ms (300000), session_hours (168),
 ** restrict_registration (false: WRITE_BLOCK then needs a registrationProof),
 ** and the bounds on what unauthenticated requests may make the server keep:
-** max_challenge_bytes (16384), max_challenges (10000),
+** max_challenge_bytes (100 KiB + 128), max_challenges (10000),
 ** max_challenges_per_key (8), totp_failures_per_minute (5)
 ** (docs/protocol/http.md 9.5).
 */
@@ -24,7 +24,10 @@
 #define DEFAULT_TTL_MS 300000         /* "a few minutes" (docs/protocol/http.md 9.2) */
 #define DEFAULT_SESSION_HOURS 168     /* otpSessionExpiration */
 #define MAX_CONTACT 254
-#define DEFAULT_CHALLENGE_BYTES 16384 /* a login block is ~1 kB; the text adds txid and date */
+/* Any body the route accepts (100 KiB, as the Node server's JSON limit) can
+** be stored, so clients see what they saw there; the count limits bound the
+** total.  An operator may lower it: a login block is ~1 kB. */
+#define DEFAULT_CHALLENGE_BYTES (102400 + 128)
 #define DEFAULT_MAX_CHALLENGES 10000
 #define DEFAULT_PER_KEY 8
 #define DEFAULT_OTP_FAILS 5           /* per key and minute (docs/protocol/http.md 9.5) */
