@@ -261,7 +261,9 @@ static void on_leave(user *u, nf_req *q)
 static void on_hk_message(user *u, nf_req *q)
 {
     char core[64];
-    json_t *parsed = json_loadb(q->content, q->content_len, JSON_DECODE_ANY, NULL);
+    /* Shape first, as for frames (netflux.md §12): no tree of millions of values. */
+    json_t *parsed = nf_shape_within(q->content, q->content_len, NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH)
+                     ? json_loadb(q->content, q->content_len, JSON_DECODE_ANY, NULL) : NULL;
     const char *first = json_string_value(json_array_get(parsed, 0));
     if (!json_is_array(parsed) || !first) {
         /* Not a history command nor [txid, payload] with a string txid. */

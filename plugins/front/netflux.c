@@ -29,7 +29,7 @@ static json_t *norm_seq(json_t *root)
 ** tiny values would cost gigabytes.  Count separators and brackets outside
 ** strings and give up past the caps: what remains to parse is a few values
 ** whose size is that of the text.  Malformed text is left to jansson. */
-bool nf_shape_ok(const char *text, size_t len)
+bool nf_shape_within(const char *text, size_t len, size_t max_values, int max_depth)
 {
     size_t values = 0;
     int depth = 0;
@@ -43,13 +43,18 @@ bool nf_shape_ok(const char *text, size_t len)
         }
         if (c == '"') in_str = true;
         else if (c == '[' || c == '{') {
-            if (++depth > NF_MAX_DEPTH) return false;
+            if (++depth > max_depth) return false;
             values++;
         } else if (c == ']' || c == '}') depth--;
         else if (c == ',') values++;
-        if (values > NF_MAX_VALUES) return false;
+        if (values > max_values) return false;
     }
     return true;
+}
+
+bool nf_shape_ok(const char *text, size_t len)
+{
+    return nf_shape_within(text, len, NF_MAX_VALUES, NF_MAX_DEPTH);
 }
 
 /* Bytes one content byte takes in the largest text built from it: a

@@ -30,7 +30,13 @@ typedef struct nf_req {
 #define NF_MAX_VALUES 64
 #define NF_MAX_DEPTH 4
 
+/* HK content (netflux.md §7.3, rpc.md) carries lists (pins, sizes): a
+** larger cap, still bounding the tree to a few MB. */
+#define NF_HK_MAX_VALUES 100000
+#define NF_HK_MAX_DEPTH 16
+
 /* false: more values or nesting than the caps (checked before parsing). */
+bool nf_shape_within(const char *text, size_t len, size_t max_values, int max_depth);
 bool nf_shape_ok(const char *text, size_t len);
 /* Size of a MSG content once escaped twice, as in a history line. */
 size_t nf_content_cost(const char *content, size_t len);

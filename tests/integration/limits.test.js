@@ -75,6 +75,18 @@ T('a frame of millions of tiny values is refused at once, memory bounded, others
     assert.ok(hwm1 - hwm0 < 4 * frame.length, `peak RSS grew by ${hwm1 - hwm0} B for a ${frame.length} B frame`);
     assert.ok(worst < 1000, `the other client's PING answered within 1 s (worst ${worst} ms)`);
     assert.deepEqual((await good.ping()).slice(1), ['ACK']);
+
+    // the same inside a message to the history keeper (JSON in a string)
+    const hk = (await good.join(C.ephemeralId())).members.find(id => id.length === 16);
+    const hwm2 = status(srv.pid, 'VmHWM');
+    const content = `["x",[${'0,'.repeat(N)}0]]`;
+    const t1 = Date.now();
+    const reply = await good.request(['MSG', hk, content], 10000);
+    const hkMs = Date.now() - t1;
+    const hwm3 = status(srv.pid, 'VmHWM');
+    console.log(`HK content ${content.length} B: ${C.short(reply.slice(1))} after ${hkMs} ms; VmHWM +${hwm3 - hwm2} B`);
+    assert.deepEqual(reply.slice(1), ['ERROR', 'EINVAL', null], 'HK content with millions of values: EINVAL (netflux.md §7.3)');
+    assert.ok(hwm3 - hwm2 < 4 * content.length, `peak RSS grew by ${hwm3 - hwm2} B for ${content.length} B of HK content`);
 });
 
 // limits.max_send_queue 1 MiB: a content may cost 7/8 of it (917504 bytes).

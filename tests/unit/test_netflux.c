@@ -177,6 +177,11 @@ static void test_shape_caps(void **state)
     snprintf(big + n, sizeof big - n, "\"]");
     assert_true(nf_shape_ok(big, strlen(big)));
     expect_kind(big, NF_MSG);
+    /* the HK content caps: larger, still a cap */
+    assert_true(nf_shape_within(buf, strlen(buf), NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH));
+    assert_false(nf_shape_within("[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]", 35, NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH));
+    assert_false(nf_shape_within("[0,0,0,0]", 9, 3, 4));
+    assert_true(nf_shape_within("[0,0,0,0]", 9, 4, 4));
     /* malformed brackets are left to jansson, which refuses them */
     expect_kind("]]]][1,\"PING\"]", NF_CLOSE);
     expect_kind("[1,\"PING\"\\", NF_CLOSE);
