@@ -61,7 +61,15 @@ return {
     lua_scripts = {},
 
     limits = {
-        max_frame = 104857600,      -- bytes in one websocket message (100 MiB)
+        -- Bytes in one websocket message (8 MiB).  The Node servers took
+        -- 100 MiB (the `ws` default), but a message must also fit the
+        -- receivers' send queues: anything over max_send_queue was stored
+        -- and could never be loaded again, so no working client ever sent
+        -- more.  CryptPad's largest messages (checkpoints of big pads) are
+        -- a few MB.  At most max_send_queue (larger values are clamped with
+        -- a warning); a MSG whose content, escaped as in a history line, is
+        -- over 7/8 of max_send_queue is refused (netflux.md §12).
+        max_frame = 8388608,
         max_send_queue = 8388608,   -- bytes queued for one client before it is dropped
         router_queue = 100000,      -- messages waiting for delivery between nodes
         pending_queries = 100000,   -- inter-node queries awaiting a reply

@@ -87,7 +87,10 @@ int cps_session_send(cps_session *s, cps_frame *f)
 {
     if (!s || !f) return CPS_EINVAL;
     if (s->closing) return CPS_ECLOSED;
-    if (s->qbytes + f->len > S.max_queue) {
+    /* The bound limits the backlog, not one frame: an empty queue takes any
+    ** frame, so a history line near the message limit never drops its
+    ** reader (docs/protocol/netflux.md §12). */
+    if (s->qlen && s->qbytes + f->len > S.max_queue) {
         cps_log("server", CPS_LOG_WARN, "session %llu (%s): send queue over %zu bytes, dropping it",
                 (unsigned long long)s->id, s->peer, S.max_queue);
         cps_metrics_add(S.c_dropped, 1);
@@ -398,9 +401,16 @@ static void lws_log(int level, const char *line)
 
 int cps_server_start(uv_loop_t *loop)
 {
-    S.max_frame = (size_t)cps_config_int("limits.max_frame", 104857600);
+    S.max_frame = (size_t)cps_config_int("limits.max_frame", 8388608);
     S.max_queue = (size_t)cps_config_int("limits.max_send_queue", 8388608);
     S.max_sessions = (size_t)cps_config_int("limits.max_sessions", 100000);
+    if (S.max_frame > S.max_queue) {
+        /* A frame the queues cannot hold could be stored and never be
+        ** loaded again (netflux.md §12): clients are held to the queue. */
+        cps_log("server", CPS_LOG_WARN, "limits.max_frame (%zu) is over limits.max_send_queue (%zu): "
+                "client frames are limited to %zu bytes", S.max_frame, S.max_queue, S.max_queue);
+        S.max_frame = S.max_queue;
+    }
     S.ws_path = cps_config_str("websocket_path", "/cryptpad_websocket");
     S.c_in = cps_metrics_counter("frames_in_total");
     S.c_out = cps_metrics_counter("frames_out_total");

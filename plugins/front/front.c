@@ -19,6 +19,7 @@ typedef struct user {
     char id[33];
     cps_session *s;        /* NULL once the connection is gone */
     json_t *waiting;       /* SEND_TEXTS calls to answer when the queue drains */
+    json_t *backlog;       /* SEND_TEXTS texts waiting for an empty queue */
     strmap *channels;      /* joined channels (value unused) */
     uint64_t last_rx;
     bool ping_out;
@@ -32,6 +33,8 @@ static struct {
     strmap *users;         /* id -> user, connected users only */
     cps_timer *keepalive;
     uint64_t ping_after, drop_after;
+    size_t max_queue;      /* limits.max_send_queue */
+    size_t max_msg;        /* largest MSG content cost accepted (§12) */
     cps_counter *c_users, *c_msgs;
 } F;
 
@@ -43,6 +46,7 @@ static void user_unref(user *u)
 {
     if (--u->refs > 0) return;
     strmap_free(u->channels, NULL);
+    json_decref(u->backlog);
     free(u);
 }
 
@@ -85,6 +89,7 @@ static void user_gone(user *u, const char *why)
     API->session_set_data(u->s, NULL);
     u->s = NULL;
     answer_waiting(u, CPS_ECLOSED);
+    json_array_clear(u->backlog);
     strmap_del(F.users, u->id);
     API->counter_add(F.c_users, -1);
     API->log(F.self, CPS_LOG_DEBUG, "user %s gone (%s)", u->id, why);
@@ -256,7 +261,9 @@ static void on_leave(user *u, nf_req *q)
 static void on_hk_message(user *u, nf_req *q)
 {
     char core[64];
-    json_t *parsed = json_loadb(q->content, q->content_len, JSON_DECODE_ANY, NULL);
+    /* Shape first, as for frames (netflux.md §12): no tree of millions of values. */
+    json_t *parsed = nf_shape_within(q->content, q->content_len, NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH)
+                     ? json_loadb(q->content, q->content_len, JSON_DECODE_ANY, NULL) : NULL;
     const char *first = json_string_value(json_array_get(parsed, 0));
     if (!json_is_array(parsed) || !first) {
         /* Not a history command nor [txid, payload] with a string txid. */
@@ -303,6 +310,14 @@ static void on_msg(user *u, nf_req *q)
 {
     char core[64];
     API->counter_add(F.c_msgs, 1);
+    if (nf_content_cost(q->content, q->content_len) > F.max_msg) {
+        /* It could never be delivered nor loaded from history without
+        ** overflowing a send queue: refused, not stored (netflux.md §7.1, §12). */
+        API->log(F.self, CPS_LOG_INFO, "user %s: MSG of %zu bytes over the message limit, refused",
+                 u->id, q->content_len);
+        send_json(u, json_pack("[O s]", q->seq, "ERROR"));
+        return;
+    }
     if (strcmp(q->target, CPS_HK_ID) == 0) { on_hk_message(u, q); return; }
     if (strmap_get(u->channels, q->target)) {
         if (!core_of(q->target, core, sizeof core)) { send_json(u, json_pack("[O s]", q->seq, "ERROR")); return; }
@@ -457,10 +472,45 @@ static int cmd_deliver_user(cps_call *call, json_t *args, void *ud)
 ** the sender: one batch in flight per stream. */
 #define LOW_WATER (512u * 1024)
 
+static void drained(cps_session *s, void *ud);
+
+/* Queue the backlog's texts in order.  A text that would overflow a queue
+** that is not empty waits for it to drain: the queue limit bounds the
+** backlog, never the size of one line (netflux.md §12).  false: dropped. */
+static bool pump(user *u)
+{
+    while (u->s && json_array_size(u->backlog)) {
+        json_t *t = json_array_get(u->backlog, 0);
+        size_t len = json_string_length(t), queued = API->session_queued(u->s);
+        if (queued && queued + len > F.max_queue) return true;
+        cps_frame *f = API->frame_new(json_string_value(t), len);
+        int rc = f ? API->session_send(u->s, f) : 0;
+        if (f) API->frame_unref(f);
+        json_array_remove(u->backlog, 0);
+        if (rc) return false;           /* dropped (slow consumer) */
+    }
+    return u->s != NULL;
+}
+
+/* Answer now (CPS_OK), or once the queue is low and the backlog sent. */
+static int pace(user *u, cps_call *call)
+{
+    bool rest = json_array_size(u->backlog) > 0;
+    if (!rest && API->session_queued(u->s) <= LOW_WATER) return CPS_OK;
+    if (call) {
+        if (!u->waiting) u->waiting = json_array();
+        json_array_append_new(u->waiting, json_integer((json_int_t)(uintptr_t)call));
+    }
+    API->session_on_drain(u->s, rest ? 0 : LOW_WATER, drained, u);
+    return CPS_ASYNC;
+}
+
 static void drained(cps_session *s, void *ud)
 {
     (void)s;
-    answer_waiting(ud, CPS_OK);
+    user *u = ud;
+    if (!pump(u)) { answer_waiting(u, CPS_ECLOSED); return; }
+    if (pace(u, NULL) == CPS_OK) answer_waiting(u, CPS_OK);
 }
 
 static int cmd_send_texts(cps_call *call, json_t *args, void *ud)
@@ -469,22 +519,13 @@ static int cmd_send_texts(cps_call *call, json_t *args, void *ud)
     const char *id = json_string_value(json_object_get(args, "user"));
     user *u = id ? strmap_get(F.users, id) : NULL;
     if (!u || !u->s) return CPS_ECLOSED;
+    if (!u->backlog) u->backlog = json_array();
     size_t i;
     json_t *t;
-    json_array_foreach(json_object_get(args, "texts"), i, t) {
-        if (!json_is_string(t)) continue;
-        cps_frame *f = API->frame_new(json_string_value(t), json_string_length(t));
-        if (!f) continue;
-        int rc = API->session_send(u->s, f);
-        API->frame_unref(f);
-        if (rc) return CPS_ECLOSED;     /* dropped (slow consumer) */
-    }
-    if (!u->s) return CPS_ECLOSED;
-    if (API->session_queued(u->s) <= LOW_WATER) return CPS_OK;
-    if (!u->waiting) u->waiting = json_array();
-    json_array_append_new(u->waiting, json_integer((json_int_t)(uintptr_t)call));
-    API->session_on_drain(u->s, LOW_WATER, drained, u);
-    return CPS_ASYNC;
+    json_array_foreach(json_object_get(args, "texts"), i, t)
+        if (json_is_string(t)) json_array_append(u->backlog, t);
+    if (!pump(u)) return CPS_ECLOSED;
+    return pace(u, call);
 }
 
 /* ---- a storage node was lost: it forgot who is in its channels ---- */
@@ -563,6 +604,11 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     uint64_t every = conf_positive(conf, "check_every_ms", 5000);
     F.ping_after = conf_positive(conf, "ping_after_ms", 15000);
     F.drop_after = conf_positive(conf, "drop_after_ms", 60000);
+    /* A message must fit a send queue in its largest form (a history line),
+    ** with an eighth of the queue left for the backlog: netflux.md §12. */
+    json_t *mq = api->config_get(self, "limits.max_send_queue");
+    F.max_queue = json_is_integer(mq) && json_integer_value(mq) > 0 ? (size_t)json_integer_value(mq) : 8388608;
+    F.max_msg = F.max_queue - F.max_queue / 8;
     F.users = strmap_new();
     F.c_users = api->counter(self, "front_users");
     F.c_msgs = api->counter(self, "front_msg_total");

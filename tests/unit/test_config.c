@@ -63,7 +63,7 @@ static void test_default(void **state)
     assert_string_equal(sval(c, "data_dir"), "./data");
     assert_string_equal(sval(c, "websocket_path"), "/cryptpad_websocket");
     assert_int_equal(ival(c, "limits.router_queue"), 100000);
-    assert_int_equal(ival(c, "limits.max_frame"), 104857600);
+    assert_int_equal(ival(c, "limits.max_frame"), 8388608);
     assert_int_equal(ival(c, "topology.storage"), 1);
     assert_int_equal(ival(c, "front.ping_after_ms"), 15000);
     assert_string_equal(sval(c, "log.level"), "info");
@@ -90,7 +90,7 @@ static void test_file_merges(void **state)
     assert_int_equal(ival(c, "front.ping_after_ms"), 1000);
     /* Kept from the default, next to the overridden keys (deep merge). */
     assert_string_equal(sval(c, "listen.host"), "127.0.0.1");
-    assert_int_equal(ival(c, "limits.max_frame"), 104857600);
+    assert_int_equal(ival(c, "limits.max_frame"), 8388608);
     assert_int_equal(ival(c, "limits.pending_queries"), 100000);
     assert_int_equal(ival(c, "front.drop_after_ms"), 60000);
     assert_string_equal(sval(c, "data_dir"), "./data");
@@ -114,7 +114,7 @@ static void test_empty_table_keeps_defaults(void **state)
         free(err);
         fail_msg("empty_table.lua refused: %s", msg);
     }
-    assert_int_equal(ival(c, "limits.max_frame"), 104857600);
+    assert_int_equal(ival(c, "limits.max_frame"), 8388608);
     assert_int_equal(ival(c, "front.ping_after_ms"), 15000);
     cps_config_free(c);
 }

@@ -156,6 +156,50 @@ static void test_close(void **state)
     json_decref(q.root);
 }
 
+/* netflux.md §12: too many values or too deep is closed before parsing;
+** commas and brackets inside strings do not count. */
+static void test_shape_caps(void **state)
+{
+    (void)state;
+    char buf[4096];
+    size_t n = (size_t)snprintf(buf, sizeof buf, "[1,\"PING\",[0");
+    for (int i = 0; i < NF_MAX_VALUES; i++) n += (size_t)snprintf(buf + n, sizeof buf - n, ",0");
+    snprintf(buf + n, sizeof buf - n, "]]");
+    assert_false(nf_shape_ok(buf, strlen(buf)));
+    expect_kind(buf, NF_CLOSE);
+    expect_kind("[1,\"PING\",[[[[0]]]]]", NF_CLOSE);          /* depth 5 */
+    expect_kind("[1,\"PING\",[[[0]]]]", NF_PING);              /* depth 4 */
+    expect_kind("[1,\"PING\",{\"a\":[[{}]]}]", NF_CLOSE);
+    /* a content full of separators, brackets and escaped quotes is one value */
+    char big[8192];
+    n = (size_t)snprintf(big, sizeof big, "[1,\"MSG\",\"" CHAN32 "\",\"");
+    for (int i = 0; i < 1000; i++) n += (size_t)snprintf(big + n, sizeof big - n, ",[{\\\"");
+    snprintf(big + n, sizeof big - n, "\"]");
+    assert_true(nf_shape_ok(big, strlen(big)));
+    expect_kind(big, NF_MSG);
+    /* the HK content caps: larger, still a cap */
+    assert_true(nf_shape_within(buf, strlen(buf), NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH));
+    assert_false(nf_shape_within("[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]", 35, NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH));
+    assert_false(nf_shape_within("[0,0,0,0]", 9, 3, 4));
+    assert_true(nf_shape_within("[0,0,0,0]", 9, 4, 4));
+    /* malformed brackets are left to jansson, which refuses them */
+    expect_kind("]]]][1,\"PING\"]", NF_CLOSE);
+    expect_kind("[1,\"PING\"\\", NF_CLOSE);
+}
+
+/* The cost of a content in its most escaped form (netflux.md §12). */
+static void test_content_cost(void **state)
+{
+    (void)state;
+    assert_int_equal(nf_content_cost("cp|QUJD+/==", 11), 11);
+    assert_int_equal(nf_content_cost("\"", 1), 8);
+    assert_int_equal(nf_content_cost("\\", 1), 8);
+    assert_int_equal(nf_content_cost("\n", 1), 5);
+    assert_int_equal(nf_content_cost("\x01", 1), 9);
+    assert_int_equal(nf_content_cost("\xc3\xa9", 2), 2);        /* UTF-8 is kept raw */
+    assert_int_equal(nf_content_cost("", 0), 0);
+}
+
 static void test_ignore(void **state)
 {
     (void)state;
@@ -305,6 +349,8 @@ int main(void)
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_seq_normalisation),
         cmocka_unit_test(test_close),
+        cmocka_unit_test(test_shape_caps),
+        cmocka_unit_test(test_content_cost),
         cmocka_unit_test(test_ignore),
         cmocka_unit_test(test_channel_ids),
         cmocka_unit_test(test_random_user),
