@@ -270,8 +270,10 @@ typedef struct cps_api {
     ** process; a second is refused with CPS_EEXIST. */
     int (*session_handler)(cps_plugin *p, const cps_session_handler *h, void *ud);
     /* Queue a frame (takes its own reference).  CPS_ECLOSED if the session is
-    ** closing; a session whose queue exceeds limits.max_send_queue is
-    ** dropped (on_close follows) and CPS_EBUSY returned. */
+    ** closing.  An empty queue takes one frame of any size (the limit
+    ** bounds the backlog, not a message); otherwise a session whose queue
+    ** would exceed limits.max_send_queue is dropped (on_close follows) and
+    ** CPS_EBUSY returned. */
     int (*session_send)(cps_session *s, cps_frame *f);
     /* Close with a websocket close code after the queued frames. */
     void (*session_close)(cps_session *s, int code, const char *reason);
