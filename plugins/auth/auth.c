@@ -1014,7 +1014,6 @@ static void index_loaded(void *ud, int status, const char *data, size_t len)
     A.index_loading = false;
     if (A.closing) return;
     A.index_loaded = true;
-    A.index_dirty = true;
     json_t *idx = status ? NULL : json_loadb(data, len, 0, NULL);
     uint64_t now = API->now_ms();
     size_t dropped = 0;
@@ -1027,7 +1026,12 @@ static void index_loaded(void *ud, int status, const char *data, size_t len)
         if (exp <= 0 || (uint64_t)exp <= now) { challenge_del(txid); dropped++; }
         else if (!strmap_get(A.pending, txid)) pend_add(txid, safe, (uint64_t)exp);
     }
-    if (dropped) API->log(A.self, CPS_LOG_INFO, "collected %zu expired challenges of an earlier run", dropped);
+    /* Rewrite the index only if it changed: a server that never issued a
+    ** challenge writes nothing. */
+    if (dropped) {
+        A.index_dirty = true;
+        API->log(A.self, CPS_LOG_INFO, "collected %zu expired challenges of an earlier run", dropped);
+    }
     json_decref(idx);
 }
 

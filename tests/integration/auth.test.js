@@ -465,8 +465,9 @@ T('block paths that try to escape: 404 INVALID_ID and nothing read', async () =>
     await register(srv, kp);
     const k = safe(kp.pub);
     // Inside the route: refused before any storage call.
+    const wrong = k.startsWith('xx') ? 'yy' : 'xx';     // a prefix that is not the key's
     const paths = [
-        `/block/xx/${k}`, `/block/${k.slice(0, 2)}/${k.slice(0, 43)}`, `/block/${k.slice(0, 2)}/${k}x`,
+        `/block/${wrong}/${k}`, `/block/${k.slice(0, 2)}/${k.slice(0, 43)}`, `/block/${k.slice(0, 2)}/${k}x`,
         `/block/${k.slice(0, 2)}/${k}/`, `/block/${k.slice(0, 2)}/${k.slice(0, 41)}%2e%2e`,
         `/block/${k.slice(0, 2)}`, `/block/${k.slice(0, 2)}/`,
         `/block/${k.slice(0, 2)}/${k.slice(0, 38)}..%2F..`,
