@@ -189,6 +189,7 @@ struct lws;
 int  cps_http_register(cps_plugin *p, const char *method, const char *prefix, size_t max_body,
                        cps_http_fn fn, void *ud);
 void cps_http_forget(cps_plugin *p);
+void cps_http_shutdown(void);   /* frees what lws tore down silently; after the loop */
 const char *cps_http_method(cps_http *r);
 const char *cps_http_path(cps_http *r);
 const char *cps_http_query(cps_http *r);

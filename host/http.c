@@ -31,6 +31,7 @@ typedef struct route {
 
 struct cps_http {
     struct lws *wsi;          /* NULL once the connection is gone */
+    struct cps_http *prev, *next;   /* every live request (H.live) */
     char method[8];
     char *path, *query;
     json_t *headers_in;       /* cache of looked-up headers: name -> value */
@@ -64,6 +65,7 @@ static struct {
     route routes[MAX_ROUTES];
     int nroutes;
     cps_counter *c_requests;
+    struct cps_http *live;    /* every request not yet freed */
 } H;   /* the HTTP singleton */
 
 /* ---- routes ---- */
@@ -155,6 +157,8 @@ const char *cps_http_header(cps_http *r, const char *name)
 
 static void req_free(cps_http *r)
 {
+    if (r->prev) r->prev->next = r->next; else if (H.live == r) H.live = r->next;
+    if (r->next) r->next->prev = r->prev;
     if (r->fd >= 0) close(r->fd);
     json_decref(r->headers_in);
     free(r->path);
@@ -383,6 +387,9 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     if (!rt) return plain(wsi, 404);
     cps_http *r = calloc(1, sizeof *r);
     if (!r) return -1;
+    r->next = H.live;         /* on the live list until req_free */
+    if (H.live) H.live->prev = r;
+    H.live = r;
     r->wsi = wsi;
     r->fd = -1;
     r->rt = rt;
@@ -538,4 +545,12 @@ void cps_http_closed(cps_http **slot)
     /* Still waiting for its body: no handler has it, nothing will answer. */
     if (!r->dispatched) { req_free(r); return; }
     /* not answered yet: freed by the answer */
+}
+
+/* After the last lws_context_destroy, when no callback can come any more: a
+** request whose connection lws tore down without telling us (a file read was
+** in flight at shutdown) can never be answered, so free it here. */
+void cps_http_shutdown(void)
+{
+    while (H.live) req_free(H.live);
 }

@@ -276,6 +276,7 @@ out:
         uv_run(&M.loop, UV_RUN_DEFAULT);
     }
     cps_server_free();       /* second lws_context_destroy (G6) */
+    cps_http_shutdown();
     cps_lua_close();
     cps_plugins_close();
     if (uv_loop_close(&M.loop) != 0) {
