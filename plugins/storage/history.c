@@ -414,7 +414,10 @@ void ch_find_hash(channel *ch, const char *hash, void (*cb)(channel *, void *, b
 static void resume_found(channel *ch, void *ud, bool found, uint64_t off)
 {
     op *o = ud;
-    if (found) history_from(ch, o, off);
+    /* A hash before the start point is as unknown as a missing one (the
+    ** scan also runs when the bounded index dropped lines after it,
+    ** docs/protocol/history.md §4). */
+    if (found && off >= hk_index_start(&ch->idx)) history_from(ch, o, off);
     else fail_with(ch, o, CPS_EUNKNOWN);
 }
 
