@@ -78,8 +78,7 @@ struct sizejob {
 ** outlives an empty queue (LRU), and fini detaches running sets. */
 struct pset {
     char safe[IDS_KEY_LEN + 1];
-    strmap *pins;              /* normalised id -> &PINNED; NULL: not loaded */
-    char *block;               /* the last `id#block` seen (login block) */
+    strmap *pins;              /* id -> &PINNED (rpc.md 7.1: raw live, stripped on replay); NULL: not loaded */
     pop *head, *tail;
     size_t nops;
     bool running;              /* the head op waits for I/O or sizes */
@@ -142,7 +141,8 @@ static bool list_ok(json_t *ids)
 }
 
 /* The replay rules of docs/protocol/rpc.md 7.1 (lib/pins.js): an id loses its `#suffix`;
-** `#block` names the login block, which is remembered but never pinned.
+** `#block` names the login block, which is never pinned.  Only replay uses
+** this: the live set keeps ids as sent (7.1).
 ** Writes the bare id into `out` (>= 128 bytes); false if it is too long. */
 static bool normalise(const char *raw, char *out, size_t cap, bool *is_block)
 {
@@ -256,8 +256,6 @@ static void set_unload(pset *s)
 {
     strmap_free(s->pins, NULL);
     s->pins = NULL;
-    free(s->block);
-    s->block = NULL;
 }
 
 static void pset_free(pset *s)
@@ -313,29 +311,28 @@ static pset *set_get(const char *safe)
 
 /* ---- the storage half: replay ------------------------------------------ */
 
-static void pins_add(pset *s, const char *raw)
+/* `live`: the set follows its own append and keeps the ids as sent, suffix
+** and all, as CryptPad's session list does; otherwise (replay of the log)
+** the suffix is stripped and `#block` ids are not pinned (rpc.md 7.1). */
+static void pins_add(pset *s, const char *raw, bool live)
 {
     char id[128];
     bool block;
-    if (!normalise(raw, id, sizeof id, &block)) return;
-    if (block) {
-        free(s->block);
-        s->block = strdup(id);
-    } else {
-        strmap_put(s->pins, id, &PINNED);
-    }
+    if (live) { if (*raw) strmap_put(s->pins, raw, &PINNED); return; }
+    if (normalise(raw, id, sizeof id, &block) && !block) strmap_put(s->pins, id, &PINNED);
 }
 
-static void pins_remove(pset *s, const char *raw)
+static void pins_remove(pset *s, const char *raw, bool live)
 {
     char id[128];
     bool block;
-    if (normalise(raw, id, sizeof id, &block)) strmap_del(s->pins, id);
+    if (live) strmap_del(s->pins, raw);
+    else if (normalise(raw, id, sizeof id, &block)) strmap_del(s->pins, id);
 }
 
 /* Applies one log line (parsed); unknown commands and bad shapes are
 ** skipped as lib/pins.js does. */
-static void apply(pset *s, json_t *line)
+static void apply(pset *s, json_t *line, bool live)
 {
     const char *cmd = json_string_value(json_array_get(line, 0));
     json_t *ids = json_array_get(line, 1);
@@ -350,10 +347,10 @@ static void apply(pset *s, json_t *line)
     json_t *v;
     if (reset || !strcmp(cmd, "PIN")) {
         json_array_foreach(ids, i, v)
-            if (json_is_string(v)) pins_add(s, json_string_value(v));
+            if (json_is_string(v)) pins_add(s, json_string_value(v), live);
     } else if (!strcmp(cmd, "UNPIN")) {
         json_array_foreach(ids, i, v)
-            if (json_is_string(v)) pins_remove(s, json_string_value(v));
+            if (json_is_string(v)) pins_remove(s, json_string_value(v), live);
     }
 }
 
@@ -366,7 +363,7 @@ static void replay(pset *s, const char *data, size_t len)
         size_t n = nl ? (size_t)(nl - data) : (size_t)(end - data);
         if (n) {
             json_t *line = json_loadb(data, n, 0, NULL);
-            if (json_is_array(line)) apply(s, line);
+            if (json_is_array(line)) apply(s, line, false);
             json_decref(line);
         }
         data += n + 1;
@@ -519,7 +516,8 @@ static void size_issue(sizejob *j)
         char node[64];
         j->slots[i].job = j;
         j->slots[i].idx = i;
-        json_t *q = json_pack("{s s}", "id", j->ids[i]);
+        /* an `id#suffix` (live set) is no valid id for a size: 0, as CryptPad */
+        json_t *q = strchr(j->ids[i], '#') ? NULL : json_pack("{s s}", "id", j->ids[i]);
         if (q && API->owner(P.self, "storage", j->ids[i], node, sizeof node)) {
             j->inflight++;
             if (API->query(P.self, node, "CHANNEL_SIZE", q, 0, size_reply, &j->slots[i]) == CPS_OK) continue;
@@ -609,7 +607,7 @@ static void written(void *ud, int status)
     /* The cache follows its own appends, only once they are on disk. */
     json_t *line = json_pack("[s O]", o->def->kind == OP_PIN ? "PIN" : o->def->kind == OP_UNPIN ? "UNPIN" : "RESET",
                              o->write);
-    if (line) apply(s, line);
+    if (line) apply(s, line, true);
     else set_unload(s);                 /* cannot follow: re-read next time */
     json_decref(line);
     op_finish(s, CPS_OK, NULL);
@@ -627,21 +625,20 @@ static void write_line(pset *s, const char *cmd, json_t *ids)
 
 /* -- the operations -- */
 
-/* PIN: only what changes the set is written (ids not pinned yet, a new
-** login block); the quota is checked on the sizes of the new ids. */
+/* PIN: only ids not in the set, compared as sent (rpc.md 7.1: `id#drive` is
+** new even when `id` is pinned), are written; the quota is checked on the
+** sizes of the new ids (a suffixed id counts 0, as in CryptPad). */
 static void do_pin(pset *s, pop *o)
 {
     strmap *seen = strmap_new();
     char **ids = NULL;
     size_t npinned = 0, nnew = 0, i;
     json_t *v;
-    char id[128];
-    bool block;
     o->write = json_array();
     if (!o->write || !seen) goto oom;
     json_array_foreach(o->ids, i, v) {
-        if (!normalise(json_string_value(v), id, sizeof id, &block) || strmap_get(seen, id)) continue;
-        if (block ? (s->block && !strcmp(s->block, id)) : strmap_get(s->pins, id) != NULL) continue;
+        const char *id = json_string_value(v);
+        if (!*id || strmap_get(seen, id) || strmap_get(s->pins, id)) continue;
         if (strmap_put(seen, id, &PINNED) || json_array_append(o->write, v)) goto oom;
     }
     strmap_free(seen, NULL);
@@ -651,9 +648,7 @@ static void do_pin(pset *s, pop *o)
     ids = pinned_copy(s, json_array_size(o->write), &npinned);
     if (!ids) goto oom;
     json_array_foreach(o->write, i, v) {
-        normalise(json_string_value(v), id, sizeof id, &block);
-        if (block) continue;            /* a login block is no channel */
-        if (!(ids[npinned + nnew] = strdup(id))) goto oom;
+        if (!(ids[npinned + nnew] = strdup(json_string_value(v)))) goto oom;
         nnew++;
     }
     sizes_start(s, ids, npinned + nnew, npinned);
@@ -680,7 +675,7 @@ static void pin_sized(pset *s, uint64_t total, uint64_t extra)
     write_line(s, "PIN", o->write);
 }
 
-/* UNPIN: only ids currently pinned are written. */
+/* UNPIN: only ids in the set, compared as sent (rpc.md 7.1), are written. */
 static void do_unpin(pset *s, pop *o)
 {
     o->write = json_array();
@@ -689,11 +684,8 @@ static void do_unpin(pset *s, pop *o)
     json_t *v;
     if (!o->write || !seen) { strmap_free(seen, NULL); op_finish(s, CPS_ENOMEM, NULL); return; }
     json_array_foreach(o->ids, i, v) {
-        char id[128];
-        bool block;
-        if (!normalise(json_string_value(v), id, sizeof id, &block) || !strmap_get(s->pins, id) ||
-            strmap_get(seen, id))
-            continue;
+        const char *id = json_string_value(v);
+        if (!strmap_get(s->pins, id) || strmap_get(seen, id)) continue;
         strmap_put(seen, id, &PINNED);
         json_array_append(o->write, v);
     }

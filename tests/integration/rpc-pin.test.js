@@ -179,7 +179,8 @@ T('the pin log replays after a restart; the file is in CryptPad\'s format', asyn
     await rpc.call('UNPIN', [ids[1]]);
     await rpc.call('PIN', [ids[1] + '#drive']);
     const expected = R.pinHash([ids[0], ids[1], ids[2]]);
-    assert.deepEqual(await rpc.call('GET_HASH', K.pub), [expected]);
+    // live: the list as pinned (id#drive kept); replay: the suffix stripped
+    assert.deepEqual(await rpc.call('GET_HASH', K.pub), [R.pinHash([ids[0], ids[1] + '#drive', ids[2]])]);
     const lines = pinLines(DATA, K);
     assert.equal(lines.length, 3);
     assert.deepEqual(lines.map(l => JSON.parse(l).slice(0, 2)),
@@ -219,19 +220,45 @@ T('the pin log replays after a restart; the file is in CryptPad\'s format', asyn
     l.r.close();
 });
 
-T('id#drive: pinned as id', async () => {
+// Issue 12 item 8 (docs/protocol/rpc.md §7.1): as CryptPad's session list,
+// the live set keeps `id#drive` as sent; a replay of the log strips it.
+T('id#drive: GET_HASH hashes it as sent in the session, stripped after a restart', async () => {
     const K = R.keyPair();
     const { r, rpc } = await session(srv.url, HK, K);
     const drive = C.padId();
     const other = C.padId();
-    await rpc.call('PIN', [drive + '#drive', other]);
-    assert.deepEqual(await rpc.call('GET_HASH', K.pub), [R.pinHash([drive, other])], 'the #drive suffix is stripped');
+    await rpc.call('PIN', [drive + '#drive']);
+    assert.deepEqual(await rpc.call('GET_HASH', K.pub), [R.pinHash([drive + '#drive'])],
+        'same session: the list as pinned');
+    await rpc.call('PIN', [other]);
+    const live = R.pinHash([drive + '#drive', other]);
+    assert.deepEqual(await rpc.call('GET_HASH', K.pub), [live]);
+    // the client's own check: the same sha512 over its sorted list
+    assert.equal(live, Crypto.createHash('sha512')
+        .update(JSON.stringify([drive + '#drive', other].sort())).digest('base64'));
     const n = pinLines(DATA, K).length;
-    await rpc.call('PIN', [drive]);
-    assert.equal(pinLines(DATA, K).length, n, 'id already pinned through id#drive: nothing written');
     await rpc.call('UNPIN', [drive]);
-    assert.deepEqual(await rpc.call('GET_HASH', K.pub), [R.pinHash([other])]);
+    assert.equal(pinLines(DATA, K).length, n, 'UNPIN id: not in the set as sent, nothing written');
     r.close();
+    // a server on a copy of the data replays the log: the suffix is stripped
+    const ROOT3 = tmpDir('cpsd-rpcpin4-');
+    Fs.cpSync(DATA, Path.join(ROOT3, 'data'), { recursive: true });
+    const s3 = await startServer({}, { dir: ROOT3 });
+    try {
+        const r3 = await C.rawReady(s3.url);
+        const hk3 = await R.learnHk(r3);
+        const rpc3 = R.client(r3, hk3, K);
+        assert.deepEqual(await rpc3.call('GET_HASH', K.pub), [R.pinHash([drive, other])], 'replayed: id#drive → id');
+        // after the replay id#drive is new again: PIN writes it, the set holds both
+        await rpc3.call('PIN', [drive + '#drive']);
+        assert.deepEqual(await rpc3.call('GET_HASH', K.pub), [R.pinHash([drive, drive + '#drive', other])]);
+        await rpc3.call('UNPIN', [drive]);
+        assert.deepEqual(await rpc3.call('GET_HASH', K.pub), [R.pinHash([drive + '#drive', other])]);
+        r3.close();
+    } finally {
+        await s3.stop();
+        Fs.rmSync(ROOT3, { recursive: true, force: true });
+    }
 });
 
 T('GET_TOTAL_SIZE = the sum of GET_FILE_SIZE of the pinned pads', async () => {

@@ -354,12 +354,13 @@ static void test_replay_and_eviction(void **state)
     put_file(p, text);
     expect_hash(KB, (const char *[]){ x[3], x[4], x[5] }, 3);
 
-    /* The login block is remembered: pinning it again writes nothing. */
+    /* The replayed set holds no `#block` id: pinning the block again writes
+    ** it, and the live set keeps it as sent (rpc.md 7.1, as CryptPad). */
     call_ok("PIN", KB, "[\"" BLOCK1 "#block\"]", "null");
-    assert_int_equal(count_lines(p), 9);
-    call_ok("PIN", KB, "[\"" BLOCK2 "#block\"]", "null");
-    assert_line(p, 9, "[\"PIN\",[\"" BLOCK2 "#block\"],");
-    expect_hash(KB, (const char *[]){ x[3], x[4], x[5] }, 3);
+    assert_line(p, 9, "[\"PIN\",[\"" BLOCK1 "#block\"],");
+    expect_hash(KB, (const char *[]){ x[3], x[4], x[5], BLOCK1 "#block" }, 4);
+    call_ok("PIN", KB, "[\"" BLOCK1 "#block\"]", "null");  /* now in the live set */
+    assert_int_equal(count_lines(p), 10);
 
     /* Two more keys push KB out of the cache; an edit made behind its back
     ** is then seen, as the log is read again. */
@@ -374,30 +375,78 @@ static void test_replay_and_eviction(void **state)
     expect_hash(KB, (const char *[]){ x[1], x[3], x[5] }, 3);
 }
 
+/* Drops KC's cached set: two other keys push it out (max_cached_keys = 2). */
+static void drop_kc(void)
+{
+    expect_hash(KEY("E"), NULL, 0);
+    expect_hash(KEY("F"), NULL, 0);
+}
+
+/* Issue 12 item 8, docs/protocol/rpc.md 7.1: as CryptPad's session list, the
+** live set keeps ids as sent (`id#drive`, `id#block`); only a replay of the
+** log strips the suffix (and drops `#block` ids). */
 static void test_drive_and_block(void **state)
 {
     (void)state;
-    char y[33], z[33], p[512], args[512], want[512];
+    char y[33], z[33], yd[40], p[512], args[512], want[512];
     mkid(y, 'b', 7); mkid(z, 'c', 7);
+    snprintf(yd, sizeof yd, "%s#drive", y);
     pin_path(p, sizeof p, "pins", KC);
-    snprintf(args, sizeof args, "[\"%s#drive\",\"" BLOCK1 "#block\"]", y);
+
+    /* PIN ["<id>#drive"] then GET_HASH in the same session: the list as pinned. */
+    snprintf(args, sizeof args, "[\"%s\"]", yd);
     call_ok("PIN", KC, args, "null");
-    expect_hash(KC, (const char *[]){ y }, 1);                 /* #drive counts, #block does not */
-    snprintf(want, sizeof want, "[\"PIN\",[\"%s#drive\",\"" BLOCK1 "#block\"],", y);
+    expect_hash(KC, (const char *[]){ yd }, 1);
+    snprintf(want, sizeof want, "[\"PIN\",[\"%s\"],", yd);
     assert_line(p, 0, want);
-
-    snprintf(args, sizeof args, "[\"%s\"]", y);
-    call_ok("PIN", KC, args, "null");                         /* the same id once stripped */
+    call_ok("PIN", KC, args, "null");                         /* already pinned as sent */
     assert_int_equal(count_lines(p), 1);
-
-    snprintf(args, sizeof args, "[\"%s#drive\"]", y);
+    /* The cache dropped, the log replayed: the suffix is stripped. */
+    drop_kc();
+    expect_hash(KC, (const char *[]){ y }, 1);
+    /* After the replay `id#drive` is not in the set: UNPIN of it writes
+    ** nothing, PIN of it writes it again, and the live set holds both. */
     call_ok("UNPIN", KC, args, "null");
+    assert_int_equal(count_lines(p), 1);
+    expect_hash(KC, (const char *[]){ y }, 1);
+    call_ok("PIN", KC, args, "null");
+    assert_int_equal(count_lines(p), 2);
+    expect_hash(KC, (const char *[]){ y, yd }, 2);
+    /* UNPIN compares as sent: `id` removes `id` only. */
+    snprintf(args, sizeof args, "[\"%s\"]", y);
+    call_ok("UNPIN", KC, args, "null");
+    expect_hash(KC, (const char *[]){ yd }, 1);
+    drop_kc();                                                 /* PIN y#drive, PIN y#drive, UNPIN y */
     expect_hash(KC, NULL, 0);
 
-    snprintf(args, sizeof args, "[\"%s\",\"%s\"]", y, z);
-    call_ok("RESET", KC, args, "null");
-    snprintf(args, sizeof args, "[\"%s#block\"]", z);       /* any suffix is stripped to unpin */
+    /* PIN of `id#drive` and a login block in one session, then `id`. */
+    snprintf(args, sizeof args, "[\"%s\",\"" BLOCK1 "#block\"]", yd);
+    call_ok("PIN", KC, args, "null");
+    expect_hash(KC, (const char *[]){ yd, BLOCK1 "#block" }, 2);
+    snprintf(args, sizeof args, "[\"%s\"]", y);
+    call_ok("PIN", KC, args, "null");                         /* `id` is new beside `id#drive` */
+    snprintf(want, sizeof want, "[\"PIN\",[\"%s\"],", y);
+    assert_line(p, 4, want);
+    expect_hash(KC, (const char *[]){ y, yd, BLOCK1 "#block" }, 3);
+    snprintf(args, sizeof args, "[\"%s\"]", yd);
     call_ok("UNPIN", KC, args, "null");
+    expect_hash(KC, (const char *[]){ y, BLOCK1 "#block" }, 2);
+    drop_kc();                                  /* the replayed UNPIN `y#drive` strips to `y` */
+    expect_hash(KC, NULL, 0);
+
+    /* RESET: the live set is the list as sent; the replay strips it. */
+    snprintf(args, sizeof args, "[\"%s\",\"%s\",\"" BLOCK1 "#block\"]", yd, z);
+    call_ok("RESET", KC, args, "null");
+    expect_hash(KC, (const char *[]){ yd, z, BLOCK1 "#block" }, 3);
+    drop_kc();
+    expect_hash(KC, (const char *[]){ y, z }, 2);
+    snprintf(args, sizeof args, "[\"%s#block\"]", z);       /* not in the set as sent */
+    call_ok("UNPIN", KC, args, "null");
+    expect_hash(KC, (const char *[]){ y, z }, 2);
+    /* A log line UNPIN `z#block` (written by CryptPad) strips to `z` on replay. */
+    snprintf(want, sizeof want, "[\"UNPIN\",[\"%s#block\"],1718000000000]\n", z);
+    append_file(p, want);
+    drop_kc();
     expect_hash(KC, (const char *[]){ y }, 1);
 }
 
