@@ -120,6 +120,22 @@ return {
         ping_after_ms = 15000,      -- ping a client silent for this long
         drop_after_ms = 60000,      -- drop a client silent for this long
         check_every_ms = 5000,
+        -- Channels one connection may have joined (or be joining) at once;
+        -- a JOIN beyond is answered [seq,"ERROR","EBUSY",channel] and opens
+        -- nothing (LEAVE frees room).  The web app joins one channel per
+        -- open pad, shared folder, mailbox and team, plus a few ephemeral
+        -- ones: a large drive reaches some hundreds, so 10000 is never hit
+        -- by a real client, but bounds what one socket can make the storage
+        -- nodes open and index.
+        max_channels_per_session = 10000,
+        -- History and RPC requests (messages to the history keeper) one
+        -- connection may have awaiting their answer; beyond, a request is
+        -- answered [seq,"ERROR","EBUSY",null] and not forwarded.  The web app's
+        -- start-up pipelines one history request per shared folder and team
+        -- plus a few RPCs, so a drive with some hundreds of shared folders
+        -- stays under 1024; a pending request costs the server a few
+        -- hundred bytes and a place in a channel's queue.
+        max_requests_in_flight = 1024,
     },
     core = {
         -- max_sessions = 100000,   -- signed-RPC cookie sessions, one per key

@@ -24,6 +24,8 @@ typedef struct user {
     uint64_t last_rx;
     bool ping_out;
     int refs;              /* the session + each query in flight */
+    size_t joining;        /* JOINs sent to a core and not answered yet */
+    size_t hk_in_flight;   /* history/RPC requests not answered yet */
 } user;
 
 static struct {
@@ -35,6 +37,8 @@ static struct {
     uint64_t ping_after, drop_after;
     size_t max_queue;      /* limits.max_send_queue */
     size_t max_msg;        /* largest MSG content cost accepted (§12) */
+    size_t max_channels;   /* front.max_channels_per_session (§12) */
+    size_t max_in_flight;  /* front.max_requests_in_flight (§12) */
     cps_counter *c_users, *c_msgs;
 } F;
 
@@ -158,6 +162,7 @@ static void join_done(void *ud, int error, json_t *data)
 {
     pending_req *r = ud;
     user *u = r->u;
+    u->joining--;
     if (!u->s) {
         /* Left while joining: undo the membership the core just recorded. */
         char core[64];
@@ -205,6 +210,7 @@ static void hk_done(void *ud, int error, json_t *data)
 {
     pending_req *r = ud;
     user *u = r->u;
+    u->hk_in_flight--;
     if (error && !json_is_object(data)) {
         reply_error(u, r->seq, API->errname(error), json_null());
     } else {
@@ -229,6 +235,9 @@ static void query(user *u, json_t *seq, const char *node, const char *cmd, json_
 {
     pending_req *r = req_new(u, seq, target);
     if (!r) { json_decref(args); reply_error(u, seq, "ENOMEM", json_null()); return; }
+    /* counted here, uncounted by the callback (always called) */
+    if (cb == join_done) u->joining++;
+    else if (cb == hk_done) u->hk_in_flight++;
     API->query(F.self, node, cmd, args, 0, cb, r);   /* cb always called */
 }
 
@@ -239,6 +248,15 @@ static void on_join(user *u, nf_req *q)
     char core[64];
     if (!ids_valid_channel(q->target) || !core_of(q->target, core, sizeof core)) {
         reply_error(u, q->seq, "EINVAL", json_null());
+        return;
+    }
+    /* Per-session channel cap (netflux.md §12): joined + joining.  A re-JOIN
+    ** of a joined channel adds nothing and is always answered. */
+    if (!strmap_get(u->channels, q->target) &&
+        strmap_count(u->channels) + u->joining >= F.max_channels) {
+        API->log(F.self, CPS_LOG_INFO, "user %s: JOIN over max_channels_per_session (%zu), refused",
+                 u->id, F.max_channels);
+        reply_error(u, q->seq, "EBUSY", json_string(q->target));
         return;
     }
     query(u, q->seq, core, "JOIN_CHANNEL",
@@ -268,6 +286,15 @@ static void on_hk_message(user *u, nf_req *q)
     if (!json_is_array(parsed) || !first) {
         /* Not a history command nor [txid, payload] with a string txid. */
         reply_error(u, q->seq, "EINVAL", json_null());
+        json_decref(parsed);
+        return;
+    }
+    /* Per-session bound on history/RPC requests awaiting an answer
+    ** (netflux.md §7.3, §12): the excess is refused, not forwarded. */
+    if (u->hk_in_flight >= F.max_in_flight) {
+        API->log(F.self, CPS_LOG_DEBUG, "user %s: over max_requests_in_flight (%zu), refused",
+                 u->id, F.max_in_flight);
+        reply_error(u, q->seq, "EBUSY", json_null());
         json_decref(parsed);
         return;
     }
@@ -609,6 +636,8 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     json_t *mq = api->config_get(self, "limits.max_send_queue");
     F.max_queue = json_is_integer(mq) && json_integer_value(mq) > 0 ? (size_t)json_integer_value(mq) : 8388608;
     F.max_msg = F.max_queue - F.max_queue / 8;
+    F.max_channels = conf_positive(conf, "max_channels_per_session", 10000);
+    F.max_in_flight = conf_positive(conf, "max_requests_in_flight", 1024);
     F.users = strmap_new();
     F.c_users = api->counter(self, "front_users");
     F.c_msgs = api->counter(self, "front_msg_total");
