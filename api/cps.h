@@ -40,6 +40,7 @@
 **   rpc_reply rpc_error rpc_key       2.0      register_http http_*    2.0
 **   rpc_name rpc_caller               2.0      http_respond*           2.0
 **   rpc_end_session                   2.0      http_write              2.0
+**   rpc_describe                      2.1
 **
 ** THREADS
 **   Every function in the table must be called on the event-loop thread,
@@ -91,7 +92,7 @@ extern "C" {
 #endif
 
 #define CPS_ABI_MAJOR 2
-#define CPS_ABI_MINOR 0
+#define CPS_ABI_MINOR 1
 
 /* Log levels, lowest is most severe. */
 enum { CPS_LOG_ERROR = 0, CPS_LOG_WARN = 1, CPS_LOG_INFO = 2, CPS_LOG_DEBUG = 3 };
@@ -383,6 +384,13 @@ typedef struct cps_api {
     int (*http_respond_stream)(cps_http *r, int status, json_t *headers, uint64_t len,
                                void (*more)(cps_http *r, void *ud), void *ud);
     int (*http_write)(cps_http *r, const char *data, size_t n);
+
+    /* ---- since 2.1 (check with CPS_API_HAS) ---- */
+
+    /* Give a registered RPC command a one-line description (copied), shown
+    ** by listings such as `cpsd admin help`.  CPS_ENOENT if no such command;
+    ** a later call replaces the text. */
+    int (*rpc_describe)(cps_plugin *p, const char *name, const char *summary);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

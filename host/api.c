@@ -145,4 +145,5 @@ const cps_api cps_host_api = {
     .node_is_local = api_node_is_local,
     .http_respond_stream = cps_http_respond_stream,
     .http_write = cps_http_write,
+    .rpc_describe = cps_rpc_describe,
 };

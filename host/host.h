@@ -151,6 +151,10 @@ const char *cps_rpc_name(cps_rpc *r);
 const char *cps_rpc_caller(cps_rpc *r);
 void cps_rpc_end_session(cps_rpc *r);
 int  cps_rpc_kind(cps_plugin *p, const char *name);
+int  cps_rpc_describe(cps_plugin *p, const char *name, const char *summary);
+/* Every registered command as [[name, kind, summary-or-null], ...] sorted by
+** name (new reference), for listings of the host's own (control socket). */
+json_t *cps_rpc_list(void);
 void cps_rpc_forget(cps_plugin *p);
 void cps_rpc_shutdown(void);
 

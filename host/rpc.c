@@ -13,6 +13,7 @@
 
 typedef struct rpc_cmd {
     char *name;
+    char *summary;              /* rpc_describe's text, or NULL */
     int kind;
     cps_rpc_fn fn;
     void *ud;
@@ -136,6 +137,41 @@ const char *cps_rpc_name(cps_rpc *r) { return r ? r->cmd->name : NULL; }
 const char *cps_rpc_caller(cps_rpc *r) { return r ? r->caller : NULL; }
 void cps_rpc_end_session(cps_rpc *r) { if (r) r->flags |= CPS_RPC_END_SESSION; }
 
+int cps_rpc_describe(cps_plugin *p, const char *name, const char *summary)
+{
+    (void)p;
+    rpc_cmd *c = name ? find(name) : NULL;
+    if (!c) return CPS_ENOENT;
+    char *t = summary ? strdup(summary) : NULL;
+    if (summary && !t) return CPS_ENOMEM;
+    free(c->summary);
+    c->summary = t;
+    return CPS_OK;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(rpc_cmd *const *)a)->name, (*(rpc_cmd *const *)b)->name);
+}
+
+json_t *cps_rpc_list(void)
+{
+    size_t n = 0;
+    for (int b = 0; b < RPC_BUCKETS; b++)
+        for (rpc_cmd *c = RPC.buckets[b]; c; c = c->next) n++;
+    rpc_cmd **v = n ? malloc(n * sizeof *v) : NULL;
+    json_t *out = json_array();
+    if (n && !v) return out;
+    size_t i = 0;
+    for (int b = 0; b < RPC_BUCKETS; b++)
+        for (rpc_cmd *c = RPC.buckets[b]; c; c = c->next) v[i++] = c;
+    qsort(v, n, sizeof *v, by_name);
+    for (i = 0; i < n; i++)
+        json_array_append_new(out, json_pack("[sis?]", v[i]->name, v[i]->kind, v[i]->summary));
+    free(v);
+    return out;
+}
+
 int cps_rpc_kind(cps_plugin *p, const char *name)
 {
     (void)p;
@@ -211,7 +247,7 @@ void cps_rpc_forget(cps_plugin *p)
         rpc_cmd **pp = &RPC.buckets[b];
         while (*pp) {
             rpc_cmd *c = *pp;
-            if (!p || c->owner == p) { *pp = c->next; free(c->name); free(c); }
+            if (!p || c->owner == p) { *pp = c->next; free(c->name); free(c->summary); free(c); }
             else pp = &c->next;
         }
     }

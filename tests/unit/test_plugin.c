@@ -172,6 +172,14 @@ static void test_fail_refused(void **state)
     assert_int_equal(cps_rpc_register(cps_plugins_host(), "TP_FAIL_CMD", CPS_RPC_ANON, host_cmd, NULL), 0);
     assert_int_equal(call("TP_FAIL_CMD", &r), 0);
     assert_string_equal(r.value, "\"host\"");
+    /* rpc_describe (2.1): the summary shows in the listing; unknown names refused. */
+    assert_int_equal(cps_rpc_describe(cps_plugins_host(), "NO_SUCH_CMD", "x"), CPS_ENOENT);
+    assert_int_equal(cps_rpc_describe(cps_plugins_host(), "TP_FAIL_CMD", "one line"), CPS_OK);
+    json_t *list = cps_rpc_list();
+    char *ls = json_dumps(list, JSON_COMPACT);
+    assert_non_null(strstr(ls, "[\"TP_FAIL_CMD\",0,\"one line\"]"));
+    free(ls);
+    json_decref(list);
     cps_rpc_forget(cps_plugins_host());
     assert_int_equal(call("TP_FAIL_CMD", &r), CPS_ENOENT);
     result_clear(&r);
