@@ -1253,7 +1253,7 @@ static void test_unload_cancels(void **state)
     }
     const cps_storage_backend *b = B;
     cps_plugins_fini();
-    assert_null(cps_storage_get("fs"));
+    assert_null(cps_storage_get(b->name));
     res late = { 0 };
     assert_int_equal(b->channel_append(b->state, CH1, "[1]\n", 4, on_size, &late), CPS_ECANCELED);
     int total = 0;
@@ -1295,11 +1295,19 @@ static int setup(void **state)
     snprintf(p, sizeof p, "%s/x/y", T.top); mkdir(p, 0755);
     snprintf(p, sizeof p, "%s/x/y/z", T.top); mkdir(p, 0755);
     snprintf(T.dir, sizeof T.dir, "%s/x/y/z/d", T.top);
+    /* The backend under test is the plugin storage-<name>; "pg" connects
+    ** through libpq's PG* environment (tests/pg/pg_env.sh). */
+    const char *name = getenv("CPS_CONTRACT_BACKEND");
+    if (!name || !*name) name = "fs";
+    T.fs = strcmp(name, "fs") == 0;
+    char plugin[64], so[512];
+    snprintf(plugin, sizeof plugin, "storage-%s", name);
+    snprintf(so, sizeof so, "%s/%s.so", TEST_PLUGIN_DIR_FS, plugin);
     snprintf(p, sizeof p, "%s/cfg.lua", T.top);
     FILE *f = fopen(p, "w");
     if (!f) return -1;
-    fprintf(f, "return { data_dir = \"%s\", plugins = { \"storage-fs\" }, [\"storage-fs\"] = { fsync = false } }\n",
-            T.dir);
+    fprintf(f, "return { data_dir = \"%s\", plugins = { \"%s\" }%s }\n", T.dir, plugin,
+            T.fs ? ", [\"storage-fs\"] = { fsync = false }" : "");
     fclose(f);
     char *errors = NULL;
     cps_cfg = cps_config_load(p, &errors);
@@ -1308,10 +1316,7 @@ static int setup(void **state)
     uv_timer_init(&T.loop, &T.tick);
     cps_timers_init(&T.loop);
     cps_router_init(&T.loop);
-    if (cps_plugin_load_path("storage-fs", TEST_PLUGIN_DIR_FS "/storage-fs.so", NULL) != 0) return -1;
-    const char *name = getenv("CPS_CONTRACT_BACKEND");
-    if (!name || !*name) name = "fs";
-    T.fs = strcmp(name, "fs") == 0;
+    if (cps_plugin_load_path(plugin, so, NULL) != 0) return -1;
     T.b = cps_storage_get(name);
     if (!T.b) { fprintf(stderr, "no storage backend '%s'\n", name); return -1; }
     return 0;

@@ -1,0 +1,86 @@
+/*
+** pg.h - internals shared by the files of the storage-pg plugin: pg.c (the
+** backend table, id checks, per-object queues on the loop thread), pg_io.c
+** (the SQL of each operation, on thread-pool threads) and pg_conn.c (the
+** bounded connection pool, the schema, reconnection with back-off).
+*/
+#ifndef CPS_STORAGE_PG_H
+#define CPS_STORAGE_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <libpq-fe.h>
+#include "cps.h"
+
+/* What a queue is keyed by: every request naming one object shares it. */
+enum pg_kind { PG_CHANNEL, PG_PIN, PG_RECORD, PG_OBJ };
+
+enum pg_op {
+    OP_APPEND, OP_READ, OP_SIZE, OP_TRIM, OP_TRUNCATE, OP_ARCHIVE, OP_RESTORE,
+    OP_DELETE, OP_PLACEHOLDER, OP_META_APPEND, OP_META_READ, OP_META_WRITE,
+    OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL, OP_PIN_ARCHIVE,
+    OP_OBJ_APPEND, OP_OBJ_WRITE, OP_OBJ_READ, OP_OBJ_SIZE, OP_OBJ_MOVE, OP_OBJ_DELETE,
+    OP_OBJ_ARCHIVE,
+    OP_CUT
+};
+
+typedef struct pg_obj {
+    int kind;
+    char id[129];      /* channel id, safe key, record or object key */
+    char ns[33];       /* record namespace, or object store */
+} pg_obj;
+
+typedef struct pg_req {
+    struct pg_req *next;
+    int op;
+    uint64_t arg;      /* read offset, trim `from`, truncate length, cut offset */
+    uint64_t arg2;     /* cut length */
+    size_t max;        /* read size hint */
+    char *in;          /* owned copy of the bytes to write, or the reason */
+    size_t inlen;
+    bool has_in;       /* archive: a reason was given (possibly "") */
+    char to_ns[33];    /* obj_move: the target store and key */
+    char to_id[129];
+    /* Results, written on the pool thread and read in `after`. */
+    bool ran;
+    int status;
+    uint64_t size, next_off;
+    bool eof;
+    char *out;         /* NUL-terminated, outlen bytes */
+    size_t outlen;
+    union {
+        cps_store_done_fn done;
+        cps_store_size_fn size;
+        cps_store_read_fn read;
+        cps_store_data_fn data;
+    } cb;
+    void *ud;
+} pg_req;
+
+/* ---- pg_conn.c: the pool (thread-safe) ---- */
+
+typedef struct pg_pool pg_pool;
+
+/* Connects `n` connections (blocking: called at load, before serving),
+** creates or upgrades the schema.  NULL with a message in err on failure
+** (the conninfo it names has no password). */
+pg_pool *pg_pool_open(const char *conninfo, int n, char *err, size_t errlen);
+void pg_pool_close(pg_pool *p);
+/* Takes a connection (waits while all are taken), reconnecting a lost one
+** if its back-off allows; NULL if the database is unreachable now. */
+PGconn *pg_pool_take(pg_pool *p, char *err, size_t errlen);
+/* Gives it back; `broken` when a query failed for a connection reason. */
+void pg_pool_give(pg_pool *p, PGconn *c);
+/* "host=... port=... dbname=... user=..." of the pool, for messages. */
+const char *pg_pool_name(const pg_pool *p);
+
+/* ---- pg_io.c ---- */
+
+/* Runs a batch (a list linked by next) of requests on one object in one
+** transaction, on a pool thread.  A database error fails every request of
+** the batch with CPS_EIO (nothing of it is committed); the text goes in
+** err.  Returns 0 or -1 (the error). */
+int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,517 @@
+/*
+** pg_io.c - the SQL half of storage-pg: each backend operation as queries on
+** the two tables of docs/storage-pg.md (cps_object, cps_chunk).  Runs on
+** thread-pool threads; every value reaches SQL as a bound parameter.
+*/
+#define _GNU_SOURCE   /* memrchr */
+#include <endian.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pg.h"
+
+#define READ_MIN 4096      /* first read when the caller gives max = 0 */
+#define ROWS_PER_QUERY 256 /* chunks fetched per round trip of a range read */
+
+/* What an object is in the database: a kind letter (docs/storage-pg.md), a
+** namespace ("" for channels and pins), an id and live or archived. */
+enum { K_LOG = 'L', K_META = 'M', K_PLACEHOLDER = 'H', K_PIN = 'P', K_REC = 'R', K_OBJ = 'O' };
+
+typedef struct okey {
+    char kind[2];
+    const char *ns, *id;
+    bool arch;
+} okey;
+
+typedef struct io {
+    PGconn *c;
+    char *err;
+    size_t errlen;
+} io;
+
+/* ---- parameters and results ------------------------------------------ */
+
+#define MAXP 10
+typedef struct params {
+    int n;
+    const char *v[MAXP];
+    int len[MAXP], fmt[MAXP];
+    char num[MAXP][24];        /* text of integer parameters */
+} params;
+
+static void p_text(params *p, const char *s) { p->v[p->n] = s; p->len[p->n] = 0; p->fmt[p->n++] = 0; }
+static void p_int(params *p, int64_t x)
+{
+    snprintf(p->num[p->n], sizeof p->num[0], "%lld", (long long)x);
+    p_text(p, p->num[p->n]);
+}
+static void p_bool(params *p, bool b) { p_text(p, b ? "t" : "f"); }
+/* Bytes go binary: no escaping, any content. */
+static void p_bin(params *p, const char *d, size_t n)
+{
+    p->v[p->n] = n ? d : "";
+    p->len[p->n] = (int)n;
+    p->fmt[p->n++] = 1;
+}
+static void p_key(params *p, const okey *k)
+{
+    p_text(p, k->kind);
+    p_text(p, k->ns);
+    p_text(p, k->id);
+    p_bool(p, k->arch);
+}
+
+/* Runs one statement (binary results); NULL with err set on failure. */
+static PGresult *run(io *x, const char *sql, const params *p)
+{
+    PGresult *res = PQexecParams(x->c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
+                                 p ? p->fmt : NULL, 1);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return res;
+    snprintf(x->err, x->errlen, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(x->c));
+    x->err[strcspn(x->err, "\n")] = 0;
+    PQclear(res);
+    return NULL;
+}
+
+static int64_t get_i64(const PGresult *res, int row, int col)
+{
+    uint64_t v = 0;
+    if (PQgetlength(res, row, col) == 8) memcpy(&v, PQgetvalue(res, row, col), 8);
+    return (int64_t)be64toh(v);
+}
+
+static okey key_of(int kind, const char *ns, const char *id, bool arch)
+{
+    okey k = { { (char)kind, 0 }, ns ? ns : "", id, arch };
+    return k;
+}
+
+/* ---- object primitives -------------------------------------------------- */
+
+/* 1 with oid and size, 0 if there is no such object, -1 on error. */
+static int lookup(io *x, const okey *k, int64_t *oid, uint64_t *size)
+{
+    params p = { 0 };
+    p_key(&p, k);
+    PGresult *res = run(x, "SELECT oid, size FROM cps_object WHERE kind = $1 AND ns = $2 AND id = $3 AND arch = $4", &p);
+    if (!res) return -1;
+    int found = PQntuples(res) > 0;
+    if (found) {
+        if (oid) *oid = get_i64(res, 0, 0);
+        if (size) *size = (uint64_t)get_i64(res, 0, 1);
+    }
+    PQclear(res);
+    return found;
+}
+
+/* Appends bytes (creating the object), in one round trip; *size after. */
+static int append(io *x, const okey *k, const char *d, size_t n, uint64_t *size)
+{
+    params p = { 0 };
+    p_key(&p, k);
+    p_int(&p, (int64_t)n);
+    p_bin(&p, d, n);
+    PGresult *res = run(x,
+        "WITH o AS (INSERT INTO cps_object (kind, ns, id, arch, size) VALUES ($1, $2, $3, $4, $5) "
+        "  ON CONFLICT (kind, ns, id, arch) DO UPDATE SET size = cps_object.size + excluded.size "
+        "  RETURNING oid, size), "
+        "c AS (INSERT INTO cps_chunk (oid, off, data) SELECT oid, size - $5, $6 FROM o WHERE $5 > 0) "
+        "SELECT size FROM o", &p);
+    if (!res) return -1;
+    if (size && PQntuples(res) > 0) *size = (uint64_t)get_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+/* Removes an object with its bytes: 1 if there was one, 0 if not. */
+static int drop(io *x, const okey *k)
+{
+    params p = { 0 };
+    p_key(&p, k);
+    PGresult *res = run(x, "DELETE FROM cps_object WHERE kind = $1 AND ns = $2 AND id = $3 AND arch = $4 RETURNING oid", &p);
+    if (!res) return -1;
+    int had = PQntuples(res) > 0;
+    PQclear(res);
+    return had;
+}
+
+/* Replaces the whole object (readers in other transactions see old or new). */
+static int put(io *x, const okey *k, const char *d, size_t n)
+{
+    return drop(x, k) < 0 ? -1 : append(x, k, d, n, NULL);
+}
+
+/* Renames `from` to `to`, replacing `to`: 1 if `from` existed, 0 if not. */
+static int move_replace(io *x, const okey *from, const okey *to)
+{
+    if (drop(x, to) < 0) return -1;
+    params p = { 0 };
+    p_key(&p, from);
+    p_key(&p, to);
+    PGresult *res = run(x, "UPDATE cps_object SET kind = $5, ns = $6, id = $7, arch = $8 "
+                           "WHERE kind = $1 AND ns = $2 AND id = $3 AND arch = $4 RETURNING oid", &p);
+    if (!res) return -1;
+    int had = PQntuples(res) > 0;
+    PQclear(res);
+    return had;
+}
+
+/* Copies object `oid` over `to` (the archive copy made before a rewrite). */
+static int copy_to(io *x, int64_t oid, const okey *to)
+{
+    if (drop(x, to) < 0) return -1;
+    params p = { 0 };
+    p_int(&p, oid);
+    p_text(&p, to->kind);
+    p_text(&p, to->ns);
+    p_text(&p, to->id);
+    p_bool(&p, to->arch);
+    PGresult *res = run(x,
+        "WITH n AS (INSERT INTO cps_object (kind, ns, id, arch, size) "
+        "  SELECT $2::text, $3::text, $4::text, $5::boolean, size FROM cps_object WHERE oid = $1 RETURNING oid) "
+        "INSERT INTO cps_chunk (oid, off, data) SELECT n.oid, c.off, c.data FROM n, cps_chunk c WHERE c.oid = $1", &p);
+    if (!res) return -1;
+    PQclear(res);
+    return 0;
+}
+
+/* The whole object, NUL-terminated, into r->out. */
+static int read_whole(io *x, int64_t oid, uint64_t size, pg_req *r)
+{
+    params p = { 0 };
+    p_int(&p, oid);
+    PGresult *res = run(x, "SELECT data FROM cps_chunk WHERE oid = $1 ORDER BY off", &p);
+    if (!res) return -1;
+    size_t total = 0;
+    for (int i = 0; i < PQntuples(res); i++) total += (size_t)PQgetlength(res, i, 0);
+    (void)size;
+    char *buf = malloc(total + 1);
+    if (!buf) { PQclear(res); snprintf(x->err, x->errlen, "out of memory"); return -1; }
+    size_t at = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        size_t l = (size_t)PQgetlength(res, i, 0);
+        memcpy(buf + at, PQgetvalue(res, i, 0), l);
+        at += l;
+    }
+    buf[at] = 0;
+    PQclear(res);
+    r->out = buf;
+    r->outlen = at;
+    return 0;
+}
+
+/* Reads an object found by key, or answers ENOENT. */
+static int read_key(io *x, const okey *k, pg_req *r)
+{
+    int64_t oid;
+    uint64_t size;
+    int f = lookup(x, k, &oid, &size);
+    if (f < 0) return -1;
+    if (!f) { r->status = CPS_ENOENT; return 0; }
+    return read_whole(x, oid, size, r);
+}
+
+/* Bytes from r->arg: raw (at most max) or whole lines (about max, at
+** least one).  Chunks are fetched by their absolute offsets, so a read
+** deep into a long log touches only the chunks it returns. */
+static int read_range(io *x, int64_t oid, uint64_t size, pg_req *r, bool lines)
+{
+    uint64_t off = r->arg;
+    r->next_off = off;
+    if (off >= size) {
+        r->out = calloc(1, 1);
+        r->eof = true;
+        if (!r->out) { snprintf(x->err, x->errlen, "out of memory"); return -1; }
+        return 0;
+    }
+    uint64_t avail = size - off;
+    size_t want = r->max ? r->max : READ_MIN;
+    if (want > avail) want = (size_t)avail;
+    size_t cap = want, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) { snprintf(x->err, x->errlen, "out of memory"); return -1; }
+    uint64_t pos = off;
+    /* Whole chunks in line mode (each ends a line); raw reads stop at want. */
+    while (n < want && pos < size) {
+        params p = { 0 };
+        p_int(&p, oid);
+        p_int(&p, (int64_t)pos);
+        p_int(&p, (int64_t)(off + want));
+        p_int(&p, lines ? INT32_MAX : (int64_t)(want - n));
+        PGresult *res = run(x,
+            "SELECT off, substring(data FROM (greatest($2 - off, 0) + 1)::int FOR $4::int) FROM cps_chunk "
+            "WHERE oid = $1 AND off >= (SELECT coalesce(max(off), 0) FROM cps_chunk WHERE oid = $1 AND off <= $2) "
+            "AND off < $3 ORDER BY off LIMIT " "256", &p);
+        if (!res) { free(buf); return -1; }
+        int rows = PQntuples(res);
+        for (int i = 0; i < rows; i++) {
+            size_t l = (size_t)PQgetlength(res, i, 1);
+            if (!lines && l > want - n) l = want - n;
+            if (n + l > cap) {
+                size_t ncap = n + l > cap * 2 ? n + l : cap * 2;
+                char *nb = realloc(buf, ncap + 1);
+                if (!nb) { PQclear(res); free(buf); snprintf(x->err, x->errlen, "out of memory"); return -1; }
+                buf = nb;
+                cap = ncap;
+            }
+            memcpy(buf + n, PQgetvalue(res, i, 1), l);
+            n += l;
+            pos += l;
+        }
+        PQclear(res);
+        if (rows < ROWS_PER_QUERY) break;
+    }
+    size_t len = n;
+    if (lines) {
+        /* As storage-fs: the last line ending within max, or the first
+        ** line if it alone is longer. */
+        size_t scanned = n < r->max ? n : r->max;
+        char *nl = scanned ? memrchr(buf, '\n', scanned) : NULL;
+        if (nl) len = (size_t)(nl - buf) + 1;
+        else {
+            nl = n > scanned ? memchr(buf + scanned, '\n', n - scanned) : NULL;
+            len = nl ? (size_t)(nl - buf) + 1 : 0;
+        }
+    }
+    buf[len] = 0;
+    r->out = buf;
+    r->outlen = len;
+    r->next_off = off + len;
+    r->eof = r->next_off >= size || (lines && len == 0);
+    return 0;
+}
+
+/* Whether `pos` starts a line (the byte before it is '\n'). */
+static int line_start(io *x, int64_t oid, uint64_t pos, bool *ok)
+{
+    *ok = true;
+    if (pos == 0) return 0;
+    params p = { 0 };
+    p_int(&p, oid);
+    p_int(&p, (int64_t)(pos - 1));
+    PGresult *res = run(x, "SELECT get_byte(data, ($2 - off)::int) FROM cps_chunk "
+                           "WHERE oid = $1 AND off <= $2 ORDER BY off DESC LIMIT 1", &p);
+    if (!res) return -1;
+    uint32_t b = 0;
+    if (PQntuples(res) > 0 && PQgetlength(res, 0, 0) == 4) memcpy(&b, PQgetvalue(res, 0, 0), 4);
+    *ok = PQntuples(res) > 0 && be32toh(b) == '\n';
+    PQclear(res);
+    return 0;
+}
+
+/* Keeps [0, keep) and [from, size) of object oid.  The changed pieces are
+** written first at negative offsets, the old chunks they replace deleted,
+** then flipped back: no two rows ever share (oid, off) mid-statement. */
+static int splice(io *x, int64_t oid, uint64_t size, uint64_t keep, uint64_t from)
+{
+    static const char *const sql[] = {
+        "INSERT INTO cps_chunk (oid, off, data) "
+        "SELECT oid, -off - 1, substring(data FROM 1 FOR ($2::bigint - off)::int) FROM cps_chunk "
+        "  WHERE oid = $1 AND off >= 0 AND off < $2::bigint AND off + length(data) > $2::bigint "
+        "UNION ALL "
+        "SELECT oid, -(greatest(off, $3::bigint) - $3::bigint + $2::bigint) - 1, "
+        "  substring(data FROM (greatest($3::bigint - off, 0) + 1)::int) "
+        "  FROM cps_chunk WHERE oid = $1 AND off >= 0 AND off + length(data) > $3::bigint",
+        "DELETE FROM cps_chunk WHERE oid = $1 AND off >= 0 AND off + length(data) > $2::bigint",
+        "UPDATE cps_chunk SET off = -off - 1 WHERE oid = $1 AND off < 0",
+        "UPDATE cps_object SET size = $2::bigint WHERE oid = $1",
+    };
+    /* Which parameters each statement takes after the oid. */
+    const int64_t args[][2] = {
+        { (int64_t)keep, (int64_t)from }, { (int64_t)keep, -1 }, { -1, -1 },
+        { (int64_t)(size - (from - keep)), -1 },
+    };
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        params p = { 0 };
+        p_int(&p, oid);
+        for (int j = 0; j < 2; j++)
+            if (args[i][j] >= 0) p_int(&p, args[i][j]);
+        PGresult *res = run(x, sql[i], &p);
+        if (!res) return -1;
+        PQclear(res);
+    }
+    return 0;
+}
+
+/* ---- channel operations ------------------------------------------------ */
+
+/* Trim, cut and truncate: checks (ENOENT, EINVAL as storage-fs), then the
+** archive copies (trim and cut only), then the splice. */
+static int rewrite(io *x, const pg_obj *o, pg_req *r, uint64_t keep, uint64_t from, bool truncating)
+{
+    okey log = key_of(K_LOG, NULL, o->id, false);
+    int64_t oid;
+    uint64_t size;
+    int f = lookup(x, &log, &oid, &size);
+    if (f <= 0) { if (f == 0) r->status = CPS_ENOENT; return f; }
+    if (truncating) from = size;
+    if (from > size || keep > from) { r->status = CPS_EINVAL; return 0; }
+    bool ok = true;
+    if (line_start(x, oid, keep, &ok) < 0) return -1;
+    if (ok && from < size && line_start(x, oid, from, &ok) < 0) return -1;
+    if (!ok) { r->status = CPS_EINVAL; return 0; }
+    if (!truncating) {
+        okey alog = key_of(K_LOG, NULL, o->id, true), meta = key_of(K_META, NULL, o->id, false),
+             ameta = key_of(K_META, NULL, o->id, true);
+        int64_t moid;
+        if (copy_to(x, oid, &alog) < 0 || (f = lookup(x, &meta, &moid, NULL)) < 0) return -1;
+        if (f && copy_to(x, moid, &ameta) < 0) return -1;
+    }
+    if (keep == from && (truncating || keep == size)) return 0;   /* nothing removed */
+    return splice(x, oid, size, keep, from);
+}
+
+/* Moves live to archive if it exists, else drops a stale archived copy so
+** the archived log and metadata log always belong together. */
+static int archive_one(io *x, int kind, const char *id, bool *had)
+{
+    okey live = key_of(kind, NULL, id, false), arch = key_of(kind, NULL, id, true);
+    int m = move_replace(x, &live, &arch);
+    if (m < 0) return -1;
+    *had = m;
+    return 0;
+}
+
+static int channel_archive(io *x, const pg_obj *o, pg_req *r)
+{
+    okey log = key_of(K_LOG, NULL, o->id, false), meta = key_of(K_META, NULL, o->id, false);
+    int a = lookup(x, &log, NULL, NULL), b = a < 0 ? -1 : lookup(x, &meta, NULL, NULL);
+    if (a < 0 || b < 0) return -1;
+    if (!a && !b) { r->status = CPS_ENOENT; return 0; }
+    bool had;
+    if (archive_one(x, K_LOG, o->id, &had) < 0 || archive_one(x, K_META, o->id, &had) < 0) return -1;
+    if (!r->has_in) return 0;
+    okey ph = key_of(K_PLACEHOLDER, NULL, o->id, false);
+    return put(x, &ph, r->in, r->inlen);
+}
+
+static int channel_restore(io *x, const pg_obj *o, pg_req *r)
+{
+    okey log = key_of(K_LOG, NULL, o->id, false), meta = key_of(K_META, NULL, o->id, false),
+         alog = key_of(K_LOG, NULL, o->id, true), ameta = key_of(K_META, NULL, o->id, true),
+         ph = key_of(K_PLACEHOLDER, NULL, o->id, false);
+    int a = lookup(x, &log, NULL, NULL), b = a < 0 ? -1 : lookup(x, &meta, NULL, NULL);
+    if (a < 0 || b < 0) return -1;
+    if (a || b) { r->status = CPS_EEXIST; return 0; }
+    a = move_replace(x, &alog, &log);
+    b = a < 0 ? -1 : move_replace(x, &ameta, &meta);
+    if (a < 0 || b < 0) return -1;
+    if (!a && !b) { r->status = CPS_ENOENT; return 0; }
+    return drop(x, &ph) < 0 ? -1 : 0;
+}
+
+static int channel_delete(io *x, const pg_obj *o, pg_req *r)
+{
+    okey log = key_of(K_LOG, NULL, o->id, false), meta = key_of(K_META, NULL, o->id, false),
+         ph = key_of(K_PLACEHOLDER, NULL, o->id, false);
+    int a = drop(x, &log), b = a < 0 ? -1 : drop(x, &meta);
+    if (a < 0 || b < 0 || drop(x, &ph) < 0) return -1;
+    if (!a && !b) r->status = CPS_ENOENT;
+    return 0;
+}
+
+/* Size or range read of an object found by key (ENOENT if none). */
+static int size_of(io *x, const okey *k, pg_req *r)
+{
+    int f = lookup(x, k, NULL, &r->size);
+    if (f == 0) { r->status = CPS_ENOENT; r->size = 0; }
+    return f < 0 ? -1 : 0;
+}
+
+static int range_of(io *x, const okey *k, pg_req *r, bool lines)
+{
+    int64_t oid;
+    uint64_t size;
+    int f = lookup(x, k, &oid, &size);
+    if (f <= 0) { if (f == 0) r->status = CPS_ENOENT; return f; }
+    return read_range(x, oid, size, r, lines);
+}
+
+/* Archive-or-move of a whole object that must exist (pin logs, objects). */
+static int archive_existing(io *x, const okey *live, pg_req *r)
+{
+    okey arch = *live;
+    arch.arch = true;
+    int m = move_replace(x, live, &arch);
+    if (m == 0) r->status = CPS_ENOENT;
+    return m < 0 ? -1 : 0;
+}
+
+static int obj_move(io *x, const pg_obj *o, pg_req *r)
+{
+    okey from = key_of(K_OBJ, o->ns, o->id, false), to = key_of(K_OBJ, r->to_ns, r->to_id, false);
+    int f = lookup(x, &from, NULL, NULL), t = f <= 0 ? 0 : lookup(x, &to, NULL, NULL);
+    if (f < 0 || t < 0) return -1;
+    if (!f) { r->status = CPS_ENOENT; return 0; }
+    if (t) { r->status = CPS_EEXIST; return 0; }
+    return move_replace(x, &from, &to) < 0 ? -1 : 0;
+}
+
+/* One request; r->status is its logical outcome, -1 a database error. */
+static int run_one(io *x, const pg_obj *o, pg_req *r)
+{
+    const char *id = o->id;
+    okey log = key_of(K_LOG, NULL, id, false), meta = key_of(K_META, NULL, id, false);
+    okey pin = key_of(K_PIN, NULL, id, false), rec = key_of(K_REC, o->ns, id, false);
+    okey obj = key_of(K_OBJ, o->ns, id, false), ph = key_of(K_PLACEHOLDER, NULL, id, false);
+    int f;
+    switch (r->op) {
+    case OP_APPEND:       return append(x, &log, r->in, r->inlen, &r->size);
+    case OP_READ:         return range_of(x, &log, r, true);
+    case OP_SIZE:         return size_of(x, &log, r);
+    case OP_TRIM:         return rewrite(x, o, r, 0, r->arg, false);
+    case OP_TRUNCATE:     return rewrite(x, o, r, r->arg, 0, true);
+    case OP_CUT:
+        if (r->arg2 == 0 || r->arg + r->arg2 < r->arg) { r->status = CPS_EINVAL; return 0; }
+        return rewrite(x, o, r, r->arg, r->arg + r->arg2, false);
+    case OP_ARCHIVE:      return channel_archive(x, o, r);
+    case OP_RESTORE:      return channel_restore(x, o, r);
+    case OP_DELETE:       return channel_delete(x, o, r);
+    case OP_PLACEHOLDER:  return read_key(x, &ph, r);
+    case OP_META_APPEND:  return append(x, &meta, r->in, r->inlen, &r->size);
+    case OP_META_READ:    return read_key(x, &meta, r);
+    case OP_META_WRITE:   return put(x, &meta, r->in, r->inlen);
+    case OP_PIN_APPEND:   return append(x, &pin, r->in, r->inlen, NULL);
+    case OP_PIN_READ:     return read_key(x, &pin, r);
+    case OP_PIN_ARCHIVE:  return archive_existing(x, &pin, r);
+    case OP_REC_PUT:      return put(x, &rec, r->in, r->inlen);
+    case OP_REC_GET:      return read_key(x, &rec, r);
+    case OP_REC_DEL:
+        if ((f = drop(x, &rec)) == 0) r->status = CPS_ENOENT;
+        return f < 0 ? -1 : 0;
+    case OP_OBJ_APPEND:   return append(x, &obj, r->in, r->inlen, &r->size);
+    case OP_OBJ_WRITE:    return put(x, &obj, r->in, r->inlen);
+    case OP_OBJ_READ:     return range_of(x, &obj, r, false);
+    case OP_OBJ_SIZE:     return size_of(x, &obj, r);
+    case OP_OBJ_MOVE:     return obj_move(x, o, r);
+    case OP_OBJ_DELETE:
+        if ((f = drop(x, &obj)) == 0) r->status = CPS_ENOENT;
+        return f < 0 ? -1 : 0;
+    case OP_OBJ_ARCHIVE:  return archive_existing(x, &obj, r);
+    }
+    snprintf(x->err, x->errlen, "unknown operation %d", r->op);
+    return -1;
+}
+
+static void exec_quiet(PGconn *c, const char *sql) { PQclear(PQexec(c, sql)); }
+
+int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t errlen)
+{
+    io x = { c, err, errlen };
+    PGresult *res = run(&x, "BEGIN", NULL);
+    if (!res) return -2;       /* nothing sent yet that could have counted */
+    PQclear(res);
+    for (pg_req *r = batch; r; r = r->next) {
+        r->ran = true;
+        r->status = CPS_OK;
+        if (run_one(&x, o, r) != 0) { exec_quiet(c, "ROLLBACK"); return -1; }
+        if (r->status != CPS_OK) { free(r->out); r->out = NULL; r->outlen = 0; }
+    }
+    /* The one commit of the batch: the appends that queued up together are
+    ** made durable together (group commit), and none is acknowledged before. */
+    res = run(&x, "COMMIT", NULL);
+    if (!res) return -1;
+    PQclear(res);
+    return 0;
+}
