@@ -26,8 +26,18 @@ return {
     data_dir = "./data",
 
     -- The storage backend the storing plugins use, by the name its plugin
-    -- registers ("fs": CryptPad's own on-disk layout under data_dir).
+    -- registers ("fs": CryptPad's own on-disk layout under data_dir; "pg":
+    -- PostgreSQL, docs/storage-pg.md).  The plugin storage-<name> is loaded
+    -- even when `plugins` does not list it; an unknown name stops the start.
     storage_backend = "fs",
+
+    -- storage-pg's database: a libpq conninfo ("host=... dbname=... user=...");
+    -- absent, libpq's environment (PGHOST, PGPORT, PGDATABASE, PGUSER,
+    -- PGPASSWORD) says.  `pool`: connections per process (1 to 64).
+    storage_pg = {
+        -- conninfo = "host=/run/postgresql dbname=cpsd user=cpsd",
+        pool = 4,
+    },
 
     -- Extra directories searched for .so plugins and Lua scripts, before the
     -- built-in ones: <binary's dir>/plugins, then the install's

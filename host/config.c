@@ -230,6 +230,9 @@ static const rule schema[] = {
     { "websocket_path", T_STR, 0, 0 },
     { "data_dir", T_STR, 0, 0 },
     { "storage_backend", T_STR, 0, 0 },
+    { "storage_pg", T_TABLE, 0, 0 },            /* storage-pg (docs/storage-pg.md) */
+    { "storage_pg.conninfo", T_OPTSTR, 0, 0 },
+    { "storage_pg.pool", T_INT, 1, 64 },
     { "plugin_dirs", T_STRLIST, 0, 0 },
     { "lua_dirs", T_STRLIST, 0, 0 },
     { "nodes", T_NODES, 0, 0 },
@@ -674,6 +677,13 @@ int cps_config_check_files(const cps_config *c, char **errors)
     json_array_foreach(json_object_get(c->root, "plugins"), i, v) {
         const char *n = json_string_value(v);
         if (n[0] != '?') check_plugin(c->root, n, "plugins", c->file, text, &e);
+    }
+    /* storage_backend = "x" loads storage-x (host/storage.c). */
+    const char *be = json_string_value(json_object_get(c->root, "storage_backend"));
+    if (be) {
+        char pl[80];
+        snprintf(pl, sizeof pl, "storage-%.64s", be);
+        check_plugin(c->root, pl, "storage_backend", c->file, text, &e);
     }
     json_array_foreach(json_object_get(c->root, "lua_scripts"), i, v) {
         const char *n = json_string_value(v);

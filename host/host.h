@@ -227,6 +227,13 @@ uv_loop_t *cps_loop(void);
 int  cps_storage_register(cps_plugin *p, const cps_storage_backend *b);
 const cps_storage_backend *cps_storage_get(const char *name);
 void cps_storage_forget(cps_plugin *p);
+/* Loads storage-<storage_backend> unless `plugins` lists it (logs why not). */
+int  cps_storage_load_configured(void);
+/* After loading: the configured backend is registered (else logs the
+** available ones and fails). */
+int  cps_storage_check_configured(void);
+/* "fs, pg": registered backends and storage-*.so in the plugin directories. */
+void cps_storage_available(char *buf, size_t n);
 
 /* ---- topologies: one node's configuration, the supervisor (topology.c) ---- */
 /* Load FILE; with --list print the nodes; with role/index build that node's

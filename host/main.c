@@ -126,6 +126,9 @@ static int load_all(void)
     const char *k;
     json_object_foreach(json_object_get(root, "topology"), k, v)
         cps_router_set_role_count(k, (int)json_integer_value(v));
+    /* The backend first: storage_backend = "pg" alone loads storage-pg, and
+    ** an unknown name or an unreachable database stops the start here. */
+    if (cps_storage_load_configured()) return -1;
     json_array_foreach(json_object_get(root, "nodes"), i, v) {
         const char *id = json_string_value(v);
         char role[32];
@@ -153,7 +156,7 @@ static int load_all(void)
         bool optional = name[0] == '?';
         if (cps_lua_load(name + optional) && !optional) return -1;
     }
-    return 0;
+    return cps_storage_check_configured() ? -1 : 0;
 }
 
 int main(int argc, char **argv)
