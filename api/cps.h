@@ -41,6 +41,7 @@
 **   rpc_name rpc_caller               2.0      http_respond*           2.0
 **   rpc_end_session                   2.0      http_write              2.0
 **   rpc_describe                      2.1
+**   on_peer_up node_is_up owner_live  2.1
 **
 ** THREADS
 **   Every function in the table must be called on the event-loop thread,
@@ -391,6 +392,20 @@ typedef struct cps_api {
     ** by listings such as `cpsd admin help`.  CPS_ENOENT if no such command;
     ** a later call replaces the text. */
     int (*rpc_describe)(cps_plugin *p, const char *name, const char *summary);
+
+    /* Liveness, as this process sees it (docs/protocol/cluster.md §10a): a
+    ** node of this process is always up, another one while its link is
+    ** established.  Be told when a link to another node comes up (the
+    ** counterpart of on_peer_down).  Several watchers may register. */
+    int (*on_peer_up)(cps_plugin *p, void (*fn)(const char *node, void *ud), void *ud);
+    /* Whether `node` is up now (false for an unknown node). */
+    bool (*node_is_up)(cps_plugin *p, const char *node);
+    /* Like owner, but skipping nodes that are down: the owner if it is up,
+    ** else the first node of the role up after it in index order (wrapping
+    ** around), else the owner.  Processes that see the same nodes up agree.
+    ** Writes into buf (>= 32 bytes); NULL if the role has no nodes. */
+    const char *(*owner_live)(cps_plugin *p, const char *role, const char *key,
+                              char *buf, size_t buflen);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

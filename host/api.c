@@ -64,6 +64,18 @@ static const char *api_owner(cps_plugin *p, const char *role, const char *key, c
     return cps_router_owner(role, key, buf, n);
 }
 
+static const char *api_owner_live(cps_plugin *p, const char *role, const char *key, char *buf, size_t n)
+{
+    (void)p;
+    return cps_router_owner_live(role, key, buf, n);
+}
+
+static bool api_node_is_up(cps_plugin *p, const char *node)
+{
+    (void)p;
+    return cps_router_node_is_up(node);
+}
+
 static int api_role_count(cps_plugin *p, const char *role) { (void)p; return cps_router_role_count(role); }
 
 static int api_session_handler(cps_plugin *p, const cps_session_handler *h, void *ud)
@@ -146,4 +158,7 @@ const cps_api cps_host_api = {
     .http_respond_stream = cps_http_respond_stream,
     .http_write = cps_http_write,
     .rpc_describe = cps_rpc_describe,
+    .on_peer_up = cps_router_on_peer_up,
+    .node_is_up = api_node_is_up,
+    .owner_live = api_owner_live,
 };

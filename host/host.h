@@ -123,6 +123,11 @@ void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const
                          const char *cmd, int err, json_t *args);
 void cps_router_peer_down(const char *peer);
 int  cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), void *ud);
+/* Liveness as this process sees it (docs/protocol/cluster.md §10a). */
+void cps_router_peer_up(const char *peer);
+int  cps_router_on_peer_up(cps_plugin *p, void (*fn)(const char *, void *), void *ud);
+bool cps_router_node_is_up(const char *id);
+const char *cps_router_owner_live(const char *role, const char *key, char *buf, size_t n);
 
 /* ---- links between nodes of a cluster (link.c) ---- */
 /* Start dialling / accepting the peers named in the configuration. */
@@ -131,6 +136,7 @@ struct lws_context;
 struct lws_vhost;
 int  cps_link_setup(struct lws_context *ctx, struct lws_vhost *vh);
 void cps_link_stop(void);
+bool cps_link_is_up(const char *peer);
 /* Send one router message to a remote node; does not steal args.
 ** type "E" event, "Q" query, "R" response. */
 int  cps_link_send(const char *peer, const char *type, uint64_t qid, const char *from_or_dest,

@@ -141,6 +141,7 @@ static void went_up(peer_link *l)
     cps_metrics_add(K.c_up, 1);
     cps_log("link", CPS_LOG_INFO, "link to %s up", l->peer);
     if (l->wsi) lws_callback_on_writable(l->wsi);
+    cps_router_peer_up(l->peer);
 }
 
 static void dial(peer_link *l)
@@ -280,6 +281,13 @@ static peer_link *accept_hello(const char *text, size_t len)
     if (crypto_kx_server_session_keys(l->rx, l->tx, pk, sk, eph) != 0) { sodium_memzero(sk, 32); return NULL; }
     sodium_memzero(sk, 32);
     return l;
+}
+
+/* Whether the link to `peer` is established (handshake done). */
+bool cps_link_is_up(const char *peer)
+{
+    peer_link *l = find(peer);
+    return l && l->state == L_UP && !K.stopping;
 }
 
 /* ---- sending ---- */

@@ -514,6 +514,48 @@ void cps_router_peer_down(const char *peer)
     for (int i = 0; i < nwatchers; i++) watchers[i].fn(peer, watchers[i].ud);
 }
 
+/* ---- liveness (docs/protocol/cluster.md §10a): a local node is up; a
+** remote one while its link is established.  Generic: the host only
+** knows nodes and links, a plugin decides what a node's absence means. ---- */
+
+static watcher up_watchers[16];
+static int nup_watchers;
+
+int cps_router_on_peer_up(cps_plugin *p, void (*fn)(const char *, void *), void *ud)
+{
+    if (!fn) return CPS_EINVAL;
+    if (nup_watchers == 16) return CPS_EBUSY;
+    up_watchers[nup_watchers++] = (watcher){ p, fn, ud };
+    return 0;
+}
+
+void cps_router_peer_up(const char *peer)
+{
+    for (int i = 0; i < nup_watchers; i++) up_watchers[i].fn(peer, up_watchers[i].ud);
+}
+
+bool cps_router_node_is_up(const char *id)
+{
+    node *n = id ? find_node(id) : NULL;
+    return n && (!n->remote || cps_link_is_up(id));
+}
+
+/* The owner of `key` if it is up, else the first node up after it in index
+** order (wrapping), else the owner: so every process that sees the same
+** nodes up picks the same one. */
+const char *cps_router_owner_live(const char *role, const char *key, char *buf, size_t n)
+{
+    int count = cps_router_role_count(role);
+    if (count <= 0 || !buf) return NULL;
+    int32_t b = cps_jump_hash(cps_hash_key(key), count);
+    for (int i = 0; i < count; i++) {
+        int w = snprintf(buf, n, "%s:%d", role, (b + i) % count);
+        if (w < 0 || (size_t)w >= n) return NULL;
+        if (cps_router_node_is_up(buf)) return buf;
+    }
+    return cps_router_owner(role, key, buf, n);
+}
+
 size_t cps_router_queued(void) { return R.queued; }
 
 /* Run the queue to empty (tests, and shutdown). */
@@ -527,6 +569,9 @@ void cps_router_forget(cps_plugin *p)
     int j = 0;
     for (int i = 0; i < nwatchers; i++) if (p && watchers[i].p != p) watchers[j++] = watchers[i];
     nwatchers = j;
+    j = 0;
+    for (int i = 0; i < nup_watchers; i++) if (p && up_watchers[i].p != p) up_watchers[j++] = up_watchers[i];
+    nup_watchers = j;
     for (int i = 0; i < R.nnodes; i++) {
         command **pp = &R.nodes[i].commands;
         while (*pp) {

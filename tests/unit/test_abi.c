@@ -19,7 +19,7 @@
 #define END_OF(fn) (offsetof(cps_api, fn) + sizeof(((cps_api *)0)->fn))
 static const size_t api_size_at_minor[] = {
     [0] = END_OF(http_write),          /* 2.0 */
-    [1] = END_OF(rpc_describe),        /* 2.1 */
+    [1] = END_OF(owner_live),          /* 2.1 */
 };
 
 static void test_table_size(void **state)
@@ -50,6 +50,7 @@ static void test_table_complete(void **state)
     assert_true(CPS_API_HAS(&cps_host_api, http_write));
     assert_true(CPS_API_HAS(&cps_host_api, errcode));
     assert_true(CPS_API_HAS(&cps_host_api, rpc_describe));
+    assert_true(CPS_API_HAS(&cps_host_api, owner_live));
 }
 
 static void test_descriptor_layout(void **state)

@@ -124,6 +124,34 @@ static void test_router_owner(void **state)
     assert_int_equal(cps_router_role_count("storage"), 0);
 }
 
+/* owner_live skips nodes that are down (docs/protocol/cluster.md §10a):
+** here storage:0 is of this process (up) and storage:1, storage:2 are
+** remote without links (down). */
+static void test_router_owner_live(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_int_equal(cps_router_init(NULL), 0);
+    assert_null(cps_router_owner_live("storage", "abc", buf, sizeof buf));
+    assert_int_equal(cps_router_set_role_count("storage", 3), 0);
+    /* Nobody up: the owner, as owner() says. */
+    assert_int_equal(cps_router_add_remote("storage:1"), 0);
+    assert_int_equal(cps_router_add_remote("storage:2"), 0);
+    assert_string_equal(cps_router_owner_live("storage", "ffffffffffffffffffffffffffffffff", buf, sizeof buf), "storage:2");
+    assert_int_equal(cps_router_add_node("storage:0", NULL), 0);
+    assert_true(cps_router_node_is_up("storage:0"));
+    assert_false(cps_router_node_is_up("storage:1"));
+    assert_false(cps_router_node_is_up("storage:9"));
+    /* Owner up: the owner. */
+    assert_string_equal(cps_router_owner_live("storage", "0123456789abcdef0123456789abcdef", buf, sizeof buf), "storage:0");
+    /* Owner 2 down: wraps to 0.  Owner 1 down, 2 down: 0. */
+    assert_string_equal(cps_router_owner_live("storage", "ffffffffffffffffffffffffffffffff", buf, sizeof buf), "storage:0");
+    assert_string_equal(cps_router_owner_live("storage", "9MESY9hRN6s7T8M94+vxhS69Z9Hu+uQaXtlKFuxxFY0=", buf, sizeof buf), "storage:0");
+    char tiny[8];
+    assert_null(cps_router_owner_live("storage", "abc", tiny, sizeof tiny));
+    cps_router_shutdown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +160,7 @@ int main(void)
         cmocka_unit_test(test_jump_hash_vectors),
         cmocka_unit_test(test_jump_hash_properties),
         cmocka_unit_test(test_router_owner),
+        cmocka_unit_test(test_router_owner_live),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cps_metrics_free();
