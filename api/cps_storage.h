@@ -49,6 +49,9 @@ typedef void (*cps_store_read_fn)(void *ud, int status, const char *data, size_t
                                   uint64_t next, bool eof);
 /* A whole small object (metadata log, pin log, placeholder, record). */
 typedef void (*cps_store_data_fn)(void *ud, int status, const char *data, size_t len);
+/* A lease (storage failover): the epoch held, or with CPS_EBUSY the epoch
+** and name of the holder whose lease is live ("" if none). */
+typedef void (*cps_store_lease_fn)(void *ud, int status, uint64_t epoch, const char *holder);
 
 typedef struct cps_storage_backend {
     size_t size;            /* sizeof(cps_storage_backend) as built */
@@ -146,6 +149,30 @@ typedef struct cps_storage_backend {
     ** that replaces the log. */
     int (*channel_cut)(void *state, const char *id, uint64_t offset, uint64_t len,
                        cps_store_done_fn done, void *ud);
+
+    /* -- appended for storage failover (docs/protocol/cluster.md §10b; check
+    **    with CPS_STORAGE_HAS(b, lease) and that it is not NULL: a backend
+    **    whose data other nodes cannot reach, like storage-fs, leaves it NULL) --
+    ** Storage nodes sharing one backend take turns serving a slot (a
+    ** channel's slot is the index of its owner, api->owner(p, "storage",
+    ** id)) under a lease kept by the backend: holder, epoch, expiry on the
+    ** backend's clock.
+    ** lease(slot, holder, ttl_ms > 0) acquires or renews: CPS_OK with the
+    ** epoch held when the slot is free, expired, or already `holder`'s (a
+    ** renewal keeps the epoch, any change of holder increases it);
+    ** CPS_EBUSY with the live holder's name otherwise.  ttl_ms = 0 releases
+    ** it if `holder` has it (CPS_OK either way).  `holder` is
+    ** [A-Za-z0-9:/_-]{1,64}, unique per process.
+    ** Fencing: once a process called lease(), each channel write it makes
+    ** (append, trim, truncate, cut, archive, restore, delete, meta_append,
+    ** meta_write) carries the epoch its process held for the channel's slot
+    ** when the write was requested (none if it held none), and succeeds only
+    ** if that epoch and holder are still current in the same transaction as
+    ** the write; otherwise nothing of it is written and it fails with
+    ** CPS_EUNAVAILABLE.  A takeover waits for writes under the old epoch
+    ** that are committing, so no write of an old holder lands after it. */
+    int (*lease)(void *state, unsigned slot, const char *holder, unsigned ttl_ms,
+                 cps_store_lease_fn done, void *ud);
 } cps_storage_backend;
 
 /* Whether backend `b` has member `m` (built against a header that had it). */

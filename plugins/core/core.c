@@ -11,12 +11,17 @@
 #include "core.h"
 #include "fanout.h"
 #include "ids.h"
+#include "failover.h"
 
 struct core_role C;
 
+/* With storage failover, the live node serving the channel's slot
+** (docs/protocol/cluster.md §10.3). */
 static const char *storage_of(const char *key, char *buf, size_t n)
 {
-    return API->owner(C.self, "storage", key, buf, n);
+    static int failover = -1;
+    if (failover < 0) failover = cps_failover_on(API, C.self);
+    return cps_channel_storage(API, C.self, failover, key, buf, n);
 }
 
 static void fan_out(json_t *members, const char *except, json_t *msg)

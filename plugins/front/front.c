@@ -40,6 +40,8 @@ static struct {
     size_t max_channels;   /* front.max_channels_per_session (§12) */
     size_t max_in_flight;  /* front.max_requests_in_flight (§12) */
     cps_counter *c_users, *c_msgs;
+    bool failover;         /* storage_failover (docs/protocol/cluster.md §10) */
+    uint64_t storage_up;   /* with failover: storage nodes (by index) whose link came up */
 } F;
 
 #define API F.api
@@ -132,6 +134,23 @@ static void user_gone(user *u, const char *why)
     user_unref(u);
 }
 
+/* The client must reconnect and rejoin: its channels' storage node was lost
+** or handed them over (docs/protocol/cluster.md §10.4). */
+static void restart_user(user *u, const char *why)
+{
+    cps_session *s = u->s;
+    user_gone(u, why);
+    if (s) API->session_close(s, 1012, "service restart");
+}
+
+/* With storage failover, EUNAVAILABLE for a channel command means the
+** channel is moving to another storage node: after the error, the client
+** reconnects and rejoins there. */
+static void moving(user *u, int error)
+{
+    if (F.failover && error == CPS_EUNAVAILABLE && u->s) restart_user(u, "STORAGE_MOVED");
+}
+
 /* ---- replies from the cores ---- */
 
 typedef struct pending_req {
@@ -171,6 +190,7 @@ static void join_done(void *ud, int error, json_t *data)
     } else if (error) {
         json_t *detail = json_object_get(data, "detail");
         reply_error(u, r->seq, API->errname(error), detail ? json_incref(detail) : json_null());
+        moving(u, error);
     } else {
         strmap_put(u->channels, r->target, u);
         send_json(u, json_pack("[O s s]", r->seq, "JACK", r->target));
@@ -191,6 +211,7 @@ static void leave_done(void *ud, int error, json_t *data)
     pending_req *r = ud;
     if (error) reply_error(r->u, r->seq, API->errname(error), json_string(r->target));
     else send_json(r->u, json_pack("[O s]", r->seq, "ACK"));
+    if (error) moving(r->u, error);
     req_free(r);
 }
 
@@ -201,6 +222,7 @@ static void msg_done(void *ud, int error, json_t *data)
     if (!error) send_json(r->u, json_pack("[O s]", r->seq, "ACK"));
     else if (error == CPS_ERR_enoent) reply_error(r->u, r->seq, "enoent", json_string(r->target));
     else send_json(r->u, json_pack("[O s]", r->seq, "ERROR"));   /* spec §7.1: no code */
+    if (error) moving(r->u, error);
     req_free(r);
 }
 
@@ -213,6 +235,7 @@ static void hk_done(void *ud, int error, json_t *data)
     u->hk_in_flight--;
     if (error && !json_is_object(data)) {
         reply_error(u, r->seq, API->errname(error), json_null());
+        moving(u, error);
     } else {
         json_t *ack = json_object_get(data, "ack");
         json_t *detail = json_object_get(data, "detail");
@@ -483,6 +506,21 @@ static int cmd_forget_channel(cps_call *call, json_t *args, void *ud)
     return CPS_OK;
 }
 
+/* {users}: a storage node stopped serving channels these users are in
+** (docs/protocol/cluster.md §10.4): they reconnect and rejoin. */
+static int cmd_reconnect_users(cps_call *call, json_t *args, void *ud)
+{
+    (void)call; (void)ud;
+    size_t i, n = 0;
+    json_t *id;
+    json_array_foreach(json_object_get(args, "users"), i, id) {
+        user *u = json_is_string(id) ? strmap_get(F.users, json_string_value(id)) : NULL;
+        if (u && u->s) { restart_user(u, "STORAGE_MOVED"); n++; }
+    }
+    if (n) API->log(F.self, CPS_LOG_INFO, "%s moved channels: %zu client(s) reconnect", API->call_from(call), n);
+    return CPS_OK;
+}
+
 /* {target, msg}: deliver if the user is here; reply {delivered: bool} */
 static int cmd_deliver_user(cps_call *call, json_t *args, void *ud)
 {
@@ -570,7 +608,10 @@ static void check_user_loss(const char *id, void *v, void *ud)
     json_t *ch;
     json_array_foreach(all, i, ch) {
         char st[64];
-        if (API->owner(F.self, "storage", json_string_value(ch), st, sizeof st) && !strcmp(st, l->node)) {
+        /* with failover, also channels whose home node is down: the node
+        ** lost may have been serving them in its stead */
+        if (API->owner(F.self, "storage", json_string_value(ch), st, sizeof st) &&
+            (!strcmp(st, l->node) || (F.failover && !API->node_is_up(F.self, st)))) {
             if (l->n < l->cap) l->hit[l->n++] = u;
             break;
         }
@@ -580,19 +621,37 @@ static void check_user_loss(const char *id, void *v, void *ud)
 
 /* Its members would silently miss messages after it restarts: close their
 ** connections, so the clients reconnect, rejoin and catch up from history. */
+static int storage_index(const char *node)
+{
+    if (strncmp(node, "storage:", 8) != 0) return -1;
+    long i = strtol(node + 8, NULL, 10);
+    return i >= 0 && i < 64 ? (int)i : -1;
+}
+
+static void peer_up(const char *node, void *ud)
+{
+    (void)ud;
+    int i = storage_index(node);
+    if (i >= 0) F.storage_up |= (uint64_t)1 << i;
+}
+
 static void peer_down(const char *node, void *ud)
 {
     (void)ud;
     if (strncmp(node, "storage:", 8) != 0 || !F.users) return;
+    if (F.failover) {
+        /* Every failed redial reports the node down again: with failover
+        ** its channels' users may have rejoined elsewhere meanwhile, so
+        ** only the loss of a link that was up counts. */
+        int i = storage_index(node);
+        if (i < 0 || !(F.storage_up & ((uint64_t)1 << i))) return;
+        F.storage_up &= ~((uint64_t)1 << i);
+    }
     loss l = { node, NULL, 0, strmap_count(F.users) };
     l.hit = calloc(l.cap ? l.cap : 1, sizeof *l.hit);
     if (!l.hit) return;
     strmap_each(F.users, check_user_loss, &l);
-    for (size_t i = 0; i < l.n; i++) {
-        cps_session *s = l.hit[i]->s;
-        user_gone(l.hit[i], "STORAGE_LOST");
-        if (s) API->session_close(s, 1012, "service restart");
-    }
+    for (size_t i = 0; i < l.n; i++) restart_user(l.hit[i], "STORAGE_LOST");
     if (l.n) API->log(F.self, CPS_LOG_WARN, "%s lost: %zu client(s) reconnected", node, l.n);
     free(l.hit);
 }
@@ -638,6 +697,7 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     F.max_msg = F.max_queue - F.max_queue / 8;
     F.max_channels = conf_positive(conf, "max_channels_per_session", 10000);
     F.max_in_flight = conf_positive(conf, "max_requests_in_flight", 1024);
+    F.failover = json_is_true(api->config_get(self, "storage_failover"));
     F.users = strmap_new();
     F.c_users = api->counter(self, "front_users");
     F.c_msgs = api->counter(self, "front_msg_total");
@@ -646,8 +706,10 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     if (!rc) rc = api->register_command(self, "DELIVER_USER", cmd_deliver_user, NULL);
     if (!rc) rc = api->register_command(self, "SEND_TEXTS", cmd_send_texts, NULL);
     if (!rc) rc = api->register_command(self, "FORGET_CHANNEL", cmd_forget_channel, NULL);
+    if (!rc) rc = api->register_command(self, "RECONNECT_USERS", cmd_reconnect_users, NULL);
     if (rc) return rc;
     api->on_peer_down(self, peer_down, NULL);
+    if (F.failover && CPS_API_HAS(api, on_peer_up)) api->on_peer_up(self, peer_up, NULL);
     F.keepalive = api->timer_start(self, every, every, keepalive, NULL);
     return CPS_OK;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "cps.h"
 #include "ids.h"
+#include "failover.h"
 
 #define MAX_IDS 10000
 
@@ -49,11 +50,20 @@ static void forwarded(void *ud, int error, json_t *data)
     free(f);
 }
 
+/* The storage node serving channel `id` (the live one with storage
+** failover, docs/protocol/cluster.md §10.3). */
+static const char *storage_of(const char *id, char *buf, size_t n)
+{
+    static int failover = -1;
+    if (failover < 0) failover = cps_failover_on(API, P.self);
+    return cps_channel_storage(API, P.self, failover, id, buf, n);
+}
+
 /* Steals args. */
 static int forward(cps_rpc *rpc, const char *id, const char *cmd, json_t *args, const char *field)
 {
     char node[64];
-    if (!API->owner(P.self, "storage", id, node, sizeof node)) { json_decref(args); return CPS_EINVAL; }
+    if (!storage_of(id, node, sizeof node)) { json_decref(args); return CPS_EINVAL; }
     fwd *f = calloc(1, sizeof *f);
     if (!f) { json_decref(args); return CPS_ENOMEM; }
     f->rpc = rpc;
@@ -128,7 +138,7 @@ static void multi_pump(multi *m)
     while (!m->stop && m->inflight < MULTI_INFLIGHT && m->next < n) {
         const char *id = json_string_value(json_array_get(m->ids, m->next++));
         char node[64];
-        if (!valid_id(id) || !API->owner(P.self, "storage", id, node, sizeof node)) continue;
+        if (!valid_id(id) || !storage_of(id, node, sizeof node)) continue;
         multi_one *o = calloc(1, sizeof *o);
         if (!o) continue;
         o->m = m;

@@ -27,6 +27,7 @@ typedef struct pg_queue {
     pg_req *head, *tail;       /* waiting, in order */
     pg_req *batch;             /* on the pool (or its callbacks running) */
     bool failed;               /* the batch's transaction failed (pool thread) */
+    bool fenced;               /* ... because its lease epoch is stale (lease.c) */
     char err[256];             /* why, for the log */
 } pg_queue;
 
@@ -112,7 +113,8 @@ static void req_free(pg_req *r)
 
 static const char *kind_name(int kind)
 {
-    return kind == PG_CHANNEL ? "channel" : kind == PG_PIN ? "pin log" : kind == PG_RECORD ? "record" : "object";
+    return kind == PG_CHANNEL ? "channel" : kind == PG_PIN ? "pin log" : kind == PG_RECORD ? "record" :
+           kind == PG_LEASE ? "lease of slot" : "object";
 }
 
 /* Calls the request's callback once with its outcome, then frees it. */
@@ -126,6 +128,10 @@ static void complete(pg_queue *q, pg_req *r, int status)
     case OP_READ: case OP_OBJ_READ:
         if (r->cb.read) r->cb.read(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0,
                                    ok ? r->next_off : r->arg, ok && r->eof);
+        break;
+    case OP_LEASE:
+        pg_lease_noted(r, status);
+        if (r->cb.lease) r->cb.lease(r->ud, status, r->size, r->out ? r->out : "");
         break;
     case OP_PLACEHOLDER: case OP_META_READ: case OP_PIN_READ: case OP_REC_GET:
         if (r->cb.data) r->cb.data(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0);
@@ -168,6 +174,7 @@ static void batch_work(void *ud)
 {
     pg_queue *q = ud;
     q->failed = false;
+    q->fenced = false;
     q->err[0] = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         PGconn *c = pg_pool_take(PG.pool, q->err, sizeof q->err);
@@ -176,6 +183,7 @@ static void batch_work(void *ud)
         bool dead = PQstatus(c) != CONNECTION_OK;
         pg_pool_give(PG.pool, c);
         if (rc == 0) return;
+        q->fenced = rc == PG_FENCED;
         if (rc != -2 || !dead) break;
     }
     q->failed = true;
@@ -210,11 +218,11 @@ static void batch_after(void *ud, int status)
     PG.inflight--;
     if (q->failed) {
         /* Nothing of the batch was committed: no request of it succeeds. */
-        PG.api->log(PG.self, CPS_LOG_ERROR, "%s %s: %s", kind_name(q->obj.kind), q->obj.id,
+        PG.api->log(PG.self, q->fenced ? CPS_LOG_WARN : CPS_LOG_ERROR, "%s %s: %s", kind_name(q->obj.kind), q->obj.id,
                     q->err[0] ? q->err : "database error");
         for (pg_req *r = q->batch; r; r = r->next) {
             r->ran = true;
-            r->status = CPS_EIO;
+            r->status = q->fenced ? CPS_EUNAVAILABLE : CPS_EIO;
             free(r->out);
             r->out = NULL;
             r->outlen = 0;
@@ -254,7 +262,8 @@ static int enqueue(int kind, const char *id, const char *ns, pg_req *r)
 {
     char key[sizeof ((pg_queue *)0)->key];
     if (kind == PG_RECORD || kind == PG_OBJ) snprintf(key, sizeof key, "%c:%s/%s", kind == PG_OBJ ? 'o' : 'r', ns, id);
-    else snprintf(key, sizeof key, "%c:%s", kind == PG_CHANNEL ? 'c' : 'p', id);
+    else snprintf(key, sizeof key, "%c:%s", kind == PG_CHANNEL ? 'c' : kind == PG_LEASE ? 'l' : 'p', id);
+    if (kind == PG_CHANNEL) pg_lease_stamp(PG.api, PG.self, id, r);
     pg_queue *q = strmap_get(PG.queues, key);
     if (!q) {
         q = calloc(1, sizeof *q);
@@ -637,6 +646,22 @@ static const char *pg_obj_path(void *st, const char *store, const char *key, cha
     return NULL;
 }
 
+/* ---- storage failover: leases (lease.c) -------------------------------- */
+
+static int pg_lease(void *st, unsigned slot, const char *holder, unsigned ttl_ms,
+                    cps_store_lease_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    pg_req *r = req_new(OP_LEASE, ud, &rc);
+    if (!r) return rc;
+    if ((rc = pg_lease_prepare(r, slot, holder, ttl_ms))) { req_free(r); return rc; }
+    r->cb.lease = done;
+    char id[16];
+    snprintf(id, sizeof id, "%u", slot);
+    return enqueue(PG_LEASE, id, NULL, r);
+}
+
 /* ---- load and unload -------------------------------------------------- */
 
 static void collect(const char *key, void *val, void *ud)
@@ -734,6 +759,7 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .obj_archive = pg_obj_archive,
         .obj_path = pg_obj_path,
         .channel_cut = pg_channel_cut,
+        .lease = pg_lease,
     };
     int rc = a->register_storage(self, &PG.backend);
     if (rc) { teardown(); return rc; }

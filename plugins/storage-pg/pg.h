@@ -14,7 +14,7 @@
 #include "cps.h"
 
 /* What a queue is keyed by: every request naming one object shares it. */
-enum pg_kind { PG_CHANNEL, PG_PIN, PG_RECORD, PG_OBJ };
+enum pg_kind { PG_CHANNEL, PG_PIN, PG_RECORD, PG_OBJ, PG_LEASE };
 
 enum pg_op {
     OP_APPEND, OP_READ, OP_SIZE, OP_TRIM, OP_TRUNCATE, OP_ARCHIVE, OP_RESTORE,
@@ -22,7 +22,8 @@ enum pg_op {
     OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL, OP_PIN_ARCHIVE,
     OP_OBJ_APPEND, OP_OBJ_WRITE, OP_OBJ_READ, OP_OBJ_SIZE, OP_OBJ_MOVE, OP_OBJ_DELETE,
     OP_OBJ_ARCHIVE,
-    OP_CUT
+    OP_CUT,
+    OP_LEASE       /* lease.c: arg slot, arg2 ttl_ms, in holder */
 };
 
 typedef struct pg_obj {
@@ -42,6 +43,11 @@ typedef struct pg_req {
     bool has_in;       /* archive: a reason was given (possibly "") */
     char to_ns[33];    /* obj_move: the target store and key */
     char to_id[129];
+    /* A fenced channel write (lease.c): the slot and the epoch this process
+    ** held for it when the write was requested (0: none). */
+    bool fenced;
+    unsigned fence_slot;
+    uint64_t fence_epoch;
     /* Results, written on the pool thread and read in `after`. */
     bool ran;
     int status;
@@ -54,6 +60,7 @@ typedef struct pg_req {
         cps_store_size_fn size;
         cps_store_read_fn read;
         cps_store_data_fn data;
+        cps_store_lease_fn lease;
     } cb;
     void *ud;
 } pg_req;
@@ -82,5 +89,19 @@ const char *pg_pool_name(const pg_pool *p);
 ** the batch with CPS_EIO (nothing of it is committed); the text goes in
 ** err.  Returns 0 or -1 (the error). */
 int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t errlen);
+
+/* ---- lease.c: storage failover leases and fencing ---- */
+
+/* Loop thread: stamps a channel request with its slot's epoch (writes only,
+** once this process has taken a lease); takes note of a lease's outcome. */
+int  pg_lease_prepare(pg_req *r, unsigned slot, const char *holder, unsigned ttl_ms);
+void pg_lease_stamp(const cps_api *api, cps_plugin *self, const char *id, pg_req *r);
+void pg_lease_noted(pg_req *r, int status);
+/* Pool thread, inside the batch's transaction: 0, -1 (database error) or
+** PG_FENCED when a write's epoch is no longer current. */
+#define PG_FENCED (-3)
+int pg_lease_fence(PGconn *c, const pg_req *batch, char *err, size_t errlen);
+/* Pool thread: runs a batch of lease requests of one slot. */
+int pg_lease_batch(PGconn *c, pg_req *batch, char *err, size_t errlen);
 
 #endif

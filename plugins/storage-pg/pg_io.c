@@ -498,10 +498,17 @@ static void exec_quiet(PGconn *c, const char *sql) { PQclear(PQexec(c, sql)); }
 
 int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t errlen)
 {
+    if (o->kind == PG_LEASE) return pg_lease_batch(c, batch, err, errlen);
     io x = { c, err, errlen };
     PGresult *res = run(&x, "BEGIN", NULL);
     if (!res) return -2;       /* nothing sent yet that could have counted */
     PQclear(res);
+    /* storage failover: the writes' lease epoch is checked (and the lease
+    ** row locked) in this transaction, before any write */
+    if (o->kind == PG_CHANNEL) {
+        int f = pg_lease_fence(c, batch, err, errlen);
+        if (f) { exec_quiet(c, "ROLLBACK"); return f; }
+    }
     for (pg_req *r = batch; r; r = r->next) {
         r->ran = true;
         r->status = CPS_OK;

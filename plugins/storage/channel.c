@@ -152,6 +152,8 @@ static void kick(channel *ch)
     if (ch->in_kick) return;
     ch->in_kick = true;
     while (!ch->busy && ch->head) {
+        /* failover: reopen from the shared store what another node wrote */
+        if (ch->stale && ch->state != CH_OPENING && !ch->readers) { ch_forget_state(ch); ch->stale = false; }
         if (ch->state == CH_NEW) { ch_open(ch); if (ch->state != CH_OPEN) break; continue; }
         if (ch->state == CH_OPENING) break;
         op *o = ch->head;

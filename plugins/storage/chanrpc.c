@@ -857,7 +857,7 @@ int chanrpc_register(void)
         { "SERVER_CURVE_SECRET", cmd_curve_secret },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        int rc = API->register_command(ST.self, cmds[i].name, cmds[i].fn, NULL);
+        int rc = fo_register(cmds[i].name, cmds[i].fn);
         if (rc) return rc;
     }
     return CPS_OK;

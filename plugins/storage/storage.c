@@ -262,6 +262,7 @@ static void peer_down(const char *node, void *ud)
 static void fini(cps_plugin *self, void *state)
 {
     (void)self; (void)state;
+    fo_fini();
     ch_free_all();
     strmap_free(ST.doomed, doom_free);
     ST.doomed = NULL;
@@ -286,8 +287,10 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
         { "JOIN", cmd_join }, { "LEAVE", cmd_leave }, { "DROP_USER", cmd_drop_user },
         { "CHANNEL_MESSAGE", cmd_channel_message }, { "HISTORY", cmd_history },
     };
+    int rc = fo_init();
+    if (rc) return rc;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);
+        rc = fo_register(cmds[i].name, cmds[i].fn);
         if (rc) return rc;
     }
     api->on_peer_down(self, peer_down, NULL);

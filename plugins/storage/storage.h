@@ -38,6 +38,8 @@ struct channel {
     int readers;          /* history streams holding the channel */
     int open_status;      /* result of the last open */
     bool log_exists;      /* the channel log was found at open */
+    bool stale;           /* failover: another node may have written it since
+                          ** it was opened; reopened before the next op */
 };
 
 extern struct storage_role {
@@ -78,6 +80,16 @@ int  chanrpc_register(void);
 /* store.c */
 int  cmd_channel_message(cps_call *call, json_t *args, void *ud);
 void op_message(channel *ch, op *o);   /* store args.content (args.user may be null) */
+
+/* failover.c: storage failover (docs/protocol/cluster.md §10) */
+int  fo_init(void);
+void fo_fini(void);
+/* Registers a channel command behind the gate that refuses (EUNAVAILABLE)
+** channels of slots this node does not serve now. */
+int  fo_register(const char *name, cps_command_fn fn);
+bool fo_serves(const char *id);
+/* A write of channel `id` was fenced: check the slot's lease now. */
+void fo_fenced(const char *id);
 
 /* metadata.c */
 /* Apply one metadata log command line to `meta`; 0 or an error code. */

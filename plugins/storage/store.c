@@ -70,7 +70,12 @@ static void append_done(void *ud, int status, uint64_t size)
     if (ch) {
         if (status != CPS_OK) {
             API->log(ST.self, CPS_LOG_ERROR, "channel %s: append failed: %s", a->id, API->errname(status));
-            fail(ch, a->o, CPS_EIO);
+            if (status == CPS_EUNAVAILABLE) {
+                /* fenced (failover): another node serves it now; retryable */
+                ch->stale = true;
+                fo_fenced(a->id);
+            }
+            fail(ch, a->o, status == CPS_EUNAVAILABLE ? status : CPS_EIO);
         } else {
             hk_index_add(&ch->idx, a->line, a->len, a->offset);
             ch->idx.size = size;
