@@ -3,6 +3,7 @@
 ** loop-thread half: id checks (the same as storage-fs), one FIFO queue per
 ** object, batches handed to the thread pool, each one transaction (pg_io.c).
 */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,6 +716,12 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
     PG.limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? (size_t)json_integer_value(lim) : 10000;
     PG.queues = strmap_new();
     if (!PG.queues) return CPS_ENOMEM;
+    /* libpq (and the TLS and Kerberos libraries under it) keep per-thread
+    ** state in the pool threads that ran queries; unloading them with this
+    ** plugin would leave those threads pointing into unmapped code at exit.
+    ** Pin libpq for the life of the process (the handle is never closed). */
+    if (!dlopen("libpq.so.5", RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE))
+        a->log(self, CPS_LOG_WARN, "cannot pin libpq.so.5 in memory: %s", dlerror());
     /* storage_pg.conninfo, or libpq's PG* environment when absent. */
     json_t *ci = a->config_get(self, "storage_pg.conninfo");
     json_t *ps = a->config_get(self, "storage_pg.pool");

@@ -35,13 +35,19 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* libpq prints server notices ("relation ... already exists, skipping") to
+** stderr by default: they are not the operator's business. */
+static void quiet(void *arg, const char *message) { (void)arg; (void)message; }
+
 /* Defaults first: the operator's conninfo (or libpq's PG* environment when
 ** it is empty) overrides them. */
 static PGconn *connect_one(const char *conninfo)
 {
     const char *const keys[] = { "connect_timeout", "application_name", "dbname", NULL };
     const char *const vals[] = { "5", "cpsd", conninfo, NULL };
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c) PQsetNoticeProcessor(c, quiet, NULL);   /* kept across PQreset */
+    return c;
 }
 
 static void describe(PGconn *c, char *buf, size_t n)

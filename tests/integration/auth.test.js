@@ -15,7 +15,7 @@ const Path = require('node:path');
 const Crypto = require('node:crypto');
 const Http = require('node:http');
 const Nacl = require('tweetnacl');
-const { startServer, withLog, tmpDir, listFiles } = require('./lib/server');
+const { startServer, withLog, tmpDir, listFiles, readStored, statStored, existsStored } = require('./lib/server');
 
 const ROOT = tmpDir('cpsd-auth-');
 const DATA = Path.join(ROOT, 'data');
@@ -203,7 +203,7 @@ T('WRITE_BLOCK then GET /block returns exactly the bytes; a rewrite returns the 
     assert.equal(r.status, 200);
     assert.ok(r.buf.equals(bytes));
     assert.equal(r.headers.get('content-type'), 'application/octet-stream');
-    assert.ok(Fs.readFileSync(blockFile(DATA, kp)).equals(bytes));
+    assert.ok(readStored(blockFile(DATA, kp)).equals(bytes));
 
     const bytes2 = randomBlock(300);
     await register(srv, kp, bytes2);
@@ -213,7 +213,7 @@ T('WRITE_BLOCK then GET /block returns exactly the bytes; a rewrite returns the 
     // The old block went to the archive, with the reason next to the live one.
     const xx = safe(kp.pub).slice(0, 2);
     assert.ok(Fs.readFileSync(Path.join(DATA, 'data', 'archive', 'block', xx, safe(kp.pub))).equals(bytes));
-    assert.equal(Fs.readFileSync(blockFile(DATA, kp) + '.placeholder', 'utf8'), 'PASSWORD_CHANGE');
+    assert.equal(readStored(blockFile(DATA, kp) + '.placeholder', 'utf8'), 'PASSWORD_CHANGE');
     // The same through a key with a '/' (safe form in the path).
     let kp2;
     do { kp2 = keys(); } while (!kp2.pub.includes('/'));
@@ -232,7 +232,7 @@ T('REMOVE_BLOCK: the block is archived and GET answers 404 with the reason', asy
     const g = await get(srv, blockPath(kp));
     assert.equal(g.status, 404);
     assert.deepEqual(g.json, { reason: 'ACCOUNT_DELETED', code: 404 });
-    assert.equal(Fs.existsSync(blockFile(DATA, kp)), false);
+    assert.equal(existsStored(blockFile(DATA, kp)), false);
     // Nothing left to remove.
     const again = await command(srv, kp, 'REMOVE_BLOCK', {});
     assert.equal(again.status, 500);
@@ -261,7 +261,7 @@ T('a wrong signature is refused, consumes the challenge, and writes nothing', as
     let r2 = await post(srv, { sig: signFor(r1.req, r1.json, other.sec), txid: r1.json.txid });
     assert.equal(r2.status, 500);
     assert.deepEqual(r2.json, { error: 'Failed signature validation' });
-    assert.equal(Fs.existsSync(challengeFile(DATA, r1.json.txid)), false);
+    assert.equal(existsStored(challengeFile(DATA, r1.json.txid)), false);
     // Over another text (one more member).
     r1 = await round1(srv, kp, 'WRITE_BLOCK', { content });
     const sig = b64(Nacl.sign.detached(Buffer.from(JSON.stringify({ ...r1.req, ...r1.json, x: 1 })), kp.sec));

@@ -20,7 +20,7 @@ const Path = require('node:path');
 const Http = require('node:http');
 const Crypto = require('node:crypto');
 const Nacl = require('tweetnacl');
-const { startServer, withLog, tmpDir, listFiles } = require('./lib/server');
+const { startServer, withLog, tmpDir, listFiles, readStored, statStored, existsStored } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 
@@ -169,7 +169,7 @@ T('upload through RPC, then GET returns the exact bytes; GET_FILE_SIZE counts th
     assert.equal(size(stageFile(DATA, s.keys)), content.length, 'staged under data/blobstage/<xx>/<safeKey>');
     assert.deepEqual(await s.rpc.call('UPLOAD_COMPLETE', id), [id]);
     assert.equal(size(stageFile(DATA, s.keys)), null, 'the staging file moved');
-    assert.ok(Fs.readFileSync(blobFile(DATA, id)).equals(content), 'stored at blob/<xx>/<id>');
+    assert.ok(readStored(blobFile(DATA, id)).equals(content), 'stored at blob/<xx>/<id>');
     const res = await getBlob(srv.port, id);
     assert.equal(res.status, 200);
     assert.ok(res.body.equals(content), 'GET returns the uploaded bytes');
@@ -196,8 +196,8 @@ T('completion onto an existing blob: RENAME_ERR, the blob unchanged; bad ids ref
     await uploadRpc(s.rpc, blobId(), Crypto.randomBytes(500));
     assert.equal(await s.rpc.fail('UPLOAD_COMPLETE', id), 'RENAME_ERR');
     assert.equal(await s.rpc.fail('OWNED_UPLOAD_COMPLETE', id), 'EEXISTS');
-    assert.ok(Fs.readFileSync(blobFile(DATA, id)).equals(first), 'the existing blob is left unchanged');
-    assert.equal(Fs.existsSync(blobFile(DATA, id) + '.metadata.ndjson'), false, 'no owner added to it');
+    assert.ok(readStored(blobFile(DATA, id)).equals(first), 'the existing blob is left unchanged');
+    assert.equal(existsStored(blobFile(DATA, id) + '.metadata.ndjson'), false, 'no owner added to it');
     assert.equal(size(stageFile(DATA, s.keys)), 500, 'the staged upload stays');
     for (const bad of ['../../../etc', id.toUpperCase(), id.slice(1), id + '0', 42, null]) {
         assert.equal(await s.rpc.fail('UPLOAD_COMPLETE', bad), 'INVALID_ID');
@@ -208,8 +208,8 @@ T('completion onto an existing blob: RENAME_ERR, the blob unchanged; bad ids ref
     const id2 = blobId();
     assert.equal(await other.rpc.fail('UPLOAD_COMPLETE', id2), 'RENAME_ERR');
     assert.notEqual(await other.rpc.fail('OWNED_UPLOAD_COMPLETE', id2), undefined);
-    assert.equal(Fs.existsSync(blobFile(DATA, id2)), false);
-    assert.equal(Fs.existsSync(blobFile(DATA, id2) + '.metadata.ndjson'), false, 'the metadata of a failed completion is removed');
+    assert.equal(existsStored(blobFile(DATA, id2)), false);
+    assert.equal(existsStored(blobFile(DATA, id2) + '.metadata.ndjson'), false, 'the metadata of a failed completion is removed');
     s.r.close();
     other.r.close();
 });
@@ -450,7 +450,7 @@ T('OWNED_UPLOAD_COMPLETE, then REMOVE_OWNED_CHANNEL by another key and by the ow
     const content = Crypto.randomBytes(3000);
     await uploadRpc(owner.rpc, id, content);
     assert.deepEqual(await owner.rpc.call('OWNED_UPLOAD_COMPLETE', id), [id]);
-    assert.equal(Fs.readFileSync(blobFile(DATA, id) + '.metadata.ndjson', 'utf8'),
+    assert.equal(readStored(blobFile(DATA, id) + '.metadata.ndjson', 'utf8'),
         `{"owners":["${owner.keys.pub}"]}\n`, 'the owner in unsafe form');
     assert.ok((await getBlob(srv.port, id)).body.equals(content));
 
@@ -467,7 +467,7 @@ T('OWNED_UPLOAD_COMPLETE, then REMOVE_OWNED_CHANNEL by another key and by the ow
 
     assert.deepEqual(await owner.rpc.call('REMOVE_OWNED_CHANNEL', { channel: id, reason: 'gone' }), ['OK']);
     assert.equal((await getBlob(srv.port, id)).status, 404, '404 afterwards');
-    assert.equal(Fs.existsSync(blobFile(DATA, id)), false);
+    assert.equal(existsStored(blobFile(DATA, id)), false);
     assert.ok(Fs.readFileSync(Path.join(DATA, 'data', 'archive', 'blob', id.slice(0, 2), id)).equals(content), 'archived');
     assert.ok(Fs.existsSync(Path.join(DATA, 'data', 'archive', 'blob', id.slice(0, 2), id + '.metadata.ndjson')));
     const r = await C.rawReady(srv.url);

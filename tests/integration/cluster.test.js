@@ -20,7 +20,7 @@ const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
 const ChildProcess = require('node:child_process');
-const { channelFile, tmpDir } = require('./lib/server');
+const { channelFile, tmpDir, readStored, statStored, existsStored } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const L = require('./lib/cluster');
@@ -33,12 +33,12 @@ const msgContent = (tag) => `${tag}|${C.hex(12)}`;
 // lines of a channel log on storage node `idx` (null if absent)
 const fileLines = (cl, idx, id, suffix = '.ndjson') => {
     let t;
-    try { t = Fs.readFileSync(channelFile(cl.storageDir(idx), id, suffix), 'utf8'); } catch (e) { return null; }
+    try { t = readStored(channelFile(cl.storageDir(idx), id, suffix), 'utf8'); } catch (e) { return null; }
     const parts = t.split('\n');
     if (parts[parts.length - 1] === '') { parts.pop(); }
     return parts;
 };
-const fileExists = (cl, idx, id, suffix = '.ndjson') => Fs.existsSync(channelFile(cl.storageDir(idx), id, suffix));
+const fileExists = (cl, idx, id, suffix = '.ndjson') => existsStored(channelFile(cl.storageDir(idx), id, suffix));
 
 const isMsgIn = (chan) => (f) => isArr(f) && f[0] === 0 && f[2] === 'MSG' && f[3] === chan;
 const isJoinOf = (id, chan) => (f) => isArr(f) && f[0] === 0 && f[2] === 'JOIN' && f[1] === id && f[3] === chan;
@@ -358,7 +358,7 @@ describe('cluster: traffic across fronts', () => {
             const s1 = (await R.anon(r1, HK, 'GET_FILE_SIZE', chan))[0];
             assert.equal(s0, s1, `GET_FILE_SIZE of ${chan} is the same through both fronts`);
             const idx = L.place(chan, 2);
-            const bytes = Fs.statSync(channelFile(cl.storageDir(idx), chan)).size;
+            const bytes = statStored(channelFile(cl.storageDir(idx), chan)).size;
             assert.ok(s0 >= bytes, `GET_FILE_SIZE ${s0} counts at least the log (${bytes} bytes)`);
         }
         assert.deepEqual(await R.anon(r1, HK, 'GET_FILE_SIZE', C.padId()), [0], 'unknown channel: 0');
@@ -383,8 +383,8 @@ describe('cluster: traffic across fronts', () => {
             assert.deepEqual(await c0.call('GET_HASH', K.pub), [R.pinHash([p1, p2, p3])], 'GET_HASH through front 0');
             assert.deepEqual(await c0.call('UNPIN', [p1]), []);
             assert.deepEqual(await c1.call('GET_HASH', K.pub), [R.pinHash([p2, p3])]);
-            assert.ok(Fs.existsSync(pinFile(cl, idx, K)), `pin log of ${K.safe} on storage:${idx} (${pinFile(cl, idx, K)})`);
-            assert.ok(!Fs.existsSync(pinFile(cl, 1 - idx, K)), `no pin log on storage:${1 - idx}`);
+            assert.ok(existsStored(pinFile(cl, idx, K)), `pin log of ${K.safe} on storage:${idx} (${pinFile(cl, idx, K)})`);
+            assert.ok(!existsStored(pinFile(cl, 1 - idx, K)), `no pin log on storage:${1 - idx}`);
             // a bad signature is refused through either front
             const bad = await c1.raw('GET_HASH', K.pub, { signer: R.keyPair().secretKey });
             assert.equal(bad.reply[1], 'ERROR', `bad signature: ${C.short(bad.reply)}`);

@@ -14,7 +14,7 @@ const Fs = require('node:fs');
 const Path = require('node:path');
 const Crypto = require('node:crypto');
 const { isDeepStrictEqual } = require('node:util');
-const { startServer, withLog, tmpDir, channelFile, listFiles } = require('./lib/server');
+const { startServer, withLog, tmpDir, channelFile, listFiles, readStored, statStored, existsStored, PG } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 
@@ -59,10 +59,10 @@ const content = (n) => {
 };
 const hashOf = (c) => c.slice(0, 64);
 const fileSize = (id, suffix = '.ndjson') => {
-    try { return Fs.statSync(channelFile(DATA, id, suffix)).size; } catch (e) { return null; }
+    try { return statStored(channelFile(DATA, id, suffix)).size; } catch (e) { return null; }
 };
 const readText = (id, suffix = '.ndjson') => {
-    try { return Fs.readFileSync(channelFile(DATA, id, suffix), 'utf8'); } catch (e) { return null; }
+    try { return readStored(channelFile(DATA, id, suffix), 'utf8'); } catch (e) { return null; }
 };
 const fileLines = (id, suffix = '.ndjson') => {
     const t = readText(id, suffix);
@@ -503,7 +503,7 @@ T('SET_METADATA by a non-owner → INSUFFICIENT_PERMISSIONS; E_NO_OWNERS without
     const before3 = snapshot();
     assert.equal(await a.rpc.fail('TRIM_HISTORY', { channel: Q, hash: hashOf(content(70)) }), 'E_NO_OWNERS');
     assert.deepEqual(snapshot(), before3, 'nothing written for a pad without owners');
-    assert.notDeepEqual(before2, before3);
+    if (!PG) { assert.notDeepEqual(before2, before3); }   // storage-fs's files
     a.r.close(); x.r.close();
 });
 

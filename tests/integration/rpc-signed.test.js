@@ -14,7 +14,7 @@ const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
 const Crypto = require('node:crypto');
-const { startServer, withLog, tmpDir, channelFile, listFiles } = require('./lib/server');
+const { startServer, withLog, tmpDir, channelFile, listFiles, readStored, statStored, existsStored, writeStored } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 
@@ -36,9 +36,8 @@ const rnd = (n) => Crypto.randomBytes(n).toString('base64');
 const msgContent = (tag) => `${tag}|${rnd(60)}`;
 
 const writePad = (id, meta, lines) => {
-    Fs.mkdirSync(Path.dirname(channelFile(DATA, id)), { recursive: true });
-    Fs.writeFileSync(channelFile(DATA, id, '.metadata.ndjson'), JSON.stringify(meta) + '\n');
-    Fs.writeFileSync(channelFile(DATA, id), lines.map(l => JSON.stringify(l) + '\n').join(''));
+    writeStored(channelFile(DATA, id, '.metadata.ndjson'), JSON.stringify(meta) + '\n');
+    writeStored(channelFile(DATA, id), lines.map(l => JSON.stringify(l) + '\n').join(''));
 };
 
 before(withLog(() => srv, async () => {
@@ -63,7 +62,7 @@ after(async () => {
 
 const snapshot = () => listFiles(DATA);
 const readText = (id, suffix = '.ndjson') => {
-    try { return Fs.readFileSync(channelFile(DATA, id, suffix), 'utf8'); } catch (e) { return null; }
+    try { return readStored(channelFile(DATA, id, suffix), 'utf8'); } catch (e) { return null; }
 };
 
 // A fresh connection with a signed-call client for keys (COOKIE done).
@@ -457,27 +456,27 @@ T('replaying a signed request: accepted while its cookie is valid, refused after
     await r.join(P);
     const h = await C.getHistory(r, HK, P, { txid: 'c', metadata: { owners: [A.pub] } });
     assert.equal(h.end.state, 1, `pad created: ${C.short(h.items)}`);
-    const metaSize = Fs.statSync(channelFile(DATA, P, '.metadata.ndjson')).size;
+    const metaSize = statStored(channelFile(DATA, P, '.metadata.ndjson')).size;
     await r.msg(P, msgContent('m1'));
     const pl = R.payload(A, rpc.cookie, 'CLEAR_OWNED_CHANNEL', P);
     let res = await R.send(r, HK, pl);
     assert.equal(res.reply[1].includes('|'), true, `first CLEAR: ${C.short(res.reply)}`);
-    assert.equal(Fs.statSync(channelFile(DATA, P)).size, 0, 'log cleared');
+    assert.equal(statStored(channelFile(DATA, P)).size, 0, 'log cleared');
     await r.msg(P, msgContent('m2'));
-    assert.ok(Fs.statSync(channelFile(DATA, P)).size > 0);
+    assert.ok(statStored(channelFile(DATA, P)).size > 0);
     res = await R.send(r, HK, pl);                       // same payload, new txid
     assert.notEqual(res.reply[1], 'ERROR', `replay while the cookie is valid is accepted: ${C.short(res.reply)}`);
-    assert.equal(Fs.statSync(channelFile(DATA, P)).size, 0, 'the replay ran (log cleared again)');
+    assert.equal(statStored(channelFile(DATA, P)).size, 0, 'the replay ran (log cleared again)');
     // end the session: the replay is refused
     const ex = await rpc.raw('EXPIRE_SESSION', null);
     assert.equal(ex.reply[2], 'OK');
     const m3 = msgContent('m3');
     await r.msg(P, m3);
-    const sizeBefore = Fs.statSync(channelFile(DATA, P)).size;
+    const sizeBefore = statStored(channelFile(DATA, P)).size;
     res = await R.send(r, HK, pl);
     assert.deepEqual(res.reply, [res.txid, 'ERROR', 'NO_COOKIE'], 'replay after the session ended');
-    assert.equal(Fs.statSync(channelFile(DATA, P)).size, sizeBefore, 'the refused replay changed nothing');
-    assert.equal(Fs.statSync(channelFile(DATA, P, '.metadata.ndjson')).size, metaSize);
+    assert.equal(statStored(channelFile(DATA, P)).size, sizeBefore, 'the refused replay changed nothing');
+    assert.equal(statStored(channelFile(DATA, P, '.metadata.ndjson')).size, metaSize);
     // even on another connection, the same payload is refused now
     const r2 = await C.rawReady(srv.url);
     res = await R.send(r2, HK, pl);

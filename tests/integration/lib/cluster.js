@@ -26,7 +26,7 @@ const Net = require('node:net');
 const Http = require('node:http');
 const Crypto = require('node:crypto');
 const ChildProcess = require('node:child_process');
-const { binPath, toLua, tmpDir } = require('./server');
+const { binPath, toLua, tmpDir, storageConfig } = require('./server');
 
 const sleep = (ms) => new Promise(r => setTimeout(r, ms));
 const ROLES = ['front', 'core', 'storage'];
@@ -162,6 +162,7 @@ const startCluster = async (opts = {}) => {
         plugins: ['storage-fs', 'rpc-channel', 'rpc-pin', 'example_rpc', '?web', '?blob', '?auth'],
         limits: { max_frame: 1048576, max_send_queue: 1048576 },
         front: { ping_after_ms: 15000, drop_after_ms: 60000, check_every_ms: 5000 },
+        ...storageConfig(dataDir),
         ...(opts.config || {}),
     };
     const topo = makeTopology({ key, ports, counts, config });

@@ -98,6 +98,139 @@ const deepMerge = (base, over) => {
     return out;
 };
 
+// CPS_TEST_STORAGE=pg: the whole suite on storage-pg.  A server gets the
+// database of its data_dir (made here with createdb on first use), so a
+// restart on the same data_dir finds its data again.  The role
+// tests/pg/pg_env.sh makes may create databases; PGHOST, PGUSER... come from
+// the environment, and the whole PostgreSQL is removed at the end of the run.
+const PG = process.env.CPS_TEST_STORAGE === 'pg';
+const pgMade = new Set();
+const pgDbOf = new Map();   // resolved data_dir -> its database
+const storageConfig = (dataDir) => {
+    if (!PG) { return {}; }
+    const db = 'cps_' + require('node:crypto').createHash('sha256').update(Path.resolve(dataDir)).digest('hex').slice(0, 24);
+    if (!pgMade.has(db)) {
+        const r = ChildProcess.spawnSync('createdb', [db], { encoding: 'utf8' });
+        if (r.status !== 0 && !/already exists/.test(r.stderr || '')) {
+            throw new Error(`createdb ${db}: ${r.stderr || r.error}`);
+        }
+        pgMade.add(db);
+    }
+    pgDbOf.set(Path.resolve(dataDir), db);
+    return { storage_backend: 'pg', storage_pg: { conninfo: `dbname=${db}` } };
+};
+// ------------------------------------------------------------ stored bytes
+
+// What storage-pg keeps for the storage-fs file at `rel` (relative to
+// data_dir; a cluster node's "storage-<i>/" prefix dropped): the kinds,
+// namespace, id and archive flag of its row in cps_object (docs/storage-pg.md).
+const pgKeyOf = (rel) => {
+    rel = rel.replace(/^[a-z]+-\d+\//, '');
+    let m = /^(data\/archive\/)?datastore\/[^/]{2}\/([^/]+?)(\.metadata)?\.ndjson(\.placeholder)?$/.exec(rel);
+    if (m) {
+        const kind = m[4] ? 'H' : m[3] ? 'M' : 'L';
+        return { kinds: kind, ns: '', id: m[2], arch: !!m[1] };
+    }
+    if ((m = /^data\/(archive\/)?pins\/[^/]{2}\/([^/]+)\.ndjson$/.exec(rel))) {
+        return { kinds: 'P', ns: '', id: m[2], arch: !!m[1] };
+    }
+    if ((m = /^(blob|block)\/[^/]{2}\/([^/]+)$/.exec(rel))) { return { kinds: 'O', ns: m[1], id: m[2], arch: false }; }
+    if ((m = /^data\/archive\/([a-z]+)\/[^/]{2}\/([^/]+)$/.exec(rel))) { return { kinds: 'O', ns: m[1], id: m[2], arch: true }; }
+    if ((m = /^data\/([a-z0-9_-]+)\/[^/]{2}\/([^/]+)$/.exec(rel))) { return { kinds: 'R,O', ns: m[1], id: m[2], arch: false }; }
+    return null;
+};
+
+// The bytes of that row, or null; values go to psql as variables.
+const pgRead = (file) => {
+    const abs = Path.resolve(file);
+    let best = null;
+    for (const [dir, db] of pgDbOf) {
+        if (abs.startsWith(dir + '/') && (!best || dir.length > best.dir.length)) { best = { dir, db }; }
+    }
+    const k = best && pgKeyOf(abs.slice(best.dir.length + 1));
+    if (!k) { return null; }
+    const sql = "SELECT 'x' || encode(coalesce((SELECT string_agg(c.data, ''::bytea ORDER BY c.off) " +
+        'FROM cps_chunk c WHERE c.oid = o.oid), \'\'::bytea), \'hex\') FROM cps_object o ' +
+        "WHERE o.kind = ANY (string_to_array(:'kinds', ',')) AND o.ns = :'ns' AND o.id = :'id' " +
+        "AND o.arch = :'arch'::boolean LIMIT 1;\n";
+    const r = ChildProcess.spawnSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', best.db,
+        '-v', `kinds=${k.kinds}`, '-v', `ns=${k.ns}`, '-v', `id=${k.id}`, '-v', `arch=${k.arch}`],
+    { input: sql, encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 });
+    if (r.status !== 0) { throw new Error(`psql: ${r.stderr}`); }
+    const out = r.stdout.trim();
+    return out.startsWith('x') ? Buffer.from(out.slice(1), 'hex') : null;
+};
+
+// Seeding: the data_dir is the prefix whose remainder is a storage-fs path
+// (the shortest such remainder), and its database and schema are made here
+// when the server has not run yet (schema version 1 of
+// plugins/storage-pg/pg_conn.c, recorded as such, so the plugin accepts it).
+const PG_SCHEMA_V1 = `
+CREATE TABLE IF NOT EXISTS cps_schema_version (version integer NOT NULL);
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM cps_schema_version) THEN
+    CREATE TABLE cps_object (oid bigserial PRIMARY KEY, kind text NOT NULL, ns text NOT NULL,
+      id text NOT NULL, arch boolean NOT NULL, size bigint NOT NULL, UNIQUE (kind, ns, id, arch));
+    CREATE TABLE cps_chunk (oid bigint NOT NULL REFERENCES cps_object (oid) ON DELETE CASCADE,
+      off bigint NOT NULL, data bytea NOT NULL, PRIMARY KEY (oid, off));
+    INSERT INTO cps_schema_version (version) VALUES (1);
+  END IF;
+END $$;
+`;
+const pgWrite = (file, data) => {
+    const abs = Path.resolve(file);
+    const parts = abs.split('/');
+    let dir = null; let k = null;
+    for (let i = parts.length - 1; i > 0 && !k; i--) {
+        k = pgKeyOf(parts.slice(i).join('/'));
+        if (k) { dir = parts.slice(0, i).join('/'); }
+    }
+    if (!k) { throw new Error(`writeStored: ${file} is no storage-fs path`); }
+    const db = storageConfig(dir).storage_pg.conninfo.slice('dbname='.length);
+    const kind = k.kinds === 'R,O' ? (k.ns === 'blobstage' ? 'O' : 'R') : k.kinds;
+    const hex = Buffer.from(data).toString('hex');
+    const sql = PG_SCHEMA_V1 + 'BEGIN;\n' +
+        "DELETE FROM cps_object WHERE kind = :'kind' AND ns = :'ns' AND id = :'id' AND arch = :'arch'::boolean;\n" +
+        "WITH o AS (INSERT INTO cps_object (kind, ns, id, arch, size) VALUES (:'kind', :'ns', :'id', :'arch'::boolean, " +
+        "length(decode(:'hex', 'hex'))) RETURNING oid) " +
+        "INSERT INTO cps_chunk (oid, off, data) SELECT oid, 0, decode(:'hex', 'hex') FROM o WHERE length(:'hex') > 0;\n" +
+        'COMMIT;\n';
+    const r = ChildProcess.spawnSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', db,
+        '-v', `kind=${kind}`, '-v', `ns=${k.ns}`, '-v', `id=${k.id}`, '-v', `arch=${k.arch}`, '-v', `hex=${hex}`],
+    { input: sql, encoding: 'utf8' });
+    if (r.status !== 0) { throw new Error(`psql: ${r.stderr}`); }
+};
+
+const enoent = (file) => Object.assign(new Error(`ENOENT: no such stored object, open '${file}'`), { code: 'ENOENT' });
+
+// Fs.readFileSync / existsSync / statSync of a storage-fs file, which with
+// CPS_TEST_STORAGE=pg read the same object from the database instead.
+const readStored = (file, enc) => {
+    if (!PG) { return Fs.readFileSync(file, enc); }
+    const b = pgRead(file);
+    if (!b) { throw enoent(file); }
+    return enc ? b.toString(enc) : b;
+};
+const existsStored = (file) => (PG ? pgRead(file) !== null : Fs.existsSync(file));
+const statStored = (file) => {
+    if (!PG) { return Fs.statSync(file); }
+    const b = pgRead(file);
+    if (!b) { throw enoent(file); }
+    return { size: b.length };
+};
+
+// Fs.writeFileSync of a storage-fs file (its directories made), or with
+// CPS_TEST_STORAGE=pg the same object written to the database.
+const writeStored = (file, data) => {
+    if (PG) { pgWrite(file, data); return; }
+    Fs.mkdirSync(Path.dirname(file), { recursive: true });
+    Fs.writeFileSync(file, data);
+};
+
+// For tests that read or write storage-fs's files in data_dir, which do not
+// exist with another backend: `test(name, { skip: FS_ONLY }, fn)`.
+const FS_ONLY = PG ? "storage-fs only: it writes, copies or tears the files of the on-disk datastore, or checks where they lie (CPS_TEST_STORAGE=pg)" : false;
+
 const defaultConfig = (dir) => ({
     listen: { host: '127.0.0.1', port: 0, extra_ports: [] },
     data_dir: Path.join(dir, 'data'),
@@ -198,7 +331,10 @@ const startServer = async (overrides = {}, opts = {}) => {
         throw new Error(`cpsd binary not found at ${bin} (set CPSD_BIN)`);
     }
     const dir = opts.dir || tmpDir();
-    const config = deepMerge(defaultConfig(dir), overrides);
+    let config = deepMerge(defaultConfig(dir), overrides);
+    if (PG && !('storage_backend' in overrides) && typeof config.data_dir === 'string') {
+        config = deepMerge(config, storageConfig(config.data_dir));
+    }
     if (typeof config.data_dir === 'string') { Fs.mkdirSync(config.data_dir, { recursive: true }); }
     const configFile = Path.join(dir, 'config.lua');
     Fs.writeFileSync(configFile, renderConfig(config));
@@ -373,5 +509,6 @@ const listFiles = (dir) => {
 
 module.exports = {
     startServer, withLog, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir, EXAMPLES,
-    TESTS_DIR, FIXTURES_DIR, channelFile, listFiles,
+    TESTS_DIR, FIXTURES_DIR, channelFile, listFiles, storageConfig, FS_ONLY, PG,
+    readStored, existsStored, statStored, writeStored,
 };
