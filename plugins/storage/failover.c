@@ -20,7 +20,9 @@
 
 typedef struct slot {
     bool held;
-    bool asking;                /* a lease request is in flight */
+    bool asking;                /* an acquire or renewal is in flight */
+    unsigned gen;               /* bumped when we give the slot up: answers
+                                ** to requests made before are stale */
     uint64_t epoch;
     uint64_t renewed_at;        /* last successful renewal (now_ms) */
     uint64_t yield_until;       /* handed back: no take-over before */
@@ -33,6 +35,7 @@ static struct {
     char holder[80];            /* "storage:1/<instance>" */
     slot slots[MAX_SLOTS];
     cps_timer *tick;
+    uint64_t started_at;        /* no stand-in before the others had a chance */
     cps_counter *c_takeovers, *c_lost;
     struct gate { cps_command_fn fn; } gates[MAX_CMDS];
     int ngates;
@@ -110,6 +113,7 @@ static void drop_slot(int k, const char *why)
     if (!s->held) return;
     s->held = false;
     s->epoch = 0;
+    s->gen++;
     dropping d = { k, json_object(), 0 };
     strmap_each(ST.channels, drop_channel, &d);
     const char *front;
@@ -124,12 +128,13 @@ static void drop_slot(int k, const char *why)
     json_t *idv;
     json_array_foreach(ids, i, idv) ch_release(ch_get(json_string_value(idv), false));
     json_decref(ids);
-    API->log(ST.self, CPS_LOG_WARN, "storage slot %d: no longer served here (%s); %zu channel(s) dropped", k, why, d.n);
+    API->log(ST.self, CPS_LOG_WARN, "storage slot %d: no longer served by %s (%s); %zu channel(s) dropped", k, ST.node,
+             why, d.n);
 }
 
 /* ---- leases ---- */
 
-typedef struct asking { int k; unsigned ttl; } asking;
+typedef struct asking { int k; unsigned ttl; unsigned gen; } asking;
 
 static void ask_release(int k, const char *holder)
 {
@@ -150,17 +155,20 @@ static void leased(void *ud, int status, uint64_t epoch, const char *holder)
 {
     asking *a = ud;
     int k = a->k;
-    unsigned ttl = a->ttl;
+    unsigned ttl = a->ttl, gen = a->gen;
     free(a);
     if (!FO.on) return;
     slot *s = &FO.slots[k];
-    s->asking = false;
     if (ttl == 0) return;                   /* a release: nothing to note */
+    s->asking = false;
+    /* asked before we gave the slot up: our release is queued behind it */
+    if (gen != s->gen) return;
     uint64_t now = API->now_ms();
     if (status == CPS_OK) {
         if (s->held && s->epoch != epoch) drop_slot(k, "the lease changed hands meanwhile");
         if (!s->held) {
-            API->log(ST.self, CPS_LOG_INFO, "storage slot %d: served here, epoch %llu", k, (unsigned long long)epoch);
+            API->log(ST.self, CPS_LOG_INFO, "storage slot %d: served by %s, epoch %llu", k, ST.node,
+                     (unsigned long long)epoch);
             if (k != FO.me) API->counter_add(FO.c_takeovers, 1);
         }
         s->held = true;
@@ -185,10 +193,11 @@ static void ask(int k, unsigned ttl)
     if (!a || !b) { free(a); return; }
     a->k = k;
     a->ttl = ttl;
-    FO.slots[k].asking = ttl > 0;
+    a->gen = FO.slots[k].gen;
+    if (ttl) FO.slots[k].asking = true;
     int rc = b->lease(b->state, (unsigned)k, FO.holder, ttl, leased, a);
     if (rc) {
-        FO.slots[k].asking = false;
+        if (ttl) FO.slots[k].asking = false;
         free(a);
         API->log(ST.self, CPS_LOG_WARN, "storage slot %d: lease request refused: %s", k, API->errname(rc));
     }
@@ -201,7 +210,8 @@ static void check_slots(void)
         slot *s = &FO.slots[k];
         if (s->asking) continue;
         if (s->held) ask(k, TTL_MS);                               /* renew */
-        else if (wanted(k) && (k == FO.me || now >= s->yield_until)) ask(k, TTL_MS);
+        else if (wanted(k) && (k == FO.me || (now >= s->yield_until && now >= FO.started_at + TTL_MS)))
+            ask(k, TTL_MS);
     }
 }
 
@@ -212,8 +222,18 @@ static void tick(cps_timer *t, void *ud)
 }
 
 /* A storage node's link went down: take its slot over as soon as its lease
-** lets us (the next ticks retry until it expires). */
-static void peer_changed(const char *node, void *ud)
+** lets us (the next ticks retry until it expires), even if we handed it
+** back to that node a moment ago. */
+static void peer_down(const char *node, void *ud)
+{
+    (void)ud;
+    if (!FO.on || strncmp(node, "storage:", 8) != 0) return;
+    long k = strtol(node + 8, NULL, 10);
+    if (k >= 0 && k < FO.n && !API->node_is_up(ST.self, node)) FO.slots[k].yield_until = 0;
+    check_slots();
+}
+
+static void peer_up(const char *node, void *ud)
 {
     (void)ud;
     if (FO.on && !strncmp(node, "storage:", 8)) check_slots();
@@ -294,8 +314,9 @@ int fo_init(void)
     FO.c_lost = API->counter(ST.self, "storage_slot_leases_lost_total");
     int rc = API->register_command(ST.self, "SLOT_RELEASE", cmd_slot_release, NULL);
     if (rc) return rc;
-    API->on_peer_down(ST.self, peer_changed, NULL);
-    API->on_peer_up(ST.self, peer_changed, NULL);
+    API->on_peer_down(ST.self, peer_down, NULL);
+    API->on_peer_up(ST.self, peer_up, NULL);
+    FO.started_at = API->now_ms();
     FO.tick = API->timer_start(ST.self, TICK_MS, TICK_MS, tick, NULL);
     check_slots();
     API->log(ST.self, CPS_LOG_INFO, "storage failover on: %s serves slot %d and stands in for others", FO.holder, FO.me);
