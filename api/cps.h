@@ -393,7 +393,7 @@ typedef struct cps_api {
     ** a later call replaces the text. */
     int (*rpc_describe)(cps_plugin *p, const char *name, const char *summary);
 
-    /* Liveness, as this process sees it (docs/protocol/cluster.md §10a): a
+    /* Liveness, as this process sees it (docs/protocol/cluster.md §11.2): a
     ** node of this process is always up, another one while its link is
     ** established.  Be told when a link to another node comes up (the
     ** counterpart of on_peer_down).  Several watchers may register. */

@@ -150,7 +150,7 @@ typedef struct cps_storage_backend {
     int (*channel_cut)(void *state, const char *id, uint64_t offset, uint64_t len,
                        cps_store_done_fn done, void *ud);
 
-    /* -- appended for storage failover (docs/protocol/cluster.md §10b; check
+    /* -- appended for storage failover (docs/protocol/cluster.md §11.4; check
     **    with CPS_STORAGE_HAS(b, lease) and that it is not NULL: a backend
     **    whose data other nodes cannot reach, like storage-fs, leaves it NULL) --
     ** Storage nodes sharing one backend take turns serving a slot (a

@@ -39,6 +39,11 @@ return {
         pool = 4,
     },
 
+    -- In a cluster whose storage nodes share one backend ("pg"): when a
+    -- storage node is down, another one serves its channels, under leases
+    -- kept in that backend (docs/protocol/cluster.md §11).
+    storage_failover = false,
+
     -- Extra directories searched for .so plugins and Lua scripts, before the
     -- built-in ones: <binary's dir>/plugins, then the install's
     -- lib/cpsd/plugins and share/cpsd/lua found from the binary's place

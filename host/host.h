@@ -123,7 +123,7 @@ void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const
                          const char *cmd, int err, json_t *args);
 void cps_router_peer_down(const char *peer);
 int  cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), void *ud);
-/* Liveness as this process sees it (docs/protocol/cluster.md §10a). */
+/* Liveness as this process sees it (docs/protocol/cluster.md §11.2). */
 void cps_router_peer_up(const char *peer);
 int  cps_router_on_peer_up(cps_plugin *p, void (*fn)(const char *, void *), void *ud);
 bool cps_router_node_is_up(const char *id);

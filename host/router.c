@@ -514,7 +514,7 @@ void cps_router_peer_down(const char *peer)
     for (int i = 0; i < nwatchers; i++) watchers[i].fn(peer, watchers[i].ud);
 }
 
-/* ---- liveness (docs/protocol/cluster.md §10a): a local node is up; a
+/* ---- liveness (docs/protocol/cluster.md §11.2): a local node is up; a
 ** remote one while its link is established.  Generic: the host only
 ** knows nodes and links, a plugin decides what a node's absence means. ---- */
 

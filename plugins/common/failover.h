@@ -1,6 +1,6 @@
 /*
 ** failover.h - where a channel is served when storage failover is on
-** (docs/protocol/cluster.md §10): the storage node owning its slot if that
+** (docs/protocol/cluster.md §11): the storage node owning its slot if that
 ** node is up, else the next one up (api->owner_live).  Header only.
 */
 #ifndef CPS_COMMON_FAILOVER_H

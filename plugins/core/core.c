@@ -16,7 +16,7 @@
 struct core_role C;
 
 /* With storage failover, the live node serving the channel's slot
-** (docs/protocol/cluster.md §10.3). */
+** (docs/protocol/cluster.md §11.3). */
 static const char *storage_of(const char *key, char *buf, size_t n)
 {
     static int failover = -1;

@@ -40,7 +40,7 @@ static struct {
     size_t max_channels;   /* front.max_channels_per_session (§12) */
     size_t max_in_flight;  /* front.max_requests_in_flight (§12) */
     cps_counter *c_users, *c_msgs;
-    bool failover;         /* storage_failover (docs/protocol/cluster.md §10) */
+    bool failover;         /* storage_failover (docs/protocol/cluster.md §11) */
     uint64_t storage_up;   /* with failover: storage nodes (by index) whose link came up */
 } F;
 
@@ -135,7 +135,7 @@ static void user_gone(user *u, const char *why)
 }
 
 /* The client must reconnect and rejoin: its channels' storage node was lost
-** or handed them over (docs/protocol/cluster.md §10.4). */
+** or handed them over (docs/protocol/cluster.md §11.5). */
 static void restart_user(user *u, const char *why)
 {
     cps_session *s = u->s;
@@ -507,7 +507,7 @@ static int cmd_forget_channel(cps_call *call, json_t *args, void *ud)
 }
 
 /* {users}: a storage node stopped serving channels these users are in
-** (docs/protocol/cluster.md §10.4): they reconnect and rejoin. */
+** (docs/protocol/cluster.md §11.5): they reconnect and rejoin. */
 static int cmd_reconnect_users(cps_call *call, json_t *args, void *ud)
 {
     (void)call; (void)ud;

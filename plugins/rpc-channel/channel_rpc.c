@@ -51,7 +51,7 @@ static void forwarded(void *ud, int error, json_t *data)
 }
 
 /* The storage node serving channel `id` (the live one with storage
-** failover, docs/protocol/cluster.md §10.3). */
+** failover, docs/protocol/cluster.md §11.3). */
 static const char *storage_of(const char *id, char *buf, size_t n)
 {
     static int failover = -1;

@@ -1,5 +1,5 @@
 /*
-** lease.c - storage failover in storage-pg (docs/protocol/cluster.md §10b):
+** lease.c - storage failover in storage-pg (docs/protocol/cluster.md §11.4):
 ** the lease of each slot (one row of cps_lease: holder, epoch, expiry on the
 ** database's clock) and the fencing of channel writes by the epoch held.
 */

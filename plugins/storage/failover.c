@@ -1,5 +1,5 @@
 /*
-** failover.c - storage failover (docs/protocol/cluster.md §10): with one
+** failover.c - storage failover (docs/protocol/cluster.md §11): with one
 ** shared backend, this node serves the channels of the slots whose lease it
 ** holds - its own slot, and the slot of a storage node that is down or
 ** stopped renewing when this node is the next one up - and refuses the rest.
@@ -246,7 +246,7 @@ void fo_fenced(const char *id)
 }
 
 /* SLOT_RELEASE {slot}: the node owning the slot is back and asks for it
-** (docs/protocol/cluster.md §10.4).  Only that node may ask. */
+** (docs/protocol/cluster.md §11.5).  Only that node may ask. */
 static int cmd_slot_release(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;

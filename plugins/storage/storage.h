@@ -81,7 +81,7 @@ int  chanrpc_register(void);
 int  cmd_channel_message(cps_call *call, json_t *args, void *ud);
 void op_message(channel *ch, op *o);   /* store args.content (args.user may be null) */
 
-/* failover.c: storage failover (docs/protocol/cluster.md §10) */
+/* failover.c: storage failover (docs/protocol/cluster.md §11) */
 int  fo_init(void);
 void fo_fini(void);
 /* Registers a channel command behind the gate that refuses (EUNAVAILABLE)

@@ -1,5 +1,5 @@
 'use strict';
-// Storage failover (docs/protocol/cluster.md §10): a 2x2x2 topology whose
+// Storage failover (docs/protocol/cluster.md §11): a 2x2x2 topology whose
 // storage nodes share one PostgreSQL database (storage-pg) with
 // storage_failover = true.
 //

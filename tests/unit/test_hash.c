@@ -124,7 +124,7 @@ static void test_router_owner(void **state)
     assert_int_equal(cps_router_role_count("storage"), 0);
 }
 
-/* owner_live skips nodes that are down (docs/protocol/cluster.md §10a):
+/* owner_live skips nodes that are down (docs/protocol/cluster.md §11.2):
 ** here storage:0 is of this process (up) and storage:1, storage:2 are
 ** remote without links (down). */
 static void test_router_owner_live(void **state)

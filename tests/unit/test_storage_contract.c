@@ -37,6 +37,7 @@ static struct {
     char dir[128];
     const cps_storage_backend *b;
     bool fs;                   /* the backend is "fs": layout checks apply */
+    char name[32], plugin[64], so[512];
 } T;                           /* the test singleton */
 
 #define B T.b
@@ -1283,6 +1284,139 @@ static void test_unload_cancels(void **state)
     T.b = NULL;
 }
 
+/* ---- leases and fencing (docs/protocol/cluster.md §11.4) ---------------- */
+
+typedef struct lres { int calls, status; uint64_t epoch; char holder[80]; } lres;
+
+static void on_lease(void *ud, int st, uint64_t epoch, const char *holder)
+{
+    lres *r = ud;
+    r->calls++;
+    r->status = st;
+    r->epoch = epoch;
+    snprintf(r->holder, sizeof r->holder, "%s", holder ? holder : "(null)");
+}
+
+static lres lease(unsigned slot, const char *holder, unsigned ttl)
+{
+    lres r = { 0 };
+    assert_int_equal(B->lease(S, slot, holder, ttl, on_lease, &r), CPS_OK);
+    assert_int_equal(r.calls, 0);
+    wait_until(&r.calls, 1);
+    return r;
+}
+
+/* Changes the lease row behind the backend's back, as another process
+** would (psql, with the same PG* environment). */
+static void sql(const char *fmt, ...)
+{
+    char q[512], cmd[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "psql -q -v ON_ERROR_STOP=1 -c \"%s\" >/dev/null", q);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Last: once a process took a lease its channel writes are fenced, which
+** the other tests do not expect.  The backend is loaded again (the unload
+** test unloaded it). */
+static void test_lease_and_fence(void **state)
+{
+    (void)state;
+    if (!T.b) {
+        assert_int_equal(cps_plugin_load_path(T.plugin, T.so, NULL), 0);
+        T.b = cps_storage_get(T.name);
+        assert_non_null(T.b);
+    }
+    assert_true(CPS_STORAGE_HAS(B, lease));
+    if (T.fs) {                /* files no other node reaches: no leases */
+        assert_null(B->lease);
+        return;
+    }
+    /* A channel of slot s: its owner among 250 storage nodes. */
+    assert_int_equal(cps_router_set_role_count("storage", 250), 0);
+    char id[33], node[32], me[64], other[64];
+    unsigned char rnd[16];
+    FILE *u = fopen("/dev/urandom", "rb");
+    assert_non_null(u);
+    assert_int_equal(fread(rnd, 1, sizeof rnd, u), sizeof rnd);
+    fclose(u);
+    for (int i = 0; i < 16; i++) snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    assert_non_null(cps_router_owner("storage", id, node, sizeof node));
+    unsigned s = (unsigned)atoi(node + 8);
+    snprintf(me, sizeof me, "storage:0/test-%.8s", id);
+    snprintf(other, sizeof other, "storage:1/test-%.8s", id);
+
+    /* bad requests */
+    lres none = { 0 };
+    assert_int_equal(B->lease(S, 9999, me, 1000, on_lease, &none), CPS_EINVAL);
+    assert_int_equal(B->lease(S, s, "bad holder", 1000, on_lease, &none), CPS_EINVAL);
+    assert_int_equal(B->lease(S, s, "", 1000, on_lease, &none), CPS_EINVAL);
+
+    /* acquire (an earlier run's lease of this slot expires within 2 s) */
+    lres a = { 0 };
+    for (int i = 0; i < 30; i++) {
+        a = lease(s, me, 2000);
+        if (a.status == CPS_OK) break;
+        usleep(100000);
+    }
+    assert_int_equal(a.status, CPS_OK);
+    uint64_t e1 = a.epoch;
+    assert_true(e1 >= 1);
+    /* one holder per process: the fence checks that name */
+    assert_int_equal(B->lease(S, s, other, 1000, on_lease, &none), CPS_EINVAL);
+    /* a renewal keeps the epoch */
+    a = lease(s, me, 2000);
+    assert_int_equal(a.status, CPS_OK);
+    assert_int_equal(a.epoch, e1);
+
+    /* writes under the epoch held pass the fence */
+    assert_int_equal(append(id, "[1]\n", NULL), CPS_OK);
+
+    /* another holder takes over: our writes fail, nothing of them lands */
+    sql("UPDATE cps_lease SET holder = '%s', epoch = epoch + 1, expiry = clock_timestamp() + interval '30 s' WHERE slot = %u",
+        other, s);
+    assert_int_equal(append(id, "[2]\n", NULL), CPS_EUNAVAILABLE);
+    res r = { 0 };
+    RUN(&r, B->meta_append(S, id, "[\"x\"]\n", 6, on_size, &r));
+    assert_int_equal(r.status, CPS_EUNAVAILABLE);
+    res_clear(&r);
+    int st;
+    char *all = read_all(id, &st);
+    assert_int_equal(st, CPS_OK);
+    assert_string_equal(all, "[1]\n");
+    free(all);
+    /* and a renewal says who holds it */
+    a = lease(s, me, 2000);
+    assert_int_equal(a.status, CPS_EBUSY);
+    assert_string_equal(a.holder, other);
+    assert_int_equal(a.epoch, e1 + 1);
+
+    /* once that lease expired we take it back, with a new epoch */
+    sql("UPDATE cps_lease SET expiry = clock_timestamp() - interval '1 s' WHERE slot = %u", s);
+    a = lease(s, me, 2000);
+    assert_int_equal(a.status, CPS_OK);
+    assert_int_equal(a.epoch, e1 + 2);
+    assert_int_equal(append(id, "[3]\n", NULL), CPS_OK);
+    all = read_all(id, &st);
+    assert_string_equal(all, "[1]\n[3]\n");
+    free(all);
+
+    /* released: our writes are refused; taking it again is a new epoch */
+    a = lease(s, me, 0);
+    assert_int_equal(a.status, CPS_OK);
+    assert_int_equal(append(id, "[4]\n", NULL), CPS_EUNAVAILABLE);
+    a = lease(s, me, 2000);
+    assert_int_equal(a.status, CPS_OK);
+    assert_int_equal(a.epoch, e1 + 3);
+    a = lease(s, me, 0);
+    assert_int_equal(a.status, CPS_OK);
+    assert_int_equal(simple(B->channel_delete, id), CPS_EUNAVAILABLE);
+    cps_router_set_role_count("storage", 0);
+}
+
 /* ---- setup ------------------------------------------------------------ */
 
 static int setup(void **state)
@@ -1300,9 +1434,10 @@ static int setup(void **state)
     const char *name = getenv("CPS_CONTRACT_BACKEND");
     if (!name || !*name) name = "fs";
     T.fs = strcmp(name, "fs") == 0;
-    char plugin[64], so[512];
-    snprintf(plugin, sizeof plugin, "storage-%s", name);
-    snprintf(so, sizeof so, "%s/%s.so", TEST_PLUGIN_DIR_FS, plugin);
+    char *plugin = T.plugin, *so = T.so;
+    snprintf(T.name, sizeof T.name, "%s", name);
+    snprintf(plugin, sizeof T.plugin, "storage-%s", name);
+    snprintf(so, sizeof T.so, "%s/%s.so", TEST_PLUGIN_DIR_FS, plugin);
     snprintf(p, sizeof p, "%s/cfg.lua", T.top);
     FILE *f = fopen(p, "w");
     if (!f) return -1;
@@ -1358,6 +1493,7 @@ int main(void)
         cmocka_unit_test(test_queue_bound),
         cmocka_unit_test(test_100mb_streams),
         cmocka_unit_test(test_unload_cancels),
+        cmocka_unit_test(test_lease_and_fence),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
