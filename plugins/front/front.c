@@ -222,7 +222,8 @@ static void msg_done(void *ud, int error, json_t *data)
     if (!error) send_json(r->u, json_pack("[O s]", r->seq, "ACK"));
     else if (error == CPS_ERR_enoent) reply_error(r->u, r->seq, "enoent", json_string(r->target));
     else send_json(r->u, json_pack("[O s]", r->seq, "ERROR"));   /* spec §7.1: no code */
-    if (error) moving(r->u, error);
+    /* a channel's message (not a direct one to a user) */
+    if (error && r->u->s && strmap_get(r->u->channels, r->target)) moving(r->u, error);
     req_free(r);
 }
 
@@ -235,7 +236,7 @@ static void hk_done(void *ud, int error, json_t *data)
     u->hk_in_flight--;
     if (error && !json_is_object(data)) {
         reply_error(u, r->seq, API->errname(error), json_null());
-        moving(u, error);
+        if (r->target[0]) moving(u, error);     /* history of a channel, not RPC */
     } else {
         json_t *ack = json_object_get(data, "ack");
         json_t *detail = json_object_get(data, "detail");

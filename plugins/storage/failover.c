@@ -96,7 +96,8 @@ static void drop_channel(const char *id, void *v, void *ud)
     }
     /* Another node writes it from now on: what we know of it (members,
     ** metadata, index) is stale; a later op reopens it from the store. */
-    json_array_clear(ch->members);
+    json_decref(ch->members);          /* copy-on-write: replies may share it */
+    ch->members = json_array();
     ch->stale = true;
     d->n++;
 }
