@@ -5,10 +5,14 @@
 # (tests/nginx/test_nginx.sh runs only `nginx -t`: the nginx service is not
 # needed; on a machine with systemd the package starts it on port 80, and
 # `systemctl disable --now nginx` stops it if that port is wanted elsewhere).
+# postgresql-15 and libpq-dev are for storage-pg (docs/storage-pg.md): the
+# plugin links libpq, and its tests start a throwaway server of their own
+# (tests/pg/pg_env.sh) on a unix socket; the package's own cluster, if the
+# machine starts it, is not used.
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libuv1-dev libwebsockets-dev libwebsockets-evlib-uv \
 liblua5.4-dev libjansson-dev libcmocka-dev libsodium-dev \
-nginx-light openssl"
+nginx-light openssl postgresql-15 libpq-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -311,8 +311,9 @@ static int req_copy_in(pg_req *r, const char *data, size_t len)
     return CPS_OK;
 }
 
-/* Appends to line logs take whole lines: a log never gains a partial line,
-** so a missing final '\n' can only mean a torn write. */
+/* Appends to line logs take whole lines (as storage-fs): a log never gains
+** a partial line, and every chunk of a channel log ends one (pg_io.c's
+** line reads rely on it). */
 static bool lines_ok(const char *data, size_t len) { return data && len && data[len - 1] == '\n'; }
 
 /* ---- channel logs ----------------------------------------------------- */
@@ -427,7 +428,7 @@ static int pg_channel_delete(void *st, const char *id, cps_store_done_fn done, v
     return channel_simple(OP_DELETE, id, 0, done, ud);
 }
 
-/* Reads of a whole small file of an object. */
+/* Reads of a whole small object (metadata log, placeholder, pin log, record). */
 static int read_whole(int kind, int op, const char *id, const char *ns, cps_store_data_fn done, void *ud)
 {
     int rc;

@@ -11,7 +11,7 @@ const Fs = require('node:fs');
 const Path = require('node:path');
 const Crypto = require('node:crypto');
 const Nacl = require('tweetnacl');
-const { startServer, withLog, tmpDir } = require('./lib/server');
+const { startServer, withLog, tmpDir, existsStored } = require('./lib/server');
 
 const ROOT = tmpDir('cpsd-authlim-');
 const CONF = {
@@ -53,8 +53,8 @@ const command = async (kp, cmd, params = {}) => {
 const challengeFile = (txid) => Path.join(srv.config.data_dir, 'data', 'challenges', txid.slice(0, 2), txid);
 const waitGone = async (files, ms) => {
     const end = Date.now() + ms;
-    while (Date.now() < end && files.some(f => Fs.existsSync(f))) { await sleep(50); }
-    return files.filter(f => Fs.existsSync(f));
+    while (Date.now() < end && files.some(f => existsStored(f))) { await sleep(50); }
+    return files.filter(f => existsStored(f));
 };
 
 // TOTP (RFC 6238) with Node's HMAC, as auth.test.js.
@@ -153,7 +153,7 @@ T('challenges of an earlier run are collected at start-up', async () => {
         txids.push(r.json.txid);
     }
     const files = txids.map(challengeFile);
-    files.forEach(f => assert.ok(Fs.existsSync(f), f));
+    files.forEach(f => assert.ok(existsStored(f), f));
     await sleep(1300);           // the index record is saved (every second)
     assert.equal(await srv.stop(), 0);
     srv = null;

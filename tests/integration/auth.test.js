@@ -173,11 +173,11 @@ T('TEST: round 1 gives {txid, date}, round 2 succeeds, the challenge record is g
     assert.ok(Math.abs(Date.parse(r1.json.date) - Date.now()) < 60000);
     const file = challengeFile(DATA, r1.json.txid);
     // The stored text is exactly what the client signs.
-    assert.equal(Fs.readFileSync(file, 'utf8'), JSON.stringify({ ...r1.req, ...r1.json }));
+    assert.equal(readStored(file, 'utf8'), JSON.stringify({ ...r1.req, ...r1.json }));
     const r2 = await post(srv, { sig: signFor(r1.req, r1.json, kp.sec), txid: r1.json.txid });
     assert.equal(r2.status, 200, r2.text);
     assert.deepEqual(r2.json, { success: 1 });
-    assert.equal(Fs.existsSync(file), false, 'challenge deleted after use');
+    assert.equal(existsStored(file), false, 'challenge deleted after use');
 });
 
 T('both /api/auth and /api/auth/ reach the endpoint', async () => {
@@ -212,7 +212,7 @@ T('WRITE_BLOCK then GET /block returns exactly the bytes; a rewrite returns the 
     assert.ok(r.buf.equals(bytes2));
     // The old block went to the archive, with the reason next to the live one.
     const xx = safe(kp.pub).slice(0, 2);
-    assert.ok(Fs.readFileSync(Path.join(DATA, 'data', 'archive', 'block', xx, safe(kp.pub))).equals(bytes));
+    assert.ok(readStored(Path.join(DATA, 'data', 'archive', 'block', xx, safe(kp.pub))).equals(bytes));
     assert.equal(readStored(blockFile(DATA, kp) + '.placeholder', 'utf8'), 'PASSWORD_CHANGE');
     // The same through a key with a '/' (safe form in the path).
     let kp2;
@@ -290,9 +290,9 @@ T('an expired challenge is refused (challenge_ttl_ms = 300)', async () => {
     // Abandoned challenges are collected (the timer runs every second).
     const r3 = await round1(srv2, kp, 'TEST');
     const f = challengeFile(srv2.config.data_dir, r3.json.txid);
-    assert.ok(Fs.existsSync(f));
+    assert.ok(existsStored(f));
     await new Promise(r => setTimeout(r, 2500));
-    assert.equal(Fs.existsSync(f), false, 'abandoned challenge collected');
+    assert.equal(existsStored(f), false, 'abandoned challenge collected');
 });
 
 T('TOTP: setup, the gate on GET /block, validate, MFA checks, revoke with the recovery key', async () => {
@@ -311,7 +311,7 @@ T('TOTP: setup, the gate on GET /block, validate, MFA checks, revoke with the re
     assert.equal(r.status, 200, r.text);
     assert.match(r.json.bearer, /^[A-Za-z0-9+=-]{32}$/);
     const bearer = r.json.bearer;
-    const mfa = JSON.parse(Fs.readFileSync(Path.join(DATA, 'data', 'mfa', safe(kp.pub).slice(0, 2), safe(kp.pub)), 'utf8'));
+    const mfa = JSON.parse(readStored(Path.join(DATA, 'data', 'mfa', safe(kp.pub).slice(0, 2), safe(kp.pub)), 'utf8'));
     assert.equal(mfa.method, 'TOTP');
     assert.equal(mfa.secret, secret);
     assert.equal(mfa.contact, `secret:${recovery}`);
@@ -400,7 +400,7 @@ T('TOTP: setup without a block is NO_BLOCK; password change (TOTP_WRITE_BLOCK) a
     const go = await get(srv, blockPath(old));
     assert.equal(go.status, 404);
     assert.deepEqual(go.json, { reason: 'PASSWORD_CHANGE', code: 404 });
-    assert.equal(Fs.existsSync(Path.join(DATA, 'data', 'mfa', safe(old.pub).slice(0, 2), safe(old.pub))), false);
+    assert.equal(existsStored(Path.join(DATA, 'data', 'mfa', safe(old.pub).slice(0, 2), safe(old.pub))), false);
 });
 
 T('malformed requests: 400 for non-JSON, 413 above 100 kB, the spec\'s 500 errors otherwise', async () => {

@@ -20,7 +20,7 @@ const Path = require('node:path');
 const Http = require('node:http');
 const Crypto = require('node:crypto');
 const Nacl = require('tweetnacl');
-const { startServer, withLog, tmpDir, listFiles, readStored, statStored, existsStored } = require('./lib/server');
+const { startServer, withLog, tmpDir, listFiles, readStored, statStored, existsStored, PG, FS_ONLY } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 
@@ -82,7 +82,10 @@ after(async () => {
 const blobId = () => Crypto.randomBytes(24).toString('hex');
 const blobFile = (data, id) => Path.join(data, 'blob', id.slice(0, 2), id);
 const stageFile = (data, keys) => Path.join(data, 'data', 'blobstage', keys.safe.slice(0, 2), keys.safe);
-const size = (p) => { try { return Fs.statSync(p).size; } catch (e) { return null; } };
+// GET /blob serves the file obj_path names; storage-pg has no files, so these
+// wait for blob serving to stream with obj_read (branch objstream).
+const NEEDS_OBJ_READ = PG ? 'GET /blob needs obj_path, which storage-pg has not (until blob serving streams with obj_read)' : false;
+const size = (p) => { try { return statStored(p).size; } catch (e) { return null; } };
 
 // One HTTP request with the exact path given (no normalisation).
 const http = (port, method, path, { headers = {}, body } = {}) => new Promise((resolve, reject) => {
@@ -185,7 +188,7 @@ T('upload through RPC, then GET returns the exact bytes; GET_FILE_SIZE counts th
     assert.deepEqual(multi, [{ [id]: content.length }]);
     r.close();
     s.r.close();
-});
+}, { skip: NEEDS_OBJ_READ });
 
 T('completion onto an existing blob: RENAME_ERR, the blob unchanged; bad ids refused', async () => {
     const s = await session(srv.url, HK);
@@ -252,7 +255,7 @@ T('UPLOAD rules: NOT_READY before UPLOAD_STATUS, E_OVER_LIMIT past the announced
     assert.equal(await s.rpc.fail('UPLOAD_STATUS', { id, size: -1 }), 'E_INVALID_SIZE');
     assert.equal(await s.rpc.fail('UPLOAD_STATUS', { id, size: 'big' }), 'E_INVALID_SIZE');
     s.r.close();
-});
+}, { skip: NEEDS_OBJ_READ });
 
 // ------------------------------------------------------------ downloads
 
@@ -311,7 +314,7 @@ T('Range, HEAD, 416 and OPTIONS on /blob', async () => {
     assert.equal(res.status, 404, 'a missing blob');
     res = await http(srv.port, 'HEAD', `/blob/${id.slice(0, 2)}/${blobId()}`);
     assert.equal(res.status, 404);
-});
+}, { skip: NEEDS_OBJ_READ });
 
 T('paths that try to leave the blob store answer 404 and read nothing', async () => {
     let id = blobId();
@@ -344,7 +347,7 @@ T('paths that try to leave the blob store answer 404 and read nothing', async ()
     const ok = await getBlob(srv.port, id);
     assert.equal(ok.status, 200);
     assert.equal(ok.body.toString(), 'BLOB');
-});
+}, { skip: FS_ONLY });
 
 // ------------------------------------------------------------ HTTP uploads
 
@@ -359,7 +362,7 @@ T('upload through POST /upload-blob with cookies; refused chunks append nothing'
     if (authMissing) { test.diagnostic?.('POST /api/auth answers 404: cookies from the Lua fixture (BLOB_UPLOAD_COOKIE)'); }
     assert.match(cookie, /^[0-9a-f]{32}$/);
     const cookieFile = stageFile(DATA, s.keys) + '.cookie';
-    assert.equal(Fs.readFileSync(cookieFile, 'utf8'), cookie, 'blobstage/<xx>/<safeKey>.cookie holds it');
+    assert.equal(readStored(cookieFile, 'utf8'), cookie, 'blobstage/<xx>/<safeKey>.cookie holds it');
 
     let res = await postChunk(srv.port, id, { chunk: parts[0], cookie, keys: s.keys });
     assert.equal(res.status, 200, String(res.body));
@@ -394,7 +397,7 @@ T('upload through POST /upload-blob with cookies; refused chunks append nothing'
     res = await postChunk(srv.port, id, { chunk: parts[2], cookie, keys: s.keys });
     assert.equal(res.status, 200, String(res.body));
     assert.deepEqual(await s.rpc.call('UPLOAD_COMPLETE', id), [id]);
-    assert.equal(Fs.existsSync(cookieFile), false, 'completion deletes the cookie');
+    assert.equal(existsStored(cookieFile), false, 'completion deletes the cookie');
     const got = await getBlob(srv.port, id);
     assert.ok(got.body.equals(Buffer.concat(parts)), 'the chunks in order');
     // A cookie from before completion is dead.
@@ -406,7 +409,7 @@ T('upload through POST /upload-blob with cookies; refused chunks append nothing'
     assert.equal(res.headers['access-control-allow-methods'], 'POST, OPTIONS');
     assert.equal(res.headers['access-control-allow-origin'], '*');
     s.r.close();
-});
+}, { skip: NEEDS_OBJ_READ });
 
 T('malformed and oversized /upload-blob bodies: the right status, nothing changes', async () => {
     const s = await session(srv.url, HK);
@@ -468,15 +471,15 @@ T('OWNED_UPLOAD_COMPLETE, then REMOVE_OWNED_CHANNEL by another key and by the ow
     assert.deepEqual(await owner.rpc.call('REMOVE_OWNED_CHANNEL', { channel: id, reason: 'gone' }), ['OK']);
     assert.equal((await getBlob(srv.port, id)).status, 404, '404 afterwards');
     assert.equal(existsStored(blobFile(DATA, id)), false);
-    assert.ok(Fs.readFileSync(Path.join(DATA, 'data', 'archive', 'blob', id.slice(0, 2), id)).equals(content), 'archived');
-    assert.ok(Fs.existsSync(Path.join(DATA, 'data', 'archive', 'blob', id.slice(0, 2), id + '.metadata.ndjson')));
+    assert.ok(readStored(Path.join(DATA, 'data', 'archive', 'blob', id.slice(0, 2), id)).equals(content), 'archived');
+    assert.ok(existsStored(Path.join(DATA, 'data', 'archive', 'blob', id.slice(0, 2), id + '.metadata.ndjson')));
     const r = await C.rawReady(srv.url);
     assert.deepEqual(await R.anon(r, HK, 'GET_FILE_SIZE', id), [0]);
     r.close();
     assert.equal(await owner.rpc.fail('REMOVE_OWNED_CHANNEL', { channel: id, reason: 'again' }), 'INSUFFICIENT_PERMISSIONS');
     owner.r.close();
     other.r.close();
-});
+}, { skip: NEEDS_OBJ_READ });
 
 // ------------------------------------------------------------ quota
 

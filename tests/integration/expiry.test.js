@@ -6,7 +6,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
-const { startServer, withLog, tmpDir } = require('./lib/server');
+const { startServer, withLog, tmpDir, writeStored, readStored, existsStored } = require('./lib/server');
 const C = require('./lib/client');
 
 const ROOT = tmpDir('cpsd-expiry-');
@@ -16,11 +16,10 @@ const file = (...p) => Path.join(DATA, 'datastore', CH.slice(0, 2), ...p);
 let srv;
 
 before(withLog(() => srv, async () => {
-    Fs.mkdirSync(file(), { recursive: true });
     const day = 24 * 3600 * 1000;
-    Fs.writeFileSync(file(CH + '.metadata.ndjson'),
+    writeStored(file(CH + '.metadata.ndjson'),
         JSON.stringify({ channel: CH, created: Date.now() - 3 * day, expire: Date.now() - 2 * day }) + '\n');
-    Fs.writeFileSync(file(CH + '.ndjson'),
+    writeStored(file(CH + '.ndjson'),
         JSON.stringify([0, 'f'.repeat(32), 'MSG', CH, 'old message', Date.now() - 3 * day]) + '\n');
     srv = await startServer({}, { dir: ROOT, single: true });
 }));
@@ -37,9 +36,9 @@ test('a channel expired more than a day ago: EEXPIRED, then archived, then EDELE
     const r = await C.rawReady(srv.url);
     assert.equal((await history(r, 't1')).error, 'EEXPIRED');
     // archived: the log left the live directory, a placeholder says why
-    await C.waitFor(() => !Fs.existsSync(file(CH + '.ndjson')), 5000, 'log archived');
-    assert.equal(Fs.readFileSync(file(CH + '.ndjson.placeholder'), 'utf8'), 'EXPIRED');
-    assert.ok(Fs.existsSync(Path.join(DATA, 'data', 'archive', 'datastore', CH.slice(0, 2), CH + '.ndjson')));
+    await C.waitFor(() => !existsStored(file(CH + '.ndjson')), 5000, 'log archived');
+    assert.equal(readStored(file(CH + '.ndjson.placeholder'), 'utf8'), 'EXPIRED');
+    assert.ok(existsStored(Path.join(DATA, 'data', 'archive', 'datastore', CH.slice(0, 2), CH + '.ndjson')));
     const again = await history(r, 't2');
     assert.equal(again.error, 'EDELETED');
     assert.equal(again.message, 'EXPIRED');

@@ -1,21 +1,29 @@
 #!/bin/sh
-# pg_env.sh start|stop DIR - a throwaway PostgreSQL 15 for the storage-pg
+# pg_env.sh start|stop|halt|resume DIR - a throwaway PostgreSQL 15 for the storage-pg
 # tests: initdb in DIR, the server on a unix socket in DIR only (no TCP), a
 # database "cps" owned by the non-superuser role "cps"; `stop` stops that
 # server by its pid and removes DIR.  As root (CI) the server runs as the
 # unprivileged user nobody.  The tests then use PGHOST=DIR PGDATABASE=cps
 # PGUSER=cps (written to DIR/env too).  CPS_PG_FSYNC=on for durable commits
-# (off by default: these are tests on a shared disk).
+# (off by default: these are tests on a shared disk).  `halt` stops the
+# server but keeps its data, `resume` starts it again (a database lost and
+# back, for tests/integration/storage_pg.test.js).
 set -eu
 cmd=${1:-}
 dir=${2:-}
-[ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+[ -n "$dir" ] || { echo "usage: $0 start|stop|halt|resume DIR" >&2; exit 2; }
 bin=${CPS_PG_BIN:-/usr/lib/postgresql/15/bin}
 case "$dir" in /*) ;; *) echo "$0: DIR must be absolute" >&2; exit 2 ;; esac
 
 # Runs a command as the server's user: nobody when we are root.
 as_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi
+}
+
+server_up() {
+    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-k $dir -c listen_addresses= -c fsync=${CPS_PG_FSYNC:-off} -c max_connections=200" start >/dev/null || {
+        cat "$dir/server.log" >&2; exit 1; }
 }
 
 stop() {
@@ -39,9 +47,7 @@ start)
     [ "$(id -u)" = 0 ] && chown nobody "$dir"
     as_user "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
         cat "$dir/initdb.log" >&2; exit 1; }
-    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-k $dir -c listen_addresses= -c fsync=${CPS_PG_FSYNC:-off} -c max_connections=200" start >/dev/null || {
-        cat "$dir/server.log" >&2; exit 1; }
+    server_up
     # The role the tests connect as: may create databases (one per test
     # server), owns "cps", and is no superuser.
     as_user "$bin/psql" -h "$dir" -U postgres -d postgres -q -v ON_ERROR_STOP=1 \
@@ -53,8 +59,14 @@ start)
 stop)
     stop
     ;;
+halt)
+    as_user "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null
+    ;;
+resume)
+    server_up
+    ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|halt|resume DIR" >&2
     exit 2
     ;;
 esac
