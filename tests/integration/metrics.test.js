@@ -283,7 +283,10 @@ test('the Grafana dashboard uses only documented families', () => {
     const names = new Set(exprs.flatMap(e => e.match(/\b(cpsd|process)_[a-z_]+/g) || [])
         .map(n => n.replace(/_(bucket|sum|count)$/, '')));
     for (const n of ['cpsd_sessions', 'cpsd_rpc_duration_seconds', 'process_cpu_seconds_total',
-        'process_resident_memory_bytes', 'cpsd_storage_messages_stored_total']) {
+        'process_resident_memory_bytes', 'cpsd_storage_messages_stored_total',
+        'cpsd_storage_append_seconds', 'cpsd_history_stream_seconds', 'cpsd_link_up', 'cpsd_link_queue_bytes',
+        'cpsd_link_messages_sent_total', 'cpsd_link_bytes_received_total', 'cpsd_node_info',
+        'cpsd_router_queue_depth', 'cpsd_router_pending_queries']) {
         assert.ok(names.has(n), `the dashboard lacks ${n}`);
     }
     for (const n of names) { assert.ok(guide.includes(`\`${n}`), `${n} is not in operator-guide.md §7.1`); }
