@@ -67,9 +67,9 @@
 **     refcounted with frame_ref), timers (timer_start -> timer_stop; a
 **     one-shot timer gives itself back when it fires, so its handle is
 **     invalid once its callback returns).  Counters and histograms belong
-**     to the host and live as long as the process.  Whatever a plugin still holds when it
-**     is unloaded (timers, registrations, pending queries and work) is
-**     cancelled and released by the host after fini.
+**     to the host and live as long as the process.  Whatever a plugin
+**     still holds when it is unloaded (timers, registrations, pending
+**     queries and work) is cancelled and released by the host after fini.
 **
 ** ERRORS
 **   Functions return CPS_OK (0) or a negative code from cps_errors.h;
