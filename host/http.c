@@ -540,7 +540,17 @@ void cps_http_closed(cps_http **slot)
     *slot = NULL;
     r->wsi = NULL;
     if (r->reading || r->in_handler) return;
-    if (r->streaming && r->more_asked) return;   /* freed by the plugin's http_write */
+    if (r->streaming) {
+        /* The plugin holds state for this stream until an http_write
+        ** releases it: a more() already asked is answered by that write;
+        ** otherwise ask once now, so that the write finds the client gone
+        ** (CPS_ECLOSED) and the plugin stops and frees its side. */
+        if (!r->more_asked) {
+            r->more_asked = true;
+            r->more(r, r->more_ud);
+        }
+        return;                                  /* freed by the plugin's http_write */
+    }
     if (r->answered || r->rt == NULL) { req_free(r); return; }
     /* Still waiting for its body: no handler has it, nothing will answer. */
     if (!r->dispatched) { req_free(r); return; }
