@@ -119,8 +119,8 @@ int objserve(const cps_api *api, cps_plugin *self, const cps_storage_backend *b,
     s->fail = o->fail;
     s->end = o->end;
     s->ud = o->ud;
-    s->c_bytes = api->counter(self, "objserve_bytes_read");
-    s->c_aborted = api->counter(self, "objserve_streams_aborted");
+    s->c_bytes = api->counter(self, "objserve_bytes_read_total");
+    s->c_aborted = api->counter(self, "objserve_streams_aborted_total");
     /* Read while the request is in the handler: kept for the sized step. */
     const char *range = o->ranges ? api->http_header(req, "range") : NULL;
     if (range && strlen(range) < sizeof s->range) {
