@@ -122,8 +122,8 @@ typedef struct cps_storage_backend {
     int (*obj_write)(void *state, const char *store, const char *key, const char *data,
                      size_t len, cps_store_done_fn done, void *ud);
     /* Raw bytes from `offset`, at most `max` (not line-aligned).  The way
-    ** every consumer reads an object,
-    ** however large: a chunk at a time (HTTP downloads use 256 KiB). */
+    ** every consumer reads an object, however large: a chunk at a time
+    ** (HTTP downloads ask for 64 KiB). */
     int (*obj_read)(void *state, const char *store, const char *key, uint64_t offset,
                     size_t max, cps_store_read_fn done, void *ud);
     int (*obj_size)(void *state, const char *store, const char *key, cps_store_size_fn done, void *ud);

@@ -23,7 +23,7 @@ const { startServer, withLog, tmpDir } = require('./lib/server');
 
 const ROOT = tmpDir('cpsd-blobstream-');
 const DATA = Path.join(ROOT, 'data');
-const CHUNK = 256 * 1024;                 // the server's read size (objserve.h)
+const CHUNK = 64 * 1024;                  // the server's read size (objserve.h)
 const BIG = 24 * 1024 * 1024 + 12345;     // not a multiple of a chunk
 
 let srv;
