@@ -137,7 +137,8 @@ typedef struct cps_storage_backend {
     /* DEPRECATED since ABI 2.1: always NULL; consumers use obj_size and
     ** obj_read.  No path leaves a backend (a backend may have no files at
     ** all); the member only keeps the struct's layout (append-only).  A
-    ** backend sets it to NULL and a consumer never calls it. */
+    ** backend sets it to NULL (one that still fills it must return NULL)
+    ** and a consumer never calls it. */
     const char *(*obj_path)(void *state, const char *store, const char *key, char *buf, size_t n);
 
     /* -- appended for line deletion (docs/protocol/history.md §9.6; check with

@@ -936,6 +936,14 @@ static int obj_move(const char *fs_, const char *fk, const char *ts, const char 
     return r.status;
 }
 
+/* No path leaves a backend: obj_path (deprecated since ABI 2.1) is NULL, or
+** at least never gives a path. */
+static bool no_path(const char *store, const char *key)
+{
+    char buf[512];
+    return !CPS_STORAGE_HAS(B, obj_path) || !B->obj_path || !B->obj_path(S, store, key, buf, sizeof buf);
+}
+
 static void test_objects(void **state)
 {
     (void)state;
@@ -994,7 +1002,8 @@ static void test_objects(void **state)
     }
     /* No path leaves a backend (obj_path is deprecated, always NULL): the
     ** moved object is read back through obj_read, whole and by ranges. */
-    assert_true(!CPS_STORAGE_HAS(B, obj_path) || B->obj_path == NULL);
+    assert_true(no_path("blob", BLOB1));
+    if (T.fs) assert_true(B->obj_path == NULL);   /* storage-fs: the member itself */
     RUN(&r, B->obj_read(S, "blob", BLOB1, 0, 1 << 20, on_read, &r));
     assert_int_equal(r.status, CPS_OK);
     assert_int_equal(r.len, sizeof bin + 4);
@@ -1099,7 +1108,7 @@ static void test_objects_big_reads(void **state)
     }
     free(buf);
     assert_int_equal(size, total);
-    assert_true(!CPS_STORAGE_HAS(B, obj_path) || B->obj_path == NULL);
+    assert_true(no_path("blob", key));
 
     res r = { 0 };
     uint64_t off = 0;
