@@ -382,7 +382,10 @@ typedef struct cps_api {
     ** released by the http_write that completes `len`, by an http_write
     ** with n = 0 (abort: the connection is closed), or by the http_write
     ** that finds the client gone (it returns CPS_ECLOSED): the plugin must
-    ** not use `req` after any of these.  more() is never called for HEAD. */
+    ** not use `req` after any of these.  more() is never called for HEAD.
+    ** A client that goes away while the host holds no more() call gets
+    ** one more() call anyway, so the plugin's next http_write sees
+    ** CPS_ECLOSED and the plugin can release its side of the stream. */
     int (*http_respond_stream)(cps_http *r, int status, json_t *headers, uint64_t len,
                                void (*more)(cps_http *r, void *ud), void *ud);
     int (*http_write)(cps_http *r, const char *data, size_t n);

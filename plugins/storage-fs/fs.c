@@ -607,13 +607,6 @@ static int fs_obj_archive(void *st, const char *store, const char *key, cps_stor
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
 }
 
-static const char *fs_obj_path(void *st, const char *store, const char *key, char *buf, size_t n)
-{
-    (void)st;
-    if (!FS.root || !buf || !valid_store(store) || !valid_okey(key)) return NULL;
-    return fs_obj_file(buf, n, FS.root, store, key, false) == 0 ? buf : NULL;
-}
-
 /* ---- load and unload -------------------------------------------------- */
 
 static void collect(const char *key, void *val, void *ud)
@@ -699,7 +692,7 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .obj_move = fs_obj_move,
         .obj_delete = fs_obj_delete,
         .obj_archive = fs_obj_archive,
-        .obj_path = fs_obj_path,
+        .obj_path = NULL,       /* no path leaves the backend: objects are read with obj_read */
         .channel_cut = fs_channel_cut,
     };
     int rc = a->register_storage(self, &FS.backend);

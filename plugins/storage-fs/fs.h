@@ -66,8 +66,8 @@ typedef struct fs_req {
 void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r);
 
 /* The file of object (store, key) under root, or (archived) its place in
-** the archive tree; -1 (ENAMETOOLONG) if it does not fit.  Pure: used by
-** obj_path on the loop and by the I/O on the pool. */
+** the archive tree; -1 (ENAMETOOLONG) if it does not fit.  Pure; used by
+** the I/O on the pool only (no path leaves the backend). */
 int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived);
 
 #endif
