@@ -193,31 +193,82 @@ int cps_session_on_drain(cps_session *s, size_t below, void (*fn)(cps_session *,
 
 /* ---- writing ---- */
 
-static void cork(struct lws *wsi, int on)
+/* Queued frames go out coalesced: their websocket headers are written here
+** and up to WRITE_BYTES of frames leave in one raw write (one send() per
+** writable cycle instead of one per frame, and no TCP_CORK toggling: the
+** profile of the broadcast scenario had setsockopt at 11%, send 6.5% and
+** poll 3% for lws_send_pipe_choked).  Server frames are never masked
+** (RFC 6455 §5.1); extensions are off, so lws adds nothing to a frame.  A
+** frame over COALESCE_MAX is written by lws from its own buffer (no copy). */
+#define WRITE_BYTES (256 * 1024)
+#define COALESCE_MAX (64 * 1024)
+
+static struct {
+    unsigned char *buf;       /* LWS_PRE + room, reused by every session */
+    size_t cap;
+} W;
+
+/* Room for `need` bytes of frames after LWS_PRE. */
+static unsigned char *wbuf(size_t need)
 {
-    lws_sockfd_type fd = lws_get_socket_fd(wsi);
-    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    if (LWS_PRE + need > W.cap) {
+        size_t cap = W.cap ? W.cap : 64 * 1024;
+        while (cap < LWS_PRE + need) cap *= 2;
+        unsigned char *b = realloc(W.buf, cap);
+        if (!b) return NULL;
+        W.buf = b;
+        W.cap = cap;
+    }
+    return W.buf + LWS_PRE;
+}
+
+/* A text frame's header for `len` bytes of payload; returns its size. */
+static size_t frame_header(unsigned char *h, size_t len)
+{
+    h[0] = 0x81;                                  /* FIN, text */
+    if (len < 126) { h[1] = (unsigned char)len; return 2; }
+    if (len < 65536) { h[1] = 126; h[2] = (unsigned char)(len >> 8); h[3] = (unsigned char)len; return 4; }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+static void pop(cps_session *s)
+{
+    cps_frame *f = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    s->qbytes -= f->len;
+    cps_frame_unref(f);
+    cps_metrics_add(S.c_out, 1);
 }
 
 static int on_writable(cps_session *s)
 {
     s->want_write = false;
-    int n = 0;
-    if (s->qlen) cork(s->wsi, 1);     /* G12c */
-    while (s->qlen && n < WRITE_BATCH) {
+    size_t used = 0, n = 0;
+    while (s->qlen && n < WRITE_BATCH && used < WRITE_BYTES) {
         cps_frame *f = s->q[s->qhead];
         size_t len = f->len;
-        int w = lws_write(s->wsi, cps_frame_payload(f), len, LWS_WRITE_TEXT);
-        s->qhead = (s->qhead + 1) % s->qcap;
-        s->qlen--;
-        s->qbytes -= len;
-        cps_frame_unref(f);
-        cps_metrics_add(S.c_out, 1);
-        if (w < (int)len) { cork(s->wsi, 0); return -1; }
+        if (len > COALESCE_MAX) {
+            if (used) break;                      /* send what is gathered first */
+            int w = lws_write(s->wsi, cps_frame_payload(f), len, LWS_WRITE_TEXT);
+            pop(s);
+            if (w < (int)len) return -1;
+            n++;
+            break;                                /* one big frame per cycle */
+        }
+        unsigned char *b = wbuf(used + 10 + len);
+        if (!b) return -1;
+        used += frame_header(b + used, len);
+        memcpy(b + used, cps_frame_payload(f), len);
+        used += len;
+        pop(s);
         n++;
-        if (lws_send_pipe_choked(s->wsi)) break;
     }
-    if (n) cork(s->wsi, 0);
+    /* LWS_WRITE_HTTP is lws's raw write: the bytes go out as they are, and
+    ** what the socket does not take now lws keeps and sends first. */
+    if (used && lws_write(s->wsi, W.buf + LWS_PRE, used, LWS_WRITE_HTTP) < (int)used) return -1;
     if (s->drain_fn && s->qbytes <= s->drain_below) fire_drain(s);
     if (s->qlen) { want_write(s); return 0; }
     if (s->closing && !s->close_sent && s->close_code > 0) {
@@ -469,4 +520,7 @@ void cps_server_free(void)
 {
     if (S.ctx) lws_context_destroy(S.ctx);
     S.ctx = NULL;
+    free(W.buf);
+    W.buf = NULL;
+    W.cap = 0;
 }
