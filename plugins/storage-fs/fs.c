@@ -205,13 +205,14 @@ static bool run_on_loop(fs_queue *q)
     if (!FS.loop_appends || FS.fsync || q->obj.kind != FS_CHANNEL) return false;
     for (fs_req *r = q->batch; r; r = r->next)
         if (r->op != OP_APPEND) return false;
-    int fd = fdc_get(q->obj.id);
+    uint64_t *size;
+    int fd = fdc_get(q->obj.id, &size);
     if (fd < 0) return false;
     if (!FS.loop_timer && !(FS.loop_timer = FS.api->timer_start(FS.self, 0, 0, loop_batches_done, NULL)))
         return false;
     bool failed = false;
     for (fs_req *r = q->batch; r; r = r->next) {
-        fs_io_append_fd(fd, r);
+        fs_io_append_fd(fd, size, r);
         failed = failed || r->status != CPS_OK;
     }
     if (failed) fdc_drop(q->obj.id);  /* the next append reopens through the pool */
@@ -260,7 +261,7 @@ static void batch_after(void *ud, int status)
         if (!r->has_fd) continue;
         r->has_fd = false;
         if (FS.closing) close(r->kept_fd);
-        else fdc_put(q->obj.id, r->kept_fd);
+        else fdc_put(q->obj.id, r->kept_fd, r->size);
     }
     /* q->batch stays set during the callbacks: a request made from one
     ** queues behind the others instead of starting a second batch. */

@@ -74,14 +74,16 @@ void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r);
 int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived);
 
 /* Appends r->in through an open O_APPEND descriptor, on the loop thread
-** (fs.c's loop batches): fills r like fs_io_run does. */
-void fs_io_append_fd(int fd, fs_req *r);
+** (fs.c's loop batches): fills r like fs_io_run does; *size is the log's
+** size, kept by the caller (no lseek per append). */
+void fs_io_append_fd(int fd, uint64_t *size, fs_req *r);
 
 /* fs_fdcache.c: open channel logs by id (loop thread only). */
 int  fdc_init(size_t max);             /* max 0: no cache */
-int  fdc_get(const char *id);          /* the descriptor, or -1 */
+/* The descriptor (or -1) and where its log's size is kept up to date. */
+int  fdc_get(const char *id, uint64_t **size);
 bool fdc_has(const char *id);
-void fdc_put(const char *id, int fd);  /* takes fd (closes it if it cannot keep it) */
+void fdc_put(const char *id, int fd, uint64_t size);  /* takes fd (closes it if it cannot keep it) */
 void fdc_drop(const char *id);
 void fdc_clear(void);
 

@@ -12,6 +12,7 @@
 
 typedef struct fdc_ent {
     int fd;
+    uint64_t size;                   /* the log's size: every write goes through us */
     char *id;                        /* the map's key, for removal on eviction */
     struct fdc_ent *prev, *next;     /* most recently used first */
 } fdc_ent;
@@ -54,17 +55,18 @@ int fdc_init(size_t max)
     return max && !(C.map = strmap_new()) ? -1 : 0;
 }
 
-int fdc_get(const char *id)
+int fdc_get(const char *id, uint64_t **size)
 {
     fdc_ent *e = C.map ? strmap_get(C.map, id) : NULL;
     if (!e) return -1;
     if (C.head != e) { unlink_ent(e); push_front(e); }
+    *size = &e->size;
     return e->fd;
 }
 
 bool fdc_has(const char *id) { return C.map && strmap_get(C.map, id); }
 
-void fdc_put(const char *id, int fd)
+void fdc_put(const char *id, int fd, uint64_t size)
 {
     if (!C.map) { close(fd); return; }
     fdc_ent *old = strmap_get(C.map, id);
@@ -78,6 +80,7 @@ void fdc_put(const char *id, int fd)
         return;
     }
     e->fd = fd;
+    e->size = size;
     push_front(e);
     C.n++;
 }

@@ -364,17 +364,17 @@ static int append(const char *path, fs_req *r, bool use_fsync)
     return rc;
 }
 
-void fs_io_append_fd(int fd, fs_req *r)
+void fs_io_append_fd(int fd, uint64_t *size, fs_req *r)
 {
     r->ran = true;
     r->status = CPS_OK;
-    off_t end;
-    if (write_all(fd, r->in, r->inlen) != 0 || (end = lseek(fd, 0, SEEK_CUR)) < 0) {
+    if (write_all(fd, r->in, r->inlen) != 0) {
         r->err = errno;
         r->status = CPS_EIO;
         return;
     }
-    r->size = (uint64_t)end;
+    *size += r->inlen;
+    r->size = *size;
 }
 
 /* A cut is allowed only at a line boundary. */
