@@ -1317,6 +1317,46 @@ static void test_100mb_streams(void **state)
     }
 }
 
+/* Appends after an operation that replaces or moves the log land in the
+** new log (storage-fs keeps logs open for appends: the descriptor must not
+** outlive the file it was opened on). */
+static void test_append_after_replace(void **state)
+{
+    (void)state;
+    res r = { 0 };
+    int st;
+    for (int op = 0; op < 5; op++) {
+        char id[33];
+        snprintf(id, sizeof id, "9%031d", op);
+        /* several appends, queued together and one by one */
+        for (int i = 0; i < 3; i++) assert_int_equal(append(id, "[\"a\"]\n", NULL), CPS_OK);
+        res q[3];
+        memset(q, 0, sizeof q);
+        for (int i = 0; i < 3; i++) assert_int_equal(B->channel_append(S, id, "[\"b\"]\n", 6, on_size, &q[i]), CPS_OK);
+        wait_until(&q[2].calls, 1);
+        const char *want = NULL;
+        switch (op) {
+        case 0: RUN(&r, B->channel_trim(S, id, 6 * 5, on_done, &r)); want = "[\"b\"]\n[\"c\"]\n"; break;
+        case 1: RUN(&r, B->channel_truncate(S, id, 6, on_done, &r)); want = "[\"a\"]\n[\"c\"]\n"; break;
+        case 2: RUN(&r, B->channel_cut(S, id, 0, 6 * 5, on_done, &r)); want = "[\"b\"]\n[\"c\"]\n"; break;
+        case 3:
+            RUN(&r, B->channel_archive(S, id, NULL, on_done, &r));
+            assert_int_equal(r.status, CPS_OK);
+            RUN(&r, B->channel_restore(S, id, on_done, &r));
+            want = "[\"a\"]\n[\"a\"]\n[\"a\"]\n[\"b\"]\n[\"b\"]\n[\"b\"]\n[\"c\"]\n";
+            break;
+        case 4: RUN(&r, B->channel_delete(S, id, on_done, &r)); want = "[\"c\"]\n"; break;
+        }
+        assert_int_equal(r.status, CPS_OK);
+        assert_int_equal(append(id, "[\"c\"]\n", NULL), CPS_OK);
+        char *all = read_all(id, &st);
+        assert_int_equal(st, CPS_OK);
+        assert_string_equal(all, want);
+        free(all);
+    }
+    res_clear(&r);
+}
+
 /* Last: unloading cancels what waits; what already runs reports its result. */
 static void test_unload_cancels(void **state)
 {
@@ -1431,6 +1471,7 @@ int main(void)
         cmocka_unit_test(test_objects_refused),
         cmocka_unit_test(test_objects_big_reads),
         cmocka_unit_test(test_queue_bound),
+        cmocka_unit_test(test_append_after_replace),
         cmocka_unit_test(test_100mb_streams),
         cmocka_unit_test(test_unload_cancels),
     };
