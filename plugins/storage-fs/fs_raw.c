@@ -1,7 +1,7 @@
 /*
 ** fs_raw.c - the raw view of storage-fs (cps_storage.h raw_*): every entry
 ** of CryptPad's directory tree as (space, name) -> bytes, for `cpsd migrate`
-** (docs/operations.md §9).  Space parsing is pure; the rest runs on pool threads.
+** (docs/operations.md §8).  Space parsing is pure; the rest runs on pool threads.
 */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -308,7 +308,8 @@ static int line_size(const char *path, uint64_t *size)
 
 static int raw_write(const char *path, const fs_space *sp, fs_req *r, bool use_fsync)
 {
-    if (sp->lines && (!r->inlen || r->in[r->inlen - 1] != '\n')) { r->status = CPS_EINVAL; return 0; }
+    /* whole lines only; an empty write at 0 creates an empty entry */
+    if (sp->lines && (r->inlen ? r->in[r->inlen - 1] != '\n' : r->arg != 0)) { r->status = CPS_EINVAL; return 0; }
     if (fs_mkdir_parents(path) != 0) return -1;
     int fd;
     if (r->arg == 0) {
