@@ -264,6 +264,7 @@ int  cps_lua_load(const char *name);
 void cps_lua_close(void);
 
 const char *cps_errname(int code);   /* errors.c */
+int cps_migrate_main(int argc, char **argv);   /* migrate.c: `cpsd migrate` */
 int cps_errcode(const char *name);
 void cps_errors_reset(void);         /* frees the names met at run time */
 

@@ -23,6 +23,8 @@ static const char usage[] =
     "       cpsd --topology FILE [--list]               run this machine's nodes (or list every node and its ports)\n"
     "       cpsd --topology FILE --role ROLE --index N  run one node of a cluster\n"
     "       cpsd keygen FILE            write a new cluster key file (mode 0600)\n"
+    "       cpsd migrate --from NAME[:ARG] --to NAME[:ARG]\n"
+    "                                   copy a store between storage backends\n"
     "       --log-level LEVEL           with any of the above: error, warn, info or debug\n"
     "                                   (overrides log.level)\n"
     "       cpsd --help | --version\n";
@@ -179,6 +181,7 @@ int main(int argc, char **argv)
     int index = 0;
     bool list = false;
     if (argc > 1 && !strcmp(argv[1], "keygen")) return keygen(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "migrate")) return cps_migrate_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(usage, stdout); return 0; }
         if (!strcmp(argv[i], "--version")) return print_version();

@@ -23,7 +23,7 @@
 ** rather than one at a time. */
 typedef struct fs_queue {
     fs_obj obj;
-    char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>" */
+    char key[2 + 48 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>", "w:<space>/<name>" */
     fs_req *head, *tail;       /* waiting, in order */
     fs_req *batch;             /* on the pool (or its callbacks running) */
     struct fs_queue *loop_next;  /* in FS.loop_done */
@@ -58,7 +58,7 @@ static bool chars_ok(const char *s, size_t n, const char *extra, bool upper)
 }
 
 /* docs/protocol/storage.md 2 says 32 <= len < 50; 48 (a blob id) is the longest in use. */
-static bool valid_channel(const char *s)
+bool fs_valid_channel(const char *s)
 {
     if (!s) return false;
     size_t n = strnlen(s, 49);
@@ -66,9 +66,9 @@ static bool valid_channel(const char *s)
 }
 
 /* Keys reach a backend in their safe form (docs/protocol/netflux.md §3). */
-static bool valid_key(const char *s) { return ids_is_safe_key(s); }
+bool fs_valid_key(const char *s) { return ids_is_safe_key(s); }
 
-static bool valid_ns(const char *s)
+bool fs_valid_ns(const char *s)
 {
     if (!s) return false;
     size_t n = strnlen(s, 33);
@@ -96,7 +96,7 @@ static bool valid_store(const char *s)
 
 /* Object keys: [A-Za-z0-9+=_.-]{1,128} without "..".  A leading '.' is
 ** refused too: "." would name the prefix directory itself. */
-static bool valid_okey(const char *s)
+bool fs_valid_okey(const char *s)
 {
     if (!s) return false;
     size_t n = strnlen(s, 129);
@@ -128,10 +128,22 @@ static void complete(fs_queue *q, fs_req *r, int status)
                     q->obj.id, r->op, strerror(r->err));
     bool ok = status == CPS_OK;
     switch (r->op) {
+    case OP_RAW_SPACES: case OP_RAW_LIST: {
+        /* r->out holds r->size NUL-separated names */
+        size_t n = ok ? (size_t)r->size : 0;
+        const char **names = n ? malloc(n * sizeof *names) : NULL;
+        if (n && !names) { status = CPS_ENOMEM; n = 0; }
+        const char *p = r->out;
+        for (size_t i = 0; i < n; i++) { names[i] = p; p += strlen(p) + 1; }
+        if (r->cb.list) r->cb.list(r->ud, status, names, n, status == CPS_OK && r->eof);
+        free(names);
+        break;
+    }
     case OP_APPEND: case OP_SIZE: case OP_META_APPEND: case OP_OBJ_APPEND: case OP_OBJ_SIZE:
+    case OP_RAW_SIZE: case OP_RAW_WRITE:
         if (r->cb.size) r->cb.size(r->ud, status, ok || status == CPS_ENOENT ? r->size : 0);
         break;
-    case OP_READ: case OP_OBJ_READ:
+    case OP_READ: case OP_OBJ_READ: case OP_RAW_READ:
         if (r->cb.read) r->cb.read(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0,
                                    ok ? r->next_off : r->arg, ok && r->eof);
         break;
@@ -292,7 +304,6 @@ static void batch_after(void *ud, int status)
     }
 }
 
-/* Takes ownership of r (freed on error). */
 /* Operations after which an open descriptor would name the wrong file. */
 static bool replaces_log(int op)
 {
@@ -300,13 +311,15 @@ static bool replaces_log(int op)
            op == OP_DELETE;
 }
 
+/* Takes ownership of r (freed on error). */
 static int enqueue(int kind, const char *id, const char *ns, fs_req *r)
 {
     /* Earlier appends were written already (or wait in this queue, ahead
     ** of r, and go to the pool once the descriptor is gone). */
     if (kind == FS_CHANNEL && replaces_log(r->op)) fdc_drop(id);
     char key[sizeof ((fs_queue *)0)->key];
-    if (kind == FS_RECORD || kind == FS_OBJ) snprintf(key, sizeof key, "%c:%s/%s", kind == FS_OBJ ? 'o' : 'r', ns, id);
+    if (kind == FS_RECORD || kind == FS_OBJ || kind == FS_RAW)
+        snprintf(key, sizeof key, "%c:%s/%s", kind == FS_OBJ ? 'o' : kind == FS_RAW ? 'w' : 'r', ns, id);
     else snprintf(key, sizeof key, "%c:%s", kind == FS_CHANNEL ? 'c' : 'p', id);
     fs_queue *q = strmap_get(FS.queues, key);
     if (!q) {
@@ -365,7 +378,7 @@ static int fs_channel_append(void *st, const char *id, const char *data, size_t 
 {
     (void)st;
     int rc;
-    if (!valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
+    if (!fs_valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
     fs_req *r = req_new(OP_APPEND, ud, &rc);
     if (!r) return rc;
     if ((rc = req_copy_in(r, data, len))) return rc;
@@ -378,7 +391,7 @@ static int fs_channel_read(void *st, const char *id, uint64_t offset, size_t max
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_READ, ud, &rc);
     if (!r) return rc;
     r->arg = offset;
@@ -394,7 +407,7 @@ static int fs_channel_size(void *st, const char *id, cps_store_size_fn done, voi
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_SIZE, ud, &rc);
     if (!r) return rc;
     r->cb.size = done;
@@ -405,7 +418,7 @@ static int fs_channel_size(void *st, const char *id, cps_store_size_fn done, voi
 static int channel_simple(int op, const char *id, uint64_t arg, cps_store_done_fn done, void *ud)
 {
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(op, ud, &rc);
     if (!r) return rc;
     r->arg = arg;
@@ -433,7 +446,7 @@ static int fs_channel_cut(void *st, const char *id, uint64_t offset, uint64_t le
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_CUT, ud, &rc);
     if (!r) return rc;
     r->arg = offset;
@@ -447,7 +460,7 @@ static int fs_channel_archive(void *st, const char *id, const char *reason,
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_ARCHIVE, ud, &rc);
     if (!r) return rc;
     if (reason) {
@@ -483,7 +496,7 @@ static int read_whole(int kind, int op, const char *id, const char *ns, cps_stor
 static int fs_placeholder_read(void *st, const char *id, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     return read_whole(FS_CHANNEL, OP_PLACEHOLDER, id, NULL, done, ud);
 }
 
@@ -494,7 +507,7 @@ static int fs_meta_append(void *st, const char *id, const char *data, size_t len
 {
     (void)st;
     int rc;
-    if (!valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
+    if (!fs_valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
     fs_req *r = req_new(OP_META_APPEND, ud, &rc);
     if (!r) return rc;
     if ((rc = req_copy_in(r, data, len))) return rc;
@@ -505,7 +518,7 @@ static int fs_meta_append(void *st, const char *id, const char *data, size_t len
 static int fs_meta_read(void *st, const char *id, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     return read_whole(FS_CHANNEL, OP_META_READ, id, NULL, done, ud);
 }
 
@@ -526,7 +539,7 @@ static int fs_meta_write(void *st, const char *id, const char *data, size_t len,
                          cps_store_done_fn done, void *ud)
 {
     (void)st;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     return write_simple(FS_CHANNEL, OP_META_WRITE, id, NULL, data, len, done, ud);
 }
 
@@ -536,14 +549,14 @@ static int fs_pin_append(void *st, const char *key, const char *data, size_t len
                          cps_store_done_fn done, void *ud)
 {
     (void)st;
-    if (!valid_key(key) || !lines_ok(data, len)) return CPS_EINVAL;
+    if (!fs_valid_key(key) || !lines_ok(data, len)) return CPS_EINVAL;
     return write_simple(FS_PIN, OP_PIN_APPEND, key, NULL, data, len, done, ud);
 }
 
 static int fs_pin_read(void *st, const char *key, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_key(key)) return CPS_EINVAL;
+    if (!fs_valid_key(key)) return CPS_EINVAL;
     return read_whole(FS_PIN, OP_PIN_READ, key, NULL, done, ud);
 }
 
@@ -552,7 +565,7 @@ static int fs_pin_archive(void *st, const char *key, cps_store_done_fn done, voi
 {
     (void)st;
     int rc;
-    if (!valid_key(key)) return CPS_EINVAL;
+    if (!fs_valid_key(key)) return CPS_EINVAL;
     fs_req *r = req_new(OP_PIN_ARCHIVE, ud, &rc);
     if (!r) return rc;
     r->cb.done = done;
@@ -565,14 +578,14 @@ static int fs_record_put(void *st, const char *ns, const char *key, const char *
                          size_t len, cps_store_done_fn done, void *ud)
 {
     (void)st;
-    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    if (!fs_valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
     return write_simple(FS_RECORD, OP_REC_PUT, key, ns, data, len, done, ud);
 }
 
 static int fs_record_get(void *st, const char *ns, const char *key, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    if (!fs_valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
     return read_whole(FS_RECORD, OP_REC_GET, key, ns, done, ud);
 }
 
@@ -580,7 +593,7 @@ static int fs_record_del(void *st, const char *ns, const char *key, cps_store_do
 {
     (void)st;
     int rc;
-    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    if (!fs_valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
     fs_req *r = req_new(OP_REC_DEL, ud, &rc);
     if (!r) return rc;
     r->cb.done = done;
@@ -594,7 +607,7 @@ static int fs_record_del(void *st, const char *ns, const char *key, cps_store_do
 static int obj_req(int op, const char *store, const char *key, fs_req **out, void *ud)
 {
     int rc;
-    if (!valid_store(store) || !valid_okey(key)) return CPS_EINVAL;
+    if (!valid_store(store) || !fs_valid_okey(key)) return CPS_EINVAL;
     fs_req *r = req_new(op, ud, &rc);
     if (!r) return rc;
     *out = r;
@@ -653,7 +666,7 @@ static int fs_obj_move(void *st, const char *from_store, const char *from_key, c
 {
     (void)st;
     fs_req *r = NULL;
-    if (!valid_store(to_store) || !valid_okey(to_key)) return CPS_EINVAL;
+    if (!valid_store(to_store) || !fs_valid_okey(to_key)) return CPS_EINVAL;
     int rc = obj_req(OP_OBJ_MOVE, from_store, from_key, &r, ud);
     if (rc) return rc;
     snprintf(r->to_ns, sizeof r->to_ns, "%s", to_store);
@@ -681,6 +694,77 @@ static int fs_obj_archive(void *st, const char *store, const char *key, cps_stor
 {
     (void)st;
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
+}
+
+/* ---- the raw view (fs_raw.c runs it) --------------------------------- */
+
+static int raw_req(int op, const char *space, const char *name, fs_req **out, void *ud)
+{
+    fs_space sp;
+    if (fs_space_parse(space, &sp) || (name && !fs_space_name_ok(&sp, name))) return CPS_EINVAL;
+    int rc;
+    if (!(*out = req_new(op, ud, &rc))) return rc;
+    return CPS_OK;
+}
+
+static int fs_raw_spaces(void *st, cps_store_list_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    fs_req *r = req_new(OP_RAW_SPACES, ud, &rc);
+    if (!r) return rc;
+    r->cb.list = done;
+    return enqueue(FS_RAW, "", "", r);
+}
+
+static int fs_raw_list(void *st, const char *space, const char *after, size_t max,
+                       cps_store_list_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    if (!after || strlen(after) > 128) return CPS_EINVAL;
+    int rc = raw_req(OP_RAW_LIST, space, NULL, &r, ud);
+    if (rc || (rc = req_copy_in(r, after, strlen(after) + 1))) return rc;
+    r->max = max;
+    r->cb.list = done;
+    return enqueue(FS_RAW, "", space, r);
+}
+
+static int fs_raw_size(void *st, const char *space, const char *name, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    int rc = raw_req(OP_RAW_SIZE, space, name, &r, ud);
+    if (rc) return rc;
+    r->cb.size = done;
+    return enqueue(FS_RAW, name, space, r);
+}
+
+static int fs_raw_read(void *st, const char *space, const char *name, uint64_t offset, size_t max,
+                       cps_store_read_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    int rc = raw_req(OP_RAW_READ, space, name, &r, ud);
+    if (rc) return rc;
+    r->arg = offset;
+    r->max = max;
+    r->cb.read = done;
+    return enqueue(FS_RAW, name, space, r);
+}
+
+static int fs_raw_write(void *st, const char *space, const char *name, uint64_t offset,
+                        const char *data, size_t len, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    if (!data && len) return CPS_EINVAL;
+    int rc = raw_req(OP_RAW_WRITE, space, name, &r, ud);
+    if (rc || (rc = req_copy_in(r, data, len))) return rc;
+    if (!strcmp(space, "channel")) fdc_drop(name);   /* the open log's size would be stale */
+    r->arg = offset;
+    r->cb.size = done;
+    return enqueue(FS_RAW, name, space, r);
 }
 
 /* ---- load and unload -------------------------------------------------- */
@@ -785,6 +869,11 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .obj_archive = fs_obj_archive,
         .obj_path = NULL,       /* no path leaves the backend: objects are read with obj_read */
         .channel_cut = fs_channel_cut,
+        .raw_spaces = fs_raw_spaces,
+        .raw_list = fs_raw_list,
+        .raw_size = fs_raw_size,
+        .raw_read = fs_raw_read,
+        .raw_write = fs_raw_write,
     };
     int rc = a->register_storage(self, &FS.backend);
     if (rc) { teardown(); return rc; }

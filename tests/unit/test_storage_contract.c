@@ -1357,6 +1357,172 @@ static void test_append_after_replace(void **state)
     res_clear(&r);
 }
 
+/* ---- the raw view (cps_storage.h raw_*, ABI 2.1) ------------------------ */
+
+typedef struct names {
+    int calls, status;
+    bool end;
+    size_t n;
+    char **v;
+} names;
+
+static void on_names(void *ud, int st, const char *const *v, size_t n, bool end)
+{
+    names *x = ud;
+    x->calls++; x->status = st; x->end = end;
+    for (size_t i = 0; i < n; i++) {
+        x->v = realloc(x->v, (x->n + 1) * sizeof *x->v);
+        x->v[x->n++] = strdup(v[i]);
+    }
+}
+
+static void names_free(names *x)
+{
+    for (size_t i = 0; i < x->n; i++) free(x->v[i]);
+    free(x->v);
+    memset(x, 0, sizeof *x);
+}
+
+static bool names_has(const names *x, const char *s)
+{
+    for (size_t i = 0; i < x->n; i++) if (!strcmp(x->v[i], s)) return true;
+    return false;
+}
+
+/* Every name of `space`, listed `page` at a time; checks the order. */
+static void list_all(const char *space, size_t page, names *out)
+{
+    memset(out, 0, sizeof *out);
+    char after[256] = "";
+    for (int guard = 0; guard < 10000; guard++) {
+        int before = out->calls;
+        size_t had = out->n;
+        assert_int_equal(B->raw_list(S, space, after, page, on_names, out), CPS_OK);
+        assert_int_equal(out->calls, before);
+        wait_until(&out->calls, before + 1);
+        assert_int_equal(out->status, CPS_OK);
+        assert_true(out->n - had <= page);
+        if (out->n > had) snprintf(after, sizeof after, "%s", out->v[out->n - 1]);
+        if (out->end) break;
+    }
+    assert_true(out->end);
+    for (size_t i = 1; i < out->n; i++) assert_true(strcmp(out->v[i - 1], out->v[i]) < 0);
+}
+
+static void test_raw_view(void **state)
+{
+    (void)state;
+    if (!CPS_STORAGE_HAS(B, raw_write)) skip();
+    const char *ch[3] = { "ab000000000000000000000000000001", "ab000000000000000000000000000002",
+                          "cd000000000000000000000000000003" };
+    res r = { 0 };
+    for (int i = 0; i < 3; i++) assert_int_equal(append(ch[i], "[\"raw\",1]\n[\"raw\",2]\n", NULL), CPS_OK);
+    RUN(&r, B->meta_write(S, ch[0], "{\"m\":1}\n", 8, on_done, &r));
+    RUN(&r, B->record_put(S, "rawns", "Rec_1", "record", 6, on_done, &r));
+    RUN(&r, B->obj_write(S, "blob", "ab0000000000000000000000000000000000000000000001", "BLOB", 4, on_done, &r));
+    const char *arch = "ef000000000000000000000000000004";
+    assert_int_equal(append(arch, "[\"gone\"]\n", NULL), CPS_OK);
+    RUN(&r, B->channel_archive(S, arch, "ARCHIVED", on_done, &r));
+    assert_int_equal(r.status, CPS_OK);
+
+    /* spaces */
+    names sp = { 0 };
+    assert_int_equal(B->raw_spaces(S, on_names, &sp), CPS_OK);
+    assert_int_equal(sp.calls, 0);
+    wait_until(&sp.calls, 1);
+    assert_int_equal(sp.status, CPS_OK);
+    assert_true(sp.end);
+    const char *want[] = { "channel", "meta", "placeholder", "archive/channel", "obj/rawns", "obj/blob" };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!names_has(&sp, want[i])) fail_msg("raw_spaces lacks %s", want[i]);
+    names_free(&sp);
+
+    /* paging: one at a time gives the same as all at once, in order */
+    names a, b;
+    list_all("channel", 1, &a);
+    list_all("channel", 1000, &b);
+    assert_int_equal(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++) assert_string_equal(a.v[i], b.v[i]);
+    for (int i = 0; i < 3; i++) assert_true(names_has(&a, ch[i]));
+    assert_false(names_has(&a, arch));
+    names_free(&a); names_free(&b);
+    list_all("archive/channel", 7, &a);
+    assert_true(names_has(&a, arch));
+    names_free(&a);
+    list_all("obj/rawns", 7, &a);
+    assert_true(names_has(&a, "Rec_1"));
+    names_free(&a);
+
+    /* size and read match the semantic view */
+    RUN(&r, B->raw_size(S, "channel", ch[1], on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.size, 20);
+    RUN(&r, B->raw_read(S, "channel", ch[1], 0, 5, on_read, &r));   /* whole lines: at least one */
+    assert_int_equal(r.status, CPS_OK);
+    assert_string_equal(r.data, "[\"raw\",1]\n");
+    assert_int_equal(r.next, 10);
+    assert_false(r.eof);
+    RUN(&r, B->raw_read(S, "placeholder", arch, 0, 1 << 20, on_read, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_non_null(strstr(r.data, "ARCHIVED"));
+    RUN(&r, B->raw_size(S, "channel", "ff000000000000000000000000000009", on_size, &r));
+    assert_int_equal(r.status, CPS_ENOENT);
+
+    /* write: create, append at the size, refuse anything else */
+    const char *nw = "ab000000000000000000000000000009";
+    RUN(&r, B->raw_write(S, "channel", nw, 0, "[1]\n", 4, on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.size, 4);
+    RUN(&r, B->raw_write(S, "channel", nw, 4, "[2]\n", 4, on_size, &r));
+    assert_int_equal(r.size, 8);
+    RUN(&r, B->raw_write(S, "channel", nw, 4, "[3]\n", 4, on_size, &r));
+    assert_int_equal(r.status, CPS_EINVAL);
+    RUN(&r, B->raw_write(S, "channel", nw, 8, "[3]", 3, on_size, &r));      /* not a whole line */
+    assert_int_equal(r.status, CPS_EINVAL);
+    int st;
+    char *all = read_all(nw, &st);
+    assert_int_equal(st, CPS_OK);
+    assert_string_equal(all, "[1]\n[2]\n");
+    free(all);
+    /* a record is the object of the same name */
+    RUN(&r, B->raw_write(S, "obj/rawns", "Rec_2", 0, "two", 3, on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    RUN(&r, B->record_get(S, "rawns", "Rec_2", on_data, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_string_equal(r.data, "two");
+    res_clear(&r);
+
+    /* bad spaces and names never reach a path or a query */
+    const char *bad_spaces[] = { "", "obj/", "obj/../x", "obj/archive", "archive", "channels", "obj/A",
+                                 "archive/obj/", "../channel", "obj/x/y" };
+    for (size_t i = 0; i < sizeof bad_spaces / sizeof *bad_spaces; i++) {
+        assert_int_equal(B->raw_size(S, bad_spaces[i], ch[0], on_size, &r), CPS_EINVAL);
+        assert_int_equal(B->raw_list(S, bad_spaces[i], "", 10, on_names, &sp), CPS_EINVAL);
+    }
+    const char *bad_names[] = { "", "../../etc/passwd", "ab", "AB000000000000000000000000000001/x" };
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++)
+        assert_int_equal(B->raw_write(S, "channel", bad_names[i], 0, "[1]\n", 4, on_size, &r), CPS_EINVAL);
+    assert_int_equal(B->raw_write(S, "obj/blob", "..", 0, "x", 1, on_size, &r), CPS_EINVAL);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(sp.calls, 0);
+
+    if (T.fs) {
+        /* a torn tail is not part of the entry */
+        char p[512];
+        snprintf(p, sizeof p, "%s/datastore/ab/%s.ndjson", T.dir, nw);
+        FILE *f = fopen(p, "a");
+        assert_non_null(f);
+        fputs("[\"torn", f);
+        fclose(f);
+        RUN(&r, B->raw_size(S, "channel", nw, on_size, &r));
+        assert_int_equal(r.size, 8);
+        RUN(&r, B->raw_read(S, "channel", nw, 0, 1 << 20, on_read, &r));
+        assert_string_equal(r.data, "[1]\n[2]\n");
+        assert_true(r.eof);
+        res_clear(&r);
+    }
+}
+
 /* Last: unloading cancels what waits; what already runs reports its result. */
 static void test_unload_cancels(void **state)
 {
@@ -1472,6 +1638,7 @@ int main(void)
         cmocka_unit_test(test_objects_big_reads),
         cmocka_unit_test(test_queue_bound),
         cmocka_unit_test(test_append_after_replace),
+        cmocka_unit_test(test_raw_view),
         cmocka_unit_test(test_100mb_streams),
         cmocka_unit_test(test_unload_cancels),
     };
