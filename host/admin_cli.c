@@ -354,9 +354,12 @@ int cps_admin_main(int argc, char **argv)
     int fd = dial(path);
     if (fd < 0) { free(line); return EXIT_UNREACHABLE; }
     line[n] = '\n';   /* over the NUL: sent by length */
+    /* A refusal may be written and the connection closed before the request
+    ** is sent: read whatever came even if sending failed. */
+    int sent = send_all(fd, line, n + 1), send_errno = errno;
     const char *why = NULL;
-    char *answer = send_all(fd, line, n + 1) ? NULL : read_line(fd, &why);
-    if (!why) why = strerror(errno);
+    char *answer = read_line(fd, &why);
+    if (!answer && sent) why = strerror(send_errno);
     free(line);
     close(fd);
     if (!answer) {
