@@ -263,6 +263,27 @@ int  cps_lua_init(void);
 int  cps_lua_load(const char *name);
 void cps_lua_close(void);
 
+/* ---- the control socket and `cpsd admin` (control.c, admin_cli.c) ---- */
+#define CPS_CONTROL_MAX_REQUEST 65536       /* bytes in one request line */
+#define CPS_CONTROL_MAX_REQUEST_TEXT "65536"
+#define CPS_CONTROL_MAX_ARGS 64
+/* Listen on <data_dir>/cpsd.sock (mode 0600); before plugins load. */
+int  cps_control_start(uv_loop_t *loop);
+/* The inter-node command that lets other processes of a cluster list and
+** run this process's admin commands; after the nodes are declared. */
+int  cps_control_register(void);
+void cps_control_stop(void);           /* close every handle, remove the file */
+const char *cps_control_path(void);    /* the socket listened on, or NULL */
+/* <data_dir>/cpsd.sock made absolute against the working directory. */
+int  cps_control_socket_path(const char *data_dir, char *out, size_t n);
+/* One request line {"cmd": NAME, "args": [STRING...]}: 0 with *cmd
+** (malloc'd) and *args (an array), or a code with a message in err. */
+int  cps_control_parse(const char *line, size_t len, char **cmd, json_t **args, char *err, size_t n);
+/* `cpsd admin ...` (argv[1] is "admin"); returns the exit status. */
+int  cps_admin_main(int argc, char **argv);
+/* How `cpsd admin` prints an answer (malloc'd text ending in a newline). */
+char *cps_admin_render(json_t *v, bool as_json);
+
 const char *cps_errname(int code);   /* errors.c */
 int cps_migrate_main(int argc, char **argv);   /* migrate.c: `cpsd migrate` */
 int cps_errcode(const char *name);

@@ -2,7 +2,7 @@
 ** migrate.c - `cpsd migrate --from NAME[:ARG] --to NAME[:ARG]`: copies every
 ** entry of one storage backend into another through the raw view of
 ** cps_storage.h, one entry and one chunk at a time (bounded memory whatever
-** the store's size), then verifies counts and checksums (docs/operations.md §8).
+** the store's size), then verifies counts and checksums (docs/operations.md §9).
 ** Re-running after an interruption resumes: entries already as long as
 ** their source are skipped, shorter ones continue where they stopped.
 */
