@@ -95,6 +95,11 @@ static bool api_node_is_local(cps_plugin *p, const char *node)
     return node && cps_router_is_local(node);
 }
 
+static cps_histogram *api_histogram(cps_plugin *p, const char *name, const char *help)
+{
+    return cps_metrics_histogram(name, help, p ? p->name : NULL);
+}
+
 const cps_api cps_host_api = {
     .size = sizeof(cps_api),
     .major = CPS_ABI_MAJOR,
@@ -158,6 +163,8 @@ const cps_api cps_host_api = {
     .http_respond_stream = cps_http_respond_stream,
     .http_write = cps_http_write,
     .rpc_describe = cps_rpc_describe,
+    .histogram = api_histogram,
+    .histogram_observe = cps_metrics_observe,
     .on_peer_up = cps_router_on_peer_up,
     .node_is_up = api_node_is_up,
     .owner_live = api_owner_live,
