@@ -27,6 +27,7 @@ typedef struct slot {
     uint64_t renewed_at;        /* last successful renewal (now_ms) */
     uint64_t yield_until;       /* handed back: no take-over before */
     uint64_t asked_release_at;  /* our own slot: when we last asked its holder */
+    uint64_t up_since;          /* when the link to the slot's node came up */
 } slot;
 
 static struct {
@@ -211,7 +212,8 @@ static void check_slots(void)
         slot *s = &FO.slots[k];
         if (s->asking) continue;
         if (s->held) ask(k, TTL_MS);                               /* renew */
-        else if (wanted(k) && (k == FO.me || (now >= s->yield_until && now >= FO.started_at + TTL_MS)))
+        else if (wanted(k) && (k == FO.me || (now >= s->yield_until && now >= FO.started_at + TTL_MS &&
+                                              !(up(k) && now < s->up_since + TTL_MS))))
             ask(k, TTL_MS);
     }
 }
@@ -234,10 +236,16 @@ static void peer_down(const char *node, void *ud)
     check_slots();
 }
 
+/* A storage node (re)started: it gets one lease lifetime to take its own
+** slot back before we would stand in again, so that a quick restart does
+** not move its clients twice. */
 static void peer_up(const char *node, void *ud)
 {
     (void)ud;
-    if (FO.on && !strncmp(node, "storage:", 8)) check_slots();
+    if (!FO.on || strncmp(node, "storage:", 8) != 0) return;
+    long k = strtol(node + 8, NULL, 10);
+    if (k >= 0 && k < FO.n) FO.slots[k].up_since = API->now_ms();
+    check_slots();
 }
 
 void fo_fenced(const char *id)
