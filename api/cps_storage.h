@@ -121,7 +121,9 @@ typedef struct cps_storage_backend {
     /* Replace the whole object (atomically: temp file and rename). */
     int (*obj_write)(void *state, const char *store, const char *key, const char *data,
                      size_t len, cps_store_done_fn done, void *ud);
-    /* Raw bytes from `offset`, at most `max` (not line-aligned). */
+    /* Raw bytes from `offset`, at most `max` (not line-aligned).  The way
+    ** every consumer reads an object, however large: a chunk at a time
+    ** (HTTP downloads ask for 64 KiB). */
     int (*obj_read)(void *state, const char *store, const char *key, uint64_t offset,
                     size_t max, cps_store_read_fn done, void *ud);
     int (*obj_size)(void *state, const char *store, const char *key, cps_store_size_fn done, void *ud);
@@ -132,9 +134,11 @@ typedef struct cps_storage_backend {
     int (*obj_delete)(void *state, const char *store, const char *key, cps_store_done_fn done, void *ud);
     /* Move to the archive (kept for restore); CPS_ENOENT if none. */
     int (*obj_archive)(void *state, const char *store, const char *key, cps_store_done_fn done, void *ud);
-    /* A local file path holding the object, for serving it with
-    ** api->http_respond_file, or NULL if this backend has no files (then
-    ** stream it with obj_read).  Synchronous; does not check existence. */
+    /* DEPRECATED since ABI 2.1: always NULL; consumers use obj_size and
+    ** obj_read.  No path leaves a backend (a backend may have no files at
+    ** all); the member only keeps the struct's layout (append-only).  A
+    ** backend sets it to NULL (one that still fills it must return NULL)
+    ** and a consumer never calls it. */
     const char *(*obj_path)(void *state, const char *store, const char *key, char *buf, size_t n);
 
     /* -- appended for line deletion (docs/protocol/history.md §9.6; check with

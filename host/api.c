@@ -83,6 +83,11 @@ static bool api_node_is_local(cps_plugin *p, const char *node)
     return node && cps_router_is_local(node);
 }
 
+static cps_histogram *api_histogram(cps_plugin *p, const char *name, const char *help)
+{
+    return cps_metrics_histogram(name, help, p ? p->name : NULL);
+}
+
 const cps_api cps_host_api = {
     .size = sizeof(cps_api),
     .major = CPS_ABI_MAJOR,
@@ -146,4 +151,6 @@ const cps_api cps_host_api = {
     .http_respond_stream = cps_http_respond_stream,
     .http_write = cps_http_write,
     .rpc_describe = cps_rpc_describe,
+    .histogram = api_histogram,
+    .histogram_observe = cps_metrics_observe,
 };

@@ -393,6 +393,8 @@ static const struct { const char *section, *keys; } optional_keys[] = {
              "max_challenges_per_key totp_failures_per_minute" },
     { "rpc-pin", "limits max_cached_keys max_queue_per_key" },
     { "storage-fs", "fsync" },
+    { "storage-fs", "loop_appends" },
+    { "storage-fs", "open_files" },
     { "rpc-channel", "" },
     { "example_rpc", "" },
     { "example_note", "" },

@@ -92,6 +92,9 @@ void cps_metrics_add(cps_counter *c, int64_t delta);
 char *cps_metrics_text(void);             /* malloc'd Prometheus text */
 /* cpsd_rpc_duration_seconds: one RPC call's time from call to answer. */
 void cps_metrics_observe_rpc(double seconds);
+/* A latency histogram shared by name (api->histogram); help may be NULL. */
+cps_histogram *cps_metrics_histogram(const char *name, const char *help, const char *owner);
+void cps_metrics_observe(cps_histogram *h, double seconds);
 void cps_metrics_free(void);
 
 /* ---- placement (hash.c) ---- */
@@ -117,6 +120,9 @@ void cps_router_reply(cps_call *call, int err, json_t *data);
 const char *cps_router_call_from(cps_call *call);
 const char *cps_router_owner(const char *role, const char *key, char *buf, size_t n);
 size_t cps_router_queued(void);
+size_t cps_router_pending(void);      /* queries waiting for their answer */
+/* The i-th node the router knows (0, 1, ...): false past the last. */
+bool cps_router_node_at(int i, const char **id, const char **role, bool *remote);
 int  cps_router_add_remote(const char *id);
 bool cps_router_is_local(const char *id);
 void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const char *dest,
@@ -127,6 +133,15 @@ int  cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), vo
 /* ---- links between nodes of a cluster (link.c) ---- */
 /* Start dialling / accepting the peers named in the configuration. */
 int  cps_link_start(void);
+/* What /metrics shows of one link (metrics.c). */
+typedef struct cps_link_stats {
+    const char *peer;
+    bool up;
+    uint64_t queue_bytes;                 /* plaintext waiting to be sent */
+    uint64_t msgs_out, bytes_out, msgs_in, bytes_in;   /* since the process started */
+} cps_link_stats;
+/* The i-th link (0, 1, ...): false past the last. */
+bool cps_link_stats_at(int i, cps_link_stats *out);
 struct lws_context;
 struct lws_vhost;
 int  cps_link_setup(struct lws_context *ctx, struct lws_vhost *vh);

@@ -64,7 +64,7 @@ void auth_random_id(char out[TXID_LEN + 1])
 const cps_storage_backend *auth_obj_backend(void)
 {
     const cps_storage_backend *b = API->storage(A.self, NULL);
-    if (!b || !CPS_STORAGE_HAS(b, obj_path)) return NULL;
+    if (!b || !CPS_STORAGE_HAS(b, obj_archive)) return NULL;
     if (!b->obj_write || !b->obj_read || !b->obj_size || !b->obj_archive || !b->obj_delete) return NULL;
     return b;
 }

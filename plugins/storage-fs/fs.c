@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cps.h"
 #include "ids.h"
 #include "strmap.h"
@@ -25,6 +26,7 @@ typedef struct fs_queue {
     char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>" */
     fs_req *head, *tail;       /* waiting, in order */
     fs_req *batch;             /* on the pool (or its callbacks running) */
+    struct fs_queue *loop_next;  /* in FS.loop_done */
 } fs_queue;
 
 static struct {
@@ -37,6 +39,9 @@ static struct {
     size_t inflight;           /* batches on the pool */
     bool closing;              /* fini ran: refuse, drain, then free */
     strmap *queues;            /* key -> fs_queue */
+    bool loop_appends;         /* storage-fs.loop_appends: see start_batch */
+    fs_queue *loop_done;       /* loop batches to complete on the next turn */
+    cps_timer *loop_timer;     /* the one-shot timer that completes them */
     cps_storage_backend backend;
 } FS;                          /* the plugin singleton */
 
@@ -172,7 +177,51 @@ static void batch_work(void *ud)
 
 static void batch_after(void *ud, int status);
 
-/* Hands the first requests of q to the pool. */
+/* The loop batches of the last turn, completed as a pool batch would be. */
+static void loop_batches_done(cps_timer *t, void *ud)
+{
+    (void)t;
+    (void)ud;
+    FS.loop_timer = NULL;             /* a one-shot timer gives itself back */
+    fs_queue *list = FS.loop_done;
+    FS.loop_done = NULL;              /* batches started now go to the next turn */
+    while (list) {
+        fs_queue *q = list;
+        list = q->loop_next;
+        q->loop_next = NULL;
+        batch_after(q, CPS_OK);
+    }
+}
+
+/* Appends of a log whose descriptor is open run right here on the loop:
+** a buffered write to the page cache costs a few microseconds, while a
+** pool round trip costs two thread switches (the broadcast profile:
+** finish_task_switch 26%, futex wake/wait; docs/operator-guide.md §3).
+** Only appends, only with fsync off, only through a descriptor that a
+** pool append opened after the torn-line check.  Their callbacks still
+** come on a later turn, in order, like a pool batch's. */
+static bool run_on_loop(fs_queue *q)
+{
+    if (!FS.loop_appends || FS.fsync || q->obj.kind != FS_CHANNEL) return false;
+    for (fs_req *r = q->batch; r; r = r->next)
+        if (r->op != OP_APPEND) return false;
+    uint64_t *size;
+    int fd = fdc_get(q->obj.id, &size);
+    if (fd < 0) return false;
+    if (!FS.loop_timer && !(FS.loop_timer = FS.api->timer_start(FS.self, 0, 0, loop_batches_done, NULL)))
+        return false;
+    bool failed = false;
+    for (fs_req *r = q->batch; r; r = r->next) {
+        fs_io_append_fd(fd, size, r);
+        failed = failed || r->status != CPS_OK;
+    }
+    if (failed) fdc_drop(q->obj.id);  /* the next append reopens through the pool */
+    q->loop_next = FS.loop_done;
+    FS.loop_done = q;
+    return true;
+}
+
+/* Hands the first requests of q to the pool (or runs them on the loop). */
 static int start_batch(fs_queue *q)
 {
     fs_req *last = q->head;
@@ -182,6 +231,17 @@ static int start_batch(fs_queue *q)
     last->next = NULL;
     if (!q->head) q->tail = NULL;
     FS.inflight++;
+    if (run_on_loop(q)) return CPS_OK;
+    /* A batch of appends (and reads) on the pool keeps the log open for
+    ** the loop path: the last append hands its descriptor back. */
+    if (FS.loop_appends && !FS.fsync && q->obj.kind == FS_CHANNEL && !fdc_has(q->obj.id)) {
+        fs_req *keep = NULL;
+        for (fs_req *r = q->batch; r; r = r->next) {
+            if (r->op == OP_APPEND) keep = r;
+            else if (r->op != OP_READ && r->op != OP_SIZE) { keep = NULL; break; }
+        }
+        if (keep) keep->keep_fd = true;
+    }
     int rc = FS.api->work(FS.self, batch_work, batch_after, q);
     if (rc) {                  /* put them back in front */
         FS.inflight--;
@@ -197,6 +257,12 @@ static void batch_after(void *ud, int status)
 {
     fs_queue *q = ud;
     FS.inflight--;
+    for (fs_req *r = q->batch; r; r = r->next) {
+        if (!r->has_fd) continue;
+        r->has_fd = false;
+        if (FS.closing) close(r->kept_fd);
+        else fdc_put(q->obj.id, r->kept_fd, r->size);
+    }
     /* q->batch stays set during the callbacks: a request made from one
     ** queues behind the others instead of starting a second batch. */
     for (fs_req *r = q->batch, *n; r; r = n) {
@@ -227,8 +293,18 @@ static void batch_after(void *ud, int status)
 }
 
 /* Takes ownership of r (freed on error). */
+/* Operations after which an open descriptor would name the wrong file. */
+static bool replaces_log(int op)
+{
+    return op == OP_TRIM || op == OP_TRUNCATE || op == OP_CUT || op == OP_ARCHIVE || op == OP_RESTORE ||
+           op == OP_DELETE;
+}
+
 static int enqueue(int kind, const char *id, const char *ns, fs_req *r)
 {
+    /* Earlier appends were written already (or wait in this queue, ahead
+    ** of r, and go to the pool once the descriptor is gone). */
+    if (kind == FS_CHANNEL && replaces_log(r->op)) fdc_drop(id);
     char key[sizeof ((fs_queue *)0)->key];
     if (kind == FS_RECORD || kind == FS_OBJ) snprintf(key, sizeof key, "%c:%s/%s", kind == FS_OBJ ? 'o' : 'r', ns, id);
     else snprintf(key, sizeof key, "%c:%s", kind == FS_CHANNEL ? 'c' : 'p', id);
@@ -607,13 +683,6 @@ static int fs_obj_archive(void *st, const char *store, const char *key, cps_stor
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
 }
 
-static const char *fs_obj_path(void *st, const char *store, const char *key, char *buf, size_t n)
-{
-    (void)st;
-    if (!FS.root || !buf || !valid_store(store) || !valid_okey(key)) return NULL;
-    return fs_obj_file(buf, n, FS.root, store, key, false) == 0 ? buf : NULL;
-}
-
 /* ---- load and unload -------------------------------------------------- */
 
 static void collect(const char *key, void *val, void *ud)
@@ -632,6 +701,16 @@ static void fs_fini(cps_plugin *self, void *state)
     (void)state;
     if (FS.closing || !FS.queues) return;
     FS.closing = true;
+    /* Loop batches ran already: report them now, the timer is going away. */
+    if (FS.loop_timer) { FS.api->timer_stop(FS.loop_timer); FS.loop_timer = NULL; }
+    while (FS.loop_done) {
+        fs_queue *q = FS.loop_done;
+        FS.loop_done = q->loop_next;
+        q->loop_next = NULL;
+        batch_after(q, CPS_OK);
+    }
+    fdc_clear();
+    if (!FS.queues) return;           /* that was the last batch: torn down */
     size_t n = strmap_count(FS.queues);
     fs_queue **all = n ? malloc(n * sizeof *all) : NULL, **at = all;
     if (n && !all) {
@@ -665,6 +744,11 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
     FS.self = self;
     FS.root = strdup(a->data_dir(self));
     FS.fsync = json_is_true(json_object_get(a->config(self), "fsync"));
+    json_t *la = json_object_get(a->config(self), "loop_appends");
+    FS.loop_appends = !json_is_false(la);
+    json_t *of = json_object_get(a->config(self), "open_files");
+    size_t open_files = json_is_integer(of) && json_integer_value(of) >= 0 ? (size_t)json_integer_value(of) : 256;
+    if (fdc_init(FS.loop_appends ? open_files : 0)) { free(FS.root); FS.root = NULL; return CPS_ENOMEM; }
     json_t *lim = a->config_get(self, "limits.work_queue");
     FS.limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? (size_t)json_integer_value(lim) : 10000;
     FS.queues = strmap_new();
@@ -699,7 +783,7 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .obj_move = fs_obj_move,
         .obj_delete = fs_obj_delete,
         .obj_archive = fs_obj_archive,
-        .obj_path = fs_obj_path,
+        .obj_path = NULL,       /* no path leaves the backend: objects are read with obj_read */
         .channel_cut = fs_channel_cut,
     };
     int rc = a->register_storage(self, &FS.backend);

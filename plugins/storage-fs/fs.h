@@ -42,6 +42,9 @@ typedef struct fs_req {
     char *in;          /* owned copy of the bytes to write, or the reason */
     size_t inlen;
     bool has_in;       /* archive: a reason was given (possibly "") */
+    bool keep_fd;      /* append: hand the open log back (kept_fd) for fs_fdcache.c */
+    bool has_fd;
+    int kept_fd;
     char to_ns[33];    /* obj_move: the target store and key */
     char to_id[129];
     /* Results, written on the pool thread and read in `after`. */
@@ -66,8 +69,22 @@ typedef struct fs_req {
 void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r);
 
 /* The file of object (store, key) under root, or (archived) its place in
-** the archive tree; -1 (ENAMETOOLONG) if it does not fit.  Pure: used by
-** obj_path on the loop and by the I/O on the pool. */
+** the archive tree; -1 (ENAMETOOLONG) if it does not fit.  Pure; used by
+** the I/O on the pool only (no path leaves the backend). */
 int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived);
+
+/* Appends r->in through an open O_APPEND descriptor, on the loop thread
+** (fs.c's loop batches): fills r like fs_io_run does; *size is the log's
+** size, kept by the caller (no lseek per append). */
+void fs_io_append_fd(int fd, uint64_t *size, fs_req *r);
+
+/* fs_fdcache.c: open channel logs by id (loop thread only). */
+int  fdc_init(size_t max);             /* max 0: no cache */
+/* The descriptor (or -1) and where its log's size is kept up to date. */
+int  fdc_get(const char *id, uint64_t **size);
+bool fdc_has(const char *id);
+void fdc_put(const char *id, int fd, uint64_t size);  /* takes fd (closes it if it cannot keep it) */
+void fdc_drop(const char *id);
+void fdc_clear(void);
 
 #endif

@@ -354,9 +354,27 @@ static int append(const char *path, fs_req *r, bool use_fsync)
         if (end < 0) rc = -1; else r->size = (uint64_t)end;
     }
     int e = errno;
-    close(fd);
+    if (rc == 0 && r->keep_fd) {
+        r->kept_fd = fd;
+        r->has_fd = true;
+    } else {
+        close(fd);
+    }
     errno = e;
     return rc;
+}
+
+void fs_io_append_fd(int fd, uint64_t *size, fs_req *r)
+{
+    r->ran = true;
+    r->status = CPS_OK;
+    if (write_all(fd, r->in, r->inlen) != 0) {
+        r->err = errno;
+        r->status = CPS_EIO;
+        return;
+    }
+    *size += r->inlen;
+    r->size = *size;
 }
 
 /* A cut is allowed only at a line boundary. */
