@@ -20,7 +20,7 @@ const Path = require('node:path');
 const Http = require('node:http');
 const Crypto = require('node:crypto');
 const Nacl = require('tweetnacl');
-const { startServer, withLog, tmpDir, listFiles, readStored, statStored, existsStored, PG, FS_ONLY } = require('./lib/server');
+const { startServer, withLog, tmpDir, listFiles, readStored, statStored, existsStored, FS_ONLY } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 
@@ -90,9 +90,6 @@ after(async () => {
 const blobId = () => Crypto.randomBytes(24).toString('hex');
 const blobFile = (data, id) => Path.join(data, 'blob', id.slice(0, 2), id);
 const stageFile = (data, keys) => Path.join(data, 'data', 'blobstage', keys.safe.slice(0, 2), keys.safe);
-// GET /blob serves the file obj_path names; storage-pg has no files, so these
-// wait for blob serving to stream with obj_read (branch objstream).
-const NEEDS_OBJ_READ = PG ? 'GET /blob needs obj_path, which storage-pg has not (until blob serving streams with obj_read)' : false;
 const size = (p) => { try { return statStored(p).size; } catch (e) { return null; } };
 
 // One HTTP request with the exact path given (no normalisation).
@@ -196,7 +193,7 @@ T('upload through RPC, then GET returns the exact bytes; GET_FILE_SIZE counts th
     assert.deepEqual(multi, [{ [id]: content.length }]);
     r.close();
     s.r.close();
-}, { skip: NEEDS_OBJ_READ });
+});
 
 T('completion onto an existing blob: RENAME_ERR, the blob unchanged; bad ids refused', async () => {
     const s = await session(srv.url, HK);
@@ -263,7 +260,7 @@ T('UPLOAD rules: NOT_READY before UPLOAD_STATUS, E_OVER_LIMIT past the announced
     assert.equal(await s.rpc.fail('UPLOAD_STATUS', { id, size: -1 }), 'E_INVALID_SIZE');
     assert.equal(await s.rpc.fail('UPLOAD_STATUS', { id, size: 'big' }), 'E_INVALID_SIZE');
     s.r.close();
-}, { skip: NEEDS_OBJ_READ });
+});
 
 // ------------------------------------------------------------ downloads
 
@@ -322,7 +319,7 @@ T('Range, HEAD, 416 and OPTIONS on /blob', async () => {
     assert.equal(res.status, 404, 'a missing blob');
     res = await http(srv.port, 'HEAD', `/blob/${id.slice(0, 2)}/${blobId()}`);
     assert.equal(res.status, 404);
-}, { skip: NEEDS_OBJ_READ });
+});
 
 T('paths that try to leave the blob store answer 404 and read nothing', async () => {
     let id = blobId();
@@ -417,7 +414,7 @@ T('upload through POST /upload-blob with cookies; refused chunks append nothing'
     assert.equal(res.headers['access-control-allow-methods'], 'POST, OPTIONS');
     assert.equal(res.headers['access-control-allow-origin'], '*');
     s.r.close();
-}, { skip: NEEDS_OBJ_READ });
+});
 
 T('malformed and oversized /upload-blob bodies: the right status, nothing changes', async () => {
     const s = await session(srv.url, HK);
@@ -487,7 +484,7 @@ T('OWNED_UPLOAD_COMPLETE, then REMOVE_OWNED_CHANNEL by another key and by the ow
     assert.equal(await owner.rpc.fail('REMOVE_OWNED_CHANNEL', { channel: id, reason: 'again' }), 'INSUFFICIENT_PERMISSIONS');
     owner.r.close();
     other.r.close();
-}, { skip: NEEDS_OBJ_READ });
+});
 
 // ------------------------------------------------------------ quota
 

@@ -14,7 +14,7 @@ const Fs = require('node:fs');
 const Path = require('node:path');
 const Crypto = require('node:crypto');
 const Nacl = require('tweetnacl');
-const { startServer, withLog, tmpDir, channelFile, listFiles, TESTS_DIR, readStored, statStored, existsStored, FS_ONLY } = require('./lib/server');
+const { startServer, withLog, tmpDir, channelFile, listFiles, TESTS_DIR, readStored, statStored, existsStored, writeStored } = require('./lib/server');
 const C = require('./lib/client');
 
 const isArr = Array.isArray;
@@ -119,13 +119,17 @@ const restrKey = b64(Nacl.sign.keyPair().publicKey);
 
 const prepareData = () => {
     Fs.mkdirSync(DATA, { recursive: true });
-    Fs.cpSync(FIXTURE, Path.join(DATA, 'datastore'), { recursive: true });
+    // the fixture's channel files, byte for byte (into the database with pg)
+    for (const xx of Fs.readdirSync(FIXTURE, { withFileTypes: true }).filter(e => e.isDirectory())) {
+        for (const f of Fs.readdirSync(Path.join(FIXTURE, xx.name))) {
+            writeStored(Path.join(DATA, 'datastore', xx.name, f), Fs.readFileSync(Path.join(FIXTURE, xx.name, f)));
+        }
+    }
     // a restricted channel with one message (nobody can authenticate yet)
-    Fs.mkdirSync(Path.dirname(channelFile(DATA, RESTR)), { recursive: true });
     const meta = { channel: RESTR, created: Date.now(), restricted: true, owners: [restrKey], allowed: [] };
-    Fs.writeFileSync(channelFile(DATA, RESTR, '.metadata.ndjson'), JSON.stringify(meta) + '\n');
+    writeStored(channelFile(DATA, RESTR, '.metadata.ndjson'), JSON.stringify(meta) + '\n');
     const line = [0, C.hex(16), 'MSG', RESTR, msgContent('secret'), Date.now()];
-    Fs.writeFileSync(channelFile(DATA, RESTR), JSON.stringify(line) + '\n');
+    writeStored(channelFile(DATA, RESTR), JSON.stringify(line) + '\n');
 };
 
 before(withLog(() => srv, async () => {
@@ -465,7 +469,7 @@ T('GET_FULL_HISTORY: every line byte-identical, then FULL_HISTORY_END', async ()
     await check(A1);
     await check(B2);   // legacy metadata first line included
     a.close(); c.close();
-}, { skip: FS_ONLY });
+});
 
 // ------------------------------------------------------------ the fixture
 
@@ -499,7 +503,7 @@ T('the CryptPad datastore fixture is served as stored', async () => {
     assert.deepEqual(res.items.slice(1, -1), b2.slice(1).map((l) => { const p = JSON.parse(l); p[0] = 'legacy'; return p; }), 'b2: lines 2..4');
     assert.deepEqual(res.end, { state: 1, channel: B2, txid: 'legacy' });
     c.close();
-}, { skip: FS_ONLY });
+});
 
 // ------------------------------------------------------------ owned channels
 
@@ -648,7 +652,7 @@ T('restricted channel: JOIN and history commands refused without authentication'
     await C.sleep(100);
     assert.equal(readText(RESTR), before, 'log unchanged');
     r.close();
-}, { skip: FS_ONLY });
+});
 
 // ------------------------------------------------------------ bad input
 

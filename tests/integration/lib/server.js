@@ -188,16 +188,20 @@ const pgWrite = (file, data) => {
     if (!k) { throw new Error(`writeStored: ${file} is no storage-fs path`); }
     const db = storageConfig(dir).storage_pg.conninfo.slice('dbname='.length);
     const kind = k.kinds === 'R,O' ? (k.ns === 'blobstage' ? 'O' : 'R') : k.kinds;
-    const hex = Buffer.from(data).toString('hex');
+    // The bytes go through stdin (a COPY into a temporary table): a command
+    // line argument is limited to 128 KiB.
+    const bytes = Buffer.from(data);
     const sql = PG_SCHEMA_V1 + 'BEGIN;\n' +
+        'CREATE TEMPORARY TABLE seed (data bytea) ON COMMIT DROP;\n' +
+        'COPY seed (data) FROM STDIN;\n' + '\\\\x' + bytes.toString('hex') + '\n\\.\n' +
         "DELETE FROM cps_object WHERE kind = :'kind' AND ns = :'ns' AND id = :'id' AND arch = :'arch'::boolean;\n" +
         "WITH o AS (INSERT INTO cps_object (kind, ns, id, arch, size) VALUES (:'kind', :'ns', :'id', :'arch'::boolean, " +
-        "length(decode(:'hex', 'hex'))) RETURNING oid) " +
-        "INSERT INTO cps_chunk (oid, off, data) SELECT oid, 0, decode(:'hex', 'hex') FROM o WHERE length(:'hex') > 0;\n" +
+        `${bytes.length}) RETURNING oid) ` +
+        'INSERT INTO cps_chunk (oid, off, data) SELECT o.oid, 0, seed.data FROM o, seed WHERE length(seed.data) > 0;\n' +
         'COMMIT;\n';
     const r = ChildProcess.spawnSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', db,
-        '-v', `kind=${kind}`, '-v', `ns=${k.ns}`, '-v', `id=${k.id}`, '-v', `arch=${k.arch}`, '-v', `hex=${hex}`],
-    { input: sql, encoding: 'utf8' });
+        '-v', `kind=${kind}`, '-v', `ns=${k.ns}`, '-v', `id=${k.id}`, '-v', `arch=${k.arch}`],
+    { input: sql, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     if (r.status !== 0) { throw new Error(`psql: ${r.stderr}`); }
 };
 
@@ -225,6 +229,24 @@ const writeStored = (file, data) => {
     if (PG) { pgWrite(file, data); return; }
     Fs.mkdirSync(Path.dirname(file), { recursive: true });
     Fs.writeFileSync(file, data);
+};
+
+// Fs.unlinkSync of a storage-fs file, or the same object's row with pg.
+const removeStored = (file) => {
+    if (!PG) { Fs.unlinkSync(file); return; }
+    const abs = Path.resolve(file);
+    let best = null;
+    for (const [dir, db] of pgDbOf) {
+        if (abs.startsWith(dir + '/') && (!best || dir.length > best.dir.length)) { best = { dir, db }; }
+    }
+    const k = best && pgKeyOf(abs.slice(best.dir.length + 1));
+    if (!k) { throw enoent(file); }
+    const sql = "DELETE FROM cps_object WHERE kind = ANY (string_to_array(:'kinds', ',')) AND ns = :'ns' " +
+        "AND id = :'id' AND arch = :'arch'::boolean;\n";
+    const r = ChildProcess.spawnSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', best.db,
+        '-v', `kinds=${k.kinds}`, '-v', `ns=${k.ns}`, '-v', `id=${k.id}`, '-v', `arch=${k.arch}`],
+    { input: sql, encoding: 'utf8' });
+    if (r.status !== 0) { throw new Error(`psql: ${r.stderr}`); }
 };
 
 // For tests that read or write storage-fs's files in data_dir, which do not
@@ -510,5 +532,5 @@ const listFiles = (dir) => {
 module.exports = {
     startServer, withLog, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir, EXAMPLES,
     TESTS_DIR, FIXTURES_DIR, channelFile, listFiles, storageConfig, FS_ONLY, PG,
-    readStored, existsStored, statStored, writeStored,
+    readStored, existsStored, statStored, writeStored, removeStored,
 };
