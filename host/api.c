@@ -30,7 +30,7 @@ static json_t *api_config(cps_plugin *p)
 static json_t *api_config_get(cps_plugin *p, const char *path)
 {
     (void)p;
-    return cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
+    return cps_config_live(path);
 }
 
 static const char *api_data_dir(cps_plugin *p)
@@ -146,4 +146,5 @@ const cps_api cps_host_api = {
     .http_respond_stream = cps_http_respond_stream,
     .http_write = cps_http_write,
     .rpc_describe = cps_rpc_describe,
+    .instance_set = cps_instance_set,
 };

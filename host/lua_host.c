@@ -293,6 +293,85 @@ static int l_register_rpc(lua_State *L)
     return 0;
 }
 
+/* cps.admin_command(name, summary, fn): an admin command (kind "admin"),
+** with the one-line summary listings show.  The same registry serves
+** CryptPad's ADMIN RPC (ctx.key is the admin's key, args its parameter)
+** and the operator's `cpsd admin` (ctx.key is nil, args the command-line
+** words as strings). */
+static int l_admin_command(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *summary = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_pushvalue(L, 3);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = cps_rpc_register(script_of(L), name, CPS_RPC_ADMIN, lua_rpc_handler, (void *)(intptr_t)ref);
+    if (rc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return luaL_error(L, "admin_command %s: %s", name, cps_errname(rc));
+    }
+    cps_rpc_describe(script_of(L), name, summary);
+    return 0;
+}
+
+/* cps.instance_set(key, value): a live instance setting of this process
+** (config_get("instance.<key>") in C, cps.config here); nil removes it. */
+static int l_instance_set(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    json_t *v = NULL;
+    if (!lua_isnoneornil(L, 2)) {
+        char err[256];
+        v = safe_json(L, 2, err, sizeof err);
+        if (!v) return luaL_error(L, "%s", err);
+    }
+    int rc = cps_instance_set(script_of(L), key, v);
+    if (rc) return luaL_error(L, "%s: instance_set %s", cps_errname(rc), key);
+    return 0;
+}
+
+/* cps.random_hex(nbytes): nbytes (1..64) from the system's CSPRNG, as hex. */
+static int l_random_hex(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1 || n > 64) return luaL_error(L, "EINVAL: random_hex takes 1 to 64 bytes");
+    unsigned char buf[64];
+    char hex[129];
+    if (uv_random(NULL, NULL, buf, (size_t)n, 0, NULL) != 0) return luaL_error(L, "EINTERNAL: no randomness");
+    for (lua_Integer i = 0; i < n; i++) snprintf(hex + 2 * i, 3, "%02x", buf[i]);
+    lua_pushlstring(L, hex, (size_t)(2 * n));
+    return 1;
+}
+
+/* cps.equal(a, b): constant-time comparison of two strings (secrets). */
+static int l_equal(lua_State *L)
+{
+    size_t la, lb;
+    const char *a = luaL_checklstring(L, 1, &la), *b = luaL_checklstring(L, 2, &lb);
+    unsigned char d = la != lb;
+    for (size_t i = 0; i < la && i < lb; i++) d |= (unsigned char)(a[i] ^ b[i]);
+    lua_pushboolean(L, d == 0);
+    return 1;
+}
+
+/* cps.counter(name): the value of a host counter of this process (what
+** GET /metrics shows), e.g. "front_users". */
+static int l_counter(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)cps_metrics_value(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+/* cps.print(text): one line on standard output (operator messages such as
+** the first-admin link, which CryptPad prints there too). */
+static int l_print(lua_State *L)
+{
+    const char *t = luaL_checkstring(L, 1);
+    fprintf(stdout, "%s\n", t);
+    fflush(stdout);
+    return 0;
+}
+
 /* ---- inter-node commands, send, query ---- */
 
 /* fn(args, call): call.from, call:reply(v), call:error(code). */
@@ -489,6 +568,154 @@ static int l_record_get(lua_State *L) { return l_record(L, 0); }
 static int l_record_put(lua_State *L) { return l_record(L, 1); }
 static int l_record_del(lua_State *L) { return l_record(L, 2); }
 
+/* cps.json_decode(text): the value, or nil and "EINVAL: why" (bad JSON,
+** or deeper than a script may receive).  cps.json_encode(v): compact text,
+** or raises EINVAL. */
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    json_error_t je;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!v) { lua_pushnil(L); lua_pushfstring(L, "EINVAL: %s", je.text); return 2; }
+    char err[256];
+    int rc = safe_push(L, v, err, sizeof err);
+    json_decref(v);
+    if (rc) { lua_pushnil(L); lua_pushfstring(L, "EINVAL: %s", err); return 2; }
+    return 1;
+}
+
+static int l_json_encode(lua_State *L)
+{
+    char err[256];
+    luaL_checkany(L, 1);
+    json_t *v = safe_json(L, 1, err, sizeof err);
+    if (!v) return luaL_error(L, "%s", err);
+    char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (!t) return luaL_error(L, "ENOMEM");
+    lua_pushstring(L, t);
+    free(t);
+    return 1;
+}
+
+/* ---- the storage backend's objects, pin logs and channels ---- */
+
+static void lua_store_size(void *ud, int status, uint64_t size)
+{
+    lua_State *L = LH.L;
+    if (!L) return;
+    int top = callback_begin(ud);
+    if (status != CPS_OK) lua_pushstring(L, cps_errname(status)); else lua_pushnil(L);
+    if (status == CPS_OK) lua_pushinteger(L, (lua_Integer)size); else lua_pushnil(L);
+    callback_end(top, 2, "storage");
+}
+
+/* Objects read whole: bounded, the admin scripts read small files. */
+#define LUA_OBJ_MAX (16u << 20)
+
+static void lua_obj_read_done(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next;
+    if (status == CPS_OK && !eof) status = CPS_ERR_TOO_LARGE;
+    lua_record_done(ud, status, data, len);
+}
+
+static const cps_storage_backend *need_backend(lua_State *L, int fn_idx, int *ref)
+{
+    luaL_checktype(L, fn_idx, LUA_TFUNCTION);
+    const cps_storage_backend *b = cps_storage_get(NULL);
+    *ref = LUA_NOREF;
+    if (!b) return NULL;
+    lua_pushvalue(L, fn_idx);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return b;
+}
+
+/* cps.obj_read(store, key, fn(err, data)): a whole object (at most 16 MiB). */
+static int l_obj_read(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_read)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_read(b->state, store, key, 0, LUA_OBJ_MAX, lua_obj_read_done,
+                                      (void *)(intptr_t)ref), ref);
+}
+
+/* cps.obj_append(store, key, data, fn(err, size)) */
+static int l_obj_append(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_append)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_append(b->state, store, key, data, len, lua_store_size,
+                                        (void *)(intptr_t)ref), ref);
+}
+
+/* cps.obj_size(store, key, fn(err, size)) */
+static int l_obj_size(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_size)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_size(b->state, store, key, lua_store_size, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.pin_read(safe_key, fn(err, text)): a key's pin log. */
+static int l_pin_read(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->pin_read(b->state, key, lua_record_done, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_size(id, fn(err, bytes)), cps.placeholder_read(id, fn(err, text)),
+** cps.meta_read(id, fn(err, text)): a channel of this process's backend (in
+** a cluster, run them on the channel's owner, cps.owner("storage", id)). */
+static int l_channel_size(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_size(b->state, id, lua_store_size, (void *)(intptr_t)ref), ref);
+}
+
+static int l_placeholder_read(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->placeholder_read(b->state, id, lua_record_done, (void *)(intptr_t)ref), ref);
+}
+
+static int l_meta_read(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->meta_read(b->state, id, lua_record_done, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_restore(id, fn(err)) */
+static int l_channel_restore(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_restore(b->state, id, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
 static int l_send(lua_State *L)
 {
     const char *node = luaL_checkstring(L, 1);
@@ -607,7 +834,7 @@ static int l_log(lua_State *L)
 static int l_config(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    json_t *v = cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
+    json_t *v = cps_config_live(path);
     char err[256];
     if (!v) lua_pushnil(L);
     else if (cps_lua_json_push(L, v, err, sizeof err)) return luaL_error(L, "EINVAL: config %s: %s", path, err);
@@ -657,6 +884,22 @@ static const luaL_Reg cps_funcs[] = {
     { "array", l_array },
     { "node", l_node },
     { "on_unload", l_on_unload },
+    { "admin_command", l_admin_command },
+    { "json_decode", l_json_decode },
+    { "json_encode", l_json_encode },
+    { "instance_set", l_instance_set },
+    { "random_hex", l_random_hex },
+    { "equal", l_equal },
+    { "counter", l_counter },
+    { "print", l_print },
+    { "obj_read", l_obj_read },
+    { "obj_append", l_obj_append },
+    { "obj_size", l_obj_size },
+    { "pin_read", l_pin_read },
+    { "channel_size", l_channel_size },
+    { "placeholder_read", l_placeholder_read },
+    { "meta_read", l_meta_read },
+    { "channel_restore", l_channel_restore },
     { NULL, NULL }
 };
 
@@ -769,4 +1012,60 @@ void cps_lua_close(void)
 {
     if (LH.L) lua_close(LH.L);
     LH.L = NULL;
+}
+
+/* The admin commands: every admin/NAME.lua of the lua_dirs, then of the
+** built-in directory, in name order; a name found in an earlier directory
+** hides the same name later (an operator overrides a built-in command by
+** dropping a file of that name).  admin.autoload = false turns it off.
+** A script that fails to load is logged and skipped: one operator's broken
+** command must not keep the server down. */
+#include <dirent.h>
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void collect_admin(const char *dir, char ***names, size_t *n, size_t *cap)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/admin", dir);
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && *n < 1024) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || l > 128 || strcmp(e->d_name + l - 4, ".lua") || e->d_name[0] == '.') continue;
+        bool dup = false;
+        for (size_t i = 0; i < *n && !dup; i++) dup = !strcmp((*names)[i], e->d_name);
+        if (dup) continue;
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 16;
+            char **nn = realloc(*names, nc * sizeof *nn);
+            if (!nn) break;
+            *names = nn;
+            *cap = nc;
+        }
+        if (((*names)[*n] = strdup(e->d_name))) (*n)++;
+    }
+    closedir(d);
+}
+
+int cps_lua_load_admin(void)
+{
+    json_t *root = cps_cfg ? cps_cfg->root : NULL;
+    if (json_is_false(cps_config_path(root, "admin.autoload"))) return 0;
+    char **names = NULL;
+    size_t n = 0, cap = 0, i;
+    json_t *d;
+    json_array_foreach(cps_config_path(root, "lua_dirs"), i, d)
+        if (json_is_string(d)) collect_admin(json_string_value(d), &names, &n, &cap);
+    collect_admin(cps_search_lua_dir(), &names, &n, &cap);
+    if (n) qsort(names, n, sizeof *names, cmp_str);
+    for (i = 0; i < n; i++) {
+        char spec[160];
+        snprintf(spec, sizeof spec, "admin/%s", names[i]);
+        if (cps_lua_load(spec)) cps_log("lua", CPS_LOG_ERROR, "admin command script %s skipped", spec);
+        free(names[i]);
+    }
+    free(names);
+    return 0;
 }
