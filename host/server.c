@@ -453,6 +453,11 @@ int cps_server_start(uv_loop_t *loop)
             return CPS_EIO;
         }
         if (i == 0) { S.vhost = vh; cps_link_setup(S.ctx, vh); }
+        /* port 0 picked a free port: listen.port says which, so that what
+        ** plugins and scripts build from it (the origin) is reachable */
+        json_t *listen = cps_cfg ? json_object_get(cps_cfg->root, "listen") : NULL;
+        if (i == 0 && info.port == 0 && json_is_object(listen))
+            json_object_set_new(listen, "port", json_integer(lws_get_vhost_listen_port(vh)));
         cps_log("server", CPS_LOG_INFO, "listening on %s:%d", info.iface, lws_get_vhost_listen_port(vh));
     }
     return 0;

@@ -312,6 +312,7 @@ H.ADD_ADMIN_KEY = function(args, commit)
     if commit then
         S.admins[#S.admins + 1] = k
         S.admins_data[#S.admins_data + 1] = args[1]
+        S.token_spent = true      -- an admin was added: onboarding is over for good
     end
     return "changed"
 end
@@ -557,7 +558,7 @@ local function print_link()
 end
 
 local function onboarding()
-    if #S.admins == 0 then
+    if #S.admins == 0 and not S.token_spent then
         if S.install_token then
             print_link()
         else
@@ -731,7 +732,7 @@ cps.register_rpc("ADD_FIRST_ADMIN", function(p, ctx)
     end
     if #token ~= 64 or #key ~= 44 then error("INVALID_ARGS", 0) end
     if not cps.equal(token, S.install_token) then error("FORBIDDEN", 0) end
-    if #S.admins > 0 then error("EEXISTS", 0) end
+    if #S.admins > 0 or S.token_spent then error("EEXISTS", 0) end
     if not canonical(key) then error("INVALID_ARGS", 0) end
     submit(A({ "ADD_ADMIN_KEY", A({ key }), "", cps.now() }), function(err)
         if err then return ctx:error(error_text(err)) end
