@@ -251,6 +251,7 @@ int  cps_lua_load_admin(void);
 void cps_lua_close(void);
 
 int64_t cps_metrics_value(const char *name);   /* metrics.c; 0 if none */
+size_t cps_server_unique_peers(void);          /* server.c */
 
 /* ---- live instance settings (instance.c) ---- */
 int cps_instance_set(cps_plugin *p, const char *key, json_t *value);   /* steals value */

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include "host.h"
 #include "lua_json.h"
 
@@ -362,6 +364,46 @@ static int l_counter(lua_State *L)
     return 1;
 }
 
+/* cps.sessions(): { count, unique_peers } of this process's client
+** connections (websockets). */
+static int l_sessions(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)cps_server_session_count());
+    lua_setfield(L, -2, "count");
+    lua_pushinteger(L, (lua_Integer)cps_server_unique_peers());
+    lua_setfield(L, -2, "unique_peers");
+    return 1;
+}
+
+/* cps.process(): { fds, fd_limit, rss, lua_memory, pid } of this process. */
+static int l_process(lua_State *L)
+{
+    lua_createtable(L, 0, 5);
+    long fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) if (e->d_name[0] != '.') fds++;
+        closedir(d);
+        fds--;    /* the directory handle itself */
+    }
+    lua_pushinteger(L, fds);
+    lua_setfield(L, -2, "fds");
+    struct rlimit rl;
+    lua_pushinteger(L, getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (lua_Integer)rl.rlim_cur : -1);
+    lua_setfield(L, -2, "fd_limit");
+    size_t rss = 0;
+    uv_resident_set_memory(&rss);
+    lua_pushinteger(L, (lua_Integer)rss);
+    lua_setfield(L, -2, "rss");
+    lua_pushinteger(L, (lua_Integer)LH.mem);
+    lua_setfield(L, -2, "lua_memory");
+    lua_pushinteger(L, (lua_Integer)getpid());
+    lua_setfield(L, -2, "pid");
+    return 1;
+}
+
 /* cps.print(text): one line on standard output (operator messages such as
 ** the first-admin link, which CryptPad prints there too). */
 static int l_print(lua_State *L)
@@ -666,6 +708,75 @@ static int l_obj_size(lua_State *L)
     return push_status(L, b->obj_size(b->state, store, key, lua_store_size, (void *)(intptr_t)ref), ref);
 }
 
+/* cps.obj_write(store, key, data, fn(err)), cps.obj_delete(store, key, fn(err)),
+** cps.obj_archive(store, key, fn(err)) */
+static int l_obj_write(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_write)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_write(b->state, store, key, data, len, lua_record_status,
+                                       (void *)(intptr_t)ref), ref);
+}
+
+static int l_obj_delete(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_delete)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_delete(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
+static int l_obj_archive(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_archive)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_archive(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_read(id, offset, max, fn(err, text, next, eof)): complete
+** lines of a channel log from a byte offset (max at most 1 MiB). */
+static void lua_channel_read_done(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    lua_State *L = LH.L;
+    if (!L) return;
+    int top = callback_begin(ud);
+    if (status != CPS_OK) lua_pushstring(L, cps_errname(status)); else lua_pushnil(L);
+    if (status == CPS_OK) lua_pushlstring(L, data ? data : "", len); else lua_pushnil(L);
+    lua_pushinteger(L, (lua_Integer)next);
+    lua_pushboolean(L, eof);
+    callback_end(top, 4, "channel_read");
+}
+
+static int l_channel_read(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    lua_Integer off = luaL_checkinteger(L, 2), max = luaL_checkinteger(L, 3);
+    if (off < 0 || max < 1 || max > (1 << 20)) return luaL_error(L, "EINVAL: channel_read offset/max");
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_read(b->state, id, (uint64_t)off, (size_t)max, lua_channel_read_done,
+                                          (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_delete(id, fn(err)): the log, metadata log and placeholder,
+** for good. */
+static int l_channel_delete(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_delete(b->state, id, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
 /* cps.pin_read(safe_key, fn(err, text)): a key's pin log. */
 static int l_pin_read(lua_State *L)
 {
@@ -892,9 +1003,16 @@ static const luaL_Reg cps_funcs[] = {
     { "equal", l_equal },
     { "counter", l_counter },
     { "print", l_print },
+    { "sessions", l_sessions },
+    { "process", l_process },
     { "obj_read", l_obj_read },
     { "obj_append", l_obj_append },
     { "obj_size", l_obj_size },
+    { "obj_write", l_obj_write },
+    { "obj_delete", l_obj_delete },
+    { "obj_archive", l_obj_archive },
+    { "channel_read", l_channel_read },
+    { "channel_delete", l_channel_delete },
     { "pin_read", l_pin_read },
     { "channel_size", l_channel_size },
     { "placeholder_read", l_placeholder_read },
@@ -1020,7 +1138,6 @@ void cps_lua_close(void)
 ** dropping a file of that name).  admin.autoload = false turns it off.
 ** A script that fails to load is logged and skipped: one operator's broken
 ** command must not keep the server down. */
-#include <dirent.h>
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 

@@ -257,6 +257,39 @@ static void peer_down(const char *node, void *ud)
     json_decref(f.hit);
 }
 
+/* ---- what the admin commands read (docs/protocol/admin.md §3.1, §3.4) ---- */
+
+static void count_active(const char *id, void *v, void *ud)
+{
+    (void)id;
+    if (json_array_size(((channel *)v)->members)) (*(size_t *)ud)++;
+}
+
+/* CHANNEL_ADMIN_INFO {} -> {active, open}: channels with members, channels
+** held in memory.  {channel} -> {metadata, members}: a channel held in
+** memory, else ENOENT (ch_get does not open it). */
+static int cmd_admin_info(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    if (!id) {
+        size_t active = 0;
+        strmap_each(ST.channels, count_active, &active);
+        API->reply(call, CPS_OK, json_pack("{s I s I}", "active", (json_int_t)active,
+                                           "open", (json_int_t)strmap_count(ST.channels)));
+        return CPS_OK;
+    }
+    channel *ch = ch_get(id, false);
+    if (!ch) return CPS_ENOENT;
+    /* a channel open without metadata lines has the implicit {channel} */
+    json_t *meta = ch->meta ? json_incref(ch->meta) : json_pack("{s s}", "channel", ch->id);
+    json_int_t n = (json_int_t)json_array_size(ch->members);
+    ch_release(ch);
+    if (!meta) return CPS_ENOMEM;
+    API->reply(call, CPS_OK, json_pack("{s o s I}", "metadata", meta, "members", n));
+    return CPS_OK;
+}
+
 /* ---- life cycle ---- */
 
 static void fini(cps_plugin *self, void *state)
@@ -285,6 +318,7 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     static const struct { const char *name; cps_command_fn fn; } cmds[] = {
         { "JOIN", cmd_join }, { "LEAVE", cmd_leave }, { "DROP_USER", cmd_drop_user },
         { "CHANNEL_MESSAGE", cmd_channel_message }, { "HISTORY", cmd_history },
+        { "CHANNEL_ADMIN_INFO", cmd_admin_info },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);

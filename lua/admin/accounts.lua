@@ -1,0 +1,188 @@
+-- admin/accounts.lua - accounts by signing key for the admin panel's
+-- account report (docs/protocol/admin.md §3.2, §3.3): pin activity, pin
+-- list, storage statistics, pin log status, whether the user is online,
+-- the total size of what they pin; login blocks and TOTP (archive a block,
+-- disable TOTP).
+--
+-- A pin log and a login block live on the storage node that owns the
+-- key's safe form; the reading runs there (ADMIN_ACCOUNT on every storage
+-- node).  Online state is each core's: every core is asked.
+
+local A = cps.array
+local TIMEOUT_MS = 10000
+
+local function valid_key(k)
+    return type(k) == "string" and #k == 44 and k:match("^[A-Za-z0-9+/=-]+=$") ~= nil
+end
+local function safe(k) return (k:gsub("/", "-")) end
+local function unsafe(k) return (k:gsub("%-", "/")) end
+
+-- Replay a pin log (docs/protocol/rpc.md §7.1): pinned ids in first-pinned
+-- order, without the "#drive" suffix; "#block" entries are the login block.
+local function replay(text)
+    local order, pinned, first, latest, block = {}, {}, nil, nil, nil
+    local function pin(id)
+        local base, tag = id:match("^([^#]+)#?(.*)$")
+        if not base then return end
+        if tag == "block" then block = base; return end
+        if not pinned[base] then pinned[base] = true; order[#order + 1] = base end
+    end
+    local function unpin(id)
+        local base = id:match("^([^#]+)")
+        if base then pinned[base] = nil end
+    end
+    for line in text:gmatch("[^\n]+") do
+        local v = cps.json_decode(line)
+        if type(v) == "table" and type(v[1]) == "string" then
+            local t = v[#v]
+            if math.type(t) and t ~= 0 then first = first or t; latest = t end
+            local ids = type(v[2]) == "table" and v[2] or {}
+            if v[1] == "RESET" then
+                pinned, order = {}, {}
+                for _, id in ipairs(ids) do if type(id) == "string" then pin(id) end end
+            elseif v[1] == "PIN" then
+                for _, id in ipairs(ids) do if type(id) == "string" then pin(id) end end
+            elseif v[1] == "UNPIN" then
+                for _, id in ipairs(ids) do if type(id) == "string" then unpin(id) end end
+            end
+        end
+    end
+    local list = A()
+    for _, id in ipairs(order) do if pinned[id] then list[#list + 1] = id end end
+    return { list = list, first = first, latest = latest, block = block }
+end
+
+cps.register_role_command("storage", "ADMIN_ACCOUNT", function(args, call)
+    local key = args.key
+    if not valid_key(key) then error("EINVAL", 0) end
+    local sk = safe(key)
+    if args.op == "pins" then
+        cps.pin_read(sk, function(err, text)
+            if err == "ENOENT" then return call:reply({ live = false }) end
+            if err then return call:error(err) end
+            local r = replay(text or "")
+            r.live = true
+            call:reply(r)
+        end)
+    elseif args.op == "disable_mfa" then
+        cps.obj_delete("mfa", sk .. ".json", function(err)
+            if err then call:error("MFA_ERROR") else call:reply({}) end
+        end)
+    elseif args.op == "archive_block" then
+        local text = "MODERATION_BLOCK:" .. tostring(args.reason)
+        cps.obj_archive("block", sk, function(err)
+            if err then return call:error(err) end
+            cps.obj_write("block", sk .. ".placeholder", text, function() call:reply({}) end)
+        end)
+    else
+        error("EINVAL", 0)
+    end
+end)
+
+local function ask(key, args, cb)
+    local node = cps.owner("storage", safe(key))
+    if not node then return cb("EUNAVAILABLE") end
+    args.key = key
+    local ok, code = cps.query(node, "ADMIN_ACCOUNT", args, cb, TIMEOUT_MS)
+    if not ok then cb(code) end
+end
+
+local function pins(key, ctx, then_)
+    if not valid_key(key) then error("EINVAL", 0) end
+    ask(key, { op = "pins" }, function(err, r)
+        if err then return ctx:error(err) end
+        then_(r)
+    end)
+end
+
+cps.admin_command("GET_PIN_ACTIVITY", "first and latest pin times of a key", function(p, ctx)
+    pins(p, ctx, function(r)
+        if not r.live then return ctx:error("ENOENT") end
+        ctx:reply({ first = r.first, latest = r.latest })
+    end)
+end)
+
+cps.admin_command("GET_PIN_LIST", "the ids a key pins, in first-pinned order", function(p, ctx)
+    pins(p, ctx, function(r) ctx:reply(r.live and r.list or A()) end)
+end)
+
+cps.admin_command("GET_USER_STORAGE_STATS", "how many channels and files a key pins", function(p, ctx)
+    pins(p, ctx, function(r)
+        local c, f = 0, 0
+        for _, id in ipairs(r.list or {}) do
+            if #id == 32 then c = c + 1 elseif #id == 48 then f = f + 1 end
+        end
+        ctx:reply({ channels = c, files = f })
+    end)
+end)
+
+-- `archived` is left out: the store cannot look into its archive (a
+-- member whose check failed is omitted, docs/protocol/admin.md §3.2).
+cps.admin_command("GET_PIN_LOG_STATUS", "whether a key has a pin log", function(p, ctx)
+    pins(p, ctx, function(r) ctx:reply({ live = r.live == true }) end)
+end)
+
+cps.admin_command("GET_USER_TOTAL_SIZE", "bytes of everything a key pins", function(p, ctx)
+    pins(p, ctx, function(r)
+        local list = r.list or {}
+        local total, waiting = 0, #list
+        if waiting == 0 then return ctx:reply(0) end
+        if waiting > 100000 then return ctx:error("INVALID_PIN_LIST") end
+        for _, id in ipairs(list) do
+            local node = cps.owner("storage", id)
+            local function done(err, data)
+                if not err and type(data) == "table" and math.type(data.size) then total = total + data.size end
+                waiting = waiting - 1
+                if waiting == 0 then ctx:reply(total) end
+            end
+            if node and (#id == 32 or #id == 48) then
+                local ok = cps.query(node, "ADMIN_DOC", { op = "size", id = id }, done, TIMEOUT_MS)
+                if not ok then done("EUNAVAILABLE") end
+            else
+                done("EINVAL")
+            end
+        end
+    end)
+end)
+
+cps.admin_command("IS_USER_ONLINE", "whether a connection is authenticated with a key", function(p, ctx)
+    if not valid_key(p) then error("EINVAL", 0) end
+    local key = unsafe(p)
+    local n = cps.role_count("core")
+    local waiting, online, failed = n, false, false
+    if n == 0 then return false end
+    for i = 0, n - 1 do
+        local function done(err, data)
+            if err then failed = true elseif type(data) == "table" and data.online then online = true end
+            waiting = waiting - 1
+            if waiting == 0 then
+                if online or not failed then ctx:reply(online) else ctx:error("SERVER_ERROR") end
+            end
+        end
+        local ok = cps.query("core:" .. i, "ADMIN_KEY_ONLINE", { key = key }, done, TIMEOUT_MS)
+        if not ok then done("EUNAVAILABLE") end
+    end
+end)
+
+cps.admin_command("GET_PIN_HISTORY", "not implemented (as CryptPad)", function() error("NOT_IMPLEMENTED", 0) end)
+cps.admin_command("ARCHIVE_OWNED_DOCUMENTS", "not implemented (as CryptPad)", function() error("NOT_IMPLEMENTED", 0) end)
+
+-- ---- login blocks and TOTP (§3.3) ----
+
+cps.admin_command("DISABLE_MFA", "remove a login block's TOTP settings", function(p, ctx)
+    if not valid_key(p) then error("EINVAL", 0) end
+    ask(p, { op = "disable_mfa" }, function(err)
+        if err then return ctx:error(err == "EINVAL" and err or "MFA_ERROR") end
+        ctx:reply({ success = true })
+    end)
+end)
+
+cps.admin_command("ARCHIVE_BLOCK", "archive a login block {key, reason}", function(p, ctx)
+    if type(p) ~= "table" then error("INVALID_ARGS", 0) end
+    if not valid_key(p.key) then error("EINVAL", 0) end
+    if p.reason ~= nil and (type(p.reason) ~= "string" or #p.reason > 1000) then error("EINVAL", 0) end
+    ask(p.key, { op = "archive_block", reason = p.reason }, function(err)
+        if err then return ctx:error(err) end
+        ctx:reply(cps.null)
+    end)
+end)
