@@ -24,6 +24,7 @@ static struct {
     size_t mem, max_mem;
     long budget;              /* instructions left in the current call */
     long max_instructions;
+    int depth;                /* nested calls into Lua (budget_call) */
     cps_plugin *current;      /* script being loaded */
 } LH;   /* the Lua host singleton */
 
@@ -133,10 +134,13 @@ static const char *error_code(const char *msg, char *buf, size_t n)
 ** with the instruction budget. */
 static int budget_call(lua_State *L, int nargs, int nres)
 {
-    LH.budget = LH.max_instructions;
+    /* A call made from inside another (cps.admin_call runs a Lua command
+    ** at once) shares the outer call's budget and keeps its hook. */
+    if (LH.depth == 0) LH.budget = LH.max_instructions;
+    LH.depth++;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_STEP);
     int rc = lua_pcall(L, nargs, nres, 0);
-    lua_sethook(L, NULL, 0, 0);
+    if (--LH.depth == 0) lua_sethook(L, NULL, 0, 0);
     return rc;
 }
 
@@ -571,6 +575,61 @@ static int push_status(lua_State *L, int rc, int ref)
     return 2;
 }
 
+/* cps.admin_call(name, args, fn(err, value)): run an admin command as the
+** operator (no key, caller "lua"), as `cpsd admin` does: a script builds
+** on the others.  fn runs on a later loop turn, never inside this call (a
+** command may answer at once, and Lua must not be re-entered). */
+typedef struct admin_call { int ref; int err; json_t *value; cps_plugin *p; } admin_call;
+
+static void admin_call_fire(cps_timer *t, void *ud)
+{
+    (void)t;
+    admin_call *c = ud;
+    lua_State *L = LH.L;
+    if (L) {
+        int top = callback_begin((void *)(intptr_t)c->ref);
+        if (c->err) lua_pushstring(L, cps_errname(c->err)); else lua_pushnil(L);
+        char why[256];
+        if (c->err || !c->value) lua_pushnil(L);
+        else if (safe_push(L, c->value, why, sizeof why)) lua_pushnil(L);
+        callback_end(top, 2, "admin_call");
+    }
+    json_decref(c->value);
+    free(c);
+}
+
+static void admin_call_done(void *ud, int err, json_t *value, unsigned flags)
+{
+    (void)flags;
+    admin_call *c = ud;
+    c->err = err;
+    c->value = value ? json_incref(value) : NULL;
+    if (!cps_timer_start(c->p, 0, 0, admin_call_fire, c)) {
+        cps_log("lua", CPS_LOG_ERROR, "admin_call: no timer for the answer");
+        if (LH.L) luaL_unref(LH.L, LUA_REGISTRYINDEX, c->ref);
+        json_decref(c->value);
+        free(c);
+    }
+}
+
+static int l_admin_call(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    char err[256];
+    json_t *args = lua_isnoneornil(L, 2) ? json_null() : safe_json(L, 2, err, sizeof err);
+    if (!args) return luaL_error(L, "%s", err);
+    admin_call *c = calloc(1, sizeof *c);
+    if (!c) { json_decref(args); return luaL_error(L, "ENOMEM"); }
+    lua_pushvalue(L, 3);
+    c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->p = script_of(L);
+    int rc = cps_rpc_call(c->p, name, CPS_RPC_ADMIN, NULL, "lua", args, admin_call_done, c);
+    if (rc) { int ref = c->ref; free(c); return push_status(L, rc, ref); }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- small records of the storage backend (this process's) ---- */
 
 static void lua_record_done(void *ud, int status, const char *data, size_t len)
@@ -996,6 +1055,7 @@ static const luaL_Reg cps_funcs[] = {
     { "node", l_node },
     { "on_unload", l_on_unload },
     { "admin_command", l_admin_command },
+    { "admin_call", l_admin_call },
     { "json_decode", l_json_decode },
     { "json_encode", l_json_encode },
     { "instance_set", l_instance_set },

@@ -41,6 +41,13 @@ end)
 cps.admin_command("OPERATOR_LOOP", "never ends", function(p, ctx)
     while true do end
 end)
+-- runs another admin command as the operator does (cpsd admin NAME WORDS...)
+cps.admin_command("OPERATOR_RUN", "run an admin command as the operator", function(p, ctx)
+    local ok, code = cps.admin_call(p.name, p.args, function(err, value)
+        ctx:reply({ err = err, value = value })
+    end)
+    if not ok then return { err = code } end
+end)
 `;
 
 let srv;
@@ -263,6 +270,54 @@ T('a Lua admin command that errors or loops gets an error; the server carries on
     assert.equal(await adm.fail('OPERATOR_LOOP'), 'ETIMEDOUT');
     const [st] = await adm.call('INSTANCE_STATUS');
     assert.deepEqual(st.admins.map(a => a.edPublic), [A.pub]);
+});
+
+T('the operator\'s commands (what cpsd admin runs): stats, sessions, decree, admin, quota, pad, install-link', async () => {
+    const run = async (name, ...args) => (await adm.call('OPERATOR_RUN', { name, args }))[0];
+    const echo = await run('OPERATOR_ECHO', 'w');
+    assert.deepEqual(echo.value, { echo: ['w'], operator: true });
+    const stats = await run('stats');
+    assert.equal(stats.err, undefined);
+    const nodes = CLUSTER ? ['front:0', 'front:1', 'core:0', 'core:1', 'storage:0', 'storage:1'] : ['front:0', 'core:0', 'storage:0'];
+    assert.deepEqual(stats.value.map(r => r.node), nodes);
+    for (const row of stats.value) {
+        assert.equal(row.status, 'up');
+        assert.equal(typeof row.fds, 'number');
+    }
+    const ses = await run('sessions');
+    assert.ok(ses.value.total >= 2, JSON.stringify(ses));
+    // decrees from the command line: words parsed as JSON when they are
+    const d = await run('decree', 'set', 'SET_ADMIN_EMAIL', 'ops@example.org');
+    assert.deepEqual(d.value, { decree: 'SET_ADMIN_EMAIL', changed: true });
+    assert.equal((await AD.httpModule(srv.port, '/api/config')).adminEmail, 'ops@example.org');
+    const lines = AD.decreeLines(logDir());
+    assert.deepEqual(lines[lines.length - 1].slice(0, 3), ['SET_ADMIN_EMAIL', ['ops@example.org'], 'cli']);
+    assert.equal((await run('decree', 'set', 'RESTRICT_REGISTRATION', 'maybe')).err, 'INVALID_ARGS');
+    assert.ok((await run('decree', 'list')).value.some(r => r.decree === 'SET_QUOTA'));
+    assert.equal((await run('decree', 'nope')).err, 'EINVAL');
+    // admins
+    assert.deepEqual((await run('admin', 'list')).value.map(a => a.edPublic), [A.pub]);
+    assert.equal((await run('admin', 'add', 'not-a-key')).err, 'INVALID_KEY');
+    assert.deepEqual((await run('admin', 'add', N.pub)).value, { key: N.pub, changed: true });
+    assert.deepEqual((await any.call('INSTANCE_STATUS'))[0].admins.length, 2);
+    assert.deepEqual((await run('admin', 'remove', N.pub)).value, { key: N.pub, changed: true });
+    assert.equal(await any.fail('INSTANCE_STATUS'), 'FORBIDDEN');
+    // quotas
+    assert.deepEqual((await run('quota', 'set', U.pub, '1048576', 'small')).value, { key: U.pub, limit: 1048576, plan: 'small' });
+    assert.deepEqual((await run('quota', 'get', U.pub)).value, { key: U.pub, limit: 1048576, plan: 'small', note: '' });
+    assert.equal((await run('quota', 'set', U.pub, 'lots')).err, 'EINVAL');
+    assert.deepEqual((await run('quota', 'rm', U.pub)).value, { key: U.pub, removed: true });
+    assert.equal((await run('quota', 'rm', U.pub)).err, 'ENOENT');
+    // documents
+    assert.equal((await run('pad', 'status', '../../etc/passwd')).err, 'EINVAL');
+    const id = C.padId();
+    assert.deepEqual((await run('pad', 'status', id)).value, { id, live: false, archived: false });
+    // onboarding is over: there is an admin
+    assert.equal((await run('install-link')).err, 'EEXISTS');
+    assert.equal(typeof (await run('flush-cache')).value.fresh_key, 'number');
+    // arguments that are not words
+    assert.equal((await adm.call('OPERATOR_RUN', { name: 'quota', args: [1, 2] }))[0].err, 'EINVAL');
+    assert.equal((await run('no-such-command')).err, 'ENOENT');
 });
 
 // ------------------------------------------------------------ replay
