@@ -13,7 +13,8 @@
 
 local WRITER = "storage:0"
 local LOG_STORE, LOG_KEY = "decrees", "decree.ndjson"
-local APPLY_TIMEOUT_MS = 5000
+local APPLY_TIMEOUT_MS = 5000      -- a node's answer to a decree broadcast
+local WRITE_TIMEOUT_MS = 12000     -- the writer's answer (after its broadcast)
 local PAGE = 5000                  -- log lines per ADMIN_DECREE_LOG answer
 
 local A = cps.array
@@ -471,17 +472,24 @@ local function submit(decree, cb)
     if is_writer then return write_local(decree, cb) end
     -- the decree's own error comes in the answer; a failed query means
     -- that the writer cannot be reached
-    local ok, code = cps.query(WRITER, "ADMIN_DECREE_WRITE", { decree = decree }, function(err, data)
+    -- a writer that was stopped and wakes up after the deadline must not
+    -- apply what its caller already reported as failed
+    local expires = cps.now() + WRITE_TIMEOUT_MS - 1000
+    local ok, code = cps.query(WRITER, "ADMIN_DECREE_WRITE", { decree = decree, expires = expires }, function(err, data)
         if err then return cb("EUNAVAILABLE") end
         if type(data) ~= "table" then return cb("EINTERNAL") end
         if data.error then return cb(data.error) end
         cb(nil, data)
-    end, APPLY_TIMEOUT_MS * 2)
+    end, WRITE_TIMEOUT_MS)
     if not ok then cb("EUNAVAILABLE") end
 end
 
 if is_writer then
     cps.register_role_command(WRITER, "ADMIN_DECREE_WRITE", function(args, call)
+        if math.type(args.expires) and cps.now() > args.expires then
+            cps.log("warn", "decree " .. tostring(type(args.decree) == "table" and args.decree[1]) .. " arrived too late: dropped")
+            return { error = "EUNAVAILABLE" }
+        end
         write_local(args.decree, function(err, res)
             call:reply(err and { error = err } or res)
         end)

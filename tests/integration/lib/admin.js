@@ -13,10 +13,10 @@ const R = require('./rpc');
 
 // ADMIN calls of one key on one connection.  call(): reply.slice(2) or
 // throws R's error (.code); fail(): the error code of a call that must fail.
-const adminClient = async (url, keys) => {
+const adminClient = async (url, keys, { ms = 20000 } = {}) => {
     const r = await C.rawReady(url);
     const hk = await R.learnHk(r);
-    const rpc = R.client(r, hk, keys);
+    const rpc = R.client(r, hk, keys, { ms });
     const payload = (p) => (p === undefined ? null : p);
     return {
         r, hk, rpc,
