@@ -188,9 +188,10 @@ return {
         -- flushes browser caches).  dev_mode adds the time of each request.
         -- version = "2026.2.2", fresh_key = "1", dev_mode = false,
 
-        -- /api/config (docs/protocol/http.md §5.1)
-        admin_keys = {},            -- admins' edPublic keys
-        moderator_keys = {},
+        -- /api/config (docs/protocol/http.md §5.1); adminKeys come from
+        -- admin.keys and decrees, moderatorKeys from ADD_MODERATOR
+        -- (docs/protocol/admin.md).  Each value below is the starting value
+        -- of the admin decree that changes it at run time.
         restrict_sso_registration = false,
         inactive_time = 90,           -- days before inactive data is archived
         apps_to_disable = {},

@@ -336,6 +336,40 @@ static int l_instance_set(lua_State *L)
     return 0;
 }
 
+/* cps.base64_decode(text): the bytes of standard base64 (padding optional),
+** or nil and "EINVAL" for anything else. */
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+static int l_base64_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    while (n && s[n - 1] == '=') n--;
+    if (n % 4 == 1) { lua_pushnil(L); lua_pushstring(L, "EINVAL"); return 2; }
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) { lua_pushnil(L); lua_pushstring(L, "EINVAL"); return 2; }
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) { bits -= 8; out[o++] = (char)((acc >> bits) & 0xff); }
+    }
+    luaL_pushresultsize(&b, o);
+    return 1;
+}
+
 /* cps.random_hex(nbytes): nbytes (1..64) from the system's CSPRNG, as hex. */
 static int l_random_hex(lua_State *L)
 {
@@ -1060,6 +1094,7 @@ static const luaL_Reg cps_funcs[] = {
     { "json_encode", l_json_encode },
     { "instance_set", l_instance_set },
     { "random_hex", l_random_hex },
+    { "base64_decode", l_base64_decode },
     { "equal", l_equal },
     { "counter", l_counter },
     { "print", l_print },

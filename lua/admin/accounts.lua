@@ -186,3 +186,19 @@ cps.admin_command("ARCHIVE_BLOCK", "archive a login block {key, reason}", functi
         ctx:reply(cps.null)
     end)
 end)
+
+-- ---- support (§3.8) ----
+
+cps.admin_command("ARCHIVE_SUPPORT", "archive every document the support key pins", function(p, ctx)
+    local key = cps.config("instance.support_pin_key")
+    if not valid_key(key) then error("EINVAL", 0) end
+    ask(key, { op = "pins" }, function(err, r)
+        if err then return ctx:error(err) end
+        local list = A()
+        for _, id in ipairs(r.list or {}) do list[#list + 1] = id end
+        if #list == 0 then return ctx:reply(cps.null) end
+        cps.admin_call("ARCHIVE_DOCUMENTS", { list = list, reason = "DISABLE_SUPPORT" }, function(aerr)
+            if aerr then ctx:error(aerr) else ctx:reply(cps.null) end
+        end)
+    end)
+end)

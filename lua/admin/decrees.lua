@@ -100,10 +100,42 @@ E.enableProfiling = false
 E.profilingWindow = 10000
 E.consentToContact, E.listMyInstance, E.provideAggregateStatistics = false, false, false
 E.blockDailyCheck = false
-E.instanceName, E.instanceDescription, E.instanceJurisdiction, E.instanceNotice = {}, {}, {}, {}
-E.lastBroadcastHash = ""
-E.adminEmail = conf("web.admin_email", nil)
-E.freshKey = cps.now()
+-- What the web section configures is the starting value of its decree
+-- (docs/protocol/admin.md §3.3): a decree changes it, a restart without
+-- decrees keeps it.
+local function texts(key)
+    local v = cps.config("web." .. key)
+    if type(v) == "string" then return { default = v } end
+    local out = {}
+    if type(v) == "table" then for k, t in pairs(v) do if type(t) == "string" then out[k] = t end end end
+    return out
+end
+local function web_bool(key)
+    local v = cps.config("web." .. key)
+    if v == true or v == false then return v end
+end
+local function web_str(key)
+    local v = cps.config("web." .. key)
+    if type(v) == "string" then return v end
+end
+E.instanceName, E.instanceDescription = texts("instance_name"), texts("instance_description")
+E.instanceJurisdiction, E.instanceNotice = texts("instance_jurisdiction"), texts("instance_notice")
+E.lastBroadcastHash = web_str("last_broadcast_hash") or ""
+E.surveyURL = web_str("survey_url")
+local m = cps.config("web.maintenance")
+if type(m) == "table" and next(m) ~= nil then E.maintenance = m end
+E.adminEmail = web_str("admin_email")
+E.accentColor = web_str("accent_color")
+E.supportMailbox, E.supportMailboxKey = web_str("support_mailbox"), web_str("support_mailbox_key")
+E.enforceMFA = web_bool("enforce_mfa")
+E.listMyInstance = web_bool("list_my_instance") or false
+E.removeDonateButton = web_bool("remove_donate_button")
+E.restrictSsoRegistration = web_bool("restrict_sso_registration")
+local apps = cps.config("web.apps_to_disable")
+if type(apps) == "table" and #apps > 0 then E.appsToDisable = A(list_of(apps)) end
+-- a configured fresh key is kept (web.fresh_key); else a new one per start
+local FIXED_FRESH_KEY = web_str("fresh_key")
+E.freshKey = FIXED_FRESH_KEY or cps.now()
 
 for _, raw in ipairs(list_of(cps.config("admin.keys"))) do
     local k = canonical(raw)
@@ -558,7 +590,14 @@ local function install_link()
     return origin() .. "/install/#" .. S.install_token
 end
 
+-- On standard output as CryptPad prints it; through the log when the log
+-- is a file or JSON records (a log shipper must not meet bare lines, and
+-- a service's standard output may go nowhere).
 local function print_link()
+    if cps.config("log.format") == "json" or type(cps.config("log.file")) == "string" then
+        cps.log("warn", "Create your first admin account and customize your instance by visiting " .. install_link())
+        return
+    end
     cps.print("=============================")
     cps.print("Create your first admin account and customize your instance by visiting")
     cps.print(install_link())
@@ -595,7 +634,7 @@ if is_writer then
             replay_line(line, i)
         end
         S.ready = true
-        E.freshKey = cps.now()
+        if not FIXED_FRESH_KEY then E.freshKey = cps.now() end
         publish()
         cps.log("info", "decree log replayed: " .. #log_lines .. " line(s), " .. #S.admins .. " admin(s)")
         onboarding()
@@ -678,6 +717,19 @@ cps.admin_command("ADMIN_DECREE", "apply and record a decree [COMMAND, args]", f
     local decree = A({ p[1], p[2] == nil and cps.null or p[2], ctx.key or "cli", cps.now() })
     submit(decree, function(err)
         if err then ctx:error(error_text(err)) else ctx:reply(cps.null) end
+    end)
+end)
+
+-- For other scripts (cps.admin_call): a decree on behalf of an admin, as
+-- UPLOAD_LOGO records SET_LOGO_MIME.  Not for the ADMIN RPC: an admin
+-- sends ADMIN_DECREE.
+cps.admin_command("ADMIN_DECREE_AS", "scripts: record a decree {decree, key} for an admin", function(p, ctx)
+    if ctx.key then error("FORBIDDEN", 0) end
+    if type(p) ~= "table" or type(p.decree) ~= "table" or type(p.decree[1]) ~= "string" then error("INVALID_DECREE", 0) end
+    local author = type(p.key) == "string" and #p.key <= 64 and p.key or "cli"
+    submit(A({ p.decree[1], p.decree[2] == nil and cps.null or p.decree[2], author, cps.now() }), function(err, res)
+        if err then return ctx:error(err) end
+        ctx:reply({ changed = res and res.changed or false })
     end)
 end)
 

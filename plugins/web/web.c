@@ -110,15 +110,18 @@ json_t *web_headers(const char *path, const char *query, const char *origin, boo
     json_object_set_new(h, "X-XSS-Protection", json_string("1; mode=block"));
     json_object_set_new(h, "X-Content-Type-Options", json_string("nosniff"));
     /* the main origin may load OnlyOffice fonts from itself (headers.js) */
-    const char *acao = W.acao;
-    if (!W.embedding && origin && *origin &&
+    /* an ENABLE_EMBEDDING decree switches the policies at once */
+    bool embed = json_is_true(W.api->config_get(W.self, "instance.enable_embedding"));
+    const char *acao = embed ? W.acao_embed : W.acao;
+    if (!embed && origin && *origin &&
         !strcmp(origin, W.main_origin) && re_match(&W.re_fonts, url))
         acao = W.main_origin;
     json_object_set_new(h, "Access-Control-Allow-Origin", json_string(acao));
     json_object_set_new(h, "Referrer-Policy", json_string("same-origin"));
     json_object_set_new(h, "Permissions-policy", json_string("interest-cohort=()"));
     if (!no_csp && (office || !re_match(&W.re_api, url)))
-        json_object_set_new(h, "Content-Security-Policy", json_string(office ? W.csp_office : W.csp));
+        json_object_set_new(h, "Content-Security-Policy", json_string(office ? (embed ? W.csp_office_embed : W.csp_office)
+                                                                             : (embed ? W.csp_embed : W.csp)));
     json_object_set_new(h, "Cross-Origin-Resource-Policy", json_string("cross-origin"));
     json_object_set_new(h, "Cross-Origin-Embedder-Policy", json_string("require-corp"));
     json_object_set_new(h, "Cache-Control", json_string(re_match(&W.re_ver, url) ? "max-age=31536000" : "no-cache"));
@@ -520,7 +523,7 @@ static int build_config(void)
 
 /* §4.2: directives joined with "; ", runs of whitespace collapsed (so an
 ** empty sandbox or accounts origin leaves a single space, as in Node). */
-static char *make_csp(bool office)
+static char *make_csp(bool office, bool embed)
 {
     const char *d = W.main_origin;
     const char *s = strcmp(W.sandbox_origin, d) ? W.sandbox_origin : "";
@@ -531,7 +534,7 @@ static char *make_csp(bool office)
     else if (!strncmp(d, "http://", 7)) snprintf(ws, sizeof ws, "ws://%s", d + 7);
     else snprintf(ws, sizeof ws, "%s", d);
     char ancestors[600];
-    if (shared_bool("enable_embedding")) {
+    if (embed) {
         const char *colon = strchr(d, ':');
         snprintf(ancestors, sizeof ancestors, "frame-ancestors 'self' %.*s vector:",
                  colon ? (int)(colon - d + 1) : 0, d);
@@ -610,6 +613,9 @@ static void fini(cps_plugin *self, void *state)
     free(W.acao);
     free(W.csp);
     free(W.csp_office);
+    free(W.acao_embed);
+    free(W.csp_embed);
+    free(W.csp_office_embed);
     free(W.root);
     free(W.data_dir);
     if (W.re_ok) {
@@ -665,12 +671,16 @@ static int setup(void)
     if (!W.main_origin || !W.sandbox_origin) return CPS_ENOMEM;
     const char *pe = shared_str("permitted_embedders");
     W.acao = strdup(shared_bool("enable_embedding") ? "*" : pe && *pe ? pe : W.sandbox_origin);
-    W.csp = make_csp(false);
-    W.csp_office = make_csp(true);
+    W.acao_embed = strdup("*");
+    W.csp = make_csp(false, shared_bool("enable_embedding"));
+    W.csp_office = make_csp(true, shared_bool("enable_embedding"));
+    W.csp_embed = make_csp(false, true);
+    W.csp_office_embed = make_csp(true, true);
     W.data_dir = strdup(W.api->data_dir(W.self));
     W.dev_mode = conf_bool("dev_mode", false);
     W.embedding = shared_bool("enable_embedding");
-    if (!W.acao || !W.csp || !W.csp_office || !W.data_dir) return CPS_ENOMEM;
+    if (!W.acao || !W.csp || !W.csp_office || !W.data_dir || !W.acao_embed || !W.csp_embed || !W.csp_office_embed)
+        return CPS_ENOMEM;
 
     const char *root = conf_str("cryptpad_root");
     if (root) {

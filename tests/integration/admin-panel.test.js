@@ -248,3 +248,50 @@ T('moderators: ADD_MODERATOR shows in /api/config moderatorKeys on every front; 
     assert.deepEqual(await adm.call('GET_MODERATORS', {}), [{}]);
     assert.deepEqual((await AD.httpModule(srv.port, '/api/config')).moderatorKeys, []);
 });
+
+// ------------------------------------------------------------ customize
+
+// A 1x1 PNG.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+
+T('UPLOAD_LOGO: an image only, not too large; /api/logo serves it on every front; REMOVE_LOGO', async () => {
+    assert.equal(await adm.fail('UPLOAD_LOGO', null), 'EINVAL');
+    assert.equal(await adm.fail('UPLOAD_LOGO', {}), 'E_TOO_LARGE');
+    assert.equal(await adm.fail('UPLOAD_LOGO', { dataURL: `data:image/png;base64,${'A'.repeat(273091)}` }), 'E_TOO_LARGE');
+    // better than main: an HTML page is no logo
+    assert.equal(await adm.fail('UPLOAD_LOGO', { dataURL: `data:text/html;base64,${Buffer.from('<script>1</script>').toString('base64')}` }), 'EINVAL');
+    assert.equal(await adm.fail('UPLOAD_LOGO', { dataURL: 'data:image/png;base64,@@@' }), 'EINVAL');
+    assert.deepEqual(await adm.call('UPLOAD_LOGO', { dataURL: `data:image/png;base64,${PNG.toString('base64')}` }), [true]);
+    for (let i = 0; i < (CLUSTER ? 2 : 1); i++) {
+        const res = await fetch(`http://127.0.0.1:${srv.port}/api/logo?${Date.now()}`);
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get('content-type'), /^image\/png/);
+        assert.deepEqual(Buffer.from(await res.arrayBuffer()), PNG);
+    }
+    const lines = AD.decreeLines(CLUSTER ? srv.cluster.storageDir(0) : DATA);
+    assert.ok(lines.some(l => l[0] === 'SET_LOGO_MIME' && l[1][0] === 'image/png' && l[2] === A.pub));
+    assert.deepEqual(await adm.call('REMOVE_LOGO', {}), []);
+    assert.equal(await adm.fail('REMOVE_LOGO', {}), 'ENOENT');
+    const res = await fetch(`http://127.0.0.1:${srv.port}/api/logo`, { redirect: 'manual' });
+    assert.notEqual(res.status, 200);
+    // not for admins: the scripts' own decree door
+    assert.equal(await adm.fail('ADMIN_DECREE_AS', { decree: ['RESTRICT_REGISTRATION', [true]] }), 'FORBIDDEN');
+});
+
+T('ARCHIVE_SUPPORT: EINVAL without support keys; archives what the support key pins', async () => {
+    assert.equal(await adm.fail('ARCHIVE_SUPPORT', {}), 'EINVAL');
+    const S = R.keyPair();
+    const Z = C.padId();
+    const r = await C.rawReady(srv.url);
+    await r.request(['JOIN', Z]);
+    await r.request(['MSG', Z, 'support ticket']);
+    r.close();
+    writePinLog(S, [['RESET', [Z], Date.now()]]);
+    await adm.decree('SET_SUPPORT_KEYS', [R.keyPair().pub, S.pub]);
+    assert.deepEqual(await adm.call('ARCHIVE_SUPPORT', {}), []);
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', Z),
+        [{ live: false, archived: true, placeholder: 'MODERATION_PAD:DISABLE_SUPPORT' }]);
+    assert.equal((await AD.httpModule(srv.port, '/api/config')).supportMailboxKey.length, 44);
+    await adm.decree('SET_SUPPORT_KEYS', ['', '']);
+    assert.equal(await adm.fail('ARCHIVE_SUPPORT', {}), 'EINVAL');
+});

@@ -53,6 +53,7 @@ end)
 let srv;
 const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => srv.guard(fn)(t));
 const conf = () => ({
+    plugins_add: ['example_rpc'],
     admin: { keys: [ALICE] },
     lua_dirs: [LUA],
     lua: { max_instructions: 2000000 },
@@ -235,6 +236,19 @@ T('UPDATE_DEFAULT_STORAGE and SET_MAX_UPLOAD_SIZE: /api/config and INSTANCE_STAT
     assert.deepEqual(await adm.call('GET_USER_QUOTA', N.pub), [104857600, '', '']);
 });
 
+T('ENABLE_EMBEDDING: /api/config and the headers of the next response', async () => {
+    const acao = async () => (await fetch(`http://127.0.0.1:${srv.port}/api/instance`)).headers.get('access-control-allow-origin');
+    assert.notEqual(await acao(), '*');
+    await adm.decree('ENABLE_EMBEDDING', [true]);
+    assert.equal((await AD.httpModule(srv.port, '/api/config')).enableEmbedding, true);
+    assert.equal(await acao(), '*');
+    const csp = (await fetch(`http://127.0.0.1:${srv.port}/api/instance`)).headers.get('content-security-policy');
+    assert.match(csp, /frame-ancestors 'self' http: vector:/);
+    await adm.decree('ENABLE_EMBEDDING', [false]);
+    assert.notEqual(await acao(), '*');
+    assert.equal((await AD.httpModule(srv.port, '/api/config')).enableEmbedding, false);
+});
+
 T('FLUSH_CACHE answers true and changes /api/config urlArgs', async () => {
     const before = (await AD.httpModule(srv.port, '/api/config')).requireConf.urlArgs;
     await C.sleep(5);
@@ -263,6 +277,19 @@ T('an operator\'s admin command dropped into lua_dirs/admin/ answers ADMIN', asy
     const [res] = await adm.call('OPERATOR_ECHO', { x: [1, 'two'] });
     assert.deepEqual(res, { echo: { x: [1, 'two'] }, key: A.pub, operator: false });
     assert.equal(await any.fail('OPERATOR_ECHO', 1), 'FORBIDDEN');
+});
+
+T('a C plugin\'s admin command (example_rpc) answers ADMIN, and only to an admin', async () => {
+    const r = await C.rawReady(srv.url);
+    const hk = await R.learnHk(r);
+    await R.anon(r, hk, 'EXAMPLE_ECHO', 'x');
+    r.close();
+    const [res] = await adm.call('EXAMPLE_ECHO_CALLS');
+    assert.equal(res.asked_by, A.pub);
+    assert.ok(res.echoes >= 1);
+    assert.equal(await any.fail('EXAMPLE_ECHO_CALLS'), 'FORBIDDEN');
+    const op = (await adm.call('OPERATOR_RUN', { name: 'EXAMPLE_ECHO_CALLS', args: [] }))[0];
+    assert.equal(op.value.asked_by, 'operator');
 });
 
 T('a Lua admin command that errors or loops gets an error; the server carries on', async () => {
