@@ -122,26 +122,37 @@ cps.admin_command("GET_PIN_LOG_STATUS", "whether a key has a pin log", function(
     pins(p, ctx, function(r) ctx:reply({ live = r.live == true }) end)
 end)
 
+-- Sizes asked of the owners PARALLEL at a time: a pin list of thousands of
+-- ids must not fill the router's queue of pending queries.
+local PARALLEL = 32
+
 cps.admin_command("GET_USER_TOTAL_SIZE", "bytes of everything a key pins", function(p, ctx)
     pins(p, ctx, function(r)
         local list = r.list or {}
-        local total, waiting = 0, #list
-        if waiting == 0 then return ctx:reply(0) end
-        if waiting > 100000 then return ctx:error("INVALID_PIN_LIST") end
-        for _, id in ipairs(list) do
-            local node = cps.owner("storage", id)
-            local function done(err, data)
-                if not err and type(data) == "table" and math.type(data.size) then total = total + data.size end
-                waiting = waiting - 1
-                if waiting == 0 then ctx:reply(total) end
+        if #list > 100000 then return ctx:error("INVALID_PIN_LIST") end
+        local total, next_i, running, finished = 0, 1, 0, false
+        local pump
+        local function done(err, data)
+            if not err and type(data) == "table" and math.type(data.size) then total = total + data.size end
+            running = running - 1
+            pump()
+        end
+        pump = function()
+            while running < PARALLEL and next_i <= #list do
+                local id = list[next_i]
+                next_i = next_i + 1
+                running = running + 1
+                local node = cps.owner("storage", id)
+                local ok = node and (#id == 32 or #id == 48) and
+                    cps.query(node, "ADMIN_DOC", { op = "size", id = id }, done, TIMEOUT_MS)
+                if not ok then running = running - 1 end
             end
-            if node and (#id == 32 or #id == 48) then
-                local ok = cps.query(node, "ADMIN_DOC", { op = "size", id = id }, done, TIMEOUT_MS)
-                if not ok then done("EUNAVAILABLE") end
-            else
-                done("EINVAL")
+            if running == 0 and next_i > #list and not finished then
+                finished = true
+                ctx:reply(total)
             end
         end
+        pump()
     end)
 end)
 

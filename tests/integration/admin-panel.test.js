@@ -168,6 +168,10 @@ T('archiving a live channel tells its member, moves its files; restore brings it
     await C.waitFor(async () => (await adm.call('GET_DOCUMENT_SIZE', Y))[0] > 0, 5000, 'the message stored');
     const [st] = await adm.call('GET_DOCUMENT_STATUS', Y);
     assert.equal(st.live, true);
+    // a key pinning it (and a missing channel): its total is the channel's size
+    const V = R.keyPair();
+    writePinLog(V, [['RESET', [Y, C.padId()], Date.now()]]);
+    assert.deepEqual(await adm.call('GET_USER_TOTAL_SIZE', V.pub), await adm.call('GET_DOCUMENT_SIZE', Y));
     const [t] = await adm.call('GET_LAST_CHANNEL_TIME', Y);
     assert.ok(Math.abs(t - Date.now()) < 60000, `${t}`);
     assert.deepEqual(await adm.call('GET_CACHED_CHANNEL_METADATA', Y).then(x => typeof x[0]), 'object');
