@@ -880,6 +880,16 @@ static int l_pin_read(lua_State *L)
     return push_status(L, b->pin_read(b->state, key, lua_record_done, (void *)(intptr_t)ref), ref);
 }
 
+/* cps.pin_archive(safe_key, fn(err)): move a key's pin log to the archive. */
+static int l_pin_archive(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, pin_archive)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->pin_archive(b->state, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
 /* cps.channel_size(id, fn(err, bytes)), cps.placeholder_read(id, fn(err, text)),
 ** cps.meta_read(id, fn(err, text)): a channel of this process's backend (in
 ** a cluster, run them on the channel's owner, cps.owner("storage", id)). */
@@ -1109,6 +1119,7 @@ static const luaL_Reg cps_funcs[] = {
     { "channel_read", l_channel_read },
     { "channel_delete", l_channel_delete },
     { "pin_read", l_pin_read },
+    { "pin_archive", l_pin_archive },
     { "channel_size", l_channel_size },
     { "placeholder_read", l_placeholder_read },
     { "meta_read", l_meta_read },

@@ -10,6 +10,9 @@
 
 local A = cps.array
 local TIMEOUT_MS = 10000
+-- Account archival reports (what RESTORE_ACCOUNT undoes), records on the
+-- storage node owning the key (CryptPad writes archive/accounts/<safeKey>)
+local REPORTS = "archived-accounts"
 
 local function valid_key(k)
     return type(k) == "string" and #k == 44 and k:match("^[A-Za-z0-9+/=-]+=$") ~= nil
@@ -68,8 +71,29 @@ cps.register_role_command("storage", "ADMIN_ACCOUNT", function(args, call)
         cps.obj_delete("mfa", sk .. ".json", function(err)
             if err then call:error("MFA_ERROR") else call:reply({}) end
         end)
+    elseif args.op == "archive_pins" then
+        cps.pin_archive(sk, function(err)
+            if err then call:error(err) else call:reply({}) end
+        end)
+    elseif args.op == "report_put" then
+        cps.record_put(REPORTS, sk, cps.json_encode(args.report), function(err)
+            if err then call:error(err) else call:reply({}) end
+        end)
+    elseif args.op == "report_get" then
+        cps.record_get(REPORTS, sk, function(err, data)
+            if err then return call:error(err) end
+            local rep = cps.json_decode(data or "")
+            if type(rep) ~= "table" then return call:error("EINVAL") end
+            call:reply({ report = rep })
+        end)
+    elseif args.op == "report_del" then
+        cps.record_del(REPORTS, sk, function(err)
+            if err and err ~= "ENOENT" then call:error(err) else call:reply({}) end
+        end)
+    elseif args.op == "drop_mfa" then
+        cps.obj_delete("mfa", sk .. ".json", function() call:reply({}) end)
     elseif args.op == "archive_block" then
-        local text = "MODERATION_BLOCK:" .. tostring(args.reason)
+        local text = (args.code or "MODERATION_BLOCK") .. ":" .. tostring(args.reason)
         cps.obj_archive("block", sk, function(err)
             if err then return call:error(err) end
             cps.obj_write("block", sk .. ".placeholder", text, function() call:reply({}) end)
@@ -211,5 +235,155 @@ cps.admin_command("ARCHIVE_SUPPORT", "archive every document the support key pin
         cps.admin_call("ARCHIVE_DOCUMENTS", { list = list, reason = "DISABLE_SUPPORT" }, function(aerr)
             if aerr then ctx:error(aerr) else ctx:reply(cps.null) end
         end)
+    end)
+end)
+
+-- ---- account archival (§3.2) ----
+
+-- A blob's owners: the first metadata line's `owners`, then its ADD_OWNERS
+-- and RM_OWNERS lines (docs/protocol/history.md §10).
+cps.register_role_command("storage", "ADMIN_BLOB_OWNERS", function(args, call)
+    local id = args.id
+    if type(id) ~= "string" or #id ~= 48 or not id:match("^[0-9a-f]+$") then error("EINVAL", 0) end
+    cps.obj_read("blob", id .. ".metadata.ndjson", function(err, text)
+        local owners = {}
+        for line in (text or ""):gmatch("[^\n]+") do
+            local v = cps.json_decode(line)
+            if type(v) == "table" and type(v.owners) == "table" then
+                owners = {}
+                for _, k in ipairs(v.owners) do owners[k] = true end
+            elseif type(v) == "table" and type(v[2]) == "table" then
+                for _, k in ipairs(v[2]) do
+                    if v[1] == "ADD_OWNERS" then owners[k] = true elseif v[1] == "RM_OWNERS" then owners[k] = nil end
+                end
+            end
+        end
+        local list = A()
+        for k in pairs(owners) do if type(k) == "string" then list[#list + 1] = k end end
+        call:reply({ owners = list })
+    end)
+end)
+
+local function query_owner(id, cmd, args, cb)
+    local node = cps.owner("storage", id)
+    if not node then return cb("EUNAVAILABLE") end
+    local ok, code = cps.query(node, cmd, args, cb, TIMEOUT_MS)
+    if not ok then cb(code) end
+end
+
+-- Archive what `key` owns among its pinned ids, PARALLEL at a time:
+-- channels whose only owner it is, blobs it owns.  done(channels, blobs).
+local function archive_owned(key, list, text, done)
+    local channels, blobs = A(), A()
+    local i, running = 1, 0
+    local pump
+    local function finish() running = running - 1; pump() end
+    local function one(id)
+        if #id == 32 then
+            query_owner(id, "CHANNEL_ADMIN_METADATA", { channel = id }, function(err, info)
+                local owners = not err and type(info) == "table" and type(info.metadata) == "table"
+                    and info.metadata.owners
+                if type(owners) ~= "table" or #owners ~= 1 or owners[1] ~= key then return finish() end
+                query_owner(id, "CHANNEL_ADMIN_ARCHIVE", { channel = id, reason = text }, function(aerr)
+                    if not aerr then channels[#channels + 1] = id end
+                    finish()
+                end)
+            end)
+        elseif #id == 48 then
+            query_owner(id, "ADMIN_BLOB_OWNERS", { id = id }, function(err, r)
+                local mine = false
+                for _, k in ipairs(not err and r.owners or {}) do mine = mine or k == key end
+                if not mine then return finish() end
+                query_owner(id, "ADMIN_DOC", { op = "archive", id = id, placeholder = text }, function(aerr)
+                    if not aerr then blobs[#blobs + 1] = id end
+                    finish()
+                end)
+            end)
+        else
+            finish()
+        end
+    end
+    pump = function()
+        while running < PARALLEL and i <= #list do
+            local id = list[i]
+            i = i + 1
+            running = running + 1
+            one(id)
+        end
+        if running == 0 and i > #list and done then
+            local d = done
+            done = nil
+            d(channels, blobs)
+        end
+    end
+    pump()
+end
+
+local function valid_reason(r) return r == nil or (type(r) == "string" and #r <= 1000) end
+
+cps.admin_command("ARCHIVE_ACCOUNT", "archive an account {key, block?, reason}: what it alone owns, its pins and block",
+    function(p, ctx)
+        if type(p) ~= "table" or not valid_key(p.key) or not valid_reason(p.reason)
+            or (p.block ~= nil and p.block ~= cps.null and not valid_key(p.block)) then error("EINVAL", 0) end
+        local key = unsafe(p.key)
+        local text = "MODERATION_ACCOUNT:" .. tostring(p.reason)
+        ask(key, { op = "pins" }, function(err, r)
+            if err then return ctx:error(err) end
+            if #(r.list or {}) > 100000 then return ctx:error("INVALID_PIN_LIST") end
+            archive_owned(key, r.list or {}, text, function(channels, blobs)
+                local report = { key = safe(key), channels = channels, blobs = blobs, reason = p.reason }
+                local function finish()
+                    ask(key, { op = "report_put", report = report }, function(rerr)
+                        if rerr then return ctx:error(rerr) end
+                        ctx:reply({ state = true })
+                    end)
+                end
+                ask(key, { op = "archive_pins" }, function()
+                    local block = (type(p.block) == "string" and p.block) or r.block
+                    if not valid_key(block) then return finish() end
+                    ask(block, { op = "archive_block", code = "MODERATION_ACCOUNT", reason = p.reason }, function(berr)
+                        if not berr then report.blockId = block end
+                        ask(block, { op = "drop_mfa" }, function() finish() end)
+                    end)
+                end)
+            end)
+        end)
+    end)
+
+cps.admin_command("GET_ACCOUNT_ARCHIVE_STATUS", "the archival report of an account {key}", function(p, ctx)
+    if type(p) ~= "table" or not valid_key(p.key) then error("EINVAL", 0) end
+    ask(p.key, { op = "report_get" }, function(err, r)
+        if err then return ctx:error(err) end
+        ctx:reply(r.report)
+    end)
+end)
+
+-- What the store can bring back: the channels.  Blobs, the pin log and the
+-- login block stay archived and are listed in `errors` (the store has no way
+-- to restore an object from its archive yet).
+cps.admin_command("RESTORE_ACCOUNT", "restore an archived account {key}: {state, errors}", function(p, ctx)
+    if type(p) ~= "table" or not valid_key(p.key) then error("EINVAL", 0) end
+    ask(p.key, { op = "report_get" }, function(err, r)
+        if err then return ctx:error(err) end
+        local rep = r.report
+        local errors = A()
+        for _, id in ipairs(type(rep.blobs) == "table" and rep.blobs or {}) do errors[#errors + 1] = id end
+        errors[#errors + 1] = tostring(rep.key) .. "#pins"
+        if type(rep.blockId) == "string" then errors[#errors + 1] = rep.blockId .. "#block" end
+        local list = type(rep.channels) == "table" and rep.channels or {}
+        local waiting = #list
+        local function finish()
+            ask(p.key, { op = "report_del" }, function()
+                ctx:reply({ state = true, errors = errors })
+            end)
+        end
+        if waiting == 0 then return finish() end
+        for _, id in ipairs(list) do
+            query_owner(id, "ADMIN_DOC", { op = "restore", id = id }, function(rerr)
+                if rerr then errors[#errors + 1] = id end
+                waiting = waiting - 1
+                if waiting == 0 then finish() end
+            end)
+        end
     end)
 end)

@@ -219,16 +219,16 @@ cps.admin_command("GET_STORED_METADATA", "the current metadata of a channel", fu
     if kind(p) ~= "channel" then error("INVALID_CHAN", 0) end
     local node = cps.owner("storage", p)
     if not node then error("EUNAVAILABLE", 0) end
-    -- CHANNEL_METADATA opens the channel (a client's view: restricted
-    -- channels hide their lists); the admin reads the whole object held
-    -- in memory then
-    local ok, code = cps.query(node, "CHANNEL_METADATA", { channel = p }, function(err)
+    local ok, code = cps.query(node, "CHANNEL_ADMIN_METADATA", { channel = p }, function(err, data)
+        if err == "ENOENT" then
+            -- an archived channel answers its placeholder, as CryptPad does
+            return ask(p, { op = "status" }, function(serr, st)
+                if not serr and st.placeholder then return ctx:error(st.placeholder) end
+                ctx:reply(cps.null)
+            end)
+        end
         if err then return ctx:error(err) end
-        cps.query(node, "CHANNEL_ADMIN_INFO", { channel = p }, function(ierr, data)
-            if ierr == "ENOENT" then return ctx:reply(cps.null) end
-            if ierr then return ctx:error(ierr) end
-            ctx:reply(data.metadata)
-        end, TIMEOUT_MS)
+        ctx:reply(data.metadata)
     end, TIMEOUT_MS)
     if not ok then ctx:error(code) end
 end)

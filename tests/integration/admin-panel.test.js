@@ -15,7 +15,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
-const { startServer, withLog, tmpDir } = require('./lib/server');
+const { startServer, withLog, tmpDir, channelFile } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const AD = require('./lib/admin');
@@ -199,6 +199,51 @@ T('ARCHIVE_DOCUMENTS: {state, failed}: a missing blob fails, a missing channel d
     const [res] = await adm.call('ARCHIVE_DOCUMENTS', { list: [C.padId(), blob], reason: 'r' });
     assert.deepEqual(res, { state: true, failed: [blob] });
     assert.equal(await adm.fail('ARCHIVE_DOCUMENTS', { list: 'x' }), 'EINVAL');
+});
+
+T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_ACCOUNT brings the channels back', async () => {
+    const W = R.keyPair();
+    const other = R.keyPair();
+    const writePad = (id, owners) => {
+        const f = channelFile(dirOf(id), id);
+        Fs.mkdirSync(Path.dirname(f), { recursive: true });
+        Fs.writeFileSync(channelFile(dirOf(id), id, '.metadata.ndjson'), JSON.stringify({ channel: id, created: Date.now(), owners }) + '\n');
+        Fs.writeFileSync(f, JSON.stringify([0, 'u', 'MSG', id, 'hello', Date.now()]) + '\n');
+    };
+    const Q = C.padId();
+    const Q2 = C.padId();
+    writePad(Q, [W.pub]);
+    writePad(Q2, [W.pub, other.pub]);
+    const B = C.hex(24);
+    const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
+    Fs.mkdirSync(Path.dirname(blob), { recursive: true });
+    Fs.writeFileSync(blob, 'encrypted bytes');
+    Fs.writeFileSync(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [W.pub] }) + '\n');
+    writePinLog(W, [['RESET', [Q, Q2, B], Date.now()]]);
+
+    const [meta] = await adm.call('GET_STORED_METADATA', Q2);
+    assert.deepEqual(meta.owners, [W.pub, other.pub]);
+    assert.deepEqual(await adm.call('GET_METADATA_HISTORY', Q2), [{ channel: Q2, created: meta.created, owners: [W.pub, other.pub] }]);
+    assert.deepEqual(await adm.call('GET_STORED_METADATA', C.padId()), []);
+    assert.equal(await adm.fail('ARCHIVE_ACCOUNT', null), 'EINVAL');
+    assert.equal(await adm.fail('ARCHIVE_ACCOUNT', { key: '../../x', reason: 'r' }), 'EINVAL');
+    assert.deepEqual(await adm.call('ARCHIVE_ACCOUNT', { key: W.pub, reason: 'abuse' }), [{ state: true }]);
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', Q),
+        [{ live: false, archived: true, placeholder: 'MODERATION_ACCOUNT:abuse' }]);
+    assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q2))[0].live, true);
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B),
+        [{ live: false, archived: true, placeholder: 'MODERATION_ACCOUNT:abuse' }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: false }]);
+    assert.equal(await adm.fail('GET_STORED_METADATA', Q), 'MODERATION_ACCOUNT:abuse');
+    assert.deepEqual(await adm.call('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }),
+        [{ key: W.safe, channels: [Q], blobs: [B], reason: 'abuse' }]);
+
+    const [res] = await adm.call('RESTORE_ACCOUNT', { key: W.pub });
+    assert.equal(res.state, true);
+    assert.deepEqual(res.errors, [B, `${W.safe}#pins`]);
+    assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q))[0].live, true);
+    assert.equal(await adm.fail('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }), 'ENOENT');
+    assert.equal(await adm.fail('RESTORE_ACCOUNT', { key: W.pub }), 'ENOENT');
 });
 
 // ------------------------------------------------------------ users and support
