@@ -203,11 +203,34 @@ static void private_checked(channel *ch, op *o, json_t *keys)
     op_message(ch, o);
 }
 
+/* The admin broadcast channel is restricted to the administrators
+** (docs/protocol/admin.md §5): the sender's connection must have
+** authenticated with a key of the live admin list. */
+static void admin_checked(channel *ch, op *o, json_t *keys)
+{
+    json_t *admins = API->config_get(ST.self, "instance.admin_keys");
+    size_t i, j;
+    json_t *k, *a;
+    json_array_foreach(keys, i, k) {
+        char unsafe[64];
+        const char *key = json_string_value(k);
+        if (!key || strlen(key) >= sizeof unsafe) continue;
+        for (size_t c = 0; c <= strlen(key); c++) unsafe[c] = key[c] == '-' ? '/' : key[c];
+        json_array_foreach(admins, j, a)
+            if (json_is_string(a) && !strcmp(json_string_value(a), unsafe)) {
+                json_object_set_new(o->args, "private", json_true());
+                json_object_set_new(o->args, "user", json_null());
+                op_message(ch, o);
+                return;
+            }
+    }
+    finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL);
+}
+
 static void op_write_private(channel *ch, op *o)
 {
     if (ch->open_status != CPS_OK) { finish(ch, o, CPS_ERR_METADATA_ERR, NULL); return; }
-    /* the admin channel counts as restricted to admins: none are known here */
-    if (ids_is_admin(ch->id)) { finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL); return; }
+    if (ids_is_admin(ch->id)) { with_keys(ch, o, admin_checked); return; }
     if (json_is_true(json_object_get(ch->meta, "restricted"))) with_keys(ch, o, private_checked);
     else private_checked(ch, o, NULL);
 }

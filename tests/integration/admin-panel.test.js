@@ -246,6 +246,24 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     assert.equal(await adm.fail('RESTORE_ACCOUNT', { key: W.pub }), 'ENOENT');
 });
 
+T('broadcasts: an admin\'s authenticated connection may post to the admin channel, nobody else', async () => {
+    const ADMIN_CHANNEL = '0'.repeat(33);
+    const msg = JSON.stringify({ uid: C.hex(8), type: 'BROADCAST_CUSTOM', content: { defaultLanguage: 'en', content: { en: 'hi' } } });
+    // adm's connection signed calls with the admin key
+    const [time] = await R.anon(adm.r, adm.hk, 'WRITE_PRIVATE_MESSAGE', [ADMIN_CHANNEL, msg]);
+    assert.equal(typeof time, 'number');
+    const u = await AD.adminClient(srv.url, U);
+    await u.rpc.call('COOKIE', '');
+    const { reply } = await u.anon('WRITE_PRIVATE_MESSAGE', [ADMIN_CHANNEL, msg]);
+    assert.deepEqual(reply.slice(1), ['ERROR', 'INSUFFICIENT_PERMISSIONS']);
+    u.close();
+    const r = await C.rawReady(srv.url);
+    const hk = await R.learnHk(r);
+    const { reply: anonReply } = await R.anonRaw(r, hk, 'WRITE_PRIVATE_MESSAGE', [ADMIN_CHANNEL, msg]);
+    assert.deepEqual(anonReply.slice(1), ['ERROR', 'INSUFFICIENT_PERMISSIONS']);
+    r.close();
+});
+
 // ------------------------------------------------------------ users and support
 
 T('invitations: create, list, delete; an id with a path is refused', async () => {
