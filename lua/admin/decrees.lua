@@ -494,6 +494,7 @@ end
 -- Queue a decree for checking and writing, in order (one append at a time).
 local function write_local(decree, cb)
     if not S.ready then return cb("NOT_READY") end
+    if S.readonly then return cb("EIO") end
     if #write_queue >= 1000 then return cb("EBUSY") end
     write_queue[#write_queue + 1] = { decree = decree, cb = cb }
     write_next()
@@ -627,22 +628,43 @@ end
 
 publish()
 if is_writer then
-    local ok, code = cps.obj_read(LOG_STORE, LOG_KEY, function(err, text)
-        if err and err ~= "ENOENT" then cps.log("error", "decree log unreadable (" .. err .. "): starting without it") end
-        for i, line in ipairs(split_lines(text or "")) do
-            log_lines[i] = line
-            replay_line(line, i)
-        end
+    local function started()
         S.ready = true
         if not FIXED_FRESH_KEY then E.freshKey = cps.now() end
         publish()
         cps.log("info", "decree log replayed: " .. #log_lines .. " line(s), " .. #S.admins .. " admin(s)")
-        onboarding()
+        if not S.readonly then onboarding() end
+    end
+    local ok, code = cps.obj_read(LOG_STORE, LOG_KEY, function(err, text)
+        if err and err ~= "ENOENT" then
+            -- appending to a log we could not read would renumber it and
+            -- lose its state at the next start: serve, but write nothing
+            cps.log("error", "decree log unreadable (" .. err .. "): decrees are read-only until it is fixed")
+            S.readonly = true
+            return started()
+        end
+        text = text or ""
+        for i, line in ipairs(split_lines(text)) do
+            log_lines[i] = line
+            replay_line(line, i)
+        end
+        -- a torn last line (a crash mid-append) is ended, so that the next
+        -- decree starts a line of its own (it stays a skipped line)
+        if #text > 0 and text:sub(-1) ~= "\n" then
+            cps.log("warn", "decree log: the last line was torn; it is ended and skipped")
+            local aok = cps.obj_append(LOG_STORE, LOG_KEY, "\n", function(aerr)
+                if aerr then cps.log("error", "decree log: cannot end the torn line (" .. aerr .. ")"); S.readonly = true end
+                started()
+            end)
+            if not aok then S.readonly = true; started() end
+            return
+        end
+        started()
     end)
     if not ok then
-        cps.log("error", "decree log cannot be read (" .. tostring(code) .. "): decrees are off")
-        S.ready = true
-        onboarding()
+        cps.log("error", "decree log cannot be read (" .. tostring(code) .. "): decrees are read-only")
+        S.readonly = true
+        started()
     end
 elseif cps.role_count("storage") > 0 then
     cps.timer(0, fetch_log)

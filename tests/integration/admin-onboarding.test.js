@@ -127,3 +127,23 @@ T('an instance with a configured admin has no install token: ADD_FIRST_ADMIN is 
         Fs.rmSync(dir, { recursive: true, force: true });
     }
 });
+
+T('a decree log that cannot be read: the server starts, serves its state, refuses to write', async () => {
+    const dir = tmpDir('cpsd-onboard3-');
+    // a directory where the log should be: unreadable as a file
+    Fs.mkdirSync(AD.decreeFile(Path.join(dir, 'data')), { recursive: true });
+    const other = await startServer({ admin: { keys: [K.pub] } }, { dir, single: true });
+    try {
+        await C.waitFor(() => /decree log replayed/.test(other.stderr()), 10000, 'start');
+        assert.match(other.stderr(), /decree log unreadable .*read-only/);
+        const a = await AD.adminClient(other.url, K);
+        const [st] = await a.call('INSTANCE_STATUS');
+        assert.deepEqual(st.admins.map(x => x.edPublic), [K.pub]);
+        assert.equal(await a.decreeFail('RESTRICT_REGISTRATION', [true]), 'EIO');
+        assert.equal((await AD.httpModule(other.port, '/api/config')).restrictRegistration, false);
+        a.close();
+    } finally {
+        await other.stop();
+        Fs.rmSync(dir, { recursive: true, force: true });
+    }
+});

@@ -360,8 +360,8 @@ T('restart: the decree log is replayed, malformed lines logged and skipped', asy
         JSON.stringify(['NOPE', [], A.pub, 2]),
         JSON.stringify(['SET_MAX_UPLOAD_SIZE', ['big'], A.pub, 3]),
         JSON.stringify(['SET_MAX_UPLOAD_SIZE', [2097152], A.pub, 4]),
-        '["RESTRICT_REGISTRATION",[tr',
-    ].join('\n') + '\n');
+        '["RESTRICT_REGISTRATION",[tr',             // torn: no end of line
+    ].join('\n'));
     const written = Fs.readFileSync(file, 'utf8');
     srv = await startServer(conf(), { dir: ROOT });
     await open();
@@ -379,9 +379,15 @@ T('restart: the decree log is replayed, malformed lines logged and skipped', asy
     assert.equal(cfg.maxUploadSize, 2097152);
     assert.deepEqual(cfg.adminKeys, [A.pub]);
     assert.equal((await AD.httpModule(srv.port, '/api/instance')).color, '#ff0073');
-    // the replay did not touch the file
-    assert.ok(Fs.readFileSync(file, 'utf8').startsWith(written));
+    // the replay changed nothing but ending the torn line
+    assert.equal(Fs.readFileSync(file, 'utf8'), written.replace(/\n$/, '') + '\n');
     assert.ok(written.startsWith(good));
     // an admin exists: no onboarding link
     assert.deepEqual(AD.installLinks(log), []);
+    // the torn last line was ended: the next decree is a line of its own
+    assert.match(log, /the last line was torn/);
+    await adm.decree('SET_ADMIN_EMAIL', ['after@example.org']);
+    const lines = AD.decreeLines(DATA);
+    assert.deepEqual(lines[lines.length - 1].slice(0, 2), ['SET_ADMIN_EMAIL', ['after@example.org']]);
+    assert.equal(lines[lines.length - 2], '["RESTRICT_REGISTRATION",[tr');
 }, { skip: CLUSTER && 'restarts the single server' });
