@@ -323,6 +323,19 @@ cps.admin_command("REMOVE_DOCUMENT", "delete a channel for good {id}", function(
     end)
 end)
 
+-- Send the members of a channel a history keeper message (how a script
+-- reaches the sessions of a channel): {channel, message} -> members told.
+cps.admin_command("NOTIFY_CHANNEL", "send the members of a channel a message {channel, message}", function(p, ctx)
+    if type(p) ~= "table" or kind(p.channel) ~= "channel" then error("EINVAL", 0) end
+    if type(p.message) ~= "string" or #p.message == 0 or #p.message > 65536 then error("EINVAL", 0) end
+    local ok, code = cps.query(cps.owner("storage", p.channel), "CHANNEL_ADMIN_NOTIFY",
+        { channel = p.channel, message = p.message }, function(err, r)
+            if err then return ctx:error(err) end
+            ctx:reply(r.members)
+        end, TIMEOUT_MS)
+    if not ok then ctx:error(code) end
+end)
+
 -- ---- operator command ----
 
 cps.admin_command("pad", "pad status ID | pad archive ID [REASON] | pad restore ID", function(args, ctx)

@@ -290,6 +290,28 @@ static int cmd_admin_info(cps_call *call, json_t *args, void *ud)
     return CPS_OK;
 }
 
+/* CHANNEL_ADMIN_NOTIFY {channel, message} -> {members}: the history
+** keeper's message `message` (a text, at most 64 KiB) to every member of
+** the channel, as the deletion notices go (docs/protocol/history.md §9.2):
+** how an admin script sends to the sessions of a channel. */
+static int cmd_admin_notify(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    json_t *msg = json_object_get(args, "message");
+    if (!id || !json_is_string(msg) || json_string_length(msg) == 0 || json_string_length(msg) > 65536)
+        return CPS_EINVAL;
+    channel *ch = ch_get(id, false);
+    json_int_t n = 0;
+    if (ch) {
+        n = (json_int_t)json_array_size(ch->members);
+        hk_notify_members(ch, json_string_value(msg));
+        ch_release(ch);
+    }
+    API->reply(call, CPS_OK, json_pack("{s I}", "members", n));
+    return CPS_OK;
+}
+
 /* CHANNEL_ADMIN_METADATA {channel} -> {metadata}: the current metadata of
 ** a channel, from memory or its metadata log (replayed, not kept), whoever
 ** may see it; ENOENT if it has none (GET_STORED_METADATA, account
@@ -358,6 +380,7 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
         { "JOIN", cmd_join }, { "LEAVE", cmd_leave }, { "DROP_USER", cmd_drop_user },
         { "CHANNEL_MESSAGE", cmd_channel_message }, { "HISTORY", cmd_history },
         { "CHANNEL_ADMIN_INFO", cmd_admin_info }, { "CHANNEL_ADMIN_METADATA", cmd_admin_metadata },
+        { "CHANNEL_ADMIN_NOTIFY", cmd_admin_notify },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);

@@ -176,6 +176,13 @@ T('archiving a live channel tells its member, moves its files; restore brings it
     assert.ok(Math.abs(t - Date.now()) < 60000, `${t}`);
     assert.deepEqual(await adm.call('GET_CACHED_CHANNEL_METADATA', Y).then(x => typeof x[0]), 'object');
 
+    // a script's message to the channel's sessions
+    assert.deepEqual(await adm.call('NOTIFY_CHANNEL', { channel: Y, message: '{"notice":"maintenance at noon"}' }), [1]);
+    const told = await r.next((f) => Array.isArray(f) && f[0] === 0 && f[1] === hk && f[2] === 'MSG' &&
+        typeof f[4] === 'string' && f[4].includes('maintenance at noon'), 5000);
+    assert.equal(told[3], r.id);
+    assert.equal(await adm.fail('NOTIFY_CHANNEL', { channel: '../x', message: 'm' }), 'EINVAL');
+
     assert.deepEqual(await adm.call('ARCHIVE_DOCUMENT', { id: Y, reason: 'spam' }), []);
     const notice = await r.next((f) => Array.isArray(f) && f[0] === 0 && f[1] === hk && f[2] === 'MSG' &&
         typeof f[4] === 'string' && f[4].includes('EDELETED'), 5000);
