@@ -383,6 +383,36 @@ static int l_random_hex(lua_State *L)
     return 1;
 }
 
+/* cps.random_bytes(n): n (1..64) random bytes; cps.base64_encode(s):
+** standard base64 with padding. */
+static int l_random_bytes(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1 || n > 64) return luaL_error(L, "EINVAL: random_bytes takes 1 to 64 bytes");
+    unsigned char buf[64];
+    if (uv_random(NULL, NULL, buf, (size_t)n, 0, NULL) != 0) return luaL_error(L, "EINTERNAL: no randomness");
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+static int l_base64_encode(lua_State *L)
+{
+    static const char T[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+        luaL_addchar(&b, T[v >> 18 & 63]);
+        luaL_addchar(&b, T[v >> 12 & 63]);
+        luaL_addchar(&b, i + 1 < n ? T[v >> 6 & 63] : '=');
+        luaL_addchar(&b, i + 2 < n ? T[v & 63] : '=');
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
 /* cps.equal(a, b): constant-time comparison of two strings (secrets). */
 static int l_equal(lua_State *L)
 {
@@ -1105,6 +1135,8 @@ static const luaL_Reg cps_funcs[] = {
     { "instance_set", l_instance_set },
     { "random_hex", l_random_hex },
     { "base64_decode", l_base64_decode },
+    { "base64_encode", l_base64_encode },
+    { "random_bytes", l_random_bytes },
     { "equal", l_equal },
     { "counter", l_counter },
     { "print", l_print },

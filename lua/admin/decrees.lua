@@ -618,7 +618,7 @@ local function onboarding()
         cps.log("info", "NO_ADMIN_CONFIGURED: open the link above to create the first admin")
     end
     if not S.bearer_secret then
-        local secret = cps.random_hex(32)
+        local secret = cps.base64_encode(cps.random_bytes(32))   -- 44 characters, as CryptPad
         write_local({ "SET_BEARER_SECRET", A({ secret }), "INTERNAL", cps.now() }, function() end)
     end
     if not S.proofs_migrated then
@@ -796,10 +796,26 @@ cps.admin_command("CHECK_TEST_DECREE", "the value of the last TEST_DECREE", func
     return S.test_decree or cps.null
 end)
 
-cps.admin_command("GET_LIMITS", "the custom storage limits, by key", function(args, ctx)
+-- The limits rpc-pin applies: the configured table (rpc-pin.limits, by
+-- key in either form, origin "config"), with the SET_QUOTA decrees over it.
+local function effective_limits()
     local out = {}
+    local cfg = cps.config("rpc-pin.limits")
+    if type(cfg) == "table" then
+        for key, l in pairs(cfg) do
+            local k = canonical(key)
+            if k and type(l) == "table" and math.type(l.limit) then
+                out[k] = { limit = l.limit, plan = type(l.plan) == "string" and l.plan or "",
+                           note = type(l.note) == "string" and l.note or "", origin = "config" }
+            end
+        end
+    end
     for k, v in pairs(S.limits) do out[k] = v end
     return out
+end
+
+cps.admin_command("GET_LIMITS", "the custom storage limits, by key", function(args, ctx)
+    return effective_limits()
 end)
 
 -- ADD_FIRST_ADMIN {token, edPublic}: anonymous (admin.md §1.4).  Better
@@ -894,7 +910,7 @@ cps.admin_command("quota", "quota get KEY | quota set KEY BYTES [PLAN] | quota r
     local k = w[2] and canonical(w[2])
     if not k then error("EINVAL: usage: quota get KEY | quota set KEY BYTES [PLAN] | quota rm KEY", 0) end
     if w[1] == "get" then
-        local l = S.limits[k]
+        local l = effective_limits()[k]
         if l then return { key = k, limit = l.limit, plan = l.plan, note = l.note } end
         return { key = k, limit = E.defaultStorageLimit, plan = "", note = "" }
     elseif w[1] == "set" and w[3] then
@@ -919,7 +935,7 @@ end)
 cps.admin_command("GET_USER_QUOTA", "a key's storage limit: limit, plan, note", function(p, ctx)
     if type(p) ~= "string" or #p ~= 44 then error("EINVAL", 0) end
     local k = canonical(p)
-    local l = k and S.limits[k]
+    local l = k and effective_limits()[k]
     if l then return A({ l.limit, l.plan, l.note }) end
     return A({ E.defaultStorageLimit, "", "" })
 end)

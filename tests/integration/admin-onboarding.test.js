@@ -55,7 +55,9 @@ T('a fresh instance prints the onboarding link once, and logs the token as a dec
     const tok = lines.filter(l => l[0] === 'ADD_INSTALL_TOKEN');
     assert.equal(tok.length, 1);
     assert.deepEqual(tok[0].slice(0, 3), ['ADD_INSTALL_TOKEN', [token], '']);
-    assert.ok(lines.some(l => l[0] === 'SET_BEARER_SECRET' && l[2] === 'INTERNAL'));
+    assert.ok(lines.some(l => l[0] === 'SET_BEARER_SECRET' && l[2] === 'INTERNAL' &&
+        Buffer.from(l[1][0], 'base64').length === 32 && l[1][0].length === 44));
+    assert.ok(lines.some(l => l[0] === 'PROOFS_MIGRATED' && l[1] === 1 && l[2] === 'server'));
     assert.deepEqual((await AD.httpModule(srv.port, '/api/config')).adminKeys, []);
     // the instance is usable without an admin: registration is open
     assert.equal((await AD.registerBlock(srv.port)).status, 200);

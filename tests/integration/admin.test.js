@@ -54,6 +54,7 @@ let srv;
 const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => srv.guard(fn)(t));
 const conf = () => ({
     plugins_add: ['example_rpc'],
+    'rpc-pin': { limits: { [N.safe]: { limit: 7777777, plan: 'conf', note: 'from the configuration' } } },
     admin: { keys: [ALICE] },
     lua_dirs: [LUA],
     lua: { max_instructions: 2000000 },
@@ -214,7 +215,9 @@ T('SET_QUOTA: GET_LIMITS, GET_USER_QUOTA and the user\'s own GET_LIMIT; RM_QUOTA
     const [limits] = await adm.call('GET_LIMITS');
     assert.deepEqual(limits[U.pub], { limit: 2147483648, plan: 'buddy', note: 'thanks', origin: 'decree' });
     assert.deepEqual(await adm.call('GET_USER_QUOTA', U.pub), [2147483648, 'buddy', 'thanks']);
-    assert.deepEqual(await adm.call('GET_USER_QUOTA', N.pub), [52428800, '', '']);
+    assert.deepEqual(await adm.call('GET_USER_QUOTA', N.pub), [7777777, 'conf', 'from the configuration']);
+    assert.deepEqual(limits[N.pub], { limit: 7777777, plan: 'conf', note: 'from the configuration', origin: 'config' });
+    assert.deepEqual(await adm.call('GET_USER_QUOTA', R.keyPair().pub), [52428800, '', '']);
     assert.equal(await adm.fail('GET_USER_QUOTA', 'short'), 'EINVAL');
     assert.equal(await adm.fail('GET_USER_QUOTA', null), 'EINVAL');
     // the user's own view, through rpc-pin
@@ -233,7 +236,7 @@ T('UPDATE_DEFAULT_STORAGE and SET_MAX_UPLOAD_SIZE: /api/config and INSTANCE_STAT
     assert.equal(cfg.maxUploadSize, 1048576);
     const [st] = await adm.call('INSTANCE_STATUS');
     assert.equal(st.defaultStorageLimit, 104857600);
-    assert.deepEqual(await adm.call('GET_USER_QUOTA', N.pub), [104857600, '', '']);
+    assert.deepEqual(await adm.call('GET_USER_QUOTA', U.pub), [104857600, '', '']);
 });
 
 T('ENABLE_EMBEDDING: /api/config and the headers of the next response', async () => {

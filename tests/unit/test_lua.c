@@ -345,7 +345,8 @@ static void test_admin_api(void **state)
     assert_int_equal(call("T_ADMIN", "1", &r), CPS_ENOENT);
     assert_int_equal(call_kind("T_ADMIN", CPS_RPC_ADMIN, "k", "{\"x\":[1]}", &r), 0);
     assert_string_equal(r.error, "");
-    assert_string_equal(r.value, "{\"b64\":\"hi\",\"b64bad\":true,\"bad\":true,\"dec\":[1,{\"a\":2}],"
+    assert_string_equal(r.value, "{\"b64\":\"hi\",\"b64bad\":true,\"b64enc\":\"aGkhPw==|\",\"bad\":true,"
+                                 "\"bytes\":44,\"dec\":[1,{\"a\":2}],"
                                  "\"enc\":\"[1,\\\"x\\\"]\",\"eq\":true,\"hex\":64,\"key\":\"k\","
                                  "\"live\":{\"x\":[1]},\"neq\":false}");
     /* the live value is what C plugins read */

@@ -11,6 +11,8 @@ cps.admin_command("T_ADMIN", "sets a live setting and reports helpers", function
         b64bad = cps.base64_decode("a@") == nil,
         eq = cps.equal("same", "same"), neq = cps.equal("same", "sane"),
         hex = #cps.random_hex(32),
+        b64enc = cps.base64_encode("hi!?") .. "|" .. cps.base64_encode(""),
+        bytes = #cps.base64_encode(cps.random_bytes(32)),
     }
 end)
 
