@@ -10,7 +10,7 @@
 ** It also registers EXAMPLE_ECHO_CALLS, an admin command (kind
 ** CPS_RPC_ADMIN): an administrator's ADMIN ["EXAMPLE_ECHO_CALLS", null]
 ** and the operator's `cpsd admin EXAMPLE_ECHO_CALLS` both get how many
-** echoes were answered; any other key gets FORBIDDEN from the core.
+** echoes this process answered; any other key gets FORBIDDEN from the core.
 **
 ** Build it as a MODULE library with hidden visibility (see CMakeLists.txt,
 ** cps_plugin()) and name it in `plugins` in the configuration.
