@@ -232,6 +232,8 @@ static const rule schema[] = {
     { "storage_backend", T_STR, 0, 0 },
     { "plugin_dirs", T_STRLIST, 0, 0 },
     { "lua_dirs", T_STRLIST, 0, 0 },
+    { "admin.keys", T_STRLIST, 0, 0 },
+    { "admin.autoload", T_BOOL, 0, 0 },
     { "nodes", T_NODES, 0, 0 },
     { "topology", T_COUNTS, 0, 0 },
     { "plugins", T_STRLIST, 0, 0 },

@@ -166,6 +166,23 @@ const char *cps_session_peer(cps_session *s) { return s ? s->peer : ""; }
 size_t cps_session_queued(cps_session *s) { return s ? s->qbytes : 0; }
 size_t cps_server_session_count(void) { return S.count; }
 
+static int cmp_peer(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Distinct peer addresses of the open sessions (ACTIVE_SESSIONS of the
+** admin commands): sorted, so O(n log n) for any number of sessions. */
+size_t cps_server_unique_peers(void)
+{
+    if (!S.count) return 0;
+    const char **v = malloc(S.count * sizeof *v);
+    if (!v) return 0;
+    size_t n = 0, distinct = 0;
+    for (cps_session *s = S.sessions; s && n < S.count; s = s->next) v[n++] = s->peer;
+    qsort(v, n, sizeof *v, cmp_peer);
+    for (size_t i = 0; i < n; i++) if (i == 0 || strcmp(v[i], v[i - 1])) distinct++;
+    free(v);
+    return distinct;
+}
+
 int cps_server_set_handler(cps_plugin *p, const cps_session_handler *h, void *ud)
 {
     /* The struct carries its size (api/cps.h VERSIONING): a 2.0 handler has
@@ -584,6 +601,11 @@ int cps_server_start(uv_loop_t *loop)
             return CPS_EIO;
         }
         if (i == 0) { S.vhost = vh; cps_link_setup(S.ctx, vh); }
+        /* port 0 picked a free port: listen.port says which, so that what
+        ** plugins and scripts build from it (the origin) is reachable */
+        json_t *listen = cps_cfg ? json_object_get(cps_cfg->root, "listen") : NULL;
+        if (i == 0 && info.port == 0 && json_is_object(listen))
+            json_object_set_new(listen, "port", json_integer(lws_get_vhost_listen_port(vh)));
         cps_log("server", CPS_LOG_INFO, "listening on %s:%d", info.iface, lws_get_vhost_listen_port(vh));
     }
     return 0;
