@@ -797,6 +797,37 @@ static const cps_storage_backend *need_backend(lua_State *L, int fn_idx, int *re
     return b;
 }
 
+/* cps.store_list(space, after, max, fn(err, names, done)): one page of the
+** names a raw space of this process's backend holds ("pin", "channel",
+** "obj/blob"... api/cps_storage.h, the raw view), after `after` in byte
+** order; `done` once the space has no more.  Reading a live store's list is
+** safe; it may miss entries made meanwhile. */
+static void lua_store_names(void *ud, int status, const char *const *names, size_t n, bool end)
+{
+    lua_State *L = LH.L;
+    if (!L) return;
+    int top = callback_begin(ud);
+    if (status != CPS_OK) lua_pushstring(L, cps_errname(status)); else lua_pushnil(L);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushboolean(L, status == CPS_OK && end);
+    callback_end(top, 3, "store_list");
+}
+
+static int l_store_list(lua_State *L)
+{
+    const char *space = luaL_checkstring(L, 1), *after = luaL_checkstring(L, 2);
+    lua_Integer max = luaL_checkinteger(L, 3);
+    if (max < 1 || max > 4096) return luaL_error(L, "cps.store_list: max must be 1 to 4096");
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, raw_list) || !b->raw_list) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->raw_list(b->state, space, after, (size_t)max, lua_store_names, (void *)(intptr_t)ref), ref);
+}
+
 /* cps.obj_read(store, key, fn(err, data)): a whole object (at most 16 MiB). */
 static int l_obj_read(lua_State *L)
 {
@@ -1151,6 +1182,7 @@ static const luaL_Reg cps_funcs[] = {
     { "channel_read", l_channel_read },
     { "channel_delete", l_channel_delete },
     { "pin_read", l_pin_read },
+    { "store_list", l_store_list },
     { "pin_archive", l_pin_archive },
     { "channel_size", l_channel_size },
     { "placeholder_read", l_placeholder_read },

@@ -157,9 +157,36 @@ cps.admin_command("sessions", "open websocket connections and distinct client ad
         end)
     end)
 
--- The number of accounts is the number of pin logs, and the storage
--- backend has no way to list them yet: refused rather than guessed.
-cps.admin_command("REGISTERED_USERS", "number of accounts (not available: the store lists no pin logs)",
+-- The number of accounts is the number of pin logs (CryptPad counts the
+-- files of its pin store): each storage node counts its own through the
+-- backend's list of the "pin" space, a page at a time.
+local PAGE = 1000
+local function count_pins(done)
+    local n = 0
+    local function page(after)
+        local ok, code = cps.store_list("pin", after, PAGE, function(err, names, last)
+            if err then return done(err) end
+            n = n + #names
+            if last or #names == 0 then return done(nil, n) end
+            page(names[#names])
+        end)
+        if not ok then done(code or "EIO") end
+    end
+    page("")
+end
+
+cps.register_role_command("storage", "ADMIN_COUNT_PINS", function(args, call)
+    count_pins(function(err, n)
+        if err then call:error(err) else call:reply({ count = n }) end
+    end)
+end)
+
+cps.admin_command("REGISTERED_USERS", "number of accounts (pin logs on every storage node)",
     function(args, ctx)
-        error("E_NOT_IMPLEMENTED", 0)
+        gather({ "storage" }, "ADMIN_COUNT_PINS", {}, function(answers, down)
+            if #down > 0 then return unavailable(ctx, down) end
+            local total = 0
+            for _, a in pairs(answers) do total = total + a.count end
+            ctx:reply({ users = total })
+        end)
     end)

@@ -121,6 +121,18 @@ T('the account report: pin activity, pin list, storage stats, pin log status (ve
     }
 });
 
+T('REGISTERED_USERS counts the pin logs of every storage node: one more after a new key pins', async () => {
+    const [before] = await adm.call('REGISTERED_USERS', null);
+    assert.ok(isObj(before) && Number.isInteger(before.users), JSON.stringify(before));
+    const r = await C.rawReady(srv.url);
+    const hk = await R.learnHk(r);
+    const rpc = R.client(r, hk, R.keyPair());
+    await rpc.call('PIN', ['eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee']);
+    const [now] = await adm.call('REGISTERED_USERS', null);
+    assert.deepEqual(now, { users: before.users + 1 });
+    r.close();
+});
+
 T('IS_USER_ONLINE: true while a connection is authenticated with the key', async () => {
     assert.deepEqual(await adm.call('IS_USER_ONLINE', N.pub), [false]);
     const u = await AD.adminClient(srv.url, U);
