@@ -42,6 +42,7 @@
 **   rpc_end_session                   2.0      http_write              2.0
 **   rpc_describe                      2.1
 **   histogram histogram_observe       2.1
+**   instance_set                      2.1
 **   on_peer_up node_is_up owner_live  2.1
 **
 ** THREADS
@@ -411,6 +412,17 @@ typedef struct cps_api {
     /* Count one observation of `seconds` (negative or NaN counts as 0).
     ** A NULL histogram is ignored. */
     void (*histogram_observe)(cps_histogram *h, double seconds);
+    /* Set a live instance setting: from now on config_get("instance.<key>")
+    ** (and a Lua script's cps.config) returns `value` instead of the
+    ** configuration's, in this process.  `key` is [a-z0-9_]{1,64}; steals
+    ** `value`; NULL or JSON null removes the live value (the configured one
+    ** shows again).  CPS_EINVAL for a bad key, CPS_EBUSY beyond 256 keys.
+    ** What changes at run time (admin decrees: restrict_registration,
+    ** admin_keys, custom_limits ...) is read through config_get at each use,
+    ** never cached at init.  Only this process sees it: the admin decree
+    ** scripts (lua/admin/decrees.lua) apply every decree on every node of a
+    ** cluster, each node setting its own values (docs/plugin-guide.md). */
+    int (*instance_set)(cps_plugin *p, const char *key, json_t *value);
     /* Liveness, as this process sees it (docs/protocol/cluster.md §11.2): a
     ** node of this process is always up, another one while its link is
     ** established.  Be told when a link to another node comes up (the

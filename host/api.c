@@ -30,7 +30,7 @@ static json_t *api_config(cps_plugin *p)
 static json_t *api_config_get(cps_plugin *p, const char *path)
 {
     (void)p;
-    return cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
+    return cps_config_live(path);
 }
 
 static const char *api_data_dir(cps_plugin *p)
@@ -165,6 +165,7 @@ const cps_api cps_host_api = {
     .rpc_describe = cps_rpc_describe,
     .histogram = api_histogram,
     .histogram_observe = cps_metrics_observe,
+    .instance_set = cps_instance_set,
     .on_peer_up = cps_router_on_peer_up,
     .node_is_up = api_node_is_up,
     .owner_live = api_owner_live,

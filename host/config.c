@@ -236,6 +236,8 @@ static const rule schema[] = {
     { "storage_failover", T_BOOL, 0, 0 },       /* docs/protocol/cluster.md §11 */
     { "plugin_dirs", T_STRLIST, 0, 0 },
     { "lua_dirs", T_STRLIST, 0, 0 },
+    { "admin.keys", T_STRLIST, 0, 0 },
+    { "admin.autoload", T_BOOL, 0, 0 },
     { "nodes", T_NODES, 0, 0 },
     { "topology", T_COUNTS, 0, 0 },
     { "plugins", T_STRLIST, 0, 0 },

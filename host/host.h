@@ -274,6 +274,8 @@ int  cps_keyfile_read(const char *path, char *out, size_t n, char *err, size_t e
 int  cps_lua_init(void);
 /* Load a script by name (searched in lua_dirs) or path. */
 int  cps_lua_load(const char *name);
+/* Load every admin/NAME.lua of lua_dirs and the built-in dir (admin.autoload). */
+int  cps_lua_load_admin(void);
 void cps_lua_close(void);
 
 /* ---- the control socket and `cpsd admin` (control.c, admin_cli.c) ---- */
@@ -296,6 +298,14 @@ int  cps_control_parse(const char *line, size_t len, char **cmd, json_t **args, 
 int  cps_admin_main(int argc, char **argv);
 /* How `cpsd admin` prints an answer (malloc'd text ending in a newline). */
 char *cps_admin_render(json_t *v, bool as_json);
+int64_t cps_metrics_value(const char *name);   /* metrics.c; 0 if none */
+size_t cps_server_unique_peers(void);          /* server.c */
+
+/* ---- live instance settings (instance.c) ---- */
+int cps_instance_set(cps_plugin *p, const char *key, json_t *value);   /* steals value */
+json_t *cps_config_live(const char *path);   /* config_get: live `instance.` values first */
+uint64_t cps_instance_generation(void);
+void cps_instance_free(void);
 
 const char *cps_errname(int code);   /* errors.c */
 int cps_migrate_main(int argc, char **argv);   /* migrate.c: `cpsd migrate` */

@@ -29,11 +29,17 @@ bool cps_key_valid(const char *b64) { return b64 && sodium_init() >= 0 && key_va
 int cps_keyfile_create(const char *path, char *err, size_t errlen)
 {
     if (sodium_init() < 0) { snprintf(err, errlen, "libsodium failed to start"); return -1; }
-    /* O_EXCL: never overwrite a key, as every node of the cluster shares it */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* Written whole to a temporary file, then linked into place: a node
+    ** starting meanwhile never reads a half-written key, and link() never
+    ** replaces an existing key (every node of the cluster shares it). */
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= sizeof tmp) {
+        snprintf(err, errlen, "%s: %s", path, strerror(ENAMETOOLONG));
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
-                 errno == EEXIST ? " (refusing to overwrite a key)" : "");
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return -1;
     }
     unsigned char raw[32];
@@ -48,9 +54,11 @@ int cps_keyfile_create(const char *path, char *err, size_t errlen)
     int saved = errno;
     sodium_memzero(line, sizeof line);
     if (close(fd) != 0 && ok) { ok = false; saved = errno; }
+    if (ok && link(tmp, path) != 0) { ok = false; saved = errno; }
+    unlink(tmp);
     if (!ok) {
-        unlink(path);
-        snprintf(err, errlen, "%s: %s", path, strerror(saved));
+        snprintf(err, errlen, "%s: %s%s", path, strerror(saved),
+                 saved == EEXIST ? " (refusing to overwrite a key)" : "");
         return -1;
     }
     return 0;

@@ -165,7 +165,8 @@ static int load_all(void)
         bool optional = name[0] == '?';
         if (cps_lua_load(name + optional) && !optional) return -1;
     }
-    return cps_storage_check_configured() ? -1 : 0;
+    if (cps_storage_check_configured()) return -1;
+    return cps_lua_load_admin();
 }
 
 /* Streamed downloads allocate each chunk read on a pool thread and free it
@@ -310,6 +311,7 @@ out:
     cps_server_free();       /* second lws_context_destroy (G6) */
     cps_http_shutdown();
     cps_lua_close();
+    cps_instance_free();
     cps_plugins_close();
     if (uv_loop_close(&M.loop) != 0) {
         cps_log(NULL, CPS_LOG_WARN, "loop closed with handles still open");

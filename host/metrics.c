@@ -457,3 +457,12 @@ void cps_metrics_free(void)
         free(c);
     }
 }
+
+/* A counter's value by name, 0 if there is none (for the Lua admin
+** statistics; does not create it). */
+int64_t cps_metrics_value(const char *name)
+{
+    for (cps_counter *c = counters; c; c = c->next)
+        if (strcmp(c->name, name) == 0) return c->value;
+    return 0;
+}

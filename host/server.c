@@ -15,6 +15,8 @@
 #include "host.h"
 
 #define WRITE_BATCH 64        /* frames per WRITEABLE (G12) */
+#define SMALL_FRAME 4096      /* a message this small is handed on from the stack */
+#define RX_CHUNK 512          /* lws's read buffer per connection (protocols[]) */
 
 struct cps_session {
     struct lws *wsi;
@@ -126,7 +128,7 @@ int cps_session_send(cps_session *s, cps_frame *f)
         return CPS_EBUSY;
     }
     if (s->qlen == s->qcap) {
-        size_t cap = s->qcap ? s->qcap * 2 : 16;
+        size_t cap = s->qcap ? s->qcap * 2 : 4;   /* most sessions never queue more */
         cps_frame **q = malloc(cap * sizeof *q);
         if (!q) return CPS_ENOMEM;
         for (size_t i = 0; i < s->qlen; i++) q[i] = s->q[(s->qhead + i) % s->qcap];
@@ -163,6 +165,23 @@ void *cps_session_data(cps_session *s) { return s ? s->data : NULL; }
 const char *cps_session_peer(cps_session *s) { return s ? s->peer : ""; }
 size_t cps_session_queued(cps_session *s) { return s ? s->qbytes : 0; }
 size_t cps_server_session_count(void) { return S.count; }
+
+static int cmp_peer(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Distinct peer addresses of the open sessions (ACTIVE_SESSIONS of the
+** admin commands): sorted, so O(n log n) for any number of sessions. */
+size_t cps_server_unique_peers(void)
+{
+    if (!S.count) return 0;
+    const char **v = malloc(S.count * sizeof *v);
+    if (!v) return 0;
+    size_t n = 0, distinct = 0;
+    for (cps_session *s = S.sessions; s && n < S.count; s = s->next) v[n++] = s->peer;
+    qsort(v, n, sizeof *v, cmp_peer);
+    for (size_t i = 0; i < n; i++) if (i == 0 || strcmp(v[i], v[i - 1])) distinct++;
+    free(v);
+    return distinct;
+}
 
 int cps_server_set_handler(cps_plugin *p, const cps_session_handler *h, void *ud)
 {
@@ -360,6 +379,16 @@ static int on_receive(struct lws *wsi, cps_session *s, const char *in, size_t le
         lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text only", 9);
         return -1;
     }
+    if (s->rxlen == 0 && lws_is_final_fragment(wsi) && !remain && len < SMALL_FRAME) {
+        /* A whole small message in one read (the common case): no buffer is
+        ** kept per connection for it, an idle connection holds none. */
+        char one[SMALL_FRAME];
+        memcpy(one, in, len);
+        one[len] = 0;
+        cps_metrics_add(S.c_in, 1);
+        if (!s->closing && S.h && S.h->on_frame) S.h->on_frame(s, one, len, S.h_ud);
+        return 0;
+    }
     if (s->rxlen + len + 1 > s->rxcap) {
         size_t cap = s->rxcap ? s->rxcap : 4096;
         while (cap < s->rxlen + len + remain + 1) cap *= 2;
@@ -376,11 +405,11 @@ static int on_receive(struct lws *wsi, cps_session *s, const char *in, size_t le
     s->rxlen = 0;
     cps_metrics_add(S.c_in, 1);
     if (!s->closing && S.h && S.h->on_frame) S.h->on_frame(s, s->rx, n, S.h_ud);
-    if (s->rxcap > 65536) {   /* do not keep a large message's buffer */
-        free(s->rx);
-        s->rx = NULL;
-        s->rxcap = 0;
-    }
+    /* Not kept: an idle connection holds no buffer (messages that need one,
+    ** over lws's read chunk, are rare enough to pay a malloc each). */
+    free(s->rx);
+    s->rx = NULL;
+    s->rxcap = 0;
     return 0;
 }
 
@@ -500,7 +529,9 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 }
 
 static const struct lws_protocols protocols[] = {
-    { "cpsd", callback, sizeof(pss), 65536, 0, NULL, 0 },
+    /* rx: the buffer lws allocates per connection (64 KiB cost resident
+    ** pages on every idle connection); tx: write_batch's largest send. */
+    { "cpsd", callback, sizeof(pss), RX_CHUNK, 0, NULL, WRITE_BYTES + 16 },
     { "cpsd-link", link_callback, sizeof(void *), 65536, 0, NULL, 0 },   /* link.c */
     { NULL, NULL, 0, 0, 0, NULL, 0 }   /* G8: no LWS_PROTOCOL_LIST_TERM in 4.1 */
 };
@@ -570,6 +601,11 @@ int cps_server_start(uv_loop_t *loop)
             return CPS_EIO;
         }
         if (i == 0) { S.vhost = vh; cps_link_setup(S.ctx, vh); }
+        /* port 0 picked a free port: listen.port says which, so that what
+        ** plugins and scripts build from it (the origin) is reachable */
+        json_t *listen = cps_cfg ? json_object_get(cps_cfg->root, "listen") : NULL;
+        if (i == 0 && info.port == 0 && json_is_object(listen))
+            json_object_set_new(listen, "port", json_integer(lws_get_vhost_listen_port(vh)));
         cps_log("server", CPS_LOG_INFO, "listening on %s:%d", info.iface, lws_get_vhost_listen_port(vh));
     }
     return 0;

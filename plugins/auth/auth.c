@@ -399,7 +399,8 @@ static void complete_write(actx *c, int err, json_t *data)
     case 0: {
         int e = verify_block(content);
         if (e) { exec_fail(c, e); return; }
-        if (A.restrict_registration) {
+        /* read at each use: a RESTRICT_REGISTRATION decree changes it live */
+        if (json_is_true(API->config_get(A.self, "instance.restrict_registration"))) {
             /* No invitations here: a registration needs the proof of an
             ** existing block (docs/protocol/http.md 9.3 step 2). */
             if (!proof_ok(json_object_get(content, "registrationProof"), c->other)) {

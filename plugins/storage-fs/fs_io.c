@@ -49,6 +49,10 @@ int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const 
 {
     int w;
     if (archived) w = snprintf(buf, n, "%s/data/archive/%s/%.2s/%s", root, store, key, key);
+    /* CryptPad's decree log is data/decrees/decree.ndjson: no prefix directory */
+    else if (!strcmp(store, "decrees")) w = snprintf(buf, n, "%s/data/decrees/%s", root, key);
+    /* the uploaded logo, <data_dir>/logo/logo.<ext>, where /api/logo looks */
+    else if (!strcmp(store, "logo")) w = snprintf(buf, n, "%s/logo/%s", root, key);
     else if (!strcmp(store, "blob") || !strcmp(store, "block"))
         w = snprintf(buf, n, "%s/%s/%.2s/%s", root, store, key, key);
     else w = snprintf(buf, n, "%s/data/%s/%.2s/%s", root, store, key, key);

@@ -1,7 +1,7 @@
 /*
 ** fs_raw.c - the raw view of storage-fs (cps_storage.h raw_*): every entry
 ** of CryptPad's directory tree as (space, name) -> bytes, for `cpsd migrate`
-** (docs/operations.md §8).  Space parsing is pure; the rest runs on pool threads.
+** (docs/operations.md §9).  Space parsing is pure; the rest runs on pool threads.
 */
 #define _GNU_SOURCE
 #include <dirent.h>

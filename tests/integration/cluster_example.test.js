@@ -88,7 +88,8 @@ test('the shipped topology example starts as it is and carries a message', { tim
         const key = Fs.readFileSync(keyFile, 'utf8');
         assert.match(key, /^[A-Za-z0-9+/]{43}=\n$/, 'one line of base64');
         assert.equal(Buffer.from(key.trim(), 'base64').length, 32);
-        assert.match(log, /created the cluster key file .*cluster\.key \(mode 0600\)/);
+        await C.waitFor(() => /created the cluster key file .*cluster\.key \(mode 0600\)/.test(log), 10000,
+            'the supervisor says it created the key file');
 
         // every node up and linked to the five others
         for (const n of list) {
