@@ -24,7 +24,7 @@
 ** BATCH_MAX requests to the pool at once rather than one at a time. */
 typedef struct pg_queue {
     pg_obj obj;
-    char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>" */
+    char key[2 + 48 + 129];    /* "c:<id>", "p:<key>", "o:<store>/<key>" (records too), "w:<space>/<name>" */
     pg_req *head, *tail;       /* waiting, in order */
     pg_req *batch;             /* on the pool (or its callbacks running) */
     bool failed;               /* the batch's transaction failed (pool thread) */
@@ -123,10 +123,22 @@ static void complete(pg_queue *q, pg_req *r, int status)
 {
     bool ok = status == CPS_OK;
     switch (r->op) {
+    case OP_RAW_SPACES: case OP_RAW_LIST: {
+        /* r->out holds r->size NUL-separated names */
+        size_t n = ok ? (size_t)r->size : 0;
+        const char **names = n ? malloc(n * sizeof *names) : NULL;
+        if (n && !names) { status = CPS_ENOMEM; n = 0; }
+        const char *p = r->out;
+        for (size_t i = 0; i < n; i++) { names[i] = p; p += strlen(p) + 1; }
+        if (r->cb.list) r->cb.list(r->ud, status, names, n, status == CPS_OK && r->eof);
+        free(names);
+        break;
+    }
     case OP_APPEND: case OP_SIZE: case OP_META_APPEND: case OP_OBJ_APPEND: case OP_OBJ_SIZE:
+    case OP_RAW_SIZE: case OP_RAW_WRITE:
         if (r->cb.size) r->cb.size(r->ud, status, ok || status == CPS_ENOENT ? r->size : 0);
         break;
-    case OP_READ: case OP_OBJ_READ:
+    case OP_READ: case OP_OBJ_READ: case OP_RAW_READ:
         if (r->cb.read) r->cb.read(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0,
                                    ok ? r->next_off : r->arg, ok && r->eof);
         break;
@@ -262,7 +274,9 @@ static void batch_after(void *ud, int status)
 static int enqueue(int kind, const char *id, const char *ns, pg_req *r)
 {
     char key[sizeof ((pg_queue *)0)->key];
-    if (kind == PG_RECORD || kind == PG_OBJ) snprintf(key, sizeof key, "%c:%s/%s", kind == PG_OBJ ? 'o' : 'r', ns, id);
+    /* a record is the object of the same name: one queue keeps their order */
+    if (kind == PG_RECORD || kind == PG_OBJ || kind == PG_RAW)
+        snprintf(key, sizeof key, "%c:%s/%s", kind == PG_RAW ? 'w' : 'o', ns, id);
     else snprintf(key, sizeof key, "%c:%s", kind == PG_CHANNEL ? 'c' : kind == PG_LEASE ? 'l' : 'p', id);
     if (kind == PG_CHANNEL) pg_lease_stamp(PG.api, PG.self, id, r);
     pg_queue *q = strmap_get(PG.queues, key);
@@ -648,6 +662,88 @@ static const char *pg_obj_path(void *st, const char *store, const char *key, cha
     return NULL;
 }
 
+/* ---- the raw view (pg_io.c runs it; cps_storage.h, docs/storage-pg.md) ---- */
+
+/* Whether `space` is a raw space and `name` (if not NULL) a name of it: the
+** same rules as the operations on those objects. */
+static bool raw_ok(const char *space, const char *name)
+{
+    static const char *const chan[] = { "channel", "meta", "placeholder", "archive/channel", "archive/meta" };
+    if (!space) return false;
+    for (size_t i = 0; i < sizeof chan / sizeof *chan; i++)
+        if (!strcmp(space, chan[i])) return !name || valid_channel(name);
+    if (!strcmp(space, "pin") || !strcmp(space, "archive/pin")) return !name || valid_key(name);
+    const char *store = !strncmp(space, "obj/", 4) ? space + 4 : !strncmp(space, "archive/obj/", 12) ? space + 12 : NULL;
+    if (!store || !valid_ns(store) || !strcmp(store, "archive") || !strcmp(store, "pins")) return false;
+    return !name || valid_okey(name);
+}
+
+static int raw_req(int op, const char *space, const char *name, pg_req **out, void *ud)
+{
+    if (!raw_ok(space, name) || (op != OP_RAW_LIST && !name)) return CPS_EINVAL;
+    int rc;
+    return (*out = req_new(op, ud, &rc)) ? CPS_OK : rc;
+}
+
+static int pg_raw_spaces(void *st, cps_store_list_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    pg_req *r = req_new(OP_RAW_SPACES, ud, &rc);
+    if (!r) return rc;
+    r->cb.list = done;
+    return enqueue(PG_RAW, "", "", r);
+}
+
+static int pg_raw_list(void *st, const char *space, const char *after, size_t max,
+                       cps_store_list_fn done, void *ud)
+{
+    (void)st;
+    pg_req *r = NULL;
+    if (!after || strlen(after) > 128) return CPS_EINVAL;
+    int rc = raw_req(OP_RAW_LIST, space, NULL, &r, ud);
+    if (rc || (rc = req_copy_in(r, after, strlen(after) + 1))) return rc;
+    r->max = max;
+    r->cb.list = done;
+    return enqueue(PG_RAW, "", space, r);
+}
+
+static int pg_raw_size(void *st, const char *space, const char *name, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    pg_req *r = NULL;
+    int rc = raw_req(OP_RAW_SIZE, space, name, &r, ud);
+    if (rc) return rc;
+    r->cb.size = done;
+    return enqueue(PG_RAW, name, space, r);
+}
+
+static int pg_raw_read(void *st, const char *space, const char *name, uint64_t offset, size_t max,
+                       cps_store_read_fn done, void *ud)
+{
+    (void)st;
+    pg_req *r = NULL;
+    int rc = raw_req(OP_RAW_READ, space, name, &r, ud);
+    if (rc) return rc;
+    r->arg = offset;
+    r->max = max;
+    r->cb.read = done;
+    return enqueue(PG_RAW, name, space, r);
+}
+
+static int pg_raw_write(void *st, const char *space, const char *name, uint64_t offset,
+                        const char *data, size_t len, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    pg_req *r = NULL;
+    if (!data && len) return CPS_EINVAL;
+    int rc = raw_req(OP_RAW_WRITE, space, name, &r, ud);
+    if (rc || (rc = req_copy_in(r, data, len))) return rc;
+    r->arg = offset;
+    r->cb.size = done;
+    return enqueue(PG_RAW, name, space, r);
+}
+
 /* ---- storage failover: leases (lease.c) -------------------------------- */
 
 static int pg_lease(void *st, unsigned slot, const char *holder, unsigned ttl_ms,
@@ -767,6 +863,11 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .obj_archive = pg_obj_archive,
         .obj_path = pg_obj_path,
         .channel_cut = pg_channel_cut,
+        .raw_spaces = pg_raw_spaces,
+        .raw_list = pg_raw_list,
+        .raw_size = pg_raw_size,
+        .raw_read = pg_raw_read,
+        .raw_write = pg_raw_write,
         .lease = pg_lease,
     };
     int rc = a->register_storage(self, &PG.backend);

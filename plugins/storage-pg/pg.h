@@ -14,7 +14,7 @@
 #include "cps.h"
 
 /* What a queue is keyed by: every request naming one object shares it. */
-enum pg_kind { PG_CHANNEL, PG_PIN, PG_RECORD, PG_OBJ, PG_LEASE };
+enum pg_kind { PG_CHANNEL, PG_PIN, PG_RECORD, PG_OBJ, PG_LEASE, PG_RAW };
 
 enum pg_op {
     OP_APPEND, OP_READ, OP_SIZE, OP_TRIM, OP_TRUNCATE, OP_ARCHIVE, OP_RESTORE,
@@ -23,13 +23,15 @@ enum pg_op {
     OP_OBJ_APPEND, OP_OBJ_WRITE, OP_OBJ_READ, OP_OBJ_SIZE, OP_OBJ_MOVE, OP_OBJ_DELETE,
     OP_OBJ_ARCHIVE,
     OP_CUT,
-    OP_LEASE       /* lease.c: arg slot, arg2 ttl_ms, in holder */
+    OP_LEASE,      /* lease.c: arg slot, arg2 ttl_ms, in holder */
+    /* the raw view (cps_storage.h raw_*): o->ns is the space, o->id the name */
+    OP_RAW_SPACES, OP_RAW_LIST, OP_RAW_SIZE, OP_RAW_READ, OP_RAW_WRITE
 };
 
 typedef struct pg_obj {
     int kind;
     char id[129];      /* channel id, safe key, record or object key */
-    char ns[33];       /* record namespace, or object store */
+    char ns[48];       /* record namespace, object store, or raw space */
 } pg_obj;
 
 typedef struct pg_req {
@@ -60,6 +62,7 @@ typedef struct pg_req {
         cps_store_size_fn size;
         cps_store_read_fn read;
         cps_store_data_fn data;
+        cps_store_list_fn list;
         cps_store_lease_fn lease;
     } cb;
     void *ud;

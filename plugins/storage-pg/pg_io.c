@@ -448,12 +448,151 @@ static int obj_move(io *x, const pg_obj *o, pg_req *r)
     return move_replace(x, &from, &to) < 0 ? -1 : 0;
 }
 
+/* ---- the raw view (cps_storage.h raw_*; docs/storage-pg.md) -------------- */
+
+/* The object kind, namespace and archive flag of a raw space; -1 if none. */
+static int raw_key(const char *space, const char *name, okey *k, bool *lines)
+{
+    static const struct { const char *space; char kind; bool arch; } fixed[] = {
+        { "channel", K_LOG, false }, { "meta", K_META, false }, { "placeholder", K_PLACEHOLDER, false },
+        { "pin", K_PIN, false }, { "archive/channel", K_LOG, true }, { "archive/meta", K_META, true },
+        { "archive/pin", K_PIN, true },
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        if (strcmp(space, fixed[i].space) != 0) continue;
+        *k = key_of(fixed[i].kind, NULL, name, fixed[i].arch);
+        *lines = fixed[i].kind != K_PLACEHOLDER;
+        return 0;
+    }
+    bool arch = !strncmp(space, "archive/obj/", 12);
+    if (!arch && strncmp(space, "obj/", 4) != 0) return -1;
+    *k = key_of(K_OBJ, space + (arch ? 12 : 4), name, arch);
+    *lines = false;
+    return 0;
+}
+
+/* The raw space of (kind, ns, arch), written to buf; -1 if the kind has none. */
+static int space_of(char kind, const char *ns, bool arch, char *buf, size_t n)
+{
+    const char *base = kind == K_LOG ? "channel" : kind == K_META ? "meta" : kind == K_PIN ? "pin" :
+                       kind == K_PLACEHOLDER ? "placeholder" : NULL;
+    int w;
+    if (base && kind == K_PLACEHOLDER && arch) return -1;
+    if (base) w = snprintf(buf, n, "%s%s", arch ? "archive/" : "", base);
+    else if (kind == K_OBJ) w = snprintf(buf, n, "%sobj/%s", arch ? "archive/" : "", ns);
+    else return -1;
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+/* Appends a name to r->out (NUL-separated), counting in r->size. */
+static int put_name(pg_req *r, const char *name, size_t *cap)
+{
+    size_t l = strlen(name) + 1;
+    if (r->outlen + l + 1 > *cap) {
+        size_t nc = (*cap ? *cap * 2 : 4096) + l;
+        char *nb = realloc(r->out, nc);
+        if (!nb) return -1;
+        r->out = nb;
+        *cap = nc;
+    }
+    memcpy(r->out + r->outlen, name, l);
+    r->outlen += l;
+    r->size++;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int raw_spaces(io *x, pg_req *r)
+{
+    /* arch as text: results come in binary, where a boolean is one byte */
+    PGresult *res = run(x, "SELECT DISTINCT kind, ns, arch::text FROM cps_object", NULL);
+    if (!res) return -1;
+    int n = PQntuples(res);
+    char **v = calloc((size_t)n + 1, sizeof *v);
+    size_t k = 0, cap = 0;
+    for (int i = 0; v && i < n; i++) {
+        char sp[64];
+        if (space_of(PQgetvalue(res, i, 0)[0], PQgetvalue(res, i, 1), PQgetvalue(res, i, 2)[0] == 't',
+                     sp, sizeof sp) == 0 && (v[k] = strdup(sp))) k++;
+    }
+    PQclear(res);
+    if (!v) return -1;
+    if (k) qsort(v, k, sizeof *v, cmp_names);
+    int rc = 0;
+    r->size = 0;
+    for (size_t i = 0; i < k && rc == 0; i++) rc = put_name(r, v[i], &cap);
+    for (size_t i = 0; i < k; i++) free(v[i]);
+    free(v);
+    r->eof = true;
+    if (rc == 0 && !r->out && !(r->out = calloc(1, 1))) rc = -1;
+    return rc;
+}
+
+/* Names in byte order (COLLATE "C"), after r->in, at most r->max. */
+static int raw_list(io *x, const pg_obj *o, pg_req *r)
+{
+    okey k;
+    bool lines;
+    if (raw_key(o->ns, "", &k, &lines)) { r->status = CPS_EINVAL; return 0; }
+    size_t max = r->max ? r->max : 256;
+    params p = { 0 };
+    p_text(&p, k.kind);
+    p_text(&p, k.ns);
+    p_bool(&p, k.arch);
+    p_text(&p, r->in ? r->in : "");
+    p_int(&p, (int64_t)max + 1);
+    PGresult *res = run(x, "SELECT id FROM cps_object WHERE kind = $1 AND ns = $2 AND arch = $3 "
+                           "AND id COLLATE \"C\" > $4 ORDER BY id COLLATE \"C\" LIMIT $5", &p);
+    if (!res) return -1;
+    int n = PQntuples(res);
+    size_t cap = 0;
+    int rc = 0;
+    r->size = 0;
+    for (int i = 0; i < n && (size_t)i < max && rc == 0; i++) rc = put_name(r, PQgetvalue(res, i, 0), &cap);
+    r->eof = (size_t)n <= max;
+    PQclear(res);
+    if (rc == 0 && !r->out && !(r->out = calloc(1, 1))) rc = -1;
+    return rc;
+}
+
+static int raw_one(io *x, const pg_obj *o, pg_req *r)
+{
+    if (r->op == OP_RAW_SPACES) return raw_spaces(x, r);
+    if (r->op == OP_RAW_LIST) return raw_list(x, o, r);
+    okey k;
+    bool lines;
+    if (raw_key(o->ns, o->id, &k, &lines)) { r->status = CPS_EINVAL; return 0; }
+    switch (r->op) {
+    case OP_RAW_SIZE: return size_of(x, &k, r);
+    case OP_RAW_READ: return range_of(x, &k, r, lines);
+    case OP_RAW_WRITE: {
+        /* whole lines only; an empty write at 0 creates an empty entry */
+        if (lines && (r->inlen ? r->in[r->inlen - 1] != '\n' : r->arg != 0)) { r->status = CPS_EINVAL; return 0; }
+        if (r->arg == 0) {
+            if (put(x, &k, r->in, r->inlen) < 0) return -1;
+            r->size = r->inlen;
+            return 0;
+        }
+        uint64_t size = 0;
+        int f = lookup(x, &k, NULL, &size);
+        if (f < 0) return -1;
+        if (!f || size != r->arg) { r->status = CPS_EINVAL; return 0; }
+        return append(x, &k, r->in, r->inlen, &r->size);
+    }
+    }
+    snprintf(x->err, x->errlen, "unknown raw operation %d", r->op);
+    return -1;
+}
+
 /* One request; r->status is its logical outcome, -1 a database error. */
 static int run_one(io *x, const pg_obj *o, pg_req *r)
 {
+    if (o->kind == PG_RAW) return raw_one(x, o, r);
     const char *id = o->id;
     okey log = key_of(K_LOG, NULL, id, false), meta = key_of(K_META, NULL, id, false);
-    okey pin = key_of(K_PIN, NULL, id, false), rec = key_of(K_REC, o->ns, id, false);
+    /* a record is the object of the same namespace and key (cps_storage.h, the raw view) */
+    okey pin = key_of(K_PIN, NULL, id, false), rec = key_of(K_OBJ, o->ns, id, false);
     okey obj = key_of(K_OBJ, o->ns, id, false), ph = key_of(K_PLACEHOLDER, NULL, id, false);
     int f;
     switch (r->op) {
