@@ -9,6 +9,7 @@ const Fs = require('node:fs');
 const Path = require('node:path');
 const Nacl = require('tweetnacl');
 const C = require('./client');
+const { readStored } = require('./server');
 const R = require('./rpc');
 
 // ADMIN calls of one key on one connection.  call(): reply.slice(2) or
@@ -42,7 +43,7 @@ const httpModule = async (port, path) => {
 const decreeFile = (dataDir) => Path.join(dataDir, 'data', 'decrees', 'decree.ndjson');
 const decreeLines = (dataDir) => {
     let text = '';
-    try { text = Fs.readFileSync(decreeFile(dataDir), 'utf8'); } catch (e) { return []; }
+    try { text = readStored(decreeFile(dataDir), 'utf8'); } catch (e) { return []; }
     return text.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l); } catch (e) { return l; } });
 };
 

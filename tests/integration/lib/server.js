@@ -136,7 +136,11 @@ const pgKeyOf = (rel) => {
     }
     if ((m = /^(blob|block)\/[^/]{2}\/([^/]+)$/.exec(rel))) { return { kinds: 'O', ns: m[1], id: m[2], arch: false }; }
     if ((m = /^data\/archive\/([a-z]+)\/[^/]{2}\/([^/]+)$/.exec(rel))) { return { kinds: 'O', ns: m[1], id: m[2], arch: true }; }
-    if ((m = /^data\/([a-z0-9_-]+)\/[^/]{2}\/([^/]+)$/.exec(rel))) { return { kinds: 'R,O', ns: m[1], id: m[2], arch: false }; }
+    // flat stores: CryptPad's decree log and the uploaded logo (no prefix directory)
+    if ((m = /^data\/decrees\/([^/]+)$/.exec(rel))) { return { kinds: 'O', ns: 'decrees', id: m[1], arch: false }; }
+    if ((m = /^logo\/([^/]+)$/.exec(rel))) { return { kinds: 'O', ns: 'logo', id: m[1], arch: false }; }
+    // a record is the object of the same name (docs/storage-pg.md)
+    if ((m = /^data\/([a-z0-9_-]+)\/[^/]{2}\/([^/]+)$/.exec(rel))) { return { kinds: 'O', ns: m[1], id: m[2], arch: false }; }
     return null;
 };
 
@@ -187,7 +191,7 @@ const pgWrite = (file, data) => {
     }
     if (!k) { throw new Error(`writeStored: ${file} is no storage-fs path`); }
     const db = storageConfig(dir).storage_pg.conninfo.slice('dbname='.length);
-    const kind = k.kinds === 'R,O' ? (k.ns === 'blobstage' ? 'O' : 'R') : k.kinds;
+    const kind = k.kinds;
     // The bytes go through stdin (a COPY into a temporary table): a command
     // line argument is limited to 128 KiB.
     const bytes = Buffer.from(data);
