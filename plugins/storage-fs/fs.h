@@ -82,6 +82,9 @@ void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r);
 ** the archive tree; -1 (ENAMETOOLONG) if it does not fit.  Pure; used by
 ** the I/O on the pool only (no path leaves the backend). */
 int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived);
+/* The directory of a store's objects; *flat when they lie directly in it
+** rather than in prefix directories named by their first two characters. */
+int fs_store_dir(char *buf, size_t n, const char *root, const char *store, bool archived, bool *flat);
 
 /* Appends r->in through an open O_APPEND descriptor, on the loop thread
 ** (fs.c's loop batches): fills r like fs_io_run does; *size is the log's

@@ -44,18 +44,29 @@ int fs_path_of(char *buf, size_t n, const char *root, const fs_obj *o, int which
 
 /* docs/protocol/storage.md 1, 4-6: blobs and login blocks sit at the top of the data
 ** directory, staged uploads and other stores under data/, as CryptPad's
-** blobPath, blockPath, blobStagingPath and archivePath place them. */
-int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived)
+** blobPath, blockPath, blobStagingPath and archivePath place them.  Two
+** stores are flat (no prefix directory): CryptPad's decree log is
+** data/decrees/decree.ndjson, the uploaded logo <data_dir>/logo/logo.<ext>
+** (where /api/logo looks). */
+int fs_store_dir(char *buf, size_t n, const char *root, const char *store, bool archived, bool *flat)
 {
     int w;
-    if (archived) w = snprintf(buf, n, "%s/data/archive/%s/%.2s/%s", root, store, key, key);
-    /* CryptPad's decree log is data/decrees/decree.ndjson: no prefix directory */
-    else if (!strcmp(store, "decrees")) w = snprintf(buf, n, "%s/data/decrees/%s", root, key);
-    /* the uploaded logo, <data_dir>/logo/logo.<ext>, where /api/logo looks */
-    else if (!strcmp(store, "logo")) w = snprintf(buf, n, "%s/logo/%s", root, key);
-    else if (!strcmp(store, "blob") || !strcmp(store, "block"))
-        w = snprintf(buf, n, "%s/%s/%.2s/%s", root, store, key, key);
-    else w = snprintf(buf, n, "%s/data/%s/%.2s/%s", root, store, key, key);
+    *flat = false;
+    if (archived) w = snprintf(buf, n, "%s/data/archive/%s", root, store);
+    else if (!strcmp(store, "decrees")) { *flat = true; w = snprintf(buf, n, "%s/data/decrees", root); }
+    else if (!strcmp(store, "logo")) { *flat = true; w = snprintf(buf, n, "%s/logo", root); }
+    else if (!strcmp(store, "blob") || !strcmp(store, "block")) w = snprintf(buf, n, "%s/%s", root, store);
+    else w = snprintf(buf, n, "%s/data/%s", root, store);
+    if (w < 0 || (size_t)w >= n) { errno = ENAMETOOLONG; return -1; }
+    return 0;
+}
+
+int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const char *key, bool archived)
+{
+    char dir[PATH_MAX];
+    bool flat;
+    if (fs_store_dir(dir, sizeof dir, root, store, archived, &flat)) return -1;
+    int w = flat ? snprintf(buf, n, "%s/%s", dir, key) : snprintf(buf, n, "%s/%.2s/%s", dir, key, key);
     if (w < 0 || (size_t)w >= n) { errno = ENAMETOOLONG; return -1; }
     return 0;
 }

@@ -28,8 +28,8 @@ static const struct { const char *space; int which; } FIXED[] = {
 static bool reserved_store(const char *s, bool archived)
 {
     if (!strcmp(s, "archive") || !strcmp(s, "pins") || !strcmp(s, "logs")) return true;
-    /* blobs and blocks live at the top of the tree, not under data/ */
-    if (!archived && (!strcmp(s, "blob") || !strcmp(s, "block"))) return false;
+    /* blobs, blocks and the logo live at the top of the tree, not under data/ */
+    if (!archived && (!strcmp(s, "blob") || !strcmp(s, "block") || !strcmp(s, "logo"))) return false;
     return archived && !strcmp(s, "datastore");
 }
 
@@ -74,8 +74,13 @@ static int raw_path(char *buf, size_t n, const char *root, const fs_space *sp, c
 
 /* The directory holding a space's prefix directories, and the suffix its
 ** file names carry after the entry name ("" for objects). */
-static int space_dir(char *buf, size_t n, const char *root, const fs_space *sp, const char **suffix)
+static int space_dir(char *buf, size_t n, const char *root, const fs_space *sp, const char **suffix, bool *flat)
 {
+    *flat = false;
+    if (sp->which < 0) {
+        *suffix = "";
+        return fs_store_dir(buf, n, root, sp->store, sp->archived, flat);
+    }
     /* Derived from the path of a two-character name "xx": <dir>/xx/xx<suffix>. */
     char p[PATH_MAX];
     const char *probe = "xx";
@@ -177,6 +182,28 @@ static int put_name(fs_req *r, const char *name, size_t *cap)
     return 0;
 }
 
+static bool keep_file(const char *dir, const struct dirent *e, void *ud)
+{
+    (void)ud;
+    return !is_dir(dir, e);
+}
+
+/* A flat store: its files, sorted, are its entries. */
+static int list_flat(const char *dir, const fs_space *sp, const char *after, size_t max, fs_req *r)
+{
+    size_t nf = 0, cap = 0;
+    char **files = read_sorted(dir, keep_file, NULL, &nf);
+    int rc = 0;
+    for (size_t k = 0; k < nf && rc == 0; k++) {
+        if (!fs_space_name_ok(sp, files[k]) || strcmp(files[k], after) <= 0) continue;
+        if (r->size >= max) { r->eof = false; break; }
+        rc = put_name(r, files[k], &cap);
+    }
+    free_names(files, nf);
+    if (rc == 0 && !r->out && !(r->out = calloc(1, 1))) { errno = ENOMEM; return -1; }
+    return rc;
+}
+
 /* The entries of `sp` after r->in (may be ""), at most r->max, in byte
 ** order.  A prefix directory is named by its entries' first two
 ** characters, so walking the sorted directories in turn keeps the order. */
@@ -184,11 +211,13 @@ static int list_space(const char *root, const fs_space *sp, fs_req *r)
 {
     char dir[PATH_MAX];
     const char *suffix;
-    if (space_dir(dir, sizeof dir, root, sp, &suffix)) { errno = ENAMETOOLONG; return -1; }
+    bool flat;
+    if (space_dir(dir, sizeof dir, root, sp, &suffix, &flat)) { errno = ENAMETOOLONG; return -1; }
     const char *after = r->in ? r->in : "";
     size_t max = r->max ? r->max : 256, cap = 0, ndirs = 0;
     r->size = 0;
     r->eof = true;
+    if (flat) return list_flat(dir, sp, after, max, r);
     char **dirs = read_sorted(dir, keep_prefix_dir, NULL, &ndirs);
     size_t sl = strlen(suffix);
     int rc = 0;
@@ -255,8 +284,8 @@ static int list_spaces(const char *root, fs_req *r)
         size_t n = 0;
         char **stores = read_sorted(dir, keep_store_dir, &arch, &n);
         /* blob and block sit at the top of the live tree */
-        const char *top[] = { "blob", "block" };
-        for (size_t t = 0; !archived && t < 2; t++) {
+        const char *top[] = { "blob", "block", "logo" };
+        for (size_t t = 0; !archived && t < 3; t++) {
             char p[PATH_MAX];
             struct stat st;
             snprintf(p, sizeof p, "%s/%s", root, top[t]);
