@@ -289,7 +289,7 @@ static int api_logo(cps_http *req, void *ud)
 {
     (void)ud;
     if (!is_path(req, "/api/logo")) return web_static(req, NULL);
-    return web_logo(req);
+    return web_api_logo(W.api, W.self, req);
 }
 
 /* ---- settings ---------------------------------------------------------- */

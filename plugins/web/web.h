@@ -33,6 +33,8 @@ json_t *web_headers(const char *path, const char *query, const char *origin, boo
 ** the thread pool's result. */
 int web_static(cps_http *req, void *ud);
 int web_logo(cps_http *req);
+/* logo.c: /api/logo, the uploaded logo through the storage backend first. */
+int web_api_logo(const cps_api *api, cps_plugin *self, cps_http *req);
 /* The page `/` shows when no checkout is configured. */
 int web_no_root(cps_http *req);
 

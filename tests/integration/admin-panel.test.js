@@ -15,7 +15,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
-const { startServer, withLog, tmpDir, channelFile } = require('./lib/server');
+const { startServer, withLog, tmpDir, channelFile, writeStored, existsStored } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const AD = require('./lib/admin');
@@ -39,8 +39,7 @@ const dirOf = (id) => (CLUSTER ? srv.cluster.storageDir(L.place(id, 2)) : DATA);
 const writePinLog = (key, lines) => {
     const safe = R.safeKey(key.pub);
     const file = Path.join(dirOf(safe), 'data', 'pins', safe.slice(0, 2), `${safe}.ndjson`);
-    Fs.mkdirSync(Path.dirname(file), { recursive: true });
-    Fs.writeFileSync(file, lines.map(l => JSON.stringify(l) + '\n').join(''));
+    writeStored(file, lines.map(l => JSON.stringify(l) + '\n').join(''));
 };
 
 before(withLog(() => srv, async () => {
@@ -200,13 +199,13 @@ T('archiving a live channel tells its member, moves its files; restore brings it
         typeof f[4] === 'string' && f[4].includes('EDELETED'), 5000);
     assert.deepEqual(JSON.parse(notice[4]), { error: 'EDELETED', message: 'MODERATION_PAD:spam', channel: Y });
     const file = Path.join(dirOf(Y), 'datastore', Y.slice(0, 2), `${Y}.ndjson`);
-    assert.ok(!Fs.existsSync(file));
-    assert.ok(Fs.existsSync(Path.join(dirOf(Y), 'data', 'archive', 'datastore', Y.slice(0, 2), `${Y}.ndjson`)));
+    assert.ok(!existsStored(file));
+    assert.ok(existsStored(Path.join(dirOf(Y), 'data', 'archive', 'datastore', Y.slice(0, 2), `${Y}.ndjson`)));
     assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', Y),
         [{ live: false, archived: true, placeholder: 'MODERATION_PAD:spam' }]);
 
     assert.deepEqual(await adm.call('RESTORE_ARCHIVED_DOCUMENT', { id: Y, reason: 'oops' }), []);
-    assert.ok(Fs.existsSync(file));
+    assert.ok(existsStored(file));
     const [back] = await adm.call('GET_DOCUMENT_STATUS', Y);
     assert.equal(back.live, true);
     assert.equal(back.placeholder, undefined);
@@ -225,9 +224,8 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     const other = R.keyPair();
     const writePad = (id, owners) => {
         const f = channelFile(dirOf(id), id);
-        Fs.mkdirSync(Path.dirname(f), { recursive: true });
-        Fs.writeFileSync(channelFile(dirOf(id), id, '.metadata.ndjson'), JSON.stringify({ channel: id, created: Date.now(), owners }) + '\n');
-        Fs.writeFileSync(f, JSON.stringify([0, 'u', 'MSG', id, 'hello', Date.now()]) + '\n');
+        writeStored(channelFile(dirOf(id), id, '.metadata.ndjson'), JSON.stringify({ channel: id, created: Date.now(), owners }) + '\n');
+        writeStored(f, JSON.stringify([0, 'u', 'MSG', id, 'hello', Date.now()]) + '\n');
     };
     const Q = C.padId();
     const Q2 = C.padId();
@@ -235,9 +233,8 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     writePad(Q2, [W.pub, other.pub]);
     const B = C.hex(24);
     const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
-    Fs.mkdirSync(Path.dirname(blob), { recursive: true });
-    Fs.writeFileSync(blob, 'encrypted bytes');
-    Fs.writeFileSync(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [W.pub] }) + '\n');
+    writeStored(blob, 'encrypted bytes');
+    writeStored(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [W.pub] }) + '\n');
     writePinLog(W, [['RESET', [Q, Q2, B], Date.now()]]);
 
     const [meta] = await adm.call('GET_STORED_METADATA', Q2);
@@ -294,7 +291,7 @@ T('invitations: create, list, delete; an id with a path is refused', async () =>
     assert.equal(all[id].createdBy, A.pub);
     assert.equal(typeof all[id].time, 'number');
     const rec = Path.join(CLUSTER ? srv.cluster.storageDir(0) : DATA, 'data', 'invitations', id.slice(0, 2), id);
-    assert.ok(Fs.existsSync(rec), rec);
+    assert.ok(existsStored(rec), rec);
     assert.deepEqual(await adm.call('DELETE_INVITATION', id), [true]);
     assert.deepEqual(await adm.call('GET_ALL_INVITATIONS'), [{}]);
     assert.equal(await adm.fail('DELETE_INVITATION', '../../../etc'), 'EINVAL');
