@@ -67,7 +67,9 @@ T('a decree sent through front 0 is on both fronts when its reply comes', async 
     const lines = AD.decreeLines(cl.storageDir(0));
     assert.deepEqual(lines.slice(-3).map(l => l[0]), ['SET_ADMIN_EMAIL', 'RESTRICT_REGISTRATION', 'RESTRICT_REGISTRATION']);
     // only storage:0 keeps the log
-    assert.deepEqual(AD.decreeLines(cl.storageDir(1)), []);
+    // storage:1 writes no decree log (with pg both storage nodes share one
+    // database, so there is no log of storage:1's own to look at)
+    if (process.env.CPS_TEST_STORAGE !== 'pg') { assert.deepEqual(AD.decreeLines(cl.storageDir(1)), []); }
     a.close();
 });
 

@@ -11,7 +11,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
-const { startServer, withLog, tmpDir } = require('./lib/server');
+const { startServer, withLog, tmpDir, FS_ONLY } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const AD = require('./lib/admin');
@@ -148,4 +148,4 @@ T('a decree log that cannot be read: the server starts, serves its state, refuse
         await other.stop();
         Fs.rmSync(dir, { recursive: true, force: true });
     }
-});
+}, { skip: FS_ONLY });

@@ -14,7 +14,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
-const { startServer, withLog, tmpDir } = require('./lib/server');
+const { startServer, withLog, tmpDir, readStored, writeStored } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const AD = require('./lib/admin');
@@ -357,8 +357,8 @@ T('restart: the decree log is replayed, malformed lines logged and skipped', asy
     C.closeAll();
     await srv.stop();
     const file = AD.decreeFile(DATA);
-    const good = Fs.readFileSync(file, 'utf8');
-    Fs.appendFileSync(file, [
+    const good = readStored(file, 'utf8');
+    writeStored(file, good + [
         'not json',
         '{"a":1}',
         JSON.stringify(['NOPE', [], A.pub, 2]),
@@ -366,7 +366,7 @@ T('restart: the decree log is replayed, malformed lines logged and skipped', asy
         JSON.stringify(['SET_MAX_UPLOAD_SIZE', [2097152], A.pub, 4]),
         '["RESTRICT_REGISTRATION",[tr',             // torn: no end of line
     ].join('\n'));
-    const written = Fs.readFileSync(file, 'utf8');
+    const written = readStored(file, 'utf8');
     srv = await startServer(conf(), { dir: ROOT });
     await open();
     await C.waitFor(() => /decree log replayed/.test(srv.stderr()), 10000, 'replay');
@@ -384,7 +384,7 @@ T('restart: the decree log is replayed, malformed lines logged and skipped', asy
     assert.deepEqual(cfg.adminKeys, [A.pub]);
     assert.equal((await AD.httpModule(srv.port, '/api/instance')).color, '#ff0073');
     // the replay changed nothing but ending the torn line
-    assert.equal(Fs.readFileSync(file, 'utf8'), written.replace(/\n$/, '') + '\n');
+    assert.equal(readStored(file, 'utf8'), written.replace(/\n$/, '') + '\n');
     assert.ok(written.startsWith(good));
     // an admin exists: no onboarding link
     assert.deepEqual(AD.installLinks(log), []);
