@@ -13,6 +13,7 @@
 #include <sodium.h>
 #include "blob.h"
 #include "conf.h"
+#include "range.h"
 #include "text.h"
 
 #define UPLOAD_MAX_BODY (500 * 1024)     /* docs/protocol/http.md 8: body <= 500 kB (express's "500kb") */
@@ -198,41 +199,6 @@ typedef struct download {
     bool has_range;
 } download;
 
-/* A single range of a file of `size` bytes: 1 and the bytes to send, 0 to
-** ignore the header (not one plain byte range: the whole file is sent, as
-** RFC 9110 allows), -1 when it cannot be satisfied (416). */
-static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
-{
-    char *end;
-    if (strncmp(h, "bytes=", 6) != 0) return 0;
-    const char *p = h + 6;
-    if (strchr(p, ',')) return 0;
-    if (*p == '-') {                           /* the last n bytes */
-        if (!isdigit((unsigned char)p[1])) return 0;
-        unsigned long long n = strtoull(p + 1, &end, 10);
-        if (*end) return 0;
-        if (n == 0 || size == 0) return -1;
-        if (n > size) n = size;
-        *off = size - n;
-        *len = n;
-        return 1;
-    }
-    if (!isdigit((unsigned char)*p)) return 0;
-    unsigned long long a = strtoull(p, &end, 10), b = UINT64_MAX;
-    if (*end != '-') return 0;
-    p = end + 1;
-    if (*p) {
-        if (!isdigit((unsigned char)*p)) return 0;
-        b = strtoull(p, &end, 10);
-        if (*end || b < a) return 0;
-    }
-    if (a >= size) return -1;
-    if (b >= size) b = size - 1;
-    *off = a;
-    *len = b - a + 1;
-    return 1;
-}
-
 /* The headers of a blob download (docs/protocol/http.md §6). */
 static json_t *download_headers(void)
 {
@@ -261,7 +227,7 @@ static void blob_sized(void *ud, int status, uint64_t size)
     json_t *h = download_headers();
     uint64_t off = 0, len = size;
     int code = 200;
-    int pr = d->has_range ? parse_range(d->range, size, &off, &len) : 0;
+    int pr = d->has_range ? http_byte_range(d->range, size, &off, &len) : 0;
     char cr[96];
     if (pr < 0) {
         snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
@@ -344,7 +310,7 @@ static void remote_sized(void *ud, int error, json_t *data)
     }
     uint64_t size = (uint64_t)json_integer_value(sz), off = 0, len = size;
     json_t *h = download_headers();
-    int pr = f->has_range ? parse_range(f->range, size, &off, &len) : 0;
+    int pr = f->has_range ? http_byte_range(f->range, size, &off, &len) : 0;
     char cr[96];
     if (pr < 0) {
         snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
