@@ -206,6 +206,9 @@ int  cps_http_respond_file(cps_http *r, int status, json_t *headers, const char 
 int  cps_http_respond_stream(cps_http *r, int status, json_t *headers, uint64_t len,
                              void (*more)(cps_http *, void *), void *ud);
 int  cps_http_write(cps_http *r, const char *data, size_t n);
+/* The status a request's framing earns (Transfer-Encoding present, the
+** Content-Length text and length, -1 if absent), or 0. */
+int  cps_http_framing(bool te, const char *cl, int cl_len);
 /* from server.c's lws callback */
 int  cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri);
 int  cps_http_body_chunk(cps_http *r, const void *in, size_t len);

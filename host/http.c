@@ -342,17 +342,25 @@ static int refuse_and_close(struct lws *wsi, int status)
 ** refused: with a Content-Length, 400 (the two disagree on where the body
 ** ends); alone (chunked), 411 Length Required.  A Content-Length that is not
 ** one decimal number (a sign, junk, two headers "2,30") is 400: we and lws
-** could read different lengths.  Returns the status, or 0. */
+** could read different lengths.  Returns the status, or 0.  Apart from
+** lws, so the fuzz target (tests/fuzz/fuzz_http.c) can call it. */
+int cps_http_framing(bool te, const char *cl, int cl_len)
+{
+    if (te) return cl_len > 0 ? 400 : 411;
+    if (cl_len <= 0) return 0;
+    if (!cl || cl_len > 19) return 400;
+    for (int i = 0; i < cl_len; i++) if (cl[i] < '0' || cl[i] > '9') return 400;
+    return 0;
+}
+
 static int framing_error(struct lws *wsi)
 {
     bool te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
     int cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (te) return cl_len > 0 ? 400 : 411;
-    if (cl_len <= 0) return 0;
     char cl[32];
-    if (cl_len > 19 || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) != cl_len) return 400;
-    for (int i = 0; i < cl_len; i++) if (cl[i] < '0' || cl[i] > '9') return 400;
-    return 0;
+    bool copied = cl_len > 0 && cl_len <= 19 &&
+                  lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) == cl_len;
+    return cps_http_framing(te, copied ? cl : NULL, cl_len);
 }
 
 static void dispatch(cps_http *r)
