@@ -107,3 +107,10 @@ T('invalid UTF-8 in a text frame: closed 1007', async () => {
     assert.equal(info.code, 1007, C.short(info));
     await realClientFine();
 });
+
+T('numbers jansson cannot hold and lone surrogate escapes: closed 1003', async () => {
+    for (const t of ['[1e400,"PING"]', '[1234567890123456789012345,"PING"]', '[1,"MSG","' + G + '","\\ud800"]']) {
+        await closes(1003)(t);
+    }
+    await realClientFine();
+});
