@@ -406,9 +406,13 @@ static const struct { const char *section, *keys; } optional_keys[] = {
 };
 #define N_OPTIONAL (sizeof optional_keys / sizeof optional_keys[0])
 
+/* Whether `w` is one of the space-separated `words`.  The empty name is
+** none of them (strstr finds "" everywhere without moving on: a config key
+** [""] looped forever, found by fuzz_config). */
 static bool word_in(const char *words, const char *w)
 {
     size_t n = strlen(w);
+    if (!n) return false;
     for (const char *p = words; (p = strstr(p, w)) != NULL; p += n)
         if ((p == words || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return true;
     return false;
