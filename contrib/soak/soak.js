@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Soak load for cpsd (issue 12, not CI): for --seconds, mixed load through the
 // real netflux-websocket client (broadcast in a few pads, connection churn,
-// history reads) plus signed RPC and abuse over raw sockets (junk frames,
+// history reads) plus signed RPC, blob uploads and abuse over raw sockets (junk frames,
 // COOKIE with random keys, slow HTTP bodies).  Loopback only; every loop is
 // bounded by the deadline.  Prints one line of counts per minute and at the end.
 //   node soak.js --url ws://127.0.0.1:PORT/cryptpad_websocket --seconds 1800
@@ -119,26 +119,71 @@ const raw = () => new Promise((resolve, reject) => {
     setTimeout(() => reject(new Error('raw connect')), 15000);
 });
 
-// signed RPC: COOKIE then GET_LIMIT with a valid key, every 300 ms
-const rpc = async (hk) => {
+// A signed-RPC client on one raw connection (docs/protocol/rpc.md §3): each
+// reply carries the next cookie.
+const rpcClient = async (hk) => {
+    const r = await raw();
     const keys = Nacl.sign.keyPair();
     const pub = b64(keys.publicKey);
-    const signedCall = async (r, cookie, cmd, args) => {
-        const text = JSON.stringify([cookie, cmd, args]);
-        const sig = b64(Nacl.sign.detached(Buffer.from(text), keys.secretKey));
-        const txid = hex(4);
-        const s = r.seq();
-        r.ws.send(JSON.stringify([s, 'MSG', hk, JSON.stringify([txid, [sig, pub, cookie, cmd, args]])]));
-        const f = await r.ask([r.seq(), 'PING'], () => true).catch(() => null);    // keeps the socket busy-checked
-        void f;
-        return null;
+    let cookie = null;
+    const call = async (cmd, args, { signed = true } = {}) => {
+        const a = args === undefined ? null : args;
+        const sig = signed ? b64(Nacl.sign.detached(Buffer.from(JSON.stringify([cookie, cmd, a])), keys.secretKey)) : null;
+        const txid = hex(6);
+        const reply = await r.ask([r.seq(), 'MSG', hk, JSON.stringify([txid, [sig, pub, cookie, cmd, a]])], (f) => {
+            if (!Array.isArray(f) || f[2] !== 'MSG' || f[1] !== hk) { return false; }
+            try { return JSON.parse(f[4])[0] === txid; } catch (e) { return false; }
+        });
+        const body = JSON.parse(reply[4]);
+        if (body[1] === 'ERROR') { throw new Error(`${cmd}: ${body[2]}`); }
+        if (typeof body[1] === 'string' && body[1].includes('|')) { cookie = body[1]; }
+        return body.slice(2);
     };
+    return { r, call, close: () => r.ws.close() };
+};
+
+// signed RPC: COOKIE then GET_LIMIT, every 300 ms, 20 calls per connection
+const rpc = async (hk) => {
     while (Date.now() < END) {
         try {
-            const r = await raw();
-            for (let i = 0; i < 20 && Date.now() < END; i++) { await signedCall(r, null, 'COOKIE', ''); add('rpc_calls'); await sleep(300); }
-            r.ws.close();
+            const c = await rpcClient(hk);
+            await c.call('COOKIE', '');
+            for (let i = 0; i < 20 && Date.now() < END; i++) { await c.call('GET_LIMIT'); add('rpc_calls'); await sleep(300); }
+            c.close();
         } catch (e) { add('rpc_errors'); }
+    }
+};
+
+// uploads: a 64 KiB blob (UPLOAD_STATUS, UPLOAD in 16 KiB chunks,
+// UPLOAD_COMPLETE), then GET /blob/ of it; one every 2 s
+const httpGet = (path) => new Promise((resolve, reject) => {
+    const s = Net.connect(PORT, '127.0.0.1');
+    let n = 0;
+    s.on('data', (d) => { n += d.length; });
+    s.on('error', reject);
+    s.on('close', () => resolve(n));
+    s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+});
+const uploads = async (hk) => {
+    while (Date.now() < END) {
+        try {
+            const c = await rpcClient(hk);
+            await c.call('COOKIE', '');
+            for (let i = 0; i < 10 && Date.now() < END; i++) {
+                const id = hex(24);
+                const content = Crypto.randomBytes(65536);
+                await c.call('UPLOAD_STATUS', { id, size: content.length });
+                for (let off = 0; off < content.length; off += 16384) {
+                    await c.call('UPLOAD', { chunk: b64(content.subarray(off, off + 16384)), id }, { signed: false });
+                }
+                await c.call('UPLOAD_COMPLETE', id);
+                const got = await httpGet(`/blob/${id.slice(0, 2)}/${id}`);
+                if (got < content.length) { throw new Error(`download of ${got} bytes`); }
+                add('uploads');
+                await sleep(2000);
+            }
+            c.close();
+        } catch (e) { add('upload_errors'); if (!count.upload_error_text) { count.upload_error_text = String(e.message).slice(0, 100); } }
     }
 };
 
@@ -167,7 +212,7 @@ const abuse = async (hk) => {
     const wc = await timeout(first.net.join(hex(16)), 15000, 'join');
     const hk = wc.members.find(id => id.length === 16);
     first.close();
-    await Promise.all([broadcast(), churn(), history(), rpc(hk), abuse(hk)]);
+    await Promise.all([broadcast(), churn(), history(), rpc(hk), uploads(hk), abuse(hk)]);
     clearInterval(tick);
     process.stdout.write(`soak done ${JSON.stringify(count)}\n`);
     process.exit(0);

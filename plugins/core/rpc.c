@@ -84,6 +84,7 @@ static void opened_drop(const char *user)
 
 static void session_free(session *s)
 {
+    if (!s) return;
     opened_drop(s->owner);
     free(s);
 }
@@ -195,8 +196,7 @@ static int cmd_get_auth_keys(cps_call *call, json_t *args, void *ud)
 static void end_session(const char *key)
 {
     char sk[IDS_KEY_LEN + 1];
-    session *s = ids_safe_key(key, sk) ? strmap_del(R.sessions, sk) : NULL;
-    if (s) session_free(s);
+    if (ids_safe_key(key, sk)) session_free(strmap_del(R.sessions, sk));
 }
 
 /* ---- dispatch ---- */
