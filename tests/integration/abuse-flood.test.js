@@ -2,7 +2,9 @@
 // Floods from one connection must not take the server from others (issue 12):
 // for each class of abuse, a bounded flood runs on one connection while a
 // healthy client pings; the healthy client must get every answer (within a
-// generous 5 s: the machine is shared, nothing here measures speed).  And a
+// generous 5 s: the machine is shared, nothing here measures speed): COOKIE
+// floods (random keys, valid fresh keys), GET_MULTIPLE_FILE_SIZE, JOINs,
+// read amplification, frames of tiny values, a poison pad, slow HTTP bodies.  And a
 // flood of COOKIE calls with valid fresh keys from one connection fills only
 // that connection's share of the session table
 // (core.max_sessions_per_connection, docs/protocol/rpc.md §3.4).
@@ -142,7 +144,7 @@ T('a JOIN flood: a healthy client keeps its answers', async () => {
     flooder.close();
 });
 
-T('frame amplification (history of a busy pad read again and again): a healthy client keeps its answers', async () => {
+T('read amplification (history of a busy pad read again and again): a healthy client keeps its answers', async () => {
     const writer = await C.rawReady(srv.url);
     const P = C.padId();
     await writer.join(P);
@@ -157,6 +159,26 @@ T('frame amplification (history of a busy pad read again and again): a healthy c
         }
     });
     writer.close(); flooder.close();
+});
+
+T('frame amplification (frames of 300 000 tiny values): a healthy client keeps its answers', async () => {
+    const tiny = new Array(300000).fill(0).join(',');           // 600 kB of text, 300 000 values
+    await withPings(async () => {
+        const hkFlooder = await C.rawReady(srv.url);
+        for (let i = 0; i < 10; i++) {
+            // history-keeper content: shape-checked before parsing, EINVAL
+            const reply = await hkFlooder.request(['MSG', HK, `["GET_HISTORY",[${tiny}]]`], 30000);
+            assert.equal(reply[1], 'ERROR', C.short(reply));
+        }
+        hkFlooder.close();
+        for (let i = 0; i < 10; i++) {
+            // a frame of 300 000 values: closed before jansson builds it
+            const r = await C.rawReady(srv.url);
+            r.sendText(`[1,"PING",${tiny}]`);
+            const info = await C.withTimeout(r.closed, 30000, 'close of a frame of tiny values');
+            assert.equal(info.code, 1003);
+        }
+    });
 });
 
 T('a poison pad (junk and large lines) read again and again: a healthy client keeps its answers', async () => {
