@@ -41,6 +41,8 @@
 **   rpc_name rpc_caller               2.0      http_respond*           2.0
 **   rpc_end_session                   2.0      http_write              2.0
 **   rpc_describe                      2.1
+**   histogram histogram_observe       2.1
+**   instance_set                      2.1
 **
 ** THREADS
 **   Every function in the table must be called on the event-loop thread,
@@ -65,10 +67,10 @@
 **     the matching function: frames (frame_new/frame_json -> frame_unref,
 **     refcounted with frame_ref), timers (timer_start -> timer_stop; a
 **     one-shot timer gives itself back when it fires, so its handle is
-**     invalid once its callback returns).  Counters belong to the host and
-**     live as long as the process.  Whatever a plugin still holds when it
-**     is unloaded (timers, registrations, pending queries and work) is
-**     cancelled and released by the host after fini.
+**     invalid once its callback returns).  Counters and histograms belong
+**     to the host and live as long as the process.  Whatever a plugin
+**     still holds when it is unloaded (timers, registrations, pending
+**     queries and work) is cancelled and released by the host after fini.
 **
 ** ERRORS
 **   Functions return CPS_OK (0) or a negative code from cps_errors.h;
@@ -121,6 +123,7 @@ typedef struct cps_call    cps_call;     /* an incoming inter-node message */
 typedef struct cps_rpc     cps_rpc;      /* one invocation of an RPC command */
 typedef struct cps_timer   cps_timer;
 typedef struct cps_counter cps_counter;
+typedef struct cps_histogram cps_histogram;   /* a latency histogram (2.1) */
 typedef struct cps_http    cps_http;     /* one HTTP request */
 
 /* ---- callbacks ------------------------------------------------------- */
@@ -380,7 +383,10 @@ typedef struct cps_api {
     ** released by the http_write that completes `len`, by an http_write
     ** with n = 0 (abort: the connection is closed), or by the http_write
     ** that finds the client gone (it returns CPS_ECLOSED): the plugin must
-    ** not use `req` after any of these.  more() is never called for HEAD. */
+    ** not use `req` after any of these.  more() is never called for HEAD.
+    ** A client that goes away while the host holds no more() call gets
+    ** one more() call anyway, so the plugin's next http_write sees
+    ** CPS_ECLOSED and the plugin can release its side of the stream. */
     int (*http_respond_stream)(cps_http *r, int status, json_t *headers, uint64_t len,
                                void (*more)(cps_http *r, void *ud), void *ud);
     int (*http_write)(cps_http *r, const char *data, size_t n);
@@ -391,6 +397,31 @@ typedef struct cps_api {
     ** by listings such as `cpsd admin help`.  CPS_ENOENT if no such command;
     ** a later call replaces the text. */
     int (*rpc_describe)(cps_plugin *p, const char *name, const char *summary);
+
+    /* A latency histogram, created on first use and shared by name host-wide
+    ** like counters (the same name gives the same histogram, whichever
+    ** plugin asks), shown at GET /metrics as the family cpsd_<name>, so name
+    ** it for what it times and its unit, e.g. "storage_append_seconds".
+    ** help is one line for the HELP text (copied; the first creator's stays;
+    ** NULL for a generic one).  The buckets are fixed, 1 ms to 10 s, the same
+    ** for every histogram (docs/plugin-guide.md).  NULL only for a NULL or
+    ** empty name.  Like counters, it belongs to the host and lives as long as
+    ** the process. */
+    cps_histogram *(*histogram)(cps_plugin *p, const char *name, const char *help);
+    /* Count one observation of `seconds` (negative or NaN counts as 0).
+    ** A NULL histogram is ignored. */
+    void (*histogram_observe)(cps_histogram *h, double seconds);
+    /* Set a live instance setting: from now on config_get("instance.<key>")
+    ** (and a Lua script's cps.config) returns `value` instead of the
+    ** configuration's, in this process.  `key` is [a-z0-9_]{1,64}; steals
+    ** `value`; NULL or JSON null removes the live value (the configured one
+    ** shows again).  CPS_EINVAL for a bad key, CPS_EBUSY beyond 256 keys.
+    ** What changes at run time (admin decrees: restrict_registration,
+    ** admin_keys, custom_limits ...) is read through config_get at each use,
+    ** never cached at init.  Only this process sees it: the admin decree
+    ** scripts (lua/admin/decrees.lua) apply every decree on every node of a
+    ** cluster, each node setting its own values (docs/plugin-guide.md). */
+    int (*instance_set)(cps_plugin *p, const char *key, json_t *value);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

@@ -49,6 +49,10 @@ typedef void (*cps_store_read_fn)(void *ud, int status, const char *data, size_t
                                   uint64_t next, bool eof);
 /* A whole small object (metadata log, pin log, placeholder, record). */
 typedef void (*cps_store_data_fn)(void *ud, int status, const char *data, size_t len);
+/* A page of names in ascending byte order (valid during the callback);
+** `end` once there are no more after the last one given. */
+typedef void (*cps_store_list_fn)(void *ud, int status, const char *const *names, size_t n,
+                                  bool end);
 
 typedef struct cps_storage_backend {
     size_t size;            /* sizeof(cps_storage_backend) as built */
@@ -121,7 +125,9 @@ typedef struct cps_storage_backend {
     /* Replace the whole object (atomically: temp file and rename). */
     int (*obj_write)(void *state, const char *store, const char *key, const char *data,
                      size_t len, cps_store_done_fn done, void *ud);
-    /* Raw bytes from `offset`, at most `max` (not line-aligned). */
+    /* Raw bytes from `offset`, at most `max` (not line-aligned).  The way
+    ** every consumer reads an object, however large: a chunk at a time
+    ** (HTTP downloads ask for 64 KiB). */
     int (*obj_read)(void *state, const char *store, const char *key, uint64_t offset,
                     size_t max, cps_store_read_fn done, void *ud);
     int (*obj_size)(void *state, const char *store, const char *key, cps_store_size_fn done, void *ud);
@@ -132,9 +138,11 @@ typedef struct cps_storage_backend {
     int (*obj_delete)(void *state, const char *store, const char *key, cps_store_done_fn done, void *ud);
     /* Move to the archive (kept for restore); CPS_ENOENT if none. */
     int (*obj_archive)(void *state, const char *store, const char *key, cps_store_done_fn done, void *ud);
-    /* A local file path holding the object, for serving it with
-    ** api->http_respond_file, or NULL if this backend has no files (then
-    ** stream it with obj_read).  Synchronous; does not check existence. */
+    /* DEPRECATED since ABI 2.1: always NULL; consumers use obj_size and
+    ** obj_read.  No path leaves a backend (a backend may have no files at
+    ** all); the member only keeps the struct's layout (append-only).  A
+    ** backend sets it to NULL (one that still fills it must return NULL)
+    ** and a consumer never calls it. */
     const char *(*obj_path)(void *state, const char *store, const char *key, char *buf, size_t n);
 
     /* -- appended for line deletion (docs/protocol/history.md §9.6; check with
@@ -146,6 +154,40 @@ typedef struct cps_storage_backend {
     ** that replaces the log. */
     int (*channel_cut)(void *state, const char *id, uint64_t offset, uint64_t len,
                        cps_store_done_fn done, void *ud);
+
+    /* -- appended in ABI 2.1: the raw view (check with CPS_STORAGE_HAS(b,
+    **    raw_write)), for copying a whole store between backends (`cpsd
+    **    migrate`, docs/operations.md) and for tools.  It is meant for a
+    **    store no server is using: raw requests are not ordered with the
+    **    operations above. --
+    ** Everything a backend keeps is a set of entries (space, name) -> bytes:
+    **   "channel" "meta" "placeholder" "pin"     live channel logs, metadata
+    **                                            logs, placeholders, pin logs
+    **   "archive/channel" "archive/meta" "archive/pin"   their archived copies
+    **   "obj/<store>" "archive/obj/<store>"      named objects, live and
+    **                                            archived; a record (ns, key)
+    **                                            is the object (ns, key)
+    ** <store> is [a-z0-9_-]{1,32}.  Names follow the rules of their kind
+    ** (channel ids, safe keys, object keys).  In the line spaces (channel,
+    ** meta, pin and their archives) an entry is complete lines: a torn last
+    ** line is not part of it (raw_size and raw_read leave it out) and
+    ** raw_write takes complete lines only. */
+    /* Every space holding at least one entry (one page, `end` true). */
+    int (*raw_spaces)(void *state, cps_store_list_fn done, void *ud);
+    /* The names of `space` after `after` ("" from the start), at most `max`. */
+    int (*raw_list)(void *state, const char *space, const char *after, size_t max,
+                    cps_store_list_fn done, void *ud);
+    int (*raw_size)(void *state, const char *space, const char *name, cps_store_size_fn done,
+                    void *ud);
+    /* Bytes from `offset`, at most about `max` (in a line space, whole lines:
+    ** at least one even if longer); `eof` once the end is reached. */
+    int (*raw_read)(void *state, const char *space, const char *name, uint64_t offset,
+                    size_t max, cps_store_read_fn done, void *ud);
+    /* Write at `offset`: 0 creates or replaces the entry, the entry's size
+    ** appends, anything else is CPS_EINVAL.  `done` gets the new size, once
+    ** the bytes are as durable as an append's. */
+    int (*raw_write)(void *state, const char *space, const char *name, uint64_t offset,
+                     const char *data, size_t len, cps_store_size_fn done, void *ud);
 } cps_storage_backend;
 
 /* Whether backend `b` has member `m` (built against a header that had it). */

@@ -34,11 +34,17 @@ return {
         restrict_registration = false,    -- true: no new accounts
     },
 
+    -- The administrators: "[name@host/<public signing key>]" as the web
+    -- app's settings page shows it.  With none, the first start prints a
+    -- one-time link that makes the first account created with it an admin.
+    admin = {
+        keys = {},
+    },
+
     web = {
         -- A CryptPad checkout (with www/components installed) to serve the
         -- web app from; the unit can read it anywhere but under /home.
         -- cryptpad_root = "/srv/cryptpad",
-        admin_keys = {},            -- admins' edPublic keys
         -- admin_email = "admin@example.org",
         -- instance_name = "My CryptPad",
     },

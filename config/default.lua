@@ -115,6 +115,19 @@ return {
         restrict_registration = false,    -- refuse new accounts (auth)
     },
 
+    -- Administration (docs/protocol/admin.md).  keys: the administrators'
+    -- CryptPad public signing keys, each "[name@host/<edPublic>]" (as the
+    -- web app's settings page shows it) or the bare 44-character edPublic;
+    -- admins added by decrees (the admin panel, `cpsd admin admin add`)
+    -- come on top.  With no admin at all, a one-time link to create the
+    -- first admin account is printed at start.  autoload: load every
+    -- admin/NAME.lua found in lua_dirs and the built-in Lua directory (the
+    -- admin commands; a file in lua_dirs/admin/ adds or replaces one).
+    admin = {
+        keys = {},
+        autoload = true,
+    },
+
     -- Role sections: read by the plugin of that name.
     front = {
         ping_after_ms = 15000,      -- ping a client silent for this long
@@ -177,9 +190,10 @@ return {
         -- flushes browser caches).  dev_mode adds the time of each request.
         -- version = "2026.2.2", fresh_key = "1", dev_mode = false,
 
-        -- /api/config (docs/protocol/http.md §5.1)
-        admin_keys = {},            -- admins' edPublic keys
-        moderator_keys = {},
+        -- /api/config (docs/protocol/http.md §5.1); adminKeys come from
+        -- admin.keys and decrees, moderatorKeys from ADD_MODERATOR
+        -- (docs/protocol/admin.md).  Each value below is the starting value
+        -- of the admin decree that changes it at run time.
         restrict_sso_registration = false,
         inactive_time = 90,           -- days before inactive data is archived
         apps_to_disable = {},

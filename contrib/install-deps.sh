@@ -9,6 +9,11 @@ set -euo pipefail
 PKGS="build-essential cmake pkg-config libuv1-dev libwebsockets-dev libwebsockets-evlib-uv \
 liblua5.4-dev libjansson-dev libcmocka-dev libsodium-dev \
 nginx-light openssl"
+# promtool checks /metrics (tests/integration/metrics.test.js); Debian ships it
+# only in the prometheus package (a server too: on a machine with systemd it
+# starts on port 9090; `systemctl disable --now prometheus` stops it).
+# systemd-analyze verifies the units (tests/package/test_package.sh).
+PKGS="$PKGS prometheus systemd"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

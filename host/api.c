@@ -30,7 +30,7 @@ static json_t *api_config(cps_plugin *p)
 static json_t *api_config_get(cps_plugin *p, const char *path)
 {
     (void)p;
-    return cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
+    return cps_config_live(path);
 }
 
 static const char *api_data_dir(cps_plugin *p)
@@ -81,6 +81,11 @@ static bool api_node_is_local(cps_plugin *p, const char *node)
 {
     (void)p;
     return node && cps_router_is_local(node);
+}
+
+static cps_histogram *api_histogram(cps_plugin *p, const char *name, const char *help)
+{
+    return cps_metrics_histogram(name, help, p ? p->name : NULL);
 }
 
 const cps_api cps_host_api = {
@@ -146,4 +151,7 @@ const cps_api cps_host_api = {
     .http_respond_stream = cps_http_respond_stream,
     .http_write = cps_http_write,
     .rpc_describe = cps_rpc_describe,
+    .histogram = api_histogram,
+    .histogram_observe = cps_metrics_observe,
+    .instance_set = cps_instance_set,
 };

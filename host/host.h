@@ -92,6 +92,9 @@ void cps_metrics_add(cps_counter *c, int64_t delta);
 char *cps_metrics_text(void);             /* malloc'd Prometheus text */
 /* cpsd_rpc_duration_seconds: one RPC call's time from call to answer. */
 void cps_metrics_observe_rpc(double seconds);
+/* A latency histogram shared by name (api->histogram); help may be NULL. */
+cps_histogram *cps_metrics_histogram(const char *name, const char *help, const char *owner);
+void cps_metrics_observe(cps_histogram *h, double seconds);
 void cps_metrics_free(void);
 
 /* ---- placement (hash.c) ---- */
@@ -117,6 +120,9 @@ void cps_router_reply(cps_call *call, int err, json_t *data);
 const char *cps_router_call_from(cps_call *call);
 const char *cps_router_owner(const char *role, const char *key, char *buf, size_t n);
 size_t cps_router_queued(void);
+size_t cps_router_pending(void);      /* queries waiting for their answer */
+/* The i-th node the router knows (0, 1, ...): false past the last. */
+bool cps_router_node_at(int i, const char **id, const char **role, bool *remote);
 int  cps_router_add_remote(const char *id);
 bool cps_router_is_local(const char *id);
 void cps_router_incoming(const char *peer, const char *type, uint64_t qid, const char *dest,
@@ -127,6 +133,15 @@ int  cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), vo
 /* ---- links between nodes of a cluster (link.c) ---- */
 /* Start dialling / accepting the peers named in the configuration. */
 int  cps_link_start(void);
+/* What /metrics shows of one link (metrics.c). */
+typedef struct cps_link_stats {
+    const char *peer;
+    bool up;
+    uint64_t queue_bytes;                 /* plaintext waiting to be sent */
+    uint64_t msgs_out, bytes_out, msgs_in, bytes_in;   /* since the process started */
+} cps_link_stats;
+/* The i-th link (0, 1, ...): false past the last. */
+bool cps_link_stats_at(int i, cps_link_stats *out);
 struct lws_context;
 struct lws_vhost;
 int  cps_link_setup(struct lws_context *ctx, struct lws_vhost *vh);
@@ -257,9 +272,41 @@ int  cps_keyfile_read(const char *path, char *out, size_t n, char *err, size_t e
 int  cps_lua_init(void);
 /* Load a script by name (searched in lua_dirs) or path. */
 int  cps_lua_load(const char *name);
+/* Load every admin/NAME.lua of lua_dirs and the built-in dir (admin.autoload). */
+int  cps_lua_load_admin(void);
 void cps_lua_close(void);
 
+/* ---- the control socket and `cpsd admin` (control.c, admin_cli.c) ---- */
+#define CPS_CONTROL_MAX_REQUEST 65536       /* bytes in one request line */
+#define CPS_CONTROL_MAX_REQUEST_TEXT "65536"
+#define CPS_CONTROL_MAX_ARGS 64
+/* Listen on <data_dir>/cpsd.sock (mode 0600); before plugins load. */
+int  cps_control_start(uv_loop_t *loop);
+/* The inter-node command that lets other processes of a cluster list and
+** run this process's admin commands; after the nodes are declared. */
+int  cps_control_register(void);
+void cps_control_stop(void);           /* close every handle, remove the file */
+const char *cps_control_path(void);    /* the socket listened on, or NULL */
+/* <data_dir>/cpsd.sock made absolute against the working directory. */
+int  cps_control_socket_path(const char *data_dir, char *out, size_t n);
+/* One request line {"cmd": NAME, "args": [STRING...]}: 0 with *cmd
+** (malloc'd) and *args (an array), or a code with a message in err. */
+int  cps_control_parse(const char *line, size_t len, char **cmd, json_t **args, char *err, size_t n);
+/* `cpsd admin ...` (argv[1] is "admin"); returns the exit status. */
+int  cps_admin_main(int argc, char **argv);
+/* How `cpsd admin` prints an answer (malloc'd text ending in a newline). */
+char *cps_admin_render(json_t *v, bool as_json);
+int64_t cps_metrics_value(const char *name);   /* metrics.c; 0 if none */
+size_t cps_server_unique_peers(void);          /* server.c */
+
+/* ---- live instance settings (instance.c) ---- */
+int cps_instance_set(cps_plugin *p, const char *key, json_t *value);   /* steals value */
+json_t *cps_config_live(const char *path);   /* config_get: live `instance.` values first */
+uint64_t cps_instance_generation(void);
+void cps_instance_free(void);
+
 const char *cps_errname(int code);   /* errors.c */
+int cps_migrate_main(int argc, char **argv);   /* migrate.c: `cpsd migrate` */
 int cps_errcode(const char *name);
 void cps_errors_reset(void);         /* frees the names met at run time */
 

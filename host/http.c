@@ -18,6 +18,11 @@
 #include "host.h"
 
 #define CHUNK (64 * 1024)
+/* An answer's body may take as long as the client needs; only a client
+** that takes nothing for this long is dropped.  lws otherwise ends the
+** whole transaction after its 5 s content timeout, cutting any download
+** that lasts longer (100 MB at 10 MB/s). */
+#define SEND_IDLE_S 30
 #define MAX_ROUTES 64
 
 typedef struct route {
@@ -52,6 +57,7 @@ struct cps_http {
     unsigned char *chunk;     /* read from the file, waiting to go out */
     size_t chunk_len;
     bool reading, headers_sent;
+    bool cut;                 /* the body cannot be completed: close, never end short */
     /* streamed answer (http_respond_stream) */
     bool streaming, more_asked;
     void (*more)(cps_http *, void *);
@@ -216,6 +222,18 @@ static void finish_answer(cps_http *r)
     lws_callback_on_writable(r->wsi);
 }
 
+/* The answer cannot be completed (the plugin aborted its stream, a file
+** shrank): the connection is closed from the next WRITEABLE, at once.
+** (lws's own kill timer waits while output is buffered, so the client
+** would hang until a timeout instead of seeing the cut.) */
+static void cut_answer(cps_http *r)
+{
+    r->cut = true;
+    r->streaming = false;
+    lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    lws_callback_on_writable(r->wsi);
+}
+
 int cps_http_respond(cps_http *r, int status, json_t *headers, const char *body, size_t len)
 {
     if (!r || r->answered) return CPS_EINVAL;
@@ -274,12 +292,11 @@ int cps_http_write(cps_http *r, const char *data, size_t n)
     r->more_asked = false;
     if (!r->wsi) { req_free(r); return CPS_ECLOSED; }
     if (n == 0 || n > r->stream_left || !data) {    /* abort: never a short body */
-        lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        r->streaming = false;
+        cut_answer(r);
         return n == 0 ? CPS_OK : CPS_EINVAL;
     }
     unsigned char *b = realloc(r->sbuf, LWS_PRE + n);
-    if (!b) { lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); r->streaming = false; return CPS_ENOMEM; }
+    if (!b) { cut_answer(r); return CPS_ENOMEM; }
     r->sbuf = b;
     memcpy(b + LWS_PRE, data, n);
     r->slen = n;
@@ -302,7 +319,7 @@ static void chunk_ready(void *ud, int status)
     cps_http *r = ud;
     r->reading = false;
     if (!r->wsi || status != CPS_OK) { if (!r->wsi) req_free(r); return; }
-    if (r->chunk_len == 0) { r->file_left = 0; lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); return; }
+    if (r->chunk_len == 0) { r->file_left = 0; cut_answer(r); return; }
     lws_callback_on_writable(r->wsi);
 }
 
@@ -483,11 +500,18 @@ void cps_http_body_done(cps_http *r)
     if (r && !r->dispatched && !r->answered) dispatch(r);
 }
 
+/* Bytes went out: the client gets another SEND_IDLE_S to take the next. */
+static void progress(struct lws *wsi)
+{
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, SEND_IDLE_S);
+}
+
 /* WRITEABLE: headers, then the body or file chunks. */
 int cps_http_writable(struct lws *wsi, cps_http **slot)
 {
     cps_http *r = *slot;
     if (!r || !r->answered) return 0;
+    if (r->cut) return -1;
     if (!r->headers_sent) {
         size_t hl = r->hdrs ? strlen(r->hdrs) : 0;
         unsigned char *buf = malloc(LWS_PRE + 1024 + hl);
@@ -509,6 +533,7 @@ int cps_http_writable(struct lws *wsi, cps_http **slot)
         int w = lws_write(wsi, buf + LWS_PRE, (size_t)(p - (buf + LWS_PRE)), LWS_WRITE_HTTP_HEADERS);
         free(buf);
         if (w < 0) return -1;
+        progress(wsi);
         r->headers_sent = true;
         if (r->head || (r->fd < 0 && r->out_len == 0) || (r->fd >= 0 && r->file_left == 0)) goto done;
         lws_callback_on_writable(wsi);
@@ -522,6 +547,7 @@ int cps_http_writable(struct lws *wsi, cps_http **slot)
             int w = lws_write(wsi, r->sbuf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
             r->slen = 0;
             if (w < (int)n) return -1;
+            progress(wsi);
             r->stream_left -= n;
             if (last) goto done;
         }
@@ -538,6 +564,7 @@ int cps_http_writable(struct lws *wsi, cps_http **slot)
             bool last = n >= r->file_left;
             int w = lws_write(wsi, r->chunk + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
             if (w < (int)n) return -1;
+            progress(wsi);
             r->file_off += n;
             r->file_left -= n;
             r->chunk_len = 0;
@@ -556,6 +583,7 @@ int cps_http_writable(struct lws *wsi, cps_http **slot)
         int w = lws_write(wsi, b + LWS_PRE, n, n == left ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
         free(b);
         if (w < (int)n) return -1;
+        progress(wsi);
         r->out_off += n;
         if (r->out_off < r->out_len) { lws_callback_on_writable(wsi); return 0; }
     }
@@ -574,7 +602,17 @@ void cps_http_closed(cps_http **slot)
     *slot = NULL;
     r->wsi = NULL;
     if (r->reading || r->in_handler) return;
-    if (r->streaming && r->more_asked) return;   /* freed by the plugin's http_write */
+    if (r->streaming) {
+        /* The plugin holds state for this stream until an http_write
+        ** releases it: a more() already asked is answered by that write;
+        ** otherwise ask once now, so that the write finds the client gone
+        ** (CPS_ECLOSED) and the plugin stops and frees its side. */
+        if (!r->more_asked) {
+            r->more_asked = true;
+            r->more(r, r->more_ud);
+        }
+        return;                                  /* freed by the plugin's http_write */
+    }
     if (r->answered || r->rt == NULL) { req_free(r); return; }
     /* Still waiting for its body: no handler has it, nothing will answer. */
     if (!r->dispatched) { req_free(r); return; }

@@ -44,6 +44,7 @@ typedef struct peer_link {
     cps_timer *redial;
     bool hello_pending;       /* dialer: HELLO not yet written */
     char *welcome;            /* listener: WELCOME text to write */
+    uint64_t msgs_out, bytes_out, msgs_in, bytes_in;   /* for /metrics, never reset */
 } peer_link;
 
 static struct {
@@ -361,6 +362,7 @@ static int writable(peer_link *l)
         crypto_secretbox_easy(b->data + LWS_PRE, plain, b->len, nonce, l->tx);
         size_t n = b->len + crypto_secretbox_MACBYTES;
         int w = lws_write(l->wsi, b->data + LWS_PRE, n, LWS_WRITE_BINARY);
+        if (w >= (int)n) { l->msgs_out++; l->bytes_out += n; }
         l->head = b->next;
         if (!l->head) l->tail = NULL;
         l->qbytes -= b->len;
@@ -413,6 +415,8 @@ static int frame(peer_link *l, unsigned char *data, size_t len, bool binary)
         cps_log("link", CPS_LOG_WARN, "link to %s: a frame failed authentication, closing", l->peer);
         return -1;
     }
+    l->msgs_in++;
+    l->bytes_in += len;
     json_t *m = json_loadb((const char *)plain, n, 0, NULL);
     free(plain);
     const char *type = json_string_value(json_array_get(m, 0));
@@ -506,6 +510,18 @@ int cps_link_callback(struct lws *wsi, int reason, void *user, void *in, size_t 
     default:
         return 0;
     }
+}
+
+/* ---- metrics ---- */
+
+bool cps_link_stats_at(int i, cps_link_stats *out)
+{
+    if (i < 0 || i >= K.nlinks) return false;
+    const peer_link *l = &K.links[i];
+    *out = (cps_link_stats){ .peer = l->peer, .up = l->state == L_UP, .queue_bytes = l->qbytes,
+                             .msgs_out = l->msgs_out, .bytes_out = l->bytes_out,
+                             .msgs_in = l->msgs_in, .bytes_in = l->bytes_in };
+    return true;
 }
 
 /* ---- setup ---- */

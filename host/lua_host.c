@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include "host.h"
 #include "lua_json.h"
 
@@ -22,6 +24,7 @@ static struct {
     size_t mem, max_mem;
     long budget;              /* instructions left in the current call */
     long max_instructions;
+    int depth;                /* nested calls into Lua (budget_call) */
     cps_plugin *current;      /* script being loaded */
 } LH;   /* the Lua host singleton */
 
@@ -131,10 +134,13 @@ static const char *error_code(const char *msg, char *buf, size_t n)
 ** with the instruction budget. */
 static int budget_call(lua_State *L, int nargs, int nres)
 {
-    LH.budget = LH.max_instructions;
+    /* A call made from inside another (cps.admin_call runs a Lua command
+    ** at once) shares the outer call's budget and keeps its hook. */
+    if (LH.depth == 0) LH.budget = LH.max_instructions;
+    LH.depth++;
     lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_STEP);
     int rc = lua_pcall(L, nargs, nres, 0);
-    lua_sethook(L, NULL, 0, 0);
+    if (--LH.depth == 0) lua_sethook(L, NULL, 0, 0);
     return rc;
 }
 
@@ -290,6 +296,189 @@ static int l_register_rpc(lua_State *L)
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "register_rpc %s: %s", name, cps_errname(rc));
     }
+    return 0;
+}
+
+/* cps.admin_command(name, summary, fn): an admin command (kind "admin"),
+** with the one-line summary listings show.  The same registry serves
+** CryptPad's ADMIN RPC (ctx.key is the admin's key, args its parameter)
+** and the operator's `cpsd admin` (ctx.key is nil, args the command-line
+** words as strings). */
+static int l_admin_command(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *summary = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_pushvalue(L, 3);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = cps_rpc_register(script_of(L), name, CPS_RPC_ADMIN, lua_rpc_handler, (void *)(intptr_t)ref);
+    if (rc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        return luaL_error(L, "admin_command %s: %s", name, cps_errname(rc));
+    }
+    cps_rpc_describe(script_of(L), name, summary);
+    return 0;
+}
+
+/* cps.instance_set(key, value): a live instance setting of this process
+** (config_get("instance.<key>") in C, cps.config here); nil removes it. */
+static int l_instance_set(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    json_t *v = NULL;
+    if (!lua_isnoneornil(L, 2)) {
+        char err[256];
+        v = safe_json(L, 2, err, sizeof err);
+        if (!v) return luaL_error(L, "%s", err);
+    }
+    int rc = cps_instance_set(script_of(L), key, v);
+    if (rc) return luaL_error(L, "%s: instance_set %s", cps_errname(rc), key);
+    return 0;
+}
+
+/* cps.base64_decode(text): the bytes of standard base64 (padding optional),
+** or nil and "EINVAL" for anything else. */
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+static int l_base64_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    while (n && s[n - 1] == '=') n--;
+    if (n % 4 == 1) { lua_pushnil(L); lua_pushstring(L, "EINVAL"); return 2; }
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) { lua_pushnil(L); lua_pushstring(L, "EINVAL"); return 2; }
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) { bits -= 8; out[o++] = (char)((acc >> bits) & 0xff); }
+    }
+    luaL_pushresultsize(&b, o);
+    return 1;
+}
+
+/* cps.random_hex(nbytes): nbytes (1..64) from the system's CSPRNG, as hex. */
+static int l_random_hex(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1 || n > 64) return luaL_error(L, "EINVAL: random_hex takes 1 to 64 bytes");
+    unsigned char buf[64];
+    char hex[129];
+    if (uv_random(NULL, NULL, buf, (size_t)n, 0, NULL) != 0) return luaL_error(L, "EINTERNAL: no randomness");
+    for (lua_Integer i = 0; i < n; i++) snprintf(hex + 2 * i, 3, "%02x", buf[i]);
+    lua_pushlstring(L, hex, (size_t)(2 * n));
+    return 1;
+}
+
+/* cps.random_bytes(n): n (1..64) random bytes; cps.base64_encode(s):
+** standard base64 with padding. */
+static int l_random_bytes(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1 || n > 64) return luaL_error(L, "EINVAL: random_bytes takes 1 to 64 bytes");
+    unsigned char buf[64];
+    if (uv_random(NULL, NULL, buf, (size_t)n, 0, NULL) != 0) return luaL_error(L, "EINTERNAL: no randomness");
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+static int l_base64_encode(lua_State *L)
+{
+    static const char T[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+        luaL_addchar(&b, T[v >> 18 & 63]);
+        luaL_addchar(&b, T[v >> 12 & 63]);
+        luaL_addchar(&b, i + 1 < n ? T[v >> 6 & 63] : '=');
+        luaL_addchar(&b, i + 2 < n ? T[v & 63] : '=');
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* cps.equal(a, b): constant-time comparison of two strings (secrets). */
+static int l_equal(lua_State *L)
+{
+    size_t la, lb;
+    const char *a = luaL_checklstring(L, 1, &la), *b = luaL_checklstring(L, 2, &lb);
+    unsigned char d = la != lb;
+    for (size_t i = 0; i < la && i < lb; i++) d |= (unsigned char)(a[i] ^ b[i]);
+    lua_pushboolean(L, d == 0);
+    return 1;
+}
+
+/* cps.counter(name): the value of a host counter of this process (what
+** GET /metrics shows), e.g. "front_users". */
+static int l_counter(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)cps_metrics_value(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+/* cps.sessions(): { count, unique_peers } of this process's client
+** connections (websockets). */
+static int l_sessions(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)cps_server_session_count());
+    lua_setfield(L, -2, "count");
+    lua_pushinteger(L, (lua_Integer)cps_server_unique_peers());
+    lua_setfield(L, -2, "unique_peers");
+    return 1;
+}
+
+/* cps.process(): { fds, fd_limit, rss, lua_memory, pid } of this process. */
+static int l_process(lua_State *L)
+{
+    lua_createtable(L, 0, 5);
+    long fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) if (e->d_name[0] != '.') fds++;
+        closedir(d);
+        fds--;    /* the directory handle itself */
+    }
+    lua_pushinteger(L, fds);
+    lua_setfield(L, -2, "fds");
+    struct rlimit rl;
+    lua_pushinteger(L, getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (lua_Integer)rl.rlim_cur : -1);
+    lua_setfield(L, -2, "fd_limit");
+    size_t rss = 0;
+    uv_resident_set_memory(&rss);
+    lua_pushinteger(L, (lua_Integer)rss);
+    lua_setfield(L, -2, "rss");
+    lua_pushinteger(L, (lua_Integer)LH.mem);
+    lua_setfield(L, -2, "lua_memory");
+    lua_pushinteger(L, (lua_Integer)getpid());
+    lua_setfield(L, -2, "pid");
+    return 1;
+}
+
+/* cps.print(text): one line on standard output (operator messages such as
+** the first-admin link, which CryptPad prints there too). */
+static int l_print(lua_State *L)
+{
+    const char *t = luaL_checkstring(L, 1);
+    fprintf(stdout, "%s\n", t);
+    fflush(stdout);
     return 0;
 }
 
@@ -450,6 +639,61 @@ static int push_status(lua_State *L, int rc, int ref)
     return 2;
 }
 
+/* cps.admin_call(name, args, fn(err, value)): run an admin command as the
+** operator (no key, caller "lua"), as `cpsd admin` does: a script builds
+** on the others.  fn runs on a later loop turn, never inside this call (a
+** command may answer at once, and Lua must not be re-entered). */
+typedef struct admin_call { int ref; int err; json_t *value; cps_plugin *p; } admin_call;
+
+static void admin_call_fire(cps_timer *t, void *ud)
+{
+    (void)t;
+    admin_call *c = ud;
+    lua_State *L = LH.L;
+    if (L) {
+        int top = callback_begin((void *)(intptr_t)c->ref);
+        if (c->err) lua_pushstring(L, cps_errname(c->err)); else lua_pushnil(L);
+        char why[256];
+        if (c->err || !c->value) lua_pushnil(L);
+        else if (safe_push(L, c->value, why, sizeof why)) lua_pushnil(L);
+        callback_end(top, 2, "admin_call");
+    }
+    json_decref(c->value);
+    free(c);
+}
+
+static void admin_call_done(void *ud, int err, json_t *value, unsigned flags)
+{
+    (void)flags;
+    admin_call *c = ud;
+    c->err = err;
+    c->value = value ? json_incref(value) : NULL;
+    if (!cps_timer_start(c->p, 0, 0, admin_call_fire, c)) {
+        cps_log("lua", CPS_LOG_ERROR, "admin_call: no timer for the answer");
+        if (LH.L) luaL_unref(LH.L, LUA_REGISTRYINDEX, c->ref);
+        json_decref(c->value);
+        free(c);
+    }
+}
+
+static int l_admin_call(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    char err[256];
+    json_t *args = lua_isnoneornil(L, 2) ? json_null() : safe_json(L, 2, err, sizeof err);
+    if (!args) return luaL_error(L, "%s", err);
+    admin_call *c = calloc(1, sizeof *c);
+    if (!c) { json_decref(args); return luaL_error(L, "ENOMEM"); }
+    lua_pushvalue(L, 3);
+    c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->p = script_of(L);
+    int rc = cps_rpc_call(c->p, name, CPS_RPC_ADMIN, NULL, "lua", args, admin_call_done, c);
+    if (rc) { int ref = c->ref; free(c); return push_status(L, rc, ref); }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- small records of the storage backend (this process's) ---- */
 
 static void lua_record_done(void *ud, int status, const char *data, size_t len)
@@ -488,6 +732,264 @@ static int l_record(lua_State *L, int op)
 static int l_record_get(lua_State *L) { return l_record(L, 0); }
 static int l_record_put(lua_State *L) { return l_record(L, 1); }
 static int l_record_del(lua_State *L) { return l_record(L, 2); }
+
+/* cps.json_decode(text): the value, or nil and "EINVAL: why" (bad JSON,
+** or deeper than a script may receive).  cps.json_encode(v): compact text,
+** or raises EINVAL. */
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    json_error_t je;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!v) { lua_pushnil(L); lua_pushfstring(L, "EINVAL: %s", je.text); return 2; }
+    char err[256];
+    int rc = safe_push(L, v, err, sizeof err);
+    json_decref(v);
+    if (rc) { lua_pushnil(L); lua_pushfstring(L, "EINVAL: %s", err); return 2; }
+    return 1;
+}
+
+static int l_json_encode(lua_State *L)
+{
+    char err[256];
+    luaL_checkany(L, 1);
+    json_t *v = safe_json(L, 1, err, sizeof err);
+    if (!v) return luaL_error(L, "%s", err);
+    char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (!t) return luaL_error(L, "ENOMEM");
+    lua_pushstring(L, t);
+    free(t);
+    return 1;
+}
+
+/* ---- the storage backend's objects, pin logs and channels ---- */
+
+static void lua_store_size(void *ud, int status, uint64_t size)
+{
+    lua_State *L = LH.L;
+    if (!L) return;
+    int top = callback_begin(ud);
+    if (status != CPS_OK) lua_pushstring(L, cps_errname(status)); else lua_pushnil(L);
+    if (status == CPS_OK) lua_pushinteger(L, (lua_Integer)size); else lua_pushnil(L);
+    callback_end(top, 2, "storage");
+}
+
+/* Objects read whole: bounded, the admin scripts read small files. */
+#define LUA_OBJ_MAX (16u << 20)
+
+static void lua_obj_read_done(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    (void)next;
+    if (status == CPS_OK && !eof) status = CPS_ERR_TOO_LARGE;
+    lua_record_done(ud, status, data, len);
+}
+
+static const cps_storage_backend *need_backend(lua_State *L, int fn_idx, int *ref)
+{
+    luaL_checktype(L, fn_idx, LUA_TFUNCTION);
+    const cps_storage_backend *b = cps_storage_get(NULL);
+    *ref = LUA_NOREF;
+    if (!b) return NULL;
+    lua_pushvalue(L, fn_idx);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return b;
+}
+
+/* cps.store_list(space, after, max, fn(err, names, done)): one page of the
+** names a raw space of this process's backend holds ("pin", "channel",
+** "obj/blob"... api/cps_storage.h, the raw view), after `after` in byte
+** order; `done` once the space has no more.  Reading a live store's list is
+** safe; it may miss entries made meanwhile. */
+static void lua_store_names(void *ud, int status, const char *const *names, size_t n, bool end)
+{
+    lua_State *L = LH.L;
+    if (!L) return;
+    int top = callback_begin(ud);
+    if (status != CPS_OK) lua_pushstring(L, cps_errname(status)); else lua_pushnil(L);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushboolean(L, status == CPS_OK && end);
+    callback_end(top, 3, "store_list");
+}
+
+static int l_store_list(lua_State *L)
+{
+    const char *space = luaL_checkstring(L, 1), *after = luaL_checkstring(L, 2);
+    lua_Integer max = luaL_checkinteger(L, 3);
+    if (max < 1 || max > 4096) return luaL_error(L, "cps.store_list: max must be 1 to 4096");
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, raw_list) || !b->raw_list) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->raw_list(b->state, space, after, (size_t)max, lua_store_names, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.obj_read(store, key, fn(err, data)): a whole object (at most 16 MiB). */
+static int l_obj_read(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_read)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_read(b->state, store, key, 0, LUA_OBJ_MAX, lua_obj_read_done,
+                                      (void *)(intptr_t)ref), ref);
+}
+
+/* cps.obj_append(store, key, data, fn(err, size)) */
+static int l_obj_append(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_append)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_append(b->state, store, key, data, len, lua_store_size,
+                                        (void *)(intptr_t)ref), ref);
+}
+
+/* cps.obj_size(store, key, fn(err, size)) */
+static int l_obj_size(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_size)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_size(b->state, store, key, lua_store_size, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.obj_write(store, key, data, fn(err)), cps.obj_delete(store, key, fn(err)),
+** cps.obj_archive(store, key, fn(err)) */
+static int l_obj_write(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_write)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_write(b->state, store, key, data, len, lua_record_status,
+                                       (void *)(intptr_t)ref), ref);
+}
+
+static int l_obj_delete(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_delete)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_delete(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
+static int l_obj_archive(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_archive)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_archive(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_read(id, offset, max, fn(err, text, next, eof)): complete
+** lines of a channel log from a byte offset (max at most 1 MiB). */
+static void lua_channel_read_done(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
+{
+    lua_State *L = LH.L;
+    if (!L) return;
+    int top = callback_begin(ud);
+    if (status != CPS_OK) lua_pushstring(L, cps_errname(status)); else lua_pushnil(L);
+    if (status == CPS_OK) lua_pushlstring(L, data ? data : "", len); else lua_pushnil(L);
+    lua_pushinteger(L, (lua_Integer)next);
+    lua_pushboolean(L, eof);
+    callback_end(top, 4, "channel_read");
+}
+
+static int l_channel_read(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    lua_Integer off = luaL_checkinteger(L, 2), max = luaL_checkinteger(L, 3);
+    if (off < 0 || max < 1 || max > (1 << 20)) return luaL_error(L, "EINVAL: channel_read offset/max");
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 4, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_read(b->state, id, (uint64_t)off, (size_t)max, lua_channel_read_done,
+                                          (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_delete(id, fn(err)): the log, metadata log and placeholder,
+** for good. */
+static int l_channel_delete(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_delete(b->state, id, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.pin_read(safe_key, fn(err, text)): a key's pin log. */
+static int l_pin_read(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->pin_read(b->state, key, lua_record_done, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.pin_archive(safe_key, fn(err)): move a key's pin log to the archive. */
+static int l_pin_archive(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, pin_archive)) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->pin_archive(b->state, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_size(id, fn(err, bytes)), cps.placeholder_read(id, fn(err, text)),
+** cps.meta_read(id, fn(err, text)): a channel of this process's backend (in
+** a cluster, run them on the channel's owner, cps.owner("storage", id)). */
+static int l_channel_size(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_size(b->state, id, lua_store_size, (void *)(intptr_t)ref), ref);
+}
+
+static int l_placeholder_read(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->placeholder_read(b->state, id, lua_record_done, (void *)(intptr_t)ref), ref);
+}
+
+static int l_meta_read(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->meta_read(b->state, id, lua_record_done, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.channel_restore(id, fn(err)) */
+static int l_channel_restore(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->channel_restore(b->state, id, lua_record_status, (void *)(intptr_t)ref), ref);
+}
 
 static int l_send(lua_State *L)
 {
@@ -607,7 +1109,7 @@ static int l_log(lua_State *L)
 static int l_config(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    json_t *v = cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
+    json_t *v = cps_config_live(path);
     char err[256];
     if (!v) lua_pushnil(L);
     else if (cps_lua_json_push(L, v, err, sizeof err)) return luaL_error(L, "EINVAL: config %s: %s", path, err);
@@ -657,6 +1159,35 @@ static const luaL_Reg cps_funcs[] = {
     { "array", l_array },
     { "node", l_node },
     { "on_unload", l_on_unload },
+    { "admin_command", l_admin_command },
+    { "admin_call", l_admin_call },
+    { "json_decode", l_json_decode },
+    { "json_encode", l_json_encode },
+    { "instance_set", l_instance_set },
+    { "random_hex", l_random_hex },
+    { "base64_decode", l_base64_decode },
+    { "base64_encode", l_base64_encode },
+    { "random_bytes", l_random_bytes },
+    { "equal", l_equal },
+    { "counter", l_counter },
+    { "print", l_print },
+    { "sessions", l_sessions },
+    { "process", l_process },
+    { "obj_read", l_obj_read },
+    { "obj_append", l_obj_append },
+    { "obj_size", l_obj_size },
+    { "obj_write", l_obj_write },
+    { "obj_delete", l_obj_delete },
+    { "obj_archive", l_obj_archive },
+    { "channel_read", l_channel_read },
+    { "channel_delete", l_channel_delete },
+    { "pin_read", l_pin_read },
+    { "store_list", l_store_list },
+    { "pin_archive", l_pin_archive },
+    { "channel_size", l_channel_size },
+    { "placeholder_read", l_placeholder_read },
+    { "meta_read", l_meta_read },
+    { "channel_restore", l_channel_restore },
     { NULL, NULL }
 };
 
@@ -769,4 +1300,59 @@ void cps_lua_close(void)
 {
     if (LH.L) lua_close(LH.L);
     LH.L = NULL;
+}
+
+/* The admin commands: every admin/NAME.lua of the lua_dirs, then of the
+** built-in directory, in name order; a name found in an earlier directory
+** hides the same name later (an operator overrides a built-in command by
+** dropping a file of that name).  admin.autoload = false turns it off.
+** A script that fails to load is logged and skipped: one operator's broken
+** command must not keep the server down. */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void collect_admin(const char *dir, char ***names, size_t *n, size_t *cap)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/admin", dir);
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && *n < 1024) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || l > 128 || strcmp(e->d_name + l - 4, ".lua") || e->d_name[0] == '.') continue;
+        bool dup = false;
+        for (size_t i = 0; i < *n && !dup; i++) dup = !strcmp((*names)[i], e->d_name);
+        if (dup) continue;
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 16;
+            char **nn = realloc(*names, nc * sizeof *nn);
+            if (!nn) break;
+            *names = nn;
+            *cap = nc;
+        }
+        if (((*names)[*n] = strdup(e->d_name))) (*n)++;
+    }
+    closedir(d);
+}
+
+int cps_lua_load_admin(void)
+{
+    json_t *root = cps_cfg ? cps_cfg->root : NULL;
+    if (json_is_false(cps_config_path(root, "admin.autoload"))) return 0;
+    char **names = NULL;
+    size_t n = 0, cap = 0, i;
+    json_t *d;
+    json_array_foreach(cps_config_path(root, "lua_dirs"), i, d)
+        if (json_is_string(d)) collect_admin(json_string_value(d), &names, &n, &cap);
+    collect_admin(cps_search_lua_dir(), &names, &n, &cap);
+    if (n) qsort(names, n, sizeof *names, cmp_str);
+    for (i = 0; i < n; i++) {
+        char spec[160];
+        snprintf(spec, sizeof spec, "admin/%s", names[i]);
+        if (cps_lua_load(spec)) cps_log("lua", CPS_LOG_ERROR, "admin command script %s skipped", spec);
+        free(names[i]);
+    }
+    free(names);
+    return 0;
 }

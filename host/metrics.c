@@ -1,7 +1,8 @@
 /*
-** metrics.c - named counters shared host-wide, and GET /metrics: the
-** Prometheus text exposition format (HELP and TYPE for every family), with
-** process metrics and build info.  Counters live until the host exits.
+** metrics.c - named counters and latency histograms shared host-wide, and
+** GET /metrics: the Prometheus text exposition format (HELP and TYPE for
+** every family), with process metrics, build info, and the cluster's nodes
+** and links.  Counters and histograms live until the host exits.
 */
 #include <dirent.h>
 #include <stdarg.h>
@@ -21,29 +22,59 @@ struct cps_counter {
 
 static struct cps_counter *counters;  /* singleton list, loop thread only */
 
-/* ---- the RPC latency histogram (docs/operator-guide.md §7.1) ----
-** Fixed buckets, 1 ms to 10 s: RPC answers range from a cached reply to a
-** disk walk of a large pin log, and rpc_timeout_ms (30 s) answers the rest
-** (they land in +Inf).  Counts per bucket are not cumulative here; the
-** exposition adds them up, as the format wants. */
-static const double rpc_le[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                 0.25, 0.5, 1, 2.5, 5, 10 };
-#define RPC_LE_N (sizeof rpc_le / sizeof rpc_le[0])
+/* ---- latency histograms (docs/operator-guide.md §7.1) ----
+** One set of fixed buckets, 1 ms to 10 s, for every histogram: RPC answers,
+** appends and history streams range from a cached reply to a walk of a large
+** log; slower ones land in +Inf.  Fixed buckets keep histograms of the same
+** kind comparable across nodes and plugins.  Counts per bucket are not
+** cumulative here; the exposition adds them up, as the format wants. */
+static const double hist_le[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                  0.25, 0.5, 1, 2.5, 5, 10 };
+#define HIST_LE_N (sizeof hist_le / sizeof hist_le[0])
 
-static struct {
-    uint64_t bucket[RPC_LE_N + 1];     /* the last one: above every bound */
+struct cps_histogram {
+    char *name, *help;
+    char *owner;                         /* the plugin that created it, NULL for the host */
+    uint64_t bucket[HIST_LE_N + 1];      /* the last one: above every bound */
     uint64_t count;
     double sum;
-} rpc_hist;   /* singleton, loop thread only */
+    struct cps_histogram *next;
+};
+
+static struct cps_histogram *histograms;   /* singleton list, loop thread only */
+
+/* The first creator's help text stays: the name is what is shared. */
+cps_histogram *cps_metrics_histogram(const char *name, const char *help, const char *owner)
+{
+    if (!name || !*name) return NULL;
+    cps_histogram *h = histograms, *last = NULL;
+    for (; h; last = h, h = h->next)
+        if (strcmp(h->name, name) == 0) return h;
+    h = calloc(1, sizeof *h);
+    if (!h || !(h->name = strdup(name)) || (help && *help && !(h->help = strdup(help))) ||
+        (owner && !(h->owner = strdup(owner))))
+        abort();
+    /* appended, so families are listed in creation order */
+    if (last) last->next = h; else histograms = h;
+    return h;
+}
+
+void cps_metrics_observe(cps_histogram *h, double seconds)
+{
+    if (!h) return;
+    if (!(seconds >= 0)) seconds = 0;   /* NaN or a clock step back */
+    size_t i = 0;
+    while (i < HIST_LE_N && seconds > hist_le[i]) i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += seconds;
+}
+
+#define RPC_HIST_HELP "Time from an RPC call to its answer (timeouts included)."
 
 void cps_metrics_observe_rpc(double seconds)
 {
-    if (!(seconds >= 0)) seconds = 0;   /* NaN or a clock step back */
-    size_t i = 0;
-    while (i < RPC_LE_N && seconds > rpc_le[i]) i++;
-    rpc_hist.bucket[i]++;
-    rpc_hist.count++;
-    rpc_hist.sum += seconds;
+    cps_metrics_observe(cps_metrics_histogram("rpc_duration_seconds", RPC_HIST_HELP, NULL), seconds);
 }
 
 cps_counter *cps_metrics_counter_of(const char *name, const char *owner)
@@ -81,6 +112,17 @@ static void put(buf *b, const char *fmt, ...)
         if (!s) { b->failed = true; return; }
         b->s = s;
         b->cap = cap;
+    }
+}
+
+/* HELP text escapes '\\' and newline; a label value also '"' (the format's rules). */
+static void put_escaped(buf *b, const char *s, bool label)
+{
+    for (; s && *s; s++) {
+        if (*s == '\\') put(b, "\\\\");
+        else if (*s == '\n') put(b, "\\n");
+        else if (label && *s == '"') put(b, "\\\"");
+        else put(b, "%c", *s);
     }
 }
 
@@ -129,15 +171,62 @@ static void metric_name(const char *name, char *out, size_t n)
             *p = '_';
 }
 
-/* Two names that differ only in replaced characters, or a plugin's
-** "build_info", would give one family twice: the first one listed wins. */
-static bool clashes(const cps_counter *c)
+/* ---- which families are listed ----
+** Names come from any plugin, so two of them may give one family twice (names
+** that differ only in replaced characters, a counter "x_count" beside a
+** histogram "x", a plugin's "build_info").  The first one listed wins, in
+** this order: the host's own families, histograms, counters. */
+
+static const char *const host_families[] = {
+    "cpsd_build_info", "cpsd_node_info", "cpsd_router_queue_depth", "cpsd_router_pending_queries",
+    "cpsd_link_up", "cpsd_link_queue_bytes", "cpsd_link_messages_sent_total",
+    "cpsd_link_messages_received_total", "cpsd_link_bytes_sent_total", "cpsd_link_bytes_received_total",
+};
+#define N_HOST_FAMILIES (sizeof host_families / sizeof host_families[0])
+
+/* Whether families a and b share a name: a family's own name, and for a
+** histogram its _bucket, _sum and _count samples. */
+static bool collide(const char *a, bool a_hist, const char *b, bool b_hist)
+{
+    static const char *const suffix[] = { "", "_bucket", "_sum", "_count" };
+    char x[320], y[320];
+    for (int i = 0; i < (a_hist ? 4 : 1); i++)
+        for (int j = 0; j < (b_hist ? 4 : 1); j++) {
+            snprintf(x, sizeof x, "%s%s", a, suffix[i]);
+            snprintf(y, sizeof y, "%s%s", b, suffix[j]);
+            if (strcmp(x, y) == 0) return true;
+        }
+    return false;
+}
+
+static bool host_clash(const char *name, bool hist)
+{
+    for (size_t i = 0; i < N_HOST_FAMILIES; i++)
+        if (collide(name, hist, host_families[i], false)) return true;
+    return false;
+}
+
+static bool histogram_clashes(const cps_histogram *h)
+{
+    char name[300], other[300];
+    metric_name(h->name, name, sizeof name);
+    if (host_clash(name, true)) return true;
+    for (const cps_histogram *o = histograms; o != h; o = o->next) {
+        metric_name(o->name, other, sizeof other);
+        if (collide(name, true, other, true)) return true;
+    }
+    return false;
+}
+
+static bool counter_clashes(const cps_counter *c)
 {
     char name[300], other[300];
     metric_name(c->name, name, sizeof name);
-    if (strcmp(name, "cpsd_build_info") == 0) return true;
-    /* the histogram's family and its _bucket/_sum/_count samples */
-    if (strncmp(name, "cpsd_rpc_duration_seconds", 25) == 0) return true;
+    if (host_clash(name, false)) return true;
+    for (const cps_histogram *h = histograms; h; h = h->next) {
+        metric_name(h->name, other, sizeof other);
+        if (collide(name, false, other, true)) return true;
+    }
     for (const cps_counter *o = counters; o != c; o = o->next) {
         metric_name(o->name, other, sizeof other);
         if (strcmp(name, other) == 0) return true;
@@ -150,30 +239,108 @@ static void put_counter(buf *b, const cps_counter *c)
     char name[300];
     metric_name(c->name, name, sizeof name);
     const char *help = help_of(c);
-    if (help) put(b, "# HELP %s %s\n", name, help);
-    else put(b, "# HELP %s Counter \"%s\" of plugin %s (api->counter).\n", name, c->name,
-             c->owner ? c->owner : "cpsd");
+    put(b, "# HELP %s ", name);
+    if (help) put(b, "%s\n", help);
+    else {
+        put(b, "Counter \"");
+        put_escaped(b, c->name, false);
+        put(b, "\" of plugin ");
+        put_escaped(b, c->owner ? c->owner : "cpsd", false);
+        put(b, " (api->counter).\n");
+    }
     /* The ABI has one kind of counter; by the Prometheus naming convention
     ** a *_total name only grows, anything else (sessions, users) is a level. */
     put(b, "# TYPE %s %s\n", name, ends_with(c->name, "_total") ? "counter" : "gauge");
     put(b, "%s %lld\n", name, (long long)c->value);
 }
 
-/* The histogram family is always listed (zero counts before any call), so
-** dashboards and alerts find it on every node. */
-static void put_rpc_histogram(buf *b)
+/* One renderer for every histogram, the host's and the plugins'. */
+static void put_histogram(buf *b, const cps_histogram *h)
 {
-    const char *n = "cpsd_rpc_duration_seconds";
-    put(b, "# HELP %s Time from an RPC call to its answer (timeouts included).\n"
-           "# TYPE %s histogram\n", n, n);
-    uint64_t cum = 0;
-    for (size_t i = 0; i < RPC_LE_N; i++) {
-        cum += rpc_hist.bucket[i];
-        put(b, "%s_bucket{le=\"%g\"} %llu\n", n, rpc_le[i], (unsigned long long)cum);
+    char n[300];
+    metric_name(h->name, n, sizeof n);
+    put(b, "# HELP %s ", n);
+    if (h->help) put_escaped(b, h->help, false);
+    else {
+        put(b, "Histogram \"");
+        put_escaped(b, h->name, false);
+        put(b, "\" of plugin ");
+        put_escaped(b, h->owner ? h->owner : "cpsd", false);
+        put(b, " (api->histogram), in seconds.");
     }
-    cum += rpc_hist.bucket[RPC_LE_N];
+    put(b, "\n# TYPE %s histogram\n", n);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < HIST_LE_N; i++) {
+        cum += h->bucket[i];
+        put(b, "%s_bucket{le=\"%g\"} %llu\n", n, hist_le[i], (unsigned long long)cum);
+    }
+    cum += h->bucket[HIST_LE_N];
     put(b, "%s_bucket{le=\"+Inf\"} %llu\n", n, (unsigned long long)cum);
-    put(b, "%s_sum %.6f\n%s_count %llu\n", n, rpc_hist.sum, n, (unsigned long long)rpc_hist.count);
+    put(b, "%s_sum %.6f\n%s_count %llu\n", n, h->sum, n, (unsigned long long)h->count);
+}
+
+/* ---- the cluster: local nodes, the router, links to other nodes ---- */
+
+static void put_nodes(buf *b)
+{
+    const char *id, *role;
+    bool remote, any = false;
+    for (int i = 0; cps_router_node_at(i, &id, &role, &remote); i++) {
+        if (remote) continue;
+        if (!any) put(b, "# HELP cpsd_node_info A node this process runs (1 per node).\n"
+                         "# TYPE cpsd_node_info gauge\n");
+        any = true;
+        put(b, "cpsd_node_info{node=\"");
+        put_escaped(b, id, true);
+        put(b, "\",role=\"");
+        put_escaped(b, role, true);
+        put(b, "\"} 1\n");
+    }
+    put(b, "# HELP cpsd_router_queue_depth Messages waiting in the router queue for delivery.\n"
+           "# TYPE cpsd_router_queue_depth gauge\ncpsd_router_queue_depth %zu\n", cps_router_queued());
+    put(b, "# HELP cpsd_router_pending_queries Inter-node queries waiting for their answer.\n"
+           "# TYPE cpsd_router_pending_queries gauge\ncpsd_router_pending_queries %zu\n", cps_router_pending());
+}
+
+enum { LF_UP, LF_QUEUE, LF_MSGS_OUT, LF_MSGS_IN, LF_BYTES_OUT, LF_BYTES_IN, LF_N };
+
+static const struct { const char *name, *type, *help; } link_families[LF_N] = {
+    [LF_UP] = { "cpsd_link_up", "gauge", "Whether the link to the peer node is up (1) or not (0)." },
+    [LF_QUEUE] = { "cpsd_link_queue_bytes", "gauge", "Bytes of messages waiting to be sent on the link." },
+    [LF_MSGS_OUT] = { "cpsd_link_messages_sent_total", "counter", "Messages sent to the peer node." },
+    [LF_MSGS_IN] = { "cpsd_link_messages_received_total", "counter", "Messages received from the peer node." },
+    [LF_BYTES_OUT] = { "cpsd_link_bytes_sent_total", "counter",
+                       "Bytes of link frames sent to the peer node (encrypted, handshake excluded)." },
+    [LF_BYTES_IN] = { "cpsd_link_bytes_received_total", "counter",
+                      "Bytes of link frames received from the peer node (encrypted, handshake excluded)." },
+};
+
+static uint64_t link_value(const cps_link_stats *s, int k)
+{
+    switch (k) {
+    case LF_UP: return s->up ? 1 : 0;
+    case LF_QUEUE: return s->queue_bytes;
+    case LF_MSGS_OUT: return s->msgs_out;
+    case LF_MSGS_IN: return s->msgs_in;
+    case LF_BYTES_OUT: return s->bytes_out;
+    default: return s->bytes_in;
+    }
+}
+
+/* Listed only in a cluster: a family needs at least one sample. */
+static void put_links(buf *b)
+{
+    cps_link_stats s;
+    if (!cps_link_stats_at(0, &s)) return;
+    for (int k = 0; k < LF_N; k++) {
+        put(b, "# HELP %s %s\n# TYPE %s %s\n", link_families[k].name, link_families[k].help,
+            link_families[k].name, link_families[k].type);
+        for (int i = 0; cps_link_stats_at(i, &s); i++) {
+            put(b, "%s{peer=\"", link_families[k].name);
+            put_escaped(b, s.peer, true);
+            put(b, "\"} %llu\n", (unsigned long long)link_value(&s, k));
+        }
+    }
 }
 
 /* ---- process metrics, from getrusage and /proc/self ---- */
@@ -255,12 +422,18 @@ char *cps_metrics_text(void)
     put(&b, "# HELP cpsd_build_info The cpsd release and plugin ABI of this process.\n"
             "# TYPE cpsd_build_info gauge\ncpsd_build_info{version=\"%s\",abi=\"%d.%d\"} 1\n",
         CPS_VERSION, CPS_ABI_MAJOR, CPS_ABI_MINOR);
-    /* The host creates "sessions" when its listener starts; a process that
-    ** has not (a unit test) still reports the family. */
+    /* The host creates "sessions" when its listener starts and the RPC
+    ** histogram at the first call; a process that has not yet (a unit test,
+    ** a node before any RPC) still reports both families, so dashboards and
+    ** alerts find them on every node. */
     cps_metrics_counter("sessions");
+    cps_metrics_histogram("rpc_duration_seconds", RPC_HIST_HELP, NULL);
+    put_nodes(&b);
+    put_links(&b);
+    for (cps_histogram *h = histograms; h; h = h->next)
+        if (!histogram_clashes(h)) put_histogram(&b, h);
     for (cps_counter *c = counters; c; c = c->next)
-        if (!clashes(c)) put_counter(&b, c);
-    put_rpc_histogram(&b);
+        if (!counter_clashes(c)) put_counter(&b, c);
     put_process(&b);
     if (b.failed) { free(b.s); return NULL; }
     return b.s;
@@ -268,7 +441,14 @@ char *cps_metrics_text(void)
 
 void cps_metrics_free(void)
 {
-    memset(&rpc_hist, 0, sizeof rpc_hist);
+    while (histograms) {
+        cps_histogram *h = histograms;
+        histograms = h->next;
+        free(h->name);
+        free(h->help);
+        free(h->owner);
+        free(h);
+    }
     while (counters) {
         cps_counter *c = counters;
         counters = c->next;
@@ -276,4 +456,13 @@ void cps_metrics_free(void)
         free(c->owner);
         free(c);
     }
+}
+
+/* A counter's value by name, 0 if there is none (for the Lua admin
+** statistics; does not create it). */
+int64_t cps_metrics_value(const char *name)
+{
+    for (cps_counter *c = counters; c; c = c->next)
+        if (strcmp(c->name, name) == 0) return c->value;
+    return 0;
 }

@@ -516,6 +516,17 @@ void cps_router_peer_down(const char *peer)
 
 size_t cps_router_queued(void) { return R.queued; }
 
+size_t cps_router_pending(void) { return R.npending; }
+
+bool cps_router_node_at(int i, const char **id, const char **role, bool *remote)
+{
+    if (i < 0 || i >= R.nnodes) return false;
+    *id = R.nodes[i].id;
+    *role = R.nodes[i].role;
+    *remote = R.nodes[i].remote;
+    return true;
+}
+
 /* Run the queue to empty (tests, and shutdown). */
 void cps_router_drain(void)
 {

@@ -64,7 +64,7 @@ void auth_random_id(char out[TXID_LEN + 1])
 const cps_storage_backend *auth_obj_backend(void)
 {
     const cps_storage_backend *b = API->storage(A.self, NULL);
-    if (!b || !CPS_STORAGE_HAS(b, obj_path)) return NULL;
+    if (!b || !CPS_STORAGE_HAS(b, obj_archive)) return NULL;
     if (!b->obj_write || !b->obj_read || !b->obj_size || !b->obj_archive || !b->obj_delete) return NULL;
     return b;
 }
@@ -399,7 +399,8 @@ static void complete_write(actx *c, int err, json_t *data)
     case 0: {
         int e = verify_block(content);
         if (e) { exec_fail(c, e); return; }
-        if (A.restrict_registration) {
+        /* read at each use: a RESTRICT_REGISTRATION decree changes it live */
+        if (json_is_true(API->config_get(A.self, "instance.restrict_registration"))) {
             /* No invitations here: a registration needs the proof of an
             ** existing block (docs/protocol/http.md 9.3 step 2). */
             if (!proof_ok(json_object_get(content, "registrationProof"), c->other)) {

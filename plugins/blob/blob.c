@@ -3,8 +3,9 @@
 ** 6, 8): the RPC commands UPLOAD_STATUS, UPLOAD, UPLOAD_CANCEL,
 ** UPLOAD_COMPLETE and OWNED_UPLOAD_COMPLETE, forwarded to the storage node
 ** owning the user's key (stage.c); POST /upload-blob/ (HTTP chunks signed
-** over an upload cookie); GET, HEAD and OPTIONS /blob/<xx>/<id> served
-** from the blob store's files in bounded memory, with single byte ranges.
+** over an upload cookie); GET, HEAD and OPTIONS /blob/<xx>/<id> streamed
+** from the storage backend (objserve) in bounded memory, with single byte
+** ranges.
 */
 #include <ctype.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@
 #include <sodium.h>
 #include "blob.h"
 #include "conf.h"
-#include "range.h"
+#include "objserve.h"
 #include "text.h"
 
 #define UPLOAD_MAX_BODY (500 * 1024)     /* docs/protocol/http.md 8: body <= 500 kB (express's "500kb") */
@@ -192,13 +193,6 @@ static int http_upload(cps_http *req, void *ud)
 
 /* ---- GET / HEAD /blob/<xx>/<id> (docs/protocol/http.md 6) ------------------------------ */
 
-typedef struct download {
-    cps_http *req;
-    char id[IDS_BLOB_LEN + 1];
-    char range[128];               /* the Range header, read while the request is live */
-    bool has_range;
-} download;
-
 /* The headers of a blob download (docs/protocol/http.md §6). */
 static json_t *download_headers(void)
 {
@@ -212,41 +206,13 @@ static json_t *download_headers(void)
     return h;
 }
 
-static void blob_sized(void *ud, int status, uint64_t size)
+/* The blob cannot be served (it is missing, or the backend failed) and
+** nothing was answered yet. */
+static void blob_fail(cps_http *req, int status, void *ud)
 {
-    download *d = ud;
-    cps_http *req = d->req;
-    const cps_storage_backend *b = API->storage(BL.self, NULL);
-    char path[4096];
-    if (status == CPS_ENOENT) { not_found(req); free(d); return; }
-    if (status != CPS_OK || !b || !b->obj_path(b->state, "blob", d->id, path, sizeof path)) {
-        respond_json(req, status == CPS_ECANCELED ? 503 : 500, json_pack("{s s}", "error", API->errname(status)));
-        free(d);
-        return;
-    }
-    json_t *h = download_headers();
-    uint64_t off = 0, len = size;
-    int code = 200;
-    int pr = d->has_range ? http_byte_range(d->range, size, &off, &len) : 0;
-    char cr[96];
-    if (pr < 0) {
-        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
-        json_object_set_new(h, "Content-Range", json_string(cr));
-        json_object_set_new(h, "Content-Type", json_string("text/plain"));
-        API->http_respond(req, 416, h, "", 0);
-    } else {
-        if (pr > 0) {
-            code = 206;
-            snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)off,
-                     (unsigned long long)(off + len - 1), (unsigned long long)size);
-            json_object_set_new(h, "Content-Range", json_string(cr));
-        }
-        int rc = API->http_respond_file(req, code, h, path, off, len);
-        if (rc == CPS_ENOENT) not_found(req);            /* removed meanwhile */
-        else if (rc) respond_json(req, 500, json_pack("{s s}", "error", API->errname(rc)));
-    }
-    json_decref(h);
-    free(d);
+    (void)ud;
+    if (status == CPS_ENOENT) { not_found(req); return; }
+    respond_json(req, status == CPS_ECANCELED ? 503 : 500, json_pack("{s s}", "error", API->errname(status)));
 }
 
 /* ---- serving a blob this process does not hold: from its storage node ---- */
@@ -310,21 +276,17 @@ static void remote_sized(void *ud, int error, json_t *data)
     }
     uint64_t size = (uint64_t)json_integer_value(sz), off = 0, len = size;
     json_t *h = download_headers();
-    int pr = f->has_range ? http_byte_range(f->range, size, &off, &len) : 0;
+    int pr = f->has_range ? objserve_range(f->range, size, &off, &len) : 0;
     char cr[96];
     if (pr < 0) {
-        snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
-        json_object_set_new(h, "Content-Range", json_string(cr));
+        json_object_set_new(h, "Content-Range", json_string(objserve_content_range(cr, sizeof cr, 0, 0, size)));
+        json_object_set_new(h, "Content-Type", json_string("text/plain"));
         API->http_respond(req, 416, h, "", 0);
         json_decref(h);
         remote_free(f);
         return;
     }
-    if (pr > 0) {
-        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)off,
-                 (unsigned long long)(off + len - 1), (unsigned long long)size);
-        json_object_set_new(h, "Content-Range", json_string(cr));
-    }
+    if (pr > 0) json_object_set_new(h, "Content-Range", json_string(objserve_content_range(cr, sizeof cr, off, len, size)));
     f->off = off;
     f->left = len;
     f->buf = malloc(FWD_CHUNK);
@@ -366,19 +328,13 @@ static int http_blob(cps_http *req, void *ud)
     if (API->owner(BL.self, "storage", rest + 3, owner, sizeof owner) && !API->node_is_local(BL.self, owner))
         return forward_blob(req, rest + 3, owner);
     const cps_storage_backend *b = API->storage(BL.self, NULL);
-    if (!b || !CPS_STORAGE_HAS(b, obj_path) || !b->obj_path || !b->obj_size) return not_found(req);
-    download *d = calloc(1, sizeof *d);
-    if (!d) return CPS_ENOMEM;
-    d->req = req;
-    memcpy(d->id, rest + 3, IDS_BLOB_LEN + 1);
-    const char *range = API->http_header(req, "range");
-    if (range && strlen(range) < sizeof d->range) {
-        d->has_range = true;
-        memcpy(d->range, range, strlen(range) + 1);
-    }
-    int rc = b->obj_size(b->state, "blob", d->id, blob_sized, d);
-    if (rc) { free(d); return rc; }
-    return CPS_ASYNC;
+    if (!b) return not_found(req);
+    json_t *h = download_headers();
+    objserve_opts o = { .store = "blob", .key = rest + 3, .headers = h, .ranges = true, .fail = blob_fail };
+    int rc = objserve(API, BL.self, b, req, &o);
+    json_decref(h);
+    if (rc == CPS_EUNAVAILABLE) return not_found(req);    /* a backend without objects */
+    return rc ? rc : CPS_ASYNC;
 }
 
 /* ---- load and unload ------------------------------------------------------ */

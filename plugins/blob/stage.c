@@ -63,10 +63,12 @@ static struct {
 
 static char MARK;
 
+/* A backend with the named objects (the obj_* members, appended together);
+** blobs never need a file path: they are read back with obj_read. */
 static const cps_storage_backend *backend(void)
 {
     const cps_storage_backend *b = API->storage(BL.self, NULL);
-    return b && CPS_STORAGE_HAS(b, obj_path) && b->obj_append ? b : NULL;
+    return b && CPS_STORAGE_HAS(b, obj_archive) && b->obj_append ? b : NULL;
 }
 
 /* ---- sessions and their queues ---------------------------------------- */

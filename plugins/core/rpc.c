@@ -5,6 +5,8 @@
 ** sessions (per public key) and the keys each connection authenticated
 ** with (restricted channels ask for them with GET_AUTH_KEYS).  Signatures
 ** are checked on the thread pool, over the exact text the client signed.
+** ADMIN calls are checked against the live admin list and dispatched to the
+** admin commands of the registry (docs/protocol/admin.md §2).
 */
 #include <sodium.h>
 #include <stdio.h>
@@ -199,6 +201,50 @@ static void end_session(const char *key)
     if (ids_safe_key(key, sk)) session_free(strmap_del(R.sessions, sk));
 }
 
+/* ---- admin rights (docs/protocol/admin.md §1.1, §2.1) ---- */
+
+/* Whether `key` (as signed: unsafe, or safe) is in the live admin list,
+** instance.admin_keys: canonical unsafe keys, kept by the admin decree
+** scripts from admin.keys and the decree log. */
+static bool is_admin(const char *key)
+{
+    char unsafe[64];
+    size_t n = strlen(key);
+    if (n != 44) return false;
+    for (size_t i = 0; i <= n; i++) unsafe[i] = key[i] == '-' ? '/' : key[i];
+    json_t *list = API->config_get(C.self, "instance.admin_keys");
+    size_t i;
+    json_t *k;
+    json_array_foreach(list, i, k)
+        if (json_is_string(k) && !strcmp(json_string_value(k), unsafe)) return true;
+    return false;
+}
+
+/* ADMIN_KEY_ONLINE {key} -> {online}: whether a connection of this core
+** authenticated with the key (IS_USER_ONLINE of the admin commands). */
+typedef struct online_scan { const char *key; bool found; } online_scan;
+
+static void find_key(const char *user, void *v, void *ud)
+{
+    (void)user;
+    online_scan *w = ud;
+    size_t i;
+    json_t *k;
+    json_array_foreach((json_t *)v, i, k)
+        if (!strcmp(json_string_value(k), w->key)) w->found = true;
+}
+
+static int cmd_key_online(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *key = json_string_value(json_object_get(args, "key"));
+    if (!key) return CPS_EINVAL;
+    online_scan w = { key, false };
+    strmap_each(R.auth, find_key, &w);
+    API->reply(call, CPS_OK, json_pack("{s b}", "online", w.found));
+    return CPS_OK;
+}
+
 /* ---- dispatch ---- */
 
 typedef struct call_state {
@@ -283,6 +329,21 @@ static void verified(void *ud, int status)
     }
     auth_add(c->user, c->key);
     if (!strcmp(c->cmd, "COOKIE")) { auth_done(c, CPS_OK, NULL, 0); return; }
+    if (!strcmp(c->cmd, "ADMIN")) {
+        /* FORBIDDEN before anything else is looked at (admin.md §2.1) */
+        if (!is_admin(c->key)) { answer_error(c->call, c->txid, API->errcode("FORBIDDEN")); state_free(c); return; }
+        const char *sub = json_string_value(json_array_get(c->args, 0));
+        if (!sub || API->rpc_kind(C.self, sub) != CPS_RPC_ADMIN) {
+            answer_error(c->call, c->txid, API->errcode("UNHANDLED_ADMIN_COMMAND"));
+            state_free(c);
+            return;
+        }
+        json_t *p = json_array_get(c->args, 1);
+        int rc = API->rpc_call(C.self, sub, CPS_RPC_ADMIN, c->key, c->user, p ? json_incref(p) : json_null(),
+                               auth_done, c);
+        if (rc) { answer_error(c->call, c->txid, API->errcode("UNHANDLED_ADMIN_COMMAND")); state_free(c); }
+        return;
+    }
     if (!strcmp(c->cmd, "EXPIRE_SESSION")) {
         end_session(c->key);
         json_t *ok = json_string("OK");
@@ -296,7 +357,8 @@ static void verified(void *ud, int status)
 
 static bool builtin(const char *cmd)
 {
-    return !strcmp(cmd, "COOKIE") || !strcmp(cmd, "DESTROY") || !strcmp(cmd, "EXPIRE_SESSION");
+    return !strcmp(cmd, "COOKIE") || !strcmp(cmd, "DESTROY") || !strcmp(cmd, "EXPIRE_SESSION") ||
+           !strcmp(cmd, "ADMIN");
 }
 
 static void signed_call(cps_call *call, json_t *txid, json_t *payload, json_t *args_obj)
@@ -402,5 +464,6 @@ int core_rpc_init(void)
     R.sweep = API->timer_start(C.self, 60000, 60000, sweep, NULL);
     int rc = API->register_command(C.self, "RPC", cmd_rpc, NULL);
     if (!rc) rc = API->register_command(C.self, "GET_AUTH_KEYS", cmd_get_auth_keys, NULL);
+    if (!rc) rc = API->register_command(C.self, "ADMIN_KEY_ONLINE", cmd_key_online, NULL);
     return rc;
 }

@@ -157,8 +157,8 @@ static bool normalise(const char *raw, char *out, size_t cap, bool *is_block)
 
 /* ---- limits ------------------------------------------------------------ */
 
-/* [limit, plan, note] of a key from the `limits` table of the section (by
-** unsafe key, or its safe form), else [instance.default_storage_limit, "",
+/* [limit, plan, note] of a key from the SET_QUOTA decrees, or the `limits`
+** table of the section (by unsafe key, or its safe form), else [instance.default_storage_limit, "",
 ** ""] (shared with blob, and published by /api/config). */
 static json_t *limit_of(const char *key)
 {
@@ -170,6 +170,14 @@ static json_t *limit_of(const char *key)
     char safe[IDS_KEY_LEN + 1];
     json_t *e = json_object_get(table, key);
     if (!e && ids_safe_key(key, safe)) e = json_object_get(table, safe);
+    /* a SET_QUOTA decree (docs/protocol/admin.md §4.5) wins over the
+    ** configuration: the live table is by canonical (unsafe) key */
+    char unsafe[IDS_KEY_LEN + 1];
+    if (strlen(key) == IDS_KEY_LEN) {
+        for (size_t i = 0; i <= IDS_KEY_LEN; i++) unsafe[i] = key[i] == '-' ? '/' : key[i];
+        json_t *d = json_object_get(API->config_get(P.self, "instance.custom_limits"), unsafe);
+        if (json_is_object(d)) e = d;
+    }
     if (json_is_object(e)) {
         json_t *l = json_object_get(e, "limit");
         if (json_is_number(l)) limit = (json_int_t)json_number_value(l);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cps.h"
 #include "ids.h"
 #include "strmap.h"
@@ -22,9 +23,10 @@
 ** rather than one at a time. */
 typedef struct fs_queue {
     fs_obj obj;
-    char key[2 + 33 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>" */
+    char key[2 + 48 + 129];    /* "c:<id>", "p:<key>", "r:<ns>/<key>", "o:<store>/<key>", "w:<space>/<name>" */
     fs_req *head, *tail;       /* waiting, in order */
     fs_req *batch;             /* on the pool (or its callbacks running) */
+    struct fs_queue *loop_next;  /* in FS.loop_done */
 } fs_queue;
 
 static struct {
@@ -37,6 +39,9 @@ static struct {
     size_t inflight;           /* batches on the pool */
     bool closing;              /* fini ran: refuse, drain, then free */
     strmap *queues;            /* key -> fs_queue */
+    bool loop_appends;         /* storage-fs.loop_appends: see start_batch */
+    fs_queue *loop_done;       /* loop batches to complete on the next turn */
+    cps_timer *loop_timer;     /* the one-shot timer that completes them */
     cps_storage_backend backend;
 } FS;                          /* the plugin singleton */
 
@@ -53,7 +58,7 @@ static bool chars_ok(const char *s, size_t n, const char *extra, bool upper)
 }
 
 /* docs/protocol/storage.md 2 says 32 <= len < 50; 48 (a blob id) is the longest in use. */
-static bool valid_channel(const char *s)
+bool fs_valid_channel(const char *s)
 {
     if (!s) return false;
     size_t n = strnlen(s, 49);
@@ -61,9 +66,9 @@ static bool valid_channel(const char *s)
 }
 
 /* Keys reach a backend in their safe form (docs/protocol/netflux.md §3). */
-static bool valid_key(const char *s) { return ids_is_safe_key(s); }
+bool fs_valid_key(const char *s) { return ids_is_safe_key(s); }
 
-static bool valid_ns(const char *s)
+bool fs_valid_ns(const char *s)
 {
     if (!s) return false;
     size_t n = strnlen(s, 33);
@@ -91,7 +96,7 @@ static bool valid_store(const char *s)
 
 /* Object keys: [A-Za-z0-9+=_.-]{1,128} without "..".  A leading '.' is
 ** refused too: "." would name the prefix directory itself. */
-static bool valid_okey(const char *s)
+bool fs_valid_okey(const char *s)
 {
     if (!s) return false;
     size_t n = strnlen(s, 129);
@@ -123,10 +128,22 @@ static void complete(fs_queue *q, fs_req *r, int status)
                     q->obj.id, r->op, strerror(r->err));
     bool ok = status == CPS_OK;
     switch (r->op) {
+    case OP_RAW_SPACES: case OP_RAW_LIST: {
+        /* r->out holds r->size NUL-separated names */
+        size_t n = ok ? (size_t)r->size : 0;
+        const char **names = n ? malloc(n * sizeof *names) : NULL;
+        if (n && !names) { status = CPS_ENOMEM; n = 0; }
+        const char *p = r->out;
+        for (size_t i = 0; i < n; i++) { names[i] = p; p += strlen(p) + 1; }
+        if (r->cb.list) r->cb.list(r->ud, status, names, n, status == CPS_OK && r->eof);
+        free(names);
+        break;
+    }
     case OP_APPEND: case OP_SIZE: case OP_META_APPEND: case OP_OBJ_APPEND: case OP_OBJ_SIZE:
+    case OP_RAW_SIZE: case OP_RAW_WRITE:
         if (r->cb.size) r->cb.size(r->ud, status, ok || status == CPS_ENOENT ? r->size : 0);
         break;
-    case OP_READ: case OP_OBJ_READ:
+    case OP_READ: case OP_OBJ_READ: case OP_RAW_READ:
         if (r->cb.read) r->cb.read(r->ud, status, ok ? r->out : NULL, ok ? r->outlen : 0,
                                    ok ? r->next_off : r->arg, ok && r->eof);
         break;
@@ -172,7 +189,51 @@ static void batch_work(void *ud)
 
 static void batch_after(void *ud, int status);
 
-/* Hands the first requests of q to the pool. */
+/* The loop batches of the last turn, completed as a pool batch would be. */
+static void loop_batches_done(cps_timer *t, void *ud)
+{
+    (void)t;
+    (void)ud;
+    FS.loop_timer = NULL;             /* a one-shot timer gives itself back */
+    fs_queue *list = FS.loop_done;
+    FS.loop_done = NULL;              /* batches started now go to the next turn */
+    while (list) {
+        fs_queue *q = list;
+        list = q->loop_next;
+        q->loop_next = NULL;
+        batch_after(q, CPS_OK);
+    }
+}
+
+/* Appends of a log whose descriptor is open run right here on the loop:
+** a buffered write to the page cache costs a few microseconds, while a
+** pool round trip costs two thread switches (the broadcast profile:
+** finish_task_switch 26%, futex wake/wait; docs/operator-guide.md §3).
+** Only appends, only with fsync off, only through a descriptor that a
+** pool append opened after the torn-line check.  Their callbacks still
+** come on a later turn, in order, like a pool batch's. */
+static bool run_on_loop(fs_queue *q)
+{
+    if (!FS.loop_appends || FS.fsync || q->obj.kind != FS_CHANNEL) return false;
+    for (fs_req *r = q->batch; r; r = r->next)
+        if (r->op != OP_APPEND) return false;
+    uint64_t *size;
+    int fd = fdc_get(q->obj.id, &size);
+    if (fd < 0) return false;
+    if (!FS.loop_timer && !(FS.loop_timer = FS.api->timer_start(FS.self, 0, 0, loop_batches_done, NULL)))
+        return false;
+    bool failed = false;
+    for (fs_req *r = q->batch; r; r = r->next) {
+        fs_io_append_fd(fd, size, r);
+        failed = failed || r->status != CPS_OK;
+    }
+    if (failed) fdc_drop(q->obj.id);  /* the next append reopens through the pool */
+    q->loop_next = FS.loop_done;
+    FS.loop_done = q;
+    return true;
+}
+
+/* Hands the first requests of q to the pool (or runs them on the loop). */
 static int start_batch(fs_queue *q)
 {
     fs_req *last = q->head;
@@ -182,6 +243,17 @@ static int start_batch(fs_queue *q)
     last->next = NULL;
     if (!q->head) q->tail = NULL;
     FS.inflight++;
+    if (run_on_loop(q)) return CPS_OK;
+    /* A batch of appends (and reads) on the pool keeps the log open for
+    ** the loop path: the last append hands its descriptor back. */
+    if (FS.loop_appends && !FS.fsync && q->obj.kind == FS_CHANNEL && !fdc_has(q->obj.id)) {
+        fs_req *keep = NULL;
+        for (fs_req *r = q->batch; r; r = r->next) {
+            if (r->op == OP_APPEND) keep = r;
+            else if (r->op != OP_READ && r->op != OP_SIZE) { keep = NULL; break; }
+        }
+        if (keep) keep->keep_fd = true;
+    }
     int rc = FS.api->work(FS.self, batch_work, batch_after, q);
     if (rc) {                  /* put them back in front */
         FS.inflight--;
@@ -197,6 +269,12 @@ static void batch_after(void *ud, int status)
 {
     fs_queue *q = ud;
     FS.inflight--;
+    for (fs_req *r = q->batch; r; r = r->next) {
+        if (!r->has_fd) continue;
+        r->has_fd = false;
+        if (FS.closing) close(r->kept_fd);
+        else fdc_put(q->obj.id, r->kept_fd, r->size);
+    }
     /* q->batch stays set during the callbacks: a request made from one
     ** queues behind the others instead of starting a second batch. */
     for (fs_req *r = q->batch, *n; r; r = n) {
@@ -226,11 +304,22 @@ static void batch_after(void *ud, int status)
     }
 }
 
+/* Operations after which an open descriptor would name the wrong file. */
+static bool replaces_log(int op)
+{
+    return op == OP_TRIM || op == OP_TRUNCATE || op == OP_CUT || op == OP_ARCHIVE || op == OP_RESTORE ||
+           op == OP_DELETE;
+}
+
 /* Takes ownership of r (freed on error). */
 static int enqueue(int kind, const char *id, const char *ns, fs_req *r)
 {
+    /* Earlier appends were written already (or wait in this queue, ahead
+    ** of r, and go to the pool once the descriptor is gone). */
+    if (kind == FS_CHANNEL && replaces_log(r->op)) fdc_drop(id);
     char key[sizeof ((fs_queue *)0)->key];
-    if (kind == FS_RECORD || kind == FS_OBJ) snprintf(key, sizeof key, "%c:%s/%s", kind == FS_OBJ ? 'o' : 'r', ns, id);
+    if (kind == FS_RECORD || kind == FS_OBJ || kind == FS_RAW)
+        snprintf(key, sizeof key, "%c:%s/%s", kind == FS_OBJ ? 'o' : kind == FS_RAW ? 'w' : 'r', ns, id);
     else snprintf(key, sizeof key, "%c:%s", kind == FS_CHANNEL ? 'c' : 'p', id);
     fs_queue *q = strmap_get(FS.queues, key);
     if (!q) {
@@ -289,7 +378,7 @@ static int fs_channel_append(void *st, const char *id, const char *data, size_t 
 {
     (void)st;
     int rc;
-    if (!valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
+    if (!fs_valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
     fs_req *r = req_new(OP_APPEND, ud, &rc);
     if (!r) return rc;
     if ((rc = req_copy_in(r, data, len))) return rc;
@@ -302,7 +391,7 @@ static int fs_channel_read(void *st, const char *id, uint64_t offset, size_t max
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_READ, ud, &rc);
     if (!r) return rc;
     r->arg = offset;
@@ -318,7 +407,7 @@ static int fs_channel_size(void *st, const char *id, cps_store_size_fn done, voi
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_SIZE, ud, &rc);
     if (!r) return rc;
     r->cb.size = done;
@@ -329,7 +418,7 @@ static int fs_channel_size(void *st, const char *id, cps_store_size_fn done, voi
 static int channel_simple(int op, const char *id, uint64_t arg, cps_store_done_fn done, void *ud)
 {
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(op, ud, &rc);
     if (!r) return rc;
     r->arg = arg;
@@ -357,7 +446,7 @@ static int fs_channel_cut(void *st, const char *id, uint64_t offset, uint64_t le
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_CUT, ud, &rc);
     if (!r) return rc;
     r->arg = offset;
@@ -371,7 +460,7 @@ static int fs_channel_archive(void *st, const char *id, const char *reason,
 {
     (void)st;
     int rc;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     fs_req *r = req_new(OP_ARCHIVE, ud, &rc);
     if (!r) return rc;
     if (reason) {
@@ -407,7 +496,7 @@ static int read_whole(int kind, int op, const char *id, const char *ns, cps_stor
 static int fs_placeholder_read(void *st, const char *id, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     return read_whole(FS_CHANNEL, OP_PLACEHOLDER, id, NULL, done, ud);
 }
 
@@ -418,7 +507,7 @@ static int fs_meta_append(void *st, const char *id, const char *data, size_t len
 {
     (void)st;
     int rc;
-    if (!valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
+    if (!fs_valid_channel(id) || !lines_ok(data, len)) return CPS_EINVAL;
     fs_req *r = req_new(OP_META_APPEND, ud, &rc);
     if (!r) return rc;
     if ((rc = req_copy_in(r, data, len))) return rc;
@@ -429,7 +518,7 @@ static int fs_meta_append(void *st, const char *id, const char *data, size_t len
 static int fs_meta_read(void *st, const char *id, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     return read_whole(FS_CHANNEL, OP_META_READ, id, NULL, done, ud);
 }
 
@@ -450,7 +539,7 @@ static int fs_meta_write(void *st, const char *id, const char *data, size_t len,
                          cps_store_done_fn done, void *ud)
 {
     (void)st;
-    if (!valid_channel(id)) return CPS_EINVAL;
+    if (!fs_valid_channel(id)) return CPS_EINVAL;
     return write_simple(FS_CHANNEL, OP_META_WRITE, id, NULL, data, len, done, ud);
 }
 
@@ -460,14 +549,14 @@ static int fs_pin_append(void *st, const char *key, const char *data, size_t len
                          cps_store_done_fn done, void *ud)
 {
     (void)st;
-    if (!valid_key(key) || !lines_ok(data, len)) return CPS_EINVAL;
+    if (!fs_valid_key(key) || !lines_ok(data, len)) return CPS_EINVAL;
     return write_simple(FS_PIN, OP_PIN_APPEND, key, NULL, data, len, done, ud);
 }
 
 static int fs_pin_read(void *st, const char *key, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_key(key)) return CPS_EINVAL;
+    if (!fs_valid_key(key)) return CPS_EINVAL;
     return read_whole(FS_PIN, OP_PIN_READ, key, NULL, done, ud);
 }
 
@@ -476,7 +565,7 @@ static int fs_pin_archive(void *st, const char *key, cps_store_done_fn done, voi
 {
     (void)st;
     int rc;
-    if (!valid_key(key)) return CPS_EINVAL;
+    if (!fs_valid_key(key)) return CPS_EINVAL;
     fs_req *r = req_new(OP_PIN_ARCHIVE, ud, &rc);
     if (!r) return rc;
     r->cb.done = done;
@@ -489,14 +578,14 @@ static int fs_record_put(void *st, const char *ns, const char *key, const char *
                          size_t len, cps_store_done_fn done, void *ud)
 {
     (void)st;
-    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    if (!fs_valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
     return write_simple(FS_RECORD, OP_REC_PUT, key, ns, data, len, done, ud);
 }
 
 static int fs_record_get(void *st, const char *ns, const char *key, cps_store_data_fn done, void *ud)
 {
     (void)st;
-    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    if (!fs_valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
     return read_whole(FS_RECORD, OP_REC_GET, key, ns, done, ud);
 }
 
@@ -504,7 +593,7 @@ static int fs_record_del(void *st, const char *ns, const char *key, cps_store_do
 {
     (void)st;
     int rc;
-    if (!valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
+    if (!fs_valid_ns(ns) || !valid_rkey(key)) return CPS_EINVAL;
     fs_req *r = req_new(OP_REC_DEL, ud, &rc);
     if (!r) return rc;
     r->cb.done = done;
@@ -518,7 +607,7 @@ static int fs_record_del(void *st, const char *ns, const char *key, cps_store_do
 static int obj_req(int op, const char *store, const char *key, fs_req **out, void *ud)
 {
     int rc;
-    if (!valid_store(store) || !valid_okey(key)) return CPS_EINVAL;
+    if (!valid_store(store) || !fs_valid_okey(key)) return CPS_EINVAL;
     fs_req *r = req_new(op, ud, &rc);
     if (!r) return rc;
     *out = r;
@@ -577,7 +666,7 @@ static int fs_obj_move(void *st, const char *from_store, const char *from_key, c
 {
     (void)st;
     fs_req *r = NULL;
-    if (!valid_store(to_store) || !valid_okey(to_key)) return CPS_EINVAL;
+    if (!valid_store(to_store) || !fs_valid_okey(to_key)) return CPS_EINVAL;
     int rc = obj_req(OP_OBJ_MOVE, from_store, from_key, &r, ud);
     if (rc) return rc;
     snprintf(r->to_ns, sizeof r->to_ns, "%s", to_store);
@@ -607,11 +696,75 @@ static int fs_obj_archive(void *st, const char *store, const char *key, cps_stor
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
 }
 
-static const char *fs_obj_path(void *st, const char *store, const char *key, char *buf, size_t n)
+/* ---- the raw view (fs_raw.c runs it) --------------------------------- */
+
+static int raw_req(int op, const char *space, const char *name, fs_req **out, void *ud)
+{
+    fs_space sp;
+    if (fs_space_parse(space, &sp) || (name && !fs_space_name_ok(&sp, name))) return CPS_EINVAL;
+    int rc;
+    if (!(*out = req_new(op, ud, &rc))) return rc;
+    return CPS_OK;
+}
+
+static int fs_raw_spaces(void *st, cps_store_list_fn done, void *ud)
 {
     (void)st;
-    if (!FS.root || !buf || !valid_store(store) || !valid_okey(key)) return NULL;
-    return fs_obj_file(buf, n, FS.root, store, key, false) == 0 ? buf : NULL;
+    int rc;
+    fs_req *r = req_new(OP_RAW_SPACES, ud, &rc);
+    if (!r) return rc;
+    r->cb.list = done;
+    return enqueue(FS_RAW, "", "", r);
+}
+
+static int fs_raw_list(void *st, const char *space, const char *after, size_t max,
+                       cps_store_list_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    if (!after || strlen(after) > 128) return CPS_EINVAL;
+    int rc = raw_req(OP_RAW_LIST, space, NULL, &r, ud);
+    if (rc || (rc = req_copy_in(r, after, strlen(after) + 1))) return rc;
+    r->max = max;
+    r->cb.list = done;
+    return enqueue(FS_RAW, "", space, r);
+}
+
+static int fs_raw_size(void *st, const char *space, const char *name, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    int rc = raw_req(OP_RAW_SIZE, space, name, &r, ud);
+    if (rc) return rc;
+    r->cb.size = done;
+    return enqueue(FS_RAW, name, space, r);
+}
+
+static int fs_raw_read(void *st, const char *space, const char *name, uint64_t offset, size_t max,
+                       cps_store_read_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    int rc = raw_req(OP_RAW_READ, space, name, &r, ud);
+    if (rc) return rc;
+    r->arg = offset;
+    r->max = max;
+    r->cb.read = done;
+    return enqueue(FS_RAW, name, space, r);
+}
+
+static int fs_raw_write(void *st, const char *space, const char *name, uint64_t offset,
+                        const char *data, size_t len, cps_store_size_fn done, void *ud)
+{
+    (void)st;
+    fs_req *r = NULL;
+    if (!data && len) return CPS_EINVAL;
+    int rc = raw_req(OP_RAW_WRITE, space, name, &r, ud);
+    if (rc || (rc = req_copy_in(r, data, len))) return rc;
+    if (!strcmp(space, "channel")) fdc_drop(name);   /* the open log's size would be stale */
+    r->arg = offset;
+    r->cb.size = done;
+    return enqueue(FS_RAW, name, space, r);
 }
 
 /* ---- load and unload -------------------------------------------------- */
@@ -632,6 +785,16 @@ static void fs_fini(cps_plugin *self, void *state)
     (void)state;
     if (FS.closing || !FS.queues) return;
     FS.closing = true;
+    /* Loop batches ran already: report them now, the timer is going away. */
+    if (FS.loop_timer) { FS.api->timer_stop(FS.loop_timer); FS.loop_timer = NULL; }
+    while (FS.loop_done) {
+        fs_queue *q = FS.loop_done;
+        FS.loop_done = q->loop_next;
+        q->loop_next = NULL;
+        batch_after(q, CPS_OK);
+    }
+    fdc_clear();
+    if (!FS.queues) return;           /* that was the last batch: torn down */
     size_t n = strmap_count(FS.queues);
     fs_queue **all = n ? malloc(n * sizeof *all) : NULL, **at = all;
     if (n && !all) {
@@ -665,6 +828,11 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
     FS.self = self;
     FS.root = strdup(a->data_dir(self));
     FS.fsync = json_is_true(json_object_get(a->config(self), "fsync"));
+    json_t *la = json_object_get(a->config(self), "loop_appends");
+    FS.loop_appends = !json_is_false(la);
+    json_t *of = json_object_get(a->config(self), "open_files");
+    size_t open_files = json_is_integer(of) && json_integer_value(of) >= 0 ? (size_t)json_integer_value(of) : 256;
+    if (fdc_init(FS.loop_appends ? open_files : 0)) { free(FS.root); FS.root = NULL; return CPS_ENOMEM; }
     json_t *lim = a->config_get(self, "limits.work_queue");
     FS.limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? (size_t)json_integer_value(lim) : 10000;
     FS.queues = strmap_new();
@@ -699,8 +867,13 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .obj_move = fs_obj_move,
         .obj_delete = fs_obj_delete,
         .obj_archive = fs_obj_archive,
-        .obj_path = fs_obj_path,
+        .obj_path = NULL,       /* no path leaves the backend: objects are read with obj_read */
         .channel_cut = fs_channel_cut,
+        .raw_spaces = fs_raw_spaces,
+        .raw_list = fs_raw_list,
+        .raw_size = fs_raw_size,
+        .raw_read = fs_raw_read,
+        .raw_write = fs_raw_write,
     };
     int rc = a->register_storage(self, &FS.backend);
     if (rc) { teardown(); return rc; }

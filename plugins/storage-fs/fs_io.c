@@ -18,13 +18,7 @@
 #define COPY_BUF (64 * 1024)
 #define READ_MIN 4096   /* first read when the caller gives max = 0 */
 
-/* The files of one object.  Names follow the main CryptPad server. */
-enum which {
-    F_LOG, F_META, F_OFFSET, F_PLACEHOLDER, F_TEMP, F_META_TEMP,
-    F_ARCH_LOG, F_ARCH_META, F_PIN, F_REC, F_REC_TEMP, F_ARCH_PIN
-};
-
-static int path_of(char *buf, size_t n, const char *root, const fs_obj *o, int which)
+int fs_path_of(char *buf, size_t n, const char *root, const fs_obj *o, int which)
 {
     const char *id = o->id;
     int w;
@@ -55,6 +49,10 @@ int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const 
 {
     int w;
     if (archived) w = snprintf(buf, n, "%s/data/archive/%s/%.2s/%s", root, store, key, key);
+    /* CryptPad's decree log is data/decrees/decree.ndjson: no prefix directory */
+    else if (!strcmp(store, "decrees")) w = snprintf(buf, n, "%s/data/decrees/%s", root, key);
+    /* the uploaded logo, <data_dir>/logo/logo.<ext>, where /api/logo looks */
+    else if (!strcmp(store, "logo")) w = snprintf(buf, n, "%s/logo/%s", root, key);
     else if (!strcmp(store, "blob") || !strcmp(store, "block"))
         w = snprintf(buf, n, "%s/%s/%.2s/%s", root, store, key, key);
     else w = snprintf(buf, n, "%s/data/%s/%.2s/%s", root, store, key, key);
@@ -63,7 +61,7 @@ int fs_obj_file(char *buf, size_t n, const char *root, const char *store, const 
 }
 
 /* mkdir -p of the directory holding `file`. */
-static int mkdir_parents(const char *file)
+int fs_mkdir_parents(const char *file)
 {
     char p[PATH_MAX];
     size_t n = strlen(file);
@@ -90,13 +88,13 @@ static int open_create(const char *path, int flags)
 {
     int fd = open(path, flags | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 && errno == ENOENT) {
-        if (mkdir_parents(path) != 0) return -1;
+        if (fs_mkdir_parents(path) != 0) return -1;
         fd = open(path, flags | O_CREAT | O_CLOEXEC, 0644);
     }
     return fd;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
+int fs_write_all(int fd, const char *buf, size_t len)
 {
     while (len) {
         ssize_t w = write(fd, buf, len);
@@ -112,7 +110,7 @@ static int write_all(int fd, const char *buf, size_t len)
 
 /* Reads exactly len bytes at off unless the file ends first; returns the
 ** count read or -1. */
-static ssize_t pread_full(int fd, char *buf, size_t len, uint64_t off)
+ssize_t fs_pread_full(int fd, char *buf, size_t len, uint64_t off)
 {
     size_t got = 0;
     while (got < len) {
@@ -139,7 +137,7 @@ static int read_file(const char *path, char **out, size_t *outlen)
     size_t cap = (size_t)st.st_size;
     char *buf = malloc(cap + 1);
     if (!buf) { close(fd); errno = ENOMEM; return -1; }
-    ssize_t n = pread_full(fd, buf, cap, 0);
+    ssize_t n = fs_pread_full(fd, buf, cap, 0);
     int e = errno;
     close(fd);
     if (n < 0) { free(buf); errno = e; return -1; }
@@ -154,7 +152,7 @@ static int write_atomic(const char *path, const char *tmp, const char *data, siz
 {
     int fd = open_create(tmp, O_WRONLY | O_TRUNC);
     if (fd < 0) return -1;
-    if (write_all(fd, data, len) != 0 || sync_fd(fd, use_fsync) != 0) {
+    if (fs_write_all(fd, data, len) != 0 || sync_fd(fd, use_fsync) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -182,8 +180,8 @@ static int copy_parts(int in, uint64_t keep, uint64_t from, const char *tmp, boo
     int rc = 0;
     for (uint64_t off = keep ? 0 : from, end = keep ? keep : UINT64_MAX; ; ) {
         size_t want = end - off < COPY_BUF ? (size_t)(end - off) : COPY_BUF;
-        ssize_t n = want ? pread_full(in, buf, want, off) : 0;
-        if (n < 0 || (n > 0 && write_all(out, buf, (size_t)n) != 0)) { rc = -1; break; }
+        ssize_t n = want ? fs_pread_full(in, buf, want, off) : 0;
+        if (n < 0 || (n > 0 && fs_write_all(out, buf, (size_t)n) != 0)) { rc = -1; break; }
         off += (uint64_t)(n > 0 ? n : 0);
         if (n == 0 || off >= end) {
             if (end == UINT64_MAX) break;
@@ -223,7 +221,7 @@ static int move_file(const char *src, const char *dst, bool use_fsync)
     if (errno == ENOENT) {
         struct stat st;
         if (stat(src, &st) != 0) return -1;          /* no source: ENOENT */
-        if (mkdir_parents(dst) != 0) return -1;
+        if (fs_mkdir_parents(dst) != 0) return -1;
         if (rename(src, dst) == 0) return 0;
     }
     if (errno != EXDEV) return -1;
@@ -252,7 +250,7 @@ static int repair(const char *path, uint64_t *cut)
     if (fstat(fd, &st) != 0) rc = -1;
     else if (st.st_size > 0) {
         uint64_t size = (uint64_t)st.st_size;
-        if (pread_full(fd, &last, 1, size - 1) != 1) rc = -1;
+        if (fs_pread_full(fd, &last, 1, size - 1) != 1) rc = -1;
         else if (last != '\n') {
             /* Walk back block by block to the last newline. */
             char *buf = malloc(COPY_BUF);
@@ -260,7 +258,7 @@ static int repair(const char *path, uint64_t *cut)
             if (!buf) { errno = ENOMEM; rc = -1; }
             while (buf && end > 0) {
                 uint64_t start = end > COPY_BUF ? end - COPY_BUF : 0;
-                ssize_t n = pread_full(fd, buf, (size_t)(end - start), start);
+                ssize_t n = fs_pread_full(fd, buf, (size_t)(end - start), start);
                 if (n < 0) { rc = -1; break; }
                 char *nl = memrchr(buf, '\n', (size_t)n);
                 if (nl) { keep = start + (uint64_t)(nl - buf) + 1; break; }
@@ -278,7 +276,7 @@ static int repair(const char *path, uint64_t *cut)
 }
 
 /* Reads complete lines from r->arg, about r->max bytes, at least one line. */
-static int read_lines(const char *path, fs_req *r)
+int fs_read_lines(const char *path, fs_req *r)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -301,7 +299,7 @@ static int read_lines(const char *path, fs_req *r)
     size_t cap = want, n = 0, len = 0;
     char *buf = malloc(cap + 1);
     if (!buf) { close(fd); errno = ENOMEM; return -1; }
-    ssize_t got = pread_full(fd, buf, cap, off);
+    ssize_t got = fs_pread_full(fd, buf, cap, off);
     if (got < 0) goto fail;
     n = (size_t)got;
     size_t scanned = n < max ? n : max;
@@ -320,7 +318,7 @@ static int read_lines(const char *path, fs_req *r)
         if (!nb) { errno = ENOMEM; goto fail; }
         buf = nb;
         cap = ncap;
-        got = pread_full(fd, buf + n, cap - n, off + n);
+        got = fs_pread_full(fd, buf + n, cap - n, off + n);
         if (got < 0) goto fail;
         n += (size_t)got;
     }
@@ -346,7 +344,7 @@ static int append(const char *path, fs_req *r, bool use_fsync)
 {
     int fd = open_create(path, O_WRONLY | O_APPEND);
     if (fd < 0) return -1;
-    int rc = write_all(fd, r->in, r->inlen);
+    int rc = fs_write_all(fd, r->in, r->inlen);
     if (rc == 0) rc = sync_fd(fd, use_fsync);
     if (rc == 0) {
         /* With O_APPEND the offset after our write is the end we wrote. */
@@ -354,9 +352,27 @@ static int append(const char *path, fs_req *r, bool use_fsync)
         if (end < 0) rc = -1; else r->size = (uint64_t)end;
     }
     int e = errno;
-    close(fd);
+    if (rc == 0 && r->keep_fd) {
+        r->kept_fd = fd;
+        r->has_fd = true;
+    } else {
+        close(fd);
+    }
     errno = e;
     return rc;
+}
+
+void fs_io_append_fd(int fd, uint64_t *size, fs_req *r)
+{
+    r->ran = true;
+    r->status = CPS_OK;
+    if (fs_write_all(fd, r->in, r->inlen) != 0) {
+        r->err = errno;
+        r->status = CPS_EIO;
+        return;
+    }
+    *size += r->inlen;
+    r->size = *size;
 }
 
 /* A cut is allowed only at a line boundary. */
@@ -365,7 +381,7 @@ static int at_line_start(int fd, uint64_t pos, bool *ok)
     char c;
     *ok = true;
     if (pos == 0) return 0;
-    if (pread_full(fd, &c, 1, pos - 1) != 1) return -1;
+    if (fs_pread_full(fd, &c, 1, pos - 1) != 1) return -1;
     *ok = c == '\n';
     return 0;
 }
@@ -377,9 +393,9 @@ static int at_line_start(int fd, uint64_t pos, bool *ok)
 static int rewrite(const char *root, fs_obj *o, fs_req *r, uint64_t keep, uint64_t from, bool use_fsync)
 {
     char log[PATH_MAX], tmp[PATH_MAX], meta[PATH_MAX], alog[PATH_MAX], ameta[PATH_MAX], offp[PATH_MAX];
-    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(tmp, sizeof tmp, root, o, F_TEMP) ||
-        path_of(meta, sizeof meta, root, o, F_META) || path_of(alog, sizeof alog, root, o, F_ARCH_LOG) ||
-        path_of(ameta, sizeof ameta, root, o, F_ARCH_META) || path_of(offp, sizeof offp, root, o, F_OFFSET))
+    if (fs_path_of(log, sizeof log, root, o, F_LOG) || fs_path_of(tmp, sizeof tmp, root, o, F_TEMP) ||
+        fs_path_of(meta, sizeof meta, root, o, F_META) || fs_path_of(alog, sizeof alog, root, o, F_ARCH_LOG) ||
+        fs_path_of(ameta, sizeof ameta, root, o, F_ARCH_META) || fs_path_of(offp, sizeof offp, root, o, F_OFFSET))
         return -1;
     int fd = open(log, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -395,7 +411,7 @@ static int rewrite(const char *root, fs_obj *o, fs_req *r, uint64_t keep, uint64
     close(fd);
     errno = e;
     if (rc != 0) return -1;
-    if (mkdir_parents(alog) != 0 || copy_file(log, alog, use_fsync) != 0 ||
+    if (fs_mkdir_parents(alog) != 0 || copy_file(log, alog, use_fsync) != 0 ||
         (copy_file(meta, ameta, use_fsync) != 0 && errno != ENOENT) || rename(tmp, log) != 0) {
         e = errno;
         unlink(tmp);
@@ -420,7 +436,7 @@ static int cut(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
 static int truncate_log(const char *root, fs_obj *o, fs_req *r)
 {
     char log[PATH_MAX], offp[PATH_MAX];
-    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(offp, sizeof offp, root, o, F_OFFSET)) return -1;
+    if (fs_path_of(log, sizeof log, root, o, F_LOG) || fs_path_of(offp, sizeof offp, root, o, F_OFFSET)) return -1;
     int fd = open(log, O_RDWR | O_CLOEXEC);
     if (fd < 0) return -1;
     struct stat st;
@@ -448,9 +464,9 @@ static int archive_one(const char *live, const char *arch, bool *had, bool use_f
 static int archive(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
 {
     char log[PATH_MAX], meta[PATH_MAX], alog[PATH_MAX], ameta[PATH_MAX], offp[PATH_MAX], ph[PATH_MAX], tmp[PATH_MAX];
-    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(meta, sizeof meta, root, o, F_META) ||
-        path_of(alog, sizeof alog, root, o, F_ARCH_LOG) || path_of(ameta, sizeof ameta, root, o, F_ARCH_META) ||
-        path_of(offp, sizeof offp, root, o, F_OFFSET) || path_of(ph, sizeof ph, root, o, F_PLACEHOLDER))
+    if (fs_path_of(log, sizeof log, root, o, F_LOG) || fs_path_of(meta, sizeof meta, root, o, F_META) ||
+        fs_path_of(alog, sizeof alog, root, o, F_ARCH_LOG) || fs_path_of(ameta, sizeof ameta, root, o, F_ARCH_META) ||
+        fs_path_of(offp, sizeof offp, root, o, F_OFFSET) || fs_path_of(ph, sizeof ph, root, o, F_PLACEHOLDER))
         return -1;
     if (!exists(log) && !exists(meta)) { r->status = CPS_ENOENT; return 0; }
     bool had_log, had_meta;
@@ -465,9 +481,9 @@ static int archive(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
 static int restore(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
 {
     char log[PATH_MAX], meta[PATH_MAX], alog[PATH_MAX], ameta[PATH_MAX], ph[PATH_MAX];
-    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(meta, sizeof meta, root, o, F_META) ||
-        path_of(alog, sizeof alog, root, o, F_ARCH_LOG) || path_of(ameta, sizeof ameta, root, o, F_ARCH_META) ||
-        path_of(ph, sizeof ph, root, o, F_PLACEHOLDER))
+    if (fs_path_of(log, sizeof log, root, o, F_LOG) || fs_path_of(meta, sizeof meta, root, o, F_META) ||
+        fs_path_of(alog, sizeof alog, root, o, F_ARCH_LOG) || fs_path_of(ameta, sizeof ameta, root, o, F_ARCH_META) ||
+        fs_path_of(ph, sizeof ph, root, o, F_PLACEHOLDER))
         return -1;
     if (exists(log) || exists(meta)) { r->status = CPS_EEXIST; return 0; }
     bool a_log = exists(alog), a_meta = exists(ameta);
@@ -480,9 +496,9 @@ static int restore(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
 static int delete_channel(const char *root, fs_obj *o, fs_req *r)
 {
     char log[PATH_MAX], meta[PATH_MAX], offp[PATH_MAX], ph[PATH_MAX], tmp[PATH_MAX];
-    if (path_of(log, sizeof log, root, o, F_LOG) || path_of(meta, sizeof meta, root, o, F_META) ||
-        path_of(offp, sizeof offp, root, o, F_OFFSET) || path_of(ph, sizeof ph, root, o, F_PLACEHOLDER) ||
-        path_of(tmp, sizeof tmp, root, o, F_TEMP))
+    if (fs_path_of(log, sizeof log, root, o, F_LOG) || fs_path_of(meta, sizeof meta, root, o, F_META) ||
+        fs_path_of(offp, sizeof offp, root, o, F_OFFSET) || fs_path_of(ph, sizeof ph, root, o, F_PLACEHOLDER) ||
+        fs_path_of(tmp, sizeof tmp, root, o, F_TEMP))
         return -1;
     bool had_log = unlink(log) == 0;
     if (!had_log && errno != ENOENT) return -1;
@@ -498,7 +514,7 @@ static int delete_channel(const char *root, fs_obj *o, fs_req *r)
 static int archive_pins(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
 {
     char live[PATH_MAX], arch[PATH_MAX];
-    if (path_of(live, sizeof live, root, o, F_PIN) || path_of(arch, sizeof arch, root, o, F_ARCH_PIN)) return -1;
+    if (fs_path_of(live, sizeof live, root, o, F_PIN) || fs_path_of(arch, sizeof arch, root, o, F_ARCH_PIN)) return -1;
     if (!exists(live)) { r->status = CPS_ENOENT; return 0; }
     return move_file(live, arch, use_fsync);
 }
@@ -512,7 +528,7 @@ static int stat_size(const char *path, fs_req *r)
 }
 
 /* Raw bytes of an object from r->arg, at most r->max (READ_MIN if 0). */
-static int read_raw(const char *path, fs_req *r)
+int fs_read_bytes(const char *path, fs_req *r)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -524,7 +540,7 @@ static int read_raw(const char *path, fs_req *r)
     else if (want > size - off) want = (size_t)(size - off);   /* the file caps the buffer */
     char *buf = malloc(want + 1);
     if (!buf) { close(fd); errno = ENOMEM; return -1; }
-    ssize_t got = want ? pread_full(fd, buf, want, off) : 0;
+    ssize_t got = want ? fs_pread_full(fd, buf, want, off) : 0;
     int e = errno;
     close(fd);
     if (got < 0) { free(buf); errno = e; return -1; }
@@ -544,7 +560,7 @@ static int move_noreplace(const char *src, const char *dst, fs_req *r, bool use_
     struct stat st;
     if (stat(src, &st) != 0) return -1;                      /* ENOENT: no source */
     if (exists(dst)) { r->status = CPS_EEXIST; return 0; }
-    if (mkdir_parents(dst) != 0) return -1;
+    if (fs_mkdir_parents(dst) != 0) return -1;
     if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) == 0) return 0;
     if (errno == EINVAL || errno == ENOSYS) {
         if (link(src, dst) == 0) return unlink(src);
@@ -569,7 +585,7 @@ static int run_obj(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
         if (snprintf(t, sizeof t, "%s~tmp", p) >= (int)sizeof t) { errno = ENAMETOOLONG; return -1; }
         return write_atomic(p, t, r->in, r->inlen, use_fsync);
     case OP_OBJ_READ:
-        return read_raw(p, r);
+        return fs_read_bytes(p, r);
     case OP_OBJ_SIZE:
         return stat_size(p, r);
     case OP_OBJ_MOVE:
@@ -591,14 +607,15 @@ static int run_obj(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
 static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
 {
     if (o->kind == FS_OBJ) return run_obj(root, use_fsync, o, r);
+    if (o->kind == FS_RAW) return fs_raw_run(root, use_fsync, o, r);
     char p[PATH_MAX], t[PATH_MAX];
     switch (r->op) {
     case OP_APPEND:
-        return path_of(p, sizeof p, root, o, F_LOG) ? -1 : append(p, r, use_fsync);
+        return fs_path_of(p, sizeof p, root, o, F_LOG) ? -1 : append(p, r, use_fsync);
     case OP_READ:
-        return path_of(p, sizeof p, root, o, F_LOG) ? -1 : read_lines(p, r);
+        return fs_path_of(p, sizeof p, root, o, F_LOG) ? -1 : fs_read_lines(p, r);
     case OP_SIZE:
-        return path_of(p, sizeof p, root, o, F_LOG) ? -1 : stat_size(p, r);
+        return fs_path_of(p, sizeof p, root, o, F_LOG) ? -1 : stat_size(p, r);
     case OP_TRIM:
         return trim(root, o, r, use_fsync);
     case OP_TRUNCATE:
@@ -612,27 +629,27 @@ static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
     case OP_DELETE:
         return delete_channel(root, o, r);
     case OP_PLACEHOLDER:
-        return path_of(p, sizeof p, root, o, F_PLACEHOLDER) ? -1 : read_file(p, &r->out, &r->outlen);
+        return fs_path_of(p, sizeof p, root, o, F_PLACEHOLDER) ? -1 : read_file(p, &r->out, &r->outlen);
     case OP_META_APPEND:
-        return path_of(p, sizeof p, root, o, F_META) ? -1 : append(p, r, use_fsync);
+        return fs_path_of(p, sizeof p, root, o, F_META) ? -1 : append(p, r, use_fsync);
     case OP_META_READ:
-        return path_of(p, sizeof p, root, o, F_META) ? -1 : read_file(p, &r->out, &r->outlen);
+        return fs_path_of(p, sizeof p, root, o, F_META) ? -1 : read_file(p, &r->out, &r->outlen);
     case OP_META_WRITE:
-        if (path_of(p, sizeof p, root, o, F_META) || path_of(t, sizeof t, root, o, F_META_TEMP)) return -1;
+        if (fs_path_of(p, sizeof p, root, o, F_META) || fs_path_of(t, sizeof t, root, o, F_META_TEMP)) return -1;
         return write_atomic(p, t, r->in, r->inlen, use_fsync);
     case OP_PIN_APPEND:
-        return path_of(p, sizeof p, root, o, F_PIN) ? -1 : append(p, r, use_fsync);
+        return fs_path_of(p, sizeof p, root, o, F_PIN) ? -1 : append(p, r, use_fsync);
     case OP_PIN_READ:
-        return path_of(p, sizeof p, root, o, F_PIN) ? -1 : read_file(p, &r->out, &r->outlen);
+        return fs_path_of(p, sizeof p, root, o, F_PIN) ? -1 : read_file(p, &r->out, &r->outlen);
     case OP_PIN_ARCHIVE:
         return archive_pins(root, o, r, use_fsync);
     case OP_REC_PUT:
-        if (path_of(p, sizeof p, root, o, F_REC) || path_of(t, sizeof t, root, o, F_REC_TEMP)) return -1;
+        if (fs_path_of(p, sizeof p, root, o, F_REC) || fs_path_of(t, sizeof t, root, o, F_REC_TEMP)) return -1;
         return write_atomic(p, t, r->in, r->inlen, use_fsync);
     case OP_REC_GET:
-        return path_of(p, sizeof p, root, o, F_REC) ? -1 : read_file(p, &r->out, &r->outlen);
+        return fs_path_of(p, sizeof p, root, o, F_REC) ? -1 : read_file(p, &r->out, &r->outlen);
     case OP_REC_DEL:
-        return path_of(p, sizeof p, root, o, F_REC) ? -1 : unlink(p);
+        return fs_path_of(p, sizeof p, root, o, F_REC) ? -1 : unlink(p);
     }
     errno = EINVAL;
     return -1;
@@ -652,7 +669,7 @@ void fs_io_run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
     ** when idle, so this is one pread per burst of activity). */
     if (o->kind == FS_CHANNEL && touches_log(r->op) && !o->checked) {
         char p[PATH_MAX];
-        if (path_of(p, sizeof p, root, o, F_LOG) || repair(p, &r->cut) != 0) {
+        if (fs_path_of(p, sizeof p, root, o, F_LOG) || repair(p, &r->cut) != 0) {
             r->err = errno;
             r->status = CPS_EIO;
             return;

@@ -203,11 +203,34 @@ static void private_checked(channel *ch, op *o, json_t *keys)
     op_message(ch, o);
 }
 
+/* The admin broadcast channel is restricted to the administrators
+** (docs/protocol/admin.md §5): the sender's connection must have
+** authenticated with a key of the live admin list. */
+static void admin_checked(channel *ch, op *o, json_t *keys)
+{
+    json_t *admins = API->config_get(ST.self, "instance.admin_keys");
+    size_t i, j;
+    json_t *k, *a;
+    json_array_foreach(keys, i, k) {
+        char unsafe[64];
+        const char *key = json_string_value(k);
+        if (!key || strlen(key) >= sizeof unsafe) continue;
+        for (size_t c = 0; c <= strlen(key); c++) unsafe[c] = key[c] == '-' ? '/' : key[c];
+        json_array_foreach(admins, j, a)
+            if (json_is_string(a) && !strcmp(json_string_value(a), unsafe)) {
+                json_object_set_new(o->args, "private", json_true());
+                json_object_set_new(o->args, "user", json_null());
+                op_message(ch, o);
+                return;
+            }
+    }
+    finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL);
+}
+
 static void op_write_private(channel *ch, op *o)
 {
     if (ch->open_status != CPS_OK) { finish(ch, o, CPS_ERR_METADATA_ERR, NULL); return; }
-    /* the admin channel counts as restricted to admins: none are known here */
-    if (ids_is_admin(ch->id)) { finish(ch, o, CPS_ERR_INSUFFICIENT_PERMISSIONS, NULL); return; }
+    if (ids_is_admin(ch->id)) { with_keys(ch, o, admin_checked); return; }
     if (json_is_true(json_object_get(ch->meta, "restricted"))) with_keys(ch, o, private_checked);
     else private_checked(ch, o, NULL);
 }
@@ -471,9 +494,15 @@ static void removed(void *ud, int status)
 
 static void op_remove(channel *ch, op *o)
 {
+    /* an administrator's archival (CHANNEL_ADMIN_ARCHIVE) needs no owner,
+    ** and archiving nothing succeeds (docs/protocol/admin.md §3.4) */
+    bool admin = json_is_true(json_object_get(o->args, "admin"));
     if (ch->open_status != CPS_OK) { finish(ch, o, CPS_EIO, NULL); return; }
-    if (!ch->log_exists && !ch->meta) { finish(ch, o, CPS_ENOENT, NULL); return; }
-    int why = owner_check(ch, json_string_value(json_object_get(o->args, "key")));
+    if (!ch->log_exists && !ch->meta) {
+        finish(ch, o, admin ? CPS_OK : CPS_ENOENT, admin ? json_pack("{s s}", "result", "NONE") : NULL);
+        return;
+    }
+    int why = admin ? CPS_OK : owner_check(ch, json_string_value(json_object_get(o->args, "key")));
     if (why) { finish(ch, o, why, NULL); return; }
     const char *reason = json_string_value(json_object_get(o->args, "reason"));
     const cps_storage_backend *b = backend();
@@ -492,6 +521,20 @@ static int cmd_remove(cps_call *call, json_t *args, void *ud)
 {
     (void)ud;
     return enqueue_on(call, args, op_remove, true);
+}
+
+/* CHANNEL_ADMIN_ARCHIVE {channel, reason}: REMOVE_OWNED for an
+** administrator (ARCHIVE_DOCUMENT): the members get the same notice. */
+static int cmd_admin_archive(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *reason = json_string_value(json_object_get(args, "reason"));
+    json_t *a = json_pack("{s O s s s b}", "channel", json_object_get(args, "channel"),
+                          "reason", reason ? reason : "MODERATION_PAD:undefined", "admin", 1);
+    if (!a) return CPS_EINVAL;
+    int rc = enqueue_on(call, a, op_remove, false);
+    json_decref(a);
+    return rc;
 }
 
 /* ---- TRIM_OWNED {channel, key, hash} (docs/protocol/history.md §9.5) ---- */
@@ -854,7 +897,7 @@ int chanrpc_register(void)
         { "CHANNEL_SET_METADATA", cmd_set_metadata }, { "CHANNEL_CLEAR", cmd_clear },
         { "CHANNEL_REMOVE", cmd_remove }, { "CHANNEL_TRIM", cmd_trim },
         { "CHANNEL_DELETE_LINE", cmd_delete_line }, { "SERVER_CURVE_PUBLIC", cmd_curve_public },
-        { "SERVER_CURVE_SECRET", cmd_curve_secret },
+        { "SERVER_CURVE_SECRET", cmd_curve_secret }, { "CHANNEL_ADMIN_ARCHIVE", cmd_admin_archive },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = API->register_command(ST.self, cmds[i].name, cmds[i].fn, NULL);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "storage.h"
 #include "ids.h"
 #include "text.h"
@@ -28,6 +29,7 @@ typedef struct reader {
     size_t bytes;
     json_t *tail;          /* texts to send once the stream is done */
     cps_call *call;        /* the HISTORY query, answered at the end */
+    double started;        /* when the stream began (cpsd_history_stream_seconds) */
 } reader;
 
 /* ---- frames ---- */
@@ -120,6 +122,17 @@ void hk_notify_members(channel *ch, const char *content)
 }
 
 /* ---- streaming ---- */
+
+/* cpsd_history_stream_seconds: a GET_HISTORY stream from its start (checks
+** done) to the end marker handed to the front (docs/operator-guide.md §7.1). */
+static cps_histogram *stream_hist;
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void reader_free(reader *r)
 {
@@ -219,6 +232,7 @@ static void reader_next(reader *r)
             send_batch(r);
             return;
         }
+        if (r->kind == R_HISTORY && stream_hist) API->histogram_observe(stream_hist, mono_seconds() - r->started);
         if (r->call) API->reply(r->call, CPS_OK, json_object());
         reader_free(r);
         return;
@@ -253,6 +267,10 @@ static reader *reader_new(channel *ch, int kind, json_t *args)
     snprintf(r->front, sizeof r->front, "%s", json_string_value(json_object_get(args, "front")) ?: "");
     r->texts = json_array();
     ch->readers++;
+    if (!stream_hist && CPS_API_HAS(API, histogram))
+        stream_hist = API->histogram(ST.self, "history_stream_seconds",
+                                     "Time from the start of a GET_HISTORY stream to its end marker.");
+    r->started = mono_seconds();
     return r;
 }
 

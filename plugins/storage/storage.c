@@ -257,6 +257,100 @@ static void peer_down(const char *node, void *ud)
     json_decref(f.hit);
 }
 
+/* ---- what the admin commands read (docs/protocol/admin.md §3.1, §3.4) ---- */
+
+static void count_active(const char *id, void *v, void *ud)
+{
+    (void)id;
+    if (json_array_size(((channel *)v)->members)) (*(size_t *)ud)++;
+}
+
+/* CHANNEL_ADMIN_INFO {} -> {active, open}: channels with members, channels
+** held in memory.  {channel} -> {metadata, members}: a channel held in
+** memory, else ENOENT (ch_get does not open it). */
+static int cmd_admin_info(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    if (!id) {
+        size_t active = 0;
+        strmap_each(ST.channels, count_active, &active);
+        API->reply(call, CPS_OK, json_pack("{s I s I}", "active", (json_int_t)active,
+                                           "open", (json_int_t)strmap_count(ST.channels)));
+        return CPS_OK;
+    }
+    channel *ch = ch_get(id, false);
+    if (!ch) return CPS_ENOENT;
+    /* a channel open without metadata lines has the implicit {channel} */
+    json_t *meta = ch->meta ? json_incref(ch->meta) : json_pack("{s s}", "channel", ch->id);
+    json_int_t n = (json_int_t)json_array_size(ch->members);
+    ch_release(ch);
+    if (!meta) return CPS_ENOMEM;
+    API->reply(call, CPS_OK, json_pack("{s o s I}", "metadata", meta, "members", n));
+    return CPS_OK;
+}
+
+/* CHANNEL_ADMIN_NOTIFY {channel, message} -> {members}: the history
+** keeper's message `message` (a text, at most 64 KiB) to every member of
+** the channel, as the deletion notices go (docs/protocol/history.md §9.2):
+** how an admin script sends to the sessions of a channel. */
+static int cmd_admin_notify(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    json_t *msg = json_object_get(args, "message");
+    if (!id || !json_is_string(msg) || json_string_length(msg) == 0 || json_string_length(msg) > 65536)
+        return CPS_EINVAL;
+    channel *ch = ch_get(id, false);
+    json_int_t n = 0;
+    if (ch) {
+        n = (json_int_t)json_array_size(ch->members);
+        hk_notify_members(ch, json_string_value(msg));
+        ch_release(ch);
+    }
+    API->reply(call, CPS_OK, json_pack("{s I}", "members", n));
+    return CPS_OK;
+}
+
+/* CHANNEL_ADMIN_METADATA {channel} -> {metadata}: the current metadata of
+** a channel, from memory or its metadata log (replayed, not kept), whoever
+** may see it; ENOENT if it has none (GET_STORED_METADATA, account
+** archival's owner check).  A channel's legacy first-line metadata is not
+** read here. */
+typedef struct admin_meta { cps_call *call; char id[64]; } admin_meta;
+
+static void admin_meta_read(void *ud, int status, const char *data, size_t len)
+{
+    admin_meta *m = ud;
+    json_t *meta = status == CPS_OK ? meta_replay(data, len, NULL, 0) : NULL;
+    if (meta && json_object_size(meta)) API->reply(m->call, CPS_OK, json_pack("{s o}", "metadata", meta));
+    else { json_decref(meta); API->reply(m->call, status == CPS_OK || status == CPS_ENOENT ? CPS_ENOENT : status, NULL); }
+    free(m);
+}
+
+static int cmd_admin_metadata(cps_call *call, json_t *args, void *ud)
+{
+    (void)ud;
+    const char *id = json_string_value(json_object_get(args, "channel"));
+    size_t n = id ? strlen(id) : 0;
+    if (n != 32 && n != 33) return CPS_EINVAL;
+    channel *ch = ch_get(id, false);
+    if (ch) {
+        json_t *meta = ch->meta ? json_incref(ch->meta) : NULL;
+        ch_release(ch);
+        if (meta) { API->reply(call, CPS_OK, json_pack("{s o}", "metadata", meta)); return CPS_OK; }
+    }
+    const cps_storage_backend *b = backend();
+    admin_meta *m = calloc(1, sizeof *m);
+    if (!b || !m) { free(m); return CPS_ENOMEM; }
+    m->call = call;
+    snprintf(m->id, sizeof m->id, "%s", id);
+    /* the backend checks the id before it becomes a path */
+    int rc = b->meta_read(b->state, id, admin_meta_read, m);
+    if (rc) { free(m); return rc; }
+    return CPS_ASYNC;
+}
+
 /* ---- life cycle ---- */
 
 static void fini(cps_plugin *self, void *state)
@@ -285,6 +379,8 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     static const struct { const char *name; cps_command_fn fn; } cmds[] = {
         { "JOIN", cmd_join }, { "LEAVE", cmd_leave }, { "DROP_USER", cmd_drop_user },
         { "CHANNEL_MESSAGE", cmd_channel_message }, { "HISTORY", cmd_history },
+        { "CHANNEL_ADMIN_INFO", cmd_admin_info }, { "CHANNEL_ADMIN_METADATA", cmd_admin_metadata },
+        { "CHANNEL_ADMIN_NOTIFY", cmd_admin_notify },
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int rc = api->register_command(self, cmds[i].name, cmds[i].fn, NULL);

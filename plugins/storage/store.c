@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "storage.h"
 #include "ids.h"
 #include "text.h"
@@ -54,7 +55,19 @@ static void verify_done(void *ud, int status)
     free(v);
 }
 
+/* cpsd_storage_append_seconds: the backend's round trip for one append,
+** whatever the backend (docs/operator-guide.md §7.1). */
+static cps_histogram *append_hist;
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 typedef struct appending {
+    double started;       /* mono_seconds() when the backend was asked */
     char id[40];
     op *o;
     char *line;           /* without '\n' */
@@ -66,6 +79,7 @@ typedef struct appending {
 static void append_done(void *ud, int status, uint64_t size)
 {
     appending *a = ud;
+    if (append_hist) API->histogram_observe(append_hist, mono_seconds() - a->started);
     channel *ch = ch_get(a->id, false);
     if (ch) {
         if (status != CPS_OK) {
@@ -117,6 +131,10 @@ static void append_line(channel *ch, op *o)
     a->offset = ch->idx.size;
     a->msg = json_pack("[i O s s O I]", 0, user ? user : json_null(), "MSG", ch->id, content, now);
     const cps_storage_backend *be = backend();
+    if (!append_hist && CPS_API_HAS(API, histogram))
+        append_hist = API->histogram(ST.self, "storage_append_seconds",
+                                     "Time the storage backend took to append one message to a channel log.");
+    a->started = mono_seconds();
     int rc = be ? be->channel_append(be->state, ch->id, b.s, b.len, append_done, a) : CPS_EIO;
     if (rc) {
         json_decref(a->msg);

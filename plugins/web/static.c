@@ -14,7 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
-#include "range.h"
+#include "objserve.h"
 #include "web.h"
 
 enum { R_NONE, R_FILE, R_REDIRECT, R_404, R_ERROR };
@@ -301,7 +301,7 @@ static void answer_file(job *j, json_t *h)
     if (!j->gz) {
         /* ranges are of the stored bytes; a compressed answer has none */
         json_object_set_new(h, "Accept-Ranges", json_string("bytes"));
-        int rr = http_byte_range(j->range, j->size, &off, &len);
+        int rr = objserve_range(j->range, j->size, &off, &len);
         if (rr < 0) {
             snprintf(buf, sizeof buf, "bytes */%llu", (unsigned long long)j->size);
             json_object_set_new(h, "Content-Range", json_string(buf));

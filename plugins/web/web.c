@@ -110,15 +110,18 @@ json_t *web_headers(const char *path, const char *query, const char *origin, boo
     json_object_set_new(h, "X-XSS-Protection", json_string("1; mode=block"));
     json_object_set_new(h, "X-Content-Type-Options", json_string("nosniff"));
     /* the main origin may load OnlyOffice fonts from itself (headers.js) */
-    const char *acao = W.acao;
-    if (!W.embedding && origin && *origin &&
+    /* an ENABLE_EMBEDDING decree switches the policies at once */
+    bool embed = json_is_true(W.api->config_get(W.self, "instance.enable_embedding"));
+    const char *acao = embed ? W.acao_embed : W.acao;
+    if (!embed && origin && *origin &&
         !strcmp(origin, W.main_origin) && re_match(&W.re_fonts, url))
         acao = W.main_origin;
     json_object_set_new(h, "Access-Control-Allow-Origin", json_string(acao));
     json_object_set_new(h, "Referrer-Policy", json_string("same-origin"));
     json_object_set_new(h, "Permissions-policy", json_string("interest-cohort=()"));
     if (!no_csp && (office || !re_match(&W.re_api, url)))
-        json_object_set_new(h, "Content-Security-Policy", json_string(office ? W.csp_office : W.csp));
+        json_object_set_new(h, "Content-Security-Policy", json_string(office ? (embed ? W.csp_office_embed : W.csp_office)
+                                                                             : (embed ? W.csp_embed : W.csp)));
     json_object_set_new(h, "Cross-Origin-Resource-Policy", json_string("cross-origin"));
     json_object_set_new(h, "Cross-Origin-Embedder-Policy", json_string("require-corp"));
     json_object_set_new(h, "Cache-Control", json_string(re_match(&W.re_ver, url) ? "max-age=31536000" : "no-cache"));
@@ -161,16 +164,81 @@ static int respond_module(cps_http *req, json_t *obj)
     return respond_js(req, b.s, b.oom);
 }
 
+/* ---- live settings (admin decrees, docs/protocol/admin.md §4.6) ------- */
+
+static json_t *live(const char *key)
+{
+    char path[96];
+    snprintf(path, sizeof path, "instance.%s", key);
+    json_t *v = W.api->config_get(W.self, path);
+    return json_is_null(v) ? NULL : v;
+}
+
+static void live_set(json_t *o, const char *name, const char *key, json_type type)
+{
+    json_t *v = live(key);
+    if (v && (json_typeof(v) == type || (type == JSON_TRUE && json_is_boolean(v)) ||
+              (type == JSON_INTEGER && json_is_number(v))))
+        json_object_set(o, name, v);
+}
+
+/* The /api/config members an admin changes at run time, read at each
+** request so that the answer after a decree already shows it. */
+static void live_config(json_t *o)
+{
+    json_t *admins = live("admin_keys");
+    json_object_set_new(o, "adminKeys", json_is_array(admins) ? json_copy(admins) : json_array());
+    live_set(o, "restrictRegistration", "restrict_registration", JSON_TRUE);
+    live_set(o, "enableEmbedding", "enable_embedding", JSON_TRUE);
+    live_set(o, "restrictSsoRegistration", "restrict_sso_registration", JSON_TRUE);
+    live_set(o, "listMyInstance", "list_my_instance", JSON_TRUE);
+    live_set(o, "enforceMFA", "enforce_mfa", JSON_TRUE);
+    live_set(o, "appsToDisable", "apps_to_disable", JSON_ARRAY);
+    live_set(o, "adminEmail", "admin_email", JSON_STRING);
+    live_set(o, "inactiveTime", "inactive_time", JSON_INTEGER);
+    live_set(o, "supportMailbox", "support_mailbox", JSON_STRING);
+    live_set(o, "supportMailboxKey", "support_mailbox_key", JSON_STRING);
+    live_set(o, "defaultStorageLimit", "default_storage_limit", JSON_INTEGER);
+    live_set(o, "maxUploadSize", "max_upload_size", JSON_INTEGER);
+    if (json_is_true(live("remove_donate_button"))) json_object_set_new(o, "removeDonateButton", json_true());
+    json_t *mods = live("moderator_keys");
+    if (json_is_array(mods)) json_object_set(o, "moderatorKeys", mods);
+    json_t *prem = live("premium_upload_size"), *max = json_object_get(o, "maxUploadSize");
+    if (json_is_number(prem))
+        json_object_set_new(o, "premiumUploadSize", json_number_value(prem) >= json_number_value(max)
+                                                    ? json_copy(prem) : json_false());
+}
+
+static void live_text(json_t *inst, const char *name, const char *key)
+{
+    json_t *v = live(key);
+    if (json_is_object(v) && json_object_size(v)) json_object_set_new(inst, name, json_deep_copy(v));
+}
+
+static void live_instance(json_t *inst)
+{
+    if (!inst) return;
+    live_set(inst, "color", "accent_color", JSON_STRING);
+    live_text(inst, "name", "instance_name");
+    live_text(inst, "description", "instance_description");
+    live_text(inst, "location", "instance_jurisdiction");
+    live_text(inst, "notice", "instance_notice");
+}
+
 static int api_config(cps_http *req, void *ud)
 {
     (void)ud;
     if (!is_path(req, "/api/config")) return web_static(req, NULL);
     char args[256];
-    if (W.dev_mode) snprintf(args, sizeof args, "ver=%s-%s-%llu", S.version, S.fresh_key,
+    /* FLUSH_CACHE bumps the live fresh key (docs/protocol/admin.md §3.1) */
+    const char *fk = json_string_value(W.api->config_get(W.self, "instance.fresh_key"));
+    if (!fk) fk = S.fresh_key;
+    if (W.dev_mode) snprintf(args, sizeof args, "ver=%s-%s-%llu", S.version, fk,
                              (unsigned long long)W.api->now_ms());
-    else snprintf(args, sizeof args, "ver=%s%s%s", S.version, *S.fresh_key ? "-" : "", S.fresh_key);
+    else snprintf(args, sizeof args, "ver=%s%s%s", S.version, *fk ? "-" : "", fk);
     json_t *o = json_pack("{s{s i s s}}", "requireConf", "waitSeconds", 600, "urlArgs", args);
     json_object_update(o, S.config_rest);
+    live_config(o);
     return respond_module(req, o);
 }
 
@@ -179,11 +247,18 @@ static int api_broadcast(cps_http *req, void *ud)
     (void)ud;
     if (!is_path(req, "/api/broadcast")) return web_static(req, NULL);
     json_t *o = json_pack("{s s s s}", "curvePublic", S.curve_public, "lastBroadcastHash", S.last_broadcast_hash);
-    if (S.survey_url) json_object_set_new(o, "surveyURL", json_string(S.survey_url));
+    /* the broadcast decrees (docs/protocol/admin.md §4.6) win over the configuration */
+    json_t *lbh = W.api->config_get(W.self, "instance.last_broadcast_hash");
+    if (lbh && !json_is_null(lbh)) json_object_set(o, "lastBroadcastHash", lbh);
+    json_t *survey = W.api->config_get(W.self, "instance.survey_url");
+    if (survey && !json_is_null(survey)) json_object_set(o, "surveyURL", survey);
+    else if (S.survey_url) json_object_set_new(o, "surveyURL", json_string(S.survey_url));
+    json_t *m = W.api->config_get(W.self, "instance.maintenance");
+    if (!m || json_is_null(m)) m = S.maintenance;
     /* a maintenance window is announced until it has ended */
-    json_t *end = json_object_get(S.maintenance, "end");
-    if (S.maintenance && !(json_is_number(end) && json_number_value(end) < (double)W.api->now_ms()))
-        json_object_set(o, "maintenance", S.maintenance);
+    json_t *end = json_object_get(m, "end");
+    if (m && !(json_is_number(end) && json_number_value(end) < (double)W.api->now_ms()))
+        json_object_set(o, "maintenance", m);
     return respond_module(req, o);
 }
 
@@ -193,8 +268,11 @@ static int api_instance(cps_http *req, void *ud)
     if (!is_path(req, "/api/instance")) return web_static(req, NULL);
     /* a plain AMD module (never sliced), written like Node's Define() */
     tbuf b = { 0 };
+    json_t *inst = json_deep_copy(S.instance);
+    live_instance(inst);
     tbuf_adds(&b, "define(function (){\n    return ");
-    js_json(&b, S.instance, 0);
+    js_json(&b, inst, 0);
+    json_decref(inst);
     tbuf_adds(&b, ";\n});");
     tbuf_add(&b, "", 1);
     return respond_js(req, b.s, b.oom);
@@ -366,7 +444,7 @@ static int build_config(void)
     json_object_set_new(o, "httpUnsafeOrigin", json_string(W.main_origin));
     if (json_is_false(conf("admin_email"))) json_object_set_new(o, "adminEmail", json_false());
     else set_opt_str(o, "adminEmail", "admin_email");
-    json_object_set_new(o, "adminKeys", conf_list("admin_keys"));
+    json_object_set_new(o, "adminKeys", json_array());   /* live: admin.keys and decrees */
     json_object_set_new(o, "moderatorKeys", conf_list("moderator_keys"));
     json_object_set_new(o, "inactiveTime", conf_num("inactive_time", 90));
     set_opt_str(o, "supportMailbox", "support_mailbox");
@@ -445,7 +523,7 @@ static int build_config(void)
 
 /* §4.2: directives joined with "; ", runs of whitespace collapsed (so an
 ** empty sandbox or accounts origin leaves a single space, as in Node). */
-static char *make_csp(bool office)
+static char *make_csp(bool office, bool embed)
 {
     const char *d = W.main_origin;
     const char *s = strcmp(W.sandbox_origin, d) ? W.sandbox_origin : "";
@@ -456,7 +534,7 @@ static char *make_csp(bool office)
     else if (!strncmp(d, "http://", 7)) snprintf(ws, sizeof ws, "ws://%s", d + 7);
     else snprintf(ws, sizeof ws, "%s", d);
     char ancestors[600];
-    if (shared_bool("enable_embedding")) {
+    if (embed) {
         const char *colon = strchr(d, ':');
         snprintf(ancestors, sizeof ancestors, "frame-ancestors 'self' %.*s vector:",
                  colon ? (int)(colon - d + 1) : 0, d);
@@ -535,6 +613,9 @@ static void fini(cps_plugin *self, void *state)
     free(W.acao);
     free(W.csp);
     free(W.csp_office);
+    free(W.acao_embed);
+    free(W.csp_embed);
+    free(W.csp_office_embed);
     free(W.root);
     free(W.data_dir);
     if (W.re_ok) {
@@ -590,12 +671,16 @@ static int setup(void)
     if (!W.main_origin || !W.sandbox_origin) return CPS_ENOMEM;
     const char *pe = shared_str("permitted_embedders");
     W.acao = strdup(shared_bool("enable_embedding") ? "*" : pe && *pe ? pe : W.sandbox_origin);
-    W.csp = make_csp(false);
-    W.csp_office = make_csp(true);
+    W.acao_embed = strdup("*");
+    W.csp = make_csp(false, shared_bool("enable_embedding"));
+    W.csp_office = make_csp(true, shared_bool("enable_embedding"));
+    W.csp_embed = make_csp(false, true);
+    W.csp_office_embed = make_csp(true, true);
     W.data_dir = strdup(W.api->data_dir(W.self));
     W.dev_mode = conf_bool("dev_mode", false);
     W.embedding = shared_bool("enable_embedding");
-    if (!W.acao || !W.csp || !W.csp_office || !W.data_dir) return CPS_ENOMEM;
+    if (!W.acao || !W.csp || !W.csp_office || !W.data_dir || !W.acao_embed || !W.csp_embed || !W.csp_office_embed)
+        return CPS_ENOMEM;
 
     const char *root = conf_str("cryptpad_root");
     if (root) {

@@ -14,6 +14,8 @@ typedef struct web_state {
     char *main_origin, *sandbox_origin;
     char *acao;                 /* Access-Control-Allow-Origin value */
     char *csp, *csp_office;     /* the two policies of §4.2 */
+    /* the same with embedding allowed: ENABLE_EMBEDDING changes at run time */
+    char *acao_embed, *csp_embed, *csp_office_embed;
     char *root;                 /* realpath of the CryptPad checkout, or NULL */
     char *data_dir;
     bool dev_mode, embedding;

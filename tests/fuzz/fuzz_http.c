@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "host.h"
-#include "range.h"
+#include "objserve.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* A satisfiable range stays inside the file. */
     uint64_t off = 0, len = 0;
-    int r = http_byte_range(s, fsize, &off, &len);
+    int r = objserve_range(s, fsize, &off, &len);
     if (r == 1 && (len == 0 || off >= fsize || len > fsize - off)) abort();
     if (r == 1 && strspn(s + 6, "0123456789-") != strlen(s + 6)) abort();
     free(s);

@@ -26,6 +26,14 @@ const R = require('./lib/rpc');
 
 const ROOT = tmpDir('cpsd-blob-');
 const DATA = Path.join(ROOT, 'data');
+// The data directory without data/challenges/: the auth plugin saves its
+// index of outstanding challenges there on its own timer (up to a second
+// after a challenge), which is not what these checks are about.
+const blobFiles = () => {
+    const f = listFiles(DATA);
+    for (const k of Object.keys(f)) { if (k.startsWith('data/challenges')) { delete f[k]; } }
+    return f;
+};
 const ROOT2 = tmpDir('cpsd-blob2-');
 const DATA2 = Path.join(ROOT2, 'data');
 
@@ -371,7 +379,7 @@ T('upload through POST /upload-blob with cookies; refused chunks append nothing'
     assert.equal(size(stageFile(DATA, s.keys)), parts[0].length);
 
     // A used cookie, an invented one, another key's signature, a bad key.
-    const before = listFiles(DATA);
+    const before = blobFiles();
     res = await postChunk(srv.port, id, { chunk: parts[1], cookie: used, keys: s.keys });
     assert.equal(res.status, 403);
     assert.deepEqual(json(res), { error: 'INVALID_COOKIE' });
@@ -385,7 +393,7 @@ T('upload through POST /upload-blob with cookies; refused chunks append nothing'
     // The other key's own chunk, signed correctly, over the first key's cookie.
     res = await postChunk(srv.port, id, { chunk: parts[1], cookie, keys: other });
     assert.deepEqual([res.status, json(res)], [403, { error: 'INVALID_COOKIE' }]);
-    assert.deepEqual(listFiles(DATA), before, 'refused chunks change nothing');
+    assert.deepEqual(blobFiles(), before, 'refused chunks change nothing');
 
     // The fresh cookie still works after those refusals.
     res = await postChunk(srv.port, id, { chunk: parts[1], cookie, keys: s.keys });
@@ -415,7 +423,7 @@ T('malformed and oversized /upload-blob bodies: the right status, nothing change
     const cookie = await uploadCookie(srv.port, s, id);
     const path = `/upload-blob/${id.slice(0, 2)}/${id}`;
     const sig = R.b64(Nacl.sign(Buffer.from(cookie), s.keys.secretKey));
-    const before = listFiles(DATA);
+    const before = blobFiles();
     const post = (body) => http(srv.port, 'POST', path, { body, headers: { 'content-type': 'application/json' } });
     let res = await post('{not json');
     assert.equal(res.status, 400);
@@ -432,7 +440,7 @@ T('malformed and oversized /upload-blob bodies: the right status, nothing change
     const big = JSON.stringify({ chunk: 'A'.repeat(600 * 1024), sig, edPublic: s.keys.pub });
     res = await post(big);
     assert.equal(res.status, 413);
-    assert.deepEqual(listFiles(DATA), before, 'nothing written');
+    assert.deepEqual(blobFiles(), before, 'nothing written');
     // The cookie was not used up by any of them.
     res = await postChunk(srv.port, id, { chunk: Buffer.from('ok'), cookie, keys: s.keys });
     assert.equal(res.status, 200, String(res.body));

@@ -339,6 +339,32 @@ T('checkpoints: recent history starts at the second-to-last checkpoint (§5.3 ex
     a.close(); c.close();
 });
 
+// docs/protocol/history.md §4: the index keeps a bounded number of hashes
+// from R on; past that a lookup that misses scans the log, and a hash found
+// by the scan before R is still EUNKNOWN (not served from there).
+T('checkpoints, then more lines than the index keeps: hashes before R stay EUNKNOWN', async () => {
+    const P = C.padId();
+    const a = await C.rawReady(srv.url);
+    await a.join(P);
+    const cps = new Set([4, 10, 12]);
+    const N = 2112;
+    const m = [null];   // 1-based
+    for (let i = 1; i <= N; i++) { m.push(cps.has(i) ? cpContent(`l${i}`) : msgContent(`l${i}`)); }
+    await sendPipelined(a, P, m.slice(1));
+    assert.equal(fileLines(P).length, N);
+    const c = await C.rawReady(srv.url);
+    const ask = (lkh, txid) => C.getHistory(c, HK, P, { txid, lastKnownHash: lkh }, 20000);
+    let res = await ask(hashOf(m[5]), 'l5');
+    assert.deepEqual(res.end, { error: 'EUNKNOWN', channel: P, txid: 'l5' },
+        `hash of line 5 (before R = line 10) → EUNKNOWN, got ${contentsOf(res.items).length} lines`);
+    assert.equal(contentsOf(res.items).length, 0);
+    res = await ask(hashOf(m[11]), 'l11');     // after R, dropped from the index: found by the scan
+    assert.deepEqual(contentsOf(res.items), m.slice(11), 'hash of line 11 → 11..N');
+    res = await ask(hashOf(m[N]), 'last');
+    assert.deepEqual(contentsOf(res.items), [m[N]], 'newest hash');
+    a.close(); c.close();
+});
+
 T('a duplicate checkpoint is ACKed, not stored, not relayed', async () => {
     const P = C.padId();
     const { a, b } = await pair(P);

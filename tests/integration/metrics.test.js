@@ -1,11 +1,12 @@
 'use strict';
 // GET /metrics (docs/operator-guide.md §7): the Prometheus text exposition
-// format, checked strictly by the parser below (and by `promtool check
-// metrics` when Debian's prometheus package happens to be installed), the
-// process metrics, cpsd_build_info, the sessions gauge and the RPC latency
-// histogram (cpsd_rpc_duration_seconds).
+// format, checked strictly by the parser below and by `promtool check
+// metrics` (Debian's prometheus package; required on CI), the process
+// metrics, cpsd_build_info, the sessions gauge, the latency histograms (RPC,
+// storage appends, history streams), and in a 2x2x2 cluster the per-node
+// and per-link families.
 
-const { test, before, after } = require('node:test');
+const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
@@ -14,6 +15,7 @@ const WebSocket = require('ws');
 const { startServer, withLog } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
+const L = require('./lib/cluster');
 
 // ------------------------------------------------------------ the checker
 
@@ -181,8 +183,10 @@ test('the checker refuses what the format does not allow', () => {
 test('/metrics is valid exposition text with HELP and TYPE for every family', withLog(() => srv, async () => {
     const fams = parseExposition(await getMetrics());
     for (const f of fams.values()) {
-        if (f.name === 'cpsd_rpc_duration_seconds') {
+        if (['cpsd_rpc_duration_seconds', 'cpsd_storage_append_seconds', 'cpsd_history_stream_seconds'].includes(f.name)) {
             assert.equal(f.type, 'histogram');
+        } else if (['cpsd_node_info', 'cpsd_router_queue_depth', 'cpsd_router_pending_queries'].includes(f.name)) {
+            assert.equal(f.type, 'gauge');
         } else if (f.name.startsWith('cpsd_') && f.name !== 'cpsd_build_info') {
             assert.equal(f.type, f.name.endsWith('_total') ? 'counter' : 'gauge', f.name);
         }
@@ -279,21 +283,153 @@ test('the Grafana dashboard uses only documented families', () => {
     const names = new Set(exprs.flatMap(e => e.match(/\b(cpsd|process)_[a-z_]+/g) || [])
         .map(n => n.replace(/_(bucket|sum|count)$/, '')));
     for (const n of ['cpsd_sessions', 'cpsd_rpc_duration_seconds', 'process_cpu_seconds_total',
-        'process_resident_memory_bytes', 'cpsd_storage_messages_stored_total']) {
+        'process_resident_memory_bytes', 'cpsd_storage_messages_stored_total',
+        'cpsd_storage_append_seconds', 'cpsd_history_stream_seconds', 'cpsd_link_up', 'cpsd_link_queue_bytes',
+        'cpsd_link_messages_sent_total', 'cpsd_link_bytes_received_total', 'cpsd_node_info',
+        'cpsd_router_queue_depth', 'cpsd_router_pending_queries']) {
         assert.ok(names.has(n), `the dashboard lacks ${n}`);
     }
     for (const n of names) { assert.ok(guide.includes(`\`${n}`), `${n} is not in operator-guide.md §7.1`); }
 });
 
+// promtool comes with Debian's prometheus package (contrib/install-deps.sh).
+// A developer's machine without it skips these checks; CI (CI=true) fails.
 const promtool = (() => {
     const r = ChildProcess.spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' });
     return r.status === 0 ? r.stdout.trim() : null;
 })();
+const promtoolSkip = promtool || process.env.CI === 'true' ? false : 'promtool is not installed';
 
-test('promtool check metrics accepts /metrics', { skip: promtool ? false : 'promtool is not installed' },
+const promtoolCheck = (text, what) => {
+    assert.ok(promtool, 'promtool is not installed (contrib/install-deps.sh installs the prometheus package)');
+    const r = ChildProcess.spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    assert.equal(r.status, 0, `promtool on ${what}: ${r.stdout}${r.stderr}`);
+};
+
+test('promtool check metrics accepts /metrics', { skip: promtoolSkip },
     withLog(() => srv, async () => {
-        const r = ChildProcess.spawnSync(promtool, ['check', 'metrics'], { input: await getMetrics(), encoding: 'utf8' });
-        assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
+        promtoolCheck(await getMetrics(), 'one process');
     }));
+
+// _count of a histogram family, 0 while it is not listed yet (a plugin's
+// histogram appears with its first observation).
+const histCount = (fams, name) => {
+    const f = fams.get(name);
+    if (!f) { return 0; }
+    assert.equal(f.type, 'histogram', name);
+    return f.samples.find(x => x.name === `${name}_count`).value;
+};
+
+test('a write moves cpsd_storage_append_seconds, a history read cpsd_history_stream_seconds', withLog(() => srv, async () => {
+    const before0 = parseExposition(await getMetrics());
+    const r = await C.rawReady(srv.url);
+    try {
+        const j = await r.join('0'.repeat(34));
+        const HK = j.members.find(id => id.length === 16);
+        await r.leave('0'.repeat(34));
+        const chan = C.padId();
+        await r.join(chan);
+        const N = 3;
+        for (let i = 0; i < N; i++) {
+            assert.deepEqual((await r.msg(chan, `metrics-${i}`)).slice(1), ['ACK']);
+        }
+        const mid = parseExposition(await getMetrics());
+        const appended = histCount(mid, 'cpsd_storage_append_seconds') - histCount(before0, 'cpsd_storage_append_seconds');
+        assert.ok(appended >= N, `append histogram grew by ${appended} for ${N} messages`);
+        assert.equal(histCount(mid, 'cpsd_history_stream_seconds'), histCount(before0, 'cpsd_history_stream_seconds'),
+            'no history read yet');
+        const res = await C.getHistory(r, HK, chan, { txid: 'metrics' });
+        assert.ok(res.end && res.end.state === 1, `history ends with its end marker: ${C.short(res.items)}`);
+        assert.ok(res.items.length > N, `history of ${res.items.length} items`);
+        const after0 = parseExposition(await getMetrics());
+        assert.equal(histCount(after0, 'cpsd_history_stream_seconds') - histCount(before0, 'cpsd_history_stream_seconds'), 1);
+        assert.match(after0.get('cpsd_storage_append_seconds').help, /append/);
+        assert.match(after0.get('cpsd_history_stream_seconds').help, /GET_HISTORY/);
+    } finally {
+        C.closeAll();
+    }
+}));
+
+test('one process: its nodes in cpsd_node_info, the router gauges, no link families', withLog(() => srv, async () => {
+    const fams = parseExposition(await getMetrics());
+    const nodes = fams.get('cpsd_node_info');
+    assert.ok(nodes, 'no cpsd_node_info');
+    assert.equal(nodes.type, 'gauge');
+    const ids = nodes.samples.map(x => x.labels.node);
+    for (const n of ['front:0', 'core:0', 'storage:0']) { assert.ok(ids.includes(n), `${n} in ${ids}`); }
+    for (const x of nodes.samples) {
+        assert.equal(x.value, 1);
+        assert.equal(x.labels.role, x.labels.node.split(':')[0]);
+    }
+    assert.equal(fams.get('cpsd_router_queue_depth').type, 'gauge');
+    assert.equal(fams.get('cpsd_router_pending_queries').type, 'gauge');
+    assert.ok(!fams.has('cpsd_link_up'), 'a single process has no link');
+}));
+
+// ------------------------------------------------------------ a cluster
+
+describe('a 2x2x2 cluster', () => {
+    let cl;
+    before(async () => { cl = await L.startCluster(); });
+    after(async () => {
+        C.closeAll();
+        if (cl) { cl.resumeSupervisor(); await cl.stop(); }
+    });
+
+    const text = async (node) => {
+        const { status, body } = await L.httpGet(cl.port(node), '/metrics');
+        assert.equal(status, 200, `GET /metrics on ${node}`);
+        return body;
+    };
+    const linkValues = (fams, family) =>
+        Object.fromEntries((fams.get(family)?.samples || []).map(x => [x.labels.peer, x.value]));
+
+    test('every node: valid text, its node, one link gauge per peer, traffic counted', { timeout: 60000 }, async () => {
+        // some traffic between nodes: a write goes front -> core -> storage
+        const r = await C.rawReady(cl.frontUrl(0));
+        const chan = C.padId();
+        await r.join(chan);
+        assert.deepEqual((await r.msg(chan, 'cluster-metrics')).slice(1), ['ACK']);
+        r.close();
+        let sent = 0;
+        for (const n of cl.nodes) {
+            const fams = parseExposition(await text(n));
+            const info = fams.get('cpsd_node_info');
+            assert.deepEqual(info.samples.map(x => x.labels), [{ node: n, role: n.split(':')[0] }]);
+            const up = linkValues(fams, 'cpsd_link_up');
+            assert.deepEqual(Object.keys(up).sort(), cl.nodes.filter(x => x !== n).sort(), `${n}: one link per peer`);
+            for (const [peer, v] of Object.entries(up)) { assert.equal(v, 1, `${n} -> ${peer} up`); }
+            for (const f of ['cpsd_link_queue_bytes', 'cpsd_link_messages_sent_total', 'cpsd_link_messages_received_total',
+                'cpsd_link_bytes_sent_total', 'cpsd_link_bytes_received_total']) {
+                assert.equal(Object.keys(linkValues(fams, f)).length, 5, `${n}: ${f} per peer`);
+            }
+            const s = linkValues(fams, 'cpsd_link_messages_sent_total');
+            const b = linkValues(fams, 'cpsd_link_bytes_sent_total');
+            for (const p of Object.keys(s)) { assert.ok(b[p] >= s[p], `${n} -> ${p}: bytes with messages`); }
+            sent += Object.values(s).reduce((x, y) => x + y, 0);
+        }
+        assert.ok(sent > 0, 'messages went through links');
+    });
+
+    test('promtool check metrics accepts every node\'s /metrics', { skip: promtoolSkip, timeout: 60000 }, async () => {
+        for (const n of cl.nodes) { promtoolCheck(await text(n), n); }
+    });
+
+    test('a killed peer: its link gauge drops to 0 on the other nodes', { timeout: 60000 }, async () => {
+        cl.pauseSupervisor();    // keep it down while we look
+        cl.kill('storage:1', 'SIGKILL');
+        const end = Date.now() + 20000;
+        let up;
+        for (;;) {
+            up = linkValues(parseExposition(await text('core:0')), 'cpsd_link_up');
+            if (up['storage:1'] === 0) { break; }
+            assert.ok(Date.now() < end, `core:0 still shows storage:1 up: ${JSON.stringify(up)}`);
+            await C.sleep(100);
+        }
+        assert.equal(up['front:0'], 1, 'the other links stay up');
+        assert.equal(linkValues(parseExposition(await text('front:1')), 'cpsd_link_queue_bytes')['storage:1'] >= 0, true);
+        cl.resumeSupervisor();
+    });
+});
 
 module.exports = { parseExposition };

@@ -14,6 +14,8 @@ const Fs = require('node:fs');
 const Path = require('node:path');
 const Crypto = require('node:crypto');
 const { startServer, withLog, tmpDir, listFiles } = require('./lib/server');
+// A copy of a running server's data: its control socket (cpsd.sock) is not data.
+const notSocket = (src) => !Fs.lstatSync(src).isSocket();
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 
@@ -188,7 +190,7 @@ T('the pin log replays after a restart; the file is in CryptPad\'s format', asyn
     r.close();
     // a second server on a copy of the data reads the same log
     const ROOT3 = tmpDir('cpsd-rpcpin3-');
-    Fs.cpSync(DATA, Path.join(ROOT3, 'data'), { recursive: true });
+    Fs.cpSync(DATA, Path.join(ROOT3, 'data'), { recursive: true, filter: notSocket });
     const s3 = await startServer({}, { dir: ROOT3 });
     try {
         const r3 = await C.rawReady(s3.url);
@@ -242,7 +244,7 @@ T('id#drive: GET_HASH hashes it as sent in the session, stripped after a restart
     r.close();
     // a server on a copy of the data replays the log: the suffix is stripped
     const ROOT3 = tmpDir('cpsd-rpcpin4-');
-    Fs.cpSync(DATA, Path.join(ROOT3, 'data'), { recursive: true });
+    Fs.cpSync(DATA, Path.join(ROOT3, 'data'), { recursive: true, filter: notSocket });
     const s3 = await startServer({}, { dir: ROOT3 });
     try {
         const r3 = await C.rawReady(s3.url);

@@ -87,7 +87,7 @@ test('the walkthrough of lua/README.md answers GREET', async () => {
 
 test('the server says it loaded both', async () => {
     const log = srv.stderr();
-    assert.match(log, /loaded plugin 'hello' 1\.0 \(ABI 2\.0\)/);
+    assert.match(log, /loaded plugin 'hello' 1\.0 \(ABI 2\.\d+\)/);   // the minor of the headers it was built with
     assert.match(log, /hello\.lua/);
     assert.match(log, /GREET registered/);
 });

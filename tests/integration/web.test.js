@@ -112,6 +112,7 @@ before(withLog(() => bare || srv, async () => {
     srv = await startServer({
         listen: { host: '127.0.0.1', port: MAIN, extra_ports: [SANDBOX] },
         plugins: PLUGINS,
+        admin: { keys: ['AdminKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='] },
         instance: {
             main_origin: MAIN_ORIGIN + '/',           // a trailing slash is dropped
             sandbox_origin: SANDBOX_ORIGIN,
@@ -123,7 +124,6 @@ before(withLog(() => bare || srv, async () => {
         web: {
             cryptpad_root: CP,
             fresh_key: 'fk42',
-            admin_keys: ['AdminKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='],
             admin_email: 'admin@example.org',
             instance_name: 'Test instance',
             instance_description: { default: 'A test', fr: 'Un test' },

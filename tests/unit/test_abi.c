@@ -19,7 +19,7 @@
 #define END_OF(fn) (offsetof(cps_api, fn) + sizeof(((cps_api *)0)->fn))
 static const size_t api_size_at_minor[] = {
     [0] = END_OF(http_write),          /* 2.0 */
-    [1] = END_OF(rpc_describe),        /* 2.1 */
+    [1] = END_OF(instance_set),        /* 2.1 */
 };
 
 static void test_table_size(void **state)

@@ -316,7 +316,7 @@ static void test_unknown_nested_keys(void **state)
     cps_config *c = load_text("return {\n"
                               "  listen = { prot = 1 },\n"
                               "  limits = { max_fram = 2048 },\n"
-                              "  web = { admin_key = {} },\n"
+                              "  web = { admin_emial = \"a@b\" },\n"
                               "  [\"rpc-pin\"] = { max_cache_keys = 3 },\n"
                               "  cluster = { sefl = \"core:0\" },\n"
                               "}\n", &err);
@@ -325,7 +325,7 @@ static void test_unknown_nested_keys(void **state)
     /* Each named in full, on its own line, with the nearest known key. */
     assert_non_null(strstr(err, ":2: unknown key listen.prot (did you mean listen.port?)"));
     assert_non_null(strstr(err, ":3: unknown key limits.max_fram (did you mean limits.max_frame?)"));
-    assert_non_null(strstr(err, ":4: unknown key web.admin_key (did you mean web.admin_keys?)"));
+    assert_non_null(strstr(err, ":4: unknown key web.admin_emial (did you mean web.admin_email?)"));
     assert_non_null(strstr(err, ":5: unknown key rpc-pin.max_cache_keys"));
     assert_non_null(strstr(err, ":6: unknown key cluster.sefl"));
     assert_int_equal(count_lines(err), 5);
@@ -334,7 +334,8 @@ static void test_unknown_nested_keys(void **state)
     /* Optional keys (no default value) and the keys of the default pass;
     ** the section of a plugin this host does not know is not checked. */
     c = load_text("return {\n"
-                  "  web = { cryptpad_root = \"/srv\", admin_keys = {} },\n"
+                  "  web = { cryptpad_root = \"/srv\", admin_email = \"a@b\" },\n"
+                  "  admin = { keys = { \"[a@b/AdminKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=]\" } },\n"
                   "  blob = { cache_control = \"no-cache\" },\n"
                   "  storage = { max_queue_per_channel = 5 },\n"
                   "  front = { ping_after_ms = 100 },\n"

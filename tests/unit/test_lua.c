@@ -333,6 +333,73 @@ static void test_config_and_ctx(void **state)
 }
 
 
+/* ---- admin commands: cps.admin_command, instance_set, helpers ---- */
+
+static void test_admin_api(void **state)
+{
+    (void)state;
+    static result r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(cps_lua_load("admin_api.lua"), 0);
+    /* an admin command, not callable as another kind */
+    assert_int_equal(call("T_ADMIN", "1", &r), CPS_ENOENT);
+    assert_int_equal(call_kind("T_ADMIN", CPS_RPC_ADMIN, "k", "{\"x\":[1]}", &r), 0);
+    assert_string_equal(r.error, "");
+    assert_string_equal(r.value, "{\"b64\":\"hi\",\"b64bad\":true,\"b64enc\":\"aGkhPw==|\",\"bad\":true,"
+                                 "\"bytes\":44,\"dec\":[1,{\"a\":2}],"
+                                 "\"enc\":\"[1,\\\"x\\\"]\",\"eq\":true,\"hex\":64,\"key\":\"k\","
+                                 "\"live\":{\"x\":[1]},\"neq\":false}");
+    /* the live value is what C plugins read */
+    char *v = json_dumps(cps_config_live("instance.t_flag"), JSON_COMPACT);
+    assert_string_equal(v, "{\"x\":[1]}");
+    free(v);
+    assert_int_equal(json_integer_value(cps_config_live("instance.t_flag.x.0")), 0);
+    /* a summary for listings */
+    json_t *list = cps_rpc_list();
+    size_t i;
+    json_t *e;
+    bool found = false;
+    json_array_foreach(list, i, e)
+        if (!strcmp(json_string_value(json_array_get(e, 0)), "T_ADMIN")) {
+            found = true;
+            assert_int_equal(json_integer_value(json_array_get(e, 1)), CPS_RPC_ADMIN);
+            assert_string_equal(json_string_value(json_array_get(e, 2)), "sets a live setting and reports helpers");
+        }
+    json_decref(list);
+    assert_true(found);
+    /* null removes the live value; the configuration's shows again */
+    assert_int_equal(cps_instance_set(NULL, "t_flag", json_null()), 0);
+    assert_null(cps_config_live("instance.t_flag"));
+    assert_int_equal(cps_instance_set(NULL, "listen", json_true()), 0);
+    assert_true(json_is_true(cps_config_live("instance.listen")));
+    assert_int_equal(json_integer_value(cps_config_live("listen.port")), 4321);   /* not under instance. */
+    cps_instance_set(NULL, "listen", NULL);
+    assert_int_equal(cps_instance_set(NULL, "Bad.Key", json_true()), CPS_EINVAL);
+    assert_int_equal(cps_instance_set(NULL, "", json_true()), CPS_EINVAL);
+    /* the operator's call, from a script, answers on a later turn */
+    assert_int_equal(call_kind("T_NEST", CPS_RPC_ADMIN, NULL, "\"T_ADMIN\"", &r), 0);
+    run_until(&r.calls, 2000);
+    assert_int_equal(r.calls, 1);
+    assert_non_null(strstr(r.value, "\"key\":\"operator\""));
+    assert_non_null(strstr(r.value, "\"live\":[\"w\"]"));
+    /* a nested command that loops uses up the caller's budget too (so a
+    ** script cannot loop over nested calls without bound): the caller fails
+    ** or answers its error; either way the state stays usable */
+    assert_int_equal(call_kind("T_NEST", CPS_RPC_ADMIN, NULL, "\"T_LOOP\"", &r), 0);
+    run_until(&r.calls, 5000);
+    assert_int_equal(r.calls, 1);
+    assert_true(!strcmp(r.error, "ETIMEDOUT") || (r.value && strstr(r.value, "ETIMEDOUT")));
+    static int never;
+    run_until(&never, 100);     /* the deferred answer, if the caller failed */
+    assert_int_equal(call_kind("T_ADMIN", CPS_RPC_ADMIN, "k", "2", &r), 0);
+    assert_string_equal(r.error, "");
+    assert_int_equal(call_kind("T_NEST", CPS_RPC_ADMIN, NULL, "\"NO_SUCH\"", &r), 0);
+    assert_string_equal(r.value, "{\"refused\":\"ENOENT\"}");
+    cps_instance_set(NULL, "t_flag", NULL);
+    cps_instance_free();
+    result_free(&r);
+}
+
 /* ---- nodes: binding and remote registrations ---- */
 
 static void query_done(void *ud, int err, json_t *data) { done(ud, err, data, 0); }
@@ -604,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_converter_round_trips),
         cmocka_unit_test(test_converter_lua_side),
         cmocka_unit_test(test_unload_hook),
+        cmocka_unit_test(test_admin_api),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

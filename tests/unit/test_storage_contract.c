@@ -936,6 +936,14 @@ static int obj_move(const char *fs_, const char *fk, const char *ts, const char 
     return r.status;
 }
 
+/* No path leaves a backend: obj_path (deprecated since ABI 2.1) is NULL, or
+** at least never gives a path. */
+static bool no_path(const char *store, const char *key)
+{
+    char buf[512];
+    return !CPS_STORAGE_HAS(B, obj_path) || !B->obj_path || !B->obj_path(S, store, key, buf, sizeof buf);
+}
+
 static void test_objects(void **state)
 {
     (void)state;
@@ -991,10 +999,20 @@ static void test_objects(void **state)
     if (T.fs) {
         path(p, sizeof p, "blob/01/" BLOB1);
         assert_true(file_exists(p));
-        char buf[32];
-        assert_null(B->obj_path(S, "blob", BLOB1, buf, sizeof buf));   /* does not fit */
-        assert_string_equal(B->obj_path(S, "blob", BLOB1, q, sizeof q), p);
     }
+    /* No path leaves a backend (obj_path is deprecated, always NULL): the
+    ** moved object is read back through obj_read, whole and by ranges. */
+    assert_true(no_path("blob", BLOB1));
+    if (T.fs) assert_true(B->obj_path == NULL);   /* storage-fs: the member itself */
+    RUN(&r, B->obj_read(S, "blob", BLOB1, 0, 1 << 20, on_read, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.len, sizeof bin + 4);
+    assert_memory_equal(r.data, bin, sizeof bin);
+    assert_true(r.eof);
+    RUN(&r, B->obj_read(S, "blob", BLOB1, sizeof bin + 3, 10, on_read, &r));
+    assert_int_equal(r.len, 1);
+    assert_int_equal(r.next, sizeof bin + 4);
+    assert_true(r.eof);
     /* A target that exists: EEXIST and nothing moves. */
     assert_int_equal(obj_append("blobstage", KEY1, "new", 3, NULL), CPS_OK);
     assert_int_equal(obj_move("blobstage", KEY1, "blob", BLOB1), CPS_EEXIST);
@@ -1066,13 +1084,73 @@ static void test_objects(void **state)
     res_clear(&r);
 }
 
+/* A big object (more than a few read chunks, not a multiple of one) read
+** back with obj_read alone, the way HTTP downloads stream it: 256 KiB
+** chunks cover every byte exactly once, and reads at ranges that straddle
+** chunk boundaries, at the last byte and past the end return exactly the
+** bytes asked for.  (No path is needed, nor offered.) */
+static unsigned char big_byte(uint64_t i) { return (unsigned char)((i * 2654435761u) >> 13); }
+
+static void test_objects_big_reads(void **state)
+{
+    (void)state;
+    if (!CPS_STORAGE_HAS(B, obj_append) || !B->obj_append) skip();
+    const char *key = "big.obj";
+    const size_t piece = 1 << 20, chunk = 256 * 1024;
+    const uint64_t total = 5 * (uint64_t)piece + 12345;
+    unsigned char *buf = malloc(piece);
+    assert_non_null(buf);
+    uint64_t size = 0;
+    for (uint64_t off = 0; off < total; off += piece) {
+        size_t n = total - off < piece ? (size_t)(total - off) : piece;
+        for (size_t i = 0; i < n; i++) buf[i] = big_byte(off + i);
+        assert_int_equal(obj_append("blob", key, (const char *)buf, n, &size), CPS_OK);
+    }
+    free(buf);
+    assert_int_equal(size, total);
+    assert_true(no_path("blob", key));
+
+    res r = { 0 };
+    uint64_t off = 0;
+    int steps = 0;
+    bool same = true;
+    while (off < total && steps++ < 1000) {
+        RUN(&r, B->obj_read(S, "blob", key, off, chunk, on_read, &r));
+        assert_int_equal(r.status, CPS_OK);
+        assert_true(r.len > 0 && r.len <= chunk);
+        for (size_t i = 0; i < r.len && same; i++) same = (unsigned char)r.data[i] == big_byte(off + i);
+        assert_true(same);
+        assert_int_equal(r.next, off + r.len);
+        off += r.len;
+        assert_int_equal(r.eof, off == total);
+    }
+    assert_int_equal(off, total);
+
+    const struct { uint64_t off; size_t max; size_t want; } spans[] = {
+        { chunk - 7, 100, 100 }, { 3 * chunk - 1, chunk, chunk }, { 2 * (uint64_t)piece + 1, 3 * chunk + 5, 3 * chunk + 5 },
+        { total - 1, 10, 1 }, { total - 300, 4096, 300 }, { total, 10, 0 }, { total + 99, 10, 0 },
+    };
+    for (size_t k = 0; k < sizeof spans / sizeof spans[0]; k++) {
+        RUN(&r, B->obj_read(S, "blob", key, spans[k].off, spans[k].max, on_read, &r));
+        assert_int_equal(r.status, CPS_OK);
+        assert_int_equal(r.len, spans[k].want);
+        for (size_t i = 0; i < r.len && same; i++) same = (unsigned char)r.data[i] == big_byte(spans[k].off + i);
+        assert_true(same);
+        assert_int_equal(r.eof, spans[k].off + r.len >= total);
+    }
+    /* Deleted: the next read of a stream in progress says so. */
+    assert_int_equal(obj_simple(B->obj_delete, "blob", key), CPS_OK);
+    RUN(&r, B->obj_read(S, "blob", key, chunk, chunk, on_read, &r));
+    assert_int_equal(r.status, CPS_ENOENT);
+    res_clear(&r);
+}
+
 /* Stores and keys that could name anything outside their place. */
 static void test_objects_refused(void **state)
 {
     (void)state;
     if (!CPS_STORAGE_HAS(B, obj_append) || !B->obj_append) skip();
     res r = { 0 };
-    char buf[512];
     char longkey[130];
     memset(longkey, 'k', 129);
     longkey[129] = 0;
@@ -1091,14 +1169,15 @@ static void test_objects_refused(void **state)
         assert_int_equal(B->obj_archive(S, "blob", k, on_done, &r), CPS_EINVAL);
         assert_int_equal(B->obj_move(S, "blob", k, "blob", BLOB1, on_done, &r), CPS_EINVAL);
         assert_int_equal(B->obj_move(S, "blob", BLOB1, "blob", k, on_done, &r), CPS_EINVAL);
-        assert_null(B->obj_path(S, "blob", k, buf, sizeof buf));
+        assert_int_equal(B->obj_read(S, "blob", k, 100, 1 << 20, on_read, &r), CPS_EINVAL);
     }
     for (size_t i = 0; i < sizeof bad_stores / sizeof bad_stores[0]; i++) {
         const char *st = bad_stores[i];
         assert_int_equal(B->obj_append(S, st, BLOB1, "x", 1, on_size, &r), CPS_EINVAL);
         assert_int_equal(B->obj_write(S, st, BLOB1, "x", 1, on_done, &r), CPS_EINVAL);
         assert_int_equal(B->obj_move(S, "blob", BLOB1, st, BLOB1, on_done, &r), CPS_EINVAL);
-        assert_null(B->obj_path(S, st, BLOB1, buf, sizeof buf));
+        assert_int_equal(B->obj_read(S, st, BLOB1, 0, 1, on_read, &r), CPS_EINVAL);
+        assert_int_equal(B->obj_size(S, st, BLOB1, on_size, &r), CPS_EINVAL);
     }
     assert_int_equal(B->obj_append(S, "blob", BLOB1, NULL, 1, on_size, &r), CPS_EINVAL);
     assert_int_equal(r.calls, 0);
@@ -1238,6 +1317,212 @@ static void test_100mb_streams(void **state)
     }
 }
 
+/* Appends after an operation that replaces or moves the log land in the
+** new log (storage-fs keeps logs open for appends: the descriptor must not
+** outlive the file it was opened on). */
+static void test_append_after_replace(void **state)
+{
+    (void)state;
+    res r = { 0 };
+    int st;
+    for (int op = 0; op < 5; op++) {
+        char id[33];
+        snprintf(id, sizeof id, "9%031d", op);
+        /* several appends, queued together and one by one */
+        for (int i = 0; i < 3; i++) assert_int_equal(append(id, "[\"a\"]\n", NULL), CPS_OK);
+        res q[3];
+        memset(q, 0, sizeof q);
+        for (int i = 0; i < 3; i++) assert_int_equal(B->channel_append(S, id, "[\"b\"]\n", 6, on_size, &q[i]), CPS_OK);
+        wait_until(&q[2].calls, 1);
+        const char *want = NULL;
+        switch (op) {
+        case 0: RUN(&r, B->channel_trim(S, id, 6 * 5, on_done, &r)); want = "[\"b\"]\n[\"c\"]\n"; break;
+        case 1: RUN(&r, B->channel_truncate(S, id, 6, on_done, &r)); want = "[\"a\"]\n[\"c\"]\n"; break;
+        case 2: RUN(&r, B->channel_cut(S, id, 0, 6 * 5, on_done, &r)); want = "[\"b\"]\n[\"c\"]\n"; break;
+        case 3:
+            RUN(&r, B->channel_archive(S, id, NULL, on_done, &r));
+            assert_int_equal(r.status, CPS_OK);
+            RUN(&r, B->channel_restore(S, id, on_done, &r));
+            want = "[\"a\"]\n[\"a\"]\n[\"a\"]\n[\"b\"]\n[\"b\"]\n[\"b\"]\n[\"c\"]\n";
+            break;
+        case 4: RUN(&r, B->channel_delete(S, id, on_done, &r)); want = "[\"c\"]\n"; break;
+        }
+        assert_int_equal(r.status, CPS_OK);
+        assert_int_equal(append(id, "[\"c\"]\n", NULL), CPS_OK);
+        char *all = read_all(id, &st);
+        assert_int_equal(st, CPS_OK);
+        assert_string_equal(all, want);
+        free(all);
+    }
+    res_clear(&r);
+}
+
+/* ---- the raw view (cps_storage.h raw_*, ABI 2.1) ------------------------ */
+
+typedef struct names {
+    int calls, status;
+    bool end;
+    size_t n;
+    char **v;
+} names;
+
+static void on_names(void *ud, int st, const char *const *v, size_t n, bool end)
+{
+    names *x = ud;
+    x->calls++; x->status = st; x->end = end;
+    for (size_t i = 0; i < n; i++) {
+        x->v = realloc(x->v, (x->n + 1) * sizeof *x->v);
+        x->v[x->n++] = strdup(v[i]);
+    }
+}
+
+static void names_free(names *x)
+{
+    for (size_t i = 0; i < x->n; i++) free(x->v[i]);
+    free(x->v);
+    memset(x, 0, sizeof *x);
+}
+
+static bool names_has(const names *x, const char *s)
+{
+    for (size_t i = 0; i < x->n; i++) if (!strcmp(x->v[i], s)) return true;
+    return false;
+}
+
+/* Every name of `space`, listed `page` at a time; checks the order. */
+static void list_all(const char *space, size_t page, names *out)
+{
+    memset(out, 0, sizeof *out);
+    char after[256] = "";
+    for (int guard = 0; guard < 10000; guard++) {
+        int before = out->calls;
+        size_t had = out->n;
+        assert_int_equal(B->raw_list(S, space, after, page, on_names, out), CPS_OK);
+        assert_int_equal(out->calls, before);
+        wait_until(&out->calls, before + 1);
+        assert_int_equal(out->status, CPS_OK);
+        assert_true(out->n - had <= page);
+        if (out->n > had) snprintf(after, sizeof after, "%s", out->v[out->n - 1]);
+        if (out->end) break;
+    }
+    assert_true(out->end);
+    for (size_t i = 1; i < out->n; i++) assert_true(strcmp(out->v[i - 1], out->v[i]) < 0);
+}
+
+static void test_raw_view(void **state)
+{
+    (void)state;
+    if (!CPS_STORAGE_HAS(B, raw_write)) skip();
+    const char *ch[3] = { "ab000000000000000000000000000001", "ab000000000000000000000000000002",
+                          "cd000000000000000000000000000003" };
+    res r = { 0 };
+    for (int i = 0; i < 3; i++) assert_int_equal(append(ch[i], "[\"raw\",1]\n[\"raw\",2]\n", NULL), CPS_OK);
+    RUN(&r, B->meta_write(S, ch[0], "{\"m\":1}\n", 8, on_done, &r));
+    RUN(&r, B->record_put(S, "rawns", "Rec_1", "record", 6, on_done, &r));
+    RUN(&r, B->obj_write(S, "blob", "ab0000000000000000000000000000000000000000000001", "BLOB", 4, on_done, &r));
+    const char *arch = "ef000000000000000000000000000004";
+    assert_int_equal(append(arch, "[\"gone\"]\n", NULL), CPS_OK);
+    RUN(&r, B->channel_archive(S, arch, "ARCHIVED", on_done, &r));
+    assert_int_equal(r.status, CPS_OK);
+
+    /* spaces */
+    names sp = { 0 };
+    assert_int_equal(B->raw_spaces(S, on_names, &sp), CPS_OK);
+    assert_int_equal(sp.calls, 0);
+    wait_until(&sp.calls, 1);
+    assert_int_equal(sp.status, CPS_OK);
+    assert_true(sp.end);
+    const char *want[] = { "channel", "meta", "placeholder", "archive/channel", "obj/rawns", "obj/blob" };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!names_has(&sp, want[i])) fail_msg("raw_spaces lacks %s", want[i]);
+    names_free(&sp);
+
+    /* paging: one at a time gives the same as all at once, in order */
+    names a, b;
+    list_all("channel", 1, &a);
+    list_all("channel", 1000, &b);
+    assert_int_equal(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++) assert_string_equal(a.v[i], b.v[i]);
+    for (int i = 0; i < 3; i++) assert_true(names_has(&a, ch[i]));
+    assert_false(names_has(&a, arch));
+    names_free(&a); names_free(&b);
+    list_all("archive/channel", 7, &a);
+    assert_true(names_has(&a, arch));
+    names_free(&a);
+    list_all("obj/rawns", 7, &a);
+    assert_true(names_has(&a, "Rec_1"));
+    names_free(&a);
+
+    /* size and read match the semantic view */
+    RUN(&r, B->raw_size(S, "channel", ch[1], on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.size, 20);
+    RUN(&r, B->raw_read(S, "channel", ch[1], 0, 5, on_read, &r));   /* whole lines: at least one */
+    assert_int_equal(r.status, CPS_OK);
+    assert_string_equal(r.data, "[\"raw\",1]\n");
+    assert_int_equal(r.next, 10);
+    assert_false(r.eof);
+    RUN(&r, B->raw_read(S, "placeholder", arch, 0, 1 << 20, on_read, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_non_null(strstr(r.data, "ARCHIVED"));
+    RUN(&r, B->raw_size(S, "channel", "ff000000000000000000000000000009", on_size, &r));
+    assert_int_equal(r.status, CPS_ENOENT);
+
+    /* write: create, append at the size, refuse anything else */
+    const char *nw = "ab000000000000000000000000000009";
+    RUN(&r, B->raw_write(S, "channel", nw, 0, "[1]\n", 4, on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.size, 4);
+    RUN(&r, B->raw_write(S, "channel", nw, 4, "[2]\n", 4, on_size, &r));
+    assert_int_equal(r.size, 8);
+    RUN(&r, B->raw_write(S, "channel", nw, 4, "[3]\n", 4, on_size, &r));
+    assert_int_equal(r.status, CPS_EINVAL);
+    RUN(&r, B->raw_write(S, "channel", nw, 8, "[3]", 3, on_size, &r));      /* not a whole line */
+    assert_int_equal(r.status, CPS_EINVAL);
+    int st;
+    char *all = read_all(nw, &st);
+    assert_int_equal(st, CPS_OK);
+    assert_string_equal(all, "[1]\n[2]\n");
+    free(all);
+    /* a record is the object of the same name */
+    RUN(&r, B->raw_write(S, "obj/rawns", "Rec_2", 0, "two", 3, on_size, &r));
+    assert_int_equal(r.status, CPS_OK);
+    RUN(&r, B->record_get(S, "rawns", "Rec_2", on_data, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_string_equal(r.data, "two");
+    res_clear(&r);
+
+    /* bad spaces and names never reach a path or a query */
+    const char *bad_spaces[] = { "", "obj/", "obj/../x", "obj/archive", "archive", "channels", "obj/A",
+                                 "archive/obj/", "../channel", "obj/x/y" };
+    for (size_t i = 0; i < sizeof bad_spaces / sizeof *bad_spaces; i++) {
+        assert_int_equal(B->raw_size(S, bad_spaces[i], ch[0], on_size, &r), CPS_EINVAL);
+        assert_int_equal(B->raw_list(S, bad_spaces[i], "", 10, on_names, &sp), CPS_EINVAL);
+    }
+    const char *bad_names[] = { "", "../../etc/passwd", "ab", "AB000000000000000000000000000001/x" };
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++)
+        assert_int_equal(B->raw_write(S, "channel", bad_names[i], 0, "[1]\n", 4, on_size, &r), CPS_EINVAL);
+    assert_int_equal(B->raw_write(S, "obj/blob", "..", 0, "x", 1, on_size, &r), CPS_EINVAL);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(sp.calls, 0);
+
+    if (T.fs) {
+        /* a torn tail is not part of the entry */
+        char p[512];
+        snprintf(p, sizeof p, "%s/datastore/ab/%s.ndjson", T.dir, nw);
+        FILE *f = fopen(p, "a");
+        assert_non_null(f);
+        fputs("[\"torn", f);
+        fclose(f);
+        RUN(&r, B->raw_size(S, "channel", nw, on_size, &r));
+        assert_int_equal(r.size, 8);
+        RUN(&r, B->raw_read(S, "channel", nw, 0, 1 << 20, on_read, &r));
+        assert_string_equal(r.data, "[1]\n[2]\n");
+        assert_true(r.eof);
+        res_clear(&r);
+    }
+}
+
 /* Last: unloading cancels what waits; what already runs reports its result. */
 static void test_unload_cancels(void **state)
 {
@@ -1350,7 +1635,10 @@ int main(void)
         cmocka_unit_test(test_pins_and_records),
         cmocka_unit_test(test_objects),
         cmocka_unit_test(test_objects_refused),
+        cmocka_unit_test(test_objects_big_reads),
         cmocka_unit_test(test_queue_bound),
+        cmocka_unit_test(test_append_after_replace),
+        cmocka_unit_test(test_raw_view),
         cmocka_unit_test(test_100mb_streams),
         cmocka_unit_test(test_unload_cancels),
     };
