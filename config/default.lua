@@ -168,6 +168,8 @@ return {
     core = {
         -- max_sessions = 100000,   -- signed-RPC cookie sessions, one per key
         --                          -- whose signature verified (docs/protocol/rpc.md §3.4)
+        -- max_sessions_per_connection = 256,  -- of those, opened by one connection and
+        --                          -- still open: a drive's own key and one per team
     },
     storage = {
         -- max_queue_per_channel = 10000,  -- operations waiting on one channel

@@ -46,13 +46,22 @@ static void err_add(errbuf *e, const char *fmt, ...)
     e->count++;
 }
 
+#ifdef CPS_CONFIG_FUZZ
+static void fuzz_hook(lua_State *L, lua_Debug *ar) { (void)ar; luaL_error(L, "too many instructions"); }
+#endif
+
 /* Evaluate a Lua chunk that returns a table; returns JSON or NULL. */
 static json_t *eval_chunk(const char *src, size_t len, const char *name, bool is_file, errbuf *e)
 {
     lua_State *L = luaL_newstate();
     if (!L) { err_add(e, "%s: out of memory", name); return NULL; }
+#ifdef CPS_CONFIG_FUZZ
+    if (!is_file && strcmp(name, "=default")) {    /* fuzz input: no library, bounded run */
+        lua_sethook(L, fuzz_hook, LUA_MASKCOUNT, 100000);
+    } else
+#endif
     luaL_openlibs(L);
-    int rc = is_file ? luaL_loadfile(L, name) : luaL_loadbuffer(L, src, len, name);
+    int rc = is_file ? luaL_loadfile(L, name) : luaL_loadbufferx(L, src, len, name, "t");
     if (rc == LUA_OK) rc = lua_pcall(L, 0, 1, 0);
     json_t *out = NULL;
     if (rc != LUA_OK) {
@@ -383,7 +392,7 @@ static bool known_top(const char *k, json_t *root)
 ** belongs to an out-of-tree plugin: its keys are its own and not checked. */
 static const struct { const char *section, *keys; } optional_keys[] = {
     { "cluster", "key self peers" },
-    { "core", "max_sessions" },
+    { "core", "max_sessions max_sessions_per_connection" },
     { "storage", "max_queue_per_channel" },
     { "instance", "main_origin sandbox_origin permitted_embedders premium_upload_size" },
     { "web", "cryptpad_root version fresh_key dev_mode "
@@ -405,9 +414,13 @@ static const struct { const char *section, *keys; } optional_keys[] = {
 };
 #define N_OPTIONAL (sizeof optional_keys / sizeof optional_keys[0])
 
+/* Whether `w` is one of the space-separated `words`.  The empty name is
+** none of them (strstr finds "" everywhere without moving on: a config key
+** [""] looped forever, found by fuzz_config). */
 static bool word_in(const char *words, const char *w)
 {
     size_t n = strlen(w);
+    if (!n) return false;
     for (const char *p = words; (p = strstr(p, w)) != NULL; p += n)
         if ((p == words || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return true;
     return false;
@@ -720,3 +733,33 @@ int64_t cps_config_int(const char *path, int64_t def)
     json_t *v = cps_config_path(cps_cfg ? cps_cfg->root : NULL, path);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : def;
 }
+
+#ifdef CPS_CONFIG_FUZZ
+/* Only in the fuzz target (tests/fuzz/fuzz_config.c): a configuration file's
+** text, loaded as cps_config_load_with loads a file (without the Lua
+** libraries, and stopped after 100 000 instructions, so the fuzzer can run
+** no command and loop forever).  Returns whether it loaded. */
+bool cps_config_fuzz_text(const char *src, size_t len)
+{
+    static json_t *dflt;      /* the default, evaluated once: the run is the file's */
+    errbuf e = { 0 };
+    if (!dflt) dflt = eval_chunk(cps_default_config, strlen(cps_default_config), "=default", false, &e);
+    json_t *root = dflt ? json_deep_copy(dflt) : NULL;
+    json_t *defaults = root ? json_deep_copy(root) : NULL;
+    char *text = malloc(len + 1);
+    if (!root || !text) abort();
+    memcpy(text, src, len);
+    text[len] = 0;
+    default_keys = defaults;
+    json_t *user = eval_chunk(src, len, "=fuzz.lua", false, &e);
+    int before = e.count;
+    if (user) { apply_layer(root, user, "fuzz.lua", text, &e); json_decref(user); }
+    if (e.count == before) validate(root, "fuzz.lua", text, &e);
+    default_keys = NULL;
+    json_decref(defaults);
+    json_decref(root);
+    free(text);
+    free(e.s);
+    return e.count == 0;
+}
+#endif

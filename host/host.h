@@ -227,6 +227,17 @@ int  cps_http_respond_file(cps_http *r, int status, json_t *headers, const char 
 int  cps_http_respond_stream(cps_http *r, int status, json_t *headers, uint64_t len,
                              void (*more)(cps_http *, void *), void *ud);
 int  cps_http_write(cps_http *r, const char *data, size_t n);
+/* Request heads (docs/protocol/http.md §12): lws parses the request line
+** and headers into an arena of CPS_HTTP_HEAD_ARENA bytes and closes without
+** an answer when it fills; below that, cpsd answers a target over
+** CPS_HTTP_MAX_TARGET with 414 and headers over CPS_HTTP_MAX_HEADERS with 431. */
+#define CPS_HTTP_HEAD_ARENA 32768
+#define CPS_HTTP_MAX_TARGET 8192
+#define CPS_HTTP_MAX_HEADERS 16384
+/* The status a request's framing earns (Transfer-Encoding present, the
+** Content-Length text and length, -1 if absent), or 0. */
+int  cps_http_framing(bool te, const char *cl, int cl_len);
+int  cps_http_head_status(size_t target_len, size_t headers_len);
 /* from server.c's lws callback */
 int  cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri);
 int  cps_http_body_chunk(cps_http *r, const void *in, size_t len);

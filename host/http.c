@@ -359,17 +359,50 @@ static int refuse_and_close(struct lws *wsi, int status)
 ** refused: with a Content-Length, 400 (the two disagree on where the body
 ** ends); alone (chunked), 411 Length Required.  A Content-Length that is not
 ** one decimal number (a sign, junk, two headers "2,30") is 400: we and lws
-** could read different lengths.  Returns the status, or 0. */
+** could read different lengths.  Returns the status, or 0.  Apart from
+** lws, so the fuzz target (tests/fuzz/fuzz_http.c) can call it. */
+int cps_http_framing(bool te, const char *cl, int cl_len)
+{
+    if (te) return cl_len > 0 ? 400 : 411;
+    if (cl_len <= 0) return 0;
+    if (!cl || cl_len > 19) return 400;
+    for (int i = 0; i < cl_len; i++) if (cl[i] < '0' || cl[i] > '9') return 400;
+    return 0;
+}
+
 static int framing_error(struct lws *wsi)
 {
     bool te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
     int cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (te) return cl_len > 0 ? 400 : 411;
-    if (cl_len <= 0) return 0;
     char cl[32];
-    if (cl_len > 19 || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) != cl_len) return 400;
-    for (int i = 0; i < cl_len; i++) if (cl[i] < '0' || cl[i] > '9') return 400;
+    bool copied = cl_len > 0 && cl_len <= 19 &&
+                  lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) == cl_len;
+    return cps_http_framing(te, copied ? cl : NULL, cl_len);
+}
+
+/* 414 for a request target (path and query) over CPS_HTTP_MAX_TARGET, 431
+** for headers over CPS_HTTP_MAX_HEADERS (RFC 9110 §15.5.15, RFC 6585 §5), or
+** 0.  The headers lws kept are counted, name and value; those it has no
+** token for count only if lws keeps them (the arena still bounds the total). */
+int cps_http_head_status(size_t target_len, size_t headers_len)
+{
+    if (target_len > CPS_HTTP_MAX_TARGET) return 414;
+    if (headers_len > CPS_HTTP_MAX_HEADERS) return 431;
     return 0;
+}
+
+static int head_error(struct lws *wsi, int tok)
+{
+    size_t target = (size_t)lws_hdr_total_length(wsi, (enum lws_token_indexes)tok) +
+                    (size_t)lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    size_t headers = 0;
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        int n = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+        const unsigned char *name = lws_token_to_string((enum lws_token_indexes)t);
+        if (n > 0 && t != tok && t != WSI_TOKEN_HTTP_URI_ARGS)
+            headers += (size_t)n + (name ? strlen((const char *)name) : 0);
+    }
+    return cps_http_head_status(target, headers);
 }
 
 static void dispatch(cps_http *r)
@@ -396,7 +429,8 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
     char method[8];
     int tok = method_of(wsi, method, sizeof method);
     if (tok < 0) return plain(wsi, 405);
-    int bad = framing_error(wsi);
+    int bad = head_error(wsi, tok);
+    if (!bad) bad = framing_error(wsi);
     if (bad) return refuse_and_close(wsi, bad);
     /* lws has decoded %xx already: a %00 would cut the path short */
     if (lws_hdr_total_length(wsi, (enum lws_token_indexes)tok) > (int)strlen(uri)) return plain(wsi, 400);

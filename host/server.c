@@ -574,6 +574,7 @@ int cps_server_start(uv_loop_t *loop)
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.pt_serv_buf_size = 65536;     /* read chunk size (docs/libraries.md G13) */
+    info.max_http_header_data = CPS_HTTP_HEAD_ARENA;   /* room to answer 414/431 (http.c) */
     info.pcontext = &S.ctx;            /* lws clears it when really freed */
     S.ctx = lws_create_context(&info);
     if (!S.ctx) {

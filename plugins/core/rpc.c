@@ -21,14 +21,18 @@
 #define SESSION_IDLE_MS (5 * 60 * 1000)
 #define COOKIE_MAX_AGE_MS (5 * 60 * 1000)
 #define MAX_SESSIONS 100000   /* default of core.max_sessions */
+#define MAX_PER_CONNECTION 256  /* default of core.max_sessions_per_connection */
 
-typedef struct session { uint64_t atime; char token[20]; } session;
+/* `owner`: the connection (netflux user id) whose signed call opened it. */
+typedef struct session { uint64_t atime; char token[20]; char owner[40]; } session;
 
 static struct {
     strmap *sessions;     /* safe key -> session */
     strmap *auth;         /* user id -> json array of keys */
     cps_timer *sweep;
     size_t max_sessions;  /* core.max_sessions */
+    strmap *opened;       /* user id -> size_t: its sessions still in the table */
+    size_t max_per_conn;  /* core.max_sessions_per_connection */
     long pid;
     cps_counter *c_signed, *c_badsig;
 } R;
@@ -54,18 +58,52 @@ static void answer_error(cps_call *call, json_t *txid, int err)
 /* Sessions are kept by safe key: one per key however it is written.  Only
 ** a verified signed call (or a valid cookie) may create or touch one
 ** (docs/protocol/rpc.md §3.3): otherwise random keys would fill the table and
-** lock every real user out with NO_COOKIE. */
-static session *session_touch(const char *sk)
+** lock every real user out with NO_COOKIE.  Keys cost nothing to make, so
+** one connection may also hold only so many sessions at once
+** (core.max_sessions_per_connection, §3.4): a flood of fresh keys from one
+** connection fills its own share, never the table. */
+static size_t *opened_by(const char *user) { return strmap_get(R.opened, user); }
+
+/* Whether `user` may open one more session; counts it if so. */
+static bool opened_add(const char *user)
+{
+    if (!*user) return true;   /* no connection to charge (not a client's call) */
+    size_t *n = opened_by(user);
+    if (n && *n >= R.max_per_conn) return false;
+    if (!n) {
+        if (!(n = calloc(1, sizeof *n))) return false;
+        if (strmap_put(R.opened, user, n)) { free(n); return false; }
+    }
+    (*n)++;
+    return true;
+}
+
+static void opened_drop(const char *user)
+{
+    size_t *n = opened_by(user);
+    if (n && --*n == 0) free(strmap_del(R.opened, user));
+}
+
+static void session_free(session *s)
+{
+    if (!s) return;
+    opened_drop(s->owner);
+    free(s);
+}
+
+static session *session_touch(const char *sk, const char *user)
 {
     session *s = strmap_get(R.sessions, sk);
     if (!s) {
         if (strmap_count(R.sessions) >= R.max_sessions) return NULL;
+        if (!opened_add(user)) return NULL;
         s = calloc(1, sizeof *s);
-        if (!s) return NULL;
+        if (!s) { opened_drop(user); return NULL; }
+        snprintf(s->owner, sizeof s->owner, "%s", user);
         uint64_t t;
         randombytes_buf(&t, sizeof t);
         snprintf(s->token, sizeof s->token, "%llx", (unsigned long long)(t & ((1ULL << 53) - 1)));
-        if (strmap_put(R.sessions, sk, s)) { free(s); return NULL; }
+        if (strmap_put(R.sessions, sk, s)) { session_free(s); return NULL; }
     }
     s->atime = API->now_ms();
     return s;
@@ -118,7 +156,7 @@ static void sweep(cps_timer *t, void *ud)
     strmap_each(R.sessions, find_idle, &w);
     size_t i;
     json_t *k;
-    json_array_foreach(w.dead, i, k) free(strmap_del(R.sessions, json_string_value(k)));
+    json_array_foreach(w.dead, i, k) session_free(strmap_del(R.sessions, json_string_value(k)));
     json_decref(w.dead);
 }
 
@@ -160,7 +198,7 @@ static int cmd_get_auth_keys(cps_call *call, json_t *args, void *ud)
 static void end_session(const char *key)
 {
     char sk[IDS_KEY_LEN + 1];
-    if (ids_safe_key(key, sk)) free(strmap_del(R.sessions, sk));
+    if (ids_safe_key(key, sk)) session_free(strmap_del(R.sessions, sk));
 }
 
 /* ---- admin rights (docs/protocol/admin.md §1.1, §2.1) ---- */
@@ -248,7 +286,12 @@ static void auth_done(void *ud, int error, json_t *value, unsigned flags)
         answer_error(c->call, c->txid, error);
     } else {
         char cookie[96], sk[IDS_KEY_LEN + 1];
-        session *s = ids_safe_key(c->key, sk) ? session_touch(sk) : NULL;
+        session *s = ids_safe_key(c->key, sk) ? session_touch(sk, c->user) : NULL;
+        if (!s && !strcmp(c->cmd, "COOKIE")) {   /* no room: say so, not an empty cookie */
+            answer_error(c->call, c->txid, CPS_EBUSY);
+            state_free(c);
+            return;
+        }
         if (s) cookie_of(s, cookie, sizeof cookie); else cookie[0] = 0;
         json_t *reply = json_pack("[O s]", c->txid, cookie);
         if (json_is_array(value)) json_array_extend(reply, value);
@@ -402,8 +445,9 @@ void core_rpc_fini(cps_plugin *self, void *state)
     if (R.sweep) API->timer_stop(R.sweep);
     R.sweep = NULL;
     strmap_free(R.sessions, free);
+    strmap_free(R.opened, free);
     strmap_free(R.auth, free_json);
-    R.sessions = R.auth = NULL;
+    R.sessions = R.auth = R.opened = NULL;
 }
 
 int core_rpc_init(void)
@@ -411,7 +455,9 @@ int core_rpc_init(void)
     if (sodium_init() < 0) return CPS_EINTERNAL;
     R.pid = (long)getpid();
     R.max_sessions = (size_t)conf_positive(API->config(C.self), "max_sessions", MAX_SESSIONS);
+    R.max_per_conn = (size_t)conf_positive(API->config(C.self), "max_sessions_per_connection", MAX_PER_CONNECTION);
     R.sessions = strmap_new();
+    R.opened = strmap_new();
     R.auth = strmap_new();
     R.c_signed = API->counter(C.self, "rpc_signed_calls_total");
     R.c_badsig = API->counter(C.self, "rpc_bad_signatures_total");

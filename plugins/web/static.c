@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "objserve.h"
 #include "web.h"
 
 enum { R_NONE, R_FILE, R_REDIRECT, R_404, R_ERROR };
@@ -80,65 +81,6 @@ static const char *mime_of(const char *name)
 }
 
 /* ---- request path ---- */
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Decode %xx and normalise: empty and "." segments dropped, a trailing '/'
-** kept.  NULL (a 400) for a bad escape, a NUL byte or a ".." segment, so no
-** path can climb out of a tree; what remains is checked again with
-** realpath against the checkout (symbolic links). */
-static char *clean_path(const char *raw)
-{
-    if (raw[0] != '/') return NULL;
-    size_t n = strlen(raw);
-    if (n >= PATH_MAX / 2) return NULL;
-    char *dec = malloc(n + 1), *out = malloc(n + 2);
-    if (!dec || !out) { free(dec); free(out); return NULL; }
-    size_t d = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (raw[i] == '%') {
-            int hi = i + 2 < n ? hexval(raw[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(raw[i + 2]) : -1;
-            if (hi < 0 || lo < 0) goto bad;
-            char c = (char)(hi * 16 + lo);
-            if (!c) goto bad;
-            dec[d++] = c;
-            i += 2;
-        } else {
-            dec[d++] = raw[i];
-        }
-    }
-    dec[d] = 0;
-    size_t o = 0;
-    out[o++] = '/';
-    const char *s = dec;
-    while (*s) {
-        while (*s == '/') s++;
-        const char *e = strchr(s, '/');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (len == 2 && s[0] == '.' && s[1] == '.') goto bad;
-        if (len && !(len == 1 && s[0] == '.')) {
-            if (o > 1) out[o++] = '/';
-            memcpy(out + o, s, len);
-            o += len;
-        }
-        s += len;
-    }
-    if (d > 1 && dec[d - 1] == '/' && o > 1) out[o++] = '/';
-    out[o] = 0;
-    free(dec);
-    return out;
-bad:
-    free(dec);
-    free(out);
-    return NULL;
-}
 
 /* Accept-Encoding names gzip (or *) without q=0. */
 static bool accepts_gzip(const char *ae)
@@ -341,37 +283,6 @@ static bool not_modified(job *j, const char *etag)
     return false;
 }
 
-/* One range "bytes=a-b", "bytes=a-" or "bytes=-n": 1 and the span if it is
-** satisfiable, 0 to ignore the header, -1 if it cannot be satisfied. */
-static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
-{
-    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ',')) return 0;
-    const char *p = h + 6;
-    char *e;
-    if (*p == '-') {
-        unsigned long long n = strtoull(p + 1, &e, 10);
-        if (e == p + 1 || *e) return 0;
-        if (!n || !size) return -1;
-        if (n > size) n = size;
-        *off = size - n;
-        *len = n;
-        return 1;
-    }
-    if (*p < '0' || *p > '9') return 0;
-    unsigned long long a = strtoull(p, &e, 10), b = UINT64_MAX;
-    if (*e != '-') return 0;
-    if (e[1]) {
-        const char *q = e + 1;
-        b = strtoull(q, &e, 10);
-        if (*e || b < a) return 0;
-    }
-    if (a >= size) return -1;
-    if (b >= size) b = size - 1;
-    *off = a;
-    *len = b - a + 1;
-    return 1;
-}
-
 static void answer_file(job *j, json_t *h)
 {
     char buf[128], etag[80];
@@ -390,7 +301,7 @@ static void answer_file(job *j, json_t *h)
     if (!j->gz) {
         /* ranges are of the stored bytes; a compressed answer has none */
         json_object_set_new(h, "Accept-Ranges", json_string("bytes"));
-        int rr = parse_range(j->range, j->size, &off, &len);
+        int rr = objserve_range(j->range, j->size, &off, &len);
         if (rr < 0) {
             snprintf(buf, sizeof buf, "bytes */%llu", (unsigned long long)j->size);
             json_object_set_new(h, "Content-Range", json_string(buf));
@@ -459,7 +370,7 @@ int web_static(cps_http *req, void *ud)
 {
     (void)ud;
     if (!W.root) return web_no_root(req);
-    char *rel = clean_path(W.api->http_path(req));
+    char *rel = web_clean_path(W.api->http_path(req));
     if (!rel) {
         json_t *h = web_headers(W.api->http_path(req), W.api->http_query(req), NULL, false);
         respond_text(req, 400, h, "Bad Request");

@@ -37,5 +37,7 @@ int web_logo(cps_http *req);
 int web_api_logo(const cps_api *api, cps_plugin *self, cps_http *req);
 /* The page `/` shows when no checkout is configured. */
 int web_no_root(cps_http *req);
+/* Decode a request path (path.c): NULL for a path that must be a 400. */
+char *web_clean_path(const char *raw);
 
 #endif

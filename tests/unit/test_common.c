@@ -11,6 +11,7 @@
 #include "cps_errors.h"
 #include "ids.h"
 #include "keyqueue.h"
+#include "objserve.h"
 #include "text.h"
 
 static void test_classify(void **st)
@@ -94,6 +95,30 @@ static void test_keyqueue(void **st)
     keyqueue_free(KQ);
 }
 
+/* One Range header against a size (objserve.c, also the static tree's):
+** digits only, clamped. */
+static void test_byte_range(void **st)
+{
+    (void)st;
+    uint64_t off = 0, len = 0;
+    assert_int_equal(objserve_range("bytes=0-99", 1000, &off, &len), 1);
+    assert_true(off == 0 && len == 100);
+    assert_int_equal(objserve_range("bytes=990-", 1000, &off, &len), 1);
+    assert_true(off == 990 && len == 10);
+    assert_int_equal(objserve_range("bytes=-5", 1000, &off, &len), 1);
+    assert_true(off == 995 && len == 5);
+    assert_int_equal(objserve_range("bytes=5-99999", 10, &off, &len), 1);
+    assert_true(off == 5 && len == 5);
+    assert_int_equal(objserve_range("bytes=1000-", 1000, &off, &len), -1);
+    assert_int_equal(objserve_range("bytes=-0", 1000, &off, &len), -1);
+    /* signs and blanks are not numbers (the static tree's own parser took
+    ** "bytes=0--7" as the whole file) */
+    const char *ignored[] = { "bytes=0--7", "bytes=-+5", "bytes= 1-2", "bytes=1- 2", "bytes=+1-2", "bytes=1-2,3-4",
+                              "bytes=5-1", "bytes=", "bytes=-", "items=1-2" };
+    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+        assert_int_equal(objserve_range(ignored[i], 1000, &off, &len), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +126,7 @@ int main(void)
         cmocka_unit_test(test_key_norm),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_keyqueue),
+        cmocka_unit_test(test_byte_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

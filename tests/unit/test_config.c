@@ -164,6 +164,14 @@ static void test_unknown_key(void **state)
     free(err);
 }
 
+static void test_empty_key(void **state)
+{
+    (void)state;
+    char *err = load_fails(CFG("empty_key.lua"));
+    assert_non_null(strstr(err, "unknown key"));
+    free(err);
+}
+
 static void test_lua_syntax_error(void **state)
 {
     (void)state;
@@ -467,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_out_of_range),
         cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_empty_key),
         cmocka_unit_test(test_lua_syntax_error),
         cmocka_unit_test(test_not_a_table),
         cmocka_unit_test(test_missing_file),
