@@ -9,8 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-const char *g_host = "127.0.0.1", *g_path = "/cryptpad_websocket";
-int g_port = 3000;
+target g_targets[MAX_TARGETS]; int g_ntargets;
 uint64_t g_bytes_in, g_frames_in;
 
 /* One read buffer for the whole loop: reads are processed before the next
@@ -198,7 +197,7 @@ static void on_connect(uv_connect_t *req, int status)
     int n = snprintf(rq, sizeof rq,
         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: Y3BzbG9hZC1jcHNsb2FkMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        g_path, g_host, g_port);
+        g_targets[c->target].path, g_targets[c->target].host, g_targets[c->target].port);
     if (send_raw(c, rq, (size_t)n) != 0) { fail(c, "cannot send upgrade"); return; }
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
@@ -207,8 +206,9 @@ int conn_start(uv_loop_t *loop, conn *c)
 {
     struct sockaddr_storage sa;
     c->state = 0; c->in = NULL; c->in_len = c->in_cap = 0; c->pending_writes = 0; c->seq = 1;
-    if (uv_ip4_addr(g_host, g_port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(g_host, g_port, (struct sockaddr_in6 *)&sa) != 0) return -1;
+    const target *t = &g_targets[c->target];
+    if (uv_ip4_addr(t->host, t->port, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(t->host, t->port, (struct sockaddr_in6 *)&sa) != 0) return -1;
     if (uv_tcp_init(loop, &c->tcp) != 0) return -1;
     c->tcp.data = c; c->creq.data = c;
     if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&sa, on_connect) != 0) {

@@ -16,7 +16,8 @@ static const char HELP[] =
 "usage: cpsload --url ws://127.0.0.1:PORT/cryptpad_websocket --scenario NAME [options]\n"
 "\n"
 "common options (as bench.js)\n"
-"  --url URL             websocket URL, loopback only (127.0.0.0/8, localhost, ::1)\n"
+"  --url URL[,URL...]    websocket URL, loopback only (127.0.0.0/8, localhost, ::1);\n"
+"                        several (the fronts of a cluster): clients are spread over them\n"
 "  --scenario NAME       broadcast | history | idle | scale\n"
 "  --json                also print one JSON line with the results (last line of stdout)\n"
 "  --label TEXT          name of the server under test (copied into the JSON)\n"
@@ -246,6 +247,7 @@ static void pool_start_one(void)
 {
     int i = g_pool_next++;
     user *u = &U[i];
+    u->c.target = i % g_ntargets;
     u->c.user = u; u->c.on_frame = on_frame; u->c.on_close = on_close; u->c.on_open = NULL;
     g_pool_started[i] = now_ms();
     if (conn_start(L, &u->c) != 0) { u->dead = 1; u->joined = -1; add_error("connect_failed", "user%d: cannot start", i); pool_settle(u); }
@@ -298,24 +300,32 @@ static void on_watchdog(uv_timer_t *t)
     finish();
 }
 
-static int loopback_url(const char *url)
+/* ws://HOST:PORT/PATH with a loopback HOST; appended to g_targets */
+static int loopback_url(const char *url, size_t len)
 {
-    /* ws://HOST:PORT/PATH, HOST loopback */
-    static char host[64], path[256];
-    if (strncmp(url, "ws://", 5) != 0) return -1;
-    const char *h = url + 5, *colon, *slash = strchr(h, '/');
-    if (*h == '[') { const char *rb = strchr(h, ']'); if (!rb) return -1; colon = rb[1] == ':' ? rb + 1 : NULL;
-        snprintf(host, sizeof host, "%.*s", (int)(rb - h - 1), h + 1); }
-    else { colon = strchr(h, ':'); if (colon && slash && colon > slash) colon = NULL;
+    char u[400], host[64], path[256];
+    if (len >= sizeof u || g_ntargets == MAX_TARGETS) return -1;
+    memcpy(u, url, len); u[len] = 0;
+    if (strncmp(u, "ws://", 5) != 0) return -1;
+    const char *h = u + 5, *colon, *slash = strchr(h, '/');
+    if (*h == '[') {
+        const char *rb = strchr(h, ']');
+        if (!rb) return -1;
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+        snprintf(host, sizeof host, "%.*s", (int)(rb - h - 1), h + 1);
+    } else {
+        colon = strchr(h, ':');
+        if (colon && slash && colon > slash) colon = NULL;
         size_t hl = (size_t)((colon ? colon : (slash ? slash : h + strlen(h))) - h);
-        snprintf(host, sizeof host, "%.*s", (int)hl, h); }
-    g_port = colon ? atoi(colon + 1) : 80;
+        snprintf(host, sizeof host, "%.*s", (int)hl, h);
+    }
     snprintf(path, sizeof path, "%s", slash ? slash : "/");
     if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
     int a, b, cc, d;
-    int ok = strcmp(host, "::1") == 0 || (sscanf(host, "%d.%d.%d.%d", &a, &b, &cc, &d) == 4 && a == 127);
-    if (!ok) return -2;
-    g_host = host; g_path = path;
+    if (!(strcmp(host, "::1") == 0 || (sscanf(host, "%d.%d.%d.%d", &a, &b, &cc, &d) == 4 && a == 127))) return -2;
+    target *t = &g_targets[g_ntargets++];
+    memcpy(t->host, host, sizeof host); memcpy(t->path, path, sizeof path);
+    t->port = colon ? atoi(colon + 1) : 80;
     return 0;
 }
 
@@ -337,7 +347,14 @@ int main(int argc, char **argv)
     g_url = opt_str("url", NULL);
     g_scenario = opt_str("scenario", "broadcast");
     if (!g_url || !*g_url) { fputs(HELP, stderr); fprintf(stderr, "cpsload: error: --url is required\n"); return 2; }
-    int lr = loopback_url(g_url);
+    int lr = 0;
+    for (const char *p = g_url; lr == 0 && *p; ) {      /* a cluster: comma-separated fronts, as bench.js */
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        lr = loopback_url(p, n);
+        p += n + (e ? 1 : 0);
+    }
+    if (!g_ntargets && lr == 0) lr = -1;
     if (lr == -1) { fprintf(stderr, "cpsload: error: --url must be ws://HOST:PORT/PATH\n"); return 2; }
     if (lr == -2) { fprintf(stderr, "cpsload: error: refusing a non-loopback host; use 127.0.0.1, localhost or ::1\n"); return 2; }
     void (*scen)(void) = NULL;

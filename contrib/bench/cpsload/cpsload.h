@@ -41,8 +41,12 @@ struct conn {
     conn_close_cb on_close;
     void *user;
     long long seq;             /* next netflux seq */
+    int target;                /* index in g_targets */
 };
-extern const char *g_host, *g_path; extern int g_port;
+/* the servers' websocket endpoints (several fronts of one cluster: clients are spread over them) */
+#define MAX_TARGETS 16
+typedef struct { char host[64], path[256]; int port; } target;
+extern target g_targets[MAX_TARGETS]; extern int g_ntargets;
 extern uint64_t g_bytes_in, g_frames_in;
 int conn_start(uv_loop_t *loop, conn *c);                   /* begins connect + upgrade */
 int conn_send_text(conn *c, const char *msg, size_t len);   /* one masked text frame */
