@@ -18,6 +18,7 @@ static char *g_rbuf; static size_t g_rbuf_size = 256 * 1024;
 void conn_set_read_buffer(size_t size) { g_rbuf_size = size; }
 
 #define MAX_IN (64u * 1024 * 1024)   /* a partial message larger than this closes the connection */
+#define MAX_PENDING_WRITES 4096       /* a server that stops reading: give up on the connection */
 
 typedef struct { uv_write_t req; conn *c; size_t len; char data[]; } wreq;
 
@@ -39,6 +40,7 @@ static int send_raw(conn *c, const char *data, size_t len)
         else if (r != UV_EAGAIN) return -1;
         if (done == len) return 0;
     }
+    if (c->pending_writes >= MAX_PENDING_WRITES) return -1;
     wreq *w = malloc(sizeof *w + (len - done));
     if (!w) return -1;
     w->c = c; w->len = len - done;
