@@ -1,34 +1,96 @@
 #!/usr/bin/env bash
-# Runs one bench scenario against cpsd and against the Node.js reference
-# relay (chainpad-server) in the same run, and prints both figures.
-#   contrib/bench/run.sh [SCENARIO] [bench.js options...]
-# SCENARIO: broadcast (default), history, idle, churn: bench.js against
-# both; bighistory: 20 readers of a 100 MB log, cpsd only (the relay
-# reference keeps no history).  Needs a built ./build/cpsd.
+# Runs one bench scenario against cpsd and against the reference relays in
+# the same run, and prints the figures side by side.
+#   contrib/bench/run.sh [SCENARIO] [options...]
+# bench.js (Node, the real netflux client), cpsd and chainpad-server:
+#   broadcast (default), history, idle, churn; bighistory: 20 readers of a
+#   100 MB log, cpsd only (the relay reference keeps no history).
+# cpsload (C, contrib/bench/cpsload; options go to cpsload):
+#   c-broadcast  cpsd, lwsbare and chainpad-server: us of server CPU per delivery,
+#                delivered/s and the ratio to lwsbare (the machine's reference)
+#   c-idle       the same three: server RSS per idle connection
+#   c-history    cpsd only: MiB/s served and server CPU per MiB
+#   c-scale      cpsd (10,000 connections on 1,000 pads by default)
+#   c-client     bench.js and cpsload on the same broadcast against lwsbare and
+#                cpsd: the client CPU per delivery of each harness
+# Every cpsload measurement is repeated REPEAT times (default 2), the servers
+# in turn.  BUILD names the build directory (default ./build); the servers
+# listen on PORT_BASE (lwsbare, default 3097), +1 (cpsd) and +2 (chainpad-server).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+build=${BUILD:-$root/build}
+repeat=${REPEAT:-2}
+base=${PORT_BASE:-3097}
+P_LWS=$base; P_CPSD=$((base + 1)); P_REF=$((base + 2))
 scenario=${1:-broadcast}; shift || true
 cd "$here"
 [ -d node_modules ] || npm install --no-audit --no-fund --silent
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true    # the idle and scale scenarios hold 10,000+ sockets
 tmp=$(mktemp -d)
-trap 'kill $cpid $rpid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+cpid=; rpid=; lpid=
+trap 'for p in $cpid $rpid $lpid; do kill $p 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 cat > "$tmp/bench.lua" <<LUA
-return { listen = { host = "127.0.0.1", port = 3098 }, data_dir = "$tmp/data", log = { level = "warn" } }
+return { listen = { host = "127.0.0.1", port = $P_CPSD, extra_ports = {} }, data_dir = "$tmp/data", log = { level = "warn" } }
 LUA
-cpid=; rpid=
+start_cpsd () { "$build/cpsd" --config "$tmp/bench.lua" 2>"$tmp/cpsd.log" & cpid=$!; }
+start_ref () { node ref-relay.js $P_REF 2>"$tmp/ref.log" & rpid=$!; }
+start_lws () { "$build/contrib/bench/lwsbare" $P_LWS 2>"$tmp/lws.log" & lpid=$!; }
+url () { echo "ws://127.0.0.1:$1/cryptpad_websocket"; }
+alive () {   # every server started must still run after its start-up second
+    for p in $cpid $rpid $lpid; do
+        kill -0 "$p" 2>/dev/null || { echo "run.sh: a server exited at start:" >&2; cat "$tmp"/*.log >&2; exit 1; }
+    done
+}
+
 if [ "$scenario" = bighistory ]; then
     chan=b16b16b16b16b16b16b16b16b16b16b1
     node mklog.js "$tmp/data" $chan 100
-    "$root/build/cpsd" --config "$tmp/bench.lua" 2>"$tmp/cpsd.log" & cpid=$!
-    rpid=; sleep 1
-    node bighistory.js --url ws://127.0.0.1:3098/cryptpad_websocket --pid $cpid --channel $chan "$@"
+    start_cpsd; sleep 1
+    node bighistory.js --url "$(url $P_CPSD)" --pid $cpid --channel $chan "$@"
     exit
 fi
-"$root/build/cpsd" --config "$tmp/bench.lua" 2>"$tmp/cpsd.log" & cpid=$!
-node ref-relay.js 3099 2>"$tmp/ref.log" & rpid=$!
-sleep 1
-echo "== cpsd ($scenario)"
-node bench.js --url ws://127.0.0.1:3098/cryptpad_websocket --scenario "$scenario" --pid $cpid --label cpsd "$@" || true
-echo "== chainpad-server relay ($scenario)"
-node bench.js --url ws://127.0.0.1:3099/cryptpad_websocket --scenario "$scenario" --pid $rpid --label chainpad-server "$@" || true
+
+case "$scenario" in
+broadcast|history|idle|churn)
+    start_cpsd; start_ref; sleep 1; alive
+    echo "== cpsd ($scenario)"
+    node bench.js --url "$(url $P_CPSD)" --scenario "$scenario" --pid $cpid --label cpsd "$@" || true
+    echo "== chainpad-server relay ($scenario)"
+    node bench.js --url "$(url $P_REF)" --scenario "$scenario" --pid $rpid --label chainpad-server "$@" || true
+    ;;
+c-broadcast|c-idle|c-history|c-scale|c-client)
+    cpsload="$build/contrib/bench/cpsload"
+    [ -x "$cpsload" ] || { echo "run.sh: $cpsload is not built (cmake --build $build)" >&2; exit 2; }
+    start_cpsd; start_ref; start_lws; sleep 1; alive
+    results="$tmp/results.jsonl"; : > "$results"
+    one () {   # one [harness] label port pid scenario args...
+        local harness=cpsload; if [ "$1" = bench.js ]; then harness=bench.js; shift; fi
+        local label=$1 port=$2 pid=$3 scen=$4; shift 4
+        local out="$tmp/out.txt"
+        if [ $harness = cpsload ]; then
+            "$cpsload" --url "$(url $port)" --scenario "$scen" --server-pid "$pid" --label "$label" --json "$@" >"$out" || true
+        else
+            node bench.js --url "$(url $port)" --scenario "$scen" --pid "$pid" --label "$label" --json "$@" >"$out" || true
+        fi
+        sed '$d' "$out"
+        tail -n 1 "$out" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const j=JSON.parse(s);j.harness=process.argv[1];console.log(JSON.stringify(j))}catch(e){}})' $harness >> "$results"
+    }
+    for r in $(seq 1 "$repeat"); do
+        case "$scenario" in
+        c-broadcast)
+            one cpsd $P_CPSD $cpid broadcast "$@"; one lwsbare $P_LWS $lpid broadcast "$@"; one chainpad-server $P_REF $rpid broadcast "$@" ;;
+        c-idle)
+            one cpsd $P_CPSD $cpid idle "$@"; one lwsbare $P_LWS $lpid idle "$@"; one chainpad-server $P_REF $rpid idle "$@" ;;
+        c-history) one cpsd $P_CPSD $cpid history "$@" ;;
+        c-scale) one cpsd $P_CPSD $cpid scale "$@" ;;
+        c-client)
+            one bench.js lwsbare $P_LWS $lpid broadcast "$@"; one lwsbare $P_LWS $lpid broadcast "$@"
+            one bench.js cpsd $P_CPSD $cpid broadcast "$@"; one cpsd $P_CPSD $cpid broadcast "$@" ;;
+        esac
+    done
+    echo "== comparison ($scenario, $repeat runs each, same machine, same run)"
+    node compare.js "$results"
+    ;;
+*) echo "run.sh: unknown scenario $scenario" >&2; exit 2 ;;
+esac
