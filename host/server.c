@@ -60,6 +60,7 @@ static struct {
     const char *ws_path;
     cps_counter *c_in, *c_out, *c_dropped, *c_sessions;
     uv_check_t flush;         /* writes what the poll phase queued */
+    uv_idle_t kick;           /* active while sessions are dirty: see mark_dirty */
     bool flush_init;
     cps_session *dirty;       /* sessions with frames queued since the last flush */
 } S;   /* the server singleton */
@@ -99,11 +100,19 @@ static void dirty_unlink(cps_session *s)
     s->dirty = false;
 }
 
+static void kick_noop(uv_idle_t *h) { (void)h; }
+
 /* Frames are written when the loop's poll phase ends (flush), not through
 ** a writable request per frame: see write_batch. */
 static void mark_dirty(cps_session *s)
 {
     if (s->dirty || s->want_write) return;
+    /* Frames queued outside the poll phase (a router reply delivered from
+    ** its idle handle, a timer) must not wait in a blocking poll for the
+    ** next I/O event: an active idle handle makes that poll return at once,
+    ** so flush runs in this turn.  Without it a lone writer's ACK waited
+    ** for the router's 250 ms sweep timer (cpsload history: 4 appends/s). */
+    if (!S.dirty && S.flush_init) uv_idle_start(&S.kick, kick_noop);
     s->dirty = true;
     s->dprev = NULL;
     s->dnext = S.dirty;
@@ -342,6 +351,7 @@ static void flush(uv_check_t *h)
         if (s->drain_fn && s->qbytes <= s->drain_below) fire_drain(s);
         if (s->qlen) want_write(s);
     }
+    uv_idle_stop(&S.kick);
 }
 
 static int on_writable(cps_session *s)
@@ -559,6 +569,8 @@ int cps_server_start(uv_loop_t *loop)
     uv_check_init(loop, &S.flush);
     uv_check_start(&S.flush, flush);
     uv_unref((uv_handle_t *)&S.flush);     /* never what keeps the loop alive */
+    uv_idle_init(loop, &S.kick);
+    uv_unref((uv_handle_t *)&S.kick);
     S.flush_init = true;
     S.c_in = cps_metrics_counter("frames_in_total");
     S.c_out = cps_metrics_counter("frames_out_total");
@@ -619,6 +631,8 @@ void cps_server_stop(void)
     if (S.flush_init) {
         uv_check_stop(&S.flush);
         uv_close((uv_handle_t *)&S.flush, NULL);
+        uv_idle_stop(&S.kick);
+        uv_close((uv_handle_t *)&S.kick, NULL);
         S.flush_init = false;
     }
     while (S.dirty) dirty_unlink(S.dirty);

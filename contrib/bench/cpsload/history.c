@@ -46,7 +46,10 @@ static void readers_joined(void);
 
 static void on_ack(user *u, long long seq)
 {
-    if (u->idx != 0 || seq < u->first_seq) return;      /* readers: ACK of GET_HISTORY */
+    /* readers' ACKs are for GET_HISTORY, and so is the writer's before it
+    ** starts writing (first_seq is set then, and seq starts at 1): counting
+    ** that one as a write ACK sent a message before the end of history */
+    if (u->idx != 0 || u->first_seq == 0 || seq < u->first_seq) return;
     u->inflight--; u->acked++;
     if (u->sent < N) { write_next(u); return; }
     if (u->acked == N) {
