@@ -13,6 +13,11 @@
 #   c-scale      cpsd (10,000 connections on 1,000 pads by default)
 #   c-client     bench.js and cpsload on the same broadcast against lwsbare and
 #                cpsd: the client CPU per delivery of each harness
+#   c-shapes     c-broadcast at 20x5x200, 200x5x200 and 20x50x50 (pads x users x
+#                messages): whether the work per delivery grows with pads or users
+#   c-ab DIR_A DIR_B [cpsload args]  two cpsd builds (build directories) in
+#                turn, REPEAT rounds (default 5), a fresh server and data directory
+#                each run: server us/delivery of each, for before/after a change
 # Every cpsload measurement is repeated REPEAT times (default 2), the servers
 # in turn.  BUILD names the build directory (default ./build); the servers
 # listen on PORT_BASE (lwsbare, default 3097), +1 (cpsd) and +2 (chainpad-server).
@@ -48,6 +53,33 @@ if [ "$scenario" = bighistory ]; then
     node mklog.js "$tmp/data" $chan 100
     start_cpsd; sleep 1
     node bighistory.js --url "$(url $P_CPSD)" --pid $cpid --channel $chan "$@"
+    exit
+fi
+
+if [ "$scenario" = c-shapes ]; then
+    for shape in "--pads 20 --users 5 --messages 200" "--pads 200 --users 5 --messages 200" "--pads 20 --users 50 --messages 50"; do
+        echo "##### c-broadcast $shape"
+        # shellcheck disable=SC2086
+        REPEAT=$repeat "$0" c-broadcast $shape "$@"
+    done
+    exit
+fi
+
+if [ "$scenario" = c-ab ]; then
+    [ $# -ge 2 ] || { echo "usage: run.sh c-ab BUILD_DIR_A BUILD_DIR_B [cpsload options]" >&2; exit 2; }
+    a=$(cd "$1" && pwd); b=$(cd "$2" && pwd); shift 2
+    [ $# -gt 0 ] || set -- --scenario broadcast --pads 20 --users 5 --messages 1000
+    rounds=${REPEAT:-5}
+    for r in $(seq 1 "$rounds"); do
+        for d in "$a" "$b"; do
+            rm -rf "$tmp/data"
+            "$d/cpsd" --config "$tmp/bench.lua" 2>"$tmp/cpsd.log" & cpid=$!
+            sleep 1; alive
+            line=$("$build/contrib/bench/cpsload" --url "$(url $P_CPSD)" --server-pid $cpid "$@" 2>&1 | grep -E 'send phase cpu|history payload|server CPU while' | tr '\n' ' ' || true)
+            echo "$d: ${line:-no figure (see $tmp/cpsd.log)}"
+            kill $cpid; wait $cpid 2>/dev/null || true; cpid=
+        done
+    done
     exit
 fi
 

@@ -14,7 +14,12 @@
 #include "ids.h"
 #include "text.h"
 
-#define READ_CHUNK (256u * 1024)
+/* Bytes of log per backend read.  Under glibc's mmap threshold (128 KiB):
+** a 256 KiB chunk was a fresh mmap per read in the pool thread, and the
+** kernel zeroing its pages (clear_page_erms) was 18% of the server's CPU
+** while 100 readers streamed history.  Smaller also bounds a reader's
+** memory lower; the number of reads per log is no concern at this size. */
+#define READ_CHUNK (64u * 1024)
 
 enum { R_HISTORY, R_FULL, R_RANGE };
 
