@@ -23,6 +23,7 @@
 # listen on PORT_BASE (lwsbare, default 3097), +1 (cpsd) and +2 (chainpad-server).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+orig=$PWD    # c-ab directories are relative to where run.sh was started
 root=$(cd "$here/../.." && pwd)
 build=${BUILD:-$root/build}
 repeat=${REPEAT:-2}
@@ -32,6 +33,11 @@ scenario=${1:-broadcast}; shift || true
 cd "$here"
 [ -d node_modules ] || npm install --no-audit --no-fund --silent
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true    # the idle and scale scenarios hold 10,000+ sockets
+# cpsd needs one descriptor per connection (plus logs and listeners); cpsd has
+# no per-IP limit and limits.max_sessions defaults to 100,000, so the soft
+# limit, raised here to the hard one, is the only ceiling for c-scale/c-idle
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 10240 ] ||
+    echo "run.sh: warning: ulimit -n is $(ulimit -n) (hard limit): 10,000 connections will not fit" >&2
 tmp=$(mktemp -d)
 cpid=; rpid=; lpid=
 trap 'for p in $cpid $rpid $lpid; do kill $p 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
@@ -60,20 +66,20 @@ if [ "$scenario" = c-shapes ]; then
     for shape in "--pads 20 --users 5 --messages 200" "--pads 200 --users 5 --messages 200" "--pads 20 --users 50 --messages 50"; do
         echo "##### c-broadcast $shape"
         # shellcheck disable=SC2086
-        REPEAT=$repeat "$0" c-broadcast $shape "$@"
+        REPEAT=$repeat "$here/run.sh" c-broadcast $shape "$@"
     done
     exit
 fi
 
 if [ "$scenario" = c-ab ]; then
     [ $# -ge 2 ] || { echo "usage: run.sh c-ab BUILD_DIR_A BUILD_DIR_B [cpsload options]" >&2; exit 2; }
-    a=$(cd "$1" && pwd); b=$(cd "$2" && pwd); shift 2
+    a=$(cd "$orig" && cd "$1" && pwd); b=$(cd "$orig" && cd "$2" && pwd); shift 2
     [ $# -gt 0 ] || set -- --scenario broadcast --pads 20 --users 5 --messages 1000
     rounds=${REPEAT:-5}
     for r in $(seq 1 "$rounds"); do
         for d in "$a" "$b"; do
             rm -rf "$tmp/data"
-            "$d/cpsd" --config "$tmp/bench.lua" 2>"$tmp/cpsd.log" & cpid=$!
+            "$d/cpsd" --config "$tmp/bench.lua" >/dev/null 2>"$tmp/cpsd.log" & cpid=$!
             sleep 1; alive
             line=$("$build/contrib/bench/cpsload" --url "$(url $P_CPSD)" --server-pid $cpid "$@" 2>&1 | grep -E 'send phase cpu|history payload|server CPU while' | tr '\n' ' ' || true)
             echo "$d: ${line:-no figure (see $tmp/cpsd.log)}"
