@@ -60,6 +60,7 @@ static struct {
     const char *ws_path;
     cps_counter *c_in, *c_out, *c_dropped, *c_sessions;
     uv_check_t flush;         /* writes what the poll phase queued */
+    uv_prepare_t flush_pre;   /* ... and what timers and idle (router) queued */
     bool flush_init;
     cps_session *dirty;       /* sessions with frames queued since the last flush */
 } S;   /* the server singleton */
@@ -344,6 +345,17 @@ static void flush(uv_check_t *h)
     }
 }
 
+/* Frames queued by timers or by the router's idle pump (a reply that went
+** through the router, a backend's completion on a timer) would otherwise
+** wait for the end of the next poll, which blocks until the next event: an
+** ACK-paced writer then waited up to 250 ms per message.  Flushing them just
+** before the poll phase sends them in the same turn. */
+static void flush_before_poll(uv_prepare_t *h)
+{
+    (void)h;
+    flush(NULL);
+}
+
 static int on_writable(cps_session *s)
 {
     s->want_write = false;
@@ -559,6 +571,9 @@ int cps_server_start(uv_loop_t *loop)
     uv_check_init(loop, &S.flush);
     uv_check_start(&S.flush, flush);
     uv_unref((uv_handle_t *)&S.flush);     /* never what keeps the loop alive */
+    uv_prepare_init(loop, &S.flush_pre);
+    uv_prepare_start(&S.flush_pre, flush_before_poll);
+    uv_unref((uv_handle_t *)&S.flush_pre);
     S.flush_init = true;
     S.c_in = cps_metrics_counter("frames_in_total");
     S.c_out = cps_metrics_counter("frames_out_total");
@@ -619,6 +634,8 @@ void cps_server_stop(void)
     if (S.flush_init) {
         uv_check_stop(&S.flush);
         uv_close((uv_handle_t *)&S.flush, NULL);
+        uv_prepare_stop(&S.flush_pre);
+        uv_close((uv_handle_t *)&S.flush_pre, NULL);
         S.flush_init = false;
     }
     while (S.dirty) dirty_unlink(S.dirty);
