@@ -5,6 +5,7 @@
 */
 #define _GNU_SOURCE   /* memrchr */
 #include <endian.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -667,6 +668,37 @@ static bool all_appends(const pg_obj *o, const pg_req *batch)
     return true;
 }
 
+/* The append statement is prepared once per server session (parsed and
+** planned once, not per message): which sessions have it, by connection and
+** backend pid (a reconnected connection is a new session).  A full table
+** only means sending the text as before. */
+#define PREP_MAX 64
+#define APPEND_STMT "cps_append"
+static pthread_mutex_t prep_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { const PGconn *c; int pid; } prep[PREP_MAX];
+
+static bool prep_has(const PGconn *c)
+{
+    int pid = PQbackendPID(c);
+    bool has = false;
+    pthread_mutex_lock(&prep_mu);
+    for (int i = 0; i < PREP_MAX && !has; i++) has = prep[i].c == c && prep[i].pid == pid;
+    pthread_mutex_unlock(&prep_mu);
+    return has;
+}
+
+static void prep_note(const PGconn *c)
+{
+    int pid = PQbackendPID(c), at = -1;
+    pthread_mutex_lock(&prep_mu);
+    for (int i = 0; i < PREP_MAX; i++) {
+        if (prep[i].c == c) { at = i; break; }
+        if (at < 0 && !prep[i].c) at = i;
+    }
+    if (at >= 0) { prep[at].c = c; prep[at].pid = pid; }
+    pthread_mutex_unlock(&prep_mu);
+}
+
 static bool send(PGconn *c, const char *sql, const params *p)
 {
     return PQsendQueryParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
@@ -685,9 +717,13 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
         snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
         return -2;
     }
-    int fence_n = 0, sent = 0;
-    bool ok = send(c, "BEGIN", NULL);
-    if (ok) sent++;
+    int fence_n = 0, sent = 0, base = 0;
+    bool ok = true, prepared = prep_has(c);
+    if (!prepared) {                     /* first use in this session */
+        ok = PQsendPrepare(c, APPEND_STMT, APPEND_SQL, 0, NULL) == 1;
+        if (ok) sent++, base = 1;
+    }
+    if (ok && (ok = send(c, "BEGIN", NULL))) sent++;
     if (ok && o->kind == PG_CHANNEL) {
         fence_n = pg_lease_send_fence(c, batch);
         ok = fence_n >= 0;
@@ -698,7 +734,8 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
         params p = { 0 };
         append_key(o, r, &k);
         append_params(&p, &k, r->in, r->inlen);
-        if ((ok = send(c, APPEND_SQL, &p))) sent++;
+        ok = PQsendQueryPrepared(c, APPEND_STMT, p.n, p.v, p.len, p.fmt, 1) == 1;
+        if (ok) sent++;
     }
     if (ok && (ok = send(c, "COMMIT", NULL))) sent++;
     /* Sent even after a failed send, so that what was sent is answered; the
@@ -717,12 +754,14 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
         if (!good && first_bad < 0 && st != PGRES_PIPELINE_ABORTED) {
             first_bad = i;
             const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-            fenced = i > 0 && i <= fence_n && state && !strcmp(state, PG_FENCE_SQLSTATE);
+            if (i == 0 && base && state && !strcmp(state, "42P05")) prep_note(c);   /* it exists already */
+            fenced = i > base && i <= base + fence_n && state && !strcmp(state, PG_FENCE_SQLSTATE);
             snprintf(x->err, x->errlen, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(c));
             x->err[strcspn(x->err, "\n")] = 0;
         }
         if (!good) rc = -1;
-        if (i > fence_n && r) {          /* an append's result: the size after it */
+        if (i == 0 && base && good) prep_note(c);
+        if (i > base + fence_n && r) {   /* an append's result: the size after it */
             r->ran = true;
             r->status = CPS_OK;
             if (good && PQntuples(res) > 0) r->size = (uint64_t)get_i64(res, 0, 0);
@@ -740,7 +779,9 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
     }
     PQexitPipelineMode(c);
     if (rc == 0) return 0;
-    if (first_bad == 0 || sent == 0) rc = -2;   /* BEGIN itself failed: nothing done */
+    /* The prepare or BEGIN failed: nothing was done (retried once if the
+    ** connection was found dead). */
+    if ((first_bad >= 0 && first_bad <= base) || sent == 0) rc = -2;
     else if (fenced) {
         snprintf(x->err, x->errlen, "fenced: a lease epoch of this batch is no longer held");
         rc = PG_FENCED;
