@@ -300,8 +300,12 @@ static int line_start(io *x, int64_t oid, uint64_t pos, bool *ok)
     params p = { 0 };
     p_int(&p, oid);
     p_int(&p, (int64_t)(pos - 1));
-    PGresult *res = run(x, "SELECT get_byte(data, ($2 - off)::int) FROM cps_chunk "
-                           "WHERE oid = $1 AND off <= $2 ORDER BY off DESC LIMIT 1", &p);
+    /* get_byte in the outer query: with a sort under the LIMIT the planner
+    ** may compute the target list for every chunk below pos, and get_byte
+    ** of an earlier, shorter chunk fails ("index out of valid range"); a
+    ** subquery with LIMIT is not flattened, so it sees the one chunk. */
+    PGresult *res = run(x, "SELECT get_byte(data, ($2 - off)::int) FROM (SELECT off, data FROM cps_chunk "
+                           "WHERE oid = $1 AND off <= $2 ORDER BY off DESC LIMIT 1) AS c", &p);
     if (!res) return -1;
     uint32_t b = 0;
     if (PQntuples(res) > 0 && PQgetlength(res, 0, 0) == 4) memcpy(&b, PQgetvalue(res, 0, 0), 4);
