@@ -33,8 +33,8 @@ if (sc === 'broadcast') {
     console.log(`${pad('server', 16)} ${pad('ok', 5)} ${pad('joined', 7)} ${pad('bytes/conn', 11)} establish/s`);
     for (const r of rows) { const m = r.metrics; console.log(`${pad(r.label, 16)} ${pad(r.ok, 5)} ${pad(m.connected_joined, 7)} ${pad(m.bytes_per_conn, 11)} ${m.establish_per_sec}`); }
 } else if (sc === 'history') {
-    console.log(`${pad('server', 10)} ${pad('ok', 5)} ${pad('MiB/s', 8)} ${pad('srv s/MiB', 10)} ${pad('wall ms', 8)} readers_ok`);
-    for (const r of rows) { const m = r.metrics; console.log(`${pad(r.label, 10)} ${pad(r.ok, 5)} ${pad(m.history_mib_per_sec, 8)} ${pad(f(m.server_cpu_s_per_mib, 4), 10)} ${pad(m.wall_ms, 8)} ${m.readers_ok}`); }
+    console.log(`${pad('server', 16)} ${pad('ok', 5)} ${pad('write msg/s', 12)} ${pad('MiB/s', 8)} ${pad('srv s/MiB', 10)} ${pad('wall ms', 8)} readers_ok`);
+    for (const r of rows) { const m = r.metrics; console.log(`${pad(r.label, 16)} ${pad(r.ok, 5)} ${pad(m.write_msgs_per_sec, 12)} ${pad(m.history_mib_per_sec, 8)} ${pad(f(m.server_cpu_s_per_mib, 4), 10)} ${pad(m.wall_ms, 8)} ${m.readers_ok}`); }
 } else if (sc === 'scale') {
     console.log(`${pad('server', 10)} ${pad('ok', 5)} ${pad('deliv/s', 9)} ${pad('p50 ms', 9)} ${pad('p99 ms', 9)} ${pad('srv CPU %', 10)} ${pad('srv us/dlv', 11)} RSS MiB setup/end`);
     for (const r of rows) { const m = r.metrics; console.log(`${pad(r.label, 10)} ${pad(r.ok, 5)} ${pad(m.delivered_per_sec, 9)} ${pad(m.latency_ms.p50, 9)} ${pad(m.latency_ms.p99, 9)} ${pad(m.server_cpu_pct, 10)} ${pad(m.server_us_per_delivery, 11)} ${f(m.server_rss_after_setup_bytes / 1048576, 1)}/${f(m.server_rss_end_bytes / 1048576, 1)}`); }

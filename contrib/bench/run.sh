@@ -18,17 +18,27 @@
 #   c-ab DIR_A DIR_B [cpsload args]  two cpsd builds (build directories) in
 #                turn, REPEAT rounds (default 5), a fresh server and data directory
 #                each run: server us/delivery of each, for before/after a change
+# storage-pg against storage-fs (cpsload, same run; a throwaway PostgreSQL 15
+# from tests/pg/pg_env.sh, fsync=$PG_FSYNC (default off), synchronous_commit on;
+# PG_POOL: storage_pg.pool, default 4, with UV_THREADPOOL_SIZE to match):
+#   pg-writer    one ACK-paced writer on one pad (cpsload history's write
+#                phase, write msgs/s): cpsd on fs and on pg
+#   pg-broadcast the broadcast scenario on the three
+#   pg-history   K readers of an N-message history, cpsd on fs and on pg
+#   pg-blob      blobget.js: a 100 MB blob read by 20 clients, the server's RSS
+#                sampled, cpsd on fs and on pg (seeded by cpsd migrate)
 # Every cpsload measurement is repeated REPEAT times (default 2), the servers
 # in turn.  BUILD names the build directory (default ./build); the servers
-# listen on PORT_BASE (lwsbare, default 3097), +1 (cpsd) and +2 (chainpad-server).
+# listen on PORT_BASE (lwsbare, default 3097), +1 (cpsd) and +2 (chainpad-server),
+# +3 (cpsd on storage-pg).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 orig=$PWD    # c-ab directories are relative to where run.sh was started
 root=$(cd "$here/../.." && pwd)
-build=${BUILD:-$root/build}
+build=$(cd "${BUILD:-$root/build}" && pwd)   # relative to the caller's directory
 repeat=${REPEAT:-2}
 base=${PORT_BASE:-3097}
-P_LWS=$base; P_CPSD=$((base + 1)); P_REF=$((base + 2))
+P_LWS=$base; P_CPSD=$((base + 1)); P_REF=$((base + 2)); P_PG=$((base + 3))
 scenario=${1:-broadcast}; shift || true
 cd "$here"
 [ -d node_modules ] || npm install --no-audit --no-fund --silent
@@ -39,17 +49,31 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true    # the idle and scale scenarios 
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 10240 ] ||
     echo "run.sh: warning: ulimit -n is $(ulimit -n) (hard limit): 10,000 connections will not fit" >&2
 tmp=$(mktemp -d)
-cpid=; rpid=; lpid=
-trap 'for p in $cpid $rpid $lpid; do kill $p 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
+cpid=; rpid=; lpid=; gpid=; pgdir=
+trap 'for p in $cpid $rpid $lpid $gpid; do kill $p 2>/dev/null || true; done; rm -rf "$tmp"
+      [ -z "$pgdir" ] || sh "$root/tests/pg/pg_env.sh" stop "$pgdir"' EXIT
 cat > "$tmp/bench.lua" <<LUA
 return { listen = { host = "127.0.0.1", port = $P_CPSD, extra_ports = {} }, data_dir = "$tmp/data", log = { level = "warn" } }
 LUA
 start_cpsd () { "$build/cpsd" --config "$tmp/bench.lua" 2>"$tmp/cpsd.log" & cpid=$!; }
 start_ref () { node ref-relay.js $P_REF 2>"$tmp/ref.log" & rpid=$!; }
 start_lws () { "$build/contrib/bench/lwsbare" $P_LWS 2>"$tmp/lws.log" & lpid=$!; }
+# cpsd on storage-pg: a PostgreSQL of its own (outside $tmp: as root the
+# server runs as nobody, who cannot enter $tmp).
+start_pg () {
+    pgdir=$(mktemp -d -u /tmp/cpsbench-pg.XXXXXX)
+    CPS_PG_FSYNC=${PG_FSYNC:-off} sh "$root/tests/pg/pg_env.sh" start "$pgdir" >/dev/null
+    conninfo="host=$pgdir dbname=cps user=cps"
+    cat > "$tmp/bench-pg.lua" <<LUA
+return { listen = { host = "127.0.0.1", port = $P_PG, extra_ports = {} }, data_dir = "$tmp/data-pg", log = { level = "warn" },
+         storage_backend = "pg", storage_pg = { conninfo = "$conninfo", pool = ${PG_POOL:-4} } }
+LUA
+    echo "PostgreSQL 15: fsync=${PG_FSYNC:-off}, synchronous_commit=on; storage_pg.pool=${PG_POOL:-4}, UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-4}"
+}
+start_cpsd_pg () { "$build/cpsd" --config "$tmp/bench-pg.lua" 2>"$tmp/cpsd-pg.log" & gpid=$!; }
 url () { echo "ws://127.0.0.1:$1/cryptpad_websocket"; }
 alive () {   # every server started must still run after its start-up second
-    for p in $cpid $rpid $lpid; do
+    for p in $cpid $rpid $lpid $gpid; do
         kill -0 "$p" 2>/dev/null || { echo "run.sh: a server exited at start:" >&2; cat "$tmp"/*.log >&2; exit 1; }
     done
 }
@@ -89,6 +113,24 @@ if [ "$scenario" = c-ab ]; then
     exit
 fi
 
+if [ "$scenario" = pg-blob ]; then
+    # One blob, written once in a seed datastore, copied into both backends.
+    start_pg
+    seed=$(node blobget.js --data-dir "$tmp/seed" --write-only "$@")
+    bid=$(echo "$seed" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).id))')
+    bsum=$(echo "$seed" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).sha256))')
+    mkdir -p "$tmp/data"; cp -r "$tmp/seed/blob" "$tmp/data/"
+    "$build/cpsd" migrate --from "fs:$tmp/seed" --to "pg:$conninfo" >"$tmp/migrate.log" 2>&1 || { cat "$tmp/migrate.log" >&2; exit 1; }
+    start_cpsd; start_cpsd_pg; sleep 1; alive
+    for r in $(seq 1 "$repeat"); do
+        echo "== cpsd on storage-fs (run $r)"
+        node blobget.js --url "http://127.0.0.1:$P_CPSD" --pid $cpid --data-dir "$tmp/data" --id "$bid" --sha256 "$bsum" "$@" | head -n 1 || true
+        echo "== cpsd on storage-pg (run $r)"
+        node blobget.js --url "http://127.0.0.1:$P_PG" --pid $gpid --data-dir "$tmp/data-pg" --id "$bid" --sha256 "$bsum" "$@" | head -n 1 || true
+    done
+    exit
+fi
+
 case "$scenario" in
 broadcast|history|idle|churn)
     start_cpsd; start_ref; sleep 1; alive
@@ -97,10 +139,14 @@ broadcast|history|idle|churn)
     echo "== chainpad-server relay ($scenario)"
     node bench.js --url "$(url $P_REF)" --scenario "$scenario" --pid $rpid --label chainpad-server "$@" || true
     ;;
-c-broadcast|c-idle|c-history|c-scale|c-client)
+c-broadcast|c-idle|c-history|c-scale|c-client|pg-writer|pg-broadcast|pg-history)
     cpsload="$build/contrib/bench/cpsload"
     [ -x "$cpsload" ] || { echo "run.sh: $cpsload is not built (cmake --build $build)" >&2; exit 2; }
-    start_cpsd; start_ref; start_lws; sleep 1; alive
+    case "$scenario" in
+    pg-*) start_pg; start_cpsd; start_cpsd_pg; start_ref ;;
+    *) start_cpsd; start_ref; start_lws ;;
+    esac
+    sleep 1; alive
     results="$tmp/results.jsonl"; : > "$results"
     one () {   # one [harness] label port pid scenario args...
         local harness=cpsload; if [ "$1" = bench.js ]; then harness=bench.js; shift; fi
@@ -122,6 +168,15 @@ c-broadcast|c-idle|c-history|c-scale|c-client)
             one cpsd $P_CPSD $cpid idle "$@"; one lwsbare $P_LWS $lpid idle "$@"; one chainpad-server $P_REF $rpid idle "$@" ;;
         c-history) one cpsd $P_CPSD $cpid history "$@" ;;
         c-scale) one cpsd $P_CPSD $cpid scale "$@" ;;
+        pg-writer)
+            # the history scenario's write phase: one writer, window 1 (ACK-paced)
+            # (not chainpad-server: ref-relay.js stores nothing, so the scenario
+            # cannot finish there; its broadcast row is in pg-broadcast)
+            one cpsd-fs $P_CPSD $cpid history --readers 1 "$@"; one cpsd-pg $P_PG $gpid history --readers 1 "$@" ;;
+        pg-broadcast)
+            one cpsd-fs $P_CPSD $cpid broadcast "$@"; one cpsd-pg $P_PG $gpid broadcast "$@"
+            one chainpad-server $P_REF $rpid broadcast "$@" ;;
+        pg-history) one cpsd-fs $P_CPSD $cpid history "$@"; one cpsd-pg $P_PG $gpid history "$@" ;;
         c-client)
             one bench.js lwsbare $P_LWS $lpid broadcast "$@"; one lwsbare $P_LWS $lpid broadcast "$@"
             one bench.js cpsd $P_CPSD $cpid broadcast "$@"; one cpsd $P_CPSD $cpid broadcast "$@" ;;

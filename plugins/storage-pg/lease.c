@@ -145,6 +145,35 @@ int pg_lease_fence(PGconn *c, const pg_req *batch, char *err, size_t errlen)
     return 0;
 }
 
+/* The pipelined form of pg_lease_fence: no result can be looked at before
+** the writes are sent, so the check itself must abort the transaction.
+** 1 / count(*) over the locked row divides by zero when the row is not
+** there (the epoch moved on); count(*) is not a constant, so the planner
+** cannot fold the division away or raise it early. */
+int pg_lease_send_fence(PGconn *c, const pg_req *batch)
+{
+    int sent = 0;
+    uint64_t checked = UINT64_MAX;
+    for (const pg_req *r = batch; r; r = r->next) {
+        if (!r->fenced || r->fence_epoch == checked) continue;
+        if (!sent) {
+            if (PQsendQueryParams(c, "SET LOCAL idle_in_transaction_session_timeout = '" IDLE_TIMEOUT "'",
+                                  0, NULL, NULL, NULL, NULL, 0) != 1) return -1;
+            sent++;
+        }
+        char slot[16], epoch[24];
+        snprintf(slot, sizeof slot, "%u", r->fence_slot);
+        snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)r->fence_epoch);
+        const char *v[3] = { slot, LS.holder, epoch };
+        if (PQsendQueryParams(c, "SELECT 1 / count(*)::int FROM (SELECT 1 FROM cps_lease "
+                                 "WHERE slot = $1 AND holder = $2 AND epoch = $3 FOR SHARE) AS held",
+                              3, NULL, v, NULL, NULL, 0) != 1) return -1;
+        sent++;
+        checked = r->fence_epoch;
+    }
+    return sent;
+}
+
 /* One lease request in its own transaction. */
 static int lease_one(PGconn *c, pg_req *r, char *err, size_t errlen)
 {

@@ -42,6 +42,9 @@ static struct {
     size_t inflight;           /* batches on the pool */
     bool closing;              /* fini ran: refuse, drain, then free */
     strmap *queues;            /* key -> pg_queue */
+    /* /metrics: committed transactions with channel appends, and those
+    ** appends; fewer transactions than appends is group commit at work. */
+    cps_counter *c_commits, *c_appends;
     cps_storage_backend backend;
 } PG;                          /* the plugin singleton */
 
@@ -239,6 +242,14 @@ static void batch_after(void *ud, int status)
             free(r->out);
             r->out = NULL;
             r->outlen = 0;
+        }
+    }
+    else if (status == CPS_OK) {
+        int64_t appends = 0;
+        for (pg_req *r = q->batch; r; r = r->next) appends += r->op == OP_APPEND;
+        if (appends) {
+            PG.api->counter_add(PG.c_commits, 1);
+            PG.api->counter_add(PG.c_appends, appends);
         }
     }
     /* q->batch stays set during the callbacks: a request made from one
@@ -813,6 +824,8 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
     PG.limit = json_is_integer(lim) && json_integer_value(lim) > 0 ? (size_t)json_integer_value(lim) : 10000;
     PG.queues = strmap_new();
     if (!PG.queues) return CPS_ENOMEM;
+    PG.c_commits = a->counter(self, "storage_pg_append_transactions_total");
+    PG.c_appends = a->counter(self, "storage_pg_channel_appends_total");
     /* libpq (and the TLS and Kerberos libraries under it) keep per-thread
     ** state in the pool threads that ran queries; unloading them with this
     ** plugin would leave those threads pointing into unmapped code at exit.

@@ -104,6 +104,11 @@ void pg_lease_noted(pg_req *r, int status);
 ** PG_FENCED when a write's epoch is no longer current. */
 #define PG_FENCED (-3)
 int pg_lease_fence(PGconn *c, const pg_req *batch, char *err, size_t errlen);
+/* Pool thread, in pipeline mode after BEGIN: sends the same checks as
+** statements that fail with PG_FENCE_SQLSTATE when an epoch is no longer
+** current (aborting the transaction).  How many were sent, -1 on error. */
+#define PG_FENCE_SQLSTATE "22012"    /* division_by_zero: see lease.c */
+int pg_lease_send_fence(PGconn *c, const pg_req *batch);
 /* Pool thread: runs a batch of lease requests of one slot. */
 int pg_lease_batch(PGconn *c, pg_req *batch, char *err, size_t errlen);
 

@@ -5,6 +5,7 @@
 */
 #define _GNU_SOURCE   /* memrchr */
 #include <endian.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,19 +106,28 @@ static int lookup(io *x, const okey *k, int64_t *oid, uint64_t *size)
     return found;
 }
 
+/* An append as one statement: the object row (created or its size grown)
+** and the chunk at the old size; the new size comes back. */
+static const char APPEND_SQL[] =
+    "WITH o AS (INSERT INTO cps_object (kind, ns, id, arch, size) VALUES ($1, $2, $3, $4, $5) "
+    "  ON CONFLICT (kind, ns, id, arch) DO UPDATE SET size = cps_object.size + excluded.size "
+    "  RETURNING oid, size), "
+    "c AS (INSERT INTO cps_chunk (oid, off, data) SELECT oid, size - $5, $6 FROM o WHERE $5 > 0) "
+    "SELECT size FROM o";
+
+static void append_params(params *p, const okey *k, const char *d, size_t n)
+{
+    p_key(p, k);
+    p_int(p, (int64_t)n);
+    p_bin(p, d, n);
+}
+
 /* Appends bytes (creating the object), in one round trip; *size after. */
 static int append(io *x, const okey *k, const char *d, size_t n, uint64_t *size)
 {
     params p = { 0 };
-    p_key(&p, k);
-    p_int(&p, (int64_t)n);
-    p_bin(&p, d, n);
-    PGresult *res = run(x,
-        "WITH o AS (INSERT INTO cps_object (kind, ns, id, arch, size) VALUES ($1, $2, $3, $4, $5) "
-        "  ON CONFLICT (kind, ns, id, arch) DO UPDATE SET size = cps_object.size + excluded.size "
-        "  RETURNING oid, size), "
-        "c AS (INSERT INTO cps_chunk (oid, off, data) SELECT oid, size - $5, $6 FROM o WHERE $5 > 0) "
-        "SELECT size FROM o", &p);
+    append_params(&p, k, d, n);
+    PGresult *res = run(x, APPEND_SQL, &p);
     if (!res) return -1;
     if (size && PQntuples(res) > 0) *size = (uint64_t)get_i64(res, 0, 0);
     PQclear(res);
@@ -290,8 +300,12 @@ static int line_start(io *x, int64_t oid, uint64_t pos, bool *ok)
     params p = { 0 };
     p_int(&p, oid);
     p_int(&p, (int64_t)(pos - 1));
-    PGresult *res = run(x, "SELECT get_byte(data, ($2 - off)::int) FROM cps_chunk "
-                           "WHERE oid = $1 AND off <= $2 ORDER BY off DESC LIMIT 1", &p);
+    /* get_byte in the outer query: with a sort under the LIMIT the planner
+    ** may compute the target list for every chunk below pos, and get_byte
+    ** of an earlier, shorter chunk fails ("index out of valid range"); a
+    ** subquery with LIMIT is not flattened, so it sees the one chunk. */
+    PGresult *res = run(x, "SELECT get_byte(data, ($2 - off)::int) FROM (SELECT off, data FROM cps_chunk "
+                           "WHERE oid = $1 AND off <= $2 ORDER BY off DESC LIMIT 1) AS c", &p);
     if (!res) return -1;
     uint32_t b = 0;
     if (PQntuples(res) > 0 && PQgetlength(res, 0, 0) == 4) memcpy(&b, PQgetvalue(res, 0, 0), 4);
@@ -635,10 +649,157 @@ static int run_one(io *x, const pg_obj *o, pg_req *r)
 
 static void exec_quiet(PGconn *c, const char *sql) { PQclear(PQexec(c, sql)); }
 
+/* ---- appends in one round trip (libpq pipeline mode) ------------------- */
+
+/* The key an append request writes, or false for any other request. */
+static bool append_key(const pg_obj *o, const pg_req *r, okey *k)
+{
+    switch (r->op) {
+    case OP_APPEND:       *k = key_of(K_LOG, NULL, o->id, false); return true;
+    case OP_META_APPEND:  *k = key_of(K_META, NULL, o->id, false); return true;
+    case OP_PIN_APPEND:   *k = key_of(K_PIN, NULL, o->id, false); return true;
+    case OP_OBJ_APPEND:   *k = key_of(K_OBJ, o->ns, o->id, false); return true;
+    default:              return false;
+    }
+}
+
+static bool all_appends(const pg_obj *o, const pg_req *batch)
+{
+    okey k;
+    if (o->kind == PG_RAW) return false;
+    for (const pg_req *r = batch; r; r = r->next)
+        if (!append_key(o, r, &k)) return false;
+    return true;
+}
+
+/* The append statement is prepared once per server session (parsed and
+** planned once, not per message): which sessions have it, by connection and
+** backend pid (a reconnected connection is a new session).  A full table
+** only means sending the text as before. */
+#define PREP_MAX 64
+#define APPEND_STMT "cps_append"
+static pthread_mutex_t prep_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { const PGconn *c; int pid; } prep[PREP_MAX];
+
+static bool prep_has(const PGconn *c)
+{
+    int pid = PQbackendPID(c);
+    bool has = false;
+    pthread_mutex_lock(&prep_mu);
+    for (int i = 0; i < PREP_MAX && !has; i++) has = prep[i].c == c && prep[i].pid == pid;
+    pthread_mutex_unlock(&prep_mu);
+    return has;
+}
+
+static void prep_note(const PGconn *c)
+{
+    int pid = PQbackendPID(c), at = -1;
+    pthread_mutex_lock(&prep_mu);
+    for (int i = 0; i < PREP_MAX; i++) {
+        if (prep[i].c == c) { at = i; break; }
+        if (at < 0 && !prep[i].c) at = i;
+    }
+    if (at >= 0) { prep[at].c = c; prep[at].pid = pid; }
+    pthread_mutex_unlock(&prep_mu);
+}
+
+static bool send(PGconn *c, const char *sql, const params *p)
+{
+    return PQsendQueryParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
+                             p ? p->fmt : NULL, 1) == 1;
+}
+
+/* A batch of appends only (the common case: chat messages): BEGIN, the
+** fence checks, one statement per append and COMMIT are sent at once and
+** their results read after one sync, so the batch costs one round trip
+** instead of two per request plus two.  Nothing depends on an earlier
+** result: a failed statement aborts the rest, which the server skips. */
+static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
+{
+    PGconn *c = x->c;
+    if (PQenterPipelineMode(c) != 1) {
+        snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
+        return -2;
+    }
+    int fence_n = 0, sent = 0, base = 0;
+    bool ok = true, prepared = prep_has(c);
+    if (!prepared) {                     /* first use in this session */
+        ok = PQsendPrepare(c, APPEND_STMT, APPEND_SQL, 0, NULL) == 1;
+        if (ok) sent++, base = 1;
+    }
+    if (ok && (ok = send(c, "BEGIN", NULL))) sent++;
+    if (ok && o->kind == PG_CHANNEL) {
+        fence_n = pg_lease_send_fence(c, batch);
+        ok = fence_n >= 0;
+        if (ok) sent += fence_n;
+    }
+    for (pg_req *r = batch; ok && r; r = r->next) {
+        okey k;
+        params p = { 0 };
+        append_key(o, r, &k);
+        append_params(&p, &k, r->in, r->inlen);
+        ok = PQsendQueryPrepared(c, APPEND_STMT, p.n, p.v, p.len, p.fmt, 1) == 1;
+        if (ok) sent++;
+    }
+    if (ok && (ok = send(c, "COMMIT", NULL))) sent++;
+    /* Sent even after a failed send, so that what was sent is answered; the
+    ** server ends an explicit transaction only at COMMIT, so an incomplete
+    ** batch is rolled back below, never committed. */
+    bool synced = PQpipelineSync(c) == 1;
+    if (!ok || !synced) snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
+    /* Results: one per statement sent (each followed by NULL), then the sync. */
+    int rc = ok && synced ? 0 : -1, first_bad = -1;
+    bool fenced = false;
+    pg_req *r = batch;
+    for (int i = 0; synced && i < sent; i++) {
+        PGresult *res = PQgetResult(c);
+        ExecStatusType st = PQresultStatus(res);
+        bool good = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+        if (!good && first_bad < 0 && st != PGRES_PIPELINE_ABORTED) {
+            first_bad = i;
+            const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+            if (i == 0 && base && state && !strcmp(state, "42P05")) prep_note(c);   /* it exists already */
+            fenced = i > base && i <= base + fence_n && state && !strcmp(state, PG_FENCE_SQLSTATE);
+            snprintf(x->err, x->errlen, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+            x->err[strcspn(x->err, "\n")] = 0;
+        }
+        if (!good) rc = -1;
+        if (i == 0 && base && good) prep_note(c);
+        if (i > base + fence_n && r) {   /* an append's result: the size after it */
+            r->ran = true;
+            r->status = CPS_OK;
+            if (good && PQntuples(res) > 0) r->size = (uint64_t)get_i64(res, 0, 0);
+            r = r->next;
+        }
+        PQclear(res);
+        if (!res) break;                 /* connection lost: no more results */
+        PQclear(PQgetResult(c));         /* the NULL ending this statement's results */
+    }
+    if (synced) {
+        PGresult *res;
+        /* up to the sync (a lost connection gives NULL) */
+        while ((res = PQgetResult(c)) && PQresultStatus(res) != PGRES_PIPELINE_SYNC) PQclear(res);
+        PQclear(res);
+    }
+    PQexitPipelineMode(c);
+    if (rc == 0) return 0;
+    /* The prepare or BEGIN failed: nothing was done (retried once if the
+    ** connection was found dead). */
+    if ((first_bad >= 0 && first_bad <= base) || sent == 0) rc = -2;
+    else if (fenced) {
+        snprintf(x->err, x->errlen, "fenced: a lease epoch of this batch is no longer held");
+        rc = PG_FENCED;
+    }
+    /* An explicit transaction that failed stays open, aborted, after the sync. */
+    exec_quiet(c, "ROLLBACK");
+    return rc;
+}
+
 int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t errlen)
 {
     if (o->kind == PG_LEASE) return pg_lease_batch(c, batch, err, errlen);
     io x = { c, err, errlen };
+    if (all_appends(o, batch)) return pipelined_appends(&x, o, batch);
     PGresult *res = run(&x, "BEGIN", NULL);
     if (!res) return -2;       /* nothing sent yet that could have counted */
     PQclear(res);

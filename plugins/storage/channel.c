@@ -10,6 +10,8 @@
 #include "storage.h"
 
 #define OPEN_CHUNK (1u << 20)
+/* Messages of one channel in flight at most (more wait in the queue). */
+#define FLY_MAX 64
 
 const cps_storage_backend *backend(void)
 {
@@ -49,6 +51,7 @@ void ch_forget_state(channel *ch)
 
 static void ch_free(channel *ch)
 {
+    fly_drop(ch);
     json_decref(ch->members);
     json_decref(ch->meta);
     hk_index_free(&ch->idx);
@@ -59,7 +62,7 @@ static void ch_free(channel *ch)
 ** its caches are dropped (docs/protocol/history.md §9.3, docs/protocol/netflux.md §8). */
 void ch_release(channel *ch)
 {
-    if (!ch || json_array_size(ch->members) || ch->head || ch->busy || ch->readers) return;
+    if (!ch || json_array_size(ch->members) || ch->head || ch->busy || ch->readers || ch->nfly) return;
     strmap_del(ST.channels, ch->id);
     ch_free(ch);
 }
@@ -152,6 +155,9 @@ static void kick(channel *ch)
     if (ch->in_kick) return;
     ch->in_kick = true;
     while (!ch->busy && ch->head) {
+        /* With messages in flight only a next message may start (bounded);
+        ** anything else sees the channel once they are committed. */
+        if (ch->nfly && (ch->nfly >= FLY_MAX || ch->stale || !op_pipelines(ch->head))) break;
         /* failover: reopen from the shared store what another node wrote */
         if (ch->stale && ch->state != CH_OPENING && !ch->readers) { ch_forget_state(ch); ch->stale = false; }
         if (ch->state == CH_NEW) { ch_open(ch); if (ch->state != CH_OPEN) break; continue; }
@@ -190,6 +196,19 @@ void ch_done(channel *ch, op *o)
     json_decref(o->args);
     free(o);
     ch->busy = false;
+    if (ch->in_kick) return;
+    kick(ch);
+    ch_release(ch);
+}
+
+void ch_handoff(channel *ch)
+{
+    ch->busy = false;
+    ch_kick(ch);
+}
+
+void ch_kick(channel *ch)
+{
     if (ch->in_kick) return;
     kick(ch);
     ch_release(ch);

@@ -13,6 +13,7 @@
 
 typedef struct channel channel;
 typedef struct op op;
+typedef struct appending appending;   /* store.c: a message in flight */
 typedef void (*op_fn)(channel *ch, op *o);
 
 struct op {
@@ -40,6 +41,11 @@ struct channel {
     bool log_exists;      /* the channel log was found at open */
     bool stale;           /* failover: another node may have written it since
                           ** it was opened; reopened before the next op */
+    /* Messages whose append is with the backend (and answers waiting behind
+    ** them), in arrival order: the queue goes on with the next message
+    ** meanwhile, so appends that arrive together are committed together. */
+    appending *fly_head, *fly_tail;
+    size_t nfly;
 };
 
 extern struct storage_role {
@@ -60,6 +66,10 @@ const cps_storage_backend *backend(void);
 channel *ch_get(const char *id, bool create);
 int  ch_enqueue(channel *ch, op_fn run, cps_call *call, json_t *args);
 void ch_done(channel *ch, op *o);
+/* The running op lives on in ch->fly (store.c): the queue moves on. */
+void ch_handoff(channel *ch);
+/* Runs what may run now (after ch->fly shrank); ch may be freed. */
+void ch_kick(channel *ch);
 void ch_release(channel *ch);
 void ch_forget_state(channel *ch);   /* drop metadata and index (reopen later) */
 bool ch_is_member(channel *ch, const char *user);
@@ -80,6 +90,8 @@ int  chanrpc_register(void);
 /* store.c */
 int  cmd_channel_message(cps_call *call, json_t *args, void *ud);
 void op_message(channel *ch, op *o);   /* store args.content (args.user may be null) */
+bool op_pipelines(const op *o);        /* may run while messages are in flight */
+void fly_drop(channel *ch);            /* unload: forget what is in flight */
 
 /* failover.c: storage failover (docs/protocol/cluster.md §11) */
 int  fo_init(void);

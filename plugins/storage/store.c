@@ -1,8 +1,10 @@
 /*
 ** store.c - storing a broadcast (spec docs/protocol/history.md §3): duplicate checkpoints,
 ** expiry, signature check on the thread pool, append, then the member list
-** to relay to.  All of it runs as one op of the channel's queue, so the log
-** order is the arrival order, also while a check waits for the pool.
+** to relay to.  The checks run as one op of the channel's queue, so the log
+** order is the arrival order; once its append is handed to the backend the
+** queue moves on (appends in flight, group commit), and the answers wait in
+** ch->fly so each is given after its own commit and in arrival order.
 */
 #include <sodium.h>
 #include <stdio.h>
@@ -26,10 +28,55 @@ typedef struct verify {
 
 static void append_line(channel *ch, op *o);
 
+/* A message in flight (its append handed to the backend), or an answer that
+** waits behind those: ch->fly keeps them in arrival order. */
+typedef struct appending {
+    struct appending *next;
+    double started;       /* mono_seconds() when the backend was asked */
+    char id[40];
+    op *o;
+    char *line;           /* without '\n' */
+    size_t len;
+    json_t *msg;
+    bool finished;        /* the backend answered (or there was nothing to write) */
+    int status;
+    uint64_t size;        /* the log's size after this append */
+} appending;
+
+static void fly_push(channel *ch, appending *a)
+{
+    if (ch->fly_tail) ch->fly_tail->next = a; else ch->fly_head = a;
+    ch->fly_tail = a;
+    ch->nfly++;
+}
+
+/* Fails the running op.  With messages in flight the error waits behind
+** them, so a client's answers keep the order of its messages. */
 static void fail(channel *ch, op *o, int err)
 {
-    API->reply(o->call, err, NULL);
-    ch_done(ch, o);
+    appending *a = ch->fly_head ? calloc(1, sizeof *a) : NULL;
+    if (!a) {
+        API->reply(o->call, err, NULL);
+        ch_done(ch, o);
+        return;
+    }
+    a->o = o;
+    a->finished = true;
+    a->status = err;
+    fly_push(ch, a);
+    ch_handoff(ch);
+}
+
+/* Whether o may run while earlier messages are in flight: a plain message
+** only.  Every other op (joins, history, metadata, trims) and a checkpoint
+** (compared with the last stored one) waits until they are committed. */
+bool op_pipelines(const op *o)
+{
+    if (o->run != op_message) return false;
+    json_t *c = json_object_get(o->args, "content");
+    char cp[64];
+    hk_checkpoint_prefix(json_string_value(c), json_string_length(c), cp, sizeof cp);
+    return cp[0] == 0;
 }
 
 static void verify_work(void *ud)
@@ -66,48 +113,70 @@ static double mono_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-typedef struct appending {
-    double started;       /* mono_seconds() when the backend was asked */
-    char id[40];
-    op *o;
-    char *line;           /* without '\n' */
-    size_t len;
-    uint64_t offset;
-    json_t *msg;
-} appending;
+static void fly_free(appending *a)
+{
+    json_decref(a->msg);
+    free(a->line);
+    free(a);
+}
+
+/* Answers the finished entries at the head of ch->fly, in order: the index
+** grows by each committed line (at the offset the backend reports, so a
+** failed append before it leaves no hole), then ACK and relay. */
+static void fly_flush(channel *ch)
+{
+    while (ch->fly_head && ch->fly_head->finished) {
+        appending *a = ch->fly_head;
+        ch->fly_head = a->next;
+        if (!ch->fly_head) ch->fly_tail = NULL;
+        ch->nfly--;
+        op *o = a->o;
+        if (!a->line) {
+            API->reply(o->call, a->status, NULL);           /* a failure queued by fail() */
+        } else if (a->status != CPS_OK) {
+            API->log(ST.self, CPS_LOG_ERROR, "channel %s: append failed: %s", a->id, API->errname(a->status));
+            if (a->status == CPS_EUNAVAILABLE) {
+                /* fenced (failover): another node serves it now; retryable */
+                ch->stale = true;
+                fo_fenced(a->id);
+            }
+            API->reply(o->call, a->status == CPS_EUNAVAILABLE ? a->status : CPS_EIO, NULL);
+        } else {
+            uint64_t line_bytes = a->len + 1;
+            hk_index_add(&ch->idx, a->line, a->len, a->size >= line_bytes ? a->size - line_bytes : 0);
+            ch->idx.size = a->size;
+            ch->log_exists = true;
+            API->counter_add(ST.c_stored, 1);
+            if (json_is_true(json_object_get(o->args, "private"))) {
+                /* WRITE_PRIVATE_MESSAGE: every member gets it, the caller the time */
+                cps_fanout(API, ST.self, ch->members, NULL, a->msg);
+                API->reply(o->call, CPS_OK, json_pack("{s O}", "time", json_array_get(a->msg, 5)));
+            } else {
+                API->reply(o->call, CPS_OK, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
+            }
+        }
+        json_decref(o->args);
+        free(o);
+        fly_free(a);
+    }
+}
 
 static void append_done(void *ud, int status, uint64_t size)
 {
     appending *a = ud;
     if (append_hist) API->histogram_observe(append_hist, mono_seconds() - a->started);
-    channel *ch = ch_get(a->id, false);
-    if (ch) {
-        if (status != CPS_OK) {
-            API->log(ST.self, CPS_LOG_ERROR, "channel %s: append failed: %s", a->id, API->errname(status));
-            if (status == CPS_EUNAVAILABLE) {
-                /* fenced (failover): another node serves it now; retryable */
-                ch->stale = true;
-                fo_fenced(a->id);
-            }
-            fail(ch, a->o, status == CPS_EUNAVAILABLE ? status : CPS_EIO);
-        } else {
-            hk_index_add(&ch->idx, a->line, a->len, a->offset);
-            ch->idx.size = size;
-            ch->log_exists = true;
-            API->counter_add(ST.c_stored, 1);
-            if (json_is_true(json_object_get(a->o->args, "private"))) {
-                /* WRITE_PRIVATE_MESSAGE: every member gets it, the caller the time */
-                cps_fanout(API, ST.self, ch->members, NULL, a->msg);
-                API->reply(a->o->call, CPS_OK, json_pack("{s O}", "time", json_array_get(a->msg, 5)));
-            } else {
-                API->reply(a->o->call, CPS_OK, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
-            }
-            ch_done(ch, a->o);
-        }
+    a->finished = true;
+    a->status = status;
+    a->size = size;
+    channel *ch = ch_get(a->id, false);   /* kept while ch->fly is not empty */
+    if (!ch) {                            /* dropped at unload (fly_drop) */
+        json_decref(a->o->args);
+        free(a->o);
+        fly_free(a);
+        return;
     }
-    json_decref(a->msg);
-    free(a->line);
-    free(a);
+    fly_flush(ch);
+    ch_kick(ch);     /* ch may be gone after this */
 }
 
 /* [0,user|null,"MSG",channel,content,time] as JSON.stringify writes it. */
@@ -133,20 +202,46 @@ static void append_line(channel *ch, op *o)
     a->o = o;
     a->line = b.s;
     a->len = b.len - 1;
-    a->offset = ch->idx.size;
     a->msg = json_pack("[i O s s O I]", 0, user ? user : json_null(), "MSG", ch->id, content, now);
     const cps_storage_backend *be = backend();
     if (!append_hist && CPS_API_HAS(API, histogram))
         append_hist = API->histogram(ST.self, "storage_append_seconds",
                                      "Time the storage backend took to append one message to a channel log.");
     a->started = mono_seconds();
+    /* In ch->fly before the call: a backend may answer before it returns. */
+    fly_push(ch, a);
     int rc = be ? be->channel_append(be->state, ch->id, b.s, b.len, append_done, a) : CPS_EIO;
     if (rc) {
-        json_decref(a->msg);
-        free(a->line);
-        free(a);
+        /* never reached the backend: the entry is the last one, unfinished */
+        appending **pp = &ch->fly_head, *prev = NULL;
+        while (*pp != a) { prev = *pp; pp = &(*pp)->next; }
+        *pp = NULL;
+        ch->fly_tail = prev;
+        ch->nfly--;
+        fly_free(a);
         fail(ch, o, CPS_EIO);
+        return;
     }
+    ch_handoff(ch);   /* the next message may go while this one is in flight */
+}
+
+/* Frees the entries of a channel being dropped at unload; one whose append
+** is still out is freed by its append_done, which then finds no channel. */
+void fly_drop(channel *ch)
+{
+    while (ch->fly_head) {
+        appending *a = ch->fly_head;
+        ch->fly_head = a->next;
+        if (a->finished) {
+            json_decref(a->o->args);
+            free(a->o);
+            fly_free(a);
+        } else {
+            a->id[0] = 0;   /* its append_done finds no channel */
+        }
+    }
+    ch->fly_tail = NULL;
+    ch->nfly = 0;
 }
 
 void op_message(channel *ch, op *o)
