@@ -894,6 +894,17 @@ static int l_obj_archive(lua_State *L)
     return push_status(L, b->obj_archive(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
 }
 
+/* cps.obj_restore(store, key, fn(err)): the archived copy back (ENOENT if
+** none, EEXIST over a live object; ENOENT too on a backend without it). */
+static int l_obj_restore(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_restore) || !b->obj_restore) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_restore(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
 /* cps.channel_read(id, offset, max, fn(err, text, next, eof)): complete
 ** lines of a channel log from a byte offset (max at most 1 MiB). */
 static void lua_channel_read_done(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
@@ -1179,6 +1190,7 @@ static const luaL_Reg cps_funcs[] = {
     { "obj_write", l_obj_write },
     { "obj_delete", l_obj_delete },
     { "obj_archive", l_obj_archive },
+    { "obj_restore", l_obj_restore },
     { "channel_read", l_channel_read },
     { "channel_delete", l_channel_delete },
     { "pin_read", l_pin_read },

@@ -696,6 +696,12 @@ static int fs_obj_archive(void *st, const char *store, const char *key, cps_stor
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
 }
 
+static int fs_obj_restore(void *st, const char *store, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return obj_simple(OP_OBJ_RESTORE, store, key, done, ud);
+}
+
 /* ---- the raw view (fs_raw.c runs it) --------------------------------- */
 
 static int raw_req(int op, const char *space, const char *name, fs_req **out, void *ud)
@@ -874,6 +880,8 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .raw_size = fs_raw_size,
         .raw_read = fs_raw_read,
         .raw_write = fs_raw_write,
+        .lease = NULL,          /* no other process reaches these files */
+        .obj_restore = fs_obj_restore,
     };
     int rc = a->register_storage(self, &FS.backend);
     if (rc) { teardown(); return rc; }

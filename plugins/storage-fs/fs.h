@@ -21,7 +21,7 @@ enum fs_op {
     OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL, OP_PIN_ARCHIVE,
     /* named objects (blobs, staged uploads, blocks) */
     OP_OBJ_APPEND, OP_OBJ_WRITE, OP_OBJ_READ, OP_OBJ_SIZE, OP_OBJ_MOVE, OP_OBJ_DELETE,
-    OP_OBJ_ARCHIVE,
+    OP_OBJ_ARCHIVE, OP_OBJ_RESTORE,
     OP_CUT,           /* remove [arg, arg + arg2) of a channel log */
     /* the raw view (fs_raw.c) */
     OP_RAW_SPACES, OP_RAW_LIST, OP_RAW_SIZE, OP_RAW_READ, OP_RAW_WRITE

@@ -610,6 +610,11 @@ static int run_obj(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
         if (!exists(p)) { r->status = CPS_ENOENT; return 0; }
         if (fs_obj_file(t, sizeof t, root, o->ns, o->id, true) != 0) return -1;
         return move_file(p, t, use_fsync);
+    case OP_OBJ_RESTORE:
+        /* Never over a live object (EEXIST); the archived copy moves back. */
+        if (fs_obj_file(t, sizeof t, root, o->ns, o->id, true) != 0) return -1;
+        if (!exists(t)) { r->status = CPS_ENOENT; return 0; }
+        return move_noreplace(t, p, r, use_fsync);
     }
     errno = EINVAL;
     return -1;

@@ -655,6 +655,12 @@ static int pg_obj_archive(void *st, const char *store, const char *key, cps_stor
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
 }
 
+static int pg_obj_restore(void *st, const char *store, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return obj_simple(OP_OBJ_RESTORE, store, key, done, ud);
+}
+
 /* No files here: objects are streamed with obj_read. */
 static const char *pg_obj_path(void *st, const char *store, const char *key, char *buf, size_t n)
 {
@@ -869,6 +875,7 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .raw_read = pg_raw_read,
         .raw_write = pg_raw_write,
         .lease = pg_lease,
+        .obj_restore = pg_obj_restore,
     };
     int rc = a->register_storage(self, &PG.backend);
     if (rc) { teardown(); return rc; }

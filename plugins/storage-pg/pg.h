@@ -21,7 +21,7 @@ enum pg_op {
     OP_DELETE, OP_PLACEHOLDER, OP_META_APPEND, OP_META_READ, OP_META_WRITE,
     OP_PIN_APPEND, OP_PIN_READ, OP_REC_PUT, OP_REC_GET, OP_REC_DEL, OP_PIN_ARCHIVE,
     OP_OBJ_APPEND, OP_OBJ_WRITE, OP_OBJ_READ, OP_OBJ_SIZE, OP_OBJ_MOVE, OP_OBJ_DELETE,
-    OP_OBJ_ARCHIVE,
+    OP_OBJ_ARCHIVE, OP_OBJ_RESTORE,
     OP_CUT,
     OP_LEASE,      /* lease.c: arg slot, arg2 ttl_ms, in holder */
     /* the raw view (cps_storage.h raw_*): o->ns is the space, o->id the name */

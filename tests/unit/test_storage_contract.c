@@ -1064,6 +1064,33 @@ static void test_objects(void **state)
     assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
     if (T.fs) { path(p, sizeof p, "data/archive/blob/01/" BLOB1); assert_file(p, "new"); }
 
+    /* Restore (ABI 2.2): the archived copy comes back, once; never over a
+    ** live object (EEXIST, both copies kept); ENOENT without an archive. */
+    assert_true(CPS_STORAGE_HAS(B, obj_restore) && B->obj_restore);
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_OK);
+    RUN(&r, B->obj_read(S, "blob", BLOB1, 0, 64, on_read, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.len, 3);
+    assert_memory_equal(r.data, "new", 3);
+    if (T.fs) {
+        path(p, sizeof p, "data/archive/blob/01/" BLOB1);
+        assert_false(file_exists(p));
+        path(p, sizeof p, "blob/01/" BLOB1);
+        assert_file(p, "new");
+    }
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_ENOENT);
+    assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
+    assert_int_equal(obj_append("blob", BLOB1, "live", 4, NULL), CPS_OK);
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_EEXIST);
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.size, 4);
+    assert_int_equal(obj_simple(B->obj_delete, "blob", BLOB1), CPS_OK);
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_OK);
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.size, 3);
+    assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
+    assert_int_equal(obj_simple(B->obj_restore, "nosuch", BLOB1), CPS_ENOENT);
+
     /* Order: appends, a move and a size on one object complete in order. */
     res a[20] = { 0 }, mv = { 0 }, sz = { 0 };
     completions = 0;
