@@ -962,6 +962,17 @@ static int l_pin_archive(lua_State *L)
     return push_status(L, b->pin_archive(b->state, key, lua_record_status, (void *)(intptr_t)ref), ref);
 }
 
+/* cps.pin_restore(safe_key, fn(err)): the archived pin log back (ENOENT if
+** none, EEXIST over a live one). */
+static int l_pin_restore(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, pin_restore) || !b->pin_restore) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->pin_restore(b->state, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
 /* cps.channel_size(id, fn(err, bytes)), cps.placeholder_read(id, fn(err, text)),
 ** cps.meta_read(id, fn(err, text)): a channel of this process's backend (in
 ** a cluster, run them on the channel's owner, cps.owner("storage", id)). */
@@ -1196,6 +1207,7 @@ static const luaL_Reg cps_funcs[] = {
     { "pin_read", l_pin_read },
     { "store_list", l_store_list },
     { "pin_archive", l_pin_archive },
+    { "pin_restore", l_pin_restore },
     { "channel_size", l_channel_size },
     { "placeholder_read", l_placeholder_read },
     { "meta_read", l_meta_read },

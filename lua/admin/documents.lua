@@ -152,9 +152,24 @@ cps.register_role_command("storage", "ADMIN_DOC", function(args, call)
     elseif op == "archive" and k == "blob" then
         local text = args.placeholder
         cps.obj_archive("blob", id, function(err)
-            -- as CryptPad: the placeholder is written even when the blob was missing
-            cps.obj_write("blob", id .. ".placeholder", text, function()
-                if err then call:error(err) else call:reply({}) end
+            local function placeholder()
+                -- as CryptPad: the placeholder is written even when the blob was missing
+                cps.obj_write("blob", id .. ".placeholder", text, function()
+                    if err then call:error(err) else call:reply({}) end
+                end)
+            end
+            if err then return placeholder() end
+            -- its metadata goes with it, as CryptPad's archive does (a blob
+            -- without one is fine: ENOENT is no failure here)
+            cps.obj_archive("blob", id .. ".metadata.ndjson", function() placeholder() end)
+        end)
+    elseif op == "restore" and k == "blob" then
+        -- the blob first: nothing archived (ENOENT) or a live one in the
+        -- way (EEXIST) leaves everything as it is
+        cps.obj_restore("blob", id, function(err)
+            if err then return call:error(err) end
+            cps.obj_restore("blob", id .. ".metadata.ndjson", function()
+                cps.obj_delete("blob", id .. ".placeholder", function() call:reply({}) end)
             end)
         end)
     else
@@ -303,11 +318,9 @@ cps.admin_command("ARCHIVE_DOCUMENTS", "archive a list {list, reason}: {state, f
     end
 end)
 
-cps.admin_command("RESTORE_ARCHIVED_DOCUMENT", "bring an archived channel back {id}", function(p, ctx)
+cps.admin_command("RESTORE_ARCHIVED_DOCUMENT", "bring an archived channel or blob back {id}", function(p, ctx)
     local id = doc_id(p)
-    local k = kind(id)
-    if k == "blob" then error("E_NOT_IMPLEMENTED", 0) end
-    if k ~= "channel" then error("EINVAL", 0) end
+    if not chan_or_blob(id) then error("EINVAL", 0) end
     ask(id, { op = "restore" }, function(err)
         if err then return ctx:error(err) end
         ctx:reply(cps.null)

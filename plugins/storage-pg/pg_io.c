@@ -438,8 +438,9 @@ static int archive_existing(io *x, const okey *live, pg_req *r)
     return m < 0 ? -1 : 0;
 }
 
-/* The undo of archive_existing for objects: nothing moves over a live one. */
-static int obj_restore(io *x, const okey *live, pg_req *r)
+/* The undo of archive_existing (pin logs, objects): nothing moves over a
+** live one. */
+static int restore_existing(io *x, const okey *live, pg_req *r)
 {
     okey arch = *live;
     arch.arch = true;
@@ -626,6 +627,7 @@ static int run_one(io *x, const pg_obj *o, pg_req *r)
     case OP_PIN_APPEND:   return append(x, &pin, r->in, r->inlen, NULL);
     case OP_PIN_READ:     return read_key(x, &pin, r);
     case OP_PIN_ARCHIVE:  return archive_existing(x, &pin, r);
+    case OP_PIN_RESTORE:  return restore_existing(x, &pin, r);
     case OP_REC_PUT:      return put(x, &rec, r->in, r->inlen);
     case OP_REC_GET:      return read_key(x, &rec, r);
     case OP_REC_DEL:
@@ -640,7 +642,7 @@ static int run_one(io *x, const pg_obj *o, pg_req *r)
         if ((f = drop(x, &obj)) == 0) r->status = CPS_ENOENT;
         return f < 0 ? -1 : 0;
     case OP_OBJ_ARCHIVE:  return archive_existing(x, &obj, r);
-    case OP_OBJ_RESTORE:  return obj_restore(x, &obj, r);
+    case OP_OBJ_RESTORE:  return restore_existing(x, &obj, r);
     }
     snprintf(x->err, x->errlen, "unknown operation %d", r->op);
     return -1;

@@ -883,6 +883,28 @@ static void test_pins_and_records(void **state)
         assert_file(ap, p2);
         assert_int_equal(B->pin_archive(S, "../../etc/passwd", on_done, &r), CPS_EINVAL);
         assert_int_equal(B->pin_archive(S, NULL, on_done, &r), CPS_EINVAL);
+
+        /* Restore (ABI 2.2, an admin restoring an account): the archived
+        ** log comes back once, never over a live one (EEXIST, both kept). */
+        assert_true(CPS_STORAGE_HAS(B, pin_restore) && B->pin_restore);
+        RUN(&r, B->pin_restore(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_OK);
+        char *back = get_data(B->pin_read, KEY1, &st);
+        assert_string_equal(back, p2);
+        free(back);
+        if (T.fs) assert_false(file_exists(ap));
+        RUN(&r, B->pin_restore(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_ENOENT);
+        RUN(&r, B->pin_archive(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_OK);
+        RUN(&r, B->pin_append(S, KEY1, p1, strlen(p1), on_done, &r));
+        RUN(&r, B->pin_restore(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_EEXIST);
+        back = get_data(B->pin_read, KEY1, &st);
+        assert_string_equal(back, p1);
+        free(back);
+        assert_file(ap, p2);
+        assert_int_equal(B->pin_restore(S, "../../etc/passwd", on_done, &r), CPS_EINVAL);
     }
 
     RUN(&r, B->record_put(S, "tasks", "Task_1=+-", "v1", 2, on_done, &r));
