@@ -230,7 +230,47 @@ cps.admin_command("GET_METADATA_HISTORY", "every metadata line of a channel or b
     end)
 end)
 
-cps.admin_command("GET_STORED_METADATA", "the current metadata of a channel", function(p, ctx)
+-- A blob's metadata from its metadata log: the first object line, then its
+-- owner changes (the only commands a blob's metadata log receives,
+-- docs/protocol/history.md §10).  nil without a log.
+local function blob_metadata(lines)
+    local md
+    for _, v in ipairs(lines) do
+        if type(v) == "table" and v[1] == nil and md == nil then
+            md = v
+        elseif md and type(v) == "table" and type(v[2]) == "table" and type(md.owners) == "table" then
+            local owners = A()
+            for _, k in ipairs(md.owners) do
+                local dropped = false
+                if v[1] == "RM_OWNERS" then for _, r in ipairs(v[2]) do dropped = dropped or r == k end end
+                if not dropped then owners[#owners + 1] = k end
+            end
+            if v[1] == "ADD_OWNERS" then
+                for _, k in ipairs(v[2]) do
+                    local seen = false
+                    for _, o in ipairs(owners) do seen = seen or o == k end
+                    if not seen and type(k) == "string" then owners[#owners + 1] = k end
+                end
+            end
+            md.owners = owners
+        end
+    end
+    return md
+end
+
+cps.admin_command("GET_STORED_METADATA", "the current metadata of a channel or blob", function(p, ctx)
+    if kind(p) == "blob" then
+        return ask(p, { op = "meta_lines" }, function(err, r)
+            if err then return ctx:error(err) end
+            local md = blob_metadata(r.lines)
+            if md then return ctx:reply(md) end
+            -- an archived blob answers its placeholder, as a channel does
+            ask(p, { op = "status" }, function(serr, st)
+                if not serr and st.placeholder then return ctx:error(st.placeholder) end
+                ctx:reply(cps.null)
+            end)
+        end)
+    end
     if kind(p) ~= "channel" then error("INVALID_CHAN", 0) end
     local node = cps.owner("storage", p)
     if not node then error("EUNAVAILABLE", 0) end

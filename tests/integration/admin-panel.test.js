@@ -15,7 +15,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
-const { startServer, withLog, tmpDir, channelFile, writeStored, existsStored } = require('./lib/server');
+const { startServer, withLog, tmpDir, channelFile, writeStored, existsStored, readStored } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const AD = require('./lib/admin');
@@ -150,6 +150,37 @@ T('login blocks: status with TOTP "DISABLED"; DISABLE_MFA without TOTP is MFA_ER
     assert.equal(await adm.fail('ARCHIVE_BLOCK', { key: 'x' }), 'EINVAL');
 });
 
+// The file of login block `key` (its safe form) on its storage node, live or archived.
+const blockFile = (key, archived) => {
+    const safe = R.safeKey(key);
+    return Path.join(dirOf(safe), ...(archived ? ['data', 'archive'] : []), 'block', safe.slice(0, 2), safe);
+};
+
+T('RESTORE_ARCHIVED_BLOCK: the archived block back, its placeholder gone; never over a live one', async () => {
+    const K = R.keyPair();
+    writeStored(blockFile(K.pub), 'the login block');
+    assert.deepEqual(await adm.call('ARCHIVE_BLOCK', { key: K.pub, reason: 'abuse' }), []);
+    assert.ok(!existsStored(blockFile(K.pub)));
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', K.pub),
+        [{ live: false, archived: true, placeholder: 'MODERATION_BLOCK:abuse', totp: 'DISABLED' }]);
+    assert.deepEqual(await adm.call('RESTORE_ARCHIVED_BLOCK', { key: K.pub, reason: 'oops' }), []);
+    assert.equal(readStored(blockFile(K.pub), 'utf8'), 'the login block');
+    assert.ok(!existsStored(blockFile(K.pub, true)));
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', K.pub), [{ live: true, archived: false, totp: 'DISABLED' }]);
+    // nothing archived any more
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: K.pub }), 'ENOENT');
+    // a live block in the way: nothing moves
+    assert.deepEqual(await adm.call('ARCHIVE_BLOCK', { key: K.pub, reason: 'again' }), []);
+    writeStored(blockFile(K.pub), 'a new block');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: K.pub }), 'EEXIST');
+    assert.equal(readStored(blockFile(K.pub), 'utf8'), 'a new block');
+    assert.equal(readStored(blockFile(K.pub, true), 'utf8'), 'the login block');
+    // bad input, before any path is built
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', null), 'INVALID_ARGS');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: '../../../../../../../../../../etc/passwd=' }), 'EINVAL');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: 'x'.repeat(44) }), 'EINVAL');
+});
+
 // ------------------------------------------------------------ documents
 
 const X = '0123456789abcdef0123456789abcdef';
@@ -212,6 +243,33 @@ T('archiving a live channel tells its member, moves its files; restore brings it
     r.close();
 });
 
+T('RESTORE_ARCHIVED_DOCUMENT of a blob: the blob and its metadata back, the placeholder gone', async () => {
+    const B = C.hex(24);
+    const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
+    const owner = R.keyPair();
+    writeStored(blob, 'encrypted bytes');
+    writeStored(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [owner.pub] }) + '\n');
+    assert.deepEqual((await adm.call('GET_STORED_METADATA', B))[0].owners, [owner.pub]);
+    assert.deepEqual(await adm.call('ARCHIVE_DOCUMENT', { id: B, reason: 'spam' }), []);
+    assert.equal(await adm.fail('GET_STORED_METADATA', B), 'MODERATION_PAD:spam');
+    assert.ok(!existsStored(blob));
+    assert.ok(!existsStored(`${blob}.metadata.ndjson`));
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B),
+        [{ live: false, archived: true, placeholder: 'MODERATION_PAD:spam' }]);
+    assert.deepEqual(await adm.call('RESTORE_ARCHIVED_DOCUMENT', { id: B, reason: 'oops' }), []);
+    assert.equal(readStored(blob, 'utf8'), 'encrypted bytes');
+    assert.deepEqual((await adm.call('GET_STORED_METADATA', B))[0].owners, [owner.pub]);
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B), [{ live: true, archived: false }]);
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', B), 'ENOENT');
+    // a live blob in the way: nothing moves
+    assert.deepEqual(await adm.call('ARCHIVE_DOCUMENT', B), []);
+    writeStored(blob, 'other bytes');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', { id: B }), 'EEXIST');
+    assert.equal(readStored(blob, 'utf8'), 'other bytes');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', { id: '../'.repeat(16) }), 'EINVAL');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', null), 'EINVAL');
+});
+
 T('ARCHIVE_DOCUMENTS: {state, failed}: a missing blob fails, a missing channel does not', async () => {
     const blob = C.hex(24);
     const [res] = await adm.call('ARCHIVE_DOCUMENTS', { list: [C.padId(), blob], reason: 'r' });
@@ -235,7 +293,9 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
     writeStored(blob, 'encrypted bytes');
     writeStored(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [W.pub] }) + '\n');
-    writePinLog(W, [['RESET', [Q, Q2, B], Date.now()]]);
+    const WB = R.keyPair();       // W's login block, named by its pin log
+    writeStored(blockFile(WB.pub), 'W block');
+    writePinLog(W, [['RESET', [Q, Q2, B], Date.now()], ['PIN', [`${WB.pub}#block`], Date.now()]]);
 
     const [meta] = await adm.call('GET_STORED_METADATA', Q2);
     assert.deepEqual(meta.owners, [W.pub, other.pub]);
@@ -251,15 +311,30 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
         [{ live: false, archived: true, placeholder: 'MODERATION_ACCOUNT:abuse' }]);
     assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: false }]);
     assert.equal(await adm.fail('GET_STORED_METADATA', Q), 'MODERATION_ACCOUNT:abuse');
+    assert.ok(!existsStored(blockFile(WB.pub)));
     assert.deepEqual(await adm.call('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }),
-        [{ key: W.safe, channels: [Q], blobs: [B], reason: 'abuse' }]);
+        [{ key: W.safe, channels: [Q], blobs: [B], blockId: WB.pub, reason: 'abuse' }]);
 
     const [res] = await adm.call('RESTORE_ACCOUNT', { key: W.pub });
-    assert.equal(res.state, true);
-    assert.deepEqual(res.errors, [B, `${W.safe}#pins`]);
+    assert.deepEqual(res, { state: true, errors: [] });
     assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q))[0].live, true);
+    // the blob, the pin log and the login block are back too
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B), [{ live: true, archived: false }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: true }]);
+    assert.deepEqual(await adm.call('GET_PIN_LIST', W.pub), [Q, Q2, B]);
+    assert.equal(readStored(blockFile(WB.pub), 'utf8'), 'W block');
     assert.equal(await adm.fail('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }), 'ENOENT');
     assert.equal(await adm.fail('RESTORE_ACCOUNT', { key: W.pub }), 'ENOENT');
+
+    // archived again, with a live pin log in the way at restore: the rest
+    // comes back, the pin log is listed in `errors` and left as it is
+    assert.deepEqual(await adm.call('ARCHIVE_ACCOUNT', { key: W.pub, reason: 'again' }), [{ state: true }]);
+    writePinLog(W, [['RESET', [Q2], Date.now()]]);
+    const [res2] = await adm.call('RESTORE_ACCOUNT', { key: W.pub });
+    assert.deepEqual(res2, { state: true, errors: [`${W.safe}#pins`] });
+    assert.deepEqual(await adm.call('GET_PIN_LIST', W.pub), [Q2]);
+    assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q))[0].live, true);
+    assert.equal((await adm.call('GET_DOCUMENT_STATUS', B))[0].live, true);
 });
 
 T('broadcasts: an admin\'s authenticated connection may post to the admin channel, nobody else', async () => {
