@@ -472,6 +472,26 @@ static int l_process(lua_State *L)
     return 1;
 }
 
+/* cps.timings(): {name = {count, seconds}} of every latency histogram of
+** this process (RPC calls, appends, history streams): where its time goes. */
+static void lua_timing_one(const char *name, uint64_t count, double sum, void *ud)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)count);
+    lua_setfield(L, -2, "count");
+    lua_pushnumber(L, sum);
+    lua_setfield(L, -2, "seconds");
+    lua_setfield(L, -2, name);
+}
+
+static int l_timings(lua_State *L)
+{
+    lua_newtable(L);
+    cps_metrics_each_histogram(lua_timing_one, L);
+    return 1;
+}
+
 /* cps.print(text): one line on standard output (operator messages such as
 ** the first-admin link, which CryptPad prints there too). */
 static int l_print(lua_State *L)
@@ -826,6 +846,26 @@ static int l_store_list(lua_State *L)
     const cps_storage_backend *b = need_backend(L, 4, &ref);
     if (!b || !CPS_STORAGE_HAS(b, raw_list) || !b->raw_list) return push_status(L, CPS_ENOENT, ref);
     return push_status(L, b->raw_list(b->state, space, after, (size_t)max, lua_store_names, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.store_spaces(fn(err, spaces)): every raw space holding an entry;
+** cps.store_size(space, name, fn(err, bytes)): one entry's size.  With
+** store_list, what an admin script sums to tell the disk usage. */
+static int l_store_spaces(lua_State *L)
+{
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 1, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, raw_spaces) || !b->raw_spaces) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->raw_spaces(b->state, lua_store_names, (void *)(intptr_t)ref), ref);
+}
+
+static int l_store_size(lua_State *L)
+{
+    const char *space = luaL_checkstring(L, 1), *name = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, raw_size) || !b->raw_size) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->raw_size(b->state, space, name, lua_store_size, (void *)(intptr_t)ref), ref);
 }
 
 /* cps.obj_read(store, key, fn(err, data)): a whole object (at most 16 MiB). */
@@ -1195,6 +1235,7 @@ static const luaL_Reg cps_funcs[] = {
     { "print", l_print },
     { "sessions", l_sessions },
     { "process", l_process },
+    { "timings", l_timings },
     { "obj_read", l_obj_read },
     { "obj_append", l_obj_append },
     { "obj_size", l_obj_size },
@@ -1206,6 +1247,8 @@ static const luaL_Reg cps_funcs[] = {
     { "channel_delete", l_channel_delete },
     { "pin_read", l_pin_read },
     { "store_list", l_store_list },
+    { "store_spaces", l_store_spaces },
+    { "store_size", l_store_size },
     { "pin_archive", l_pin_archive },
     { "pin_restore", l_pin_restore },
     { "channel_size", l_channel_size },

@@ -79,6 +79,34 @@ T('what the panel sends when it opens answers with the shapes it reads', async (
     assert.equal(await adm.fail('GET_PIN_HISTORY'), 'NOT_IMPLEMENTED');
 });
 
+T('DISK_USAGE: bytes per kind of data, summed over every storage node; a new blob counts', async () => {
+    const KEYS = ['total', 'pin', 'blob', 'blobstage', 'block', 'datastore'];
+    const [before] = await adm.call('DISK_USAGE');
+    assert.deepEqual(Object.keys(before).sort(), [...KEYS].sort());
+    for (const k of KEYS) { assert.ok(Number.isInteger(before[k]) && before[k] >= 0, `${k}: ${before[k]}`); }
+    const B = C.hex(24);
+    writeStored(Path.join(dirOf(B), 'blob', B.slice(0, 2), B), Buffer.alloc(12345, 7));
+    const P = C.padId();
+    writeStored(channelFile(dirOf(P), P), JSON.stringify([0, 'u', 'MSG', P, 'x'.repeat(1000), 1]) + '\n');
+    const [after] = await adm.call('DISK_USAGE');
+    assert.equal(after.blob - before.blob, 12345);
+    assert.ok(after.datastore - before.datastore >= 1000, `${after.datastore} ${before.datastore}`);
+    assert.ok(after.total >= after.blob + after.pin + after.block + after.datastore);
+});
+
+T('GET_WORKER_PROFILES: seconds per kind of work, numbers the panel can sort', async () => {
+    const Y = C.padId();
+    const r = await C.rawReady(srv.url);
+    await r.request(['JOIN', Y]);
+    await r.request(['MSG', Y, 'timed']);
+    r.close();
+    const [prof] = await adm.call('GET_WORKER_PROFILES');
+    assert.ok(isObj(prof));
+    assert.ok(Object.keys(prof).length > 0, JSON.stringify(prof));
+    for (const [k, v] of Object.entries(prof)) { assert.ok(typeof v === 'number' && v >= 0, `${k}: ${v}`); }
+    assert.equal(typeof prof.storage_append_seconds, 'number', JSON.stringify(prof));
+});
+
 T('ACTIVE_SESSIONS counts every connection, ACTIVE_PADS every joined channel', async () => {
     const [before] = await adm.call('ACTIVE_SESSIONS');
     const [padsBefore] = await adm.call('ACTIVE_PADS');
