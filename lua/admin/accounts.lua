@@ -104,6 +104,12 @@ cps.register_role_command("storage", "ADMIN_ACCOUNT", function(args, call)
             if err then return call:error(err) end
             cps.obj_delete("block", sk .. ".placeholder", function() call:reply({}) end)
         end)
+    elseif args.op == "pins_archived" then
+        local ok, code = cps.store_size("archive/pin", sk, function(err)
+            if err and err ~= "ENOENT" then return call:error(err) end
+            call:reply({ archived = not err })
+        end)
+        if not ok then call:error(code or "EIO") end
     elseif args.op == "restore_pins" then
         cps.pin_restore(sk, function(err)
             if err then call:error(err) else call:reply({}) end
@@ -150,10 +156,16 @@ cps.admin_command("GET_USER_STORAGE_STATS", "how many channels and files a key p
     end)
 end)
 
--- `archived` is left out: the store cannot look into its archive (a
--- member whose check failed is omitted, docs/protocol/admin.md §3.2).
-cps.admin_command("GET_PIN_LOG_STATUS", "whether a key has a pin log", function(p, ctx)
-    pins(p, ctx, function(r) ctx:reply({ live = r.live == true }) end)
+-- `archived` through the backend's raw view (the "archive/pin" space); a
+-- member whose check failed is omitted (docs/protocol/admin.md §3.2).
+cps.admin_command("GET_PIN_LOG_STATUS", "whether a key has a pin log, live and archived", function(p, ctx)
+    pins(p, ctx, function(r)
+        local st = { live = r.live == true }
+        ask(p, { op = "pins_archived" }, function(err, a)
+            if not err then st.archived = a.archived end
+            ctx:reply(st)
+        end)
+    end)
 end)
 
 -- Sizes asked of the owners PARALLEL at a time: a pin list of thousands of

@@ -25,9 +25,33 @@ local function safe(k) return (k:gsub("/", "-")) end
 
 -- ---- the storage half: runs on the id's owner ----
 
+-- Whether an archived copy exists, through the backend's raw view
+-- (api/cps_storage.h): cb(true|false), or cb(nil) when it cannot tell
+-- (then `archived` is omitted, as a failed check is in CryptPad).
+local function in_archive(spaces, name, cb)
+    local i = 0
+    local function step()
+        i = i + 1
+        if not spaces[i] then return cb(false) end
+        local ok = cps.store_size(spaces[i], name, function(err)
+            if not err then return cb(true) end
+            if err ~= "ENOENT" then return cb(nil) end
+            step()
+        end)
+        if not ok then cb(nil) end
+    end
+    step()
+end
+
 -- Several backend calls, then one answer: step(done) chains.
 local function status_of(id, k, cb)
     local st = {}
+    local function archived(spaces, name, after)
+        in_archive(spaces, name, function(a)
+            st.archived = a
+            after()
+        end)
+    end
     local function with_placeholder(store, key, after)
         local ok = cps.obj_read(store, key, function(err, text)
             if not err and text then st.placeholder = text end
@@ -42,10 +66,7 @@ local function status_of(id, k, cb)
                 st.live = log_live or not merr
                 cps.placeholder_read(id, function(perr, text)
                     if not perr and text then st.placeholder = text end
-                    -- the store cannot look into its archive: a channel
-                    -- that is not live and left a placeholder was archived
-                    st.archived = (not st.live) and st.placeholder ~= nil
-                    cb(st)
+                    archived({ "archive/channel", "archive/meta" }, id, function() cb(st) end)
                 end)
             end)
         end)
@@ -53,8 +74,7 @@ local function status_of(id, k, cb)
         cps.obj_size("blob", id, function(err)
             st.live = not err
             with_placeholder("blob", id .. ".placeholder", function()
-                st.archived = (not st.live) and st.placeholder ~= nil
-                cb(st)
+                archived({ "archive/obj/blob" }, id, function() cb(st) end)
             end)
         end)
     else
@@ -62,16 +82,17 @@ local function status_of(id, k, cb)
         cps.obj_size("block", sk, function(err)
             st.live = not err
             with_placeholder("block", sk .. ".placeholder", function()
-                st.archived = (not st.live) and st.placeholder ~= nil
-                cps.obj_read("mfa", sk .. ".json", function(merr, text)
-                    local mfa = not merr and text and cps.json_decode(text)
-                    if type(mfa) == "table" then
-                        st.totp = { enabled = true }
-                        if type(mfa.contact) == "string" then st.totp.recovery = mfa.contact:match("^([^:]*)") end
-                    else
-                        st.totp = "DISABLED"
-                    end
-                    cb(st)
+                archived({ "archive/obj/block" }, sk, function()
+                    cps.obj_read("mfa", sk .. ".json", function(merr, text)
+                        local mfa = not merr and text and cps.json_decode(text)
+                        if type(mfa) == "table" then
+                            st.totp = { enabled = true }
+                            if type(mfa.contact) == "string" then st.totp.recovery = mfa.contact:match("^([^:]*)") end
+                        else
+                            st.totp = "DISABLED"
+                        end
+                        cb(st)
+                    end)
                 end)
             end)
         end)

@@ -136,12 +136,12 @@ T('the account report: pin activity, pin list, storage stats, pin log status (ve
     assert.deepEqual(await adm.call('GET_PIN_LIST', U.pub),
         ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'cccccccccccccccccccccccccccccccccccccccccccccccc']);
     assert.deepEqual(await adm.call('GET_USER_STORAGE_STATS', U.pub), [{ channels: 1, files: 1 }]);
-    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', U.pub), [{ live: true }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', U.pub), [{ live: true, archived: false }]);
     assert.deepEqual(await adm.call('GET_USER_TOTAL_SIZE', U.pub), [0]);
     // a key without a pin log
     assert.equal(await adm.fail('GET_PIN_ACTIVITY', N.pub), 'ENOENT');
     assert.deepEqual(await adm.call('GET_PIN_LIST', N.pub), []);
-    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', N.pub), [{ live: false }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', N.pub), [{ live: false, archived: false }]);
     // bad keys, before any path is built
     for (const bad of ['short', null, 42, '../../../../../../../../../../../etc/passwd=', 'x'.repeat(44)]) {
         assert.equal(await adm.fail('GET_PIN_LIST', bad), 'EINVAL', JSON.stringify(bad));
@@ -203,6 +203,9 @@ T('RESTORE_ARCHIVED_BLOCK: the archived block back, its placeholder gone; never 
     assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: K.pub }), 'EEXIST');
     assert.equal(readStored(blockFile(K.pub), 'utf8'), 'a new block');
     assert.equal(readStored(blockFile(K.pub, true), 'utf8'), 'the login block');
+    // both copies: `archived` looks into the archive itself, not at the placeholder
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', K.pub),
+        [{ live: true, archived: true, placeholder: 'MODERATION_BLOCK:again', totp: 'DISABLED' }]);
     // bad input, before any path is built
     assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', null), 'INVALID_ARGS');
     assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: '../../../../../../../../../../etc/passwd=' }), 'EINVAL');
@@ -337,7 +340,7 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q2))[0].live, true);
     assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B),
         [{ live: false, archived: true, placeholder: 'MODERATION_ACCOUNT:abuse' }]);
-    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: false }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: false, archived: true }]);
     assert.equal(await adm.fail('GET_STORED_METADATA', Q), 'MODERATION_ACCOUNT:abuse');
     assert.ok(!existsStored(blockFile(WB.pub)));
     assert.deepEqual(await adm.call('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }),
@@ -348,7 +351,7 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q))[0].live, true);
     // the blob, the pin log and the login block are back too
     assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B), [{ live: true, archived: false }]);
-    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: true }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: true, archived: false }]);
     assert.deepEqual(await adm.call('GET_PIN_LIST', W.pub), [Q, Q2, B]);
     assert.equal(readStored(blockFile(WB.pub), 'utf8'), 'W block');
     assert.equal(await adm.fail('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }), 'ENOENT');
