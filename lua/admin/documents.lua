@@ -170,6 +170,11 @@ cps.register_role_command("storage", "ADMIN_DOC", function(args, call)
                 end)
             end)
         end)
+    elseif op == "remove" and k == "blob" then
+        -- for good, as CryptPad: the blob goes, its metadata log stays
+        cps.obj_delete("blob", id, function(err)
+            if err then call:error(err) else call:reply({}) end
+        end)
     elseif op == "archive" and k == "blob" then
         local text = args.placeholder
         cps.obj_archive("blob", id, function(err)
@@ -388,12 +393,22 @@ cps.admin_command("RESTORE_ARCHIVED_DOCUMENT", "bring an archived channel or blo
     end)
 end)
 
-cps.admin_command("REMOVE_DOCUMENT", "delete a channel for good {id}", function(p, ctx)
-    local id = doc_id(p)
-    if kind(id) ~= "channel" then error("EINVAL", 0) end
+-- A deleted channel's members are told, as an archived one's are
+-- (docs/protocol/history.md §9.2), with MODERATION_DESTROY:<reason>.
+cps.admin_command("REMOVE_DOCUMENT", "delete a channel or blob for good {id, reason}", function(p, ctx)
+    local id, reason = doc_id(p)
+    if type(id) ~= "string" or #id < 32 or not valid_reason(reason) then error("EINVAL", 0) end
+    if not chan_or_blob(id) then
+        error(#id == 48 and "INVALID_ID" or (#id == 32 and "EINVAL" or "INVALID_ID_LENGTH"), 0)
+    end
     ask(id, { op = "remove" }, function(err)
         if err then return ctx:error(err) end
-        ctx:reply(cps.null)
+        if kind(id) ~= "channel" then return ctx:reply(cps.null) end
+        local notice = cps.json_encode({ error = "EDELETED", message = "MODERATION_DESTROY:" .. tostring(reason),
+                                         channel = id })
+        local ok = cps.query(cps.owner("storage", id), "CHANNEL_ADMIN_NOTIFY", { channel = id, message = notice },
+            function() ctx:reply(cps.null) end, TIMEOUT_MS)
+        if not ok then ctx:reply(cps.null) end
     end)
 end)
 

@@ -301,6 +301,35 @@ T('RESTORE_ARCHIVED_DOCUMENT of a blob: the blob and its metadata back, the plac
     assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', null), 'EINVAL');
 });
 
+T('REMOVE_DOCUMENT: a channel for good, its member told MODERATION_DESTROY; a blob (its metadata stays)', async () => {
+    const Y = C.padId();
+    const r = await C.rawReady(srv.url);
+    const hk = await R.learnHk(r);
+    await r.request(['JOIN', Y]);
+    await r.request(['MSG', Y, 'to be removed']);
+    await C.waitFor(async () => (await adm.call('GET_DOCUMENT_SIZE', Y))[0] > 0, 5000, 'the message stored');
+    assert.deepEqual(await adm.call('REMOVE_DOCUMENT', { id: Y, reason: 'illegal' }), []);
+    const notice = await r.next((f) => Array.isArray(f) && f[0] === 0 && f[1] === hk && f[2] === 'MSG' &&
+        typeof f[4] === 'string' && f[4].includes('EDELETED'), 5000);
+    assert.deepEqual(JSON.parse(notice[4]), { error: 'EDELETED', message: 'MODERATION_DESTROY:illegal', channel: Y });
+    assert.ok(!existsStored(channelFile(dirOf(Y), Y)));
+    assert.ok(!existsStored(Path.join(dirOf(Y), 'data', 'archive', 'datastore', Y.slice(0, 2), `${Y}.ndjson`)));
+    r.close();
+
+    const B = C.hex(24);
+    const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
+    writeStored(blob, 'bytes');
+    writeStored(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [] }) + '\n');
+    assert.deepEqual(await adm.call('REMOVE_DOCUMENT', B), []);
+    assert.ok(!existsStored(blob));
+    assert.ok(existsStored(`${blob}.metadata.ndjson`));
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', B), 'ENOENT');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', 'x'.repeat(40)), 'INVALID_ID_LENGTH');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', 'X'.repeat(48)), 'INVALID_ID');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', `../${'a'.repeat(29)}`), 'EINVAL');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', null), 'EINVAL');
+});
+
 T('ARCHIVE_DOCUMENTS: {state, failed}: a missing blob fails, a missing channel does not', async () => {
     const blob = C.hex(24);
     const [res] = await adm.call('ARCHIVE_DOCUMENTS', { list: [C.padId(), blob], reason: 'r' });
