@@ -158,8 +158,14 @@ cps.register_role_command("storage", "ADMIN_DOC", function(args, call)
         metadata_lines(id, function(lines) call:reply({ lines = lines }) end)
     elseif op == "restore" and k == "channel" then
         cps.channel_restore(id, function(err)
-            if err then return call:error(err) end
-            call:reply({})
+            if err ~= "EEXIST" then
+                if err then return call:error(err) end
+                return call:reply({})
+            end
+            -- CryptPad names which live file is in the way
+            cps.channel_size(id, function(serr)
+                call:error(serr and "UNARCHIVE_METADATA_CONFLICT" or "UNARCHIVE_CHANNEL_CONFLICT")
+            end)
         end)
     elseif op == "remove" and k == "channel" then
         cps.channel_size(id, function(err)

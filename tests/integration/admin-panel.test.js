@@ -271,6 +271,14 @@ T('archiving a live channel tells its member, moves its files; restore brings it
     const [back] = await adm.call('GET_DOCUMENT_STATUS', Y);
     assert.equal(back.live, true);
     assert.equal(back.placeholder, undefined);
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', Y), 'UNARCHIVE_CHANNEL_CONFLICT');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', C.padId()), 'ENOENT');
+    // archived again, then a live log or metadata log in the way: CryptPad's conflict names
+    assert.deepEqual(await adm.call('ARCHIVE_DOCUMENT', { id: Y, reason: 'again' }), []);
+    writeStored(channelFile(dirOf(Y), Y, '.metadata.ndjson'), JSON.stringify({ channel: Y }) + '\n');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', Y), 'UNARCHIVE_METADATA_CONFLICT');
+    writeStored(file, JSON.stringify([0, 'u', 'MSG', Y, 'new', Date.now()]) + '\n');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', Y), 'UNARCHIVE_CHANNEL_CONFLICT');
     r.close();
 });
 
