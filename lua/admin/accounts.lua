@@ -403,36 +403,50 @@ cps.admin_command("RESTORE_ACCOUNT", "restore an archived account {key}: {state,
         local steps = {}
         for _, id in ipairs(type(rep.channels) == "table" and rep.channels or {}) do steps[#steps + 1] = id end
         for _, id in ipairs(type(rep.blobs) == "table" and rep.blobs or {}) do steps[#steps + 1] = id end
-        local waiting = #steps + 2
-        local function one_done()
-            waiting = waiting - 1
-            if waiting > 0 then return end
-            ask(p.key, { op = "report_del" }, function()
-                ctx:reply({ state = true, errors = errors })
+        -- then the pin log, the block, and the report goes
+        local function finish()
+            ask(p.key, { op = "restore_pins" }, function(perr)
+                if perr then errors[#errors + 1] = safe(p.key) .. "#pins" end
+                local function drop_report()
+                    ask(p.key, { op = "report_del" }, function()
+                        ctx:reply({ state = true, errors = errors })
+                    end)
+                end
+                if not valid_key(rep.blockId) then return drop_report() end
+                ask(rep.blockId, { op = "restore_block" }, function(berr)
+                    if berr then errors[#errors + 1] = rep.blockId .. "#block" end
+                    drop_report()
+                end)
             end)
         end
-        for _, id in ipairs(steps) do
-            if type(id) == "string" and (#id == 32 or #id == 48) then
-                query_owner(id, "ADMIN_DOC", { op = "restore", id = id }, function(rerr)
-                    if rerr then errors[#errors + 1] = id end
-                    one_done()
-                end)
-            else
-                errors[#errors + 1] = tostring(id)
-                one_done()
+        -- the documents, PARALLEL at a time; an answer given at once (a
+        -- node down) does not recurse: the running loop takes the next
+        local i, running, pumping, finished = 1, 0, false, false
+        local pump
+        local function one_done() running = running - 1; pump() end
+        pump = function()
+            if pumping then return end
+            pumping = true
+            while running < PARALLEL and i <= #steps do
+                local id = steps[i]
+                i = i + 1
+                running = running + 1
+                if type(id) == "string" and (#id == 32 or #id == 48) then
+                    query_owner(id, "ADMIN_DOC", { op = "restore", id = id }, function(rerr)
+                        if rerr then errors[#errors + 1] = id end
+                        one_done()
+                    end)
+                else
+                    errors[#errors + 1] = tostring(id)
+                    running = running - 1
+                end
+            end
+            pumping = false
+            if running == 0 and i > #steps and not finished then
+                finished = true
+                finish()
             end
         end
-        ask(p.key, { op = "restore_pins" }, function(perr)
-            if perr then errors[#errors + 1] = safe(p.key) .. "#pins" end
-            one_done()
-        end)
-        if valid_key(rep.blockId) then
-            ask(rep.blockId, { op = "restore_block" }, function(berr)
-                if berr then errors[#errors + 1] = rep.blockId .. "#block" end
-                one_done()
-            end)
-        else
-            one_done()
-        end
+        pump()
     end)
 end)
