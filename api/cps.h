@@ -44,6 +44,8 @@
 **   histogram histogram_observe       2.1
 **   instance_set                      2.1
 **   on_peer_up node_is_up owner_live  2.1
+**   (cps_storage_backend, no cps_api change: CPS_STORAGE_HAS)
+**   obj_restore pin_restore           2.2
 **
 ** THREADS
 **   Every function in the table must be called on the event-loop thread,

@@ -214,6 +214,16 @@ typedef struct cps_storage_backend {
     ** that are committing, so no write of an old holder lands after it. */
     int (*lease)(void *state, unsigned slot, const char *holder, unsigned ttl_ms,
                  cps_store_lease_fn done, void *ud);
+
+    /* -- appended in ABI 2.2 (check with CPS_STORAGE_HAS(b, pin_restore)) --
+    ** obj_restore brings an object back from its archive (the undo of obj_archive: an
+    ** admin restoring a blob or a login block, docs/protocol/admin.md).
+    ** CPS_ENOENT if there is no archived copy, CPS_EEXIST if a live object
+    ** exists (then nothing moves).  The archived copy is gone afterwards. */
+    int (*obj_restore)(void *state, const char *store, const char *key, cps_store_done_fn done, void *ud);
+    /* The undo of pin_archive, with the same errors as obj_restore (an admin
+    ** restoring an archived account). */
+    int (*pin_restore)(void *state, const char *key, cps_store_done_fn done, void *ud);
 } cps_storage_backend;
 
 /* Whether backend `b` has member `m` (built against a header that had it). */

@@ -95,6 +95,9 @@ void cps_metrics_observe_rpc(double seconds);
 /* A latency histogram shared by name (api->histogram); help may be NULL. */
 cps_histogram *cps_metrics_histogram(const char *name, const char *help, const char *owner);
 void cps_metrics_observe(cps_histogram *h, double seconds);
+/* Each latency histogram's name, observation count and total seconds, in
+** creation order (what the admin panel's worker profile shows). */
+void cps_metrics_each_histogram(void (*fn)(const char *name, uint64_t count, double sum, void *ud), void *ud);
 void cps_metrics_free(void);
 
 /* ---- placement (hash.c) ---- */

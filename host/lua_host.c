@@ -472,6 +472,26 @@ static int l_process(lua_State *L)
     return 1;
 }
 
+/* cps.timings(): {name = {count, seconds}} of every latency histogram of
+** this process (RPC calls, appends, history streams): where its time goes. */
+static void lua_timing_one(const char *name, uint64_t count, double sum, void *ud)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)count);
+    lua_setfield(L, -2, "count");
+    lua_pushnumber(L, sum);
+    lua_setfield(L, -2, "seconds");
+    lua_setfield(L, -2, name);
+}
+
+static int l_timings(lua_State *L)
+{
+    lua_newtable(L);
+    cps_metrics_each_histogram(lua_timing_one, L);
+    return 1;
+}
+
 /* cps.print(text): one line on standard output (operator messages such as
 ** the first-admin link, which CryptPad prints there too). */
 static int l_print(lua_State *L)
@@ -828,6 +848,26 @@ static int l_store_list(lua_State *L)
     return push_status(L, b->raw_list(b->state, space, after, (size_t)max, lua_store_names, (void *)(intptr_t)ref), ref);
 }
 
+/* cps.store_spaces(fn(err, spaces)): every raw space holding an entry;
+** cps.store_size(space, name, fn(err, bytes)): one entry's size.  With
+** store_list, what an admin script sums to tell the disk usage. */
+static int l_store_spaces(lua_State *L)
+{
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 1, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, raw_spaces) || !b->raw_spaces) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->raw_spaces(b->state, lua_store_names, (void *)(intptr_t)ref), ref);
+}
+
+static int l_store_size(lua_State *L)
+{
+    const char *space = luaL_checkstring(L, 1), *name = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, raw_size) || !b->raw_size) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->raw_size(b->state, space, name, lua_store_size, (void *)(intptr_t)ref), ref);
+}
+
 /* cps.obj_read(store, key, fn(err, data)): a whole object (at most 16 MiB). */
 static int l_obj_read(lua_State *L)
 {
@@ -894,6 +934,17 @@ static int l_obj_archive(lua_State *L)
     return push_status(L, b->obj_archive(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
 }
 
+/* cps.obj_restore(store, key, fn(err)): the archived copy back (ENOENT if
+** none, EEXIST over a live object; ENOENT too on a backend without it). */
+static int l_obj_restore(lua_State *L)
+{
+    const char *store = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 3, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, obj_restore) || !b->obj_restore) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->obj_restore(b->state, store, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
 /* cps.channel_read(id, offset, max, fn(err, text, next, eof)): complete
 ** lines of a channel log from a byte offset (max at most 1 MiB). */
 static void lua_channel_read_done(void *ud, int status, const char *data, size_t len, uint64_t next, bool eof)
@@ -949,6 +1000,17 @@ static int l_pin_archive(lua_State *L)
     const cps_storage_backend *b = need_backend(L, 2, &ref);
     if (!b || !CPS_STORAGE_HAS(b, pin_archive)) return push_status(L, CPS_ENOENT, ref);
     return push_status(L, b->pin_archive(b->state, key, lua_record_status, (void *)(intptr_t)ref), ref);
+}
+
+/* cps.pin_restore(safe_key, fn(err)): the archived pin log back (ENOENT if
+** none, EEXIST over a live one). */
+static int l_pin_restore(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    int ref;
+    const cps_storage_backend *b = need_backend(L, 2, &ref);
+    if (!b || !CPS_STORAGE_HAS(b, pin_restore) || !b->pin_restore) return push_status(L, CPS_ENOENT, ref);
+    return push_status(L, b->pin_restore(b->state, key, lua_record_status, (void *)(intptr_t)ref), ref);
 }
 
 /* cps.channel_size(id, fn(err, bytes)), cps.placeholder_read(id, fn(err, text)),
@@ -1173,17 +1235,22 @@ static const luaL_Reg cps_funcs[] = {
     { "print", l_print },
     { "sessions", l_sessions },
     { "process", l_process },
+    { "timings", l_timings },
     { "obj_read", l_obj_read },
     { "obj_append", l_obj_append },
     { "obj_size", l_obj_size },
     { "obj_write", l_obj_write },
     { "obj_delete", l_obj_delete },
     { "obj_archive", l_obj_archive },
+    { "obj_restore", l_obj_restore },
     { "channel_read", l_channel_read },
     { "channel_delete", l_channel_delete },
     { "pin_read", l_pin_read },
     { "store_list", l_store_list },
+    { "store_spaces", l_store_spaces },
+    { "store_size", l_store_size },
     { "pin_archive", l_pin_archive },
+    { "pin_restore", l_pin_restore },
     { "channel_size", l_channel_size },
     { "placeholder_read", l_placeholder_read },
     { "meta_read", l_meta_read },

@@ -70,6 +70,11 @@ void cps_metrics_observe(cps_histogram *h, double seconds)
     h->sum += seconds;
 }
 
+void cps_metrics_each_histogram(void (*fn)(const char *name, uint64_t count, double sum, void *ud), void *ud)
+{
+    for (const cps_histogram *h = histograms; h; h = h->next) fn(h->name, h->count, h->sum, ud);
+}
+
 #define RPC_HIST_HELP "Time from an RPC call to its answer (timeouts included)."
 
 void cps_metrics_observe_rpc(double seconds)

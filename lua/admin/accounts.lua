@@ -98,6 +98,22 @@ cps.register_role_command("storage", "ADMIN_ACCOUNT", function(args, call)
             if err then return call:error(err) end
             cps.obj_write("block", sk .. ".placeholder", text, function() call:reply({}) end)
         end)
+    elseif args.op == "restore_block" then
+        -- never over a live block (EEXIST); the placeholder goes once it is back
+        cps.obj_restore("block", sk, function(err)
+            if err then return call:error(err) end
+            cps.obj_delete("block", sk .. ".placeholder", function() call:reply({}) end)
+        end)
+    elseif args.op == "pins_archived" then
+        local ok, code = cps.store_size("archive/pin", sk, function(err)
+            if err and err ~= "ENOENT" then return call:error(err) end
+            call:reply({ archived = not err })
+        end)
+        if not ok then call:error(code or "EIO") end
+    elseif args.op == "restore_pins" then
+        cps.pin_restore(sk, function(err)
+            if err then call:error(err) else call:reply({}) end
+        end)
     else
         error("EINVAL", 0)
     end
@@ -140,10 +156,16 @@ cps.admin_command("GET_USER_STORAGE_STATS", "how many channels and files a key p
     end)
 end)
 
--- `archived` is left out: the store cannot look into its archive (a
--- member whose check failed is omitted, docs/protocol/admin.md §3.2).
-cps.admin_command("GET_PIN_LOG_STATUS", "whether a key has a pin log", function(p, ctx)
-    pins(p, ctx, function(r) ctx:reply({ live = r.live == true }) end)
+-- `archived` through the backend's raw view (the "archive/pin" space); a
+-- member whose check failed is omitted (docs/protocol/admin.md §3.2).
+cps.admin_command("GET_PIN_LOG_STATUS", "whether a key has a pin log, live and archived", function(p, ctx)
+    pins(p, ctx, function(r)
+        local st = { live = r.live == true }
+        ask(p, { op = "pins_archived" }, function(err, a)
+            if not err then st.archived = a.archived end
+            ctx:reply(st)
+        end)
+    end)
 end)
 
 -- Sizes asked of the owners PARALLEL at a time: a pin list of thousands of
@@ -217,6 +239,15 @@ cps.admin_command("ARCHIVE_BLOCK", "archive a login block {key, reason}", functi
     if not valid_key(p.key) then error("EINVAL", 0) end
     if p.reason ~= nil and (type(p.reason) ~= "string" or #p.reason > 1000) then error("EINVAL", 0) end
     ask(p.key, { op = "archive_block", reason = p.reason }, function(err)
+        if err then return ctx:error(err) end
+        ctx:reply(cps.null)
+    end)
+end)
+
+cps.admin_command("RESTORE_ARCHIVED_BLOCK", "bring an archived login block back {key}", function(p, ctx)
+    if type(p) ~= "table" then error("INVALID_ARGS", 0) end
+    if not valid_key(p.key) then error("EINVAL", 0) end
+    ask(p.key, { op = "restore_block" }, function(err)
         if err then return ctx:error(err) end
         ctx:reply(cps.null)
     end)
@@ -358,32 +389,64 @@ cps.admin_command("GET_ACCOUNT_ARCHIVE_STATUS", "the archival report of an accou
     end)
 end)
 
--- What the store can bring back: the channels.  Blobs, the pin log and the
--- login block stay archived and are listed in `errors` (the store has no way
--- to restore an object from its archive yet).
+-- Everything the report lists comes back: channels and blobs (on the
+-- storage node owning each), the pin log and the login block; what cannot
+-- (a live copy in the way, nothing archived) is listed in `errors` (ids;
+-- "<safeKey>#pins" and "<blockId>#block" for those two), and the report
+-- goes.  TOTP settings deleted at archival stay deleted, as in CryptPad.
 cps.admin_command("RESTORE_ACCOUNT", "restore an archived account {key}: {state, errors}", function(p, ctx)
     if type(p) ~= "table" or not valid_key(p.key) then error("EINVAL", 0) end
     ask(p.key, { op = "report_get" }, function(err, r)
         if err then return ctx:error(err) end
         local rep = r.report
         local errors = A()
-        for _, id in ipairs(type(rep.blobs) == "table" and rep.blobs or {}) do errors[#errors + 1] = id end
-        errors[#errors + 1] = tostring(rep.key) .. "#pins"
-        if type(rep.blockId) == "string" then errors[#errors + 1] = rep.blockId .. "#block" end
-        local list = type(rep.channels) == "table" and rep.channels or {}
-        local waiting = #list
+        local steps = {}
+        for _, id in ipairs(type(rep.channels) == "table" and rep.channels or {}) do steps[#steps + 1] = id end
+        for _, id in ipairs(type(rep.blobs) == "table" and rep.blobs or {}) do steps[#steps + 1] = id end
+        -- then the pin log, the block, and the report goes
         local function finish()
-            ask(p.key, { op = "report_del" }, function()
-                ctx:reply({ state = true, errors = errors })
+            ask(p.key, { op = "restore_pins" }, function(perr)
+                if perr then errors[#errors + 1] = safe(p.key) .. "#pins" end
+                local function drop_report()
+                    ask(p.key, { op = "report_del" }, function()
+                        ctx:reply({ state = true, errors = errors })
+                    end)
+                end
+                if not valid_key(rep.blockId) then return drop_report() end
+                ask(rep.blockId, { op = "restore_block" }, function(berr)
+                    if berr then errors[#errors + 1] = rep.blockId .. "#block" end
+                    drop_report()
+                end)
             end)
         end
-        if waiting == 0 then return finish() end
-        for _, id in ipairs(list) do
-            query_owner(id, "ADMIN_DOC", { op = "restore", id = id }, function(rerr)
-                if rerr then errors[#errors + 1] = id end
-                waiting = waiting - 1
-                if waiting == 0 then finish() end
-            end)
+        -- the documents, PARALLEL at a time; an answer given at once (a
+        -- node down) does not recurse: the running loop takes the next
+        local i, running, pumping, finished = 1, 0, false, false
+        local pump
+        local function one_done() running = running - 1; pump() end
+        pump = function()
+            if pumping then return end
+            pumping = true
+            while running < PARALLEL and i <= #steps do
+                local id = steps[i]
+                i = i + 1
+                running = running + 1
+                if type(id) == "string" and (#id == 32 or #id == 48) then
+                    query_owner(id, "ADMIN_DOC", { op = "restore", id = id }, function(rerr)
+                        if rerr then errors[#errors + 1] = id end
+                        one_done()
+                    end)
+                else
+                    errors[#errors + 1] = tostring(id)
+                    running = running - 1
+                end
+            end
+            pumping = false
+            if running == 0 and i > #steps and not finished then
+                finished = true
+                finish()
+            end
         end
+        pump()
     end)
 end)

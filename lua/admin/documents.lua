@@ -25,9 +25,33 @@ local function safe(k) return (k:gsub("/", "-")) end
 
 -- ---- the storage half: runs on the id's owner ----
 
+-- Whether an archived copy exists, through the backend's raw view
+-- (api/cps_storage.h): cb(true|false), or cb(nil) when it cannot tell
+-- (then `archived` is omitted, as a failed check is in CryptPad).
+local function in_archive(spaces, name, cb)
+    local i = 0
+    local function step()
+        i = i + 1
+        if not spaces[i] then return cb(false) end
+        local ok = cps.store_size(spaces[i], name, function(err)
+            if not err then return cb(true) end
+            if err ~= "ENOENT" then return cb(nil) end
+            step()
+        end)
+        if not ok then cb(nil) end
+    end
+    step()
+end
+
 -- Several backend calls, then one answer: step(done) chains.
 local function status_of(id, k, cb)
     local st = {}
+    local function archived(spaces, name, after)
+        in_archive(spaces, name, function(a)
+            st.archived = a
+            after()
+        end)
+    end
     local function with_placeholder(store, key, after)
         local ok = cps.obj_read(store, key, function(err, text)
             if not err and text then st.placeholder = text end
@@ -42,10 +66,7 @@ local function status_of(id, k, cb)
                 st.live = log_live or not merr
                 cps.placeholder_read(id, function(perr, text)
                     if not perr and text then st.placeholder = text end
-                    -- the store cannot look into its archive: a channel
-                    -- that is not live and left a placeholder was archived
-                    st.archived = (not st.live) and st.placeholder ~= nil
-                    cb(st)
+                    archived({ "archive/channel", "archive/meta" }, id, function() cb(st) end)
                 end)
             end)
         end)
@@ -53,8 +74,7 @@ local function status_of(id, k, cb)
         cps.obj_size("blob", id, function(err)
             st.live = not err
             with_placeholder("blob", id .. ".placeholder", function()
-                st.archived = (not st.live) and st.placeholder ~= nil
-                cb(st)
+                archived({ "archive/obj/blob" }, id, function() cb(st) end)
             end)
         end)
     else
@@ -62,16 +82,17 @@ local function status_of(id, k, cb)
         cps.obj_size("block", sk, function(err)
             st.live = not err
             with_placeholder("block", sk .. ".placeholder", function()
-                st.archived = (not st.live) and st.placeholder ~= nil
-                cps.obj_read("mfa", sk .. ".json", function(merr, text)
-                    local mfa = not merr and text and cps.json_decode(text)
-                    if type(mfa) == "table" then
-                        st.totp = { enabled = true }
-                        if type(mfa.contact) == "string" then st.totp.recovery = mfa.contact:match("^([^:]*)") end
-                    else
-                        st.totp = "DISABLED"
-                    end
-                    cb(st)
+                archived({ "archive/obj/block" }, sk, function()
+                    cps.obj_read("mfa", sk .. ".json", function(merr, text)
+                        local mfa = not merr and text and cps.json_decode(text)
+                        if type(mfa) == "table" then
+                            st.totp = { enabled = true }
+                            if type(mfa.contact) == "string" then st.totp.recovery = mfa.contact:match("^([^:]*)") end
+                        else
+                            st.totp = "DISABLED"
+                        end
+                        cb(st)
+                    end)
                 end)
             end)
         end)
@@ -137,8 +158,14 @@ cps.register_role_command("storage", "ADMIN_DOC", function(args, call)
         metadata_lines(id, function(lines) call:reply({ lines = lines }) end)
     elseif op == "restore" and k == "channel" then
         cps.channel_restore(id, function(err)
-            if err then return call:error(err) end
-            call:reply({})
+            if err ~= "EEXIST" then
+                if err then return call:error(err) end
+                return call:reply({})
+            end
+            -- CryptPad names which live file is in the way
+            cps.channel_size(id, function(serr)
+                call:error(serr and "UNARCHIVE_METADATA_CONFLICT" or "UNARCHIVE_CHANNEL_CONFLICT")
+            end)
         end)
     elseif op == "remove" and k == "channel" then
         cps.channel_size(id, function(err)
@@ -149,12 +176,32 @@ cps.register_role_command("storage", "ADMIN_DOC", function(args, call)
                 end)
             end)
         end)
+    elseif op == "remove" and k == "blob" then
+        -- for good, as CryptPad: the blob goes, its metadata log stays
+        cps.obj_delete("blob", id, function(err)
+            if err then call:error(err) else call:reply({}) end
+        end)
     elseif op == "archive" and k == "blob" then
         local text = args.placeholder
         cps.obj_archive("blob", id, function(err)
-            -- as CryptPad: the placeholder is written even when the blob was missing
-            cps.obj_write("blob", id .. ".placeholder", text, function()
-                if err then call:error(err) else call:reply({}) end
+            local function placeholder()
+                -- as CryptPad: the placeholder is written even when the blob was missing
+                cps.obj_write("blob", id .. ".placeholder", text, function()
+                    if err then call:error(err) else call:reply({}) end
+                end)
+            end
+            if err then return placeholder() end
+            -- its metadata goes with it, as CryptPad's archive does (a blob
+            -- without one is fine: ENOENT is no failure here)
+            cps.obj_archive("blob", id .. ".metadata.ndjson", function() placeholder() end)
+        end)
+    elseif op == "restore" and k == "blob" then
+        -- the blob first: nothing archived (ENOENT) or a live one in the
+        -- way (EEXIST) leaves everything as it is
+        cps.obj_restore("blob", id, function(err)
+            if err then return call:error(err) end
+            cps.obj_restore("blob", id .. ".metadata.ndjson", function()
+                cps.obj_delete("blob", id .. ".placeholder", function() call:reply({}) end)
             end)
         end)
     else
@@ -215,7 +262,47 @@ cps.admin_command("GET_METADATA_HISTORY", "every metadata line of a channel or b
     end)
 end)
 
-cps.admin_command("GET_STORED_METADATA", "the current metadata of a channel", function(p, ctx)
+-- A blob's metadata from its metadata log: the first object line, then its
+-- owner changes (the only commands a blob's metadata log receives,
+-- docs/protocol/history.md §10).  nil without a log.
+local function blob_metadata(lines)
+    local md
+    for _, v in ipairs(lines) do
+        if type(v) == "table" and v[1] == nil and md == nil then
+            md = v
+        elseif md and type(v) == "table" and type(v[2]) == "table" and type(md.owners) == "table" then
+            local owners = A()
+            for _, k in ipairs(md.owners) do
+                local dropped = false
+                if v[1] == "RM_OWNERS" then for _, r in ipairs(v[2]) do dropped = dropped or r == k end end
+                if not dropped then owners[#owners + 1] = k end
+            end
+            if v[1] == "ADD_OWNERS" then
+                for _, k in ipairs(v[2]) do
+                    local seen = false
+                    for _, o in ipairs(owners) do seen = seen or o == k end
+                    if not seen and type(k) == "string" then owners[#owners + 1] = k end
+                end
+            end
+            md.owners = owners
+        end
+    end
+    return md
+end
+
+cps.admin_command("GET_STORED_METADATA", "the current metadata of a channel or blob", function(p, ctx)
+    if kind(p) == "blob" then
+        return ask(p, { op = "meta_lines" }, function(err, r)
+            if err then return ctx:error(err) end
+            local md = blob_metadata(r.lines)
+            if md then return ctx:reply(md) end
+            -- an archived blob answers its placeholder, as a channel does
+            ask(p, { op = "status" }, function(serr, st)
+                if not serr and st.placeholder then return ctx:error(st.placeholder) end
+                ctx:reply(cps.null)
+            end)
+        end)
+    end
     if kind(p) ~= "channel" then error("INVALID_CHAN", 0) end
     local node = cps.owner("storage", p)
     if not node then error("EUNAVAILABLE", 0) end
@@ -303,23 +390,31 @@ cps.admin_command("ARCHIVE_DOCUMENTS", "archive a list {list, reason}: {state, f
     end
 end)
 
-cps.admin_command("RESTORE_ARCHIVED_DOCUMENT", "bring an archived channel back {id}", function(p, ctx)
+cps.admin_command("RESTORE_ARCHIVED_DOCUMENT", "bring an archived channel or blob back {id}", function(p, ctx)
     local id = doc_id(p)
-    local k = kind(id)
-    if k == "blob" then error("E_NOT_IMPLEMENTED", 0) end
-    if k ~= "channel" then error("EINVAL", 0) end
+    if not chan_or_blob(id) then error("EINVAL", 0) end
     ask(id, { op = "restore" }, function(err)
         if err then return ctx:error(err) end
         ctx:reply(cps.null)
     end)
 end)
 
-cps.admin_command("REMOVE_DOCUMENT", "delete a channel for good {id}", function(p, ctx)
-    local id = doc_id(p)
-    if kind(id) ~= "channel" then error("EINVAL", 0) end
+-- A deleted channel's members are told, as an archived one's are
+-- (docs/protocol/history.md §9.2), with MODERATION_DESTROY:<reason>.
+cps.admin_command("REMOVE_DOCUMENT", "delete a channel or blob for good {id, reason}", function(p, ctx)
+    local id, reason = doc_id(p)
+    if type(id) ~= "string" or #id < 32 or not valid_reason(reason) then error("EINVAL", 0) end
+    if not chan_or_blob(id) then
+        error(#id == 48 and "INVALID_ID" or (#id == 32 and "EINVAL" or "INVALID_ID_LENGTH"), 0)
+    end
     ask(id, { op = "remove" }, function(err)
         if err then return ctx:error(err) end
-        ctx:reply(cps.null)
+        if kind(id) ~= "channel" then return ctx:reply(cps.null) end
+        local notice = cps.json_encode({ error = "EDELETED", message = "MODERATION_DESTROY:" .. tostring(reason),
+                                         channel = id })
+        local ok = cps.query(cps.owner("storage", id), "CHANNEL_ADMIN_NOTIFY", { channel = id, message = notice },
+            function() ctx:reply(cps.null) end, TIMEOUT_MS)
+        if not ok then ctx:reply(cps.null) end
     end)
 end)
 

@@ -18,7 +18,7 @@ local function nodes_of(role)
 end
 
 -- Ask `cmd` of every node of `roles`; done(answers by node, down nodes).
-local function gather(roles, cmd, args, done)
+local function gather(roles, cmd, args, done, timeout_ms)
     local targets = {}
     for _, r in ipairs(roles) do for _, n in ipairs(nodes_of(r)) do targets[#targets + 1] = n end end
     local answers, down, waiting = {}, {}, #targets
@@ -29,7 +29,8 @@ local function gather(roles, cmd, args, done)
         if waiting == 0 then table.sort(down); done(answers, down) end
     end
     for _, n in ipairs(targets) do
-        local ok, code = cps.query(n, cmd, args or {}, function(err, data) one(n, err, data) end, TIMEOUT_MS)
+        local ok, code = cps.query(n, cmd, args or {}, function(err, data) one(n, err, data) end,
+            timeout_ms or TIMEOUT_MS)
         if not ok then one(n, code or "EUNAVAILABLE") end
     end
 end
@@ -41,6 +42,7 @@ for _, role in ipairs(ROLES) do
         return {
             node = cps.node(role), sessions = front and s.count or 0, unique_peers = front and s.unique_peers or 0,
             fds = p.fds, fd_limit = p.fd_limit, rss = p.rss, lua_memory = p.lua_memory, pid = p.pid,
+            timings = cps.timings(),
         }
     end)
 end
@@ -104,15 +106,106 @@ cps.admin_command("GET_CACHE_STATS", "channels held in memory and memory use", f
     end)
 end)
 
--- cpsd keeps no per-command timings: an empty profile (admin.md allows it).
-cps.admin_command("GET_WORKER_PROFILES", "time spent per internal command (none kept)", function(args, ctx)
-    return {}
+-- CryptPad's worker profile is the seconds spent per kind of work; cpsd's
+-- are its latency histograms (RPC calls, channel appends, history
+-- streams), summed over every process of the cluster: {name: seconds}.
+cps.admin_command("GET_WORKER_PROFILES", "seconds spent per kind of work, over every process", function(args, ctx)
+    gather(ROLES, "ADMIN_NODE_STATS", {}, function(answers, down)
+        if #down > 0 then return unavailable(ctx, down) end
+        local out = {}
+        for _, a in ipairs(per_process(answers)) do
+            for name, t in pairs(type(a.timings) == "table" and a.timings or {}) do
+                if type(t) == "table" and type(t.seconds) == "number" then
+                    out[name] = (out[name] or 0) + t.seconds
+                end
+            end
+        end
+        ctx:reply(out)
+    end)
 end)
 
--- Directory sizes would walk the whole store: none computed (allowed).
-cps.admin_command("DISK_USAGE", "bytes per store (none computed)", function(args, ctx)
-    return {}
+-- ---- DISK_USAGE: bytes per kind of data, over every storage node ----
+-- Each storage node sums the sizes of the entries of its backend's raw
+-- view (api/cps_storage.h), whatever the backend: CryptPad's categories
+-- are spaces of it, `total` is every space (archives included).  It visits
+-- every entry, as CryptPad walks its directories: the panel asks first.
+local CATEGORY = { pin = "pin", ["obj/blob"] = "blob", ["obj/blobstage"] = "blobstage",
+                   ["obj/block"] = "block", channel = "datastore", meta = "datastore",
+                   placeholder = "datastore" }
+local SIZE_PARALLEL = 16
+local DISK_TIMEOUT_MS = 120000
+local LIST_PAGE = 1000
+
+-- done(err, bytes) once every entry of `space` was sized (an entry that
+-- vanished meanwhile counts 0).
+local function space_bytes(space, done)
+    local total, after, names, idx, running, last_page = 0, "", {}, 1, 0, false
+    local pump
+    local function next_page()
+        local ok, code = cps.store_list(space, after, LIST_PAGE, function(err, list, last)
+            if err then return done(err) end
+            names, idx, last_page = list, 1, last or #list == 0
+            if #list > 0 then after = list[#list] end
+            pump()
+        end)
+        if not ok then done(code or "EIO") end
+    end
+    pump = function()
+        while running < SIZE_PARALLEL and idx <= #names do
+            local name = names[idx]
+            idx = idx + 1
+            running = running + 1
+            local ok = cps.store_size(space, name, function(err, n)
+                running = running - 1
+                if not err and n then total = total + n end
+                pump()
+            end)
+            if not ok then running = running - 1 end
+        end
+        if running == 0 and idx > #names then
+            if last_page then return done(nil, total) end
+            next_page()
+        end
+    end
+    next_page()
+end
+
+cps.register_role_command("storage", "ADMIN_DISK_USAGE", function(args, call)
+    local ok, code = cps.store_spaces(function(err, spaces)
+        if err then return call:error(err) end
+        local out = { total = 0, pin = 0, blob = 0, blobstage = 0, block = 0, datastore = 0,
+                      pid = cps.process().pid }
+        local i = 0
+        local function step()
+            i = i + 1
+            local space = spaces[i]
+            if not space then return call:reply(out) end
+            space_bytes(space, function(serr, n)
+                if not serr then
+                    out.total = out.total + n
+                    local c = CATEGORY[space]
+                    if c then out[c] = out[c] + n end
+                end
+                step()
+            end)
+        end
+        step()
+    end)
+    if not ok then call:error(code or "EIO") end
 end)
+
+cps.admin_command("DISK_USAGE", "bytes per kind of data (pin, blob, block, datastore...), every storage node",
+    function(args, ctx)
+        gather({ "storage" }, "ADMIN_DISK_USAGE", {}, function(answers, down)
+            if #down > 0 then return unavailable(ctx, down) end
+            local out = {}
+            -- once per process: the storage nodes of one process share its backend
+            for _, a in ipairs(per_process(answers)) do
+                for k, v in pairs(a) do if k ~= "pid" and math.type(v) then out[k] = (out[k] or 0) + v end end
+            end
+            ctx:reply(out)
+        end, DISK_TIMEOUT_MS)
+    end)
 
 cps.admin_command("SHUTDOWN", "not implemented (as CryptPad)", function(args, ctx)
     error("E_NOT_IMPLEMENTED", 0)

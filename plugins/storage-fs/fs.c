@@ -572,6 +572,17 @@ static int fs_pin_archive(void *st, const char *key, cps_store_done_fn done, voi
     return enqueue(FS_PIN, key, NULL, r);
 }
 
+static int fs_pin_restore(void *st, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!fs_valid_key(key)) return CPS_EINVAL;
+    fs_req *r = req_new(OP_PIN_RESTORE, ud, &rc);
+    if (!r) return rc;
+    r->cb.done = done;
+    return enqueue(FS_PIN, key, NULL, r);
+}
+
 /* ---- records ---------------------------------------------------------- */
 
 static int fs_record_put(void *st, const char *ns, const char *key, const char *data,
@@ -694,6 +705,12 @@ static int fs_obj_archive(void *st, const char *store, const char *key, cps_stor
 {
     (void)st;
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
+}
+
+static int fs_obj_restore(void *st, const char *store, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return obj_simple(OP_OBJ_RESTORE, store, key, done, ud);
 }
 
 /* ---- the raw view (fs_raw.c runs it) --------------------------------- */
@@ -874,6 +891,9 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .raw_size = fs_raw_size,
         .raw_read = fs_raw_read,
         .raw_write = fs_raw_write,
+        .lease = NULL,          /* no other process reaches these files */
+        .obj_restore = fs_obj_restore,
+        .pin_restore = fs_pin_restore,
     };
     int rc = a->register_storage(self, &FS.backend);
     if (rc) { teardown(); return rc; }

@@ -530,6 +530,17 @@ static int archive_pins(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
     return move_file(live, arch, use_fsync);
 }
 
+static int move_noreplace(const char *src, const char *dst, fs_req *r, bool use_fsync);
+
+/* The undo of archive_pins: never over a live pin log (EEXIST). */
+static int restore_pins(const char *root, fs_obj *o, fs_req *r, bool use_fsync)
+{
+    char live[PATH_MAX], arch[PATH_MAX];
+    if (fs_path_of(live, sizeof live, root, o, F_PIN) || fs_path_of(arch, sizeof arch, root, o, F_ARCH_PIN)) return -1;
+    if (!exists(arch)) { r->status = CPS_ENOENT; return 0; }
+    return move_noreplace(arch, live, r, use_fsync);
+}
+
 static int stat_size(const char *path, fs_req *r)
 {
     struct stat st;
@@ -610,6 +621,11 @@ static int run_obj(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
         if (!exists(p)) { r->status = CPS_ENOENT; return 0; }
         if (fs_obj_file(t, sizeof t, root, o->ns, o->id, true) != 0) return -1;
         return move_file(p, t, use_fsync);
+    case OP_OBJ_RESTORE:
+        /* Never over a live object (EEXIST); the archived copy moves back. */
+        if (fs_obj_file(t, sizeof t, root, o->ns, o->id, true) != 0) return -1;
+        if (!exists(t)) { r->status = CPS_ENOENT; return 0; }
+        return move_noreplace(t, p, r, use_fsync);
     }
     errno = EINVAL;
     return -1;
@@ -654,6 +670,8 @@ static int run(const char *root, bool use_fsync, fs_obj *o, fs_req *r)
         return fs_path_of(p, sizeof p, root, o, F_PIN) ? -1 : read_file(p, &r->out, &r->outlen);
     case OP_PIN_ARCHIVE:
         return archive_pins(root, o, r, use_fsync);
+    case OP_PIN_RESTORE:
+        return restore_pins(root, o, r, use_fsync);
     case OP_REC_PUT:
         if (fs_path_of(p, sizeof p, root, o, F_REC) || fs_path_of(t, sizeof t, root, o, F_REC_TEMP)) return -1;
         return write_atomic(p, t, r->in, r->inlen, use_fsync);

@@ -542,6 +542,17 @@ static int pg_pin_archive(void *st, const char *key, cps_store_done_fn done, voi
     return enqueue(PG_PIN, key, NULL, r);
 }
 
+static int pg_pin_restore(void *st, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    int rc;
+    if (!valid_key(key)) return CPS_EINVAL;
+    pg_req *r = req_new(OP_PIN_RESTORE, ud, &rc);
+    if (!r) return rc;
+    r->cb.done = done;
+    return enqueue(PG_PIN, key, NULL, r);
+}
+
 /* ---- records ---------------------------------------------------------- */
 
 static int pg_record_put(void *st, const char *ns, const char *key, const char *data,
@@ -664,6 +675,12 @@ static int pg_obj_archive(void *st, const char *store, const char *key, cps_stor
 {
     (void)st;
     return obj_simple(OP_OBJ_ARCHIVE, store, key, done, ud);
+}
+
+static int pg_obj_restore(void *st, const char *store, const char *key, cps_store_done_fn done, void *ud)
+{
+    (void)st;
+    return obj_simple(OP_OBJ_RESTORE, store, key, done, ud);
 }
 
 /* No files here: objects are streamed with obj_read. */
@@ -882,6 +899,8 @@ static int plugin_init(const cps_api *a, cps_plugin *self, void **state)
         .raw_read = pg_raw_read,
         .raw_write = pg_raw_write,
         .lease = pg_lease,
+        .obj_restore = pg_obj_restore,
+        .pin_restore = pg_pin_restore,
     };
     int rc = a->register_storage(self, &PG.backend);
     if (rc) { teardown(); return rc; }

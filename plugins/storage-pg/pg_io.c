@@ -452,6 +452,19 @@ static int archive_existing(io *x, const okey *live, pg_req *r)
     return m < 0 ? -1 : 0;
 }
 
+/* The undo of archive_existing (pin logs, objects): nothing moves over a
+** live one. */
+static int restore_existing(io *x, const okey *live, pg_req *r)
+{
+    okey arch = *live;
+    arch.arch = true;
+    int a = lookup(x, &arch, NULL, NULL), l = a <= 0 ? 0 : lookup(x, live, NULL, NULL);
+    if (a < 0 || l < 0) return -1;
+    if (!a) { r->status = CPS_ENOENT; return 0; }
+    if (l) { r->status = CPS_EEXIST; return 0; }
+    return move_replace(x, &arch, live) < 0 ? -1 : 0;
+}
+
 static int obj_move(io *x, const pg_obj *o, pg_req *r)
 {
     okey from = key_of(K_OBJ, o->ns, o->id, false), to = key_of(K_OBJ, r->to_ns, r->to_id, false);
@@ -628,6 +641,7 @@ static int run_one(io *x, const pg_obj *o, pg_req *r)
     case OP_PIN_APPEND:   return append(x, &pin, r->in, r->inlen, NULL);
     case OP_PIN_READ:     return read_key(x, &pin, r);
     case OP_PIN_ARCHIVE:  return archive_existing(x, &pin, r);
+    case OP_PIN_RESTORE:  return restore_existing(x, &pin, r);
     case OP_REC_PUT:      return put(x, &rec, r->in, r->inlen);
     case OP_REC_GET:      return read_key(x, &rec, r);
     case OP_REC_DEL:
@@ -642,6 +656,7 @@ static int run_one(io *x, const pg_obj *o, pg_req *r)
         if ((f = drop(x, &obj)) == 0) r->status = CPS_ENOENT;
         return f < 0 ? -1 : 0;
     case OP_OBJ_ARCHIVE:  return archive_existing(x, &obj, r);
+    case OP_OBJ_RESTORE:  return restore_existing(x, &obj, r);
     }
     snprintf(x->err, x->errlen, "unknown operation %d", r->op);
     return -1;

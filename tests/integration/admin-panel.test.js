@@ -15,7 +15,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const Fs = require('node:fs');
 const Path = require('node:path');
-const { startServer, withLog, tmpDir, channelFile, writeStored, existsStored } = require('./lib/server');
+const { startServer, withLog, tmpDir, channelFile, writeStored, existsStored, readStored } = require('./lib/server');
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const AD = require('./lib/admin');
@@ -79,6 +79,34 @@ T('what the panel sends when it opens answers with the shapes it reads', async (
     assert.equal(await adm.fail('GET_PIN_HISTORY'), 'NOT_IMPLEMENTED');
 });
 
+T('DISK_USAGE: bytes per kind of data, summed over every storage node; a new blob counts', async () => {
+    const KEYS = ['total', 'pin', 'blob', 'blobstage', 'block', 'datastore'];
+    const [before] = await adm.call('DISK_USAGE');
+    assert.deepEqual(Object.keys(before).sort(), [...KEYS].sort());
+    for (const k of KEYS) { assert.ok(Number.isInteger(before[k]) && before[k] >= 0, `${k}: ${before[k]}`); }
+    const B = C.hex(24);
+    writeStored(Path.join(dirOf(B), 'blob', B.slice(0, 2), B), Buffer.alloc(12345, 7));
+    const P = C.padId();
+    writeStored(channelFile(dirOf(P), P), JSON.stringify([0, 'u', 'MSG', P, 'x'.repeat(1000), 1]) + '\n');
+    const [after] = await adm.call('DISK_USAGE');
+    assert.equal(after.blob - before.blob, 12345);
+    assert.ok(after.datastore - before.datastore >= 1000, `${after.datastore} ${before.datastore}`);
+    assert.ok(after.total >= after.blob + after.pin + after.block + after.datastore);
+});
+
+T('GET_WORKER_PROFILES: seconds per kind of work, numbers the panel can sort', async () => {
+    const Y = C.padId();
+    const r = await C.rawReady(srv.url);
+    await r.request(['JOIN', Y]);
+    await r.request(['MSG', Y, 'timed']);
+    r.close();
+    const [prof] = await adm.call('GET_WORKER_PROFILES');
+    assert.ok(isObj(prof));
+    assert.ok(Object.keys(prof).length > 0, JSON.stringify(prof));
+    for (const [k, v] of Object.entries(prof)) { assert.ok(typeof v === 'number' && v >= 0, `${k}: ${v}`); }
+    assert.equal(typeof prof.storage_append_seconds, 'number', JSON.stringify(prof));
+});
+
 T('ACTIVE_SESSIONS counts every connection, ACTIVE_PADS every joined channel', async () => {
     const [before] = await adm.call('ACTIVE_SESSIONS');
     const [padsBefore] = await adm.call('ACTIVE_PADS');
@@ -108,12 +136,12 @@ T('the account report: pin activity, pin list, storage stats, pin log status (ve
     assert.deepEqual(await adm.call('GET_PIN_LIST', U.pub),
         ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'cccccccccccccccccccccccccccccccccccccccccccccccc']);
     assert.deepEqual(await adm.call('GET_USER_STORAGE_STATS', U.pub), [{ channels: 1, files: 1 }]);
-    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', U.pub), [{ live: true }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', U.pub), [{ live: true, archived: false }]);
     assert.deepEqual(await adm.call('GET_USER_TOTAL_SIZE', U.pub), [0]);
     // a key without a pin log
     assert.equal(await adm.fail('GET_PIN_ACTIVITY', N.pub), 'ENOENT');
     assert.deepEqual(await adm.call('GET_PIN_LIST', N.pub), []);
-    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', N.pub), [{ live: false }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', N.pub), [{ live: false, archived: false }]);
     // bad keys, before any path is built
     for (const bad of ['short', null, 42, '../../../../../../../../../../../etc/passwd=', 'x'.repeat(44)]) {
         assert.equal(await adm.fail('GET_PIN_LIST', bad), 'EINVAL', JSON.stringify(bad));
@@ -148,6 +176,40 @@ T('login blocks: status with TOTP "DISABLED"; DISABLE_MFA without TOTP is MFA_ER
     assert.equal(await adm.fail('DISABLE_MFA', '../x'), 'EINVAL');
     assert.equal(await adm.fail('ARCHIVE_BLOCK', null), 'INVALID_ARGS');
     assert.equal(await adm.fail('ARCHIVE_BLOCK', { key: 'x' }), 'EINVAL');
+});
+
+// The file of login block `key` (its safe form) on its storage node, live or archived.
+const blockFile = (key, archived) => {
+    const safe = R.safeKey(key);
+    return Path.join(dirOf(safe), ...(archived ? ['data', 'archive'] : []), 'block', safe.slice(0, 2), safe);
+};
+
+T('RESTORE_ARCHIVED_BLOCK: the archived block back, its placeholder gone; never over a live one', async () => {
+    const K = R.keyPair();
+    writeStored(blockFile(K.pub), 'the login block');
+    assert.deepEqual(await adm.call('ARCHIVE_BLOCK', { key: K.pub, reason: 'abuse' }), []);
+    assert.ok(!existsStored(blockFile(K.pub)));
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', K.pub),
+        [{ live: false, archived: true, placeholder: 'MODERATION_BLOCK:abuse', totp: 'DISABLED' }]);
+    assert.deepEqual(await adm.call('RESTORE_ARCHIVED_BLOCK', { key: K.pub, reason: 'oops' }), []);
+    assert.equal(readStored(blockFile(K.pub), 'utf8'), 'the login block');
+    assert.ok(!existsStored(blockFile(K.pub, true)));
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', K.pub), [{ live: true, archived: false, totp: 'DISABLED' }]);
+    // nothing archived any more
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: K.pub }), 'ENOENT');
+    // a live block in the way: nothing moves
+    assert.deepEqual(await adm.call('ARCHIVE_BLOCK', { key: K.pub, reason: 'again' }), []);
+    writeStored(blockFile(K.pub), 'a new block');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: K.pub }), 'EEXIST');
+    assert.equal(readStored(blockFile(K.pub), 'utf8'), 'a new block');
+    assert.equal(readStored(blockFile(K.pub, true), 'utf8'), 'the login block');
+    // both copies: `archived` looks into the archive itself, not at the placeholder
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', K.pub),
+        [{ live: true, archived: true, placeholder: 'MODERATION_BLOCK:again', totp: 'DISABLED' }]);
+    // bad input, before any path is built
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', null), 'INVALID_ARGS');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: '../../../../../../../../../../etc/passwd=' }), 'EINVAL');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_BLOCK', { key: 'x'.repeat(44) }), 'EINVAL');
 });
 
 // ------------------------------------------------------------ documents
@@ -209,7 +271,71 @@ T('archiving a live channel tells its member, moves its files; restore brings it
     const [back] = await adm.call('GET_DOCUMENT_STATUS', Y);
     assert.equal(back.live, true);
     assert.equal(back.placeholder, undefined);
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', Y), 'UNARCHIVE_CHANNEL_CONFLICT');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', C.padId()), 'ENOENT');
+    // archived again, then a live log or metadata log in the way: CryptPad's conflict names
+    assert.deepEqual(await adm.call('ARCHIVE_DOCUMENT', { id: Y, reason: 'again' }), []);
+    writeStored(channelFile(dirOf(Y), Y, '.metadata.ndjson'), JSON.stringify({ channel: Y }) + '\n');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', Y), 'UNARCHIVE_METADATA_CONFLICT');
+    writeStored(file, JSON.stringify([0, 'u', 'MSG', Y, 'new', Date.now()]) + '\n');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', Y), 'UNARCHIVE_CHANNEL_CONFLICT');
     r.close();
+});
+
+T('RESTORE_ARCHIVED_DOCUMENT of a blob: the blob and its metadata back, the placeholder gone', async () => {
+    const B = C.hex(24);
+    const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
+    const owner = R.keyPair();
+    writeStored(blob, 'encrypted bytes');
+    writeStored(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [owner.pub] }) + '\n');
+    assert.deepEqual((await adm.call('GET_STORED_METADATA', B))[0].owners, [owner.pub]);
+    assert.deepEqual(await adm.call('ARCHIVE_DOCUMENT', { id: B, reason: 'spam' }), []);
+    assert.equal(await adm.fail('GET_STORED_METADATA', B), 'MODERATION_PAD:spam');
+    assert.ok(!existsStored(blob));
+    assert.ok(!existsStored(`${blob}.metadata.ndjson`));
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B),
+        [{ live: false, archived: true, placeholder: 'MODERATION_PAD:spam' }]);
+    assert.deepEqual(await adm.call('RESTORE_ARCHIVED_DOCUMENT', { id: B, reason: 'oops' }), []);
+    assert.equal(readStored(blob, 'utf8'), 'encrypted bytes');
+    assert.deepEqual((await adm.call('GET_STORED_METADATA', B))[0].owners, [owner.pub]);
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B), [{ live: true, archived: false }]);
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', B), 'ENOENT');
+    // a live blob in the way: nothing moves
+    assert.deepEqual(await adm.call('ARCHIVE_DOCUMENT', B), []);
+    writeStored(blob, 'other bytes');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', { id: B }), 'EEXIST');
+    assert.equal(readStored(blob, 'utf8'), 'other bytes');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', { id: '../'.repeat(16) }), 'EINVAL');
+    assert.equal(await adm.fail('RESTORE_ARCHIVED_DOCUMENT', null), 'EINVAL');
+});
+
+T('REMOVE_DOCUMENT: a channel for good, its member told MODERATION_DESTROY; a blob (its metadata stays)', async () => {
+    const Y = C.padId();
+    const r = await C.rawReady(srv.url);
+    const hk = await R.learnHk(r);
+    await r.request(['JOIN', Y]);
+    await r.request(['MSG', Y, 'to be removed']);
+    await C.waitFor(async () => (await adm.call('GET_DOCUMENT_SIZE', Y))[0] > 0, 5000, 'the message stored');
+    assert.deepEqual(await adm.call('REMOVE_DOCUMENT', { id: Y, reason: 'illegal' }), []);
+    const notice = await r.next((f) => Array.isArray(f) && f[0] === 0 && f[1] === hk && f[2] === 'MSG' &&
+        typeof f[4] === 'string' && f[4].includes('EDELETED'), 5000);
+    assert.deepEqual(JSON.parse(notice[4]), { error: 'EDELETED', message: 'MODERATION_DESTROY:illegal', channel: Y });
+    assert.ok(!existsStored(channelFile(dirOf(Y), Y)));
+    assert.ok(!existsStored(Path.join(dirOf(Y), 'data', 'archive', 'datastore', Y.slice(0, 2), `${Y}.ndjson`)));
+    r.close();
+
+    const B = C.hex(24);
+    const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
+    writeStored(blob, 'bytes');
+    writeStored(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [] }) + '\n');
+    assert.deepEqual(await adm.call('REMOVE_DOCUMENT', B), []);
+    assert.ok(!existsStored(blob));
+    assert.ok(existsStored(`${blob}.metadata.ndjson`));
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', B), 'ENOENT');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', 'x'.repeat(40)), 'INVALID_ID_LENGTH');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', 'X'.repeat(48)), 'INVALID_ID');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', `../${'a'.repeat(29)}`), 'EINVAL');
+    assert.equal(await adm.fail('REMOVE_DOCUMENT', null), 'EINVAL');
 });
 
 T('ARCHIVE_DOCUMENTS: {state, failed}: a missing blob fails, a missing channel does not', async () => {
@@ -235,7 +361,9 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     const blob = Path.join(dirOf(B), 'blob', B.slice(0, 2), B);
     writeStored(blob, 'encrypted bytes');
     writeStored(`${blob}.metadata.ndjson`, JSON.stringify({ channel: B, owners: [W.pub] }) + '\n');
-    writePinLog(W, [['RESET', [Q, Q2, B], Date.now()]]);
+    const WB = R.keyPair();       // W's login block, named by its pin log
+    writeStored(blockFile(WB.pub), 'W block');
+    writePinLog(W, [['RESET', [Q, Q2, B], Date.now()], ['PIN', [`${WB.pub}#block`], Date.now()]]);
 
     const [meta] = await adm.call('GET_STORED_METADATA', Q2);
     assert.deepEqual(meta.owners, [W.pub, other.pub]);
@@ -249,17 +377,32 @@ T('ARCHIVE_ACCOUNT: what the key alone owns, its pin log; the report; RESTORE_AC
     assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q2))[0].live, true);
     assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B),
         [{ live: false, archived: true, placeholder: 'MODERATION_ACCOUNT:abuse' }]);
-    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: false }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: false, archived: true }]);
     assert.equal(await adm.fail('GET_STORED_METADATA', Q), 'MODERATION_ACCOUNT:abuse');
+    assert.ok(!existsStored(blockFile(WB.pub)));
     assert.deepEqual(await adm.call('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }),
-        [{ key: W.safe, channels: [Q], blobs: [B], reason: 'abuse' }]);
+        [{ key: W.safe, channels: [Q], blobs: [B], blockId: WB.pub, reason: 'abuse' }]);
 
     const [res] = await adm.call('RESTORE_ACCOUNT', { key: W.pub });
-    assert.equal(res.state, true);
-    assert.deepEqual(res.errors, [B, `${W.safe}#pins`]);
+    assert.deepEqual(res, { state: true, errors: [] });
     assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q))[0].live, true);
+    // the blob, the pin log and the login block are back too
+    assert.deepEqual(await adm.call('GET_DOCUMENT_STATUS', B), [{ live: true, archived: false }]);
+    assert.deepEqual(await adm.call('GET_PIN_LOG_STATUS', W.pub), [{ live: true, archived: false }]);
+    assert.deepEqual(await adm.call('GET_PIN_LIST', W.pub), [Q, Q2, B]);
+    assert.equal(readStored(blockFile(WB.pub), 'utf8'), 'W block');
     assert.equal(await adm.fail('GET_ACCOUNT_ARCHIVE_STATUS', { key: W.pub }), 'ENOENT');
     assert.equal(await adm.fail('RESTORE_ACCOUNT', { key: W.pub }), 'ENOENT');
+
+    // archived again, with a live pin log in the way at restore: the rest
+    // comes back, the pin log is listed in `errors` and left as it is
+    assert.deepEqual(await adm.call('ARCHIVE_ACCOUNT', { key: W.pub, reason: 'again' }), [{ state: true }]);
+    writePinLog(W, [['RESET', [Q2], Date.now()]]);
+    const [res2] = await adm.call('RESTORE_ACCOUNT', { key: W.pub });
+    assert.deepEqual(res2, { state: true, errors: [`${W.safe}#pins`] });
+    assert.deepEqual(await adm.call('GET_PIN_LIST', W.pub), [Q2]);
+    assert.equal((await adm.call('GET_DOCUMENT_STATUS', Q))[0].live, true);
+    assert.equal((await adm.call('GET_DOCUMENT_STATUS', B))[0].live, true);
 });
 
 T('broadcasts: an admin\'s authenticated connection may post to the admin channel, nobody else', async () => {

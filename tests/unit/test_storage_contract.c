@@ -883,6 +883,28 @@ static void test_pins_and_records(void **state)
         assert_file(ap, p2);
         assert_int_equal(B->pin_archive(S, "../../etc/passwd", on_done, &r), CPS_EINVAL);
         assert_int_equal(B->pin_archive(S, NULL, on_done, &r), CPS_EINVAL);
+
+        /* Restore (ABI 2.2, an admin restoring an account): the archived
+        ** log comes back once, never over a live one (EEXIST, both kept). */
+        assert_true(CPS_STORAGE_HAS(B, pin_restore) && B->pin_restore);
+        RUN(&r, B->pin_restore(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_OK);
+        char *back = get_data(B->pin_read, KEY1, &st);
+        assert_string_equal(back, p2);
+        free(back);
+        if (T.fs) assert_false(file_exists(ap));
+        RUN(&r, B->pin_restore(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_ENOENT);
+        RUN(&r, B->pin_archive(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_OK);
+        RUN(&r, B->pin_append(S, KEY1, p1, strlen(p1), on_done, &r));
+        RUN(&r, B->pin_restore(S, KEY1, on_done, &r));
+        assert_int_equal(r.status, CPS_EEXIST);
+        back = get_data(B->pin_read, KEY1, &st);
+        assert_string_equal(back, p1);
+        free(back);
+        assert_file(ap, p2);
+        assert_int_equal(B->pin_restore(S, "../../etc/passwd", on_done, &r), CPS_EINVAL);
     }
 
     RUN(&r, B->record_put(S, "tasks", "Task_1=+-", "v1", 2, on_done, &r));
@@ -1063,6 +1085,33 @@ static void test_objects(void **state)
     assert_int_equal(obj_move("blobstage", KEY1, "blob", BLOB1), CPS_OK);   /* "new" */
     assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
     if (T.fs) { path(p, sizeof p, "data/archive/blob/01/" BLOB1); assert_file(p, "new"); }
+
+    /* Restore (ABI 2.2): the archived copy comes back, once; never over a
+    ** live object (EEXIST, both copies kept); ENOENT without an archive. */
+    assert_true(CPS_STORAGE_HAS(B, obj_restore) && B->obj_restore);
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_OK);
+    RUN(&r, B->obj_read(S, "blob", BLOB1, 0, 64, on_read, &r));
+    assert_int_equal(r.status, CPS_OK);
+    assert_int_equal(r.len, 3);
+    assert_memory_equal(r.data, "new", 3);
+    if (T.fs) {
+        path(p, sizeof p, "data/archive/blob/01/" BLOB1);
+        assert_false(file_exists(p));
+        path(p, sizeof p, "blob/01/" BLOB1);
+        assert_file(p, "new");
+    }
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_ENOENT);
+    assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
+    assert_int_equal(obj_append("blob", BLOB1, "live", 4, NULL), CPS_OK);
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_EEXIST);
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.size, 4);
+    assert_int_equal(obj_simple(B->obj_delete, "blob", BLOB1), CPS_OK);
+    assert_int_equal(obj_simple(B->obj_restore, "blob", BLOB1), CPS_OK);
+    RUN(&r, B->obj_size(S, "blob", BLOB1, on_size, &r));
+    assert_int_equal(r.size, 3);
+    assert_int_equal(obj_simple(B->obj_archive, "blob", BLOB1), CPS_OK);
+    assert_int_equal(obj_simple(B->obj_restore, "nosuch", BLOB1), CPS_ENOENT);
 
     /* Order: appends, a move and a size on one object complete in order. */
     res a[20] = { 0 }, mv = { 0 }, sz = { 0 };
