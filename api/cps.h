@@ -21,8 +21,9 @@
 **       a 2.0 descriptor.
 **   So a plugin built against 2.M runs on every host 2.N with N >= M.
 **   Rules for maintainers: functions are only ever appended to cps_api;
-**   every append bumps CPS_ABI_MINOR and adds a row to the table below
-**   (tests/unit/test_abi.c fails otherwise); structs a plugin fills or
+**   every append (to cps_api or to cps_storage_backend) bumps CPS_ABI_MINOR
+**   and adds a row to the table below (tests/unit/test_abi.c records both
+**   tables' sizes at each minor and fails otherwise); structs a plugin fills or
 **   receives (cps_plugin_def, cps_session_handler, cps_storage_backend)
 **   start with their size and are only appended to, so the host reads only
 **   the fields the plugin's size covers.  A plugin may test for a function
@@ -44,8 +45,9 @@
 **   histogram histogram_observe       2.1
 **   instance_set                      2.1
 **   on_peer_up node_is_up owner_live  2.1
-**   (cps_storage_backend, no cps_api change: CPS_STORAGE_HAS)
-**   obj_restore pin_restore           2.2
+**   cps_storage_backend members (check with CPS_STORAGE_HAS):
+**   raw_spaces raw_list raw_size      2.1      obj_restore             2.2
+**   raw_read raw_write lease          2.1      pin_restore             2.2
 **
 ** THREADS
 **   Every function in the table must be called on the event-loop thread,
@@ -97,7 +99,7 @@ extern "C" {
 #endif
 
 #define CPS_ABI_MAJOR 2
-#define CPS_ABI_MINOR 1
+#define CPS_ABI_MINOR 2
 
 /* Log levels, lowest is most severe. */
 enum { CPS_LOG_ERROR = 0, CPS_LOG_WARN = 1, CPS_LOG_INFO = 2, CPS_LOG_DEBUG = 3 };

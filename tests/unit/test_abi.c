@@ -13,13 +13,21 @@
 #include <string.h>
 #include "host.h"
 
-/* The size of cps_api at each minor of this major: the offset past the
-** last function of that minor.  Appending a function without bumping
-** CPS_ABI_MINOR and adding a row here fails test_table_size. */
+/* The size of cps_api and of cps_storage_backend at each minor of this
+** major: the offset past the last member of that minor.  Appending to
+** either without bumping CPS_ABI_MINOR and adding a row here fails
+** test_table_size; a minor grows at least one of them. */
 #define END_OF(fn) (offsetof(cps_api, fn) + sizeof(((cps_api *)0)->fn))
+#define BE_END_OF(m) (offsetof(cps_storage_backend, m) + sizeof(((cps_storage_backend *)0)->m))
 static const size_t api_size_at_minor[] = {
     [0] = END_OF(http_write),          /* 2.0 */
     [1] = END_OF(owner_live),          /* 2.1 */
+    [2] = END_OF(owner_live),          /* 2.2: storage backend only */
+};
+static const size_t backend_size_at_minor[] = {
+    [0] = BE_END_OF(channel_cut),      /* 2.0 */
+    [1] = BE_END_OF(lease),            /* 2.1 */
+    [2] = BE_END_OF(pin_restore),      /* 2.2 */
 };
 
 static void test_table_size(void **state)
@@ -27,13 +35,19 @@ static void test_table_size(void **state)
     (void)state;
     assert_int_equal(CPS_ABI_MAJOR, 2);
     assert_true(CPS_ABI_MINOR < (int)(sizeof api_size_at_minor / sizeof *api_size_at_minor));
+    assert_true(CPS_ABI_MINOR < (int)(sizeof backend_size_at_minor / sizeof *backend_size_at_minor));
     assert_int_equal(sizeof(cps_api), api_size_at_minor[CPS_ABI_MINOR]);
+    assert_int_equal(sizeof(cps_storage_backend), backend_size_at_minor[CPS_ABI_MINOR]);
     assert_int_equal(cps_host_api.size, sizeof(cps_api));
     assert_int_equal(cps_host_api.major, CPS_ABI_MAJOR);
     assert_int_equal(cps_host_api.minor, CPS_ABI_MINOR);
-    /* Sizes grow with the minor. */
-    for (int m = 1; m <= CPS_ABI_MINOR; m++)
-        assert_true(api_size_at_minor[m] > api_size_at_minor[m - 1]);
+    /* Sizes never shrink, and every minor grows one of the tables. */
+    for (int m = 1; m <= CPS_ABI_MINOR; m++) {
+        assert_true(api_size_at_minor[m] >= api_size_at_minor[m - 1]);
+        assert_true(backend_size_at_minor[m] >= backend_size_at_minor[m - 1]);
+        assert_true(api_size_at_minor[m] > api_size_at_minor[m - 1] ||
+                    backend_size_at_minor[m] > backend_size_at_minor[m - 1]);
+    }
 }
 
 static void test_table_complete(void **state)
