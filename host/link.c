@@ -14,6 +14,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include "host.h"
 
@@ -302,23 +303,39 @@ int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *
     peer_link *l = find(peer);
     if (!l || K.stopping) return CPS_ENOENT;
     if (l->state == L_DOWN && !l->dialer) return CPS_EIO;   /* the peer must dial us */
-    json_t *m = json_pack("[s I s s s? O]", type, (json_int_t)qid, dest ? dest : "", cmd ? cmd : "",
-                          error, args ? args : json_null());
-    char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
-    json_decref(m);
-    if (!text) return CPS_ENOMEM;
-    size_t n = strlen(text);
+    if (!dest) dest = "";
+    if (!cmd) cmd = "";
+    /* what json_pack refused before: the peer's parser would refuse it */
+    if (!cps_utf8_valid(type, strlen(type)) || !cps_utf8_valid(dest, strlen(dest)) ||
+        !cps_utf8_valid(cmd, strlen(cmd)))
+        return CPS_EINVAL;
+    /* [type, qid, dest, cmd, error|null, args], written straight into the
+    ** queue entry: one allocation, no copy (cps_jsonw reserves the header) */
+    cps_jsonw w = { 0 };
+    char hdr[offsetof(qbuf, data)] = { 0 }, num[32];
+    cps_jsonw_raw(&w, hdr, sizeof hdr);
+    cps_jsonw_raw(&w, "[", 1);
+    cps_jsonw_str(&w, type, strlen(type));
+    /* signed, as the reader takes it (a query id past 2^63 reads back the same bits) */
+    cps_jsonw_raw(&w, num, (size_t)snprintf(num, sizeof num, ",%lld,", (long long)(json_int_t)qid));
+    cps_jsonw_str(&w, dest, strlen(dest));
+    cps_jsonw_raw(&w, ",", 1);
+    cps_jsonw_str(&w, cmd, strlen(cmd));
+    cps_jsonw_raw(&w, ",", 1);
+    if (error) cps_jsonw_str(&w, error, strlen(error)); else cps_jsonw_raw(&w, "null", 4);
+    cps_jsonw_raw(&w, ",", 1);
+    cps_jsonw_value(&w, args ? args : json_null());
+    cps_jsonw_raw(&w, "]", 1);
+    if (w.bad) { free(w.p); return CPS_ENOMEM; }
+    size_t n = w.len - offsetof(qbuf, data);
     if (l->qbytes + n > K.max_queue) {     /* back-pressure: bounded per peer_link */
-        free(text);
+        free(w.p);
         cps_metrics_add(K.c_dropped, 1);
         return CPS_EBUSY;
     }
-    qbuf *b = malloc(sizeof *b + n);
-    if (!b) { free(text); return CPS_ENOMEM; }
+    qbuf *b = (qbuf *)(void *)w.p;         /* malloc'd: aligned for any type */
     b->next = NULL;
     b->len = n;
-    memcpy(b->data, text, n);
-    free(text);
     if (l->tail) l->tail->next = b; else l->head = b;
     l->tail = b;
     l->qbytes += n;
@@ -426,7 +443,7 @@ static int link_err(json_t *v)
 /* One message of a batch, handed to the router. */
 static int record(peer_link *l, const unsigned char *text, size_t len)
 {
-    json_t *m = json_loadb((const char *)text, len, 0, NULL);
+    json_t *m = cps_jsonr((const char *)text, len);
     const char *type = json_string_value(json_array_get(m, 0));
     if (!json_is_array(m) || !type) { json_decref(m); return -1; }
     l->msgs_in++;
