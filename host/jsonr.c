@@ -5,7 +5,8 @@
 ** the buffer directly and accepts exactly what json_loadb(flags 0) accepts
 ** for an array or object (UTF-8 checked, no \u0000, surrogates paired,
 ** integers that fit json_int_t, nesting at most 2048, nothing after the
-** value); a duplicate key keeps its last value, as jansson does.
+** value); a duplicate key keeps its last value, as jansson does.  A raw
+** NUL byte outside a string is refused (jansson's stream skips it).
 */
 #include <errno.h>
 #include <stdlib.h>

@@ -47,7 +47,7 @@ static void putc1(cps_jsonw *w, char c)
 ** JSON_ENSURE_ASCII.  '/' is left as is (no JSON_ESCAPE_SLASH). */
 void cps_jsonw_str(cps_jsonw *w, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";   /* as jansson: \u001F */
     putc1(w, '"');
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {

@@ -690,6 +690,30 @@ char *cps_link_fuzz_seal(const char *from, const char *to, uint64_t t, const cha
     return seal("HELLO", from, to, t, eph, extra, nonce);
 }
 
+/* The link to the fuzz peer as established, with `rx` as its receiving key
+** and the next counter `rxn`; then cps_link_fuzz_frame hands it a binary
+** frame as it would arrive (a sealed batch).  Returns what frame() does:
+** 0 accepted (its messages queued on the router), -1 the link would close. */
+void cps_link_fuzz_up(const unsigned char rx[32], uint64_t rxn)
+{
+    peer_link *l = &K.links[0];
+    l->state = L_UP;
+    memcpy(l->rx, rx, 32);
+    l->rxn = rxn;
+}
+
+int cps_link_fuzz_frame(const unsigned char *data, size_t len)
+{
+    return frame(&K.links[0], (unsigned char *)data, len, true);
+}
+
+/* Only the split of an opened batch into its messages. */
+int cps_link_fuzz_batch(const unsigned char *plain, size_t len)
+{
+    K.links[0].state = L_UP;
+    return batch_each(&K.links[0], plain, len);
+}
+
 bool cps_link_fuzz_hello(const char *text, size_t len)
 {
     peer_link *l = accept_hello(text, len);
