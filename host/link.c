@@ -333,6 +333,10 @@ int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *
         cps_metrics_add(K.c_dropped, 1);
         return CPS_EBUSY;
     }
+    /* the writer's buffer grows by doubling: give back the slack, so what
+    ** a queue holds is what limits.link_queue counts (glibc shrinks in place) */
+    char *fit = realloc(w.p, w.len);
+    if (fit) w.p = fit;
     qbuf *b = (qbuf *)(void *)w.p;         /* malloc'd: aligned for any type */
     b->next = NULL;
     b->len = n;
