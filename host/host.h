@@ -138,6 +138,19 @@ int  cps_router_on_peer_up(cps_plugin *p, void (*fn)(const char *, void *), void
 bool cps_router_node_is_up(const char *id);
 const char *cps_router_owner_live(const char *role, const char *key, char *buf, size_t n);
 
+/* ---- the links' compact JSON writer (jsonw.c) ---- */
+/* A growing buffer; `bad` once an allocation failed or the value nests too
+** deep (then the text is incomplete and must not be used).  Start it
+** zeroed, or with `len` bytes reserved in front; free `p`. */
+typedef struct cps_jsonw { char *p; size_t len, cap; bool bad; } cps_jsonw;
+void cps_jsonw_raw(cps_jsonw *w, const char *s, size_t n);
+void cps_jsonw_str(cps_jsonw *w, const char *s, size_t n);
+void cps_jsonw_value(cps_jsonw *w, json_t *v);    /* as json_dumps(JSON_COMPACT) */
+bool cps_utf8_valid(const char *s, size_t n);
+/* ---- the links' JSON reader (jsonr.c): what json_loadb(text, len, 0)
+** accepts for an array or object, the same values; NULL otherwise ---- */
+json_t *cps_jsonr(const char *text, size_t len);
+
 /* ---- links between nodes of a cluster (link.c) ---- */
 /* Start dialling / accepting the peers named in the configuration. */
 int  cps_link_start(void);

@@ -14,6 +14,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include "host.h"
 
@@ -21,6 +22,7 @@
 #define REPLAY_SLOTS 1024
 #define WINDOW_MS 30000
 #define LINK_PATH "/cpsd-link"
+#define BATCH_MAX (256 * 1024)   /* plaintext bytes per sealed batch, unless one message is larger */
 
 enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP };
 
@@ -301,29 +303,60 @@ int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *
     peer_link *l = find(peer);
     if (!l || K.stopping) return CPS_ENOENT;
     if (l->state == L_DOWN && !l->dialer) return CPS_EIO;   /* the peer must dial us */
-    json_t *m = json_pack("[s I s s s? O]", type, (json_int_t)qid, dest ? dest : "", cmd ? cmd : "",
-                          error, args ? args : json_null());
-    char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
-    json_decref(m);
-    if (!text) return CPS_ENOMEM;
-    size_t n = strlen(text);
+    if (!dest) dest = "";
+    if (!cmd) cmd = "";
+    /* what json_pack refused before: the peer's parser would refuse it */
+    if (!cps_utf8_valid(type, strlen(type)) || !cps_utf8_valid(dest, strlen(dest)) ||
+        !cps_utf8_valid(cmd, strlen(cmd)))
+        return CPS_EINVAL;
+    /* [type, qid, dest, cmd, error|null, args], written straight into the
+    ** queue entry: one allocation, no copy (cps_jsonw reserves the header) */
+    cps_jsonw w = { 0 };
+    char hdr[offsetof(qbuf, data)] = { 0 }, num[32];
+    cps_jsonw_raw(&w, hdr, sizeof hdr);
+    cps_jsonw_raw(&w, "[", 1);
+    cps_jsonw_str(&w, type, strlen(type));
+    /* signed, as the reader takes it (a query id past 2^63 reads back the same bits) */
+    cps_jsonw_raw(&w, num, (size_t)snprintf(num, sizeof num, ",%lld,", (long long)(json_int_t)qid));
+    cps_jsonw_str(&w, dest, strlen(dest));
+    cps_jsonw_raw(&w, ",", 1);
+    cps_jsonw_str(&w, cmd, strlen(cmd));
+    cps_jsonw_raw(&w, ",", 1);
+    if (error) cps_jsonw_str(&w, error, strlen(error)); else cps_jsonw_raw(&w, "null", 4);
+    cps_jsonw_raw(&w, ",", 1);
+    cps_jsonw_value(&w, args ? args : json_null());
+    cps_jsonw_raw(&w, "]", 1);
+    if (w.bad) { free(w.p); return CPS_ENOMEM; }
+    size_t n = w.len - offsetof(qbuf, data);
     if (l->qbytes + n > K.max_queue) {     /* back-pressure: bounded per peer_link */
-        free(text);
+        free(w.p);
         cps_metrics_add(K.c_dropped, 1);
         return CPS_EBUSY;
     }
-    qbuf *b = malloc(sizeof *b + LWS_PRE + n + crypto_secretbox_MACBYTES);
-    if (!b) { free(text); return CPS_ENOMEM; }
+    /* the writer's buffer grows by doubling: give back the slack, so what
+    ** a queue holds is what limits.link_queue counts (glibc shrinks in place) */
+    char *fit = realloc(w.p, w.len);
+    if (fit) w.p = fit;
+    qbuf *b = (qbuf *)(void *)w.p;         /* malloc'd: aligned for any type */
     b->next = NULL;
     b->len = n;
-    memcpy(b->data + LWS_PRE + crypto_secretbox_MACBYTES, text, n);
-    free(text);
     if (l->tail) l->tail->next = b; else l->head = b;
     l->tail = b;
     l->qbytes += n;
     if (l->state == L_UP && l->wsi) lws_callback_on_writable(l->wsi);
     else if (l->state == L_DOWN && l->dialer && !l->redial) dial(l);
     return 0;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static void nonce_of(uint64_t n, unsigned char out[24])
@@ -361,23 +394,42 @@ static int writable(peer_link *l)
         return 0;
     }
     if (l->state != L_UP) return 0;
-    for (int i = 0; i < 32 && l->head; i++) {
+    if (!l->head) return 0;
+    /* Everything queued for the peer since the last write (one loop turn or
+    ** more) goes out as one sealed batch: one secretbox and one send instead
+    ** of one per message (docs/protocol/cluster.md §2.4).  A batch holds at
+    ** least one message and stops before BATCH_MAX unless its first message
+    ** alone is larger. */
+    size_t total = 0;
+    int count = 0;
+    for (qbuf *b = l->head; b; b = b->next) {
+        if (count && total + 4 + b->len > BATCH_MAX) break;
+        total += 4 + b->len;
+        count++;
+    }
+    unsigned char *buf = malloc(LWS_PRE + crypto_secretbox_MACBYTES + total);
+    if (!buf) return -1;
+    unsigned char *plain = buf + LWS_PRE + crypto_secretbox_MACBYTES, *at = plain;
+    for (int i = 0; i < count; i++) {
         qbuf *b = l->head;
-        unsigned char nonce[24];
-        nonce_of(l->txn++, nonce);
-        unsigned char *plain = b->data + LWS_PRE + crypto_secretbox_MACBYTES;
-        /* in place: crypto_secretbox_easy allows overlapping with the MAC in front */
-        crypto_secretbox_easy(b->data + LWS_PRE, plain, b->len, nonce, l->tx);
-        size_t n = b->len + crypto_secretbox_MACBYTES;
-        int w = lws_write(l->wsi, b->data + LWS_PRE, n, LWS_WRITE_BINARY);
-        if (w >= (int)n) { l->msgs_out++; l->bytes_out += n; }
+        put_u32(at, (uint32_t)b->len);
+        memcpy(at + 4, b->data, b->len);
+        at += 4 + b->len;
         l->head = b->next;
         if (!l->head) l->tail = NULL;
         l->qbytes -= b->len;
         free(b);
-        if (w < (int)n) return -1;
-        if (lws_send_pipe_choked(l->wsi)) break;
     }
+    unsigned char nonce[24];
+    nonce_of(l->txn++, nonce);
+    /* in place: crypto_secretbox_easy allows overlapping with the MAC in front */
+    crypto_secretbox_easy(buf + LWS_PRE, plain, total, nonce, l->tx);
+    size_t n = total + crypto_secretbox_MACBYTES;
+    int w = lws_write(l->wsi, buf + LWS_PRE, n, LWS_WRITE_BINARY);
+    free(buf);
+    if (w < (int)n) return -1;
+    l->msgs_out += (uint64_t)count;
+    l->bytes_out += n;
     if (l->head) lws_callback_on_writable(l->wsi);
     return 0;
 }
@@ -390,6 +442,38 @@ static int link_err(json_t *v)
     if (json_is_null(v) || !v) return CPS_OK;
     const char *name = json_string_value(v);
     return name ? cps_errcode(name) : CPS_EINTERNAL;
+}
+
+/* One message of a batch, handed to the router. */
+static int record(peer_link *l, const unsigned char *text, size_t len)
+{
+    json_t *m = cps_jsonr((const char *)text, len);
+    const char *type = json_string_value(json_array_get(m, 0));
+    if (!json_is_array(m) || !type) { json_decref(m); return -1; }
+    l->msgs_in++;
+    cps_router_incoming(l->peer, type, (uint64_t)json_integer_value(json_array_get(m, 1)),
+                        json_string_value(json_array_get(m, 2)), json_string_value(json_array_get(m, 3)),
+                        link_err(json_array_get(m, 4)), json_incref(json_array_get(m, 5)));
+    json_decref(m);
+    return 0;
+}
+
+/* Splits an opened batch into its length-prefixed messages.  The whole
+** batch is authenticated already; a record that overruns the batch, an
+** empty batch or an empty record can only come from a broken peer, and
+** closes the link (messages before it have been handed on, in order). */
+static int batch_each(peer_link *l, const unsigned char *p, size_t n)
+{
+    if (n == 0) return -1;
+    while (n) {
+        if (n < 4) return -1;
+        uint32_t len = get_u32(p);
+        if (len == 0 || len > n - 4) return -1;
+        if (record(l, p + 4, len) != 0) return -1;
+        p += 4 + len;
+        n -= 4 + len;
+    }
+    return 0;
 }
 
 static int frame(peer_link *l, unsigned char *data, size_t len, bool binary)
@@ -423,17 +507,10 @@ static int frame(peer_link *l, unsigned char *data, size_t len, bool binary)
         cps_log("link", CPS_LOG_WARN, "link to %s: a frame failed authentication, closing", l->peer);
         return -1;
     }
-    l->msgs_in++;
     l->bytes_in += len;
-    json_t *m = json_loadb((const char *)plain, n, 0, NULL);
+    int rc = batch_each(l, plain, n);
     free(plain);
-    const char *type = json_string_value(json_array_get(m, 0));
-    if (!json_is_array(m) || !type) { json_decref(m); return -1; }
-    cps_router_incoming(l->peer, type, (uint64_t)json_integer_value(json_array_get(m, 1)),
-                        json_string_value(json_array_get(m, 2)), json_string_value(json_array_get(m, 3)),
-                        link_err(json_array_get(m, 4)), json_incref(json_array_get(m, 5)));
-    json_decref(m);
-    return 0;
+    return rc;
 }
 
 static int receive(peer_link *l, struct lws *wsi, const void *in, size_t len)
@@ -615,6 +692,30 @@ char *cps_link_fuzz_seal(const char *from, const char *to, uint64_t t, const cha
     unsigned char eph[32], sk[32], nonce[24];
     crypto_kx_keypair(eph, sk);            /* a real point: the key exchange refuses a weak one */
     return seal("HELLO", from, to, t, eph, extra, nonce);
+}
+
+/* The link to the fuzz peer as established, with `rx` as its receiving key
+** and the next counter `rxn`; then cps_link_fuzz_frame hands it a binary
+** frame as it would arrive (a sealed batch).  Returns what frame() does:
+** 0 accepted (its messages queued on the router), -1 the link would close. */
+void cps_link_fuzz_up(const unsigned char rx[32], uint64_t rxn)
+{
+    peer_link *l = &K.links[0];
+    l->state = L_UP;
+    memcpy(l->rx, rx, 32);
+    l->rxn = rxn;
+}
+
+int cps_link_fuzz_frame(const unsigned char *data, size_t len)
+{
+    return frame(&K.links[0], (unsigned char *)data, len, true);
+}
+
+/* Only the split of an opened batch into its messages. */
+int cps_link_fuzz_batch(const unsigned char *plain, size_t len)
+{
+    K.links[0].state = L_UP;
+    return batch_each(&K.links[0], plain, len);
 }
 
 bool cps_link_fuzz_hello(const char *text, size_t len)

@@ -27,6 +27,10 @@
 #   pg-history   K readers of an N-message history, cpsd on fs and on pg
 #   pg-blob      blobget.js: a 100 MB blob read by 20 clients, the server's RSS
 #                sampled, cpsd on fs and on pg (seeded by cpsd migrate)
+#   c-cluster    cpsd as one process and as the 2x2x2 cluster (2 fronts, 2 cores,
+#                2 storage nodes under one supervisor, clients spread over the
+#                fronts): CPU of every cpsd process per delivery, and the ratio
+#                cluster / one process (the cluster listens on PORT_BASE+10..+15)
 # Every cpsload measurement is repeated REPEAT times (default 2), the servers
 # in turn.  BUILD names the build directory (default ./build); the servers
 # listen on PORT_BASE (lwsbare, default 3097), +1 (cpsd) and +2 (chainpad-server),
@@ -184,6 +188,43 @@ c-broadcast|c-idle|c-history|c-scale|c-client|pg-writer|pg-broadcast|pg-history)
     done
     echo "== comparison ($scenario, $repeat runs each, same machine, same run)"
     node compare.js "$results"
+    ;;
+c-cluster)
+    cpsload="$build/contrib/bench/cpsload"
+    [ -x "$cpsload" ] || { echo "run.sh: $cpsload is not built (cmake --build $build)" >&2; exit 2; }
+    # the supervisor's descendants are every node: cpsload --server-pid sums them
+    F0=$((base + 10)); F1=$((base + 11))
+    cat > "$tmp/topo.lua" <<LUA
+return {
+    key_file = "cluster.key",
+    front = { { host = "127.0.0.1", port = $F0, extra_ports = {} }, { host = "127.0.0.1", port = $F1, extra_ports = {} } },
+    core = { { host = "127.0.0.1", port = $((base + 12)) }, { host = "127.0.0.1", port = $((base + 13)) } },
+    storage = { { host = "127.0.0.1", port = $((base + 14)) }, { host = "127.0.0.1", port = $((base + 15)) } },
+    config = { data_dir = "$tmp/cdata", log = { level = "warn" } },
+}
+LUA
+    start_cpsd
+    "$build/cpsd" --topology "$tmp/topo.lua" 2>"$tmp/cluster.log" & lpid=$!
+    sleep 3; alive
+    results="$tmp/results.jsonl"; : > "$results"
+    one () {   # one label url pid args...
+        local label=$1 u=$2 pid=$3; shift 3
+        "$cpsload" --url "$u" --scenario broadcast --server-pid "$pid" --label "$label" --json "$@" >"$tmp/out.txt" || true
+        sed '$d' "$tmp/out.txt"
+        tail -n 1 "$tmp/out.txt" >> "$results"
+    }
+    for r in $(seq 1 "$repeat"); do
+        one cpsd "$(url $P_CPSD)" $cpid "$@"
+        one cluster "$(url $F0),$(url $F1)" $lpid "$@"
+    done
+    echo "== one process vs the 2x2x2 cluster (broadcast, $repeat runs each, same run)"
+    node -e '
+const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean).map(l => { try { return JSON.parse(l) } catch (e) { return null } }).filter(Boolean);
+const us = r => r.metrics.server_us_per_delivery;
+const one = rows.filter(r => r.label === "cpsd"), cl = rows.filter(r => r.label === "cluster");
+for (let i = 0; i < Math.min(one.length, cl.length); i++)
+    console.log(`run ${i + 1}: one process ${us(one[i]).toFixed(1)} us/dlv (ok ${one[i].ok}, ${one[i].metrics.delivered_per_sec}/s), cluster ${us(cl[i]).toFixed(1)} us/dlv (ok ${cl[i].ok}, ${cl[i].metrics.delivered_per_sec}/s), cluster / one process ${(us(cl[i]) / us(one[i])).toFixed(2)}`);
+' "$results"
     ;;
 *) echo "run.sh: unknown scenario $scenario" >&2; exit 2 ;;
 esac
