@@ -415,10 +415,32 @@ static int on_receive(struct lws *wsi, cps_session *s, const char *in, size_t le
 
 /* ---- HTTP (everything that is not the upgrade) ---- */
 
+/* Whether this peer may read /metrics: its address is one of `metrics.from`
+** (default loopback only: the counters are not for the public,
+** docs/operator-guide.md §7.1).  An IPv4 peer on a dual-stack socket is
+** compared without its "::ffff:" prefix. */
+static bool metrics_allowed(struct lws *wsi)
+{
+    json_t *from = cps_config_path(cps_cfg ? cps_cfg->root : NULL, "metrics.from");
+    char peer[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    const char *ip = strncmp(peer, "::ffff:", 7) ? peer : peer + 7;
+    if (!json_is_array(from)) return !strcmp(ip, "127.0.0.1") || !strcmp(ip, "::1");
+    size_t i;
+    json_t *v;
+    json_array_foreach(from, i, v) {
+        if (json_is_string(v) && (!strcmp(json_string_value(v), "*") || !strcmp(json_string_value(v), ip)))
+            return true;
+    }
+    return false;
+}
+
 static int http_request(struct lws *wsi, pss *ps, const char *uri)
 {
     unsigned char buf[LWS_PRE + 512], *p = buf + LWS_PRE, *end = buf + sizeof buf - 1;
-    if (strcmp(uri, "/metrics") != 0 || lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+    /* Not allowed: answered as any unknown path (404), revealing nothing. */
+    if (strcmp(uri, "/metrics") != 0 || lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 ||
+        !metrics_allowed(wsi))
         return cps_http_begin(wsi, &ps->http, uri);
     ps->body = cps_metrics_text();
     ps->body_len = ps->body ? strlen(ps->body) : 0;
