@@ -558,11 +558,21 @@ static const struct lws_protocols protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }   /* G8: no LWS_PROTOCOL_LIST_TERM in 4.1 */
 };
 
+/* lws reports some client mistakes as errors: a request head too large for
+** its arena (docs/libraries.md G13b).  Those are no server error, and any
+** client could fill the log at error level with them: info. */
+static int lws_line_level(int level, const char *line)
+{
+    if (strstr(line, "Ran out of header data space") || strstr(line, "More hdr frags than we can deal with"))
+        return CPS_LOG_INFO;
+    return level == LLL_ERR ? CPS_LOG_ERROR : CPS_LOG_WARN;
+}
+
 static void lws_log(int level, const char *line)
 {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-    cps_log("lws", level == LLL_ERR ? CPS_LOG_ERROR : CPS_LOG_WARN, "%.*s", (int)n, line);
+    cps_log("lws", lws_line_level(level, line), "%.*s", (int)n, line);
 }
 
 int cps_server_start(uv_loop_t *loop)
