@@ -100,6 +100,13 @@ return {
     -- peers = { ["front:0"] = "host:port", ... } }.  Empty: one process.
     cluster = {},
 
+    -- GET /metrics answers only peers whose address is listed ("*": any);
+    -- others get 404.  Behind a proxy on the same machine every request
+    -- comes from loopback: keep the proxy from forwarding /metrics.
+    metrics = {
+        from = { "127.0.0.1", "::1" },
+    },
+
     log = {
         level = "info",             -- error | warn | info | debug (--log-level overrides)
         format = "text",            -- "text": time level [who] message; "json": one object a line

@@ -3,7 +3,8 @@
 ** Startup: configuration, loop, router, Lua, role plugins, feature plugins,
 ** scripts, listener.  Shutdown (SIGTERM/SIGINT): close sessions, let them
 ** drain briefly, unload plugins, then tear down lws and the loop (docs/libraries.md G6).
-** SIGHUP reopens the log file (docs/operator-guide.md §7).
+** SIGHUP reopens the log file and reloads log.level, naming other changed
+** settings as needing a restart (docs/operator-guide.md §7).
 */
 #include <limits.h>
 #if defined(__GLIBC__)
@@ -37,6 +38,7 @@ static struct {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
     bool stopping;
+    const char *cli_level;    /* --log-level (or CPSD_LOG_LEVEL): wins over log.level */
 } M;   /* the process singleton */
 
 static void closed_noop(uv_handle_t *h) { (void)h; }
@@ -71,9 +73,67 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&M.drain, finish, cps_server_session_count() ? 300 : 0, 0);
 }
 
+/* SIGHUP, after the log: read the configuration file again.  log.level is
+** applied now (unless --log-level gave one); every other setting is read
+** once at start, so a changed section is named as needing a restart rather
+** than silently ignored.  A file that no longer loads changes nothing.  A
+** cluster node's configuration is the file plus its topology (not re-read
+** here): it reloads nothing and says so. */
+static void reload_config(void)
+{
+    if (!cps_cfg || !cps_cfg->file) return;
+    if (json_object_size(json_object_get(cps_cfg->root, "cluster"))) {
+        cps_log(NULL, CPS_LOG_INFO, "SIGHUP: a cluster node reloads no settings (restart it to apply changes)");
+        return;
+    }
+    char *errors = NULL;
+    cps_config *fresh = cps_config_load(cps_cfg->file, &errors);
+    if (!fresh) {
+        char first[256];
+        snprintf(first, sizeof first, "%s", errors ? errors : "unknown error");
+        first[strcspn(first, "\n")] = 0;
+        cps_log(NULL, CPS_LOG_WARN, "SIGHUP: %s does not load (%s): nothing reloaded", cps_cfg->file, first);
+        free(errors);
+        return;
+    }
+    const char *level = cps_config_str("log.level", "info");
+    json_t *nl = cps_config_path(fresh->root, "log.level");
+    if (!M.cli_level && json_is_string(nl) && strcmp(json_string_value(nl), level)) {
+        cps_log_set_level(cps_log_level_from_name(json_string_value(nl)));
+        json_object_set(json_object_get(cps_cfg->root, "log"), "level", nl);
+        cps_log(NULL, CPS_LOG_WARN, "SIGHUP: log.level is now %s", json_string_value(nl));
+    }
+    /* listen.port 0 was replaced by the port taken (server.c): not a change */
+    json_t *fl = json_object_get(fresh->root, "listen"), *ol = json_object_get(cps_cfg->root, "listen");
+    if (json_integer_value(json_object_get(fl, "port")) == 0 && json_object_get(ol, "port"))
+        json_object_set(fl, "port", json_object_get(ol, "port"));
+    char changed[512] = "";
+    size_t used = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(fresh->root, k, v) {
+        json_t *old = json_object_get(cps_cfg->root, k);
+        if (old && json_equal(old, v)) continue;
+        if (!strcmp(k, "log") && json_equal(json_object_get(old, "file"), json_object_get(v, "file")) &&
+            json_equal(json_object_get(old, "format"), json_object_get(v, "format")))
+            continue;                              /* only the level: applied above */
+        int w = snprintf(changed + used, sizeof changed - used, "%s%s", used ? ", " : "", k);
+        if (w > 0 && (size_t)w < sizeof changed - used) used += (size_t)w;
+    }
+    json_object_foreach(cps_cfg->root, k, v) {
+        if (json_object_get(fresh->root, k)) continue;
+        int w = snprintf(changed + used, sizeof changed - used, "%s%s", used ? ", " : "", k);
+        if (w > 0 && (size_t)w < sizeof changed - used) used += (size_t)w;
+    }
+    if (used) cps_log(NULL, CPS_LOG_WARN, "SIGHUP: changed in %s, applied only at the next start: %s",
+                      cps_cfg->file, changed);
+    cps_config_free(fresh);
+}
+
 /* SIGHUP: logrotate has renamed the log file; write to a fresh one at the
-** configured path.  Without a log file there is nothing to reopen, but the
-** server must not die of the default action either. */
+** configured path (without a log file there is nothing to reopen, but the
+** server must not die of the default action either), then reload what can
+** be reloaded, as daemons do. */
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)s;
@@ -81,9 +141,10 @@ static void on_sighup(uv_signal_t *s, int signum)
     char err[512];
     if (cps_log_reopen(err, sizeof err)) {
         cps_log(NULL, CPS_LOG_ERROR, "SIGHUP: %s (still writing to the old file)", err);
-        return;
+    } else {
+        cps_log(NULL, CPS_LOG_INFO, "SIGHUP: log reopened (%s)", cps_log_path() ? cps_log_path() : "stderr");
     }
-    cps_log(NULL, CPS_LOG_INFO, "SIGHUP: log reopened (%s)", cps_log_path() ? cps_log_path() : "stderr");
+    reload_config();
 }
 
 /* log.format, log.file and log.level from the configuration; --log-level
@@ -268,6 +329,7 @@ int main(int argc, char **argv)
         return 0;
     }
     int rc = 1;
+    M.cli_level = log_level;
     if (setup_log(log_level)) {
         cps_config_free(cps_cfg);
         return 1;

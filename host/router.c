@@ -498,18 +498,47 @@ int cps_router_on_peer_down(cps_plugin *p, void (*fn)(const char *, void *), voi
     return 0;
 }
 
+/* A pending query to fail at peer_down, with the seq it had when found. */
+typedef struct { uint64_t seq; uint32_t slot; } down_ref;
+
+static int down_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const down_ref *)a)->seq, y = ((const down_ref *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
 /* The link to `peer` is down: its pending queries fail now, watchers hear it. */
 void cps_router_peer_down(const char *peer)
 {
-    /* in the order they were asked, so replies to a client keep its order */
+    /* In the order they were asked, so replies to a client keep its order:
+    ** one scan and a sort, not a scan per query (quadratic in up to
+    ** limits.pending_queries).  A callback may finish other queries or ask
+    ** again: each is failed only if its slot still holds it, and the scan
+    ** repeats until none to `peer` is left. */
     for (;;) {
-        pending *first = NULL;
+        size_t n = 0;
         for (uint32_t i = 0; i < R.nslots; i++)
-            if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0 &&
-                (!first || R.slots[i].seq < first->seq))
-                first = &R.slots[i];
-        if (!first) break;
-        pending_finish(first, CPS_EUNAVAILABLE, NULL);
+            if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0) n++;
+        if (!n) break;
+        down_ref *v = malloc(n * sizeof *v);
+        if (!v) {                          /* no memory: the first one, scan again */
+            pending *first = NULL;
+            for (uint32_t i = 0; i < R.nslots; i++)
+                if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0 &&
+                    (!first || R.slots[i].seq < first->seq))
+                    first = &R.slots[i];
+            pending_finish(first, CPS_EUNAVAILABLE, NULL);
+            continue;
+        }
+        size_t k = 0;
+        for (uint32_t i = 0; i < R.nslots && k < n; i++)
+            if (R.slots[i].used && strcmp(R.slots[i].asked, peer) == 0) v[k++] = (down_ref){ R.slots[i].seq, i };
+        qsort(v, k, sizeof *v, down_cmp);
+        for (size_t j = 0; j < k; j++) {
+            pending *q = &R.slots[v[j].slot];
+            if (q->used && q->seq == v[j].seq && strcmp(q->asked, peer) == 0) pending_finish(q, CPS_EUNAVAILABLE, NULL);
+        }
+        free(v);
     }
     for (int i = 0; i < nwatchers; i++) watchers[i].fn(peer, watchers[i].ud);
 }

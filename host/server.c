@@ -425,10 +425,32 @@ static int on_receive(struct lws *wsi, cps_session *s, const char *in, size_t le
 
 /* ---- HTTP (everything that is not the upgrade) ---- */
 
+/* Whether this peer may read /metrics: its address is one of `metrics.from`
+** (default loopback only: the counters are not for the public,
+** docs/operator-guide.md §7.1).  An IPv4 peer on a dual-stack socket is
+** compared without its "::ffff:" prefix. */
+static bool metrics_allowed(struct lws *wsi)
+{
+    json_t *from = cps_config_path(cps_cfg ? cps_cfg->root : NULL, "metrics.from");
+    char peer[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    const char *ip = strncmp(peer, "::ffff:", 7) ? peer : peer + 7;
+    if (!json_is_array(from)) return !strcmp(ip, "127.0.0.1") || !strcmp(ip, "::1");
+    size_t i;
+    json_t *v;
+    json_array_foreach(from, i, v) {
+        if (json_is_string(v) && (!strcmp(json_string_value(v), "*") || !strcmp(json_string_value(v), ip)))
+            return true;
+    }
+    return false;
+}
+
 static int http_request(struct lws *wsi, pss *ps, const char *uri)
 {
     unsigned char buf[LWS_PRE + 512], *p = buf + LWS_PRE, *end = buf + sizeof buf - 1;
-    if (strcmp(uri, "/metrics") != 0 || lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+    /* Not allowed: answered as any unknown path (404), revealing nothing. */
+    if (strcmp(uri, "/metrics") != 0 || lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 ||
+        !metrics_allowed(wsi))
         return cps_http_begin(wsi, &ps->http, uri);
     ps->body = cps_metrics_text();
     ps->body_len = ps->body ? strlen(ps->body) : 0;
@@ -546,11 +568,21 @@ static const struct lws_protocols protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }   /* G8: no LWS_PROTOCOL_LIST_TERM in 4.1 */
 };
 
+/* lws reports some client mistakes as errors: a request head too large for
+** its arena (docs/libraries.md G13b).  Those are no server error, and any
+** client could fill the log at error level with them: info. */
+static int lws_line_level(int level, const char *line)
+{
+    if (strstr(line, "Ran out of header data space") || strstr(line, "More hdr frags than we can deal with"))
+        return CPS_LOG_INFO;
+    return level == LLL_ERR ? CPS_LOG_ERROR : CPS_LOG_WARN;
+}
+
 static void lws_log(int level, const char *line)
 {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-    cps_log("lws", level == LLL_ERR ? CPS_LOG_ERROR : CPS_LOG_WARN, "%.*s", (int)n, line);
+    cps_log("lws", lws_line_level(level, line), "%.*s", (int)n, line);
 }
 
 int cps_server_start(uv_loop_t *loop)

@@ -165,6 +165,9 @@ test('over-long URL and headers: 414 and 431, a bare close past the arena', { ti
         assert.equal(statusOf(fine), '200', fine.slice(0, 80));
         const { out } = await rawHttp(srv.port, 'GET /api/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
         assert.equal(statusOf(out), '200', out);
+        // a client's over-long head is its mistake, not a server error (issue 12 item 7)
+        const errors = srv.stderr().split('\n').filter(l => / error \[lws\]/.test(l) || /"level":"error","who":"lws"/.test(l));
+        assert.deepEqual(errors, [], 'lws lines at error level');
     })();
 });
 

@@ -6,15 +6,17 @@
 const { test, before, after, describe } = require('node:test');
 const assert = require('node:assert/strict');
 const Http = require('node:http');
-const { startServer, withLog, EXAMPLES } = require('./lib/server');
+const Fs = require('node:fs');
+const Path = require('node:path');
+const { startServer, withLog, tmpDir, EXAMPLES } = require('./lib/server');
 const C = require('./lib/client');
 
-const request = (port, path, body) => new Promise((resolve, reject) => {
-    const req = Http.request({ host: '127.0.0.1', port, path, method: body ? 'POST' : 'GET' }, (res) => {
+const request = (port, path, body, headers = {}) => new Promise((resolve, reject) => {
+    const req = Http.request({ host: '127.0.0.1', port, path, method: body ? 'POST' : 'GET', headers }, (res) => {
         let data = '';
         res.setEncoding('utf8');
         res.on('data', (d) => { data += d; });
-        res.on('end', () => resolve({ status: res.statusCode, body: data }));
+        res.on('end', () => resolve({ status: res.statusCode, body: data, headers: res.headers }));
     });
     req.on('error', reject);
     req.end(body);
@@ -58,8 +60,37 @@ describe('default configuration: no examples', () => {
 
 describe('examples added by plugins_add and lua_scripts_add', () => {
     let srv;
-    before(withLog(() => srv, async () => { srv = await startServer({ ...EXAMPLES }, { single: true }); }));
-    after(async () => { if (srv) { await srv.stop(); } });
+    const ROOT = tmpDir('cpsd-examples-');
+    const FILE = 'abcdefghijklmnopqrstuvwxyz0123456789';
+    before(withLog(() => srv, async () => {
+        Fs.mkdirSync(Path.join(ROOT, 'data', 'example'), { recursive: true });
+        Fs.writeFileSync(Path.join(ROOT, 'data', 'example', 'f.txt'), FILE);
+        srv = await startServer({ ...EXAMPLES }, { single: true, dir: ROOT });
+    }));
+    after(async () => { if (srv) { await srv.stop(); } Fs.rmSync(ROOT, { recursive: true, force: true }); });
+
+    test('/example/file honours one byte range (206, 416), else the whole file', async () => {
+        await srv.guard(async () => {
+            let res = await request(srv.port, '/example/file/f.txt');
+            assert.equal(res.status, 200);
+            assert.equal(res.body, FILE);
+            res = await request(srv.port, '/example/file/f.txt', undefined, { Range: 'bytes=2-5' });
+            assert.equal(res.status, 206, res.body);
+            assert.equal(res.body, 'cdef');
+            assert.equal(res.headers['content-range'], `bytes 2-5/${FILE.length}`);
+            res = await request(srv.port, '/example/file/f.txt', undefined, { Range: 'bytes=-3' });
+            assert.equal(res.status, 206);
+            assert.equal(res.body, '789');
+            res = await request(srv.port, '/example/file/f.txt', undefined, { Range: 'bytes=100-' });
+            assert.equal(res.status, 416);
+            assert.equal(res.headers['content-range'], `bytes */${FILE.length}`);
+            res = await request(srv.port, '/example/file/f.txt', undefined, { Range: 'bytes=5-2' });
+            assert.equal(res.status, 200);          // inverted: ignored, the whole file
+            assert.equal(res.body, FILE);
+            res = await request(srv.port, '/example/file/nope.txt');
+            assert.equal(res.status, 404);
+        })();
+    });
 
     test('the default plugins are still loaded next to the examples', async () => {
         // plugins load after the listener is up: wait for the "ready" line

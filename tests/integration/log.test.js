@@ -107,6 +107,31 @@ test('SIGHUP without a log file: logged, and the server keeps serving', async ()
     assert.equal(await s.stop(), 0);
 });
 
+// Issue 12 item 6: SIGHUP also reloads what can be reloaded (log.level) and
+// names what changed but applies only at the next start; a file that no
+// longer loads changes nothing, and the server serves on.
+test('SIGHUP reloads log.level, names settings that need a restart, survives a broken file', async () => {
+    const s = await start({ log: { level: 'info' }, limits: { max_sessions: 1000 } });
+    const file = Path.join(s.dir, 'config.lua');
+    const text = Fs.readFileSync(file, 'utf8');
+    assert.match(text, /level = "info"/);
+    Fs.writeFileSync(file, text.replace('level = "info"', 'level = "warn"').replace('max_sessions = 1000', 'max_sessions = 2000'));
+    process.kill(s.pid, 'SIGHUP');
+    await waitFor('the new level', () => /SIGHUP: log\.level is now warn/.test(s.stderr()));
+    await waitFor('the restart line', () => /SIGHUP: changed in \S+, applied only at the next start: limits\n/.test(s.stderr()));
+    // at warn, the next SIGHUP's info line is not written
+    process.kill(s.pid, 'SIGHUP');
+    await sleep(500);
+    assert.equal((s.stderr().match(/SIGHUP: log reopened/g) || []).length, 1);
+    assert.equal((s.stderr().match(/SIGHUP: log\.level is now/g) || []).length, 1);
+    Fs.writeFileSync(file, 'return { this is not lua');
+    process.kill(s.pid, 'SIGHUP');
+    await waitFor('the refusal', () => /SIGHUP: \S+ does not load \(.*\): nothing reloaded/.test(s.stderr()));
+    assert.ok(s.alive());
+    await metricsOk(s);
+    assert.equal(await s.stop(), 0);
+});
+
 test('log.file: records go to the file; after a rename, SIGHUP starts a fresh one', async () => {
     const s = await start({ log: { file: 'cpsd.log', format: 'json' } }, { keepDir: true });
     dirs.push(s.dir);

@@ -316,6 +316,47 @@ static void test_unknown_node_and_command(void **state)
     reply_free(&s);
 }
 
+/* A link down fails every query pending on it once, EUNAVAILABLE, in the
+** order they were asked (one scan and a sort since issue 12: it was a scan
+** per query), and leaves queries to other nodes pending. */
+static int down_order[100], down_n, down_bad;
+static void on_down(void *ud, int err, json_t *data)
+{
+    (void)data;
+    if (err != CPS_EUNAVAILABLE) down_bad++;
+    if (down_n < 100) down_order[down_n++] = (int)(intptr_t)ud;
+}
+
+static void test_peer_down_order(void **state)
+{
+    (void)state;
+    reset();
+    down_n = down_bad = 0;
+    static reply other;
+    memset(&other, 0, sizeof other);
+    assert_int_equal(cps_router_register(pcore, "HOLD", h_keep, NULL), 0);
+    assert_int_equal(cps_router_register(pfront, "HOLD2", h_keep, NULL), 0);
+    for (int i = 0; i < 100; i++) {
+        if (i == 50) assert_int_equal(cps_router_query(pcore, "front:0", "HOLD2", NULL, 60000, on_reply, &other), 0);
+        assert_int_equal(cps_router_query(pfront, "core:0", "HOLD", json_integer(i), 60000, on_down, (void *)(intptr_t)i), 0);
+    }
+    turns(5);
+    assert_int_equal(H.count, 101);
+    cps_router_peer_down("core:0");
+    assert_int_equal(down_n, 100);
+    assert_int_equal(down_bad, 0);
+    for (int i = 0; i < 100; i++) assert_int_equal(down_order[i], i);
+    assert_int_equal(other.calls, 0);          /* front:0's query still pending */
+    cps_router_peer_down("core:0");            /* nothing left to fail */
+    assert_int_equal(down_n, 100);
+    /* the late replies to the failed queries are dropped; front:0 answers */
+    for (int i = 0; i < 101 && i < MAXREC; i++) cps_router_reply(H.kept[i], CPS_OK, NULL);
+    turns(5);
+    assert_int_equal(down_n, 100);
+    assert_int_equal(other.calls, 1);
+    reply_free(&other);
+}
+
 static void test_timeout(void **state)
 {
     (void)state;
@@ -504,6 +545,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_order_preserved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_down_order, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cps_metrics_free();
