@@ -4,19 +4,25 @@
 ** block checks) and are answered, without a crash, a leak or a request
 ** left unanswered.  The plugin runs on a fake host table: no storage node,
 ** so a request that passes the checks ends at "Service unavailable".
+** Inputs whose first byte is odd are a GET /block/ instead: the path and
+** the Authorization header (a bearer token) come from the input, the block
+** lives on a remote node whose query fails (docs/protocol/http.md, login
+** blocks).
 */
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cps.h"
 
 extern const cps_plugin_def cps_plugin_entry;
 
-struct cps_http { const char *body; size_t len; int status; int answers; };
+struct cps_http { const char *body; size_t len; int status; int answers; const char *path; const char *auth; };
 struct cps_timer { int unused; };
 
-static cps_http_fn route;
+static cps_http_fn route, block_route;
+static bool remote_block;   /* owner() names a remote node: the block request's query runs */
 static struct cps_timer timer;
 static json_t *empty;
 
@@ -33,6 +39,7 @@ static int register_http(cps_plugin *p, const char *method, const char *prefix, 
 {
     (void)p; (void)max_body; (void)ud;
     if (!strcmp(method, "POST") && !strcmp(prefix, "/api/auth")) route = fn;
+    if (!strcmp(method, "GET") && !strcmp(prefix, "/block/")) block_route = fn;
     return CPS_OK;
 }
 static cps_timer *timer_start(cps_plugin *p, uint64_t a, uint64_t r, cps_timer_fn fn, void *ud)
@@ -45,8 +52,10 @@ static uint64_t now_ms(void) { return 1790000000000ULL; }
 static const char *errname(int code) { (void)code; return "E_FUZZ"; }
 static const char *owner(cps_plugin *p, const char *role, const char *key, char *out, size_t n)
 {
-    (void)p; (void)role; (void)key; (void)out; (void)n;
-    return NULL;
+    (void)p; (void)role; (void)key;
+    if (!remote_block) return NULL;
+    snprintf(out, n, "storage:1");
+    return out;
 }
 static const cps_storage_backend *storage(cps_plugin *p, const char *name) { (void)p; (void)name; return NULL; }
 static int query(cps_plugin *p, const char *node, const char *cmd, json_t *args, unsigned ms, cps_reply_fn cb, void *ud)
@@ -61,9 +70,12 @@ static int send_(cps_plugin *p, const char *node, const char *cmd, json_t *args)
     json_decref(args);
     return CPS_ENOENT;
 }
-static bool node_is_local(cps_plugin *p, const char *node) { (void)p; (void)node; return true; }
-static const char *http_path(cps_http *r) { (void)r; return "/api/auth"; }
-static const char *http_header(cps_http *r, const char *name) { (void)r; (void)name; return NULL; }
+static bool node_is_local(cps_plugin *p, const char *node) { (void)p; (void)node; return !remote_block; }
+static const char *http_path(cps_http *r) { return r->path; }
+static const char *http_header(cps_http *r, const char *name)
+{
+    return !strcmp(name, "authorization") ? r->auth : NULL;
+}
 static const char *http_body(cps_http *r, size_t *len) { *len = r->len; return r->body; }
 static int http_respond(cps_http *r, int status, json_t *headers, const char *body, size_t len)
 {
@@ -102,8 +114,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         void *state = NULL;
         if (cps_plugin_entry.init(&api, (cps_plugin *)&api, &state) != CPS_OK || !route) abort();
     }
-    struct cps_http req = { (const char *)data, size, 0, 0 };
-    route(&req, NULL);
-    if (req.answers != 1) abort();       /* every request answered, once */
+    if (size == 0 || !(data[0] & 1)) {
+        struct cps_http req = { (const char *)data, size, 0, 0, "/api/auth", NULL };
+        route(&req, NULL);
+        if (req.answers != 1) abort();   /* every request answered, once */
+        return 0;
+    }
+    if (!block_route) abort();
+    /* GET /block/: with bit 1 set the path is a well-formed one (so the
+    ** fuzzer spends its time on the header), else it is the input up to a
+    ** newline; the Authorization header is the rest, as the host hands it
+    ** over (a C string). */
+    static const char key[] = "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg=";
+    const char *rest = (const char *)data + 1;
+    size_t rlen = size - 1;
+    char path[256], *auth;
+    if (data[0] & 2) {
+        snprintf(path, sizeof path, "/block/%.2s/%s", key, key);
+        auth = strndup(rest, rlen);
+    } else {
+        const char *nl = memchr(rest, '\n', rlen);
+        size_t plen = nl ? (size_t)(nl - rest) : rlen;
+        snprintf(path, sizeof path, "/block/%.*s", (int)(plen < 200 ? plen : 200), rest);
+        auth = nl ? strndup(nl + 1, rlen - plen - 1) : NULL;
+    }
+    remote_block = true;
+    struct cps_http req = { NULL, 0, 0, 0, path, auth };
+    int rc = block_route(&req, NULL);
+    remote_block = false;
+    if (rc != CPS_OK && rc != CPS_ASYNC) abort();   /* the route answers its own errors */
+    if (req.answers != 1) abort();
+    free(auth);
     return 0;
 }
