@@ -30,7 +30,8 @@
 #   c-cluster    cpsd as one process and as the 2x2x2 cluster (2 fronts, 2 cores,
 #                2 storage nodes under one supervisor, clients spread over the
 #                fronts): CPU of every cpsd process per delivery, and the ratio
-#                cluster / one process (the cluster listens on PORT_BASE+10..+15)
+#                cluster / one process (the cluster listens on PORT_BASE+10..+15);
+#                CLUSTER_SCENARIO=scale runs the 10,000-connection scale scenario instead
 # Every cpsload measurement is repeated REPEAT times (default 2), the servers
 # in turn.  BUILD names the build directory (default ./build); the servers
 # listen on PORT_BASE (lwsbare, default 3097), +1 (cpsd) and +2 (chainpad-server),
@@ -209,7 +210,7 @@ LUA
     results="$tmp/results.jsonl"; : > "$results"
     one () {   # one label url pid args...
         local label=$1 u=$2 pid=$3; shift 3
-        "$cpsload" --url "$u" --scenario broadcast --server-pid "$pid" --label "$label" --json "$@" >"$tmp/out.txt" || true
+        "$cpsload" --url "$u" --scenario "${CLUSTER_SCENARIO:-broadcast}" --server-pid "$pid" --label "$label" --json "$@" >"$tmp/out.txt" || true
         sed '$d' "$tmp/out.txt"
         tail -n 1 "$tmp/out.txt" >> "$results"
     }
@@ -217,7 +218,7 @@ LUA
         one cpsd "$(url $P_CPSD)" $cpid "$@"
         one cluster "$(url $F0),$(url $F1)" $lpid "$@"
     done
-    echo "== one process vs the 2x2x2 cluster (broadcast, $repeat runs each, same run)"
+    echo "== one process vs the 2x2x2 cluster (${CLUSTER_SCENARIO:-broadcast}, $repeat runs each, same run)"
     node -e '
 const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean).map(l => { try { return JSON.parse(l) } catch (e) { return null } }).filter(Boolean);
 const us = r => r.metrics.server_us_per_delivery;
