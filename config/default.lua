@@ -93,6 +93,7 @@ return {
         work_queue = 10000,         -- jobs waiting for the thread pool
         max_sessions = 100000,      -- client connections
         link_queue = 67108864,      -- bytes waiting for one link to another node
+        http_body_total = 67108864, -- bytes held for HTTP request bodies, all together
     },
 
     -- Set by `cpsd --topology FILE --role R --index N` for a node of a

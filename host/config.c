@@ -260,6 +260,7 @@ static const rule schema[] = {
     { "limits.rpc_timeout_ms", T_INT, 1, 86400000 },
     { "limits.work_queue", T_INT, 1, INT64_C(1) << 30 },
     { "limits.max_sessions", T_INT, 1, INT64_C(1) << 30 },
+    { "limits.http_body_total", T_INT, 1024, INT64_C(1) << 40 },
     { "metrics", T_TABLE, 0, 0 },
     { "metrics.from", T_STRLIST, 0, 0 },        /* peers that may GET /metrics */
     { "log", T_TABLE, 0, 0 },

@@ -42,6 +42,7 @@ struct cps_http {
     json_t *headers_in;       /* cache of looked-up headers: name -> value */
     char *body;
     size_t body_len, body_max;
+    size_t body_held;         /* counted in H.body_held until req_free */
     route *rt;
     int port;
     bool answered, in_handler, head;
@@ -72,7 +73,14 @@ static struct {
     int nroutes;
     cps_counter *c_requests;
     struct cps_http *live;    /* every request not yet freed */
+    size_t body_held;         /* bytes reserved for request bodies, all requests */
 } H;   /* the HTTP singleton */
+
+/* All request bodies together may hold at most limits.http_body_total bytes
+** (docs/operator-guide.md, Limits): each body is bounded by its route, but
+** many connections announcing a body and never sending it would otherwise
+** hold route limit x connections.  Past it a request gets 503 and is closed. */
+#define HTTP_BODY_TOTAL_DEFAULT (64u << 20)
 
 /* ---- routes ---- */
 
@@ -170,6 +178,7 @@ static void req_free(cps_http *r)
     free(r->path);
     free(r->query);
     free(r->body);
+    H.body_held -= r->body_held;
     free(r->hdrs);
     free(r->out);
     free(r->chunk);
@@ -469,6 +478,15 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
         const char *cl = cps_http_header(r, "content-length");   /* digits: framing_error */
         unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
         if (n > rt->max_body) { *slot = NULL; req_free(r); return plain(wsi, 413); }
+        size_t total = (size_t)cps_config_int("limits.http_body_total", HTTP_BODY_TOTAL_DEFAULT);
+        if (n + 1 > total || H.body_held > total - (n + 1)) {
+            *slot = NULL;
+            req_free(r);
+            cps_log("http", CPS_LOG_INFO, "request body refused: limits.http_body_total (%zu bytes) held", total);
+            return refuse_and_close(wsi, 503);
+        }
+        r->body_held = n + 1;
+        H.body_held += r->body_held;
         r->body_max = rt->max_body;
         r->body = malloc(n + 1);
         if (!r->body) { *slot = NULL; req_free(r); return -1; }

@@ -96,6 +96,36 @@ test('a header-only POST then a close leaks nothing', { timeout: 60000 }, async 
     })();
 });
 
+// docs/operator-guide.md (Limits, http_body_total): bodies announced and never
+// sent are held for every connection together up to the limit; past it a
+// request gets 503 and is closed, and the room comes back when they go.
+test('request bodies held by many connections are bounded in total: 503 past limits.http_body_total', { timeout: 60000 }, async () => {
+    const srv = await start({ limits: { http_body_total: 1000000 } });
+    await withLog(() => srv, async () => {
+        const head = `POST /upload-blob/${BLOB.slice(0, 2)}/${BLOB} HTTP/1.1\r\nHost: x\r\n` +
+            'Content-Type: application/json\r\nContent-Length: 400000\r\n\r\n';
+        const holders = [];
+        for (let i = 0; i < 2; i++) {         // 2 x 400 kB held: under 1 MB
+            const s = Net.connect(srv.port, '127.0.0.1');
+            s.on('error', () => {});
+            await new Promise((resolve) => s.once('connect', resolve));
+            s.write(head);
+            holders.push(s);
+        }
+        await new Promise((r) => setTimeout(r, 300));
+        const third = await rawHttp(srv.port, head, { ms: 3000 });
+        assert.equal(statusOf(third.out), '503', `a third body over the total: ${third.out.slice(0, 80)}`);
+        assert.equal(third.timedOut, false, 'the refused connection is closed');
+        for (const s of holders) s.destroy();
+        await new Promise((r) => setTimeout(r, 300));
+        const again = await rawHttp(srv.port, head, { ms: 1000 });
+        assert.notEqual(statusOf(again.out), '503', 'room again once the holders left');
+        // A healthy client is served all along.
+        const res = await fetch(`http://127.0.0.1:${srv.port}/api/config`);
+        assert.equal(res.status, 200);
+    })();
+});
+
 // docs/protocol/http.md §12, RFC 9112 §6.1: Content-Length with
 // Transfer-Encoding is refused with 400 and the connection closed, so the
 // request smuggled after the body is never answered.
