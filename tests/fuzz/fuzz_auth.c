@@ -14,26 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cps.h"
+#include "fakehost.h"
 
 extern const cps_plugin_def cps_plugin_entry;
 
-struct cps_http { const char *body; size_t len; int status; int answers; const char *path; const char *auth; };
 struct cps_timer { int unused; };
 
 static cps_http_fn route, block_route;
 static bool remote_block;   /* owner() names a remote node: the block request's query runs */
 static struct cps_timer timer;
-static json_t *empty;
 
-static json_t *config(cps_plugin *p) { (void)p; return empty; }
-static json_t *config_get(cps_plugin *p, const char *path) { (void)p; (void)path; return NULL; }
-static void logf_(cps_plugin *p, int level, const char *fmt, ...) { (void)p; (void)level; (void)fmt; }
-static int register_role_command(cps_plugin *p, const char *role, const char *name, cps_command_fn fn, void *ud)
-{
-    (void)p; (void)role; (void)name; (void)fn; (void)ud;
-    return CPS_ENOENT;                   /* no storage role in this process */
-}
 static int register_http(cps_plugin *p, const char *method, const char *prefix, size_t max_body,
                          cps_http_fn fn, void *ud)
 {
@@ -48,8 +38,6 @@ static cps_timer *timer_start(cps_plugin *p, uint64_t a, uint64_t r, cps_timer_f
     return &timer;                       /* never fires */
 }
 static void timer_stop(cps_timer *t) { (void)t; }
-static uint64_t now_ms(void) { return 1790000000000ULL; }
-static const char *errname(int code) { (void)code; return "E_FUZZ"; }
 static const char *owner(cps_plugin *p, const char *role, const char *key, char *out, size_t n)
 {
     (void)p; (void)role; (void)key;
@@ -76,32 +64,15 @@ static const char *http_header(cps_http *r, const char *name)
 {
     return !strcmp(name, "authorization") ? r->auth : NULL;
 }
-static const char *http_body(cps_http *r, size_t *len) { *len = r->len; return r->body; }
-static int http_respond(cps_http *r, int status, json_t *headers, const char *body, size_t len)
-{
-    (void)body; (void)len; (void)headers;   /* borrowed */
-    r->status = status;
-    r->answers++;
-    return CPS_OK;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static cps_api api;
     if (!route) {
-        empty = json_object();
-        api.size = sizeof api;
-        api.major = CPS_ABI_MAJOR;
-        api.minor = CPS_ABI_MINOR;
-        api.config = config;
-        api.config_get = config_get;
-        api.log = logf_;
-        api.register_role_command = register_role_command;
+        fakehost_fill(&api);
         api.register_http = register_http;
         api.timer_start = timer_start;
         api.timer_stop = timer_stop;
-        api.now_ms = now_ms;
-        api.errname = errname;
         api.owner = owner;
         api.storage = storage;
         api.query = query;
@@ -109,8 +80,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         api.node_is_local = node_is_local;
         api.http_path = http_path;
         api.http_header = http_header;
-        api.http_body = http_body;
-        api.http_respond = http_respond;
         void *state = NULL;
         if (cps_plugin_entry.init(&api, (cps_plugin *)&api, &state) != CPS_OK || !route) abort();
     }

@@ -11,25 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
-#include "cps.h"
+#include "fakehost.h"
 
 extern const cps_plugin_def cps_plugin_entry;
 
-struct cps_http { const char *body; size_t len; int status; int answers; };
 
 static cps_http_fn upload;
-static json_t *empty;
 static unsigned char pk[32], sk[64];
 static int answer_err;                   /* what the fake storage node answers */
 
-static json_t *config(cps_plugin *p) { (void)p; return empty; }
-static json_t *config_get(cps_plugin *p, const char *path) { (void)p; (void)path; return NULL; }
-static void logf_(cps_plugin *p, int level, const char *fmt, ...) { (void)p; (void)level; (void)fmt; }
-static int register_role_command(cps_plugin *p, const char *role, const char *name, cps_command_fn fn, void *ud)
-{
-    (void)p; (void)role; (void)name; (void)fn; (void)ud;
-    return CPS_ENOENT;                   /* no storage role in this process */
-}
 static int register_rpc(cps_plugin *p, const char *name, int kind, cps_rpc_fn fn, void *ud)
 {
     (void)p; (void)name; (void)kind; (void)fn; (void)ud;
@@ -42,8 +32,6 @@ static int register_http(cps_plugin *p, const char *method, const char *prefix, 
     if (!strcmp(method, "POST") && !strcmp(prefix, "/upload-blob/")) upload = fn;
     return CPS_OK;
 }
-static uint64_t now_ms(void) { return 1790000000000ULL; }
-static const char *errname(int code) { (void)code; return "E_FUZZ"; }
 static const char *owner(cps_plugin *p, const char *role, const char *key, char *out, size_t n)
 {
     (void)p; (void)role; (void)key;
@@ -64,14 +52,6 @@ static bool node_is_local(cps_plugin *p, const char *node) { (void)p; (void)node
 static const char *http_path(cps_http *r) { (void)r; return "/upload-blob/"; }
 static const char *http_method(cps_http *r) { (void)r; return "POST"; }
 static const char *http_header(cps_http *r, const char *name) { (void)r; (void)name; return NULL; }
-static const char *http_body(cps_http *r, size_t *len) { *len = r->len; return r->body; }
-static int http_respond(cps_http *r, int status, json_t *headers, const char *body, size_t len)
-{
-    (void)body; (void)len; (void)headers;   /* borrowed */
-    r->status = status;
-    r->answers++;
-    return CPS_OK;
-}
 
 /* {"chunk": <text>, "sig": <signed cookie>, "edPublic": <key>}, the cookie
 ** and the chunk both taken from the input. */
@@ -94,26 +74,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static cps_api api;
     if (!upload) {
-        empty = json_object();
-        api.size = sizeof api;
-        api.major = CPS_ABI_MAJOR;
-        api.minor = CPS_ABI_MINOR;
-        api.config = config;
-        api.config_get = config_get;
-        api.log = logf_;
-        api.register_role_command = register_role_command;
+        fakehost_fill(&api);
         api.register_rpc = register_rpc;
         api.register_http = register_http;
-        api.now_ms = now_ms;
-        api.errname = errname;
         api.owner = owner;
         api.query = query;
         api.node_is_local = node_is_local;
         api.http_path = http_path;
         api.http_method = http_method;
         api.http_header = http_header;
-        api.http_body = http_body;
-        api.http_respond = http_respond;
         void *state = NULL;
         if (cps_plugin_entry.init(&api, (cps_plugin *)&api, &state) != CPS_OK || !upload) abort();
         crypto_sign_keypair(pk, sk);
@@ -121,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) return 0;
     answer_err = data[0] >> 1 & 7;
     char *wrapped = data[0] & 1 ? envelope(data + 1, size - 1) : NULL;
-    struct cps_http req = { wrapped ? wrapped : (const char *)data + 1, wrapped ? strlen(wrapped) : size - 1, 0, 0 };
+    struct cps_http req = { wrapped ? wrapped : (const char *)data + 1, wrapped ? strlen(wrapped) : size - 1, 0, 0, "/upload-blob/", NULL };
     upload(&req, NULL);
     free(wrapped);
     if (req.answers != 1) abort();       /* every request answered, once */
