@@ -377,18 +377,31 @@ static int on_writable(cps_session *s)
 
 /* ---- reading ---- */
 
+/* Close a connection that broke the protocol (docs/protocol/netflux.md §12).
+** The close frame goes out through on_writable and the socket stays open
+** while the rest of the offending frame is read and dropped: closing it
+** with unread bytes in the kernel buffer makes the kernel answer with a
+** reset, which can overtake the close frame, and the client then sees 1006
+** instead of the code that says why.  The timeout bounds a client that
+** neither reads nor stops sending. */
+static int refuse(cps_session *s, int code, const char *reason)
+{
+    queue_clear(s);
+    cps_session_close(s, code, reason);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    return 0;
+}
+
 static int on_receive(struct lws *wsi, cps_session *s, const char *in, size_t len)
 {
+    /* A closing session reads on but keeps nothing: see refuse. */
+    if (s->closing) return 0;
     if (lws_is_first_fragment(wsi)) s->rxlen = 0;
     size_t remain = lws_remaining_packet_payload(wsi);
-    if (s->rxlen + len + remain > S.max_frame) {          /* G13 */
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"too big", 7);
-        return -1;
-    }
-    if (lws_frame_is_binary(wsi)) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text only", 9);
-        return -1;
-    }
+    if (s->rxlen + len + remain > S.max_frame)            /* G13 */
+        return refuse(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "too big");
+    if (lws_frame_is_binary(wsi))
+        return refuse(s, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "text only");
     if (s->rxlen == 0 && lws_is_final_fragment(wsi) && !remain && len < SMALL_FRAME) {
         /* A whole small message in one read (the common case): no buffer is
         ** kept per connection for it, an idle connection holds none. */
