@@ -39,6 +39,9 @@ typedef struct envelope {
     char from[32];
     uint64_t qid;           /* QUERY/RESPONSE */
     int err;                /* RESPONSE: CPS_OK or a code */
+    cps_reply_fn cb;        /* RESPONSE to a query that never had a slot */
+    void *cb_ud;
+    cps_plugin *cb_owner;
     struct envelope *next;
 } envelope;
 
@@ -356,7 +359,22 @@ int cps_router_query(cps_plugin *p, const char *node_id, const char *cmd, json_t
 {
     if (R.closing) { json_decref(args); return CPS_ECANCELED; }
     uint64_t qid = pending_add(p, node_id, cb, ud, timeout_ms);
-    if (!qid) { json_decref(args); cps_metrics_add(R.c_busy, 1); return CPS_EBUSY; }
+    if (!qid) {
+        /* Every slot in use (limits.pending_queries): the caller still
+        ** hears CPS_EBUSY through cb, on the next turn, like every other
+        ** outcome.  A caller that ignored the return lost its answer. */
+        json_decref(args);
+        cps_metrics_add(R.c_busy, 1);
+        envelope *e = calloc(1, sizeof *e);
+        if (!e) return CPS_ENOMEM;
+        e->type = ENV_RESPONSE;
+        e->err = CPS_EBUSY;
+        e->cb = cb;
+        e->cb_ud = ud;
+        e->cb_owner = p;
+        push(e);
+        return 0;
+    }
     int rc = enqueue(p, node_id, cmd, args, ENV_QUERY, qid);
     if (rc) {
         /* Keep the promise "cb exactly once, later": answer on the next turn. */
@@ -405,6 +423,10 @@ const char *cps_router_call_from(cps_call *call) { return call ? call->from : NU
 static void deliver(envelope *e)
 {
     cps_metrics_add(R.c_msgs, 1);
+    if (e->type == ENV_RESPONSE && e->cb) {
+        e->cb(e->cb_ud, e->err, NULL);
+        return;
+    }
     if (e->type == ENV_RESPONSE) {
         pending *q = pending_get(e->qid);
         if (q) pending_finish(q, e->err, e->args);
@@ -628,6 +650,13 @@ void cps_router_forget(cps_plugin *p)
     for (uint32_t i = 0; i < R.nslots; i++)
         if (R.slots[i].used && (!p || R.slots[i].owner == p))
             pending_finish(&R.slots[i], CPS_ECANCELED, NULL);
+    /* answers queued for queries that never had a slot: cancelled the same */
+    for (envelope *e = R.head; e; e = e->next) {
+        if (e->type != ENV_RESPONSE || !e->cb || (p && e->cb_owner != p)) continue;
+        cps_reply_fn cb = e->cb;
+        e->cb = NULL;
+        cb(e->cb_ud, CPS_ECANCELED, NULL);
+    }
 }
 
 static void noop_close(uv_handle_t *h) { (void)h; }
@@ -635,6 +664,7 @@ static void noop_close(uv_handle_t *h) { (void)h; }
 void cps_router_shutdown(void)
 {
     R.closing = true;
+    cps_router_forget(NULL);   /* every callback still owed is called, cancelled */
     while (R.head) {
         envelope *e = R.head;
         R.head = e->next;
@@ -642,7 +672,6 @@ void cps_router_shutdown(void)
     }
     R.tail = NULL;
     R.queued = 0;
-    cps_router_forget(NULL);
     free(R.slots);
     R.slots = NULL;
     R.nslots = 0;

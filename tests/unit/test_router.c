@@ -436,6 +436,42 @@ static void test_queue_bound(void **state)
     reply_free(&r);
 }
 
+/* With every pending slot in use (limits.pending_queries) a query is still
+** answered through its callback, EBUSY, on a later turn: a caller that
+** ignored the return used to lose its answer (a client's MSG got no reply).
+** At shutdown such an answer still owed is cancelled, not dropped. */
+static void test_pending_bound(void **state)
+{
+    (void)state;
+    reset();
+    assert_int_equal(cps_config_int("limits.pending_queries", 0), 16);
+    assert_int_equal(cps_router_register(pcore, "EV", h_record, NULL), 0);
+    static reply r[18];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 17; i++)
+        assert_int_equal(cps_router_query(pfront, "core:0", "EV", json_integer(i), 1000, on_reply, &r[i]), 0);
+    assert_int_equal(cps_router_pending(), 16);
+    assert_int_equal(r[16].calls, 0);            /* never synchronously */
+    assert_true(run_until(&r[16].calls, 2000));
+    assert_string_equal(r[16].error, "EBUSY");
+    for (int i = 0; i < 16; i++) {
+        assert_true(run_until(&r[i].calls, 2000));
+        assert_string_equal(r[i].error, "");
+    }
+    turns(3);
+    for (int i = 0; i < 17; i++) assert_int_equal(r[i].calls, 1);   /* exactly once */
+    assert_int_equal(H.count, 16);              /* the refused one never ran */
+    /* full again, one more refused, then shutdown before its turn */
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 18; i++)
+        assert_int_equal(cps_router_query(pfront, "core:0", "EV", NULL, 1000, on_reply, &r[i]), 0);
+    cps_router_shutdown();
+    for (int i = 0; i < 18; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_string_equal(r[i].error, "ECANCELED");
+    }
+}
+
 static void test_order_preserved(void **state)
 {
     (void)state;
@@ -542,6 +578,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_command, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_queue_bound, setup, teardown, (void *)small),
+        cmocka_unit_test_prestate_setup_teardown(test_pending_bound, setup, teardown, (void *)small),
         cmocka_unit_test_setup_teardown(test_order_preserved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_cancels, setup, teardown),

@@ -1,4 +1,4 @@
--- test_router: a small router queue.
+-- test_router: a small router queue and pending-query table.
 return {
-    limits = { router_queue = 16 },
+    limits = { router_queue = 16, pending_queries = 16 },
 }
