@@ -45,6 +45,7 @@
 **   histogram histogram_observe       2.1
 **   instance_set                      2.1
 **   on_peer_up node_is_up owner_live  2.1
+**   session_pause                     2.3
 **   cps_storage_backend members (check with CPS_STORAGE_HAS):
 **   raw_spaces raw_list raw_size      2.1      obj_restore             2.2
 **   raw_read raw_write lease          2.1      pin_restore             2.2
@@ -99,7 +100,7 @@ extern "C" {
 #endif
 
 #define CPS_ABI_MAJOR 2
-#define CPS_ABI_MINOR 2
+#define CPS_ABI_MINOR 3
 
 /* Log levels, lowest is most severe. */
 enum { CPS_LOG_ERROR = 0, CPS_LOG_WARN = 1, CPS_LOG_INFO = 2, CPS_LOG_DEBUG = 3 };
@@ -230,7 +231,10 @@ typedef struct cps_api {
     /* Request/response.  Steals `args`.  `cb` is called exactly once, on a
     ** later loop turn: with the reply, or with CPS_ENOENT, CPS_ETIMEDOUT,
     ** CPS_EBUSY, CPS_ECANCELED, CPS_EUNAVAILABLE.  timeout_ms 0 = the
-    ** configured default.  A negative return means `cb` will not be called. */
+    ** configured default.  A negative return means `cb` will not be called:
+    ** only CPS_ECANCELED while the process stops, or CPS_ENOMEM.  (Before
+    ** 2.3 a full table of pending queries returned CPS_EBUSY here instead of
+    ** through `cb`: check the return if you may run on such a host.) */
     int (*query)(cps_plugin *p, const char *node, const char *cmd, json_t *args,
                  unsigned timeout_ms, cps_reply_fn cb, void *ud);
     /* Answer a call (once): `err` CPS_OK with `data` (stolen, may be NULL),
@@ -440,6 +444,17 @@ typedef struct cps_api {
     ** Writes into buf (>= 32 bytes); NULL if the role has no nodes. */
     const char *(*owner_live)(cps_plugin *p, const char *role, const char *key,
                               char *buf, size_t buflen);
+
+    /* ---- since 2.3 (check with CPS_API_HAS) ---- */
+
+    /* Stop (paused = true) or resume reading a connection.  While paused
+    ** no on_frame is called for it: its bytes wait in the kernel, and TCP
+    ** makes the client wait in turn.  Sending and closing are unaffected.
+    ** Frames already read when it is paused may still arrive.  This is how
+    ** a plugin bounds the work one connection can have in flight without
+    ** refusing an honest client (docs/plugin-guide.md §5).  Idempotent; a
+    ** NULL or closing session is ignored. */
+    void (*session_pause)(cps_session *s, bool paused);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

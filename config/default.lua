@@ -172,6 +172,21 @@ return {
         -- stays under 1024; a pending request costs the server a few
         -- hundred bytes and a place in a channel's queue.
         max_requests_in_flight = 1024,
+        -- Queries of every kind (JOINs, MSGs, history, RPC) one connection
+        -- may have unanswered: its share of the queues every user shares
+        -- (limits.work_queue, limits.pending_queries, a channel's queue).
+        -- At this many the connection is not read until half are answered,
+        -- so a flood waits in its own socket; a client is slowed, never
+        -- refused (docs/protocol/netflux.md §12).
+        max_work_in_flight = 256,
+        -- Values (array elements and object members) in one client frame,
+        -- and in the content of one history/RPC request; a frame beyond
+        -- the first is closed (1003), a request beyond the second answered
+        -- EINVAL, before either is parsed into a tree (netflux.md §12).
+        -- Netflux frames hold at most 5; a PIN of a large drive a few
+        -- thousand ids.
+        max_frame_values = 64,
+        max_request_values = 100000,
     },
     core = {
         -- max_sessions = 100000,   -- signed-RPC cookie sessions, one per key

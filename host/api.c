@@ -169,4 +169,5 @@ const cps_api cps_host_api = {
     .on_peer_up = cps_router_on_peer_up,
     .node_is_up = api_node_is_up,
     .owner_live = api_owner_live,
+    .session_pause = cps_session_pause,
 };

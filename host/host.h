@@ -223,6 +223,7 @@ void cps_session_set_data(cps_session *s, void *d);
 void *cps_session_data(cps_session *s);
 const char *cps_session_peer(cps_session *s);
 size_t cps_session_queued(cps_session *s);
+void cps_session_pause(cps_session *s, bool paused);
 int  cps_session_on_drain(cps_session *s, size_t below, void (*fn)(cps_session *, void *), void *ud);
 
 /* ---- HTTP routes and answers (http.c) ---- */

@@ -28,6 +28,8 @@ struct cps_session {
     char *rx;                 /* fragment reassembly */
     size_t rxlen, rxcap;
     bool closing;             /* no more sends; close after the queue drains */
+    bool paused;              /* api->session_pause: not reading */
+    bool in_rx;               /* inside lws's RECEIVE callback for it */
     bool want_write;
     bool close_sent;
     int close_code;
@@ -173,6 +175,18 @@ void cps_session_set_data(cps_session *s, void *d) { if (s) s->data = d; }
 void *cps_session_data(cps_session *s) { return s ? s->data : NULL; }
 const char *cps_session_peer(cps_session *s) { return s ? s->peer : ""; }
 size_t cps_session_queued(cps_session *s) { return s ? s->qbytes : 0; }
+
+/* lws applies a change made inside the connection's own RECEIVE callback
+** when the callback returns, keeping the rest of what it read; from
+** anywhere else the change must be asked to apply now. */
+void cps_session_pause(cps_session *s, bool paused)
+{
+    if (!s || s->closing || s->paused == paused) return;
+    s->paused = paused;
+    int how = paused ? 0 : 1;
+    if (!s->in_rx) how |= LWS_RXFLOW_REASON_FLAG_PROCESS_NOW;
+    lws_rx_flow_control(s->wsi, how);
+}
 size_t cps_server_session_count(void) { return S.count; }
 
 static int cmp_peer(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -525,9 +539,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (S.h && S.h->on_open) S.h->on_open(s, S.h_ud);
         return 0;
     }
-    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE: {
         if (!s) return -1;
-        return on_receive(wsi, s, in, len);
+        s->in_rx = true;
+        int rc = on_receive(wsi, s, in, len);
+        s->in_rx = false;
+        return rc;
+    }
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!s) return 0;
         return on_writable(s);

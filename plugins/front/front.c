@@ -26,6 +26,8 @@ typedef struct user {
     int refs;              /* the session + each query in flight */
     size_t joining;        /* JOINs sent to a core and not answered yet */
     size_t hk_in_flight;   /* history/RPC requests not answered yet */
+    size_t in_flight;      /* queries of every kind not answered yet */
+    bool paused;           /* not read until in_flight falls: see query() */
 } user;
 
 static struct {
@@ -39,6 +41,8 @@ static struct {
     size_t max_msg;        /* largest MSG content cost accepted (§12) */
     size_t max_channels;   /* front.max_channels_per_session (§12) */
     size_t max_in_flight;  /* front.max_requests_in_flight (§12) */
+    size_t max_work;       /* front.max_work_in_flight (§12) */
+    size_t max_values, max_request_values;   /* front.max_frame_values, max_request_values */
     cps_counter *c_users, *c_msgs;
     bool failover;         /* storage_failover (docs/protocol/cluster.md §11) */
     uint64_t storage_up;   /* with failover: storage nodes (by index) whose link came up */
@@ -187,8 +191,14 @@ static pending_req *req_new(user *u, json_t *seq, const char *target)
 
 static void req_free(pending_req *r)
 {
+    user *u = r->u;
+    u->in_flight--;
+    if (u->paused && u->in_flight <= F.max_work / 2) {   /* see query() */
+        u->paused = false;
+        if (u->s) API->session_pause(u->s, false);
+    }
     json_decref(r->seq);
-    user_unref(r->u);
+    user_unref(u);
     free(r);
 }
 
@@ -277,6 +287,16 @@ static void query(user *u, json_t *seq, const char *node, const char *cmd, json_
     /* counted here, uncounted by the callback (always called) */
     if (cb == join_done) u->joining++;
     else if (cb == hk_done) u->hk_in_flight++;
+    /* A connection's share of the work queues (netflux.md §12): at
+    ** front.max_work_in_flight unanswered queries of any kind (JOINs, MSGs,
+    ** history, RPC) the connection is not read until half have been
+    ** answered.  A flood then waits in its own socket instead of filling
+    ** the router's and storage's queues that every user shares; an honest
+    ** client is slowed, never refused. */
+    if (++u->in_flight >= F.max_work && !u->paused && u->s) {
+        u->paused = true;
+        API->session_pause(u->s, true);
+    }
     API->query(F.self, node, cmd, args, 0, cb, r);   /* cb always called */
 }
 
@@ -319,7 +339,7 @@ static void on_hk_message(user *u, nf_req *q)
 {
     char core[64];
     /* Shape first, as for frames (netflux.md §12): no tree of millions of values. */
-    json_t *parsed = nf_shape_within(q->content, q->content_len, NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH)
+    json_t *parsed = nf_shape_within(q->content, q->content_len, F.max_request_values, NF_HK_MAX_DEPTH)
                      ? json_loadb(q->content, q->content_len, JSON_DECODE_ANY, NULL) : NULL;
     const char *first = json_string_value(json_array_get(parsed, 0));
     if (!json_is_array(parsed) || !first) {
@@ -436,7 +456,7 @@ static void on_frame(cps_session *s, const char *data, size_t len, void *ud)
     u->last_rx = API->now_ms();
     u->ping_out = false;
     nf_req q;
-    switch (nf_parse(data, len, &q)) {
+    switch (nf_parse(data, len, F.max_values, &q)) {
     case NF_CLOSE:
         API->log(F.self, CPS_LOG_DEBUG, "user %s: frame is not a JSON array, closing", u->id);
         user_gone(u, "BAD_MESSAGE");
@@ -713,6 +733,9 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     F.max_msg = F.max_queue - F.max_queue / 8;
     F.max_channels = conf_positive(conf, "max_channels_per_session", 10000);
     F.max_in_flight = conf_positive(conf, "max_requests_in_flight", 1024);
+    F.max_work = conf_positive(conf, "max_work_in_flight", 256);
+    F.max_values = conf_positive(conf, "max_frame_values", NF_MAX_VALUES);
+    F.max_request_values = conf_positive(conf, "max_request_values", NF_HK_MAX_VALUES);
     F.failover = json_is_true(api->config_get(self, "storage_failover"));
     F.users = strmap_new();
     F.c_users = api->counter(self, "front_users");

@@ -52,11 +52,6 @@ bool nf_shape_within(const char *text, size_t len, size_t max_values, int max_de
     return true;
 }
 
-bool nf_shape_ok(const char *text, size_t len)
-{
-    return nf_shape_within(text, len, NF_MAX_VALUES, NF_MAX_DEPTH);
-}
-
 /* Bytes one content byte takes in the largest text built from it: a
 ** history line (history.md §5.2) escapes the stored line, which escapes the
 ** content, and in a cluster the link's JSON escapes the line once more.  So
@@ -73,10 +68,10 @@ size_t nf_content_cost(const char *s, size_t len)
     return cost;
 }
 
-int nf_parse(const char *text, size_t len, nf_req *out)
+int nf_parse(const char *text, size_t len, size_t max_values, nf_req *out)
 {
     memset(out, 0, sizeof *out);
-    if (!nf_shape_ok(text, len)) return out->kind = NF_CLOSE;
+    if (!nf_shape_within(text, len, max_values, NF_MAX_DEPTH)) return out->kind = NF_CLOSE;
     json_error_t err;
     out->root = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (!out->root || !json_is_array(out->root)) return out->kind = NF_CLOSE;

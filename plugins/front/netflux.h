@@ -26,22 +26,24 @@ typedef struct nf_req {
 } nf_req;
 
 /* The largest frame shape accepted (netflux.md §12): values (commas and
-** opening brackets outside strings) and nesting.  Clients send at most 5. */
+** opening brackets outside strings) and nesting.  Clients send at most 5;
+** the value cap is front.max_frame_values, this is its default. */
 #define NF_MAX_VALUES 64
 #define NF_MAX_DEPTH 4
 
 /* HK content (netflux.md §7.3, rpc.md) carries lists (pins, sizes): a
-** larger cap, still bounding the tree to a few MB. */
+** larger cap, still bounding the tree to a few MB (front.max_request_values
+** is the value cap, this its default). */
 #define NF_HK_MAX_VALUES 100000
 #define NF_HK_MAX_DEPTH 16
 
 /* false: more values or nesting than the caps (checked before parsing). */
 bool nf_shape_within(const char *text, size_t len, size_t max_values, int max_depth);
-bool nf_shape_ok(const char *text, size_t len);
 /* Size of a MSG content once escaped twice, as in a history line. */
 size_t nf_content_cost(const char *content, size_t len);
 
-/* Parse one text frame.  Always sets out->root (maybe NULL). */
-int nf_parse(const char *text, size_t len, nf_req *out);
+/* Parse one text frame of at most max_values values (NF_CLOSE beyond).
+** Always sets out->root (maybe NULL). */
+int nf_parse(const char *text, size_t len, size_t max_values, nf_req *out);
 
 #endif

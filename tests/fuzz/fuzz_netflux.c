@@ -9,7 +9,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     nf_req q;
-    nf_parse((const char *)data, size, &q);
+    nf_parse((const char *)data, size, NF_MAX_VALUES, &q);
     json_decref(q.root);
     return 0;
 }

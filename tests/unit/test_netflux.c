@@ -20,7 +20,7 @@
 #define CHAN33 "000000000000000000000000000000000"
 #define CHAN34 "0000000000000000000000000000000000"
 
-static int parse(const char *text, nf_req *q) { return nf_parse(text, strlen(text), q); }
+static int parse(const char *text, nf_req *q) { return nf_parse(text, strlen(text), NF_MAX_VALUES, q); }
 
 /* Parses, checks the kind, frees. */
 static void expect_kind(const char *text, int kind)
@@ -71,7 +71,7 @@ static void test_msg(void **state)
 
     /* Content with an embedded NUL keeps its length. */
     const char nul[] = "[5,\"MSG\",\"0123456789abcdef\",\"a\\u0000b\"]";
-    assert_int_equal(nf_parse(nul, sizeof nul - 1, &q), NF_MSG);
+    assert_int_equal(nf_parse(nul, sizeof nul - 1, NF_MAX_VALUES, &q), NF_MSG);
     assert_int_equal(q.content_len, 3);
     assert_memory_equal(q.content, "a\0b", 3);
     json_decref(q.root);
@@ -150,9 +150,9 @@ static void test_close(void **state)
     expect_kind("[1,\"PING\"] trailing", NF_CLOSE);
     /* Not NUL terminated, length respected. */
     nf_req q;
-    assert_int_equal(nf_parse("[1,\"PING\"]XXXX", 10, &q), NF_PING);
+    assert_int_equal(nf_parse("[1,\"PING\"]XXXX", 10, NF_MAX_VALUES, &q), NF_PING);
     json_decref(q.root);
-    assert_int_equal(nf_parse("[1,\"PING\"]", 5, &q), NF_CLOSE);
+    assert_int_equal(nf_parse("[1,\"PING\"]", 5, NF_MAX_VALUES, &q), NF_CLOSE);
     json_decref(q.root);
 }
 
@@ -165,8 +165,12 @@ static void test_shape_caps(void **state)
     size_t n = (size_t)snprintf(buf, sizeof buf, "[1,\"PING\",[0");
     for (int i = 0; i < NF_MAX_VALUES; i++) n += (size_t)snprintf(buf + n, sizeof buf - n, ",0");
     snprintf(buf + n, sizeof buf - n, "]]");
-    assert_false(nf_shape_ok(buf, strlen(buf)));
+    assert_false(nf_shape_within(buf, strlen(buf), NF_MAX_VALUES, NF_MAX_DEPTH));
     expect_kind(buf, NF_CLOSE);
+    /* front.max_frame_values raises the value cap */
+    nf_req q;
+    assert_int_equal(nf_parse(buf, strlen(buf), NF_MAX_VALUES + 8, &q), NF_PING);
+    json_decref(q.root);
     expect_kind("[1,\"PING\",[[[[0]]]]]", NF_CLOSE);          /* depth 5 */
     expect_kind("[1,\"PING\",[[[0]]]]", NF_PING);              /* depth 4 */
     expect_kind("[1,\"PING\",{\"a\":[[{}]]}]", NF_CLOSE);
@@ -175,7 +179,7 @@ static void test_shape_caps(void **state)
     n = (size_t)snprintf(big, sizeof big, "[1,\"MSG\",\"" CHAN32 "\",\"");
     for (int i = 0; i < 1000; i++) n += (size_t)snprintf(big + n, sizeof big - n, ",[{\\\"");
     snprintf(big + n, sizeof big - n, "\"]");
-    assert_true(nf_shape_ok(big, strlen(big)));
+    assert_true(nf_shape_within(big, strlen(big), NF_MAX_VALUES, NF_MAX_DEPTH));
     expect_kind(big, NF_MSG);
     /* the HK content caps: larger, still a cap */
     assert_true(nf_shape_within(buf, strlen(buf), NF_HK_MAX_VALUES, NF_HK_MAX_DEPTH));
