@@ -6,7 +6,7 @@
 // round-trip times (p50/p99/max) per class are printed as a table at the end,
 // next to a baseline without flood, as the figure to compare: COOKIE
 // floods (random keys, valid fresh keys), GET_MULTIPLE_FILE_SIZE, JOINs,
-// read amplification, frames of tiny values, a poison pad, slow HTTP bodies.  And a
+// unpaced MSGs, read amplification, frames of tiny values, a poison pad, slow HTTP bodies.  And a
 // flood of COOKIE calls with valid fresh keys from one connection fills only
 // that connection's share of the session table
 // (core.max_sessions_per_connection, docs/protocol/rpc.md §3.4).
@@ -170,6 +170,33 @@ T('a JOIN flood: a healthy client keeps its answers', async () => {
             }
             await Promise.all(batch);
         }
+    });
+    flooder.close();
+});
+
+T('an MSG flood (5000 unpaced messages into 5 pads): a healthy client keeps its answers, every message ACKed', async () => {
+    // front.max_work_in_flight (default 256) paces the flooder instead of
+    // letting it fill the shared queues (netflux.md §12)
+    const flooder = await C.rawReady(srv.url);
+    const pads = Array.from({ length: 5 }, () => C.padId());
+    for (const p of pads) { await flooder.join(p); }
+    const replies = new Map();
+    flooder.onFrame = (f) => {
+        if (Array.isArray(f) && typeof f[0] === 'number' && f[0] !== 0) { replies.set(f[0], f[1]); return true; }
+        return false;
+    };
+    const N = 5000;
+    await withPings('MSG 5000 unpaced', async () => {
+        const seqs = [];
+        for (let i = 0; i < N; i++) {
+            const seq = flooder.nextSeq();
+            seqs.push(seq);
+            flooder.send([seq, 'MSG', pads[i % pads.length], `m${i}-${rnd(30)}`]);
+        }
+        await C.waitFor(() => replies.size === N, 120000, `replies to ${N} MSGs`);
+        const kinds = {};
+        for (const s of seqs) { kinds[replies.get(s)] = (kinds[replies.get(s)] || 0) + 1; }
+        assert.deepEqual(kinds, { ACK: N }, 'slowed, never refused');
     });
     flooder.close();
 });
