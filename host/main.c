@@ -81,11 +81,12 @@ static void on_signal(uv_signal_t *s, int signum)
 ** here): it reloads nothing and says so. */
 static void reload_config(void)
 {
-    if (!cps_cfg || !cps_cfg->file) return;
+    if (!cps_cfg) return;
     if (json_object_size(json_object_get(cps_cfg->root, "cluster"))) {
         cps_log(NULL, CPS_LOG_INFO, "SIGHUP: a cluster node reloads no settings (restart it to apply changes)");
         return;
     }
+    if (!cps_cfg->file) return;   /* the embedded default: nothing to re-read */
     char *errors = NULL;
     cps_config *fresh = cps_config_load(cps_cfg->file, &errors);
     if (!fresh) {
@@ -291,8 +292,9 @@ int main(int argc, char **argv)
         log_level = getenv("CPSD_LOG_LEVEL");
     }
     if (topology && !role && !list) {
-        /* The supervisor writes no log file: a SIGHUP sent to the whole
-        ** service (systemctl kill -s HUP) is for its nodes, which catch it. */
+        /* Not killed by a SIGHUP before its handler is installed: the
+        ** supervisor passes SIGHUP on to its nodes (host/topology.c), as
+        ** `systemctl reload` signals only the main process. */
         signal(SIGHUP, SIG_IGN);
     }
     if (topology) {

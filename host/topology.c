@@ -35,7 +35,7 @@ typedef struct child {
 
 static struct {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     child kids[64];
     int nkids;
     bool stopping;
@@ -261,6 +261,24 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     uv_close((uv_handle_t *)&T.sigterm, NULL);
     uv_close((uv_handle_t *)&T.sigint, NULL);
+    uv_close((uv_handle_t *)&T.sighup, NULL);
+}
+
+/* SIGHUP (logrotate, `systemctl reload`): the supervisor's own log is
+** reopened and the signal passed to every node, each of which reopens its
+** log and says what it reloads (operations.md).  Its default action would
+** have killed the supervisor and left the nodes without one. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    char err[512];
+    if (cps_log_reopen(err, sizeof err))
+        cps_log("supervisor", CPS_LOG_ERROR, "SIGHUP: %s (still writing to the old file)", err);
+    int n = 0;
+    for (int i = 0; i < T.nkids; i++)
+        if (T.kids[i].running && uv_process_kill(&T.kids[i].proc, SIGHUP) == 0) n++;
+    cps_log("supervisor", CPS_LOG_INFO, "SIGHUP: passed to %d node(s)", n);
 }
 
 static int supervise(json_t *topo)
@@ -290,6 +308,8 @@ static int supervise(json_t *topo)
     uv_signal_init(&T.loop, &T.sigint);
     uv_signal_start(&T.sigterm, on_signal, SIGTERM);
     uv_signal_start(&T.sigint, on_signal, SIGINT);
+    uv_signal_init(&T.loop, &T.sighup);
+    uv_signal_start(&T.sighup, on_sighup, SIGHUP);
     uv_run(&T.loop, UV_RUN_DEFAULT);
     uv_loop_close(&T.loop);
     return 0;

@@ -452,6 +452,34 @@ describe('cluster: traffic across fronts', () => {
         late.close(); observer.close();
     });
 
+    // issue 12 item 6 on a cluster: SIGHUP (logrotate, `systemctl reload`)
+    // must not kill the supervisor (its default action); every node hears
+    // it, reopens its log, says it reloads no settings, and keeps serving
+    T('SIGHUP to the supervisor reaches every node; nothing restarts, the cluster keeps serving', async () => {
+        const mark = cl.mark();
+        const pids = cl.pids();
+        const exits = cl.events.filter(e => e.kind === 'exited').length;
+        process.kill(cl.supPid, 'SIGHUP');
+        await C.waitFor(() => /\[supervisor\] SIGHUP: passed to 6 node\(s\)/.test(cl.since(mark)), 5000, 'the supervisor passes SIGHUP on');
+        await C.waitFor(() => (cl.since(mark).match(/a cluster node reloads no settings/g) || []).length === 6, 5000,
+            'each of the six nodes says it reloads no settings');
+        assert.equal((cl.since(mark).match(/SIGHUP: log reopened/g) || []).length, 6, 'each node reopened its log');
+        assert.equal(cl.exitInfo(), null, 'the supervisor lives');
+        assert.deepEqual(cl.pids(), pids, 'no node restarted');
+        assert.equal(cl.events.filter(e => e.kind === 'exited').length, exits, 'no node exited');
+        // traffic across both fronts still flows
+        const chan = L.padOn(1);
+        const a = await C.connect(cl.frontUrl(0));
+        const b = await C.connect(cl.frontUrl(1));
+        const wa = await C.join(a, chan);
+        const wb = await C.join(b, chan);
+        const got = [];
+        wb.on('message', (m) => got.push(m));
+        await C.withTimeout(wa.bcast('after-sighup'), 5000, 'ACK after SIGHUP');
+        await C.waitFor(() => got.includes('after-sighup'), 5000, 'relayed across fronts after SIGHUP');
+        a.close(); b.close();
+    });
+
     T('SIGTERM to the supervisor stops every node', async () => {
         C.closeAll();
         const pids = Object.values(cl.pids());
