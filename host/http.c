@@ -41,7 +41,7 @@ struct cps_http {
     char *path, *query;
     json_t *headers_in;       /* cache of looked-up headers: name -> value */
     char *body;
-    size_t body_len, body_max;
+    size_t body_len;
     size_t body_held;         /* counted in H.body_held until req_free */
     route *rt;
     int port;
@@ -487,7 +487,6 @@ int cps_http_begin(struct lws *wsi, cps_http **slot, const char *uri)
         }
         r->body_held = n + 1;
         H.body_held += r->body_held;
-        r->body_max = rt->max_body;
         r->body = malloc(n + 1);
         if (!r->body) { *slot = NULL; req_free(r); return -1; }
         r->body[0] = 0;
@@ -503,10 +502,9 @@ int cps_http_body_chunk(cps_http *r, const void *in, size_t len)
 {
     if (!r || !r->body || !len) return 0;
     if (r->dispatched) return -1;                     /* a body after the handler ran */
-    if (r->body_len + len > r->body_max) return -1;   /* more than announced */
-    char *b = realloc(r->body, r->body_len + len + 1);
-    if (!b) return -1;
-    r->body = b;
+    /* The buffer was reserved at the announced Content-Length (counted in
+    ** limits.http_body_total): more than that is refused, never grown into. */
+    if (r->body_len + len + 1 > r->body_held) return -1;
     memcpy(r->body + r->body_len, in, len);
     r->body_len += len;
     r->body[r->body_len] = 0;
