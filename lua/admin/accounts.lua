@@ -302,14 +302,38 @@ local function query_owner(id, cmd, args, cb)
     if not ok then cb(code) end
 end
 
--- Archive what `key` owns among its pinned ids, PARALLEL at a time:
--- channels whose only owner it is, blobs it owns.  done(channels, blobs).
+-- Run work(item, next) for every item of `items`, PARALLEL at a time, then
+-- done().  An item answered at once (a node down) does not recurse: the
+-- running loop takes the next one, so thousands of failures cost no stack.
+local function run_parallel(items, work, done)
+    local i, running, pumping = 1, 0, false
+    local pump
+    local function one_done() running = running - 1; pump() end
+    pump = function()
+        if pumping then return end
+        pumping = true
+        while running < PARALLEL and i <= #items do
+            local item = items[i]
+            i = i + 1
+            running = running + 1
+            work(item, one_done)
+        end
+        pumping = false
+        if running == 0 and i > #items and done then
+            local d = done
+            done = nil
+            d()
+        end
+    end
+    pump()
+end
+
+-- Archive what `key` owns among its pinned ids: channels whose only owner
+-- it is, blobs it owns.  done(channels, blobs).
 local function archive_owned(key, list, text, done)
     local channels, blobs = A(), A()
-    local i, running = 1, 0
-    local pump
-    local function finish() running = running - 1; pump() end
-    local function one(id)
+    run_parallel(list, function(id, finish)
+        if type(id) ~= "string" then return finish() end
         if #id == 32 then
             query_owner(id, "CHANNEL_ADMIN_METADATA", { channel = id }, function(err, info)
                 local owners = not err and type(info) == "table" and type(info.metadata) == "table"
@@ -333,21 +357,7 @@ local function archive_owned(key, list, text, done)
         else
             finish()
         end
-    end
-    pump = function()
-        while running < PARALLEL and i <= #list do
-            local id = list[i]
-            i = i + 1
-            running = running + 1
-            one(id)
-        end
-        if running == 0 and i > #list and done then
-            local d = done
-            done = nil
-            d(channels, blobs)
-        end
-    end
-    pump()
+    end, function() done(channels, blobs) end)
 end
 
 local function valid_reason(r) return r == nil or (type(r) == "string" and #r <= 1000) end
@@ -419,34 +429,17 @@ cps.admin_command("RESTORE_ACCOUNT", "restore an archived account {key}: {state,
                 end)
             end)
         end
-        -- the documents, PARALLEL at a time; an answer given at once (a
-        -- node down) does not recurse: the running loop takes the next
-        local i, running, pumping, finished = 1, 0, false, false
-        local pump
-        local function one_done() running = running - 1; pump() end
-        pump = function()
-            if pumping then return end
-            pumping = true
-            while running < PARALLEL and i <= #steps do
-                local id = steps[i]
-                i = i + 1
-                running = running + 1
-                if type(id) == "string" and (#id == 32 or #id == 48) then
-                    query_owner(id, "ADMIN_DOC", { op = "restore", id = id }, function(rerr)
-                        if rerr then errors[#errors + 1] = id end
-                        one_done()
-                    end)
-                else
-                    errors[#errors + 1] = tostring(id)
-                    running = running - 1
-                end
+        -- the documents, PARALLEL at a time
+        run_parallel(steps, function(id, one_done)
+            if type(id) == "string" and (#id == 32 or #id == 48) then
+                query_owner(id, "ADMIN_DOC", { op = "restore", id = id }, function(rerr)
+                    if rerr then errors[#errors + 1] = id end
+                    one_done()
+                end)
+            else
+                errors[#errors + 1] = tostring(id)
+                one_done()
             end
-            pumping = false
-            if running == 0 and i > #steps and not finished then
-                finished = true
-                finish()
-            end
-        end
-        pump()
+        end, finish)
     end)
 end)
