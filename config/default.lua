@@ -34,9 +34,13 @@ return {
     -- storage-pg's database: a libpq conninfo ("host=... dbname=... user=...");
     -- absent, libpq's environment (PGHOST, PGPORT, PGDATABASE, PGUSER,
     -- PGPASSWORD) says.  `pool`: connections per process (1 to 64).
+    -- `append_trains`: transactions of channel appends in flight at once
+    -- (at most `pool`); appends of every channel that arrive meanwhile are
+    -- committed together by the next (docs/storage-pg.md).
     storage_pg = {
         -- conninfo = "host=/run/postgresql dbname=cpsd user=cpsd",
         pool = 4,
+        append_trains = 1,
     },
 
     -- In a cluster whose storage nodes share one backend ("pg"): when a

@@ -92,6 +92,12 @@ const char *pg_pool_name(const pg_pool *p);
 ** the batch with CPS_EIO (nothing of it is committed); the text goes in
 ** err.  Returns 0 or -1 (the error). */
 int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t errlen);
+/* Whether a batch holds appends only (it can then travel in a train). */
+bool pg_io_all_appends(const pg_obj *o, const pg_req *batch);
+/* Runs the append-only batches of n objects in one transaction and one
+** round trip (a train, pg.c); the same outcomes as pg_io_batch, for all of
+** them together. */
+int pg_io_appends(PGconn *c, int n, const pg_obj *const *objs, pg_req *const *batches, char *err, size_t errlen);
 
 /* ---- lease.c: storage failover leases and fencing ---- */
 

@@ -724,37 +724,78 @@ static bool send(PGconn *c, const char *sql, const params *p)
                              p ? p->fmt : NULL, 1) == 1;
 }
 
-/* A batch of appends only (the common case: chat messages): BEGIN, the
-** fence checks, one statement per append and COMMIT are sent at once and
-** their results read after one sync, so the batch costs one round trip
-** instead of two per request plus two.  Nothing depends on an earlier
-** result: a failed statement aborts the rest, which the server skips. */
-static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
+/* Batches of appends only (the common case: chat messages), of one object
+** or of several (a train, pg.c): BEGIN, the fence checks, one statement per
+** append and COMMIT are sent at once and their results read after one sync,
+** so the whole costs one round trip and one commit instead of two round
+** trips per request plus two.  Nothing depends on an earlier result: a
+** failed statement aborts the rest, which the server skips, and nothing of
+** any batch is committed. */
+static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req *const *batches)
 {
     PGconn *c = x->c;
-    if (PQenterPipelineMode(c) != 1) {
-        snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
+    /* what each statement sent is: an append (its request), a fence check
+    ** (fence[i]), or neither (prepare, BEGIN, SET LOCAL, COMMIT) */
+    size_t cap = 3;
+    for (int b = 0; b < nobj; b++)
+        for (const pg_req *r = batches[b]; r; r = r->next) cap += 3;   /* append, fence, SET LOCAL */
+    pg_req **who = calloc(cap, sizeof *who);
+    int *group = calloc(cap, sizeof *group);
+    bool *fence = calloc(cap, sizeof *fence);
+    if (!who || !group || !fence) {
+        free(who);
+        free(group);
+        free(fence);
+        snprintf(x->err, x->errlen, "out of memory");
         return -2;
     }
-    int fence_n = 0, sent = 0, base = 0;
+    if (PQenterPipelineMode(c) != 1) {
+        snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
+        free(who);
+        free(group);
+        free(fence);
+        return -2;
+    }
+    int sent = 0, base = 0;
     bool ok = true, prepared = prep_has(c);
     if (!prepared) {                     /* first use in this session */
         ok = PQsendPrepare(c, APPEND_STMT, APPEND_SQL, 0, NULL) == 1;
         if (ok) sent++, base = 1;
     }
     if (ok && (ok = send(c, "BEGIN", NULL))) sent++;
-    if (ok && o->kind == PG_CHANNEL) {
-        fence_n = pg_lease_send_fence(c, batch);
-        ok = fence_n >= 0;
-        if (ok) sent += fence_n;
-    }
-    for (pg_req *r = batch; ok && r; r = r->next) {
-        okey k;
-        params p = { 0 };
-        append_key(o, r, &k);
-        append_params(&p, &k, r->in, r->inlen);
-        ok = PQsendQueryPrepared(c, APPEND_STMT, p.n, p.v, p.len, p.fmt, 1) == 1;
-        if (ok) sent++;
+    for (int b = 0; ok && b < nobj; b++) {
+        if (objs[b]->kind == PG_CHANNEL) {
+            int f = pg_lease_send_fence(c, batches[b]);
+            ok = f >= 0;
+            for (int k = 0; ok && k < f; k++) fence[sent++] = true;
+        }
+        /* Consecutive appends to one object are one statement, their bytes
+        ** one chunk (whole lines still: each append is whole lines): the
+        ** object row is updated once per batch, not once per message. */
+        for (pg_req *r = batches[b]; ok && r; ) {
+            okey k, k2;
+            append_key(objs[b], r, &k);
+            int n = 1;
+            size_t len = r->inlen;
+            pg_req *end = r->next;
+            while (end && append_key(objs[b], end, &k2) && k2.kind[0] == k.kind[0]) {
+                len += end->inlen;
+                n++;
+                end = end->next;
+            }
+            char *joined = NULL;
+            if (n > 1 && !(joined = malloc(len ? len : 1))) { ok = false; break; }
+            if (joined) {
+                size_t at = 0;
+                for (pg_req *m = r; m != end; m = m->next) { memcpy(joined + at, m->in, m->inlen); at += m->inlen; }
+            }
+            params p = { 0 };
+            append_params(&p, &k, joined ? joined : r->in, len);
+            ok = PQsendQueryPrepared(c, APPEND_STMT, p.n, p.v, p.len, p.fmt, 1) == 1;
+            free(joined);              /* libpq copied the parameters */
+            if (ok) { who[sent] = r; group[sent++] = n; }
+            r = end;
+        }
     }
     if (ok && (ok = send(c, "COMMIT", NULL))) sent++;
     /* Sent even after a failed send, so that what was sent is answered; the
@@ -765,7 +806,6 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
     /* Results: one per statement sent (each followed by NULL), then the sync. */
     int rc = ok && synced ? 0 : -1, first_bad = -1;
     bool fenced = false;
-    pg_req *r = batch;
     for (int i = 0; synced && i < sent; i++) {
         PGresult *res = PQgetResult(c);
         ExecStatusType st = PQresultStatus(res);
@@ -774,17 +814,24 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
             first_bad = i;
             const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
             if (i == 0 && base && state && !strcmp(state, "42P05")) prep_note(c);   /* it exists already */
-            fenced = i > base && i <= base + fence_n && state && !strcmp(state, PG_FENCE_SQLSTATE);
+            fenced = fence[i] && state && !strcmp(state, PG_FENCE_SQLSTATE);
             snprintf(x->err, x->errlen, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(c));
             x->err[strcspn(x->err, "\n")] = 0;
         }
         if (!good) rc = -1;
         if (i == 0 && base && good) prep_note(c);
-        if (i > base + fence_n && r) {   /* an append's result: the size after it */
-            r->ran = true;
-            r->status = CPS_OK;
-            if (good && PQntuples(res) > 0) r->size = (uint64_t)get_i64(res, 0, 0);
-            r = r->next;
+        if (who[i]) {                    /* appends' result: the size after the last */
+            uint64_t after = good && PQntuples(res) > 0 ? (uint64_t)get_i64(res, 0, 0) : 0, len = 0;
+            pg_req *m = who[i];
+            for (int g = 0; g < group[i]; g++, m = m->next) len += m->inlen;
+            uint64_t at = after - len;  /* each one's own size after it */
+            m = who[i];
+            for (int g = 0; g < group[i]; g++, m = m->next) {
+                m->ran = true;
+                m->status = CPS_OK;
+                at += m->inlen;
+                m->size = after ? at : 0;
+            }
         }
         PQclear(res);
         if (!res) break;                 /* connection lost: no more results */
@@ -797,6 +844,9 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
         PQclear(res);
     }
     PQexitPipelineMode(c);
+    free(who);
+    free(group);
+    free(fence);
     if (rc == 0) return 0;
     /* The prepare or BEGIN failed: nothing was done (retried once if the
     ** connection was found dead). */
@@ -810,11 +860,19 @@ static int pipelined_appends(io *x, const pg_obj *o, pg_req *batch)
     return rc;
 }
 
+int pg_io_appends(PGconn *c, int n, const pg_obj *const *objs, pg_req *const *batches, char *err, size_t errlen)
+{
+    io x = { c, err, errlen };
+    return pipelined_appends(&x, n, objs, batches);
+}
+
+bool pg_io_all_appends(const pg_obj *o, const pg_req *batch) { return all_appends(o, batch); }
+
 int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t errlen)
 {
     if (o->kind == PG_LEASE) return pg_lease_batch(c, batch, err, errlen);
     io x = { c, err, errlen };
-    if (all_appends(o, batch)) return pipelined_appends(&x, o, batch);
+    if (all_appends(o, batch)) return pipelined_appends(&x, 1, &o, &batch);
     PGresult *res = run(&x, "BEGIN", NULL);
     if (!res) return -2;       /* nothing sent yet that could have counted */
     PQclear(res);

@@ -88,3 +88,41 @@ test(`${WRITERS} writers firing at once on one pad: every ACK after its write, i
             assert.ok(commits < appends, `group commit: ${commits} transactions for ${appends} appends`);
         }
     }));
+
+// Many pads at once (docs/storage-pg.md, "Trains"): each writer sends one
+// message to its own pad, all together; on storage-pg the appends of
+// different channels that are ready together share a transaction, so the
+// commits are fewer than the pads.  Every message is ACKed and stored once.
+const PADS = 12;
+test(`${PADS} writers on ${PADS} pads at once: every message stored once; on pg fewer commits than pads`,
+    { timeout: 120000 }, withLog(() => srv, async () => {
+        const pads = Array.from({ length: PADS }, () => C.padId());
+        const writers = [];
+        for (let k = 0; k < PADS; k++) {
+            const r = await C.rawReady(srv.url);
+            await r.join(pads[k]);
+            writers.push(r);
+        }
+        const HK = (await writers[0].join(pads[0])).members.find(id => id.length === 16);
+        const commits0 = PG && await counter('cpsd_storage_pg_append_transactions_total');
+        const appends0 = PG && await counter('cpsd_storage_pg_channel_appends_total');
+        const ROUNDS = 5;
+        for (let round = 0; round < ROUNDS; round++) {
+            const seqs = writers.map((r, k) => { const seq = r.nextSeq(); r.send([seq, 'MSG', pads[k], `p${k}-${round}`]); return seq; });
+            const replies = await Promise.all(writers.map((r, k) =>
+                r.next(f => Array.isArray(f) && f[0] === seqs[k], 60000, `answer on pad ${k}`)));
+            replies.forEach((f, k) => assert.equal(f[1], 'ACK', `pad ${k}: ${C.short(f)}`));
+        }
+        for (let k = 0; k < PADS; k++) {
+            const h = await C.getHistory(writers[k], HK, pads[k], { txid: C.txid() }, 60000);
+            const stored = h.items.filter(Array.isArray).map(m => m[4]);
+            assert.deepEqual(stored, Array.from({ length: ROUNDS }, (_, i) => `p${k}-${i}`), `pad ${k}: history`);
+        }
+        if (PG) {
+            const commits = await counter('cpsd_storage_pg_append_transactions_total') - commits0;
+            const appends = await counter('cpsd_storage_pg_channel_appends_total') - appends0;
+            console.log(`# ${appends} appends on ${PADS} pads in ${commits} transactions`);
+            assert.equal(appends, PADS * ROUNDS, 'every message appended once');
+            assert.ok(commits < appends / 2, `trains: ${commits} transactions for ${appends} appends on ${PADS} pads`);
+        }
+    }));
