@@ -69,8 +69,11 @@ test(`${WRITERS} writers firing at once on one pad: every ACK after its write, i
             const mine = relayed.filter(c => c.startsWith(`w${k}-`));
             assert.deepEqual(mine, Array.from({ length: PER_WRITER }, (_, i) => `w${k}-${i}`), `writer ${k}: relay order`);
         }
-        // A writer sees the others' messages in the same order as the observer.
-        const seen0 = writers[0].log.filter(f => Array.isArray(f) && f[2] === 'MSG' && f[3] === P).map(f => f[4]);
+        // A writer sees the others' messages in the same order as the observer
+        // (once they have all reached it: its socket is read after the observer's).
+        const seenBy0 = () => writers[0].log.filter(f => Array.isArray(f) && f[2] === 'MSG' && f[3] === P).map(f => f[4]);
+        await C.waitFor(() => seenBy0().length >= total - PER_WRITER, 30000, 'writer 0 receives the others\' messages');
+        const seen0 = seenBy0();
         assert.deepEqual(seen0, relayed.filter(c => !c.startsWith('w0-')), 'writer 0 sees the relay order');
 
         // The log holds exactly the relay order.
