@@ -724,6 +724,93 @@ static bool send(PGconn *c, const char *sql, const params *p)
                              p ? p->fmt : NULL, 1) == 1;
 }
 
+/* The appends of a train (several objects) as one statement: each object's
+** bytes are one element of arrays bound in binary, its row upserted and its
+** chunk inserted as APPEND_SQL does one at a time; the rows come back with
+** their new size.  One statement instead of one per object. */
+static const char APPEND_MANY_SQL[] =
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[]) "
+    "  AS v(kind, ns, id, n, data)), "
+    "o AS (INSERT INTO cps_object (kind, ns, id, arch, size) SELECT kind, ns, id, false, n FROM v "
+    "  ON CONFLICT (kind, ns, id, arch) DO UPDATE SET size = cps_object.size + excluded.size "
+    "  RETURNING oid, kind, ns, id, size), "
+    "c AS (INSERT INTO cps_chunk (oid, off, data) SELECT o.oid, o.size - v.n, v.data "
+    "  FROM o JOIN v ON o.kind = v.kind AND o.ns = v.ns AND o.id = v.id WHERE v.n > 0) "
+    "SELECT kind, id, size FROM o";
+#define APPEND_MANY_STMT "cps_append_many"
+
+/* A one-dimensional array in PostgreSQL's binary format (array_send):
+** ndim, has-nulls, element type, then length and lower bound, then each
+** element as its length and bytes, all big-endian. */
+typedef struct parray { char *b; size_t len, cap; bool oom; } parray;
+
+static void pa_put(parray *a, const void *d, size_t n)
+{
+    if (a->oom) return;
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (cap < a->len + n) cap *= 2;
+        char *nb = realloc(a->b, cap);
+        if (!nb) { a->oom = true; return; }
+        a->b = nb;
+        a->cap = cap;
+    }
+    memcpy(a->b + a->len, d, n);
+    a->len += n;
+}
+static void pa_u32(parray *a, uint32_t v) { v = htobe32(v); pa_put(a, &v, 4); }
+static void pa_begin(parray *a, uint32_t elem_oid, uint32_t count)
+{
+    pa_u32(a, 1);              /* one dimension */
+    pa_u32(a, 0);              /* no NULLs */
+    pa_u32(a, elem_oid);
+    pa_u32(a, count);
+    pa_u32(a, 1);              /* lower bound */
+}
+static void pa_text(parray *a, const char *s) { size_t n = strlen(s); pa_u32(a, (uint32_t)n); pa_put(a, s, n); }
+static void pa_i64(parray *a, int64_t v) { uint64_t b = htobe64((uint64_t)v); pa_u32(a, 8); pa_put(a, &b, 8); }
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+
+/* The append statements are prepared once per server session, before its
+** first pipeline (two round trips, once): in a pipeline a failed prepare
+** would abort what follows it.  "Already exists" (a session this table
+** lost track of) is as good as done. */
+static int ensure_prepared(io *x)
+{
+    static const struct { const char *name, *sql; } st[] = {
+        { APPEND_STMT, APPEND_SQL }, { APPEND_MANY_STMT, APPEND_MANY_SQL },
+    };
+    if (prep_has(x->c)) return 0;
+    for (size_t i = 0; i < sizeof st / sizeof *st; i++) {
+        PGresult *res = PQprepare(x->c, st[i].name, st[i].sql, 0, NULL);
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        bool good = PQresultStatus(res) == PGRES_COMMAND_OK || (state && !strcmp(state, "42P05"));
+        if (!good) {
+            snprintf(x->err, x->errlen, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(x->c));
+            x->err[strcspn(x->err, "\n")] = 0;
+        }
+        PQclear(res);
+        if (!good) return -2;
+    }
+    prep_note(x->c);
+    return 0;
+}
+
+/* Whether every batch holds appends of one kind only (a channel's log, not
+** its metadata too): each is then one row of the train's one statement. */
+static bool one_kind_each(int nobj, const pg_obj *const *objs, pg_req *const *batches)
+{
+    for (int b = 0; b < nobj; b++) {
+        okey k = { .ns = "", .id = "" }, k2 = { .ns = "", .id = "" };
+        append_key(objs[b], batches[b], &k);
+        for (const pg_req *r = batches[b]->next; r; r = r->next)
+            if (!append_key(objs[b], r, &k2) || k2.kind[0] != k.kind[0]) return false;
+    }
+    return true;
+}
+
 /* Batches of appends only (the common case: chat messages), of one object
 ** or of several (a train, pg.c): BEGIN, the fence checks, one statement per
 ** append and COMMIT are sent at once and their results read after one sync,
@@ -749,19 +836,15 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
         snprintf(x->err, x->errlen, "out of memory");
         return -2;
     }
-    if (PQenterPipelineMode(c) != 1) {
-        snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
+    if (ensure_prepared(x) != 0 || PQenterPipelineMode(c) != 1) {
+        if (!x->err[0]) snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
         free(who);
         free(group);
         free(fence);
         return -2;
     }
-    int sent = 0, base = 0;
-    bool ok = true, prepared = prep_has(c);
-    if (!prepared) {                     /* first use in this session */
-        ok = PQsendPrepare(c, APPEND_STMT, APPEND_SQL, 0, NULL) == 1;
-        if (ok) sent++, base = 1;
-    }
+    int sent = 0;
+    bool ok = true, many = nobj > 1 && one_kind_each(nobj, objs, batches);
     if (ok && (ok = send(c, "BEGIN", NULL))) sent++;
     for (int b = 0; ok && b < nobj; b++) {
         if (objs[b]->kind == PG_CHANNEL) {
@@ -771,8 +854,9 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
         }
         /* Consecutive appends to one object are one statement, their bytes
         ** one chunk (whole lines still: each append is whole lines): the
-        ** object row is updated once per batch, not once per message. */
-        for (pg_req *r = batches[b]; ok && r; ) {
+        ** object row is updated once per batch, not once per message.  A
+        ** train of one-kind batches sends them all as one statement, below. */
+        for (pg_req *r = batches[b]; ok && !many && r; ) {
             okey k, k2;
             append_key(objs[b], r, &k);
             int n = 1;
@@ -797,6 +881,37 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
             r = end;
         }
     }
+    if (ok && many) {
+        parray kinds = { 0 }, nss = { 0 }, ids = { 0 }, lens = { 0 }, data = { 0 };
+        pa_begin(&kinds, OID_TEXT, (uint32_t)nobj);
+        pa_begin(&nss, OID_TEXT, (uint32_t)nobj);
+        pa_begin(&ids, OID_TEXT, (uint32_t)nobj);
+        pa_begin(&lens, OID_INT8, (uint32_t)nobj);
+        pa_begin(&data, OID_BYTEA, (uint32_t)nobj);
+        for (int b = 0; b < nobj; b++) {
+            okey k = { .ns = "", .id = "" };
+            append_key(objs[b], batches[b], &k);
+            uint32_t len = 0;
+            for (const pg_req *r = batches[b]; r; r = r->next) len += (uint32_t)r->inlen;
+            pa_text(&kinds, k.kind);
+            pa_text(&nss, k.ns);
+            pa_text(&ids, k.id);
+            pa_i64(&lens, (int64_t)len);
+            pa_u32(&data, len);
+            for (const pg_req *r = batches[b]; r; r = r->next) pa_put(&data, r->in, r->inlen);
+        }
+        ok = !(kinds.oom || nss.oom || ids.oom || lens.oom || data.oom);
+        if (ok) {
+            const char *v[5] = { kinds.b, nss.b, ids.b, lens.b, data.b };
+            int len[5] = { (int)kinds.len, (int)nss.len, (int)ids.len, (int)lens.len, (int)data.len };
+            int fmt[5] = { 1, 1, 1, 1, 1 };
+            ok = PQsendQueryPrepared(c, APPEND_MANY_STMT, 5, v, len, fmt, 1) == 1;
+            if (ok) group[sent++] = -1;  /* the train's rows */
+        } else {
+            snprintf(x->err, x->errlen, "out of memory");
+        }
+        free(kinds.b); free(nss.b); free(ids.b); free(lens.b); free(data.b);   /* libpq copied them */
+    }
     if (ok && (ok = send(c, "COMMIT", NULL))) sent++;
     /* Sent even after a failed send, so that what was sent is answered; the
     ** server ends an explicit transaction only at COMMIT, so an incomplete
@@ -813,13 +928,30 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
         if (!good && first_bad < 0 && st != PGRES_PIPELINE_ABORTED) {
             first_bad = i;
             const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-            if (i == 0 && base && state && !strcmp(state, "42P05")) prep_note(c);   /* it exists already */
             fenced = fence[i] && state && !strcmp(state, PG_FENCE_SQLSTATE);
             snprintf(x->err, x->errlen, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(c));
             x->err[strcspn(x->err, "\n")] = 0;
         }
         if (!good) rc = -1;
-        if (i == 0 && base && good) prep_note(c);
+        if (!who[i] && group[i] == -1) {   /* the train's rows: kind, id, size after */
+            for (int row = 0; good && row < PQntuples(res); row++) {
+                char kind = PQgetlength(res, row, 0) == 1 ? PQgetvalue(res, row, 0)[0] : 0;
+                const char *id = PQgetvalue(res, row, 1);
+                uint64_t at = (uint64_t)get_i64(res, row, 2);
+                for (int b = 0; b < nobj; b++) {
+                    okey k = { .ns = "", .id = "" };
+                    append_key(objs[b], batches[b], &k);
+                    if (k.kind[0] != kind || strcmp(objs[b]->id, id)) continue;
+                    for (const pg_req *r = batches[b]; r; r = r->next) at -= r->inlen;
+                    for (pg_req *r = batches[b]; r; r = r->next) {
+                        r->ran = true;
+                        r->status = CPS_OK;
+                        at += r->inlen;
+                        r->size = at;
+                    }
+                }
+            }
+        }
         if (who[i]) {                    /* appends' result: the size after the last */
             uint64_t after = good && PQntuples(res) > 0 ? (uint64_t)get_i64(res, 0, 0) : 0, len = 0;
             pg_req *m = who[i];
@@ -848,9 +980,9 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
     free(group);
     free(fence);
     if (rc == 0) return 0;
-    /* The prepare or BEGIN failed: nothing was done (retried once if the
-    ** connection was found dead). */
-    if ((first_bad >= 0 && first_bad <= base) || sent == 0) rc = -2;
+    /* BEGIN failed: nothing was done (retried once if the connection was
+    ** found dead). */
+    if (first_bad == 0 || sent == 0) rc = -2;
     else if (fenced) {
         snprintf(x->err, x->errlen, "fenced: a lease epoch of this batch is no longer held");
         rc = PG_FENCED;
