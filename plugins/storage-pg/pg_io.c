@@ -812,10 +812,10 @@ static bool one_kind_each(int nobj, const pg_obj *const *objs, pg_req *const *ba
 }
 
 /* Batches of appends only (the common case: chat messages), of one object
-** or of several (a train, pg.c): BEGIN, the fence checks, one statement per
-** append and COMMIT are sent at once and their results read after one sync,
-** so the whole costs one round trip and one commit instead of two round
-** trips per request plus two.  Nothing depends on an earlier result: a
+** or of several (a train, pg.c): the statements (with BEGIN, the fence
+** checks and COMMIT when there are checks) are sent at once and their
+** results read after one sync, so the whole costs one round trip and one
+** commit instead of two round trips per request plus two.  Nothing depends on an earlier result: a
 ** failed statement aborts the rest, which the server skips, and nothing of
 ** any batch is committed. */
 static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req *const *batches)
@@ -845,7 +845,14 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
     }
     int sent = 0;
     bool ok = true, many = nobj > 1 && one_kind_each(nobj, objs, batches);
-    if (ok && (ok = send(c, "BEGIN", NULL))) sent++;
+    /* Without a lease check the pipeline's own transaction is enough: its
+    ** statements run as one implicit transaction, committed at the sync
+    ** and rolled back whole if one fails.  The checks need a transaction
+    ** block (SET LOCAL, the row lock held to the commit). */
+    bool block = false;
+    for (int b = 0; b < nobj; b++)
+        for (const pg_req *r = batches[b]; r; r = r->next) block = block || r->fenced;
+    if (ok && block && (ok = send(c, "BEGIN", NULL))) sent++;
     for (int b = 0; ok && b < nobj; b++) {
         if (objs[b]->kind == PG_CHANNEL) {
             int f = pg_lease_send_fence(c, batches[b]);
@@ -912,7 +919,7 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
         }
         free(kinds.b); free(nss.b); free(ids.b); free(lens.b); free(data.b);   /* libpq copied them */
     }
-    if (ok && (ok = send(c, "COMMIT", NULL))) sent++;
+    if (ok && block && (ok = send(c, "COMMIT", NULL))) sent++;
     /* Sent even after a failed send, so that what was sent is answered; the
     ** server ends an explicit transaction only at COMMIT, so an incomplete
     ** batch is rolled back below, never committed. */
@@ -987,8 +994,9 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
         snprintf(x->err, x->errlen, "fenced: a lease epoch of this batch is no longer held");
         rc = PG_FENCED;
     }
-    /* An explicit transaction that failed stays open, aborted, after the sync. */
-    exec_quiet(c, "ROLLBACK");
+    /* An explicit transaction that failed stays open, aborted, after the
+    ** sync (an implicit one is rolled back already). */
+    if (block) exec_quiet(c, "ROLLBACK");
     return rc;
 }
 
