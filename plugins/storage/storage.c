@@ -377,6 +377,7 @@ static int plugin_init(const cps_api *api, cps_plugin *self, void **state)
     ST.channels = strmap_new();
     ST.doomed = strmap_new();
     ST.c_stored = api->counter(self, "storage_messages_stored_total");
+    ST.c_delivered = api->counter(self, "storage_deliveries_total");
     static const struct { const char *name; cps_command_fn fn; } cmds[] = {
         { "JOIN", cmd_join }, { "LEAVE", cmd_leave }, { "DROP_USER", cmd_drop_user },
         { "CHANNEL_MESSAGE", cmd_channel_message }, { "HISTORY", cmd_history },

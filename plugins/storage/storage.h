@@ -56,7 +56,7 @@ extern struct storage_role {
     strmap *doomed;       /* channel id -> self-destruct timer (docs/protocol/history.md §9.3) */
     char instance[33];    /* this process's id, for self-destructing channels */
     size_t max_ops;       /* per-channel queue bound */
-    cps_counter *c_stored, *c_bytes_out;
+    cps_counter *c_stored, *c_bytes_out, *c_delivered;
 } ST;
 
 #define API ST.api

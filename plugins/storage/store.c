@@ -120,6 +120,14 @@ static void fly_free(appending *a)
     free(a);
 }
 
+/* A channel message a front sent here (`deliver`: docs/protocol/cluster.md
+** §3.4) goes to every member but its sender, one DELIVER per front. */
+static void deliver(json_t *members, json_t *args, json_t *msg)
+{
+    const char *sender = json_string_value(json_object_get(args, "user"));
+    API->counter_add(ST.c_delivered, (int64_t)cps_fanout(API, ST.self, members, sender, msg));
+}
+
 /* Answers the finished entries at the head of ch->fly, in order: the index
 ** grows by each committed line (at the offset the backend reports, so a
 ** failed append before it leaves no hole), then ACK and relay. */
@@ -151,6 +159,11 @@ static void fly_flush(channel *ch)
                 /* WRITE_PRIVATE_MESSAGE: every member gets it, the caller the time */
                 cps_fanout(API, ST.self, ch->members, NULL, a->msg);
                 API->reply(o->call, CPS_OK, json_pack("{s O}", "time", json_array_get(a->msg, 5)));
+            } else if (json_is_true(json_object_get(o->args, "deliver"))) {
+                /* from a front: relay to the other members, then answer (the
+                ** answer follows the DELIVER to the sender's front) */
+                deliver(ch->members, o->args, a->msg);
+                API->reply(o->call, CPS_OK, NULL);
             } else {
                 API->reply(o->call, CPS_OK, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
             }
@@ -290,6 +303,15 @@ int cmd_channel_message(cps_call *call, json_t *args, void *ud)
     if (!ids_valid_channel(id) || !json_is_string(json_object_get(args, "content"))) return CPS_EINVAL;
     bool ephemeral = ids_is_ephemeral(id);   /* relayed only, never stored */
     channel *ch = ch_get(id, !ephemeral);
+    if (ephemeral && json_is_true(json_object_get(args, "deliver"))) {
+        if (ch) {
+            json_t *msg = json_pack("[i O s s O]", 0, json_object_get(args, "user"), "MSG", id,
+                                    json_object_get(args, "content"));
+            deliver(ch->members, args, msg);
+            json_decref(msg);
+        }
+        return CPS_OK;
+    }
     if (ephemeral) {
         API->reply(call, CPS_OK, json_pack("{s o}", "members", ch ? json_incref(ch->members) : json_array()));
         return CPS_OK;
