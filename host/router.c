@@ -218,10 +218,23 @@ static int register_on(node *n, cps_plugin *p, const char *name, cps_command_fn 
     return 0;
 }
 
+/* A node's commands are a list kept in order of last use: the command
+** found moves to the front, so the few that carry the traffic (a channel
+** message, a delivery) are found at once among the dozens a node has
+** (perf, a storage node of the cluster: strcmp under the router's pump
+** 2.8% of its samples, CHANNEL_MESSAGE being among the first registered). */
 static command *find_command(node *n, const char *name)
 {
-    for (command *c = n->commands; c; c = c->next)
-        if (strcmp(c->name, name) == 0) return c;
+    for (command **pp = &n->commands; *pp; pp = &(*pp)->next) {
+        command *c = *pp;
+        if (strcmp(c->name, name) != 0) continue;
+        if (pp != &n->commands) {
+            *pp = c->next;
+            c->next = n->commands;
+            n->commands = c;
+        }
+        return c;
+    }
     return NULL;
 }
 
