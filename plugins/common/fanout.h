@@ -12,4 +12,10 @@
 size_t cps_fanout(const cps_api *api, cps_plugin *self, json_t *members, const char *except,
                   json_t *msg);
 
+/* The same with the message as its JSON text, valid UTF-8 (a stored
+** line, serialised already): a front queues it as the frame, without
+** parsing it nor writing it again (docs/protocol/cluster.md §3.4). */
+size_t cps_fanout_text(const cps_api *api, cps_plugin *self, json_t *members, const char *except,
+                       const char *text, size_t len);
+
 #endif

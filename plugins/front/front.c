@@ -517,11 +517,14 @@ static void keepalive(cps_timer *t, void *ud)
 
 /* ---- events from the cores ---- */
 
-/* {users: [ids], msg: frame} : one serialisation shared by every recipient */
+/* {users: [ids], msg: frame value} or {users, text: the frame's JSON text
+** (a stored line)}: one frame shared by every recipient */
 static int cmd_deliver(cps_call *call, json_t *args, void *ud)
 {
     (void)call; (void)ud;
-    cps_frame *f = frame_of(json_object_get(args, "msg"));
+    json_t *text = json_object_get(args, "text");
+    cps_frame *f = json_is_string(text) ? API->frame_new(json_string_value(text), json_string_length(text))
+                                        : frame_of(json_object_get(args, "msg"));
     if (!f) return CPS_EINVAL;
     size_t i;
     json_t *id;

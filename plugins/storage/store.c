@@ -121,11 +121,16 @@ static void fly_free(appending *a)
 }
 
 /* A channel message a front sent here (`deliver`: docs/protocol/cluster.md
-** §3.4) goes to every member but its sender, one DELIVER per front. */
-static void deliver(json_t *members, json_t *args, json_t *msg)
+** §3.4) goes to every member but its sender, one DELIVER per front: as the
+** stored line's text when there is one, which is the relayed frame (the
+** fronts then neither parse it into values nor write it out again: perf of
+** a front, ~10% of its samples). */
+static void deliver(json_t *members, json_t *args, json_t *msg, const char *line, size_t len)
 {
     const char *sender = json_string_value(json_object_get(args, "user"));
-    API->counter_add(ST.c_delivered, (int64_t)cps_fanout(API, ST.self, members, sender, msg));
+    size_t n = line ? cps_fanout_text(API, ST.self, members, sender, line, len)
+                    : cps_fanout(API, ST.self, members, sender, msg);
+    API->counter_add(ST.c_delivered, (int64_t)n);
 }
 
 /* Answers the finished entries at the head of ch->fly, in order: the index
@@ -162,7 +167,7 @@ static void fly_flush(channel *ch)
             } else if (json_is_true(json_object_get(o->args, "deliver"))) {
                 /* from a front: relay to the other members, then answer (the
                 ** answer follows the DELIVER to the sender's front) */
-                deliver(ch->members, o->args, a->msg);
+                deliver(ch->members, o->args, a->msg, a->line, a->len);
                 API->reply(o->call, CPS_OK, NULL);
             } else {
                 API->reply(o->call, CPS_OK, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
@@ -307,7 +312,7 @@ int cmd_channel_message(cps_call *call, json_t *args, void *ud)
         if (ch) {
             json_t *msg = json_pack("[i O s s O]", 0, json_object_get(args, "user"), "MSG", id,
                                     json_object_get(args, "content"));
-            deliver(ch->members, args, msg);
+            deliver(ch->members, args, msg, NULL, 0);
             json_decref(msg);
         }
         return CPS_OK;
