@@ -246,9 +246,16 @@ static json_t *value(rd *r, int depth)
     }
 }
 
+/* The unescaping buffer is kept between calls (the loop's thread only):
+** a relayed frame arrives as an escaped string, and a malloc, a realloc
+** and a free per message showed in the profile of a front. */
+#define TMP_KEEP (64 * 1024)
+static char *tmp_kept;
+static size_t tmp_kept_cap;
+
 json_t *cps_jsonr(const char *text, size_t len)
 {
-    rd r = { (const unsigned char *)text, (const unsigned char *)text + len, NULL, 0 };
+    rd r = { (const unsigned char *)text, (const unsigned char *)text + len, tmp_kept, tmp_kept_cap };
     ws(&r);
     json_t *v = NULL;
     if (r.p < r.end && (*r.p == '[' || *r.p == '{')) v = container(&r, 1);
@@ -256,6 +263,8 @@ json_t *cps_jsonr(const char *text, size_t len)
         ws(&r);
         if (r.p != r.end) { json_decref(v); v = NULL; }
     }
-    free(r.tmp);
+    if (r.tcap > TMP_KEEP) { free(r.tmp); r.tmp = NULL; r.tcap = 0; }
+    tmp_kept = r.tmp;
+    tmp_kept_cap = r.tcap;
     return v;
 }
