@@ -150,6 +150,15 @@ bool cps_utf8_valid(const char *s, size_t n);
 /* ---- the links' JSON reader (jsonr.c): what json_loadb(text, len, 0)
 ** accepts for an array or object, the same values; NULL otherwise ---- */
 json_t *cps_jsonr(const char *text, size_t len);
+/* A link message [type, qid, dest, cmd, error|null, args]: the head read
+** into fixed fields without building values (a malloc per string saved per
+** message), args returned as a value; NULL if the text has another shape. */
+typedef struct cps_link_head {
+    char type[16], dest[64], cmd[256], error[64];
+    bool has_error;
+    json_int_t qid;
+} cps_link_head;
+json_t *cps_jsonr_link(const char *text, size_t len, cps_link_head *h);
 
 /* ---- links between nodes of a cluster (link.c) ---- */
 /* Start dialling / accepting the peers named in the configuration. */

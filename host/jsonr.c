@@ -268,3 +268,58 @@ json_t *cps_jsonr(const char *text, size_t len)
     tmp_kept_cap = r.tcap;
     return v;
 }
+
+/* One head field: a string copied into out[cap] (NUL-terminated). */
+static bool head_str(rd *r, char *out, size_t cap)
+{
+    const char *v;
+    size_t n;
+    ws(r);
+    if (r->p == r->end || *r->p != '"') return false;
+    r->p++;
+    if (!string(r, &v, &n) || n >= cap || memchr(v, 0, n)) return false;
+    memcpy(out, v, n);
+    out[n] = 0;
+    return true;
+}
+
+static bool comma(rd *r)
+{
+    ws(r);
+    if (r->p == r->end || *r->p != ',') return false;
+    r->p++;
+    return true;
+}
+
+json_t *cps_jsonr_link(const char *text, size_t len, cps_link_head *h)
+{
+    rd r = { (const unsigned char *)text, (const unsigned char *)text + len, tmp_kept, tmp_kept_cap };
+    json_t *args = NULL, *qid = NULL;
+    memset(h, 0, sizeof *h);
+    ws(&r);
+    if (r.p == r.end || *r.p != '[') goto out;
+    r.p++;
+    if (!head_str(&r, h->type, sizeof h->type) || !comma(&r)) goto out;
+    ws(&r);
+    if (!(qid = number(&r)) || !json_is_integer(qid) || !comma(&r)) goto out;
+    h->qid = json_integer_value(qid);
+    if (!head_str(&r, h->dest, sizeof h->dest) || !comma(&r) ||
+        !head_str(&r, h->cmd, sizeof h->cmd) || !comma(&r))
+        goto out;
+    ws(&r);
+    if ((size_t)(r.end - r.p) >= 4 && !memcmp(r.p, "null", 4)) r.p += 4;
+    else if (head_str(&r, h->error, sizeof h->error)) h->has_error = true;
+    else goto out;
+    if (!comma(&r) || !(args = value(&r, 2))) goto out;
+    ws(&r);
+    if (r.p == r.end || *r.p != ']') { json_decref(args); args = NULL; goto out; }
+    r.p++;
+    ws(&r);
+    if (r.p != r.end) { json_decref(args); args = NULL; }
+out:
+    json_decref(qid);
+    if (r.tcap > TMP_KEEP) { free(r.tmp); r.tmp = NULL; r.tcap = 0; }
+    tmp_kept = r.tmp;
+    tmp_kept_cap = r.tcap;
+    return args;
+}

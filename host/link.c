@@ -553,25 +553,16 @@ static int writable(peer_link *l)
 
 /* ---- receiving ---- */
 
-/* The error slot of a link frame: null for success, else an error name. */
-static int link_err(json_t *v)
-{
-    if (json_is_null(v) || !v) return CPS_OK;
-    const char *name = json_string_value(v);
-    return name ? cps_errcode(name) : CPS_EINTERNAL;
-}
-
-/* One message of a batch, handed to the router. */
+/* One message of a batch, handed to the router.  Errors travel by name
+** (null for success), so a code this node does not know survives. */
 static int record(peer_link *l, const unsigned char *text, size_t len)
 {
-    json_t *m = cps_jsonr((const char *)text, len);
-    const char *type = json_string_value(json_array_get(m, 0));
-    if (!json_is_array(m) || !type) { json_decref(m); return -1; }
+    cps_link_head h;
+    json_t *args = cps_jsonr_link((const char *)text, len, &h);
+    if (!args) return -1;
     l->msgs_in++;
-    cps_router_incoming(l->peer, type, (uint64_t)json_integer_value(json_array_get(m, 1)),
-                        json_string_value(json_array_get(m, 2)), json_string_value(json_array_get(m, 3)),
-                        link_err(json_array_get(m, 4)), json_incref(json_array_get(m, 5)));
-    json_decref(m);
+    cps_router_incoming(l->peer, h.type, (uint64_t)h.qid, h.dest, h.cmd,
+                        h.has_error ? cps_errcode(h.error) : CPS_OK, args);
     return 0;
 }
 

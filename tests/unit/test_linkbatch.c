@@ -143,12 +143,50 @@ static void test_json_agrees_with_jansson(void **state)
     assert_false(cps_utf8_valid("\xf4\x90\x80\x80", 4));
 }
 
+/* The head of a link message is read into fixed fields; the message must
+** be exactly [type, integer, dest, cmd, null|error, args]. */
+static void test_link_head(void **state)
+{
+    (void)state;
+    cps_link_head h;
+    const char *m = " [\"Q\", -9223372036854775808 ,\"st\\u0061ge:1\",\"CHANNEL_MESSAGE\",null,{\"a\":[1,\"x\"]}] ";
+    json_t *args = cps_jsonr_link(m, strlen(m), &h);
+    assert_non_null(args);
+    assert_string_equal(h.type, "Q");
+    assert_true(h.qid == INT64_MIN);
+    assert_string_equal(h.dest, "stage:1");
+    assert_string_equal(h.cmd, "CHANNEL_MESSAGE");
+    assert_false(h.has_error);
+    json_t *want = json_pack("{s[is]}", "a", 1, "x");
+    assert_true(json_equal(args, want));
+    json_decref(want);
+    json_decref(args);
+    m = "[\"R\",7,\"\",\"\",\"EUNAVAILABLE\",null]";
+    args = cps_jsonr_link(m, strlen(m), &h);
+    assert_true(json_is_null(args));
+    assert_true(h.has_error && !strcmp(h.error, "EUNAVAILABLE") && h.qid == 7 && !strcmp(h.type, "R"));
+    json_decref(args);
+    char longdest[200];
+    snprintf(longdest, sizeof longdest, "[\"E\",1,\"%0100d\",\"X\",null,1]", 0);
+    const char *bad[] = {
+        "[\"E\",1,\"d\",\"c\",null]", "[\"E\",1,\"d\",\"c\",null,1,2]", "[\"E\",1.5,\"d\",\"c\",null,1]",
+        "[1,1,\"d\",\"c\",null,1]", "[\"E\",1,\"d\",\"c\",7,1]", "[\"E\",1,\"d\",\"c\",null,1] x",
+        "{\"E\":1}", "[\"E\",1,null,\"c\",null,1]", "[\"E\",1,\"d\",\"c\",null,[1,]]", longdest, "",
+        "[\"E\",1,\"d\",\"c\",null,\"\\u0000\"]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        args = cps_jsonr_link(bad[i], strlen(bad[i]), &h);
+        if (args) fail_msg("accepted: %s", bad[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_accepted_then_replay_refused),
         cmocka_unit_test(test_batch_split_checked),
         cmocka_unit_test(test_json_agrees_with_jansson),
+        cmocka_unit_test(test_link_head),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
