@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "host.h"
+#include "swar.h"
 
 #define MAX_DEPTH 2048
 
@@ -61,7 +62,9 @@ static bool string(rd *r, const char **out, size_t *len)
     const unsigned char *start = r->p;
     bool escaped = false;
     const unsigned char *q = r->p;
-    while (q < r->end && *q != '"') {
+    for (;;) {
+        while (r->end - q >= 8 && !swar_special(swar_load(q))) q += 8;   /* plain ASCII words */
+        if (q == r->end || *q == '"') break;
         if (*q < 0x20) return false;
         if (*q == '\\') { escaped = true; if (++q == r->end) return false; }
         q++;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "host.h"
+#include "swar.h"
 
 #define MAX_DEPTH 2048          /* jansson's parser refuses deeper input anyway */
 
@@ -50,8 +51,13 @@ void cps_jsonw_str(cps_jsonw *w, const char *s, size_t n)
     static const char hex[] = "0123456789ABCDEF";   /* as jansson: \u001F */
     putc1(w, '"');
     size_t run = 0;
+    const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+        /* a word of plain ASCII at once (perf of the cluster: this scan, a
+        ** byte at a time, was 4% of all samples) */
+        while (n - i >= 8 && !swar_special(swar_load(u + i))) i += 8;
+        if (i == n) break;
+        unsigned char c = u[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         cps_jsonw_raw(w, s + run, i - run);
         run = i + 1;
@@ -82,6 +88,8 @@ bool cps_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
+        while (end - p >= 8 && !(swar_load(p) & SWAR_HIGHS)) p += 8;   /* ASCII words */
+        if (p == end) break;
         unsigned c = *p;
         if (c < 0x80) { p++; continue; }
         size_t k = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : 0;

@@ -180,6 +180,45 @@ static void test_link_head(void **state)
     }
 }
 
+/* The word-at-a-time scans: a special byte at every offset of a string
+** longer than a few words is still found (writer, reader, UTF-8 check). */
+static void test_words(void **state)
+{
+    (void)state;
+    const char *specials[] = { "\"", "\\", "\x1f", "\xc3\xa9", "\x7f" };
+    for (size_t k = 0; k < sizeof specials / sizeof *specials; k++) {
+        for (size_t at = 0; at < 26; at++) {
+            char text[64];
+            memset(text, 'a', 30);
+            size_t sl = strlen(specials[k]);
+            memcpy(text + at, specials[k], sl);
+            text[30] = 0;
+            json_t *v = json_pack("[s]", text);
+            assert_non_null(v);
+            cps_jsonw w = { 0 };
+            cps_jsonw_value(&w, v);
+            char *d = json_dumps(v, JSON_COMPACT);
+            assert_int_equal(w.len, strlen(d));
+            assert_memory_equal(w.p, d, w.len);
+            json_t *back = cps_jsonr(w.p, w.len);
+            assert_non_null(back);
+            assert_true(json_equal(back, v));
+            json_decref(back);
+            free(d);
+            free(w.p);
+            json_decref(v);
+            assert_true(cps_utf8_valid(text, 30));
+            text[at] = (char)0xff;                 /* never valid UTF-8 */
+            assert_false(cps_utf8_valid(text, 30));
+            char raw[80];                          /* a raw control byte in a string is refused */
+            memset(text + at, 'a', sl);
+            text[at] = 0x01;
+            int n = snprintf(raw, sizeof raw, "[\"%s\"]", text);
+            assert_null(cps_jsonr(raw, (size_t)n));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_batch_split_checked),
         cmocka_unit_test(test_json_agrees_with_jansson),
         cmocka_unit_test(test_link_head),
+        cmocka_unit_test(test_words),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
