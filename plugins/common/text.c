@@ -82,6 +82,16 @@ void tbuf_json_esc(tbuf *b, const char *s, size_t n)
     b->len = (size_t)(o - b->s);
 }
 
+void tbuf_int(tbuf *b, long long v)
+{
+    char t[24];
+    size_t n = sizeof t;
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+    do { t[--n] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) t[--n] = '-';
+    tbuf_add(b, t + n, sizeof t - n);
+}
+
 void tbuf_free(tbuf *b)
 {
     free(b->s);

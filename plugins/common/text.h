@@ -19,6 +19,8 @@ void tbuf_adds(tbuf *b, const char *s);
 void tbuf_json_str(tbuf *b, const char *s, size_t n);
 /* The same without the quotes (to escape a string built from parts). */
 void tbuf_json_esc(tbuf *b, const char *s, size_t n);
+/* Append v in decimal. */
+void tbuf_int(tbuf *b, long long v);
 void tbuf_free(tbuf *b);
 
 /* Decode base64 in either alphabet (+/ or -_), padding optional, other

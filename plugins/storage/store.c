@@ -37,7 +37,7 @@ typedef struct appending {
     op *o;
     char *line;           /* without '\n' */
     size_t len;
-    json_t *msg;
+    json_int_t time;      /* the line's time stamp */
     bool finished;        /* the backend answered (or there was nothing to write) */
     int status;
     uint64_t size;        /* the log's size after this append */
@@ -115,7 +115,6 @@ static double mono_seconds(void)
 
 static void fly_free(appending *a)
 {
-    json_decref(a->msg);
     free(a->line);
     free(a);
 }
@@ -162,15 +161,20 @@ static void fly_flush(channel *ch)
             API->counter_add(ST.c_stored, 1);
             if (json_is_true(json_object_get(o->args, "private"))) {
                 /* WRITE_PRIVATE_MESSAGE: every member gets it, the caller the time */
-                cps_fanout(API, ST.self, ch->members, NULL, a->msg);
-                API->reply(o->call, CPS_OK, json_pack("{s O}", "time", json_array_get(a->msg, 5)));
+                cps_fanout_text(API, ST.self, ch->members, NULL, a->line, a->len);
+                API->reply(o->call, CPS_OK, json_pack("{s I}", "time", a->time));
             } else if (json_is_true(json_object_get(o->args, "deliver"))) {
                 /* from a front: relay to the other members, then answer (the
                 ** answer follows the DELIVER to the sender's front) */
-                deliver(ch->members, o->args, a->msg, a->line, a->len);
+                deliver(ch->members, o->args, NULL, a->line, a->len);
                 API->reply(o->call, CPS_OK, NULL);
             } else {
-                API->reply(o->call, CPS_OK, json_pack("{s O s O}", "members", ch->members, "msg", a->msg));
+                /* the relayed array, as a value, only for this older caller */
+                json_t *user = json_object_get(o->args, "user");
+                API->reply(o->call, CPS_OK,
+                           json_pack("{s O s [i O s s O I]}", "members", ch->members, "msg", 0,
+                                     user ? user : json_null(), "MSG", ch->id,
+                                     json_object_get(o->args, "content"), a->time));
             }
         }
         json_decref(o->args);
@@ -204,7 +208,6 @@ static void append_line(channel *ch, op *o)
     json_t *content = json_object_get(o->args, "content");
     json_int_t now = (json_int_t)API->now_ms();
     tbuf b = { 0 };
-    char num[32];
     tbuf_adds(&b, "[0,");
     if (json_is_string(user)) tbuf_json_str(&b, json_string_value(user), json_string_length(user));
     else tbuf_adds(&b, "null");
@@ -212,15 +215,16 @@ static void append_line(channel *ch, op *o)
     tbuf_json_str(&b, ch->id, strlen(ch->id));
     tbuf_add(&b, ",", 1);
     tbuf_json_str(&b, json_string_value(content), json_string_length(content));
-    snprintf(num, sizeof num, ",%lld]\n", (long long)now);
-    tbuf_adds(&b, num);
+    tbuf_add(&b, ",", 1);
+    tbuf_int(&b, now);
+    tbuf_add(&b, "]\n", 2);
     appending *a = calloc(1, sizeof *a);
     if (b.oom || !a) { tbuf_free(&b); free(a); fail(ch, o, CPS_ENOMEM); return; }
     snprintf(a->id, sizeof a->id, "%s", ch->id);
     a->o = o;
     a->line = b.s;
     a->len = b.len - 1;
-    a->msg = json_pack("[i O s s O I]", 0, user ? user : json_null(), "MSG", ch->id, content, now);
+    a->time = now;
     const cps_storage_backend *be = backend();
     if (!append_hist && CPS_API_HAS(API, histogram))
         append_hist = API->histogram(ST.self, "storage_append_seconds",

@@ -119,6 +119,22 @@ static void test_byte_range(void **st)
         assert_int_equal(objserve_range(ignored[i], 1000, &off, &len), 0);
 }
 
+static void test_tbuf_int(void **state)
+{
+    (void)state;
+    const long long v[] = { 0, 7, -7, 1733364000123LL, -9223372036854775807LL - 1, 9223372036854775807LL };
+    const char *want = "0,7,-7,1733364000123,-9223372036854775808,9223372036854775807";
+    tbuf b = { 0 };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        if (i) tbuf_add(&b, ",", 1);
+        tbuf_int(&b, v[i]);
+    }
+    assert_false(b.oom);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.s, want, b.len);
+    tbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_keyqueue),
         cmocka_unit_test(test_byte_range),
+        cmocka_unit_test(test_tbuf_int),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
