@@ -548,13 +548,33 @@ local function apply_remote(seq, line)
     return true
 end
 
+-- APPLY calls answered once this node holds their line: the writer answers
+-- the decree only when every node applied it, so the caller's next request
+-- sees it wherever it lands.  A node that missed lines (its start-up read of
+-- the log still pending) answers after catching up, not before.  At most
+-- MAX_WAITERS wait; the writer gives up on one after APPLY_TIMEOUT_MS.
+local MAX_WAITERS = 256
+local waiters = {}
+
+local function answer_waiters()
+    local keep = {}
+    for _, w in ipairs(waiters) do
+        if w.seq <= S.seq then w.call:reply({}) else keep[#keep + 1] = w end
+    end
+    waiters = keep
+end
+
 for _, role in ipairs({ "front", "core", "storage" }) do
-    cps.register_role_command(role, "ADMIN_DECREE_APPLY", function(args)
+    cps.register_role_command(role, "ADMIN_DECREE_APPLY", function(args, call)
         local seq = math.tointeger(args.seq)
         if not seq or type(args.line) ~= "string" then error("EINVAL", 0) end
         if seq <= S.seq then return {} end             -- had it (another node of this process)
-        if not apply_remote(seq, args.line) then fetch_log() end   -- missed some: catch up
-        return {}
+        if apply_remote(seq, args.line) then return {} end
+        -- missed some: catch up, and answer then
+        if #waiters >= MAX_WAITERS then error("EBUSY", 0) end
+        waiters[#waiters + 1] = { seq = seq, call = call }
+        fetch_log()
+        return nil
     end)
 end
 
@@ -569,6 +589,7 @@ fetch_log = function()
         for i, line in ipairs(data.lines) do replay_line(line, S.seq + 1) end
         S.ready = true
         publish()
+        answer_waiters()
         catching_up = false
         if (math.tointeger(data.total) or 0) > S.seq then fetch_log() end
     end, 10000)
