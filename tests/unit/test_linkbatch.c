@@ -17,6 +17,7 @@
 void cps_link_fuzz_setup(const char *me, const unsigned char key[32], const char *peer);
 void cps_link_fuzz_up(const unsigned char rx[32], uint64_t rxn);
 int cps_link_fuzz_frame(const unsigned char *data, size_t len);
+bool cps_link_fuzz_cipher(bool aes);
 
 static const unsigned char session[32] = { 1, 2, 3 };
 
@@ -219,6 +220,49 @@ static void test_words(void **state)
     }
 }
 
+/* With AES-256-GCM agreed (docs/protocol/cluster.md §2.4): a batch sealed
+** with the tag in front and the counter nonce is accepted; the same batch
+** again (an old counter), a flipped bit, or one sealed with secretbox is
+** refused.  In-place sealing gives what sealing to another buffer gives. */
+static void test_batch_aes(void **state)
+{
+    (void)state;
+    if (!cps_link_fuzz_cipher(true)) skip();
+    crypto_aead_aes256gcm_state st;
+    crypto_aead_aes256gcm_beforenm(&st, session);
+    const char *m = "[\"E\",0,\"core:0\",\"NOPE\",null,{}]";
+    size_t n = strlen(m);
+    unsigned char buf[256], other[256], nonce[24] = { 0 };
+    /* the counter is where test_batch_accepted_then_replay_refused left it: resync at 100 */
+    cps_link_fuzz_up(session, 100);
+    assert_true(cps_link_fuzz_cipher(true));
+    nonce[0] = 100;
+    unsigned char *plain = buf + 16;
+    plain[0] = plain[1] = plain[2] = 0;
+    plain[3] = (unsigned char)n;
+    memcpy(plain + 4, m, n);
+    crypto_aead_aes256gcm_encrypt_detached_afternm(other + 16, other, NULL, plain, n + 4, NULL, 0, NULL, nonce, &st);
+    crypto_aead_aes256gcm_encrypt_detached_afternm(plain, buf, NULL, plain, n + 4, NULL, 0, NULL, nonce, &st);
+    assert_memory_equal(buf, other, n + 20);
+    assert_int_equal(cps_link_fuzz_frame(buf, n + 20), 0);
+    assert_int_equal(cps_link_fuzz_frame(buf, n + 20), -1);          /* replay: counter 100 again */
+    cps_link_fuzz_up(session, 101);
+    nonce[0] = 101;
+    memcpy(plain + 4, m, n);
+    plain[0] = plain[1] = plain[2] = 0;
+    plain[3] = (unsigned char)n;
+    crypto_aead_aes256gcm_encrypt_detached_afternm(plain, buf, NULL, plain, n + 4, NULL, 0, NULL, nonce, &st);
+    buf[20] ^= 1;
+    assert_int_equal(cps_link_fuzz_frame(buf, n + 20), -1);          /* tampered */
+    const char *msgs[] = { m };
+    cps_link_fuzz_up(session, 102);
+    size_t len = seal(buf, 102, msgs, 1, false);
+    assert_int_equal(cps_link_fuzz_frame(buf, len), -1);             /* secretbox: not the agreed cipher */
+    cps_link_fuzz_cipher(false);
+    cps_link_fuzz_up(session, 102);
+    assert_int_equal(cps_link_fuzz_frame(buf, len), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_json_agrees_with_jansson),
         cmocka_unit_test(test_link_head),
         cmocka_unit_test(test_words),
+        cmocka_unit_test(test_batch_aes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
