@@ -385,14 +385,21 @@ static void train_after(void *ud, int status)
     if (!held) train_kick();
 }
 
+/* The first object waiting for a train, taken off PG.ready. */
+static pg_queue *ready_pop(void)
+{
+    pg_queue *q = PG.ready;
+    PG.ready = q->rnext;
+    if (!PG.ready) PG.ready_tail = NULL;
+    return q;
+}
+
 static void train_kick(void)
 {
     while (PG.ready && PG.trains < PG.max_trains) {
         pg_train *t = calloc(1, sizeof *t);
         while (t && t->n < TRAIN_MAX && PG.ready) {
-            pg_queue *q = PG.ready;
-            PG.ready = q->rnext;
-            if (!PG.ready) PG.ready_tail = NULL;
+            pg_queue *q = ready_pop();
             t->q[t->n] = q;
             t->objs[t->n] = &q->obj;
             t->batches[t->n++] = q->batch;
@@ -402,9 +409,7 @@ static void train_kick(void)
         /* Not run: its batches fail (the host's pool queue is full, or no
         ** memory for the train: then the first waiting batch). */
         if (!t) {
-            pg_queue *q = PG.ready;
-            PG.ready = q->rnext;
-            if (!PG.ready) PG.ready_tail = NULL;
+            pg_queue *q = ready_pop();
             q->failed = false;
             batch_done(q, rc, false);
             continue;
