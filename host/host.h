@@ -272,6 +272,18 @@ int  cps_http_writable(struct lws *wsi, cps_http **slot);
 void cps_http_closed(cps_http **slot);
 
 /* ---- timers and work (timer.c) ---- */
+/* host/turn.c: fn runs after the poll phase of a turn in which
+** cps_turn_want was called (and that poll does not block). */
+typedef struct cps_turn {
+    uv_check_t check;
+    uv_idle_t kick;
+    void (*fn)(void);
+    bool on, wanted;
+} cps_turn;
+void cps_turn_init(cps_turn *t, uv_loop_t *loop, void (*fn)(void));
+void cps_turn_want(cps_turn *t);
+void cps_turn_stop(cps_turn *t);
+
 int  cps_timers_init(uv_loop_t *loop);
 cps_timer *cps_timer_start(cps_plugin *p, uint64_t after, uint64_t repeat,
                            cps_timer_fn fn, void *ud);

@@ -73,9 +73,7 @@ static struct {
     unsigned char *txbuf;     /* one batch being sealed: reused, so a batch costs no */
     size_t txcap;             /* large malloc/free (and no malloc_consolidate) */
     cps_counter *c_up, *c_down, *c_refused, *c_dropped;
-    uv_check_t flush;         /* writes the batches queued during the turn */
-    uv_idle_t kick;           /* keeps that turn's poll from blocking */
-    bool flush_on, dirty;
+    cps_turn flush;           /* writes the batches queued during the turn */
 } K;   /* the links singleton */
 
 /* ---- small helpers ---- */
@@ -334,30 +332,13 @@ bool cps_link_is_up(const char *peer)
 
 /* ---- sending ---- */
 
-static void kick_noop(uv_idle_t *h) { (void)h; }
-
-/* A send made outside the poll phase (from the router's idle handle, a
-** timer) must not wait in a blocking poll for the next I/O event: an
-** active idle handle makes that poll return at once (as host/server.c
-** does for client frames). */
-static void mark_dirty(void)
-{
-    if (K.dirty || !K.flush_on) return;
-    K.dirty = true;
-    uv_idle_start(&K.kick, kick_noop);
-}
-
 static int writable(peer_link *l);
 
 /* After the poll phase: each link with queued messages writes one batch,
 ** unless lws still holds part of an earlier write or a WRITEABLE is asked
 ** for already; then the rest goes from WRITEABLE. */
-static void flush(uv_check_t *h)
+static void flush(void)
 {
-    (void)h;
-    if (!K.dirty) return;
-    K.dirty = false;
-    uv_idle_stop(&K.kick);
     for (int i = 0; i < K.nlinks; i++) {
         peer_link *l = &K.links[i];
         if (l->state != L_UP || !l->wsi || !l->head || l->want_write) continue;
@@ -443,7 +424,7 @@ int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *
     ** libuv turns into an epoll_ctl DEL and ADD (perf, a storage node of
     ** the 2x2x2 cluster: 6% of its samples with a request per message).  A
     ** queue that was not empty is in hand already. */
-    if (l->state == L_UP && l->wsi && idle) mark_dirty();
+    if (l->state == L_UP && l->wsi && idle) cps_turn_want(&K.flush);
     else if (l->state == L_DOWN && l->dialer && !l->redial) dial(l);
     return 0;
 }
@@ -806,11 +787,7 @@ int cps_link_start(void)
         if (!cps_router_is_local(id)) cps_router_add_remote(id);
     }
     K.on = true;
-    uv_check_init(cps_loop(), &K.flush);
-    uv_check_start(&K.flush, flush);
-    uv_idle_init(cps_loop(), &K.kick);
-    uv_unref((uv_handle_t *)&K.kick);
-    K.flush_on = true;
+    cps_turn_init(&K.flush, cps_loop(), flush);
     for (int i = 0; i < K.nlinks; i++) if (K.links[i].dialer) dial(&K.links[i]);
     return 0;
 }
@@ -834,13 +811,7 @@ void cps_link_stop(void)
     free(K.scratch);
     K.scratch = NULL;
     K.scratch_cap = 0;
-    if (K.flush_on) {
-        uv_check_stop(&K.flush);
-        uv_close((uv_handle_t *)&K.flush, NULL);
-        uv_idle_stop(&K.kick);
-        uv_close((uv_handle_t *)&K.kick, NULL);
-        K.flush_on = false;
-    }
+    cps_turn_stop(&K.flush);
 }
 
 #ifdef CPS_LINK_FUZZ

@@ -61,9 +61,7 @@ static struct {
     uint64_t next_id;
     const char *ws_path;
     cps_counter *c_in, *c_out, *c_dropped, *c_sessions;
-    uv_check_t flush;         /* writes what the poll phase queued */
-    uv_idle_t kick;           /* active while sessions are dirty: see mark_dirty */
-    bool flush_init;
+    cps_turn flush;           /* writes what the turn queued (host/turn.c) */
     cps_session *dirty;       /* sessions with frames queued since the last flush */
 } S;   /* the server singleton */
 
@@ -102,8 +100,6 @@ static void dirty_unlink(cps_session *s)
     s->dirty = false;
 }
 
-static void kick_noop(uv_idle_t *h) { (void)h; }
-
 /* Frames are written when the loop's poll phase ends (flush), not through
 ** a writable request per frame: see write_batch. */
 static void mark_dirty(cps_session *s)
@@ -114,7 +110,7 @@ static void mark_dirty(cps_session *s)
     ** next I/O event: an active idle handle makes that poll return at once,
     ** so flush runs in this turn.  Without it a lone writer's ACK waited
     ** for the router's 250 ms sweep timer (cpsload history: 4 appends/s). */
-    if (!S.dirty && S.flush_init) uv_idle_start(&S.kick, kick_noop);
+    cps_turn_want(&S.flush);
     s->dirty = true;
     s->dprev = NULL;
     s->dnext = S.dirty;
@@ -346,9 +342,8 @@ static int write_batch(cps_session *s)
 ** burst (the broadcast profile: epoll_ctl 9%) and the poll() of
 ** lws_send_pipe_choked (3%).  lws's own buffer stays bounded: it is only
 ** written to when it is empty, with at most one batch. */
-static void flush(uv_check_t *h)
+static void flush(void)
 {
-    (void)h;
     while (S.dirty) {
         cps_session *s = S.dirty;
         dirty_unlink(s);
@@ -365,7 +360,6 @@ static void flush(uv_check_t *h)
         if (s->drain_fn && s->qbytes <= s->drain_below) fire_drain(s);
         if (s->qlen) want_write(s);
     }
-    uv_idle_stop(&S.kick);
 }
 
 static int on_writable(cps_session *s)
@@ -629,12 +623,7 @@ int cps_server_start(uv_loop_t *loop)
         S.max_frame = S.max_queue;
     }
     S.ws_path = cps_config_str("websocket_path", "/cryptpad_websocket");
-    uv_check_init(loop, &S.flush);
-    uv_check_start(&S.flush, flush);
-    uv_unref((uv_handle_t *)&S.flush);     /* never what keeps the loop alive */
-    uv_idle_init(loop, &S.kick);
-    uv_unref((uv_handle_t *)&S.kick);
-    S.flush_init = true;
+    cps_turn_init(&S.flush, loop, flush);
     S.c_in = cps_metrics_counter("frames_in_total");
     S.c_out = cps_metrics_counter("frames_out_total");
     S.c_dropped = cps_metrics_counter("sessions_dropped_slow_total");
@@ -691,13 +680,7 @@ int cps_server_start(uv_loop_t *loop)
 void cps_server_stop(void)
 {
     if (S.ctx) lws_context_destroy(S.ctx);
-    if (S.flush_init) {
-        uv_check_stop(&S.flush);
-        uv_close((uv_handle_t *)&S.flush, NULL);
-        uv_idle_stop(&S.kick);
-        uv_close((uv_handle_t *)&S.kick, NULL);
-        S.flush_init = false;
-    }
+    cps_turn_stop(&S.flush);
     while (S.dirty) dirty_unlink(S.dirty);
 }
 
