@@ -24,6 +24,8 @@ const { channelFile, tmpDir, readStored, statStored, existsStored, FS_ONLY } = r
 const C = require('./lib/client');
 const R = require('./lib/rpc');
 const L = require('./lib/cluster');
+// AES-256-GCM on links needs both (crypto_aead_aes256gcm_is_available)
+const cpuFlags = (() => { try { return Fs.readFileSync('/proc/cpuinfo', 'utf8'); } catch (e) { return ''; } })();
 
 const isArr = Array.isArray;
 const HK_LEN = 16;
@@ -82,6 +84,11 @@ describe('cluster: traffic across fronts', () => {
             assert.equal(m.cpsd_links_refused_total, 0, `${n}: no refused handshake`);
             assert.equal(m.cpsd_links_lost_total, 0, `${n}: no lost link`);
         }
+        // the batch cipher agreed on each link (docs/protocol/cluster.md §2.3)
+        const ups = cl.stderr().match(/link to [a-z]+:\d+ up \((\w+)\)/g) || [];
+        assert.ok(ups.length >= 30, `a link-up line per node and peer (6 x 5): ${ups.length}`);
+        const aes = /\baes\b/.test(cpuFlags) && /\bpclmulqdq\b/.test(cpuFlags);
+        for (const u of ups) { assert.ok(u.endsWith(aes ? '(aes256gcm)' : '(secretbox)'), u); }
         // the --list command names every node with its address
         const out = ChildProcess.execFileSync(cl.bin, ['--topology', cl.file, '--list'], { encoding: 'utf8', timeout: 5000 });
         const want = cl.nodes.map(n => `${n} 127.0.0.1:${cl.port(n)}`);
@@ -487,6 +494,37 @@ describe('cluster: traffic across fronts', () => {
         assert.equal(res.supervisor, 0, `supervisor exit status ${C.short(res)}`);
         assert.deepEqual(res.killed, [], 'no child had to be killed by the harness');
         for (const p of pids) { assert.ok(!L.isOurs(p, cl.file), `node pid ${p} is gone`); }
+    });
+});
+
+// The links' fallback cipher: with CPS_LINK_NO_AES=1 no node offers
+// AES-256-GCM, every link seals its batches with secretbox, and messages
+// still cross the fronts (docs/protocol/cluster.md §2.3).
+describe('cluster: links sealed with secretbox', () => {
+    let cl;
+    const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => cl.guard(fn)(t));
+    before(async () => { cl = await L.startCluster({ counts: { front: 2, core: 1, storage: 1 }, env: { CPS_LINK_NO_AES: '1' } }); });
+    after(async () => {
+        C.closeAll();
+        if (cl) { await cl.stop(); }
+    });
+
+    T('every link says secretbox; a message from front 0 reaches a member on front 1', async () => {
+        const ups = cl.stderr().match(/link to [a-z]+:\d+ up \((\w+)\)/g) || [];
+        assert.ok(ups.length >= 12, `a link-up line per node and peer (4 x 3): ${ups.length}`);
+        for (const u of ups) { assert.ok(u.endsWith('(secretbox)'), u); }
+        const chan = L.padOn(0, 1);
+        const a = await C.rawReady(cl.frontUrl(0));
+        const b = await C.rawReady(cl.frontUrl(1));
+        await a.join(chan);
+        await b.join(chan);
+        await a.next(isJoinOf(b.id, chan), 5000, 'a sees b join');
+        const seq = a.nextSeq();
+        a.send([seq, 'MSG', chan, 'over secretbox']);
+        assert.deepEqual(await a.next(x => isArr(x) && x[0] === seq, 10000, 'ACK'), [seq, 'ACK']);
+        const m = await b.next(isMsgIn(chan), 10000, 'b receives the message');
+        assert.equal(m[4], 'over secretbox');
+        assert.equal(m[1], a.id);
     });
 });
 

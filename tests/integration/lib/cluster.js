@@ -12,6 +12,7 @@
 //   await cl.metrics('core:0')                     // { cpsd_links_up_total: 5, ... }
 //   cl.stderr(), cl.mark(), cl.since(mark)         // the shared log of the cluster
 //   startCluster({ args: ['--log-level', 'debug'] })  // more supervisor arguments
+//   startCluster({ env: { CPS_LINK_NO_AES: '1' } })      // more environment, for every node
 //   await cl.stop()                                // SIGTERM to the supervisor, then
 //                                                  // SIGKILL by pid to any child left
 //
@@ -175,7 +176,8 @@ const startCluster = async (opts = {}) => {
         topo[role].forEach((n, i) => { nodes.push(`${role}:${i}`); portOf[`${role}:${i}`] = n.port; });
     }
 
-    const sup = ChildProcess.spawn(bin, ['--topology', file, ...(opts.args || [])], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+    const sup = ChildProcess.spawn(bin, ['--topology', file, ...(opts.args || [])],
+        { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, env: { ...process.env, ...(opts.env || {}) } });
     let log = '';
     let dropped = 0;           // characters dropped from the front of `log`
     const pids = {};           // node id -> current pid (null while dead)
