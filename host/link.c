@@ -758,7 +758,7 @@ int cps_link_start(void)
     json_t *peers = json_object_get(cl, "peers");
     if (!json_is_object(peers) || !json_object_size(peers)) return 0;   /* one process */
     if (sodium_init() < 0) return CPS_EINTERNAL;
-    K.aes_ok = crypto_aead_aes256gcm_is_available() && !getenv("CPS_LINK_NO_AES");
+    K.aes_ok = crypto_aead_aes256gcm_is_available() && !getenv("CPSD_LINK_NO_AES");
     const char *key = json_string_value(json_object_get(cl, "key"));
     const char *self = json_string_value(json_object_get(cl, "self"));
     if (!unb64(key, K.key, 32) || !self) {

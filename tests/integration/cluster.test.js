@@ -497,13 +497,13 @@ describe('cluster: traffic across fronts', () => {
     });
 });
 
-// The links' fallback cipher: with CPS_LINK_NO_AES=1 no node offers
+// The links' fallback cipher: with CPSD_LINK_NO_AES=1 no node offers
 // AES-256-GCM, every link seals its batches with secretbox, and messages
 // still cross the fronts (docs/protocol/cluster.md §2.3).
 describe('cluster: links sealed with secretbox', () => {
     let cl;
     const T = (name, fn, opts = {}) => test(name, { timeout: 60000, ...opts }, (t) => cl.guard(fn)(t));
-    before(async () => { cl = await L.startCluster({ counts: { front: 2, core: 1, storage: 1 }, env: { CPS_LINK_NO_AES: '1' } }); });
+    before(async () => { cl = await L.startCluster({ counts: { front: 2, core: 1, storage: 1 }, env: { CPSD_LINK_NO_AES: '1' } }); });
     after(async () => {
         C.closeAll();
         if (cl) { await cl.stop(); }

@@ -12,7 +12,7 @@
 //   await cl.metrics('core:0')                     // { cpsd_links_up_total: 5, ... }
 //   cl.stderr(), cl.mark(), cl.since(mark)         // the shared log of the cluster
 //   startCluster({ args: ['--log-level', 'debug'] })  // more supervisor arguments
-//   startCluster({ env: { CPS_LINK_NO_AES: '1' } })      // more environment, for every node
+//   startCluster({ env: { CPSD_LINK_NO_AES: '1' } })      // more environment, for every node
 //   await cl.stop()                                // SIGTERM to the supervisor, then
 //                                                  // SIGKILL by pid to any child left
 //
