@@ -564,6 +564,12 @@ local function answer_waiters()
     waiters = keep
 end
 
+-- Calls still waiting when the script goes are answered, not dropped.
+cps.on_unload(function()
+    for _, w in ipairs(waiters) do w.call:error("ECANCELED") end
+    waiters = {}
+end)
+
 for _, role in ipairs({ "front", "core", "storage" }) do
     cps.register_role_command(role, "ADMIN_DECREE_APPLY", function(args, call)
         local seq = math.tointeger(args.seq)
