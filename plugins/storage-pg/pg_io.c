@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pg.h"
+#include "text.h"
 
 #define READ_MIN 4096      /* first read when the caller gives max = 0 */
 #define ROWS_PER_QUERY 256 /* chunks fetched per round trip of a range read */
@@ -741,25 +742,10 @@ static const char APPEND_MANY_SQL[] =
 
 /* A one-dimensional array in PostgreSQL's binary format (array_send):
 ** ndim, has-nulls, element type, then length and lower bound, then each
-** element as its length and bytes, all big-endian. */
-typedef struct parray { char *b; size_t len, cap; bool oom; } parray;
-
-static void pa_put(parray *a, const void *d, size_t n)
-{
-    if (a->oom) return;
-    if (a->len + n > a->cap) {
-        size_t cap = a->cap ? a->cap : 256;
-        while (cap < a->len + n) cap *= 2;
-        char *nb = realloc(a->b, cap);
-        if (!nb) { a->oom = true; return; }
-        a->b = nb;
-        a->cap = cap;
-    }
-    memcpy(a->b + a->len, d, n);
-    a->len += n;
-}
-static void pa_u32(parray *a, uint32_t v) { v = htobe32(v); pa_put(a, &v, 4); }
-static void pa_begin(parray *a, uint32_t elem_oid, uint32_t count)
+** element as its length and bytes, all big-endian; built in a tbuf
+** (plugins/common/text.h), whose oom flag says whether it is whole. */
+static void pa_u32(tbuf *a, uint32_t v) { v = htobe32(v); tbuf_add(a, (const char *)&v, 4); }
+static void pa_begin(tbuf *a, uint32_t elem_oid, uint32_t count)
 {
     pa_u32(a, 1);              /* one dimension */
     pa_u32(a, 0);              /* no NULLs */
@@ -767,8 +753,8 @@ static void pa_begin(parray *a, uint32_t elem_oid, uint32_t count)
     pa_u32(a, count);
     pa_u32(a, 1);              /* lower bound */
 }
-static void pa_text(parray *a, const char *s) { size_t n = strlen(s); pa_u32(a, (uint32_t)n); pa_put(a, s, n); }
-static void pa_i64(parray *a, int64_t v) { uint64_t b = htobe64((uint64_t)v); pa_u32(a, 8); pa_put(a, &b, 8); }
+static void pa_text(tbuf *a, const char *s) { size_t n = strlen(s); pa_u32(a, (uint32_t)n); tbuf_add(a, s, n); }
+static void pa_i64(tbuf *a, int64_t v) { uint64_t b = htobe64((uint64_t)v); pa_u32(a, 8); tbuf_add(a, (const char *)&b, 8); }
 #define OID_BYTEA 17
 #define OID_INT8 20
 #define OID_TEXT 25
@@ -889,7 +875,7 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
         }
     }
     if (ok && many) {
-        parray kinds = { 0 }, nss = { 0 }, ids = { 0 }, lens = { 0 }, data = { 0 };
+        tbuf kinds = { 0 }, nss = { 0 }, ids = { 0 }, lens = { 0 }, data = { 0 };
         pa_begin(&kinds, OID_TEXT, (uint32_t)nobj);
         pa_begin(&nss, OID_TEXT, (uint32_t)nobj);
         pa_begin(&ids, OID_TEXT, (uint32_t)nobj);
@@ -905,11 +891,11 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
             pa_text(&ids, k.id);
             pa_i64(&lens, (int64_t)len);
             pa_u32(&data, len);
-            for (const pg_req *r = batches[b]; r; r = r->next) pa_put(&data, r->in, r->inlen);
+            for (const pg_req *r = batches[b]; r; r = r->next) tbuf_add(&data, r->in, r->inlen);
         }
         ok = !(kinds.oom || nss.oom || ids.oom || lens.oom || data.oom);
         if (ok) {
-            const char *v[5] = { kinds.b, nss.b, ids.b, lens.b, data.b };
+            const char *v[5] = { kinds.s, nss.s, ids.s, lens.s, data.s };
             int len[5] = { (int)kinds.len, (int)nss.len, (int)ids.len, (int)lens.len, (int)data.len };
             int fmt[5] = { 1, 1, 1, 1, 1 };
             ok = PQsendQueryPrepared(c, APPEND_MANY_STMT, 5, v, len, fmt, 1) == 1;
@@ -917,7 +903,7 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
         } else {
             snprintf(x->err, x->errlen, "out of memory");
         }
-        free(kinds.b); free(nss.b); free(ids.b); free(lens.b); free(data.b);   /* libpq copied them */
+        tbuf_free(&kinds); tbuf_free(&nss); tbuf_free(&ids); tbuf_free(&lens); tbuf_free(&data);   /* libpq copied them */
     }
     if (ok && block && (ok = send(c, "COMMIT", NULL))) sent++;
     /* Sent even after a failed send, so that what was sent is answered; the
