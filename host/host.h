@@ -144,6 +144,7 @@ const char *cps_router_owner_live(const char *role, const char *key, char *buf, 
 ** zeroed, or with `len` bytes reserved in front; free `p`. */
 typedef struct cps_jsonw { char *p; size_t len, cap; bool bad; } cps_jsonw;
 void cps_jsonw_raw(cps_jsonw *w, const char *s, size_t n);
+void cps_jsonw_int(cps_jsonw *w, int64_t v);
 void cps_jsonw_str(cps_jsonw *w, const char *s, size_t n);
 void cps_jsonw_value(cps_jsonw *w, json_t *v);    /* as json_dumps(JSON_COMPACT) */
 bool cps_utf8_valid(const char *s, size_t n);
@@ -219,6 +220,10 @@ size_t cps_frame_pre(void);
 
 /* ---- websocket server and sessions (server.c) ---- */
 int  cps_server_start(uv_loop_t *loop);  /* 0 or error (bind failure logged) */
+/* A websocket frame header written by us: FIN, `opcode` (1 text, 2
+** binary), the length, and with `masked` the all-zero mask key. */
+#define CPS_WS_HDR_MAX 14
+size_t cps_ws_header(unsigned char *h, size_t len, unsigned char opcode, bool masked);
 void cps_server_close_sessions(int code, const char *reason);
 size_t cps_server_session_count(void);
 void cps_server_stop(void);              /* first lws_context_destroy, in loop */

@@ -256,9 +256,21 @@ static json_t *value(rd *r, int depth)
 static char *tmp_kept;
 static size_t tmp_kept_cap;
 
+static rd rd_open(const char *text, size_t len)
+{
+    return (rd){ (const unsigned char *)text, (const unsigned char *)text + len, tmp_kept, tmp_kept_cap };
+}
+
+static void rd_close(rd *r)
+{
+    if (r->tcap > TMP_KEEP) { free(r->tmp); r->tmp = NULL; r->tcap = 0; }
+    tmp_kept = r->tmp;
+    tmp_kept_cap = r->tcap;
+}
+
 json_t *cps_jsonr(const char *text, size_t len)
 {
-    rd r = { (const unsigned char *)text, (const unsigned char *)text + len, tmp_kept, tmp_kept_cap };
+    rd r = rd_open(text, len);
     ws(&r);
     json_t *v = NULL;
     if (r.p < r.end && (*r.p == '[' || *r.p == '{')) v = container(&r, 1);
@@ -266,9 +278,7 @@ json_t *cps_jsonr(const char *text, size_t len)
         ws(&r);
         if (r.p != r.end) { json_decref(v); v = NULL; }
     }
-    if (r.tcap > TMP_KEEP) { free(r.tmp); r.tmp = NULL; r.tcap = 0; }
-    tmp_kept = r.tmp;
-    tmp_kept_cap = r.tcap;
+    rd_close(&r);
     return v;
 }
 
@@ -296,7 +306,7 @@ static bool comma(rd *r)
 
 json_t *cps_jsonr_link(const char *text, size_t len, cps_link_head *h)
 {
-    rd r = { (const unsigned char *)text, (const unsigned char *)text + len, tmp_kept, tmp_kept_cap };
+    rd r = rd_open(text, len);
     json_t *args = NULL, *qid = NULL;
     memset(h, 0, sizeof *h);
     ws(&r);
@@ -321,8 +331,6 @@ json_t *cps_jsonr_link(const char *text, size_t len, cps_link_head *h)
     if (r.p != r.end) { json_decref(args); args = NULL; }
 out:
     json_decref(qid);
-    if (r.tcap > TMP_KEEP) { free(r.tmp); r.tmp = NULL; r.tcap = 0; }
-    tmp_kept = r.tmp;
-    tmp_kept_cap = r.tcap;
+    rd_close(&r);
     return args;
 }

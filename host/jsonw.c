@@ -107,10 +107,21 @@ bool cps_utf8_valid(const char *s, size_t n)
     return true;
 }
 
+/* An integer in decimal, as jansson writes it (no snprintf: the links
+** write a query id in every message). */
+void cps_jsonw_int(cps_jsonw *w, int64_t v)
+{
+    char t[24];
+    size_t n = sizeof t;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do { t[--n] = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) t[--n] = '-';
+    cps_jsonw_raw(w, t + n, sizeof t - n);
+}
+
 static void put_value(cps_jsonw *w, json_t *v, int depth)
 {
     if (depth > MAX_DEPTH) { w->bad = true; return; }
-    char num[40];
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         putc1(w, '{');
@@ -139,7 +150,7 @@ static void put_value(cps_jsonw *w, json_t *v, int depth)
         cps_jsonw_str(w, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        cps_jsonw_raw(w, num, (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
+        cps_jsonw_int(w, (int64_t)json_integer_value(v));
         break;
     case JSON_REAL: {
         /* as jansson writes a real: shortest %.17g, and always a '.' or an

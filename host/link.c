@@ -24,7 +24,6 @@
 #define LINK_PATH "/cpsd-link"
 #define CIPHER_AES "aes256gcm"   /* the batch cipher a handshake may agree on (§2.4) */
 #define SCRATCH_KEEP (64 * 1024)       /* the send scratch buffer kept up to this size */
-#define WS_HDR_MAX 14                 /* a websocket frame header: 2 + 8 length + 4 mask */
 #define BATCH_MAX (256 * 1024)   /* plaintext bytes per sealed batch, unless one message is larger */
 
 enum { L_DOWN, L_CONNECTING, L_HANDSHAKE, L_UP };
@@ -186,10 +185,9 @@ static void dial(peer_link *l)
 
 /* ---- the handshake ---- */
 
-/* "cpsd-link|KIND|a|b|time|eph|extra" sealed with the node key. */
-/* The batch cipher agreed by the handshake, with its keys expanded once.
-** AES-256-GCM (where both CPUs have AES-NI) costs a third of secretbox per
-** byte: perf of the 2x2x2 cluster had libsodium at 6% of all samples. */
+/* The batch cipher agreed by the handshake, with its keys expanded once
+** (perf of the 2x2x2 cluster: libsodium 6% of all samples with secretbox;
+** AES-256-GCM on AES-NI is the cheaper of the two). */
 static void set_cipher(peer_link *l, bool aes)
 {
     l->aes = aes;
@@ -198,6 +196,7 @@ static void set_cipher(peer_link *l, bool aes)
     crypto_aead_aes256gcm_beforenm(&l->rx_st, l->rx);
 }
 
+/* "cpsd-link|KIND|a|b|time|eph|extra" sealed with the node key. */
 static char *seal(const char *kind, const char *a, const char *b, uint64_t t, const unsigned char eph[32],
                   const char *extra, unsigned char nonce[24], const char *cipher)
 {
@@ -352,21 +351,6 @@ static void flush(void)
     }
 }
 
-/* ",<v>," in decimal; returns its length (buf holds 32). */
-static size_t put_i64(char *buf, int64_t v)
-{
-    char t[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do { t[n++] = (char)('0' + u % 10); u /= 10; } while (u);
-    size_t k = 0;
-    buf[k++] = ',';
-    if (v < 0) buf[k++] = '-';
-    while (n) buf[k++] = t[--n];
-    buf[k++] = ',';
-    return k;
-}
-
 int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *dest,
                   const char *cmd, int err, json_t *args)
 {
@@ -386,11 +370,12 @@ int cps_link_send(const char *peer, const char *type, uint64_t qid, const char *
     ** size: one allocation per message (perf, a storage node of the 2x2x2
     ** cluster: the writer's doubling reallocs ~3% of its samples). */
     cps_jsonw w = { K.scratch, 0, K.scratch_cap, false };
-    char num[32];
     cps_jsonw_raw(&w, "[", 1);
     cps_jsonw_str(&w, type, strlen(type));
     /* signed, as the reader takes it (a query id past 2^63 reads back the same bits) */
-    cps_jsonw_raw(&w, num, put_i64(num, (int64_t)qid));
+    cps_jsonw_raw(&w, ",", 1);
+    cps_jsonw_int(&w, (int64_t)qid);
+    cps_jsonw_raw(&w, ",", 1);
     cps_jsonw_str(&w, dest, strlen(dest));
     cps_jsonw_raw(&w, ",", 1);
     cps_jsonw_str(&w, cmd, strlen(cmd));
@@ -446,31 +431,13 @@ static void nonce_of(uint64_t n, unsigned char out[24])
     for (int i = 0; i < 8; i++) out[i] = (unsigned char)(n >> (8 * i));
 }
 
-/* A batch leaves as one binary websocket frame whose header we write, and
-** lws sends the bytes as they are (LWS_WRITE_HTTP is its raw write).  The
-** dialer is the websocket client and must mask: it uses the all-zero key,
-** which RFC 6455 allows, so no byte is changed on either side.  lws's own
-** client framing XORed every byte with a random key one at a time (perf,
-** a storage node of the 2x2x2 cluster: 5% of its samples); the frames are
-** sealed already, so masking protects nothing here.  The header is written
-** just before `payload`, in the WS_HDR_MAX bytes the caller leaves there;
-** returns its length. */
-static size_t ws_header(unsigned char *payload, size_t len, bool masked)
-{
-    unsigned char h[WS_HDR_MAX];
-    size_t n = 2;
-    h[0] = 0x82;                                   /* FIN, binary */
-    if (len < 126) h[1] = (unsigned char)len;
-    else if (len < 65536) { h[1] = 126; h[2] = (unsigned char)(len >> 8); h[3] = (unsigned char)len; n = 4; }
-    else {
-        h[1] = 127;
-        for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-        n = 10;
-    }
-    if (masked) { h[1] |= 0x80; memset(h + n, 0, 4); n += 4; }
-    memcpy(payload - n, h, n);
-    return n;
-}
+/* A batch leaves as one binary websocket frame whose header we write
+** (cps_ws_header), and lws sends the bytes as they are (LWS_WRITE_HTTP is
+** its raw write).  The dialer is the websocket client and must mask: it uses
+** the all-zero key, so no byte is changed on either side.  lws's own client
+** framing XORed every byte with a random key one at a time (perf, a storage
+** node of the 2x2x2 cluster: 5% of its samples); the batches are sealed
+** already, so masking protects nothing here. */
 
 static int writable(peer_link *l)
 {
@@ -520,14 +487,14 @@ static int writable(peer_link *l)
     ** malloc/free ~20% of the nodes' samples, malloc_consolidate run by
     ** every large allocation); one larger than BATCH_MAX, made for a single
     ** large message, is given back after it is written. */
-    size_t need = WS_HDR_MAX + crypto_secretbox_MACBYTES + total;
+    size_t need = CPS_WS_HDR_MAX + crypto_secretbox_MACBYTES + total;
     if (need > K.txcap) {
         unsigned char *nb = realloc(K.txbuf, need);
         if (!nb) return -1;
         K.txbuf = nb;
         K.txcap = need;
     }
-    unsigned char *sealed = K.txbuf + WS_HDR_MAX;
+    unsigned char *sealed = K.txbuf + CPS_WS_HDR_MAX;
     unsigned char *plain = sealed + crypto_secretbox_MACBYTES, *at = plain;
     for (int i = 0; i < count; i++) {
         qbuf *b = l->head;
@@ -549,9 +516,11 @@ static int writable(peer_link *l)
     else
         crypto_secretbox_easy(sealed, plain, total, nonce, l->tx);
     size_t n = total + crypto_secretbox_MACBYTES;
-    size_t h = ws_header(sealed, n, l->dialer);
+    unsigned char hdr[CPS_WS_HDR_MAX];
+    size_t h = cps_ws_header(hdr, n, 0x2, l->dialer);      /* binary */
+    memcpy(sealed - h, hdr, h);
     int w = lws_write(l->wsi, sealed - h, h + n, LWS_WRITE_HTTP);
-    if (K.txcap > WS_HDR_MAX + crypto_secretbox_MACBYTES + BATCH_MAX) {
+    if (K.txcap > CPS_WS_HDR_MAX + crypto_secretbox_MACBYTES + BATCH_MAX) {
         free(K.txbuf);
         K.txbuf = NULL;
         K.txcap = 0;

@@ -286,15 +286,23 @@ static unsigned char *wbuf(size_t need)
     return W.buf + LWS_PRE;
 }
 
-/* A text frame's header for `len` bytes of payload; returns its size. */
-static size_t frame_header(unsigned char *h, size_t len)
+/* A websocket frame's header (FIN set, `opcode`, `len` bytes of payload)
+** into h (CPS_WS_HDR_MAX bytes); returns its size.  `masked` sets the mask
+** bit with the all-zero key, which RFC 6455 allows a client: the payload is
+** then sent as it is (the links' dialer, host/link.c). */
+size_t cps_ws_header(unsigned char *h, size_t len, unsigned char opcode, bool masked)
 {
-    h[0] = 0x81;                                  /* FIN, text */
-    if (len < 126) { h[1] = (unsigned char)len; return 2; }
-    if (len < 65536) { h[1] = 126; h[2] = (unsigned char)(len >> 8); h[3] = (unsigned char)len; return 4; }
-    h[1] = 127;
-    for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    return 10;
+    size_t n = 2;
+    h[0] = (unsigned char)(0x80 | opcode);
+    if (len < 126) h[1] = (unsigned char)len;
+    else if (len < 65536) { h[1] = 126; h[2] = (unsigned char)(len >> 8); h[3] = (unsigned char)len; n = 4; }
+    else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (masked) { h[1] |= 0x80; memset(h + n, 0, 4); n += 4; }
+    return n;
 }
 
 static void pop(cps_session *s)
@@ -322,9 +330,9 @@ static int write_batch(cps_session *s)
             n++;
             break;                                /* one big frame per cycle */
         }
-        unsigned char *b = wbuf(used + 10 + len);
+        unsigned char *b = wbuf(used + CPS_WS_HDR_MAX + len);
         if (!b) return -1;
-        used += frame_header(b + used, len);
+        used += cps_ws_header(b + used, len, 0x1, false);    /* text */
         memcpy(b + used, cps_frame_payload(f), len);
         used += len;
         pop(s);

@@ -119,17 +119,34 @@ static void fly_free(appending *a)
     free(a);
 }
 
+/* [0,user|null,"MSG",channel,content(,time)] as JSON.stringify writes it:
+** the stored line (with the time) and the relayed frame are this text. */
+static void message_text(tbuf *b, json_t *args, const char *id, const json_int_t *time)
+{
+    json_t *user = json_object_get(args, "user");
+    json_t *content = json_object_get(args, "content");
+    tbuf_adds(b, "[0,");
+    if (json_is_string(user)) tbuf_json_str(b, json_string_value(user), json_string_length(user));
+    else tbuf_adds(b, "null");
+    tbuf_adds(b, ",\"MSG\",");
+    tbuf_json_str(b, id, strlen(id));
+    tbuf_add(b, ",", 1);
+    tbuf_json_str(b, json_string_value(content), json_string_length(content));
+    if (time) {
+        tbuf_add(b, ",", 1);
+        tbuf_int(b, *time);
+    }
+    tbuf_add(b, "]", 1);
+}
+
 /* A channel message a front sent here (`deliver`: docs/protocol/cluster.md
-** §3.4) goes to every member but its sender, one DELIVER per front: as the
-** stored line's text when there is one, which is the relayed frame (the
-** fronts then neither parse it into values nor write it out again: perf of
-** a front, ~10% of its samples). */
-static void deliver(json_t *members, json_t *args, json_t *msg, const char *line, size_t len)
+** §3.4) goes to every member but its sender, one DELIVER per front, as the
+** frame's text (the fronts then neither parse it into values nor write it
+** out again: perf of a front, ~10% of its samples). */
+static void deliver(json_t *members, json_t *args, const char *text, size_t len)
 {
     const char *sender = json_string_value(json_object_get(args, "user"));
-    size_t n = line ? cps_fanout_text(API, ST.self, members, sender, line, len)
-                    : cps_fanout(API, ST.self, members, sender, msg);
-    API->counter_add(ST.c_delivered, (int64_t)n);
+    API->counter_add(ST.c_delivered, (int64_t)cps_fanout_text(API, ST.self, members, sender, text, len));
 }
 
 /* Answers the finished entries at the head of ch->fly, in order: the index
@@ -166,7 +183,7 @@ static void fly_flush(channel *ch)
             } else if (json_is_true(json_object_get(o->args, "deliver"))) {
                 /* from a front: relay to the other members, then answer (the
                 ** answer follows the DELIVER to the sender's front) */
-                deliver(ch->members, o->args, NULL, a->line, a->len);
+                deliver(ch->members, o->args, a->line, a->len);
                 API->reply(o->call, CPS_OK, NULL);
             } else {
                 /* the relayed array, as a value, only for this older caller */
@@ -201,23 +218,13 @@ static void append_done(void *ud, int status, uint64_t size)
     ch_kick(ch);     /* ch may be gone after this */
 }
 
-/* [0,user|null,"MSG",channel,content,time] as JSON.stringify writes it. */
+/* The stored line: the message with its time, then '\n'. */
 static void append_line(channel *ch, op *o)
 {
-    json_t *user = json_object_get(o->args, "user");
-    json_t *content = json_object_get(o->args, "content");
     json_int_t now = (json_int_t)API->now_ms();
     tbuf b = { 0 };
-    tbuf_adds(&b, "[0,");
-    if (json_is_string(user)) tbuf_json_str(&b, json_string_value(user), json_string_length(user));
-    else tbuf_adds(&b, "null");
-    tbuf_adds(&b, ",\"MSG\",");
-    tbuf_json_str(&b, ch->id, strlen(ch->id));
-    tbuf_add(&b, ",", 1);
-    tbuf_json_str(&b, json_string_value(content), json_string_length(content));
-    tbuf_add(&b, ",", 1);
-    tbuf_int(&b, now);
-    tbuf_add(&b, "]\n", 2);
+    message_text(&b, o->args, ch->id, &now);
+    tbuf_add(&b, "\n", 1);
     appending *a = calloc(1, sizeof *a);
     if (b.oom || !a) { tbuf_free(&b); free(a); fail(ch, o, CPS_ENOMEM); return; }
     snprintf(a->id, sizeof a->id, "%s", ch->id);
@@ -314,10 +321,10 @@ int cmd_channel_message(cps_call *call, json_t *args, void *ud)
     channel *ch = ch_get(id, !ephemeral);
     if (ephemeral && json_is_true(json_object_get(args, "deliver"))) {
         if (ch) {
-            json_t *msg = json_pack("[i O s s O]", 0, json_object_get(args, "user"), "MSG", id,
-                                    json_object_get(args, "content"));
-            deliver(ch->members, args, msg, NULL, 0);
-            json_decref(msg);
+            tbuf b = { 0 };
+            message_text(&b, args, id, NULL);
+            if (!b.oom) deliver(ch->members, args, b.s, b.len);
+            tbuf_free(&b);
         }
         return CPS_OK;
     }
