@@ -10,7 +10,7 @@
 #include <time.h>
 #include "pg.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 /* pg_advisory_xact_lock key: two processes creating the schema at once wait. */
@@ -90,6 +90,16 @@ static const char *const schema_v1 =
     "  PRIMARY KEY (oid, off));"
     "INSERT INTO cps_schema_version (version) VALUES (1);";
 
+/* Version 2: no foreign key from a chunk to its object.  Its check ran for
+** every chunk inserted (a query per row under each append: a fifth of
+** PostgreSQL's CPU on the broadcast benchmark, docs/storage-pg.md); the one
+** place that deletes an object (pg_io.c drop) deletes its chunks in the same
+** statement, which the cascade did before.  Version 1 created the key with
+** PostgreSQL's default name. */
+static const char *const schema_v2 =
+    "ALTER TABLE cps_chunk DROP CONSTRAINT IF EXISTS cps_chunk_oid_fkey;"
+    "UPDATE cps_schema_version SET version = 2;";
+
 static bool schema_ensure(PGconn *c, char *err, size_t errlen)
 {
     char lock[96];
@@ -111,8 +121,9 @@ static bool schema_ensure(PGconn *c, char *err, size_t errlen)
                  "(a newer cpsd made it)", v, SCHEMA_VERSION);
         goto fail;
     }
-    /* Upgrades go here, one step per version: if (v < 2) ... */
+    /* One step per version, in order: a new database goes through them all. */
     if (v < 1 && !exec_ok(c, schema_v1, err, errlen)) goto fail;
+    if (v < 2 && !exec_ok(c, schema_v2, err, errlen)) goto fail;
     return exec_ok(c, "COMMIT", err, errlen);
 fail:
     err[strcspn(err, "\n")] = 0;

@@ -135,12 +135,15 @@ static int append(io *x, const okey *k, const char *d, size_t n, uint64_t *size)
     return 0;
 }
 
-/* Removes an object with its bytes: 1 if there was one, 0 if not. */
+/* Removes an object with its bytes: 1 if there was one, 0 if not.  Its
+** chunks go in the same statement (no foreign key cascades since schema
+** version 2, pg_conn.c). */
 static int drop(io *x, const okey *k)
 {
     params p = { 0 };
     p_key(&p, k);
-    PGresult *res = run(x, "DELETE FROM cps_object WHERE kind = $1 AND ns = $2 AND id = $3 AND arch = $4 RETURNING oid", &p);
+    PGresult *res = run(x, "WITH o AS (DELETE FROM cps_object WHERE kind = $1 AND ns = $2 AND id = $3 AND arch = $4 RETURNING oid), "
+                           "c AS (DELETE FROM cps_chunk USING o WHERE cps_chunk.oid = o.oid) SELECT oid FROM o", &p);
     if (!res) return -1;
     int had = PQntuples(res) > 0;
     PQclear(res);

@@ -10,7 +10,7 @@ const Fs = require('node:fs');
 const Os = require('node:os');
 const Path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { startServer, runCpsd, binPath, tmpDir, renderConfig, TESTS_DIR } = require('./lib/server');
+const { startServer, runCpsd, binPath, tmpDir, renderConfig, TESTS_DIR, PG_SCHEMA_V1 } = require('./lib/server');
 const C = require('./lib/client');
 
 const PG_ENV = Path.resolve(TESTS_DIR, '../pg/pg_env.sh');
@@ -98,6 +98,45 @@ test('storage_backend = "pg" alone; a database lost fails messages, then service
             r.close(); c.close();
         })();
         assert.equal(await srv.stop(), 0, 'a clean exit (nothing leaked under ASan)');
+        srv = null;
+    } finally {
+        if (srv) { await srv.stop(); }
+        execFileSync('sh', [PG_ENV, 'stop', pgdir], { stdio: 'pipe' });
+    }
+});
+
+test('a database of schema version 1 is upgraded at start: its logs served, the chunk foreign key gone', { skip: NO_PG, timeout: 120000 }, async () => {
+    const pgdir = Fs.mkdtempSync(Path.join(Os.tmpdir(), 'cpspg-'));
+    execFileSync('sh', [PG_ENV, 'start', pgdir], { stdio: 'pipe' });
+    const psql = (sql) => execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', pgdir, '-U', 'cps', '-d', 'cps'],
+        { input: sql, encoding: 'utf8' }).trim();
+    let srv = null;
+    try {
+        // A channel log as version 1 stored it (one object row, one chunk).
+        const P = C.padId();
+        const log = JSON.stringify([0, C.hex(16), 'MSG', P, 'stored by version 1', Date.now()]) + '\n';
+        psql(PG_SCHEMA_V1 + "WITH o AS (INSERT INTO cps_object (kind, ns, id, arch, size) VALUES " +
+            `('L', '', '${P}', false, ${Buffer.byteLength(log)}) RETURNING oid) ` +
+            `INSERT INTO cps_chunk (oid, off, data) SELECT oid, 0, decode('${Buffer.from(log).toString('hex')}', 'hex') FROM o;`);
+        const fk = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'cps_chunk'::regclass AND contype = 'f'";
+        assert.equal(psql(fk), '1', 'version 1 has the foreign key');
+
+        srv = await startServer({ storage_backend: 'pg', storage_pg: { conninfo: `host=${pgdir} dbname=cps user=cps` } },
+            { single: true });
+        await srv.guard(async () => {
+            await C.waitFor(() => / ready \(/.test(srv.stderr()), 20000, 'cpsd ready');
+            assert.equal(psql('SELECT max(version) FROM cps_schema_version'), '2');
+            assert.equal(psql(fk), '0', 'version 2 has none');
+            const r = await C.rawReady(srv.url);
+            const j = await r.join(P);
+            const HK = j.members.find(id => id.length === 16);
+            assert.deepEqual((await r.msg(P, 'stored by version 2')).slice(1), ['ACK']);
+            const h = await C.getHistory(r, HK, P, { txid: 'upgrade' });
+            const lines = h.items.filter(p => Array.isArray(p) && p[2] === 'MSG').map(p => p[4]);
+            assert.deepEqual(lines, ['stored by version 1', 'stored by version 2']);
+            r.close();
+        })();
+        assert.equal(await srv.stop(), 0);
         srv = null;
     } finally {
         if (srv) { await srv.stop(); }

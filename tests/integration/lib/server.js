@@ -168,7 +168,8 @@ const pgRead = (file) => {
 // Seeding: the data_dir is the prefix whose remainder is a storage-fs path
 // (the shortest such remainder), and its database and schema are made here
 // when the server has not run yet (schema version 1 of
-// plugins/storage-pg/pg_conn.c, recorded as such, so the plugin accepts it).
+// plugins/storage-pg/pg_conn.c, recorded as such: the plugin upgrades it at
+// start, so every seeded pg test also starts on an upgraded database).
 const PG_SCHEMA_V1 = `
 CREATE TABLE IF NOT EXISTS cps_schema_version (version integer NOT NULL);
 DO $$ BEGIN
@@ -198,7 +199,8 @@ const pgWrite = (file, data) => {
     const sql = PG_SCHEMA_V1 + 'BEGIN;\n' +
         'CREATE TEMPORARY TABLE seed (data bytea) ON COMMIT DROP;\n' +
         'COPY seed (data) FROM STDIN;\n' + '\\\\x' + bytes.toString('hex') + '\n\\.\n' +
-        "DELETE FROM cps_object WHERE kind = :'kind' AND ns = :'ns' AND id = :'id' AND arch = :'arch'::boolean;\n" +
+        "WITH o AS (DELETE FROM cps_object WHERE kind = :'kind' AND ns = :'ns' AND id = :'id' " +
+        "AND arch = :'arch'::boolean RETURNING oid) DELETE FROM cps_chunk USING o WHERE cps_chunk.oid = o.oid;\n" +
         "WITH o AS (INSERT INTO cps_object (kind, ns, id, arch, size) VALUES (:'kind', :'ns', :'id', :'arch'::boolean, " +
         `${bytes.length}) RETURNING oid) ` +
         'INSERT INTO cps_chunk (oid, off, data) SELECT o.oid, 0, seed.data FROM o, seed WHERE length(seed.data) > 0;\n' +
@@ -245,8 +247,9 @@ const removeStored = (file) => {
     }
     const k = best && pgKeyOf(abs.slice(best.dir.length + 1));
     if (!k) { throw enoent(file); }
-    const sql = "DELETE FROM cps_object WHERE kind = ANY (string_to_array(:'kinds', ',')) AND ns = :'ns' " +
-        "AND id = :'id' AND arch = :'arch'::boolean;\n";
+    // (schema version 2 has no foreign key to delete the chunks with it)
+    const sql = "WITH o AS (DELETE FROM cps_object WHERE kind = ANY (string_to_array(:'kinds', ',')) AND ns = :'ns' " +
+        "AND id = :'id' AND arch = :'arch'::boolean RETURNING oid) DELETE FROM cps_chunk USING o WHERE cps_chunk.oid = o.oid;\n";
     const r = ChildProcess.spawnSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', best.db,
         '-v', `kinds=${k.kinds}`, '-v', `ns=${k.ns}`, '-v', `id=${k.id}`, '-v', `arch=${k.arch}`],
     { input: sql, encoding: 'utf8' });
@@ -536,5 +539,5 @@ const listFiles = (dir) => {
 module.exports = {
     startServer, withLog, runCpsd, binPath, toLua, renderConfig, deepMerge, tmpDir, EXAMPLES,
     TESTS_DIR, FIXTURES_DIR, channelFile, listFiles, storageConfig, FS_ONLY, PG,
-    readStored, existsStored, statStored, writeStored, removeStored,
+    readStored, existsStored, statStored, writeStored, removeStored, PG_SCHEMA_V1,
 };
