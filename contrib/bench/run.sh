@@ -23,7 +23,8 @@
 # PG_POOL: storage_pg.pool, default 4, with UV_THREADPOOL_SIZE to match):
 #   pg-writer    one ACK-paced writer on one pad (cpsload history's write
 #                phase, write msgs/s): cpsd on fs and on pg
-#   pg-broadcast the broadcast scenario on the three
+#   pg-broadcast the broadcast scenario on the three (HARNESS=bench.js: with
+#                the Node harness on the real netflux client instead of cpsload)
 #   pg-history   K readers of an N-message history, cpsd on fs and on pg
 #   pg-blob      blobget.js: a 100 MB blob read by 20 clients, the server's RSS
 #                sampled, cpsd on fs and on pg (seeded by cpsd migrate)
@@ -179,8 +180,11 @@ c-broadcast|c-idle|c-history|c-scale|c-client|pg-writer|pg-broadcast|pg-history)
             # cannot finish there; its broadcast row is in pg-broadcast)
             one cpsd-fs $P_CPSD $cpid history --readers 1 "$@"; one cpsd-pg $P_PG $gpid history --readers 1 "$@" ;;
         pg-broadcast)
-            one cpsd-fs $P_CPSD $cpid broadcast "$@"; one cpsd-pg $P_PG $gpid broadcast "$@"
-            one chainpad-server $P_REF $rpid broadcast "$@" ;;
+            # HARNESS=bench.js: the Node harness on the real netflux client
+            # instead of cpsload (the same scenario; the client costs ~8x more)
+            h=; [ "${HARNESS:-cpsload}" = bench.js ] && h=bench.js
+            one $h cpsd-fs $P_CPSD $cpid broadcast "$@"; one $h cpsd-pg $P_PG $gpid broadcast "$@"
+            one $h chainpad-server $P_REF $rpid broadcast "$@" ;;
         pg-history) one cpsd-fs $P_CPSD $cpid history "$@"; one cpsd-pg $P_PG $gpid history "$@" ;;
         c-client)
             one bench.js lwsbare $P_LWS $lpid broadcast "$@"; one lwsbare $P_LWS $lpid broadcast "$@"
