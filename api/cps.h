@@ -46,6 +46,7 @@
 **   instance_set                      2.1
 **   on_peer_up node_is_up owner_live  2.1
 **   session_pause                     2.3
+**   watch_start watch_set watch_stop  2.4
 **   cps_storage_backend members (check with CPS_STORAGE_HAS):
 **   raw_spaces raw_list raw_size      2.1      obj_restore             2.2
 **   raw_read raw_write lease          2.1      pin_restore             2.2
@@ -73,10 +74,12 @@
 **     the matching function: frames (frame_new/frame_json -> frame_unref,
 **     refcounted with frame_ref), timers (timer_start -> timer_stop; a
 **     one-shot timer gives itself back when it fires, so its handle is
-**     invalid once its callback returns).  Counters and histograms belong
+**     invalid once its callback returns), watches (watch_start ->
+**     watch_stop; the descriptor itself stays the plugin's).  Counters and histograms belong
 **     to the host and live as long as the process.  Whatever a plugin
-**     still holds when it is unloaded (timers, registrations, pending
-**     queries and work) is cancelled and released by the host after fini.
+**     still holds when it is unloaded (timers, watches, registrations,
+**     pending queries and work) is cancelled and released by the host after
+**     fini.
 **
 ** ERRORS
 **   Functions return CPS_OK (0) or a negative code from cps_errors.h;
@@ -100,7 +103,7 @@ extern "C" {
 #endif
 
 #define CPS_ABI_MAJOR 2
-#define CPS_ABI_MINOR 3
+#define CPS_ABI_MINOR 4
 
 /* Log levels, lowest is most severe. */
 enum { CPS_LOG_ERROR = 0, CPS_LOG_WARN = 1, CPS_LOG_INFO = 2, CPS_LOG_DEBUG = 3 };
@@ -128,6 +131,7 @@ typedef struct cps_frame   cps_frame;    /* an immutable, refcounted text frame 
 typedef struct cps_call    cps_call;     /* an incoming inter-node message */
 typedef struct cps_rpc     cps_rpc;      /* one invocation of an RPC command */
 typedef struct cps_timer   cps_timer;
+typedef struct cps_watch   cps_watch;    /* a descriptor watched on the loop (2.4) */
 typedef struct cps_counter cps_counter;
 typedef struct cps_histogram cps_histogram;   /* a latency histogram (2.1) */
 typedef struct cps_http    cps_http;     /* one HTTP request */
@@ -170,6 +174,12 @@ typedef struct cps_session_handler {
 } cps_session_handler;
 
 typedef void (*cps_timer_fn)(cps_timer *t, void *ud);
+/* A watched descriptor is ready (2.4): `events` is what of CPS_WATCH_READ
+** and CPS_WATCH_WRITE it is ready for, or status < 0 (a CPS_E* code: the
+** loop could not poll it; events is then 0 and the watch stays as it was). */
+typedef void (*cps_watch_fn)(cps_watch *w, int status, int events, void *ud);
+#define CPS_WATCH_READ  1
+#define CPS_WATCH_WRITE 2
 /* Runs on a thread-pool thread: no api calls, no Lua, no loop state. */
 typedef void (*cps_work_fn)(void *ud);
 /* Runs on the loop thread afterwards; status is CPS_OK or CPS_ECANCELED
@@ -455,6 +465,24 @@ typedef struct cps_api {
     ** refusing an honest client (docs/plugin-guide.md §5).  Idempotent; a
     ** NULL or closing session is ignored. */
     void (*session_pause)(cps_session *s, bool paused);
+
+    /* ---- since 2.4 (check with CPS_API_HAS) ---- */
+
+    /* Watch a descriptor the plugin owns (a database client's socket, a
+    ** pipe) on the loop, so that a library with a non-blocking API can be
+    ** driven without a thread: fn runs on the loop whenever fd is ready for
+    ** one of `events` (CPS_WATCH_READ, CPS_WATCH_WRITE, or both), until the
+    ** watch is stopped.  Level-triggered: fn runs again on the next turn
+    ** while the descriptor stays ready.  One watch per descriptor.  NULL if
+    ** fd is not one the loop can poll (a regular file) or out of memory.
+    ** Stopped by the host at unload, after fini (docs/plugin-guide.md §7). */
+    cps_watch *(*watch_start)(cps_plugin *p, int fd, int events, cps_watch_fn fn, void *ud);
+    /* Change what the watch waits for; 0 pauses it.  CPS_OK, or CPS_EINVAL
+    ** for a NULL watch or bits other than the two above. */
+    int (*watch_set)(cps_watch *w, int events);
+    /* Stop and free the watch; from now on fn is not called and the
+    ** descriptor may be closed.  NULL is ignored.  Also from within fn. */
+    void (*watch_stop)(cps_watch *w);
 } cps_api;
 
 /* ---- the entry point ------------------------------------------------- */

@@ -170,4 +170,7 @@ const cps_api cps_host_api = {
     .node_is_up = api_node_is_up,
     .owner_live = api_owner_live,
     .session_pause = cps_session_pause,
+    .watch_start = cps_watch_start,
+    .watch_set = cps_watch_set,
+    .watch_stop = cps_watch_stop,
 };

@@ -294,6 +294,11 @@ cps_timer *cps_timer_start(cps_plugin *p, uint64_t after, uint64_t repeat,
                            cps_timer_fn fn, void *ud);
 void cps_timer_stop(cps_timer *t);
 void cps_timers_forget(cps_plugin *p);
+/* watch.c: descriptors watched for plugins (api->watch_*) */
+cps_watch *cps_watch_start(cps_plugin *p, int fd, int events, cps_watch_fn fn, void *ud);
+int  cps_watch_set(cps_watch *w, int events);
+void cps_watch_stop(cps_watch *w);
+void cps_watches_forget(cps_plugin *p);
 int  cps_work(cps_plugin *p, cps_work_fn w, cps_after_work_fn a, void *ud);
 uint64_t cps_now_ms(void);
 uv_loop_t *cps_loop(void);

@@ -53,6 +53,7 @@ static void finish(uv_timer_t *t)
     cps_plugins_fini();      /* plugins stop their timers, drop registrations */
     cps_server_forget(NULL); /* CLOSED during destroy must not reach plugins */
     cps_timers_forget(NULL);
+    cps_watches_forget(NULL);
     cps_rpc_shutdown();
     cps_router_shutdown();
     cps_server_stop();       /* first lws_context_destroy, in the loop */
@@ -367,6 +368,7 @@ out:
         cps_plugins_fini();
         cps_server_forget(NULL);
         cps_timers_forget(NULL);
+        cps_watches_forget(NULL);
         cps_rpc_shutdown();
         cps_router_shutdown();
         cps_server_stop();

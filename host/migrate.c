@@ -525,6 +525,7 @@ int cps_migrate_main(int argc, char **argv)
     free_names(M.page, M.npage);
     cps_plugins_fini();
     cps_timers_forget(NULL);
+    cps_watches_forget(NULL);
     cps_router_shutdown();
     uv_run(&M.loop, UV_RUN_DEFAULT);
     cps_plugins_close();

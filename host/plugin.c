@@ -47,6 +47,7 @@ void cps_plugin_forget(cps_plugin *p)
     cps_router_forget(p);
     cps_rpc_forget(p);
     cps_timers_forget(p);
+    cps_watches_forget(p);
     cps_server_forget(p);
     cps_storage_forget(p);
     cps_http_forget(p);

@@ -24,12 +24,14 @@ static const size_t api_size_at_minor[] = {
     [1] = END_OF(owner_live),          /* 2.1 */
     [2] = END_OF(owner_live),          /* 2.2: storage backend only */
     [3] = END_OF(session_pause),       /* 2.3 */
+    [4] = END_OF(watch_stop),          /* 2.4 */
 };
 static const size_t backend_size_at_minor[] = {
     [0] = BE_END_OF(channel_cut),      /* 2.0 */
     [1] = BE_END_OF(lease),            /* 2.1 */
     [2] = BE_END_OF(pin_restore),      /* 2.2 */
     [3] = BE_END_OF(pin_restore),      /* 2.3: cps_api only */
+    [4] = BE_END_OF(pin_restore),      /* 2.4: cps_api only */
 };
 
 static void test_table_size(void **state)
