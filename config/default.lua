@@ -36,11 +36,14 @@ return {
     -- PGPASSWORD) says.  `pool`: connections per process (1 to 64).
     -- `append_trains`: transactions of channel appends in flight at once
     -- (at most `pool`); appends of every channel that arrive meanwhile are
-    -- committed together by the next (docs/storage-pg.md).
+    -- committed together by the next (docs/storage-pg.md).  `trains_on_loop`:
+    -- send them from the event loop with libpq's non-blocking API (false:
+    -- through a pool thread, as every other operation).
     storage_pg = {
         -- conninfo = "host=/run/postgresql dbname=cpsd user=cpsd",
         pool = 4,
         append_trains = 1,
+        trains_on_loop = true,
     },
 
     -- In a cluster whose storage nodes share one backend ("pg"): when a

@@ -269,6 +269,7 @@ static const rule schema[] = {
     { "storage_pg.conninfo", T_OPTSTR, 0, 0 },
     { "storage_pg.pool", T_INT, 1, 64 },
     { "storage_pg.append_trains", T_INT, 1, 64 },
+    { "storage_pg.trains_on_loop", T_BOOL, 0, 0 },
     { "storage_failover", T_BOOL, 0, 0 },       /* docs/protocol/cluster.md §11 */
     { "plugin_dirs", T_STRLIST, 0, 0 },
     { "lua_dirs", T_STRLIST, 0, 0 },

@@ -80,7 +80,10 @@ void pg_pool_close(pg_pool *p);
 /* Takes a connection (waits while all are taken), reconnecting a lost one
 ** if its back-off allows; NULL if the database is unreachable now. */
 PGconn *pg_pool_take(pg_pool *p, char *err, size_t errlen);
-/* Gives it back; `broken` when a query failed for a connection reason. */
+/* A free connection that is up, without waiting or reconnecting (the loop
+** may call it); NULL if there is none right now. */
+PGconn *pg_pool_try_take(pg_pool *p);
+/* Gives it back (a lost one is reconnected by a later pg_pool_take). */
 void pg_pool_give(pg_pool *p, PGconn *c);
 /* "host=... port=... dbname=... user=..." of the pool, for messages. */
 const char *pg_pool_name(const pg_pool *p);
@@ -98,6 +101,25 @@ bool pg_io_all_appends(const pg_obj *o, const pg_req *batch);
 ** round trip (a train, pg.c); the same outcomes as pg_io_batch, for all of
 ** them together. */
 int pg_io_appends(PGconn *c, int n, const pg_obj *const *objs, pg_req *const *batches, char *err, size_t errlen);
+/* The same in steps, for a connection in non-blocking mode driven from the
+** loop (pg.c, trains on the loop), whose session has the append statements
+** prepared (pg_io_prepared): _send enters pipeline mode and sends it all
+** (NULL: out of memory, in err); _take takes each value PQgetResult
+** returns, NULL too, while PQisBusy is false, until it returns true; _end
+** leaves pipeline mode, frees the pipe and returns what pg_io_appends
+** would have.  Nothing of it blocks but _end after a failed explicit
+** transaction (fenced batches, which trains never hold). */
+typedef struct pg_pipe pg_pipe;
+pg_pipe *pg_io_appends_send(PGconn *c, int n, const pg_obj *const *objs, pg_req *const *batches,
+                            char *err, size_t errlen);
+bool pg_io_appends_take(pg_pipe *pp, PGresult *res);
+int pg_io_appends_end(pg_pipe *pp, PGconn *c);
+/* Nothing of it went out (pipeline mode refused): another connection may
+** try it.  And: the connection failed while driving it (no more results). */
+bool pg_io_appends_unsent(const pg_pipe *pp);
+void pg_io_appends_lost(pg_pipe *pp);
+/* Whether this connection's session has the append statements prepared. */
+bool pg_io_prepared(const PGconn *c);
 
 /* ---- lease.c: storage failover leases and fencing ---- */
 

@@ -218,6 +218,19 @@ PGconn *pg_pool_take(pg_pool *p, char *err, size_t errlen)
     return NULL;
 }
 
+PGconn *pg_pool_try_take(pg_pool *p)
+{
+    PGconn *c = NULL;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->n && !c; i++) {
+        if (p->taken[i] || PQstatus(p->conns[i]) != CONNECTION_OK) continue;
+        p->taken[i] = true;
+        c = p->conns[i];
+    }
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
 void pg_pool_give(pg_pool *p, PGconn *c)
 {
     pthread_mutex_lock(&p->mu);

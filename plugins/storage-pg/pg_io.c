@@ -804,34 +804,73 @@ static bool one_kind_each(int nobj, const pg_obj *const *objs, pg_req *const *ba
 ** or of several (a train, pg.c): the statements (with BEGIN, the fence
 ** checks and COMMIT when there are checks) are sent at once and their
 ** results read after one sync, so the whole costs one round trip and one
-** commit instead of two round trips per request plus two.  Nothing depends on an earlier result: a
-** failed statement aborts the rest, which the server skips, and nothing of
-** any batch is committed. */
-static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req *const *batches)
-{
-    PGconn *c = x->c;
+** commit instead of two round trips per request plus two.  Nothing depends
+** on an earlier result: a failed statement aborts the rest, which the server
+** skips, and nothing of any batch is committed.
+**
+** In three steps, so that the loop can drive it without a thread (pg.c,
+** trains on the loop): pg_io_appends_send sends it all, pg_io_appends_take
+** takes each value PQgetResult returns until the sync, pg_io_appends_end
+** leaves pipeline mode and says how it went.  pg_io_appends does the three
+** with blocking calls. */
+struct pg_pipe {
+    int nobj;
+    const pg_obj *const *objs;
+    pg_req *const *batches;
     /* what each statement sent is: an append (its request), a fence check
-    ** (fence[i]), or neither (prepare, BEGIN, SET LOCAL, COMMIT) */
+    ** (fence[i]), or neither (BEGIN, SET LOCAL, COMMIT) */
+    pg_req **who;
+    int *group;
+    bool *fence;
+    int sent;
+    int next;                  /* the statement whose result comes next */
+    bool want_null;            /* the NULL that ends statement next-1's results */
+    bool synced, block, lost, fenced;
+    int rc, first_bad;
+    char *err;
+    size_t errlen;
+};
+
+static void pipe_free(pg_pipe *pp)
+{
+    free(pp->who);
+    free(pp->group);
+    free(pp->fence);
+    free(pp);
+}
+
+pg_pipe *pg_io_appends_send(PGconn *c, int nobj, const pg_obj *const *objs, pg_req *const *batches,
+                            char *err, size_t errlen)
+{
     size_t cap = 3;
     for (int b = 0; b < nobj; b++)
         for (const pg_req *r = batches[b]; r; r = r->next) cap += 3;   /* append, fence, SET LOCAL */
-    pg_req **who = calloc(cap, sizeof *who);
-    int *group = calloc(cap, sizeof *group);
-    bool *fence = calloc(cap, sizeof *fence);
-    if (!who || !group || !fence) {
-        free(who);
-        free(group);
-        free(fence);
-        snprintf(x->err, x->errlen, "out of memory");
-        return -2;
+    pg_pipe *pp = calloc(1, sizeof *pp);
+    if (pp) {
+        pp->who = calloc(cap, sizeof *pp->who);
+        pp->group = calloc(cap, sizeof *pp->group);
+        pp->fence = calloc(cap, sizeof *pp->fence);
     }
-    if (ensure_prepared(x) != 0 || PQenterPipelineMode(c) != 1) {
-        if (!x->err[0]) snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
-        free(who);
-        free(group);
-        free(fence);
-        return -2;
+    if (!pp || !pp->who || !pp->group || !pp->fence) {
+        if (pp) pipe_free(pp);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
     }
+    pp->nobj = nobj;
+    pp->objs = objs;
+    pp->batches = batches;
+    pp->err = err;
+    pp->errlen = errlen;
+    pp->first_bad = -1;
+    if (PQenterPipelineMode(c) != 1) {
+        snprintf(err, errlen, "%s", PQerrorMessage(c));
+        err[strcspn(err, "\n")] = 0;
+        pp->rc = -2;           /* nothing was sent */
+        return pp;
+    }
+    pg_req **who = pp->who;
+    int *group = pp->group;
+    bool *fence = pp->fence;
     int sent = 0;
     bool ok = true, many = nobj > 1 && one_kind_each(nobj, objs, batches);
     /* Without a lease check the pipeline's own transaction is enough: its
@@ -904,7 +943,7 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
             ok = PQsendQueryPrepared(c, APPEND_MANY_STMT, 5, v, len, fmt, 1) == 1;
             if (ok) group[sent++] = -1;  /* the train's rows */
         } else {
-            snprintf(x->err, x->errlen, "out of memory");
+            snprintf(err, errlen, "out of memory");
         }
         tbuf_free(&kinds); tbuf_free(&nss); tbuf_free(&ids); tbuf_free(&lens); tbuf_free(&data);   /* libpq copied them */
     }
@@ -913,74 +952,123 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
     ** server ends an explicit transaction only at COMMIT, so an incomplete
     ** batch is rolled back below, never committed. */
     bool synced = PQpipelineSync(c) == 1;
-    if (!ok || !synced) snprintf(x->err, x->errlen, "%s", PQerrorMessage(c));
-    /* Results: one per statement sent (each followed by NULL), then the sync. */
-    int rc = ok && synced ? 0 : -1, first_bad = -1;
-    bool fenced = false;
-    for (int i = 0; synced && i < sent; i++) {
-        PGresult *res = PQgetResult(c);
-        ExecStatusType st = PQresultStatus(res);
-        bool good = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-        if (!good && first_bad < 0 && st != PGRES_PIPELINE_ABORTED) {
-            first_bad = i;
-            const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-            fenced = fence[i] && state && !strcmp(state, PG_FENCE_SQLSTATE);
-            snprintf(x->err, x->errlen, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(c));
-            x->err[strcspn(x->err, "\n")] = 0;
-        }
-        if (!good) rc = -1;
-        if (!who[i] && group[i] == -1) {   /* the train's rows: kind, id, size after */
-            for (int row = 0; good && row < PQntuples(res); row++) {
-                char kind = PQgetlength(res, row, 0) == 1 ? PQgetvalue(res, row, 0)[0] : 0;
-                const char *id = PQgetvalue(res, row, 1);
-                uint64_t at = (uint64_t)get_i64(res, row, 2);
-                for (int b = 0; b < nobj; b++) {
-                    okey k = { .ns = "", .id = "" };
-                    append_key(objs[b], batches[b], &k);
-                    if (k.kind[0] != kind || strcmp(objs[b]->id, id)) continue;
-                    for (const pg_req *r = batches[b]; r; r = r->next) at -= r->inlen;
-                    for (pg_req *r = batches[b]; r; r = r->next) {
-                        r->ran = true;
-                        r->status = CPS_OK;
-                        at += r->inlen;
-                        r->size = at;
-                    }
+    if (!ok || !synced) {
+        if (!err[0]) snprintf(err, errlen, "%s", PQerrorMessage(c));
+        err[strcspn(err, "\n")] = 0;
+    }
+    pp->sent = sent;
+    pp->synced = synced;
+    pp->block = block;
+    pp->rc = ok && synced ? 0 : -1;
+    return pp;
+}
+
+/* Statement i's result (not NULL): a failure noted, the requests' sizes
+** after their appends set. */
+static void pipe_result(pg_pipe *pp, int i, PGresult *res)
+{
+    int nobj = pp->nobj;
+    const pg_obj *const *objs = pp->objs;
+    pg_req *const *batches = pp->batches;
+    pg_req **who = pp->who;
+    int *group = pp->group;
+    ExecStatusType st = PQresultStatus(res);
+    bool good = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!good && pp->first_bad < 0 && st != PGRES_PIPELINE_ABORTED) {
+        pp->first_bad = i;
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        pp->fenced = pp->fence[i] && state && !strcmp(state, PG_FENCE_SQLSTATE);
+        snprintf(pp->err, pp->errlen, "%s", PQresultErrorMessage(res));
+        pp->err[strcspn(pp->err, "\n")] = 0;
+    }
+    if (!good) pp->rc = -1;
+    if (!who[i] && group[i] == -1) {   /* the train's rows: kind, id, size after */
+        for (int row = 0; good && row < PQntuples(res); row++) {
+            char kind = PQgetlength(res, row, 0) == 1 ? PQgetvalue(res, row, 0)[0] : 0;
+            const char *id = PQgetvalue(res, row, 1);
+            uint64_t at = (uint64_t)get_i64(res, row, 2);
+            for (int b = 0; b < nobj; b++) {
+                okey k = { .ns = "", .id = "" };
+                append_key(objs[b], batches[b], &k);
+                if (k.kind[0] != kind || strcmp(objs[b]->id, id)) continue;
+                for (const pg_req *r = batches[b]; r; r = r->next) at -= r->inlen;
+                for (pg_req *r = batches[b]; r; r = r->next) {
+                    r->ran = true;
+                    r->status = CPS_OK;
+                    at += r->inlen;
+                    r->size = at;
                 }
             }
         }
-        if (who[i]) {                    /* appends' result: the size after the last */
-            uint64_t after = good && PQntuples(res) > 0 ? (uint64_t)get_i64(res, 0, 0) : 0, len = 0;
-            pg_req *m = who[i];
-            for (int g = 0; g < group[i]; g++, m = m->next) len += m->inlen;
-            uint64_t at = after - len;  /* each one's own size after it */
-            m = who[i];
-            for (int g = 0; g < group[i]; g++, m = m->next) {
-                m->ran = true;
-                m->status = CPS_OK;
-                at += m->inlen;
-                m->size = after ? at : 0;
-            }
+    }
+    if (who[i]) {                    /* appends' result: the size after the last */
+        uint64_t after = good && PQntuples(res) > 0 ? (uint64_t)get_i64(res, 0, 0) : 0, len = 0;
+        pg_req *m = who[i];
+        for (int g = 0; g < group[i]; g++, m = m->next) len += m->inlen;
+        uint64_t at = after - len;  /* each one's own size after it */
+        m = who[i];
+        for (int g = 0; g < group[i]; g++, m = m->next) {
+            m->ran = true;
+            m->status = CPS_OK;
+            at += m->inlen;
+            m->size = after ? at : 0;
         }
-        PQclear(res);
-        if (!res) break;                 /* connection lost: no more results */
-        PQclear(PQgetResult(c));         /* the NULL ending this statement's results */
     }
-    if (synced) {
-        PGresult *res;
-        /* up to the sync (a lost connection gives NULL) */
-        while ((res = PQgetResult(c)) && PQresultStatus(res) != PGRES_PIPELINE_SYNC) PQclear(res);
+}
+
+/* One value PQgetResult returned (NULL too), in order; true once the sync
+** came back or the connection was found lost (then nothing more comes). */
+bool pg_io_appends_take(pg_pipe *pp, PGresult *res)
+{
+    if (!pp->synced) { PQclear(res); return true; }
+    if (pp->want_null) {           /* the end of statement next-1's results */
+        pp->want_null = res != NULL;
         PQclear(res);
+        return false;
     }
-    PQexitPipelineMode(c);
-    free(who);
-    free(group);
-    free(fence);
-    if (rc == 0) return 0;
+    if (!res) {                    /* a result, or the sync, was due: lost */
+        pp->lost = true;
+        pp->rc = -1;
+        if (pp->first_bad < 0 && pp->next < pp->sent) pp->first_bad = pp->next;
+        return true;
+    }
+    if (pp->next < pp->sent) {
+        pipe_result(pp, pp->next++, res);
+        pp->want_null = true;
+        PQclear(res);
+        return false;
+    }
+    bool sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+    PQclear(res);
+    return sync;
+}
+
+bool pg_io_appends_unsent(const pg_pipe *pp) { return pp->rc == -2; }
+
+void pg_io_appends_lost(pg_pipe *pp)
+{
+    pp->lost = true;
+    pp->rc = -1;
+}
+
+int pg_io_appends_end(pg_pipe *pp, PGconn *c)
+{
+    char *err = pp->err;
+    size_t errlen = pp->errlen;
+    if (pp->lost && !err[0]) {
+        snprintf(err, errlen, "%s", PQerrorMessage(c));
+        err[strcspn(err, "\n")] = 0;
+    }
+    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF) PQexitPipelineMode(c);
+    int rc = pp->rc, sent = pp->sent, first_bad = pp->first_bad;
+    bool block = pp->block, fenced = pp->fenced;
+    pipe_free(pp);
+    if (rc == 0 || rc == -2) return rc;    /* -2: pipeline mode refused, nothing sent */
     /* BEGIN failed: nothing was done (retried once if the connection was
     ** found dead). */
     if (first_bad == 0 || sent == 0) rc = -2;
     else if (fenced) {
-        snprintf(x->err, x->errlen, "fenced: a lease epoch of this batch is no longer held");
+        snprintf(err, errlen, "fenced: a lease epoch of this batch is no longer held");
         rc = PG_FENCED;
     }
     /* An explicit transaction that failed stays open, aborted, after the
@@ -992,8 +1080,14 @@ static int pipelined_appends(io *x, int nobj, const pg_obj *const *objs, pg_req 
 int pg_io_appends(PGconn *c, int n, const pg_obj *const *objs, pg_req *const *batches, char *err, size_t errlen)
 {
     io x = { c, err, errlen };
-    return pipelined_appends(&x, n, objs, batches);
+    if (ensure_prepared(&x) != 0) return -2;
+    pg_pipe *pp = pg_io_appends_send(c, n, objs, batches, err, errlen);
+    if (!pp) return -2;
+    while (!pg_io_appends_take(pp, PQgetResult(c))) {}
+    return pg_io_appends_end(pp, c);
 }
+
+bool pg_io_prepared(const PGconn *c) { return prep_has(c); }
 
 bool pg_io_all_appends(const pg_obj *o, const pg_req *batch) { return all_appends(o, batch); }
 
@@ -1001,7 +1095,7 @@ int pg_io_batch(PGconn *c, const pg_obj *o, pg_req *batch, char *err, size_t err
 {
     if (o->kind == PG_LEASE) return pg_lease_batch(c, batch, err, errlen);
     io x = { c, err, errlen };
-    if (all_appends(o, batch)) return pipelined_appends(&x, 1, &o, &batch);
+    if (all_appends(o, batch)) return pg_io_appends(c, 1, &o, &batch, err, errlen);
     PGresult *res = run(&x, "BEGIN", NULL);
     if (!res) return -2;       /* nothing sent yet that could have counted */
     PQclear(res);

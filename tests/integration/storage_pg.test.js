@@ -143,3 +143,60 @@ test('a database of schema version 1 is upgraded at start: its logs served, the 
         execFileSync('sh', [PG_ENV, 'stop', pgdir], { stdio: 'pipe' });
     }
 });
+
+// Trains of appends go from the loop (docs/storage-pg.md, "Trains on the
+// loop"), or with storage_pg.trains_on_loop = false through a pool thread:
+// the same outcomes either way, and the counter says which path ran.
+for (const onLoop of [true, false]) {
+    test(`trains ${onLoop ? 'on the loop' : 'through the pool'}: 8 pads at once, every message ACKed in order and stored once`,
+        { skip: NO_PG, timeout: 120000 }, async () => {
+            const pgdir = Fs.mkdtempSync(Path.join(Os.tmpdir(), 'cpspg-'));
+            execFileSync('sh', [PG_ENV, 'start', pgdir], { stdio: 'pipe' });
+            let srv = null;
+            try {
+                srv = await startServer({ storage_backend: 'pg',
+                    storage_pg: { conninfo: `host=${pgdir} dbname=cps user=cps`, trains_on_loop: onLoop } }, { single: true });
+                await srv.guard(async () => {
+                    await C.waitFor(() => / ready \(/.test(srv.stderr()), 20000, 'cpsd ready');
+                    const PADS = 8; const N = 25;
+                    const pads = Array.from({ length: PADS }, () => C.padId());
+                    const writers = [];
+                    for (const P of pads) { const r = await C.rawReady(srv.url); await r.join(P); writers.push(r); }
+                    const HK = (await writers[0].join(pads[0])).members.find(id => id.length === 16);
+                    const seqs = writers.map(() => []);
+                    for (let i = 0; i < N; i++) {
+                        writers.forEach((r, k) => { const seq = r.nextSeq(); seqs[k].push(seq); r.send([seq, 'MSG', pads[k], `p${k}-${i}`]); });
+                    }
+                    for (let k = 0; k < PADS; k++) {
+                        const replies = await Promise.all(seqs[k].map(seq =>
+                            writers[k].next(f => Array.isArray(f) && f[0] === seq, 60000, `answer to ${seq}`)));
+                        for (const f of replies) { assert.equal(f[1], 'ACK', `pad ${k}: ${C.short(f)}`); }
+                        const order = writers[k].log.filter(f => Array.isArray(f) && f[1] === 'ACK').map(f => f[0]);
+                        assert.deepEqual(order.filter(s => seqs[k].includes(s)), seqs[k], `pad ${k}: ACK order`);
+                    }
+                    const reader = await C.rawReady(srv.url);
+                    for (let k = 0; k < PADS; k++) {
+                        await reader.join(pads[k]);
+                        const h = await C.getHistory(reader, HK, pads[k], { txid: C.txid() }, 60000);
+                        const stored = h.items.filter(Array.isArray).map(m => m[4]);
+                        assert.deepEqual(stored, Array.from({ length: N }, (_, i) => `p${k}-${i}`), `pad ${k}: history`);
+                    }
+                    const m = await (await fetch(`http://127.0.0.1:${srv.port}/metrics`)).text();
+                    const loop = Number((m.match(/^cpsd_storage_pg_loop_trains_total (\S+)$/m) || [0, 0])[1]);
+                    const commits = Number((m.match(/^cpsd_storage_pg_append_transactions_total (\S+)$/m) || [0, 0])[1]);
+                    if (onLoop) {
+                        assert.ok(loop > 0, `trains sent from the loop: ${loop}`);
+                    } else {
+                        assert.equal(loop, 0, 'no train from the loop when trains_on_loop = false');
+                    }
+                    assert.ok(commits > 0 && commits < PADS * N, `group commit: ${commits} transactions`);
+                    writers.forEach(r => r.close()); reader.close();
+                })();
+                assert.equal(await srv.stop(), 0, 'a clean exit');
+                srv = null;
+            } finally {
+                if (srv) { await srv.stop(); }
+                execFileSync('sh', [PG_ENV, 'stop', pgdir], { stdio: 'pipe' });
+            }
+        });
+}
