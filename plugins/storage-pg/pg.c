@@ -409,15 +409,16 @@ static void rest_fire(cps_timer *tm, void *ud)
 }
 
 /* Hands a sent train to the pool to finish.  If the pool refuses the job
-** (its queue is full), it finishes on the next turn here, blocking the
-** loop for its round trip: a train is never left unanswered. */
+** (its queue is full), it finishes on the next turn here (now if unloading:
+** the host stops the plugin's timers after fini), blocking the loop for its
+** round trip: a train is never left unanswered. */
 static void loop_to_pool(pg_train *t)
 {
     if (t->w) { PG.api->watch_stop(t->w); t->w = NULL; }
     loop_unlink(t);
     if (PG.api->work(PG.self, train_rest_work, train_after, t) == 0) return;
-    if (PG.api->timer_start(PG.self, 0, 0, rest_fire, t)) return;
-    rest_fire(NULL, t);        /* no memory for a timer either */
+    if (!PG.closing && PG.api->timer_start(PG.self, 0, 0, rest_fire, t)) return;
+    rest_fire(NULL, t);
 }
 
 static void loop_ready(cps_watch *w, int status, int events, void *ud)
